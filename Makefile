@@ -1,0 +1,44 @@
+# The two entry points a user needs: `make demo` and `make test`. Each builds its own
+# virtual environment and installs what it needs into it.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+
+.PHONY: demo demo-wsgi test lint typecheck bench clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+
+$(VENV)/.demo: pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet -e '.[demo]'
+	touch $@
+
+$(VENV)/.dev: pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $@ $(VENV)/.demo
+
+## Run the seed server's Python rewrite (ASGI flavour) on 0.0.0.0:8080 (PORT overrides).
+demo: $(VENV)/.demo
+	$(BIN)/python -m examples.node_demo.asgi_app
+
+## The same contract served by Werkzeug (WSGI flavour).
+demo-wsgi: $(VENV)/.demo
+	$(BIN)/python -m examples.node_demo.wsgi_app
+
+## Lint, format check, mypy strict, then the whole test suite.
+test: $(VENV)/.dev lint typecheck
+	$(BIN)/python -m pytest
+
+lint: $(VENV)/.dev
+	$(BIN)/ruff check src tests examples benchmarks
+	$(BIN)/ruff format --check src tests examples benchmarks
+
+typecheck: $(VENV)/.dev
+	$(BIN)/mypy
+
+bench: $(VENV)/.dev
+	$(BIN)/python -m benchmarks
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

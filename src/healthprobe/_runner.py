@@ -1,0 +1,458 @@
+"""Running checks: parallel, under deadlines that really return, single-flight, cached.
+
+Every run of a check is one :class:`_Run` whose outcome is a thread-safe
+:class:`concurrent.futures.Future`, so async callers (ASGI, on any anyio backend) and sync
+callers (WSGI threads, the standalone probe server) can join the same run:
+
+* **Single-flight.** While a run is in flight, every probe that needs the check waits on that
+  run instead of starting another. A fresh result (``cache_ttl``) is served without a run.
+* **Deadlines are enforced by the waiters**, not by the check: each waiter stops waiting at
+  the run's deadline and resolves the run as ``fail`` ("timed out"). A sync check runs in a
+  daemon thread of its own, so one that blocks forever holds exactly one thread, never blocks
+  an event loop, and never keeps the interpreter from exiting. Until that thread returns, the
+  check is *busy*: later probes get an immediate ``fail`` instead of a second thread.
+* **Async checks** run on the caller's event loop when the caller is async (so clients bound
+  to the application's loop keep working), and on a private daemon event loop when the caller
+  is sync.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import dataclasses
+import inspect
+import logging
+import math
+import os
+import threading
+import time
+from collections.abc import Awaitable, Callable, Iterable
+from typing import Any
+
+import anyio
+import anyio.lowlevel
+
+from ._types import CheckResult, Probe, Status
+
+logger = logging.getLogger("healthprobe")
+
+CheckFunc = Callable[[], object | Awaitable[object]]
+
+#: Upper bounds, in seconds, of the buckets of the check duration histogram. These are
+#: prometheus-client's default buckets, which suit network round trips.
+DURATION_BUCKETS: tuple[float, ...] = (
+    0.005,
+    0.01,
+    0.025,
+    0.05,
+    0.075,
+    0.1,
+    0.25,
+    0.5,
+    0.75,
+    1.0,
+    2.5,
+    5.0,
+    7.5,
+    10.0,
+    math.inf,
+)
+
+_OUTPUT_LIMIT = 500
+
+
+@dataclasses.dataclass(frozen=True)
+class Check:
+    """A registered check (see :meth:`healthprobe.HealthRegistry.add_check`).
+
+    Attributes:
+        name: unique name, used in paths, bodies and metric labels.
+        func: the callable, sync or async, taking no arguments.
+        probes: the probes the check belongs to.
+        timeout: deadline of one run, in seconds.
+        critical: whether a failure fails the probe (else it is reported as ``warn``).
+        cache_ttl: how long a result is served without a new run, in seconds.
+        interval: if set, the check runs in the background every ``interval`` seconds and
+            probes read its latest result.
+    """
+
+    name: str
+    func: CheckFunc
+    probes: frozenset[Probe]
+    timeout: float
+    critical: bool
+    cache_ttl: float
+    interval: float | None
+    is_async: bool
+
+
+class CheckStats:
+    """Counters of one check's runs, read by the Prometheus collector at scrape time.
+
+    All fields are updated under the check's lock; readers take a consistent copy with
+    :meth:`snapshot`.
+    """
+
+    def __init__(self) -> None:
+        self.runs: dict[Status, int] = {status: 0 for status in Status}
+        self.bucket_counts: list[int] = [0] * len(DURATION_BUCKETS)
+        self.duration_sum = 0.0
+        self.last_success_time: float | None = None
+
+    def record(self, result: CheckResult) -> None:
+        self.runs[result.status] += 1
+        self.duration_sum += result.duration
+        for index, bound in enumerate(DURATION_BUCKETS):
+            if result.duration <= bound:
+                self.bucket_counts[index] += 1
+                break
+        if result.status is Status.PASS:
+            self.last_success_time = result.time
+
+    def snapshot(self) -> CheckStats:
+        copy = CheckStats()
+        copy.runs = dict(self.runs)
+        copy.bucket_counts = list(self.bucket_counts)
+        copy.duration_sum = self.duration_sum
+        copy.last_success_time = self.last_success_time
+        return copy
+
+
+class _Run:
+    __slots__ = ("deadline", "future", "resolved", "started")
+
+    def __init__(self, started: float, deadline: float) -> None:
+        self.started = started
+        self.deadline = deadline
+        self.future: concurrent.futures.Future[CheckResult] = concurrent.futures.Future()
+        self.resolved = False
+
+
+class CheckState:
+    """Mutable state of one registered check: last result, in-flight run, statistics."""
+
+    def __init__(self, check: Check) -> None:
+        self.check = check
+        self.lock = threading.Lock()
+        self.last: CheckResult | None = None
+        self.fresh_until = -math.inf
+        self.run: _Run | None = None
+        self.busy = False
+        self.stats = CheckStats()
+
+    def fresh_result(self, now: float) -> CheckResult | None:
+        """The cached result if it is still fresh at monotonic time ``now``."""
+        last = self.last
+        if last is not None and now < self.fresh_until:
+            return last
+        return None
+
+
+def normalize(value: object) -> CheckResult:
+    """Turn what a check returned into a :class:`CheckResult`.
+
+    ``None`` and ``True`` pass, ``False`` fails, a :class:`Status` or :class:`CheckResult`
+    is taken as is; anything else is a failure ("unsupported return value").
+    """
+    if value is None or value is True:
+        return CheckResult(Status.PASS)
+    if value is False:
+        return CheckResult(Status.FAIL, output="check returned False")
+    if isinstance(value, CheckResult) and isinstance(value.status, Status):
+        return CheckResult(
+            status=value.status,
+            output=None if value.output is None else str(value.output)[:_OUTPUT_LIMIT],
+            observed_value=value.observed_value,
+            observed_unit=value.observed_unit,
+        )
+    if isinstance(value, Status):
+        return CheckResult(value)
+    return CheckResult(
+        Status.FAIL,
+        output=f"check returned an unsupported value of type {type(value).__name__}",
+        error_type="healthprobe.UnsupportedResult",
+    )
+
+
+def _from_exception(exc: BaseException) -> CheckResult:
+    kind = type(exc)
+    qualname = kind.__qualname__ if kind.__module__ == "builtins" else f"{kind.__module__}.{kind.__qualname__}"
+    return CheckResult(Status.FAIL, output=f"{qualname}: {exc}"[:_OUTPUT_LIMIT], error_type=qualname)
+
+
+def _timeout_result(check: Check, still_running: bool = False) -> CheckResult:
+    text = "timed out, previous run still running" if still_running else f"timed out after {check.timeout:g} s"
+    return CheckResult(Status.FAIL, output=text, timed_out=True)
+
+
+class Runner:
+    """Executes checks for a registry. One per :class:`healthprobe.HealthRegistry`."""
+
+    def __init__(self) -> None:
+        self._lock = threading.RLock()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._loop_pid = 0
+        self._background_pid = 0
+        self._background_tasks: list[concurrent.futures.Future[None]] = []
+        self.on_result: Callable[[CheckState, CheckResult], None] | None = None
+
+    # -- private event loop -------------------------------------------------------------
+
+    def private_loop(self) -> asyncio.AbstractEventLoop:
+        """A daemon thread's event loop, for async checks asked for by sync callers.
+
+        Re-created in a forked child (threads do not survive ``fork``).
+        """
+        pid = os.getpid()
+        loop = self._loop
+        if loop is not None and self._loop_pid == pid:
+            return loop
+        with self._lock:
+            if self._loop is None or self._loop_pid != pid:
+                new_loop = asyncio.new_event_loop()
+                thread = threading.Thread(target=new_loop.run_forever, name="healthprobe-checks", daemon=True)
+                thread.start()
+                self._loop, self._loop_pid = new_loop, pid
+            return self._loop
+
+    # -- claiming a run --------------------------------------------------------------------
+
+    def claim(self, state: CheckState, *, force: bool = False) -> tuple[_Run | CheckResult, bool]:
+        """Find or start the run a probe should use for ``state``'s check.
+
+        Returns ``(fresh CheckResult, False)`` for a cache hit, ``(run, False)`` to join a run
+        in flight (or one already resolved), and ``(run, True)`` when the caller must lead
+        (start) the new run.
+        """
+        now = time.monotonic()
+        check = state.check
+        with state.lock:
+            if not force:
+                fresh = state.fresh_result(now)
+                if fresh is not None:
+                    return fresh, False
+            run = state.run
+            if run is not None and not run.resolved:
+                return run, False
+            run = _Run(now, now + check.timeout)
+            state.run = run
+            if state.busy:
+                lead = False
+            else:
+                state.busy = True
+                lead = True
+        if not lead:
+            self.resolve(state, run, _timeout_result(check, still_running=True))
+        return run, lead
+
+    def resolve(self, state: CheckState, run: _Run, result: CheckResult) -> None:
+        """Settle ``run`` with ``result`` unless it is settled already (first one wins)."""
+        now = time.monotonic()
+        result = dataclasses.replace(result, duration=now - run.started, time=time.time())
+        check = state.check
+        with state.lock:
+            if run.resolved:
+                return
+            run.resolved = True
+            previous = state.last
+            state.last = result
+            ttl = check.cache_ttl
+            if check.interval is not None:
+                ttl = max(ttl, check.interval + check.timeout)
+            state.fresh_until = now + ttl
+            state.stats.record(result)
+        run.future.set_result(result)
+        _log_transition(check, previous, result)
+        if self.on_result is not None:
+            self.on_result(state, result)
+
+    def _release(self, state: CheckState) -> None:
+        with state.lock:
+            state.busy = False
+
+    # -- leading a run -------------------------------------------------------------------
+
+    def start_sync_check(self, state: CheckState, run: _Run) -> None:
+        """Run a sync check in a daemon thread of its own."""
+        thread = threading.Thread(
+            target=self._call_sync, args=(state, run), name=f"healthprobe-check-{state.check.name}", daemon=True
+        )
+        thread.start()
+
+    def _call_sync(self, state: CheckState, run: _Run) -> None:
+        try:
+            result = normalize(state.check.func())
+        except BaseException as exc:  # a check must never take the thread down unseen
+            result = _from_exception(exc)
+        self._release(state)
+        self.resolve(state, run, result)
+
+    async def lead_async_check(self, state: CheckState, run: _Run) -> None:
+        """Run an async check on the current event loop, bounded by the run's deadline.
+
+        Shielded from outside cancellation (it is bounded by its own deadline anyway), so
+        a probe whose client went away does not fail the run for the others that joined it.
+        """
+        result: CheckResult | None = None
+        try:
+            with anyio.CancelScope(shield=True):
+                with anyio.move_on_after(max(0.0, run.deadline - time.monotonic())):
+                    value = state.check.func()
+                    result = normalize(await value) if inspect.isawaitable(value) else normalize(value)
+                if result is None:
+                    result = _timeout_result(state.check)
+        except Exception as exc:
+            result = _from_exception(exc)
+        finally:
+            self._release(state)
+            self.resolve(state, run, result or _timeout_result(state.check))
+
+    def start_async_check_elsewhere(self, state: CheckState, run: _Run) -> None:
+        """Lead an async check on the private loop (for sync callers)."""
+        asyncio.run_coroutine_threadsafe(self._lead_on_asyncio(state, run), self.private_loop())
+
+    async def _lead_on_asyncio(self, state: CheckState, run: _Run) -> None:
+        await self.lead_async_check(state, run)
+
+    # -- waiting -------------------------------------------------------------------------
+
+    def wait_sync(self, state: CheckState, run: _Run) -> CheckResult:
+        """Block the calling thread until ``run`` settles or its deadline passes."""
+        if not run.future.done():
+            remaining = run.deadline - time.monotonic()
+            if remaining > 0:
+                concurrent.futures.wait([run.future], timeout=remaining)
+            if not run.future.done():
+                self.resolve(state, run, _timeout_result(state.check))
+        return run.future.result()
+
+    async def wait_async(self, state: CheckState, run: _Run) -> CheckResult:
+        """Wait without blocking the event loop until ``run`` settles or its deadline passes."""
+        future = run.future
+        if not future.done():
+            remaining = run.deadline - time.monotonic()
+            if remaining > 0:
+                event = anyio.Event()
+                token = anyio.lowlevel.current_token().native_token
+                future.add_done_callback(lambda _: _wake(token, event.set))
+                with anyio.move_on_after(remaining):
+                    await event.wait()
+            if not future.done():
+                self.resolve(state, run, _timeout_result(state.check))
+        return future.result()
+
+    # -- whole probes --------------------------------------------------------------------
+
+    def run_sync(self, states: Iterable[CheckState]) -> list[tuple[CheckResult, bool]]:
+        """Run ``states`` in parallel from a sync caller; returns ``(result, cached)`` each."""
+        claims = [(state, *self.claim(state)) for state in states]
+        for state, run, lead in claims:
+            if lead and isinstance(run, _Run):
+                if state.check.is_async:
+                    self.start_async_check_elsewhere(state, run)
+                else:
+                    self.start_sync_check(state, run)
+        results: list[tuple[CheckResult, bool]] = []
+        for state, run, _lead in claims:
+            if isinstance(run, CheckResult):
+                results.append((run, True))
+            else:
+                results.append((self.wait_sync(state, run), False))
+        return results
+
+    async def run_async(self, states: Iterable[CheckState]) -> list[tuple[CheckResult, bool]]:
+        """Run ``states`` in parallel from an async caller, without blocking its loop."""
+        claims = [(state, *self.claim(state)) for state in states]
+        results: list[tuple[CheckResult, bool] | None] = [None] * len(claims)
+        pending: list[int] = []
+        for index, (state, run, lead) in enumerate(claims):
+            if isinstance(run, CheckResult):
+                results[index] = (run, True)
+                continue
+            if lead and not state.check.is_async:
+                self.start_sync_check(state, run)
+            pending.append(index)
+
+        async def settle(index: int) -> None:
+            state, run, lead = claims[index]
+            assert isinstance(run, _Run)
+            if lead and state.check.is_async:
+                await self.lead_async_check(state, run)
+            results[index] = (await self.wait_async(state, run), False)
+
+        if len(pending) == 1:
+            await settle(pending[0])
+        elif pending:
+            async with anyio.create_task_group() as group:
+                for index in pending:
+                    group.start_soon(settle, index)
+        return [entry for entry in results if entry is not None]
+
+    # -- background checks ---------------------------------------------------------------
+
+    def ensure_background(self, states: Iterable[CheckState]) -> None:
+        """Start the background loops of checks that have an ``interval`` (once per process)."""
+        pid = os.getpid()
+        if self._background_pid == pid:
+            return
+        with self._lock:
+            if self._background_pid == pid:
+                return
+            self._background_pid = pid
+            periodic = [state for state in states if state.check.interval is not None]
+            if periodic:
+                loop = self.private_loop()
+                self._background_tasks = [
+                    asyncio.run_coroutine_threadsafe(self._background(state), loop) for state in periodic
+                ]
+
+    def add_background(self, state: CheckState) -> None:
+        """Start the background loop of one check registered after the others started."""
+        if self._background_pid == os.getpid() and state.check.interval is not None:
+            self._background_tasks.append(
+                asyncio.run_coroutine_threadsafe(self._background(state), self.private_loop())
+            )
+
+    async def _background(self, state: CheckState) -> None:
+        interval = state.check.interval
+        assert interval is not None
+        while True:
+            run, lead = self.claim(state, force=True)
+            if isinstance(run, _Run):
+                if lead:
+                    if state.check.is_async:
+                        await self.lead_async_check(state, run)
+                    else:
+                        self.start_sync_check(state, run)
+                await self.wait_async(state, run)
+            await asyncio.sleep(interval)
+
+
+def _wake(token: object, callback: Callable[[], Any]) -> None:
+    """Call ``callback`` soon on the event loop behind ``token``, from any thread."""
+    try:
+        if isinstance(token, asyncio.AbstractEventLoop):
+            token.call_soon_threadsafe(callback)
+        else:  # trio: TrioToken.run_sync_soon
+            token.run_sync_soon(callback)  # type: ignore[attr-defined]
+    except RuntimeError:  # the loop has closed: nobody is waiting any more
+        pass
+
+
+def _log_transition(check: Check, previous: CheckResult | None, result: CheckResult) -> None:
+    if previous is not None and previous.status is result.status:
+        if result.status is not Status.PASS:
+            logger.debug("check %s still %s: %s", check.name, result.status.value, result.output)
+        return
+    if result.status is Status.PASS:
+        if previous is not None:
+            logger.info("check %s recovered: pass", check.name)
+        return
+    logger.warning(
+        "check %s: %s (%s)%s",
+        check.name,
+        result.status.value,
+        result.output or "no output",
+        f" [{result.error_type}]" if result.error_type else "",
+    )

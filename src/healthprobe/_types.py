@@ -1,0 +1,164 @@
+"""Value types shared by every part of healthprobe.
+
+The status words come from the IETF draft "Health Check Response Format for HTTP APIs"
+(draft-inadarei-api-health-check): ``pass``, ``warn`` and ``fail``. The probe names are the
+three Kubernetes probes (https://kubernetes.io/docs/concepts/configuration/liveness-readiness-startup-probes/).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+from collections.abc import Mapping
+
+
+class Status(str, enum.Enum):
+    """Outcome of a check or a probe (IETF draft-inadarei-api-health-check ``status``).
+
+    ``WARN`` is served as success: it never fails a probe.
+    """
+
+    PASS = "pass"
+    WARN = "warn"
+    FAIL = "fail"
+
+    @property
+    def ok(self) -> bool:
+        """``True`` for ``pass`` and ``warn``, the two statuses served as success."""
+        return self is not Status.FAIL
+
+
+class Probe(str, enum.Enum):
+    """The three Kubernetes probes. A check belongs to one or more of them."""
+
+    STARTUP = "startup"
+    READINESS = "readiness"
+    LIVENESS = "liveness"
+
+
+class Lifecycle(str, enum.Enum):
+    """Lifecycle state of the process: ``starting -> started -> draining -> stopped``.
+
+    Readiness fails while ``starting``, ``draining`` and ``stopped``; liveness is not
+    affected by the lifecycle (a restart does not help a process that is shutting down).
+    """
+
+    STARTING = "starting"
+    STARTED = "started"
+    DRAINING = "draining"
+    STOPPED = "stopped"
+
+
+@dataclasses.dataclass(frozen=True)
+class CheckResult:
+    """What one run of a check found.
+
+    A check may return this to report ``warn``, a message or a measured value. Fields the
+    runner fills in (``duration``, ``time``, ``error_type``, ``timed_out``) are ignored
+    when a check sets them.
+
+    Attributes:
+        status: ``pass``, ``warn`` or ``fail``.
+        output: a human-readable message from the check. Served in HTTP bodies only when
+            the operator opted in (``expose_output=True``), since it may carry details of
+            the dependency.
+        observed_value: a measured value (a number, or a short string), served in the
+            ``application/health+json`` body as ``observedValue``.
+        observed_unit: the unit of ``observed_value`` (``"s"``, ``"bytes"``, ``"%"`` ...),
+            served as ``observedUnit``.
+        duration: how long the run took, in seconds (filled in by the runner).
+        time: when the run finished, in seconds since the Unix epoch (runner).
+        error_type: qualified name of the exception a check raised, or ``None`` (runner).
+        timed_out: ``True`` when the check missed its deadline (runner).
+    """
+
+    status: Status
+    output: str | None = None
+    observed_value: float | int | str | None = None
+    observed_unit: str | None = None
+    duration: float = 0.0
+    time: float = 0.0
+    error_type: str | None = None
+    timed_out: bool = False
+
+    @property
+    def ok(self) -> bool:
+        """``True`` unless the status is ``fail``."""
+        return self.status.ok
+
+
+@dataclasses.dataclass(frozen=True)
+class CheckReport:
+    """One check's entry in a probe report.
+
+    Attributes:
+        name: the check's registered name.
+        critical: whether a failure of this check fails the probe.
+        result: the result the probe used; for a non-critical check a ``fail`` has been
+            turned into ``warn`` (the original is kept in ``raw_status``).
+        raw_status: the status the check itself produced.
+        cached: ``True`` when the result came from the cache or a background run rather
+            than from a run started by this probe.
+    """
+
+    name: str
+    critical: bool
+    result: CheckResult
+    raw_status: Status
+    cached: bool = False
+
+    @property
+    def status(self) -> Status:
+        """The status that counts for the probe."""
+        return self.result.status
+
+
+@dataclasses.dataclass(frozen=True)
+class Report:
+    """The answer to one probe.
+
+    Attributes:
+        probe: the probe that was asked.
+        status: ``fail`` if the lifecycle or a manual switch fails the probe, or if any
+            critical member check failed; else ``warn`` if any check warned; else ``pass``.
+        checks: per-check entries in registration order, after ``exclude`` was applied.
+        reasons: why the lifecycle or a manual switch fails the probe (for example
+            ``"draining"``); these words come from healthprobe or from the operator's own
+            call to :meth:`HealthRegistry.set_ready`, never from a check.
+        lifecycle: the lifecycle state when the report was made.
+        excluded_unknown: names given in ``exclude`` that match no member check.
+    """
+
+    probe: Probe
+    status: Status
+    checks: Mapping[str, CheckReport] = dataclasses.field(default_factory=dict)
+    reasons: tuple[str, ...] = ()
+    lifecycle: Lifecycle = Lifecycle.STARTED
+    excluded_unknown: tuple[str, ...] = ()
+
+    @property
+    def ok(self) -> bool:
+        """``True`` unless the probe failed."""
+        return self.status.ok
+
+
+def aggregate(entries: Mapping[str, CheckReport], reasons: tuple[str, ...] = ()) -> Status:
+    """Combine check entries and lifecycle reasons into a probe status.
+
+    Args:
+        entries: the member checks' entries (already adjusted for ``critical``).
+        reasons: lifecycle or manual reasons that fail the probe; any reason fails it.
+
+    Returns:
+        ``fail`` if there is a reason or any entry is ``fail``; ``warn`` if any entry is
+        ``warn``; else ``pass``.
+    """
+    if reasons:
+        return Status.FAIL
+    status = Status.PASS
+    for entry in entries.values():
+        if entry.result.status is Status.FAIL:
+            return Status.FAIL
+        if entry.result.status is Status.WARN:
+            status = Status.WARN
+    return status

@@ -1,0 +1,286 @@
+"""Framework-free HTTP handling of probe requests, shared by the ASGI and WSGI adapters.
+
+An adapter turns its protocol's request into ``(method, path, query_string, accept)``,
+calls :meth:`HealthEndpoints.handle_sync` or :meth:`HealthEndpoints.handle_async`, and
+writes back the :class:`Response` (or passes the request on when the answer is ``None``).
+
+Rules (Kubernetes "Configure Liveness, Readiness and Startup Probes": any code from 200 to
+399 is success; kube-apiserver "Kubernetes API health endpoints" for paths and queries):
+
+* ``GET`` and ``HEAD`` on a probe path; ``HEAD`` answers like ``GET`` without a body
+  (RFC 9110 section 9.3.2). Other methods get ``405`` with ``Allow: GET, HEAD``.
+* 200 when the probe passes or warns, ``failure_status`` (503 by default) when it fails.
+* ``/<probe path>/<check>`` answers for one member check; an unknown name is ``404``.
+* Query: ``verbose`` (list every check), ``exclude=<check>`` (repeatable), ``format=json``
+  or ``format=text``. Anything else, or a malformed query, is ``400`` with a one-line reason.
+* ``application/health+json`` when asked by ``Accept`` or ``?format=json``, else text.
+* Every answer carries ``Cache-Control: no-store``. An unexpected error inside healthprobe is
+  answered ``503`` (the probe fails) with a fixed body and logged: never a ``500``, never the
+  exception text.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import urllib.parse
+from collections.abc import Mapping
+
+from ._types import Probe, Report
+from .registry import HealthRegistry, UnknownCheckError, _as_probe
+from .render import PROBE_WORD, dumps, render_json, render_text
+
+logger = logging.getLogger("healthprobe")
+
+#: Default probe paths. ``/healthz`` is an alias of ``/livez`` so manifests written for the
+#: seed server (``httpGet: path: /healthz``) keep working.
+DEFAULT_PATHS: Mapping[str, Probe] = {
+    "/livez": Probe.LIVENESS,
+    "/healthz": Probe.LIVENESS,
+    "/readyz": Probe.READINESS,
+    "/startupz": Probe.STARTUP,
+}
+
+HEALTH_JSON = "application/health+json"
+TEXT = "text/plain; charset=utf-8"
+ALLOW = "GET, HEAD"
+_TRUE = {"", "1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off"}
+_REASONS = {200: "OK", 400: "Bad Request", 404: "Not Found", 405: "Method Not Allowed", 503: "Service Unavailable"}
+
+
+@dataclasses.dataclass(frozen=True)
+class Response:
+    """A complete HTTP answer: status code, header pairs (names lower-case), body bytes."""
+
+    status: int
+    headers: list[tuple[str, str]]
+    body: bytes
+
+    @property
+    def reason(self) -> str:
+        """The standard reason phrase of ``status`` (for WSGI status lines)."""
+        from http import HTTPStatus
+
+        try:
+            return HTTPStatus(self.status).phrase
+        except ValueError:
+            return _REASONS.get(self.status, "Unknown")
+
+
+@dataclasses.dataclass(frozen=True)
+class ProbeRequest:
+    """A parsed, valid probe request."""
+
+    probe: Probe
+    only: str | None
+    exclude: tuple[str, ...]
+    verbose: bool
+    json: bool
+    head: bool
+
+
+def plain_response(status: int, text: str, head: bool = False, extra: tuple[tuple[str, str], ...] = ()) -> Response:
+    """A one-line ``text/plain`` answer (empty body for ``HEAD``), with ``no-store``."""
+    body = (text + "\n").encode()
+    headers = [
+        ("content-type", TEXT),
+        ("content-length", str(len(body))),
+        ("cache-control", "no-store"),
+        ("x-content-type-options", "nosniff"),
+        *extra,
+    ]
+    return Response(status, headers, b"" if head else body)
+
+
+def prefers_json(accept: str | None) -> bool:
+    """Whether an ``Accept`` header (RFC 9110 section 12.5.1) prefers JSON to plain text.
+
+    ``application/health+json`` and ``application/json`` count as JSON; JSON wins only
+    with a quality strictly above that of ``text/plain`` (or ``text/*``, ``*/*``).
+    """
+    if not accept:
+        return False
+    best_json = best_text = 0.0
+    for part in accept.split(","):
+        media, _, params = part.partition(";")
+        media = media.strip().lower()
+        quality = 1.0
+        for param in params.split(";"):
+            key, _, value = param.partition("=")
+            if key.strip().lower() == "q":
+                try:
+                    quality = float(value.strip())
+                except ValueError:
+                    quality = 0.0
+        if media in (HEALTH_JSON, "application/json", "application/*"):
+            best_json = max(best_json, quality)
+        elif media in ("text/plain", "text/*", "*/*"):
+            best_text = max(best_text, quality)
+    return best_json > best_text
+
+
+class HealthEndpoints:
+    """Maps probe paths to a registry and answers probe requests.
+
+    Args:
+        registry: the :class:`HealthRegistry` to answer from.
+        paths: path -> probe (``"liveness"``, ``"readiness"``, ``"startup"``); defaults to
+            :data:`DEFAULT_PATHS`. Each path must start with ``/`` and not end with one.
+        failure_status: status code of a failing probe, one for all or one per probe
+            (400-599; the kubelet counts anything outside 200-399 as failure). 503 by default.
+        expose_output: show what checks wrote (their output and exception text) in bodies.
+            Off by default: such text can reveal hosts, users or queries.
+
+    Raises:
+        ValueError: on a malformed path or an out-of-range status code.
+    """
+
+    def __init__(
+        self,
+        registry: HealthRegistry,
+        *,
+        paths: Mapping[str, Probe | str] | None = None,
+        failure_status: int | Mapping[Probe | str, int] = 503,
+        expose_output: bool = False,
+    ) -> None:
+        self.registry = registry
+        self.expose_output = expose_output
+        self.paths: dict[str, Probe] = {}
+        for path, probe in (DEFAULT_PATHS if paths is None else paths).items():
+            if not path.startswith("/") or (len(path) > 1 and path.endswith("/")):
+                raise ValueError(f"probe path {path!r} must start with '/' and not end with '/'")
+            self.paths[path] = _as_probe(probe)
+        if isinstance(failure_status, int):
+            statuses = {probe: failure_status for probe in Probe}
+        else:
+            statuses = {probe: 503 for probe in Probe}
+            statuses.update({_as_probe(k): v for k, v in failure_status.items()})
+        for code in statuses.values():
+            if isinstance(code, bool) or not isinstance(code, int) or not 400 <= code <= 599:
+                raise ValueError(f"failure_status must be an int from 400 to 599, got {code!r}")
+        self.failure_status = statuses
+
+    # -- routing -----------------------------------------------------------------------------
+
+    def route(self, path: str) -> tuple[Probe, str | None] | None:
+        """``(probe, check name or None)`` for a probe path, or ``None`` if not one of ours.
+
+        ``/readyz`` and ``/readyz/`` are the probe; ``/readyz/<name>`` one check.
+        """
+        probe = self.paths.get(path)
+        if probe is not None:
+            return probe, None
+        for prefix, probe in self.paths.items():
+            if path.startswith(prefix) and path[len(prefix) : len(prefix) + 1] == "/":
+                name = path[len(prefix) + 1 :]
+                return probe, (name or None)
+        return None
+
+    def prepare(self, method: str, path: str, query_string: str, accept: str | None) -> ProbeRequest | Response | None:
+        """Validate a request: a :class:`ProbeRequest` to run, an error :class:`Response`
+        (400, 404 for a name that cannot be a check, 405), or ``None`` if ``path`` is not a
+        probe path."""
+        routed = self.route(path)
+        if routed is None:
+            return None
+        probe, only = routed
+        head = method == "HEAD"
+        if method not in ("GET", "HEAD"):
+            return plain_response(405, f"method {method[:20]} not allowed; use GET or HEAD", extra=(("allow", ALLOW),))
+        if only is not None and "/" in only:
+            return plain_response(404, "not found", head)
+        verbose = False
+        fmt: str | None = None
+        exclude: list[str] = []
+        if query_string:
+            try:
+                pairs = urllib.parse.parse_qsl(query_string, keep_blank_values=True, errors="strict")
+            except (ValueError, UnicodeDecodeError):
+                return plain_response(400, "malformed query string: not valid percent-encoded UTF-8", head)
+            for key, value in pairs:
+                if key == "verbose":
+                    lowered = value.lower()
+                    if lowered not in _TRUE and lowered not in _FALSE:
+                        return plain_response(400, "verbose takes no value, or one of 1, true, 0, false", head)
+                    verbose = lowered in _TRUE
+                elif key == "exclude":
+                    if not value:
+                        return plain_response(400, "exclude needs a check name", head)
+                    exclude.append(value)
+                elif key == "format":
+                    if value not in ("json", "text"):
+                        return plain_response(400, "format must be json or text", head)
+                    fmt = value
+                else:
+                    return plain_response(400, f"unknown query parameter {key[:40]!r}", head)
+        if only is not None and exclude:
+            return plain_response(400, "exclude applies to a whole probe, not to one check", head)
+        wants_json = fmt == "json" if fmt is not None else prefers_json(accept)
+        return ProbeRequest(probe, only, tuple(exclude), verbose, wants_json, head)
+
+    def respond(self, request: ProbeRequest, report: Report) -> Response:
+        """Turn a report into the probe's :class:`Response`."""
+        status = 200 if report.ok else self.failure_status[request.probe]
+        if request.json:
+            body = dumps(render_json(report, expose_output=self.expose_output))
+            content_type = HEALTH_JSON
+        else:
+            body = render_text(report, verbose=request.verbose, expose_output=self.expose_output).encode()
+            content_type = TEXT
+        headers = [
+            ("content-type", content_type),
+            ("content-length", str(len(body))),
+            ("cache-control", "no-store"),
+            ("x-content-type-options", "nosniff"),
+        ]
+        return Response(status, headers, b"" if request.head else body)
+
+    def _unknown(self, request: ProbeRequest) -> Response:
+        word = PROBE_WORD[request.probe]
+        return plain_response(404, f"no {word} check named {request.only!r}", request.head)
+
+    def _internal_error(self, request: ProbeRequest) -> Response:
+        logger.exception("healthprobe failed to answer a %s probe", request.probe.value)
+        return plain_response(503, f"{PROBE_WORD[request.probe]} check failed: internal error", request.head)
+
+    # -- whole requests ----------------------------------------------------------------------
+
+    def handle_sync(self, method: str, path: str, query_string: str, accept: str | None) -> Response | None:
+        """Answer a request from a sync caller; ``None`` if ``path`` is not a probe path."""
+        request = self.prepare(method, path, query_string, accept)
+        if not isinstance(request, ProbeRequest):
+            return request
+        try:
+            report = self.registry.run(request.probe, exclude=request.exclude, only=request.only)
+        except UnknownCheckError:
+            return self._unknown(request)
+        except Exception:
+            return self._internal_error(request)
+        return self.respond(request, report)
+
+    async def handle_async(self, method: str, path: str, query_string: str, accept: str | None) -> Response | None:
+        """Answer a request from async code; ``None`` if ``path`` is not a probe path."""
+        request = self.prepare(method, path, query_string, accept)
+        if not isinstance(request, ProbeRequest):
+            return request
+        try:
+            report = await self.registry.run_async(request.probe, exclude=request.exclude, only=request.only)
+        except UnknownCheckError:
+            return self._unknown(request)
+        except Exception:
+            return self._internal_error(request)
+        return self.respond(request, report)
+
+
+def endpoints_for(
+    registry: HealthRegistry | HealthEndpoints,
+    paths: Mapping[str, Probe | str] | None = None,
+    failure_status: int | Mapping[Probe | str, int] = 503,
+    expose_output: bool = False,
+) -> HealthEndpoints:
+    """``registry`` itself if it is a :class:`HealthEndpoints`, else one built from the
+    arguments (the adapters accept either)."""
+    if isinstance(registry, HealthEndpoints):
+        return registry
+    return HealthEndpoints(registry, paths=paths, failure_status=failure_status, expose_output=expose_output)

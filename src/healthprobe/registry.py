@@ -1,0 +1,378 @@
+"""The health registry: named checks, lifecycle state, and ``run(probe) -> Report``."""
+
+from __future__ import annotations
+
+import inspect
+import logging
+import math
+import re
+import threading
+from collections.abc import Callable, Iterable
+from typing import TypeVar
+
+from ._runner import Check, CheckFunc, CheckState, Runner
+from ._types import CheckReport, CheckResult, Lifecycle, Probe, Report, Status, aggregate
+
+logger = logging.getLogger("healthprobe")
+
+F = TypeVar("F", bound=CheckFunc)
+LifecycleListener = Callable[[Lifecycle, Lifecycle], None]
+
+#: Default deadline of one check run, in seconds: below the kubelet's default
+#: ``timeoutSeconds`` of 1 s, so a probe is answered before the kubelet gives up.
+DEFAULT_TIMEOUT = 0.8
+#: Default time a check result is reused, in seconds.
+DEFAULT_CACHE_TTL = 1.0
+
+_NAME = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9_.-]{0,61}[A-Za-z0-9])?$")
+
+
+class UnknownCheckError(LookupError):
+    """Raised when a check name is not registered (or not a member of the probe asked)."""
+
+
+def _as_probe(value: Probe | str) -> Probe:
+    try:
+        return Probe(value)
+    except ValueError:
+        names = ", ".join(p.value for p in Probe)
+        raise ValueError(f"unknown probe {value!r}: expected one of {names}") from None
+
+
+def _is_async(func: object) -> bool:
+    return inspect.iscoroutinefunction(func) or inspect.iscoroutinefunction(type(func).__call__)
+
+
+class HealthRegistry:
+    """Named checks and the lifecycle state of one process: the single source of truth
+    that every adapter, server integration and metrics collector reads.
+
+    Args:
+        default_timeout: deadline of a check run in seconds when a check sets none
+            (0.8 s, inside the kubelet's default 1 s ``timeoutSeconds``).
+        default_cache_ttl: seconds a result is reused when a check sets none (1.0 s).
+
+    Probe rules (Kubernetes, "Configure Liveness, Readiness and Startup Probes"):
+
+    * **startup** passes once every critical startup check passes, then latches: the
+      lifecycle becomes ``started`` and the startup probe passes from then on.
+    * **readiness** fails while the lifecycle is ``starting``, ``draining`` or ``stopped``,
+      while marked not ready, or when a critical readiness check fails.
+    * **liveness** fails only when marked not live or a critical liveness check fails; the
+      lifecycle never fails it.
+    """
+
+    def __init__(
+        self, *, default_timeout: float = DEFAULT_TIMEOUT, default_cache_ttl: float = DEFAULT_CACHE_TTL
+    ) -> None:
+        _check_seconds("default_timeout", default_timeout, positive=True)
+        _check_seconds("default_cache_ttl", default_cache_ttl, positive=False)
+        self.default_timeout = default_timeout
+        self.default_cache_ttl = default_cache_ttl
+        self._lock = threading.Lock()
+        self._states: dict[str, CheckState] = {}
+        self._lifecycle = Lifecycle.STARTING
+        self._not_ready: str | None = None
+        self._not_live: str | None = None
+        self._listeners: list[LifecycleListener] = []
+        self._runner = Runner()
+        self.last_reports: dict[Probe, Report] = {}
+
+    # -- registration ----------------------------------------------------------------------
+
+    def add_check(
+        self,
+        name: str,
+        func: CheckFunc,
+        *,
+        probes: Iterable[Probe | str] = (Probe.READINESS,),
+        timeout: float | None = None,
+        critical: bool = True,
+        cache_ttl: float | None = None,
+        interval: float | None = None,
+    ) -> Check:
+        """Register a check.
+
+        Args:
+            name: unique name of 1 to 63 characters (letters, digits, ``_ . -``; starting
+                and ending with a letter or digit), used in URLs, bodies and metric labels.
+            func: a callable taking no arguments, sync or async. It passes by returning
+                ``None`` or ``True``, fails by returning ``False`` or raising, and may return
+                a :class:`CheckResult` to report ``warn``, an output or an observed value.
+            probes: the probes the check belongs to (``"startup"``, ``"readiness"``,
+                ``"liveness"``); readiness only by default.
+            timeout: deadline of one run in seconds (default ``default_timeout``).
+            critical: when ``False``, a failure is reported as ``warn`` and never fails a probe.
+            cache_ttl: seconds a result is reused before the check runs again.
+            interval: when set, seconds between background runs; probes then read the latest
+                background result instead of running the check.
+
+        Returns:
+            The registered :class:`Check`.
+
+        Raises:
+            ValueError: on a duplicate or malformed name, an unknown probe, no probe, or a
+                non-positive or non-finite ``timeout``/``interval`` or negative ``cache_ttl``.
+            TypeError: if ``func`` is not callable.
+        """
+        if not isinstance(name, str) or not _NAME.match(name):
+            raise ValueError(
+                f"invalid check name {name!r}: use 1-63 letters, digits, '_', '.' or '-', "
+                "starting and ending with a letter or digit"
+            )
+        if not callable(func):
+            raise TypeError(f"check {name!r}: func must be callable, got {type(func).__name__}")
+        probe_set = frozenset(_as_probe(p) for p in ([probes] if isinstance(probes, str) else probes))
+        if not probe_set:
+            raise ValueError(f"check {name!r} must belong to at least one probe")
+        timeout = self.default_timeout if timeout is None else timeout
+        cache_ttl = self.default_cache_ttl if cache_ttl is None else cache_ttl
+        _check_seconds("timeout", timeout, positive=True)
+        _check_seconds("cache_ttl", cache_ttl, positive=False)
+        if interval is not None:
+            _check_seconds("interval", interval, positive=True)
+        check = Check(
+            name=name,
+            func=func,
+            probes=probe_set,
+            timeout=float(timeout),
+            critical=bool(critical),
+            cache_ttl=float(cache_ttl),
+            interval=None if interval is None else float(interval),
+            is_async=_is_async(func),
+        )
+        state = CheckState(check)
+        with self._lock:
+            if name in self._states:
+                raise ValueError(f"a check named {name!r} is already registered")
+            self._states = {**self._states, name: state}
+        self._runner.add_background(state)
+        return check
+
+    def check(
+        self,
+        name: str | None = None,
+        *,
+        probes: Iterable[Probe | str] = (Probe.READINESS,),
+        timeout: float | None = None,
+        critical: bool = True,
+        cache_ttl: float | None = None,
+        interval: float | None = None,
+    ) -> Callable[[F], F]:
+        """Decorator form of :meth:`add_check`; the name defaults to the function's name.
+
+        Returns the function unchanged. Raises as :meth:`add_check` does.
+        """
+
+        def register(func: F) -> F:
+            self.add_check(
+                name or str(getattr(func, "__name__", "")),
+                func,
+                probes=probes,
+                timeout=timeout,
+                critical=critical,
+                cache_ttl=cache_ttl,
+                interval=interval,
+            )
+            return func
+
+        return register
+
+    def remove_check(self, name: str) -> None:
+        """Unregister a check. Raises :class:`UnknownCheckError` if there is none by that name."""
+        with self._lock:
+            if name not in self._states:
+                raise UnknownCheckError(name)
+            self._states = {k: v for k, v in self._states.items() if k != name}
+
+    @property
+    def checks(self) -> tuple[Check, ...]:
+        """The registered checks, in registration order."""
+        return tuple(state.check for state in self._states.values())
+
+    def check_states(self) -> tuple[CheckState, ...]:
+        """Live state of every check (last result, statistics), for read-only views such as
+        the Prometheus collector."""
+        return tuple(self._states.values())
+
+    def last_result(self, name: str) -> CheckResult | None:
+        """The latest result of check ``name``, or ``None`` before its first run.
+
+        Raises :class:`UnknownCheckError` for an unknown name.
+        """
+        try:
+            return self._states[name].last
+        except KeyError:
+            raise UnknownCheckError(name) from None
+
+    # -- lifecycle and manual switches -----------------------------------------------------
+
+    @property
+    def lifecycle(self) -> Lifecycle:
+        """The current lifecycle state."""
+        return self._lifecycle
+
+    def add_lifecycle_listener(self, listener: LifecycleListener) -> None:
+        """Call ``listener(old, new)`` after every lifecycle change (in the changing thread)."""
+        self._listeners.append(listener)
+
+    def _transition(self, allowed: tuple[Lifecycle, ...], new: Lifecycle) -> bool:
+        with self._lock:
+            old = self._lifecycle
+            if old not in allowed:
+                return False
+            self._lifecycle = new
+        logger.info("lifecycle %s -> %s", old.value, new.value)
+        for listener in list(self._listeners):
+            try:
+                listener(old, new)
+            except Exception:
+                logger.exception("lifecycle listener %r raised", listener)
+        return True
+
+    def mark_started(self) -> bool:
+        """Latch startup (``starting -> started``) without waiting for startup checks.
+
+        Returns ``True`` if the state changed.
+        """
+        return self._transition((Lifecycle.STARTING,), Lifecycle.STARTED)
+
+    def begin_drain(self) -> bool:
+        """Enter ``draining``: readiness fails from now on, liveness is unaffected.
+
+        Returns ``True`` if the state changed (``False`` if already draining or stopped).
+        """
+        return self._transition((Lifecycle.STARTING, Lifecycle.STARTED), Lifecycle.DRAINING)
+
+    def mark_stopped(self) -> bool:
+        """Enter ``stopped`` (final). Returns ``True`` if the state changed."""
+        return self._transition((Lifecycle.STARTING, Lifecycle.STARTED, Lifecycle.DRAINING), Lifecycle.STOPPED)
+
+    def set_ready(self, ready: bool, reason: str | None = None) -> None:
+        """Switch readiness by hand (for maintenance, warm-up, back-pressure).
+
+        Args:
+            ready: ``False`` fails readiness until called again with ``True``.
+            reason: short operator text shown in probe bodies as ``not ready: <reason>``.
+        """
+        self._not_ready = None if ready else (reason or "marked not ready")
+
+    def set_live(self, live: bool, reason: str | None = None) -> None:
+        """Switch liveness by hand: ``False`` makes the kubelet restart the container once
+        ``failureThreshold`` probes in a row have failed.
+
+        Args:
+            live: ``False`` fails liveness until called again with ``True``.
+            reason: short operator text shown in probe bodies as ``not live: <reason>``.
+        """
+        self._not_live = None if live else (reason or "marked not live")
+
+    # -- running probes --------------------------------------------------------------------
+
+    def _plan(
+        self, probe: Probe | str, exclude: Iterable[str], only: str | None
+    ) -> tuple[Probe, list[CheckState], tuple[str, ...], bool]:
+        probe = _as_probe(probe)
+        states = [s for s in self._states.values() if probe in s.check.probes]
+        if only is not None:
+            states = [s for s in states if s.check.name == only]
+            if not states:
+                raise UnknownCheckError(only)
+            return probe, states, (), False
+        excluded = set(exclude)
+        unknown = tuple(sorted(excluded - {s.check.name for s in states}))
+        states = [s for s in states if s.check.name not in excluded]
+        if probe is Probe.STARTUP and self._lifecycle is not Lifecycle.STARTING:
+            states = []  # latched: startup checks never run again
+        needs_startup = probe is Probe.READINESS and self._lifecycle is Lifecycle.STARTING
+        self._runner.ensure_background(self._states.values())
+        return probe, states, unknown, needs_startup
+
+    def _finish(
+        self,
+        probe: Probe,
+        states: list[CheckState],
+        results: list[tuple[CheckResult, bool]],
+        unknown: tuple[str, ...],
+        only: str | None,
+    ) -> Report:
+        entries: dict[str, CheckReport] = {}
+        for state, (result, cached) in zip(states, results, strict=True):
+            check = state.check
+            shown = result
+            if result.status is Status.FAIL and not check.critical:
+                shown = CheckResult(
+                    Status.WARN,
+                    output=result.output,
+                    observed_value=result.observed_value,
+                    observed_unit=result.observed_unit,
+                    duration=result.duration,
+                    time=result.time,
+                    error_type=result.error_type,
+                    timed_out=result.timed_out,
+                )
+            entries[check.name] = CheckReport(check.name, check.critical, shown, result.status, cached)
+        reasons: tuple[str, ...] = ()
+        if only is None:
+            reasons = self._reasons(probe)
+        status = aggregate(entries, reasons)
+        if probe is Probe.STARTUP and only is None and status.ok:
+            self.mark_started()
+        report = Report(probe, status, entries, reasons, self._lifecycle, unknown)
+        if only is None and not unknown:
+            self.last_reports[probe] = report
+        return report
+
+    def _reasons(self, probe: Probe) -> tuple[str, ...]:
+        lifecycle = self._lifecycle
+        if probe is Probe.READINESS:
+            reasons = [] if lifecycle is Lifecycle.STARTED else [lifecycle.value]
+            if self._not_ready is not None:
+                reasons.append(f"not ready: {self._not_ready}")
+            return tuple(reasons)
+        if probe is Probe.LIVENESS and self._not_live is not None:
+            return (f"not live: {self._not_live}",)
+        return ()
+
+    def run(self, probe: Probe | str, *, exclude: Iterable[str] = (), only: str | None = None) -> Report:
+        """Answer a probe from a sync caller (a WSGI thread, a worker loop, a script).
+
+        Member checks run in parallel; the call returns within the longest member
+        ``timeout`` (plus scheduling), however the checks behave.
+
+        Args:
+            probe: ``"startup"``, ``"readiness"`` or ``"liveness"``.
+            exclude: names of member checks to leave out (names that match none are listed
+                in ``Report.excluded_unknown``, as kube-apiserver warns of them).
+            only: run just this one member check (as ``/readyz/<check>``); lifecycle
+                reasons are then not applied.
+
+        Returns:
+            A :class:`Report`.
+
+        Raises:
+            UnknownCheckError: ``only`` names no member check of ``probe``.
+            ValueError: ``probe`` is not a probe name.
+        """
+        probe, states, unknown, needs_startup = self._plan(probe, exclude, only)
+        if needs_startup:
+            self.run(Probe.STARTUP)
+        return self._finish(probe, states, self._runner.run_sync(states), unknown, only)
+
+    async def run_async(self, probe: Probe | str, *, exclude: Iterable[str] = (), only: str | None = None) -> Report:
+        """Answer a probe from async code without blocking the event loop.
+
+        Async checks run on the calling event loop (asyncio or trio, through anyio); sync
+        checks run in daemon threads. Arguments, result and errors as :meth:`run`.
+        """
+        probe, states, unknown, needs_startup = self._plan(probe, exclude, only)
+        if needs_startup:
+            await self.run_async(Probe.STARTUP)
+        return self._finish(probe, states, await self._runner.run_async(states), unknown, only)
+
+
+def _check_seconds(what: str, value: float, *, positive: bool) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise ValueError(f"{what} must be a finite number of seconds, got {value!r}")
+    if value < 0 or (positive and value == 0):
+        raise ValueError(f"{what} must be {'> 0' if positive else '>= 0'} seconds, got {value!r}")

@@ -1,0 +1,120 @@
+"""Report -> response bodies: kube-apiserver style text and ``application/health+json``.
+
+Text follows kube-apiserver's ``/livez`` and ``/readyz`` output
+(https://kubernetes.io/docs/reference/using-api/health-checks/): ``ok`` when the probe
+passes and ``verbose`` was not asked, else one ``[+]name ok`` / ``[-]name failed: reason``
+line per check and a closing ``<probe>z check passed|failed`` line.
+
+JSON follows the IETF draft "Health Check Response Format for HTTP APIs"
+(draft-inadarei-api-health-check): top-level ``status``, ``output`` and ``checks``, each
+check a list of objects with ``componentId``, ``status``, ``time``, ``observedValue``,
+``observedUnit`` and ``output``.
+
+What a check itself wrote (its output or exception text) is shown only when
+``expose_output`` is ``True``; otherwise the reason is ``reason withheld``. Words that
+healthprobe writes itself (``timed out after 0.8 s``, ``draining``) are always shown.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+from typing import Any
+
+from ._types import CheckReport, Probe, Report, Status
+
+#: The path word of each probe in kube-apiserver style text (``livez``, ``readyz``, ...).
+PROBE_WORD = {Probe.LIVENESS: "livez", Probe.READINESS: "readyz", Probe.STARTUP: "startupz"}
+
+WITHHELD = "reason withheld"
+
+
+def _reason(entry: CheckReport, expose_output: bool) -> str | None:
+    result = entry.result
+    if result.timed_out:
+        return result.output
+    if expose_output:
+        return result.output
+    if result.status is Status.PASS:
+        return None
+    return WITHHELD
+
+
+def render_text(report: Report, *, verbose: bool = False, expose_output: bool = False) -> str:
+    """Render ``report`` as kube-apiserver style plain text.
+
+    Args:
+        report: the probe's report.
+        verbose: list every check even when the probe passes.
+        expose_output: show what checks wrote (may contain dependency details).
+
+    Returns:
+        The body, ending in a newline.
+    """
+    word = PROBE_WORD[report.probe]
+    if report.ok and not verbose and not report.excluded_unknown:
+        return "ok\n"
+    lines = []
+    for entry in report.checks.values():
+        reason = _reason(entry, expose_output)
+        if entry.status is Status.PASS:
+            lines.append(f"[+]{entry.name} ok" + (f": {reason}" if reason and expose_output else ""))
+        elif entry.status is Status.WARN:
+            lines.append(f"[+]{entry.name} warn: {reason or WITHHELD}")
+        else:
+            lines.append(f"[-]{entry.name} failed: {reason or WITHHELD}")
+    for reason_text in report.reasons:
+        lines.append(f"[-]lifecycle failed: {reason_text}")
+    for name in report.excluded_unknown:
+        lines.append(f'warn: some health checks cannot be excluded: no matches for "{name}"')
+    lines.append(f"{word} check {'passed' if report.ok else 'failed'}")
+    return "\n".join(lines) + "\n"
+
+
+def _rfc3339(epoch: float) -> str:
+    return (
+        datetime.datetime.fromtimestamp(epoch, tz=datetime.timezone.utc)
+        .isoformat(timespec="milliseconds")
+        .replace("+00:00", "Z")
+    )
+
+
+def render_json(report: Report, *, expose_output: bool = False) -> dict[str, Any]:
+    """Render ``report`` as an ``application/health+json`` document (a dict ready for
+    :func:`json.dumps`).
+
+    Args:
+        report: the probe's report.
+        expose_output: include what checks wrote in each check's ``output``.
+
+    Returns:
+        ``{"status": ..., "checks": {name: [{...}]}, ...}`` with IETF draft field names.
+    """
+    checks: dict[str, list[dict[str, Any]]] = {}
+    for entry in report.checks.values():
+        result = entry.result
+        item: dict[str, Any] = {"componentId": entry.name, "status": result.status.value}
+        if result.time:
+            item["time"] = _rfc3339(result.time)
+        if result.observed_value is not None:
+            item["observedValue"] = result.observed_value
+            if result.observed_unit is not None:
+                item["observedUnit"] = result.observed_unit
+        reason = _reason(entry, expose_output)
+        if reason is not None:
+            item["output"] = reason
+        if not entry.critical:
+            item["critical"] = False
+        checks[entry.name] = [item]
+    document: dict[str, Any] = {"status": report.status.value, "description": f"{report.probe.value} probe"}
+    if report.reasons:
+        document["output"] = "; ".join(report.reasons)
+    if report.excluded_unknown:
+        document["notes"] = [f"no check to exclude named {name!r}" for name in report.excluded_unknown]
+    document["checks"] = checks
+    return document
+
+
+def dumps(document: dict[str, Any]) -> bytes:
+    """Serialise a JSON document compactly as UTF-8."""
+    return json.dumps(document, separators=(",", ":"), ensure_ascii=False, default=str).encode()

@@ -1,0 +1,103 @@
+"""WSGI adapter (Werkzeug): a middleware that answers probe paths, and a mountable app.
+
+Wrap the application outermost, so its authentication never blocks probes::
+
+    app.wsgi_app = HealthMiddleware(app.wsgi_app, registry)        # Flask
+    application = HealthMiddleware(get_wsgi_application(), registry)  # Django
+
+or mount :class:`HealthApp` with Werkzeug's ``DispatcherMiddleware`` (it reads
+``PATH_INFO``, which the dispatcher has already stripped of the mount prefix, PEP 3333).
+
+What it changes: requests to probe paths are answered here and never reach the app;
+everything else passes through untouched. The calling worker thread waits for the checks,
+which run in their own daemon threads, so a hung check costs the probe its deadline and
+never holds the worker beyond it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import TYPE_CHECKING
+
+from werkzeug.wrappers import Response as WerkzeugResponse
+
+from ._types import Probe
+from .http import HealthEndpoints, Response, endpoints_for, plain_response
+from .registry import HealthRegistry
+
+if TYPE_CHECKING:
+    from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
+
+
+def _answer(response: Response, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
+    answer = WerkzeugResponse(response.body, status=response.status, headers=response.headers)
+    # Werkzeug set Content-Length from the body it was given, which is empty for HEAD; a
+    # HEAD answer repeats the GET body's length (RFC 9110 section 9.3.2).
+    for name, value in response.headers:
+        if name == "content-length":
+            answer.headers["Content-Length"] = value
+    return answer(environ, start_response)
+
+
+def _handle(endpoints: HealthEndpoints, environ: WSGIEnvironment) -> Response | None:
+    return endpoints.handle_sync(
+        environ.get("REQUEST_METHOD", "GET"),
+        environ.get("PATH_INFO", "") or "/",
+        environ.get("QUERY_STRING", ""),
+        environ.get("HTTP_ACCEPT"),
+    )
+
+
+class HealthMiddleware:
+    """WSGI middleware answering probe paths before the wrapped app sees them.
+
+    Args:
+        app: the WSGI application to pass other requests to.
+        registry: a :class:`HealthRegistry`, or a configured :class:`HealthEndpoints`.
+        paths, failure_status, expose_output: as :class:`HealthEndpoints`.
+    """
+
+    def __init__(
+        self,
+        app: WSGIApplication,
+        registry: HealthRegistry | HealthEndpoints,
+        *,
+        paths: Mapping[str, Probe | str] | None = None,
+        failure_status: int | Mapping[Probe | str, int] = 503,
+        expose_output: bool = False,
+    ) -> None:
+        self.app = app
+        self.endpoints = endpoints_for(registry, paths, failure_status, expose_output)
+
+    def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
+        if self.endpoints.route(environ.get("PATH_INFO", "") or "/") is not None:
+            response = _handle(self.endpoints, environ)
+            if response is not None:
+                return _answer(response, environ, start_response)
+        return self.app(environ, start_response)
+
+
+class HealthApp:
+    """A WSGI app serving only the probe paths (others are ``404``), for mounting under
+    Werkzeug's ``DispatcherMiddleware`` or any WSGI router.
+
+    Args:
+        registry: a :class:`HealthRegistry`, or a configured :class:`HealthEndpoints`.
+        paths, failure_status, expose_output: as :class:`HealthEndpoints`.
+    """
+
+    def __init__(
+        self,
+        registry: HealthRegistry | HealthEndpoints,
+        *,
+        paths: Mapping[str, Probe | str] | None = None,
+        failure_status: int | Mapping[Probe | str, int] = 503,
+        expose_output: bool = False,
+    ) -> None:
+        self.endpoints = endpoints_for(registry, paths, failure_status, expose_output)
+
+    def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
+        response = _handle(self.endpoints, environ)
+        if response is None:
+            response = plain_response(404, "not found", environ.get("REQUEST_METHOD") == "HEAD")
+        return _answer(response, environ, start_response)
