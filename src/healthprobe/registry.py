@@ -225,8 +225,9 @@ class HealthRegistry:
         """Call ``listener(check, result)`` after every completed run of any check.
 
         It is called in the thread that settled the run (a check thread, a probe's thread
-        or an event loop), after the result and the statistics are recorded, so it must
-        return quickly and never block. An exception it raises is logged and ignored.
+        or an event loop), after the result and the statistics are recorded and before the
+        probes waiting for the run see the result, so it must return quickly and never
+        block. An exception it raises is logged and ignored.
         """
         self._result_listeners.append(listener)
 
