@@ -426,6 +426,8 @@ def test_gunicorn_multiprocess_shows_any_failing_worker_and_forgets_dead_ones(tm
         assert value(samples, "healthprobe_shutdown_phase", phase="serving") == 1.0
         assert not any(("pid", str(pid)) in labels for _, labels in samples for pid in workers)
         promtool_check_metrics(client.get("/metrics").text)
+        only = parse(client.get("/metrics", params={"name[]": "healthprobe_in_flight_requests"}).text)
+        assert list(only) == [("healthprobe_in_flight_requests", frozenset())]
 
         # Fail the check in whichever worker answers; every scrape (from either worker) shows it.
         failing = int(client.get("/control/fail").text)

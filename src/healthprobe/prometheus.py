@@ -425,6 +425,24 @@ class _Forward(Collector):
         return self.source.collect()
 
 
+class _Only(Collector):
+    """The families of ``source`` that have samples named in ``names``, with only those
+    samples (the ``name[]`` filter; works for collectors that do not describe themselves,
+    such as ``MultiProcessCollector``)."""
+
+    def __init__(self, source: CollectorRegistry, names: frozenset[str]) -> None:
+        self.source = source
+        self.names = names
+
+    def collect(self) -> Iterable[Metric]:
+        for family in self.source.collect():
+            samples = [sample for sample in family.samples if sample.name in self.names]
+            if samples:
+                kept = Metric(family.name, family.documentation, family.type, family.unit)
+                kept.samples = samples
+                yield kept
+
+
 class PrometheusMetrics:
     """The metrics a ``/metrics`` route serves (see ``metrics=`` on the adapters).
 
@@ -485,7 +503,8 @@ class PrometheusMetrics:
             ``(content type, body bytes)``.
         """
         encoder, content_type = choose_encoder(accept or "")
-        source: CollectorRegistry = self.collectors
         if names:
-            source = source.restricted_registry(list(names))  # type: ignore[assignment]
-        return content_type, encoder(source)
+            restricted = CollectorRegistry()
+            restricted.register(_Only(self.collectors, frozenset(names)))
+            return content_type, encoder(restricted)
+        return content_type, encoder(self.collectors)
