@@ -4,6 +4,7 @@ multiprocess mode, promtool, and a real Prometheus server scraping a real app.""
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import threading
@@ -256,6 +257,24 @@ def test_promtool_accepts_the_exposition() -> None:
     content_type, body = metrics.expose("text/plain")
     assert content_type.startswith("text/plain; version=0.0.4")
     promtool_check_metrics(body.decode())
+
+
+def test_default_registry_is_served_without_a_second_copy_of_ours() -> None:
+    from prometheus_client import REGISTRY
+
+    registry = HealthRegistry()
+    registry.add_check("database", lambda: True)
+    registry.run("readiness")
+    also_registered = HealthCollector(registry)
+    REGISTRY.register(also_registered)
+    try:
+        _, body = PrometheusMetrics(registry, multiprocess=False).expose(None)
+    finally:
+        REGISTRY.unregister(also_registered)
+    text = body.decode()
+    assert text.count("# TYPE healthprobe_check_status gauge") == 1
+    assert "process_" in text or "python_info" in text  # the default registry's own collectors
+    promtool_check_metrics(text)
 
 
 def test_openmetrics_by_accept_header() -> None:
@@ -526,6 +545,15 @@ scrape_configs:
             if len(rules) != 4 or any(rule["lastEvaluation"].startswith("0001") for rule in rules):
                 return None
             return rules
+
+        # Every PromQL example of docs/metrics.md is valid and evaluates on real data.
+        queries = re.findall(r"```promql\n(.*?)```", (ROOT / "docs" / "metrics.md").read_text(), re.S)
+        assert len(queries) >= 8
+        for query in queries:
+            answer = client.get("/api/v1/query", params={"query": query})
+            assert answer.status_code == 200 and answer.json()["status"] == "success", (query, answer.text)
+        failing = client.get("/api/v1/query", params={"query": queries[0]}).json()["data"]["result"]
+        assert [result["metric"]["check"] for result in failing] == ["flaky"]
 
         rules = eventually(rules_evaluated, 30, "the alert rules evaluated")
         assert all(rule["health"] == "ok" for rule in rules), rules

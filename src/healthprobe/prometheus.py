@@ -416,13 +416,15 @@ def child_exit(server: object, worker: Any) -> None:
 
 
 class _Forward(Collector):
-    """Serves another registry's metrics inside ours (prometheus-client's default one)."""
+    """Serves another registry's metrics inside ours (prometheus-client's default one),
+    leaving out ``healthprobe_*`` families: ours come from our own collector, and a second
+    copy (a :class:`HealthCollector` also registered there) would duplicate every series."""
 
     def __init__(self, source: CollectorRegistry) -> None:
         self.source = source
 
     def collect(self) -> Iterable[Metric]:
-        return self.source.collect()
+        return [family for family in self.source.collect() if not family.name.startswith("healthprobe_")]
 
 
 class _Only(Collector):
@@ -455,7 +457,9 @@ class PrometheusMetrics:
     Args:
         registry: the registry to expose.
         shutdown, phases: as :class:`HealthCollector`.
-        include_default: also serve prometheus-client's default registry (single process).
+        include_default: also serve prometheus-client's default registry (single process;
+            its ``healthprobe_*`` families are left out). In multiprocess mode every metric
+            of every worker is served from the multiprocess files anyway.
         multiprocess: force multiprocess mode on or off; by default on when
             ``PROMETHEUS_MULTIPROC_DIR`` is set.
 
