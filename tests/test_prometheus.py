@@ -458,7 +458,7 @@ def test_gunicorn_multiprocess_shows_any_failing_worker_and_forgets_dead_ones(tm
             assert value(samples, "healthprobe_check_runs_total", check="flaky", status="fail") == 1.0
 
         # In-flight requests of a busy worker, seen through the other one (livesum).
-        sleeper = threading.Thread(target=lambda: httpx.get(f"{server.url}/control/sleep?3", timeout=10))
+        sleeper = threading.Thread(target=lambda: httpx.get(f"{server.url}/control/sleep?4", timeout=10))
         sleeper.start()
         try:
             eventually(
