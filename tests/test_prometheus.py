@@ -559,3 +559,35 @@ scrape_configs:
         assert all(rule["health"] == "ok" for rule in rules), rules
         pending = {rule["name"]: rule["state"] for rule in rules}
         assert pending["HealthprobeCheckFailing"] == "pending"  # `for: 5m` has not passed
+
+
+@pytest.mark.slow
+def test_wsgi_metrics_route_on_waitress_reads_in_flight_at_scrape_time(tmp_path: Path) -> None:
+    port = free_port()
+    args = [PYTHON, "-m", "waitress", f"--listen=127.0.0.1:{port}", "--threads=4", "tests.metrics_apps:wsgi_app"]
+    with (
+        run_server(args, port, tmp_path, name="waitress") as server,
+        httpx.Client(base_url=server.url, timeout=10) as client,
+    ):
+        samples = parse(client.get("/metrics").text)
+        assert value(samples, "healthprobe_in_flight_requests") == 0.0
+        assert value(samples, "healthprobe_shutdown_phase", phase="serving") == 1.0
+        assert value(samples, "healthprobe_shutdown_phase", phase="draining") == 0.0
+        sleeper = threading.Thread(target=lambda: httpx.get(f"{server.url}/control/sleep?3", timeout=10))
+        sleeper.start()
+        try:
+            # Read when scraped (one process, no mirror): no refresh interval to wait for.
+            eventually(
+                lambda: value(parse(client.get("/metrics").text), "healthprobe_in_flight_requests") == 1.0 or None,
+                2.5,
+                "1 request in flight",
+            )
+        finally:
+            sleeper.join(10)
+        assert value(parse(client.get("/metrics").text), "healthprobe_in_flight_requests") == 0.0
+        assert client.get("/control/fail").text.isdigit()
+        answer = client.get("/metrics")
+        assert value(parse(answer.text), "healthprobe_check_status", check="flaky", status="fail") == 1.0
+        assert "hunter2" not in answer.text
+        assert client.get("/readyz").status_code == 503
+        assert client.get("/elsewhere").text == "application"
