@@ -324,6 +324,15 @@ def test_importing_the_core_does_not_import_prometheus_client() -> None:
     subprocess.run([PYTHON, "-c", code], check=True, timeout=60, cwd=ROOT)
 
 
+def test_multiprocess_mode_needs_prometheus_client_in_multiprocess_mode() -> None:
+    from healthprobe.prometheus import MultiprocessMirror
+
+    with pytest.raises(RuntimeError, match="PROMETHEUS_MULTIPROC_DIR"):
+        MultiprocessMirror(HealthRegistry())
+    with pytest.raises(RuntimeError, match="PROMETHEUS_MULTIPROC_DIR"):
+        PrometheusMetrics(HealthRegistry(), multiprocess=True)
+
+
 def test_metrics_path_must_not_shadow_a_probe_path() -> None:
     from healthprobe import HealthEndpoints
 

@@ -9,24 +9,19 @@ Metrics (names, units and suffixes follow https://prometheus.io/docs/practices/n
 every label value is a registered check name, a probe name or a fixed word, never a request
 path and never exception text):
 
-==============================================  =========  =====================================
-name                                            type       meaning
-==============================================  =========  =====================================
-``healthprobe_check_status{check,status}``      gauge      1 for the status of the check's
-                                                           latest run (pass, warn, fail), 0 for
-                                                           the other two; all 0 before a run
-``healthprobe_check_duration_seconds{check}``   histogram  duration of the check's runs
-``healthprobe_check_runs_total{check,status}``  counter    runs by status
-``healthprobe_check_last_success_timestamp_     gauge      end of the latest passing run,
-seconds{check}``                                           seconds since the Unix epoch
-``healthprobe_probe_status{probe,status}``      gauge      1 for the status of the latest answer
-                                                           to the probe; all 0 before one
-``healthprobe_lifecycle_state{state}``          gauge      1 for the current lifecycle state
-``healthprobe_in_flight_requests``              gauge      requests being served (needs a
-                                                           ``shutdown`` source)
-``healthprobe_shutdown_phase{phase}``           gauge      1 for the current shutdown phase
-                                                           (needs a ``shutdown`` source)
-==============================================  =========  =====================================
+* ``healthprobe_check_status{check,status}`` (gauge): 1 for the status (pass, warn, fail)
+  of the check's latest run, 0 for the other two; all 0 before the first run.
+* ``healthprobe_check_duration_seconds{check}`` (histogram): duration of the check's runs.
+* ``healthprobe_check_runs_total{check,status}`` (counter): runs by status.
+* ``healthprobe_check_last_success_timestamp_seconds{check}`` (gauge): end of the latest
+  passing run, in seconds since the Unix epoch.
+* ``healthprobe_probe_status{probe,status}`` (gauge): 1 for the status of the latest answer
+  to the probe; all 0 before the first one.
+* ``healthprobe_lifecycle_state{state}`` (gauge): 1 for the current lifecycle state.
+* ``healthprobe_in_flight_requests`` (gauge): requests being served (needs a ``shutdown``
+  source).
+* ``healthprobe_shutdown_phase{phase}`` (gauge): 1 for the current shutdown phase (needs a
+  ``shutdown`` source).
 
 **Multiprocess servers** (gunicorn with several workers): a custom collector only sees the
 process that answers the scrape (prometheus-client documentation, "Multiprocess Mode"). When
@@ -376,8 +371,10 @@ def _refresh_forever(ref: weakref.ReferenceType[MultiprocessMirror], pid: int) -
         threading.Event().wait(interval)
 
 
-_mirrors: weakref.WeakKeyDictionary[HealthRegistry, MultiprocessMirror] = weakref.WeakKeyDictionary()
 _mirrors_lock = threading.Lock()
+# Kept on the registry itself (not in a module-level mapping, which would keep every
+# registry alive): registry and mirror refer to each other and go away together.
+_MIRROR_ATTRIBUTE = "_healthprobe_prometheus_mirror"
 
 
 def multiprocess_mirror(
@@ -390,9 +387,10 @@ def multiprocess_mirror(
         RuntimeError: prometheus-client is not in multiprocess mode.
     """
     with _mirrors_lock:
-        mirror = _mirrors.get(registry)
+        mirror: MultiprocessMirror | None = getattr(registry, _MIRROR_ATTRIBUTE, None)
         if mirror is None:
-            mirror = _mirrors[registry] = MultiprocessMirror(registry, shutdown=shutdown, phases=phases)
+            mirror = MultiprocessMirror(registry, shutdown=shutdown, phases=phases)
+            setattr(registry, _MIRROR_ATTRIBUTE, mirror)
         elif shutdown is not None and mirror.shutdown is None:
             mirror.shutdown, mirror.phases = shutdown, tuple(phases)
         return mirror
