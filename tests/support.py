@@ -112,3 +112,17 @@ def require_service(host: str, port: int, what: str) -> None:
         if os.environ.get("HEALTHPROBE_REQUIRE_SERVICES") == "1":
             pytest.fail(message)
         pytest.skip(message)
+
+
+def require_binary(name: str, package: str) -> str:
+    """The path of executable ``name``; skip the test when it is missing, unless
+    HEALTHPROBE_REQUIRE_SERVICES=1 (set in CI), where a missing binary fails the test."""
+    import shutil
+
+    path = shutil.which(name)
+    if path is not None:
+        return path
+    message = f"{name} not found on PATH (Debian package {package!r})"
+    if os.environ.get("HEALTHPROBE_REQUIRE_SERVICES") == "1":
+        pytest.fail(message)
+    pytest.skip(message)

@@ -262,10 +262,14 @@ class Runner:
                 ttl = max(ttl, check.interval + check.timeout)
             state.fresh_until = now + ttl
             state.stats.record(result)
-        run.future.set_result(result)
+        # Listeners run before waiters wake, so a probe's answer is already reflected in
+        # whatever they maintain (multiprocess metrics) when the probe returns.
+        try:
+            if self.on_result is not None:
+                self.on_result(state, result)
+        finally:
+            run.future.set_result(result)
         _log_transition(check, previous, result)
-        if self.on_result is not None:
-            self.on_result(state, result)
 
     def _release(self, state: CheckState) -> None:
         with state.lock:

@@ -21,7 +21,7 @@ from starlette.responses import Response as StarletteResponse
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from ._types import Probe
-from .http import HealthEndpoints, Response, endpoints_for, plain_response
+from .http import HealthEndpoints, MetricsSource, Response, endpoints_for, plain_response
 from .registry import HealthRegistry
 
 
@@ -46,8 +46,9 @@ class HealthMiddleware:
     Args:
         app: the ASGI application to protect and pass other requests to.
         registry: a :class:`HealthRegistry`, or a configured :class:`HealthEndpoints`.
-        paths, failure_status, expose_output: as :class:`HealthEndpoints` (ignored when
-            ``registry`` is a :class:`HealthEndpoints`).
+        paths, failure_status, expose_output, metrics, metrics_path: as
+            :class:`HealthEndpoints` (ignored when ``registry`` is a :class:`HealthEndpoints`);
+            ``metrics=True`` also serves Prometheus metrics on ``/metrics``.
 
     Every scope other than an HTTP request to a probe path (lifespan, websocket, other
     paths) is passed to ``app`` unchanged.
@@ -61,12 +62,14 @@ class HealthMiddleware:
         paths: Mapping[str, Probe | str] | None = None,
         failure_status: int | Mapping[Probe | str, int] = 503,
         expose_output: bool = False,
+        metrics: bool | MetricsSource = False,
+        metrics_path: str = "/metrics",
     ) -> None:
         self.app = app
-        self.endpoints = endpoints_for(registry, paths, failure_status, expose_output)
+        self.endpoints = endpoints_for(registry, paths, failure_status, expose_output, metrics, metrics_path)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and self.endpoints.route(scope["path"]) is not None:
+        if scope["type"] == "http" and self.endpoints.matches(scope["path"]):
             response = await self.endpoints.handle_async(
                 scope["method"], scope["path"], scope.get("query_string", b"").decode("latin-1"), _accept(scope)
             )
@@ -81,7 +84,9 @@ class HealthApp:
 
     Args:
         registry: a :class:`HealthRegistry`, or a configured :class:`HealthEndpoints`.
-        paths, failure_status, expose_output: as :class:`HealthEndpoints`.
+        paths, failure_status, expose_output, metrics, metrics_path: as
+            :class:`HealthEndpoints`; ``metrics=True`` also serves Prometheus metrics on
+            ``/metrics``.
 
     Under a Starlette ``Mount("/health", ...)`` the probe paths are relative to the mount
     (``/health/livez``): the part of ``path`` named by ``root_path`` is removed first, as
@@ -95,8 +100,10 @@ class HealthApp:
         paths: Mapping[str, Probe | str] | None = None,
         failure_status: int | Mapping[Probe | str, int] = 503,
         expose_output: bool = False,
+        metrics: bool | MetricsSource = False,
+        metrics_path: str = "/metrics",
     ) -> None:
-        self.endpoints = endpoints_for(registry, paths, failure_status, expose_output)
+        self.endpoints = endpoints_for(registry, paths, failure_status, expose_output, metrics, metrics_path)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]

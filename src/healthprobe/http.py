@@ -14,6 +14,10 @@ Rules (Kubernetes "Configure Liveness, Readiness and Startup Probes": any code f
 * Query: ``verbose`` (list every check), ``exclude=<check>`` (repeatable), ``format=json``
   or ``format=text``. Anything else, or a malformed query, is ``400`` with a one-line reason.
 * ``application/health+json`` when asked by ``Accept`` or ``?format=json``, else text.
+* With ``metrics`` on, ``GET``/``HEAD`` on ``metrics_path`` (``/metrics``) serves Prometheus
+  metrics in the format ``Accept`` asks for (Prometheus text 0.0.4 or OpenMetrics); the
+  ``name[]`` query parameter filters by metric name, other parameters are ignored as
+  prometheus-client ignores them.
 * Every answer carries ``Cache-Control: no-store``. An unexpected error inside healthprobe is
   answered ``503`` (the probe fails) with a fixed body and logged: never a ``500``, never the
   exception text.
@@ -24,7 +28,11 @@ from __future__ import annotations
 import dataclasses
 import logging
 import urllib.parse
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from typing import Protocol
+
+import anyio
+import anyio.to_thread
 
 from ._types import Probe, Report
 from .registry import HealthRegistry, UnknownCheckError, _as_probe
@@ -47,6 +55,14 @@ ALLOW = "GET, HEAD"
 _TRUE = {"", "1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off"}
 _REASONS = {200: "OK", 400: "Bad Request", 404: "Not Found", 405: "Method Not Allowed", 503: "Service Unavailable"}
+
+
+class MetricsSource(Protocol):
+    """What a metrics route serves; :class:`healthprobe.prometheus.PrometheusMetrics` is one."""
+
+    def expose(self, accept: str | None, names: Sequence[str] = ()) -> tuple[str, bytes]:
+        """``(content type, body)`` for a request's ``Accept`` header and ``name[]`` filter."""
+        ...
 
 
 @dataclasses.dataclass(frozen=True)
@@ -131,9 +147,15 @@ class HealthEndpoints:
             (400-599; the kubelet counts anything outside 200-399 as failure). 503 by default.
         expose_output: show what checks wrote (their output and exception text) in bodies.
             Off by default: such text can reveal hosts, users or queries.
+        metrics: serve Prometheus metrics on ``metrics_path``: ``True`` builds a
+            :class:`healthprobe.prometheus.PrometheusMetrics` of ``registry`` (extra
+            ``prometheus``), or pass any :class:`MetricsSource`. Off by default.
+        metrics_path: the path of the metrics route (``/metrics``).
 
     Raises:
-        ValueError: on a malformed path or an out-of-range status code.
+        ValueError: on a malformed path, a metrics path that is also a probe path, or an
+            out-of-range status code.
+        ImportError: ``metrics=True`` without prometheus-client installed.
     """
 
     def __init__(
@@ -143,6 +165,8 @@ class HealthEndpoints:
         paths: Mapping[str, Probe | str] | None = None,
         failure_status: int | Mapping[Probe | str, int] = 503,
         expose_output: bool = False,
+        metrics: bool | MetricsSource = False,
+        metrics_path: str = "/metrics",
     ) -> None:
         self.registry = registry
         self.expose_output = expose_output
@@ -151,6 +175,14 @@ class HealthEndpoints:
             if not path.startswith("/") or (len(path) > 1 and path.endswith("/")):
                 raise ValueError(f"probe path {path!r} must start with '/' and not end with '/'")
             self.paths[path] = _as_probe(probe)
+        self.metrics: MetricsSource | None = None
+        self.metrics_path = metrics_path
+        if metrics is not False:
+            if not metrics_path.startswith("/") or (len(metrics_path) > 1 and metrics_path.endswith("/")):
+                raise ValueError(f"metrics path {metrics_path!r} must start with '/' and not end with '/'")
+            if self.route(metrics_path) is not None:
+                raise ValueError(f"metrics path {metrics_path!r} is also a probe path")
+            self.metrics = _metrics_source(registry) if metrics is True else metrics
         if isinstance(failure_status, int):
             statuses = {probe: failure_status for probe in Probe}
         else:
@@ -176,6 +208,10 @@ class HealthEndpoints:
                 name = path[len(prefix) + 1 :]
                 return probe, (name or None)
         return None
+
+    def matches(self, path: str) -> bool:
+        """Whether ``path`` is answered here (a probe path, or the metrics path when on)."""
+        return self.route(path) is not None or (self.metrics is not None and path == self.metrics_path)
 
     def prepare(self, method: str, path: str, query_string: str, accept: str | None) -> ProbeRequest | Response | None:
         """Validate a request: a :class:`ProbeRequest` to run, an error :class:`Response`
@@ -244,10 +280,42 @@ class HealthEndpoints:
         logger.exception("healthprobe failed to answer a %s probe", request.probe.value)
         return plain_response(503, f"{PROBE_WORD[request.probe]} check failed: internal error", request.head)
 
+    # -- metrics -----------------------------------------------------------------------------
+
+    def _metrics_request(self, method: str, query_string: str) -> tuple[str, ...] | Response:
+        head = method == "HEAD"
+        if method not in ("GET", "HEAD"):
+            return plain_response(405, f"method {method[:20]} not allowed; use GET or HEAD", extra=(("allow", ALLOW),))
+        try:
+            pairs = urllib.parse.parse_qsl(query_string, keep_blank_values=True, errors="strict")
+        except (ValueError, UnicodeDecodeError):
+            return plain_response(400, "malformed query string: not valid percent-encoded UTF-8", head)
+        return tuple(value for key, value in pairs if key == "name[]")
+
+    def _metrics_response(self, method: str, accept: str | None, names: tuple[str, ...]) -> Response:
+        assert self.metrics is not None
+        try:
+            content_type, body = self.metrics.expose(accept, names)
+        except Exception:
+            logger.exception("healthprobe failed to render metrics")
+            return plain_response(503, "metrics unavailable: internal error", method == "HEAD")
+        headers = [
+            ("content-type", content_type),
+            ("content-length", str(len(body))),
+            ("cache-control", "no-store"),
+            ("x-content-type-options", "nosniff"),
+        ]
+        return Response(200, headers, b"" if method == "HEAD" else body)
+
     # -- whole requests ----------------------------------------------------------------------
 
     def handle_sync(self, method: str, path: str, query_string: str, accept: str | None) -> Response | None:
-        """Answer a request from a sync caller; ``None`` if ``path`` is not a probe path."""
+        """Answer a request from a sync caller; ``None`` if ``path`` is not answered here."""
+        if self.metrics is not None and path == self.metrics_path:
+            names = self._metrics_request(method, query_string)
+            if isinstance(names, Response):
+                return names
+            return self._metrics_response(method, accept, names)
         request = self.prepare(method, path, query_string, accept)
         if not isinstance(request, ProbeRequest):
             return request
@@ -260,7 +328,15 @@ class HealthEndpoints:
         return self.respond(request, report)
 
     async def handle_async(self, method: str, path: str, query_string: str, accept: str | None) -> Response | None:
-        """Answer a request from async code; ``None`` if ``path`` is not a probe path."""
+        """Answer a request from async code; ``None`` if ``path`` is not answered here.
+
+        Metrics are rendered in a worker thread (in multiprocess mode that reads files).
+        """
+        if self.metrics is not None and path == self.metrics_path:
+            names = self._metrics_request(method, query_string)
+            if isinstance(names, Response):
+                return names
+            return await anyio.to_thread.run_sync(self._metrics_response, method, accept, names)
         request = self.prepare(method, path, query_string, accept)
         if not isinstance(request, ProbeRequest):
             return request
@@ -278,9 +354,28 @@ def endpoints_for(
     paths: Mapping[str, Probe | str] | None = None,
     failure_status: int | Mapping[Probe | str, int] = 503,
     expose_output: bool = False,
+    metrics: bool | MetricsSource = False,
+    metrics_path: str = "/metrics",
 ) -> HealthEndpoints:
     """``registry`` itself if it is a :class:`HealthEndpoints`, else one built from the
     arguments (the adapters accept either)."""
     if isinstance(registry, HealthEndpoints):
         return registry
-    return HealthEndpoints(registry, paths=paths, failure_status=failure_status, expose_output=expose_output)
+    return HealthEndpoints(
+        registry,
+        paths=paths,
+        failure_status=failure_status,
+        expose_output=expose_output,
+        metrics=metrics,
+        metrics_path=metrics_path,
+    )
+
+
+def _metrics_source(registry: HealthRegistry) -> MetricsSource:
+    try:
+        from .prometheus import PrometheusMetrics
+    except ModuleNotFoundError as exc:
+        raise ImportError(
+            "metrics=True needs prometheus-client: pip install 'healthprobe[prometheus]'", name=exc.name
+        ) from exc
+    return PrometheusMetrics(registry)

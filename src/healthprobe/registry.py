@@ -17,6 +17,8 @@ logger = logging.getLogger("healthprobe")
 
 F = TypeVar("F", bound=CheckFunc)
 LifecycleListener = Callable[[Lifecycle, Lifecycle], None]
+ResultListener = Callable[[Check, CheckResult], None]
+ReportListener = Callable[[Report], None]
 
 #: Default deadline of one check run, in seconds: below the kubelet's default
 #: ``timeoutSeconds`` of 1 s, so a probe is answered before the kubelet gives up.
@@ -75,7 +77,10 @@ class HealthRegistry:
         self._not_ready: str | None = None
         self._not_live: str | None = None
         self._listeners: list[LifecycleListener] = []
+        self._result_listeners: list[ResultListener] = []
+        self._report_listeners: list[ReportListener] = []
         self._runner = Runner()
+        self._runner.on_result = self._notify_result
         self.last_reports: dict[Probe, Report] = {}
 
     # -- registration ----------------------------------------------------------------------
@@ -216,6 +221,29 @@ class HealthRegistry:
         """Call ``listener(old, new)`` after every lifecycle change (in the changing thread)."""
         self._listeners.append(listener)
 
+    def add_result_listener(self, listener: ResultListener) -> None:
+        """Call ``listener(check, result)`` after every completed run of any check.
+
+        It is called in the thread that settled the run (a check thread, a probe's thread
+        or an event loop), after the result and the statistics are recorded and before the
+        probes waiting for the run see the result, so it must return quickly and never
+        block. An exception it raises is logged and ignored.
+        """
+        self._result_listeners.append(listener)
+
+    def add_report_listener(self, listener: ReportListener) -> None:
+        """Call ``listener(report)`` after every whole-probe answer is recorded in
+        :attr:`last_reports` (in the answering thread; must return quickly). An exception
+        it raises is logged and ignored."""
+        self._report_listeners.append(listener)
+
+    def _notify_result(self, state: CheckState, result: CheckResult) -> None:
+        for listener in list(self._result_listeners):
+            try:
+                listener(state.check, result)
+            except Exception:
+                logger.exception("result listener %r raised", listener)
+
     def _transition(self, allowed: tuple[Lifecycle, ...], new: Lifecycle) -> bool:
         with self._lock:
             old = self._lifecycle
@@ -321,6 +349,11 @@ class HealthRegistry:
         report = Report(probe, status, entries, reasons, self._lifecycle, unknown)
         if only is None and not unknown:
             self.last_reports[probe] = report
+            for listener in list(self._report_listeners):
+                try:
+                    listener(report)
+                except Exception:
+                    logger.exception("report listener %r raised", listener)
         return report
 
     def _reasons(self, probe: Probe) -> tuple[str, ...]:

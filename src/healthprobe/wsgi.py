@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING
 from werkzeug.wrappers import Response as WerkzeugResponse
 
 from ._types import Probe
-from .http import HealthEndpoints, Response, endpoints_for, plain_response
+from .http import HealthEndpoints, MetricsSource, Response, endpoints_for, plain_response
 from .registry import HealthRegistry
 
 if TYPE_CHECKING:
@@ -54,7 +54,9 @@ class HealthMiddleware:
     Args:
         app: the WSGI application to pass other requests to.
         registry: a :class:`HealthRegistry`, or a configured :class:`HealthEndpoints`.
-        paths, failure_status, expose_output: as :class:`HealthEndpoints`.
+        paths, failure_status, expose_output, metrics, metrics_path: as
+            :class:`HealthEndpoints`; ``metrics=True`` also serves Prometheus metrics on
+            ``/metrics``.
     """
 
     def __init__(
@@ -65,12 +67,14 @@ class HealthMiddleware:
         paths: Mapping[str, Probe | str] | None = None,
         failure_status: int | Mapping[Probe | str, int] = 503,
         expose_output: bool = False,
+        metrics: bool | MetricsSource = False,
+        metrics_path: str = "/metrics",
     ) -> None:
         self.app = app
-        self.endpoints = endpoints_for(registry, paths, failure_status, expose_output)
+        self.endpoints = endpoints_for(registry, paths, failure_status, expose_output, metrics, metrics_path)
 
     def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
-        if self.endpoints.route(environ.get("PATH_INFO", "") or "/") is not None:
+        if self.endpoints.matches(environ.get("PATH_INFO", "") or "/"):
             response = _handle(self.endpoints, environ)
             if response is not None:
                 return _answer(response, environ, start_response)
@@ -83,7 +87,9 @@ class HealthApp:
 
     Args:
         registry: a :class:`HealthRegistry`, or a configured :class:`HealthEndpoints`.
-        paths, failure_status, expose_output: as :class:`HealthEndpoints`.
+        paths, failure_status, expose_output, metrics, metrics_path: as
+            :class:`HealthEndpoints`; ``metrics=True`` also serves Prometheus metrics on
+            ``/metrics``.
     """
 
     def __init__(
@@ -93,8 +99,10 @@ class HealthApp:
         paths: Mapping[str, Probe | str] | None = None,
         failure_status: int | Mapping[Probe | str, int] = 503,
         expose_output: bool = False,
+        metrics: bool | MetricsSource = False,
+        metrics_path: str = "/metrics",
     ) -> None:
-        self.endpoints = endpoints_for(registry, paths, failure_status, expose_output)
+        self.endpoints = endpoints_for(registry, paths, failure_status, expose_output, metrics, metrics_path)
 
     def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
         response = _handle(self.endpoints, environ)

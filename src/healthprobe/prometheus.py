@@ -1,0 +1,512 @@
+"""Prometheus metrics of checks, probes, lifecycle and shutdown (extra ``prometheus``).
+
+The :class:`HealthRegistry` stays the single source of truth: :class:`HealthCollector` reads
+it when Prometheus scrapes (prometheus-client "custom collectors"), so a scrape never runs a
+check and never waits for one. It only takes each check's lock for the moment it copies the
+last result and the counters.
+
+Metrics (names, units and suffixes follow https://prometheus.io/docs/practices/naming/;
+every label value is a registered check name, a probe name or a fixed word, never a request
+path and never exception text):
+
+* ``healthprobe_check_status{check,status}`` (gauge): 1 for the status (pass, warn, fail)
+  of the check's latest run, 0 for the other two; all 0 before the first run.
+* ``healthprobe_check_duration_seconds{check}`` (histogram): duration of the check's runs.
+* ``healthprobe_check_runs_total{check,status}`` (counter): runs by status.
+* ``healthprobe_check_last_success_timestamp_seconds{check}`` (gauge): end of the latest
+  passing run, in seconds since the Unix epoch.
+* ``healthprobe_probe_status{probe,status}`` (gauge): 1 for the status of the latest answer
+  to the probe; all 0 before the first one.
+* ``healthprobe_lifecycle_state{state}`` (gauge): 1 for the current lifecycle state.
+* ``healthprobe_in_flight_requests`` (gauge): requests being served (needs a ``shutdown``
+  source).
+* ``healthprobe_shutdown_phase{phase}`` (gauge): 1 for the current shutdown phase (needs a
+  ``shutdown`` source).
+
+**Multiprocess servers** (gunicorn with several workers): a custom collector only sees the
+process that answers the scrape (prometheus-client documentation, "Multiprocess Mode"). When
+``PROMETHEUS_MULTIPROC_DIR`` is set, :class:`PrometheusMetrics` therefore mirrors the same
+metrics into prometheus-client's multiprocess files in every worker, and serves the merge of
+all workers' files. Status gauges use the ``livemax`` mode (a check failing in any live worker
+shows ``status="fail"`` as 1), in-flight requests ``livesum``. The gunicorn ``child_exit``
+hook :func:`child_exit` removes a dead worker's live gauges, so it leaves no stale series.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import weakref
+from collections.abc import Iterable, Iterator, Sequence
+from typing import Any, Literal, Protocol
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
+from prometheus_client.exposition import choose_encoder
+from prometheus_client.registry import REGISTRY, Collector
+from prometheus_client.utils import floatToGoString
+
+from ._runner import DURATION_BUCKETS, Check
+from ._types import CheckResult, Lifecycle, Probe, Report, Status
+from .registry import HealthRegistry
+
+__all__ = [
+    "MULTIPROC_ENV",
+    "HealthCollector",
+    "MultiprocessMirror",
+    "PrometheusMetrics",
+    "ShutdownView",
+    "child_exit",
+    "multiprocess_mirror",
+]
+
+logger = logging.getLogger("healthprobe")
+
+#: The environment variable that puts prometheus-client in multiprocess mode. It must be set
+#: before ``prometheus_client`` is first imported, in the environment of the server's master.
+MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
+
+CHECK_STATUS = "healthprobe_check_status"
+CHECK_DURATION = "healthprobe_check_duration_seconds"
+CHECK_RUNS = "healthprobe_check_runs"  # exposed as healthprobe_check_runs_total
+CHECK_LAST_SUCCESS = "healthprobe_check_last_success_timestamp_seconds"
+PROBE_STATUS = "healthprobe_probe_status"
+LIFECYCLE_STATE = "healthprobe_lifecycle_state"
+IN_FLIGHT = "healthprobe_in_flight_requests"
+SHUTDOWN_PHASE = "healthprobe_shutdown_phase"
+
+_HELP = {
+    CHECK_STATUS: "Status of the latest run of a check: 1 for its status (pass, warn or fail), 0 for the others.",
+    CHECK_DURATION: "Duration of check runs in seconds.",
+    CHECK_RUNS: "Check runs by status.",
+    CHECK_LAST_SUCCESS: "End of the latest passing run of a check, in seconds since the Unix epoch.",
+    PROBE_STATUS: "Status of the latest answer to a probe: 1 for its status (pass, warn or fail), 0 for the others.",
+    LIFECYCLE_STATE: "Lifecycle state of the process: 1 for the current one (starting, started, draining, stopped).",
+    IN_FLIGHT: "Requests being served right now.",
+    SHUTDOWN_PHASE: "Phase of graceful shutdown: 1 for the current phase.",
+}
+
+
+class ShutdownView(Protocol):
+    """What the collector reads from a shutdown coordinator: any object with these two
+    attributes (plain attributes or properties) will do.
+
+    Attributes:
+        in_flight: number of requests being served right now.
+        phase: name of the current shutdown phase; a short fixed word chosen by the
+            coordinator (never request data), used as the ``phase`` label value.
+    """
+
+    @property
+    def in_flight(self) -> int: ...
+
+    @property
+    def phase(self) -> str: ...
+
+
+_Samples = list[tuple[tuple[str, ...], float]]
+
+
+def _gauge_view(
+    registry: HealthRegistry, shutdown: ShutdownView | None, phases: Sequence[str]
+) -> dict[str, tuple[tuple[str, ...], _Samples]]:
+    """Every gauge's label names and samples, read from ``registry`` without running anything.
+
+    Shared by the collector and the multiprocess mirror, so both expose the same values.
+    """
+    status: _Samples = []
+    last_success: _Samples = []
+    for state in registry.check_states():
+        with state.lock:
+            last = state.last
+            success_time = state.stats.last_success_time
+        name = state.check.name
+        for word in Status:
+            status.append(((name, word.value), 1.0 if last is not None and last.status is word else 0.0))
+        if success_time is not None:
+            last_success.append(((name,), success_time))
+    reports = registry.last_reports.copy()
+    probes: _Samples = []
+    for probe in Probe:
+        report = reports.get(probe)
+        for word in Status:
+            probes.append(((probe.value, word.value), 1.0 if report is not None and report.status is word else 0.0))
+    lifecycle = registry.lifecycle
+    view: dict[str, tuple[tuple[str, ...], _Samples]] = {
+        CHECK_STATUS: (("check", "status"), status),
+        CHECK_LAST_SUCCESS: (("check",), last_success),
+        PROBE_STATUS: (("probe", "status"), probes),
+        LIFECYCLE_STATE: (("state",), [((s.value,), 1.0 if s is lifecycle else 0.0) for s in Lifecycle]),
+    }
+    if shutdown is not None:
+        try:
+            in_flight = float(shutdown.in_flight)
+            phase = str(shutdown.phase)
+        except Exception:  # a misbehaving coordinator must not break the scrape
+            logger.exception("reading in-flight requests and shutdown phase failed")
+        else:
+            names = list(dict.fromkeys([*phases, phase]))
+            view[IN_FLIGHT] = ((), [((), in_flight)])
+            view[SHUTDOWN_PHASE] = (("phase",), [((p,), 1.0 if p == phase else 0.0) for p in names])
+    return view
+
+
+def _cumulative(bucket_counts: Sequence[int]) -> list[tuple[str, float]]:
+    total = 0
+    buckets: list[tuple[str, float]] = []
+    for bound, count in zip(DURATION_BUCKETS, bucket_counts, strict=True):
+        total += count
+        buckets.append((floatToGoString(bound), float(total)))  # type: ignore[no-untyped-call]
+    return buckets
+
+
+class HealthCollector(Collector):
+    """A prometheus-client collector that reads a :class:`HealthRegistry` at scrape time.
+
+    Register it with a ``CollectorRegistry`` (``REGISTRY.register(HealthCollector(registry))``)
+    in a single-process server. Under a multiprocess server use :class:`PrometheusMetrics`
+    instead (custom collectors cannot be merged across processes).
+
+    Args:
+        registry: the registry to read.
+        shutdown: an object with ``in_flight`` (int) and ``phase`` (str), such as the
+            graceful-shutdown coordinator; without it the in-flight and phase metrics are
+            left out.
+        phases: every phase name ``shutdown`` can report, so each gets a series (0 or 1);
+            a phase not listed is still exposed while it is the current one.
+    """
+
+    def __init__(
+        self, registry: HealthRegistry, *, shutdown: ShutdownView | None = None, phases: Sequence[str] = ()
+    ) -> None:
+        self.registry = registry
+        self.shutdown = shutdown
+        self.phases = tuple(phases)
+
+    def describe(self) -> Iterable[Metric]:
+        """The metric families without samples (lets a registry detect clashes without a
+        collection)."""
+        return list(self._families(with_samples=False))
+
+    def collect(self) -> Iterable[Metric]:
+        """Build every metric family from the registry's current state."""
+        return list(self._families(with_samples=True))
+
+    def _families(self, *, with_samples: bool) -> Iterator[Metric]:
+        view = _gauge_view(self.registry, self.shutdown, self.phases) if with_samples else None
+        yield from self._gauges(view, CHECK_STATUS, ("check", "status"))
+        duration = HistogramMetricFamily(CHECK_DURATION, _HELP[CHECK_DURATION], labels=("check",), unit="seconds")
+        runs = CounterMetricFamily(CHECK_RUNS, _HELP[CHECK_RUNS], labels=("check", "status"))
+        if with_samples:
+            for state in self.registry.check_states():
+                with state.lock:
+                    stats = state.stats.snapshot()
+                name = state.check.name
+                duration.add_metric((name,), _cumulative(stats.bucket_counts), stats.duration_sum)
+                for word in Status:
+                    runs.add_metric((name, word.value), float(stats.runs[word]))
+        yield duration
+        yield runs
+        yield from self._gauges(view, CHECK_LAST_SUCCESS, ("check",), unit="seconds")
+        yield from self._gauges(view, PROBE_STATUS, ("probe", "status"))
+        yield from self._gauges(view, LIFECYCLE_STATE, ("state",))
+        if self.shutdown is not None:
+            yield from self._gauges(view, IN_FLIGHT, ())
+            yield from self._gauges(view, SHUTDOWN_PHASE, ("phase",))
+
+    @staticmethod
+    def _gauges(
+        view: dict[str, tuple[tuple[str, ...], _Samples]] | None, name: str, labels: Sequence[str], unit: str = ""
+    ) -> Iterator[Metric]:
+        family = GaugeMetricFamily(name, _HELP[name], labels=labels, unit=unit)
+        if view is not None:
+            if name not in view:
+                return  # the shutdown source could not be read: leave the family out
+            for values, value in view[name][1]:
+                family.add_metric(values, value)
+        yield family
+
+
+# -- multiprocess ------------------------------------------------------------------------------
+
+_Mode = Literal["livemax", "max", "livesum"]
+_GAUGE_MODES: dict[str, _Mode] = {
+    CHECK_STATUS: "livemax",
+    # A success seen by a worker that has since exited is still the latest success.
+    CHECK_LAST_SUCCESS: "max",
+    PROBE_STATUS: "livemax",
+    LIFECYCLE_STATE: "livemax",
+    IN_FLIGHT: "livesum",
+    SHUTDOWN_PHASE: "livemax",
+}
+_GAUGE_LABELS: dict[str, tuple[str, ...]] = {
+    CHECK_STATUS: ("check", "status"),
+    CHECK_LAST_SUCCESS: ("check",),
+    PROBE_STATUS: ("probe", "status"),
+    LIFECYCLE_STATE: ("state",),
+    IN_FLIGHT: (),
+    SHUTDOWN_PHASE: ("phase",),
+}
+_metrics_lock = threading.Lock()
+_mp_metrics: dict[str, Any] = {}
+
+
+def _multiprocess_metrics() -> dict[str, Any]:
+    """prometheus-client metric objects for the mirror, created once per process and
+    registered nowhere (multiprocess mode exports every metric from its files)."""
+    with _metrics_lock:
+        if not _mp_metrics:
+            for name, mode in _GAUGE_MODES.items():
+                unit = "seconds" if name == CHECK_LAST_SUCCESS else ""
+                _mp_metrics[name] = Gauge(
+                    name, _HELP[name], _GAUGE_LABELS[name], registry=None, multiprocess_mode=mode, unit=unit
+                )
+            _mp_metrics[CHECK_RUNS] = Counter(CHECK_RUNS, _HELP[CHECK_RUNS], ("check", "status"), registry=None)
+            _mp_metrics[CHECK_DURATION] = Histogram(
+                CHECK_DURATION,
+                _HELP[CHECK_DURATION],
+                ("check",),
+                registry=None,
+                buckets=DURATION_BUCKETS,
+                unit="seconds",
+            )
+        return _mp_metrics
+
+
+class MultiprocessMirror:
+    """Copies a registry's metrics into prometheus-client's multiprocess files.
+
+    Get one with :func:`multiprocess_mirror` (one per registry and process). The gauges are
+    rewritten from the registry after every check run, every probe answer, every lifecycle
+    change and every ``interval`` seconds (for in-flight requests and the shutdown phase);
+    the run counter and the duration histogram count each run as it completes, from the
+    moment the mirror exists.
+
+    Args:
+        registry: the registry to mirror.
+        shutdown, phases: as :class:`HealthCollector`.
+        interval: seconds between background refreshes of the gauges (default 1.0).
+
+    Raises:
+        RuntimeError: prometheus-client is not in multiprocess mode
+            (``PROMETHEUS_MULTIPROC_DIR`` was not set when it was imported).
+    """
+
+    def __init__(
+        self,
+        registry: HealthRegistry,
+        *,
+        shutdown: ShutdownView | None = None,
+        phases: Sequence[str] = (),
+        interval: float = 1.0,
+    ) -> None:
+        from prometheus_client import values
+
+        if not getattr(values.ValueClass, "_multiprocess", False):
+            raise RuntimeError(
+                f"prometheus-client is not in multiprocess mode: set {MULTIPROC_ENV} before it is imported"
+            )
+        if not interval > 0:
+            raise ValueError(f"interval must be > 0 seconds, got {interval!r}")
+        self.registry = registry
+        self.shutdown = shutdown
+        self.phases = tuple(phases)
+        self.interval = interval
+        self._metrics = _multiprocess_metrics()
+        self._sync_lock = threading.Lock()
+        self._thread_pid = 0
+        self._thread_lock = threading.Lock()
+        registry.add_result_listener(self._on_result)
+        registry.add_report_listener(self._on_report)
+        registry.add_lifecycle_listener(self._on_lifecycle)
+        self.refresh()
+
+    def refresh(self) -> None:
+        """Rewrite every gauge of this process from the registry now (also starts the
+        background refresher in this process if it is not running)."""
+        self._ensure_thread()
+        with self._sync_lock:
+            for name, (_labels, samples) in _gauge_view(self.registry, self.shutdown, self.phases).items():
+                gauge = self._metrics[name]
+                for values, value in samples:
+                    (gauge.labels(*values) if values else gauge).set(value)
+
+    def _on_result(self, check: Check, result: CheckResult) -> None:
+        self._metrics[CHECK_RUNS].labels(check.name, result.status.value).inc()
+        self._metrics[CHECK_DURATION].labels(check.name).observe(result.duration)
+        self.refresh()
+
+    def _on_report(self, report: Report) -> None:
+        self.refresh()
+
+    def _on_lifecycle(self, old: Lifecycle, new: Lifecycle) -> None:
+        self.refresh()
+
+    def _ensure_thread(self) -> None:
+        # Threads do not survive fork(): a worker forked from a process that had a mirror
+        # starts its own refresher on first use.
+        pid = os.getpid()
+        if self._thread_pid == pid:
+            return
+        with self._thread_lock:
+            if self._thread_pid == pid:
+                return
+            self._thread_pid = pid
+            ref = weakref.ref(self)
+            threading.Thread(target=_refresh_forever, args=(ref, pid), name="healthprobe-metrics", daemon=True).start()
+
+
+def _refresh_forever(ref: weakref.ReferenceType[MultiprocessMirror], pid: int) -> None:
+    while True:
+        mirror = ref()
+        if mirror is None or mirror._thread_pid != pid:
+            return
+        interval = mirror.interval
+        try:
+            mirror.refresh()
+        except Exception:
+            logger.exception("refreshing the multiprocess metrics failed")
+        del mirror
+        threading.Event().wait(interval)
+
+
+_mirrors_lock = threading.Lock()
+# Kept on the registry itself (not in a module-level mapping, which would keep every
+# registry alive): registry and mirror refer to each other and go away together.
+_MIRROR_ATTRIBUTE = "_healthprobe_prometheus_mirror"
+
+
+def multiprocess_mirror(
+    registry: HealthRegistry, *, shutdown: ShutdownView | None = None, phases: Sequence[str] = ()
+) -> MultiprocessMirror:
+    """The process's :class:`MultiprocessMirror` of ``registry``, created on first call
+    (later calls return the same mirror, so runs are never counted twice).
+
+    Raises:
+        RuntimeError: prometheus-client is not in multiprocess mode.
+    """
+    with _mirrors_lock:
+        mirror: MultiprocessMirror | None = getattr(registry, _MIRROR_ATTRIBUTE, None)
+        if mirror is None:
+            mirror = MultiprocessMirror(registry, shutdown=shutdown, phases=phases)
+            setattr(registry, _MIRROR_ATTRIBUTE, mirror)
+        elif shutdown is not None and mirror.shutdown is None:
+            mirror.shutdown, mirror.phases = shutdown, tuple(phases)
+        return mirror
+
+
+def child_exit(server: object, worker: Any) -> None:
+    """gunicorn ``child_exit`` server hook: drop a dead worker's live gauges.
+
+    Put ``from healthprobe.prometheus import child_exit`` in ``gunicorn.conf.py``. gunicorn
+    calls it in the master for every worker that exits, however it exits (gunicorn
+    "Server hooks"); it calls prometheus-client's ``multiprocess.mark_process_dead``, which
+    deletes the worker's ``live*`` gauge files.
+    """
+    if os.environ.get(MULTIPROC_ENV):
+        from prometheus_client import multiprocess
+
+        multiprocess.mark_process_dead(worker.pid)  # type: ignore[no-untyped-call]
+
+
+# -- exposition -----------------------------------------------------------------------------
+
+
+class _Forward(Collector):
+    """Serves another registry's metrics inside ours (prometheus-client's default one),
+    leaving out ``healthprobe_*`` families: ours come from our own collector, and a second
+    copy (a :class:`HealthCollector` also registered there) would duplicate every series."""
+
+    def __init__(self, source: CollectorRegistry) -> None:
+        self.source = source
+
+    def collect(self) -> Iterable[Metric]:
+        return [family for family in self.source.collect() if not family.name.startswith("healthprobe_")]
+
+
+class _Only(Collector):
+    """The families of ``source`` that have samples named in ``names``, with only those
+    samples (the ``name[]`` filter; works for collectors that do not describe themselves,
+    such as ``MultiProcessCollector``)."""
+
+    def __init__(self, source: CollectorRegistry, names: frozenset[str]) -> None:
+        self.source = source
+        self.names = names
+
+    def collect(self) -> Iterable[Metric]:
+        for family in self.source.collect():
+            samples = [sample for sample in family.samples if sample.name in self.names]
+            if samples:
+                kept = Metric(family.name, family.documentation, family.type, family.unit)
+                kept.samples = samples
+                yield kept
+
+
+class PrometheusMetrics:
+    """The metrics a ``/metrics`` route serves (see ``metrics=`` on the adapters).
+
+    In a single process it serves a :class:`HealthCollector` of ``registry`` plus, with
+    ``include_default``, everything in prometheus-client's default ``REGISTRY`` (the
+    application's own metrics, process and platform metrics). In multiprocess mode
+    (``PROMETHEUS_MULTIPROC_DIR`` set) it starts this process's :class:`MultiprocessMirror`
+    and serves the merge of every worker's files (``MultiProcessCollector``).
+
+    Args:
+        registry: the registry to expose.
+        shutdown, phases: as :class:`HealthCollector`.
+        include_default: also serve prometheus-client's default registry (single process;
+            its ``healthprobe_*`` families are left out). In multiprocess mode every metric
+            of every worker is served from the multiprocess files anyway.
+        multiprocess: force multiprocess mode on or off; by default on when
+            ``PROMETHEUS_MULTIPROC_DIR`` is set.
+
+    Attributes:
+        collectors: the ``CollectorRegistry`` served; usable with prometheus-client's own
+            ``make_asgi_app`` / ``make_wsgi_app``.
+
+    Raises:
+        RuntimeError: multiprocess mode was asked for but prometheus-client is not in it.
+    """
+
+    def __init__(
+        self,
+        registry: HealthRegistry,
+        *,
+        shutdown: ShutdownView | None = None,
+        phases: Sequence[str] = (),
+        include_default: bool = True,
+        multiprocess: bool | None = None,
+    ) -> None:
+        if multiprocess is None:
+            multiprocess = bool(os.environ.get(MULTIPROC_ENV))
+        self.collectors = CollectorRegistry()
+        self.mirror: MultiprocessMirror | None = None
+        if multiprocess:
+            from prometheus_client.multiprocess import MultiProcessCollector
+
+            self.mirror = multiprocess_mirror(registry, shutdown=shutdown, phases=phases)
+            MultiProcessCollector(self.collectors)  # type: ignore[no-untyped-call]
+        else:
+            self.collectors.register(HealthCollector(registry, shutdown=shutdown, phases=phases))
+            if include_default:
+                self.collectors.register(_Forward(REGISTRY))
+
+    def expose(self, accept: str | None, names: Sequence[str] = ()) -> tuple[str, bytes]:
+        """Render the metrics in the format ``accept`` asks for.
+
+        Args:
+            accept: the request's ``Accept`` header; ``application/openmetrics-text`` gets
+                OpenMetrics, anything else the Prometheus text format 0.0.4
+                (prometheus-client's ``choose_encoder``).
+            names: if given, only these metric names (prometheus-client's ``name[]`` filter).
+
+        Returns:
+            ``(content type, body bytes)``.
+        """
+        encoder, content_type = choose_encoder(accept or "")
+        if names:
+            restricted = CollectorRegistry()
+            restricted.register(_Only(self.collectors, frozenset(names)))
+            return content_type, encoder(restricted)
+        return content_type, encoder(self.collectors)

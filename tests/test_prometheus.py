@@ -1,0 +1,602 @@
+"""Prometheus metrics: the collector, the /metrics route on real servers, gunicorn
+multiprocess mode, promtool, and a real Prometheus server scraping a real app."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import TypeVar
+
+import httpx
+import pytest
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.openmetrics.parser import text_string_to_metric_families as parse_openmetrics
+from prometheus_client.parser import text_string_to_metric_families
+
+from healthprobe import CheckResult, HealthRegistry, Lifecycle, Status
+from healthprobe.prometheus import HealthCollector, PrometheusMetrics
+
+from .support import PYTHON, ROOT, free_port, require_binary, run_server
+
+T = TypeVar("T")
+Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
+ALERTS = ROOT / "examples" / "prometheus"
+
+
+def parse(text: str) -> Samples:
+    """Every sample of a text exposition, keyed by (sample name, labels)."""
+    out: Samples = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            out[(sample.name, frozenset(sample.labels.items()))] = sample.value
+    return out
+
+
+def value(samples: Samples, name: str, **labels: str) -> float | None:
+    return samples.get((name, frozenset(labels.items())))
+
+
+def scrape(collector: HealthCollector) -> str:
+    own = CollectorRegistry()
+    own.register(collector)
+    return generate_latest(own).decode()
+
+
+def eventually(probe: Callable[[], T | None], timeout: float, what: str, interval: float = 0.2) -> T:
+    """Call ``probe`` until it returns something other than ``None`` (bounded by ``timeout``)."""
+    deadline = time.monotonic() + timeout
+    last: object = None
+    while time.monotonic() < deadline:
+        try:
+            result = probe()
+        except (httpx.HTTPError, OSError) as exc:
+            result, last = None, exc
+        if result is not None:
+            return result
+        time.sleep(interval)
+    raise AssertionError(f"{what} not seen within {timeout} s (last error: {last})")
+
+
+def promtool_check_metrics(text: str) -> None:
+    promtool = require_binary("promtool", "prometheus")
+    done = subprocess.run(
+        [promtool, "check", "metrics"], input=text.encode(), capture_output=True, timeout=30, check=False
+    )
+    report = (done.stdout + done.stderr).decode()
+    assert done.returncode == 0, report
+    assert report.strip() == "", report
+
+
+class View:
+    """A tiny object satisfying healthprobe.prometheus.ShutdownView."""
+
+    def __init__(self, in_flight: int = 0, phase: str = "serving") -> None:
+        self.in_flight = in_flight
+        self.phase = phase
+
+
+# -- the collector, in process ------------------------------------------------------------------
+
+
+def test_collector_reports_each_check_probe_and_lifecycle() -> None:
+    registry = HealthRegistry(default_cache_ttl=0.0)
+    registry.add_check("database", lambda: True, probes=("readiness", "liveness"))
+    registry.add_check("cache", lambda: CheckResult(Status.WARN, output="slow"))
+    registry.add_check("queue", lambda: False, critical=False)
+    registry.add_check("never-run", lambda: True, probes=("startup",))
+    registry.mark_started()
+    before = time.time()
+    registry.run("readiness")
+    registry.run("readiness")
+    samples = parse(scrape(HealthCollector(registry)))
+
+    expected = {"database": "pass", "cache": "warn", "queue": "fail"}
+    for check, status in expected.items():
+        for word in ("pass", "warn", "fail"):
+            assert value(samples, "healthprobe_check_status", check=check, status=word) == float(word == status)
+            runs = value(samples, "healthprobe_check_runs_total", check=check, status=word)
+            assert runs == (2.0 if word == status else 0.0)
+        assert value(samples, "healthprobe_check_duration_seconds_count", check=check) == 2.0
+        assert value(samples, "healthprobe_check_duration_seconds_bucket", check=check, le="+Inf") == 2.0
+        duration_sum = value(samples, "healthprobe_check_duration_seconds_sum", check=check)
+        assert duration_sum is not None and 0.0 <= duration_sum < 5.0
+    # A check that has not run has all-zero status and no last success.
+    for word in ("pass", "warn", "fail"):
+        assert value(samples, "healthprobe_check_status", check="never-run", status=word) == 0.0
+    assert value(samples, "healthprobe_check_last_success_timestamp_seconds", check="never-run") is None
+    # Only a passing run counts as a success.
+    last = value(samples, "healthprobe_check_last_success_timestamp_seconds", check="database")
+    assert last is not None and before - 1 <= last <= time.time() + 1
+    assert value(samples, "healthprobe_check_last_success_timestamp_seconds", check="cache") is None
+    # Readiness warned (a warn and a non-critical failure); liveness was never asked.
+    assert value(samples, "healthprobe_probe_status", probe="readiness", status="warn") == 1.0
+    assert value(samples, "healthprobe_probe_status", probe="readiness", status="pass") == 0.0
+    assert all(value(samples, "healthprobe_probe_status", probe="liveness", status=w) == 0.0 for w in Status)
+    assert value(samples, "healthprobe_lifecycle_state", state="started") == 1.0
+    assert value(samples, "healthprobe_lifecycle_state", state="starting") == 0.0
+    # Without a shutdown view there is no in-flight or phase metric.
+    assert not any(name.startswith(("healthprobe_in_flight", "healthprobe_shutdown")) for name, _ in samples)
+
+
+def test_histogram_buckets_are_cumulative() -> None:
+    registry = HealthRegistry()
+    delays = iter([0.0, 0.3, 0.0])
+    registry.add_check("slow", lambda: time.sleep(next(delays)), timeout=5.0, cache_ttl=0.0)
+    registry.mark_started()
+    for _ in range(3):
+        registry.run("readiness")
+    samples = parse(scrape(HealthCollector(registry)))
+    buckets = {float(dict(labels)["le"]): v for (name, labels), v in samples.items() if name.endswith("_bucket")}
+    assert buckets[0.25] == 2.0  # the two quick runs
+    assert buckets[0.5] == 3.0 and buckets[float("inf")] == 3.0
+    counts = [buckets[bound] for bound in sorted(buckets)]
+    assert counts == sorted(counts)
+
+
+def test_status_changes_follow_the_latest_run() -> None:
+    registry = HealthRegistry()
+    outcome = {"ok": True}
+    registry.add_check("flaky", lambda: outcome["ok"], cache_ttl=0.0)
+    registry.mark_started()
+    collector = HealthCollector(registry)
+    registry.run("readiness")
+    assert value(parse(scrape(collector)), "healthprobe_check_status", check="flaky", status="pass") == 1.0
+    outcome["ok"] = False
+    registry.run("readiness")
+    samples = parse(scrape(collector))
+    assert value(samples, "healthprobe_check_status", check="flaky", status="fail") == 1.0
+    assert value(samples, "healthprobe_check_status", check="flaky", status="pass") == 0.0
+    assert value(samples, "healthprobe_probe_status", probe="readiness", status="fail") == 1.0
+    registry.begin_drain()
+    samples = parse(scrape(collector))
+    assert value(samples, "healthprobe_lifecycle_state", state="draining") == 1.0
+    assert value(samples, "healthprobe_lifecycle_state", state="started") == 0.0
+
+
+def test_a_scrape_never_runs_a_check_nor_waits_for_one() -> None:
+    registry = HealthRegistry()
+    release = threading.Event()
+    calls = {"n": 0}
+
+    def blocking() -> bool:
+        calls["n"] += 1
+        release.wait(10)
+        return True
+
+    registry.add_check("blocking", blocking, timeout=5.0, cache_ttl=0.0)
+    registry.mark_started()
+    collector = HealthCollector(registry)
+    prober = threading.Thread(target=registry.run, args=("readiness",), daemon=True)
+    prober.start()
+    try:
+        eventually(lambda: calls["n"] == 1 or None, 5, "the check to start")
+        for _ in range(5):
+            started = time.monotonic()
+            samples = parse(scrape(collector))
+            assert time.monotonic() - started < 1.0  # generous: the check holds for up to 10 s
+        assert calls["n"] == 1  # scrapes started no run
+        assert all(value(samples, "healthprobe_check_status", check="blocking", status=w) == 0.0 for w in Status)
+        assert value(samples, "healthprobe_check_runs_total", check="blocking", status="pass") == 0.0
+    finally:
+        release.set()
+        prober.join(10)
+    samples = parse(scrape(collector))
+    assert value(samples, "healthprobe_check_status", check="blocking", status="pass") == 1.0
+    assert calls["n"] == 1
+
+
+def test_labels_come_only_from_registered_names_never_exception_text() -> None:
+    registry = HealthRegistry()
+
+    def leaky() -> None:
+        raise ConnectionError("password=hunter2 rejected by 10.0.0.7 /api/v1/users?id=42")
+
+    registry.add_check("leaky", leaky)
+    registry.mark_started()
+    registry.run("readiness")
+    text = scrape(HealthCollector(registry, shutdown=View(), phases=("serving", "drain")))
+    assert "hunter2" not in text and "10.0.0.7" not in text and "/api" not in text
+    allowed = {"leaky", "pass", "warn", "fail", "serving", "drain", *(p.value for p in Lifecycle)}
+    allowed |= {"startup", "readiness", "liveness"}
+    for (name, labels), _ in parse(text).items():
+        for key, label_value in labels:
+            if key != "le":
+                assert label_value in allowed, (name, key, label_value)
+
+
+def test_in_flight_and_shutdown_phase_come_from_the_shutdown_view() -> None:
+    registry = HealthRegistry()
+    view = View(in_flight=3, phase="serving")
+    collector = HealthCollector(registry, shutdown=view, phases=("serving", "delay", "drain", "hooks"))
+    samples = parse(scrape(collector))
+    assert value(samples, "healthprobe_in_flight_requests") == 3.0
+    assert value(samples, "healthprobe_shutdown_phase", phase="serving") == 1.0
+    assert value(samples, "healthprobe_shutdown_phase", phase="drain") == 0.0
+    view.in_flight, view.phase = 1, "drain"
+    samples = parse(scrape(collector))
+    assert value(samples, "healthprobe_in_flight_requests") == 1.0
+    assert value(samples, "healthprobe_shutdown_phase", phase="serving") == 0.0
+    assert value(samples, "healthprobe_shutdown_phase", phase="drain") == 1.0
+    # A phase the collector was not told about still shows while it is current.
+    view.phase = "exit"
+    samples = parse(scrape(collector))
+    assert value(samples, "healthprobe_shutdown_phase", phase="exit") == 1.0
+    assert sum(v for (name, _), v in samples.items() if name == "healthprobe_shutdown_phase") == 1.0
+
+
+def test_a_broken_shutdown_view_leaves_the_rest_of_the_scrape_intact() -> None:
+    class Broken:
+        @property
+        def in_flight(self) -> int:
+            raise RuntimeError("coordinator gone")
+
+        phase = "serving"
+
+    registry = HealthRegistry()
+    registry.add_check("database", lambda: True)
+    registry.mark_started()
+    registry.run("readiness")
+    samples = parse(scrape(HealthCollector(registry, shutdown=Broken())))
+    assert value(samples, "healthprobe_check_status", check="database", status="pass") == 1.0
+    assert value(samples, "healthprobe_in_flight_requests") is None
+
+
+def test_promtool_accepts_the_exposition() -> None:
+    registry = HealthRegistry()
+    registry.add_check("database", lambda: True, probes=("startup", "readiness"))
+    registry.add_check("cache", lambda: False, critical=False)
+    registry.run("readiness")
+    registry.run("liveness")
+    metrics = PrometheusMetrics(registry, shutdown=View(2), phases=("serving", "drain"), multiprocess=False)
+    content_type, body = metrics.expose("text/plain")
+    assert content_type.startswith("text/plain; version=0.0.4")
+    promtool_check_metrics(body.decode())
+
+
+def test_default_registry_is_served_without_a_second_copy_of_ours() -> None:
+    from prometheus_client import REGISTRY
+
+    registry = HealthRegistry()
+    registry.add_check("database", lambda: True)
+    registry.run("readiness")
+    also_registered = HealthCollector(registry)
+    REGISTRY.register(also_registered)
+    try:
+        _, body = PrometheusMetrics(registry, multiprocess=False).expose(None)
+    finally:
+        REGISTRY.unregister(also_registered)
+    text = body.decode()
+    assert text.count("# TYPE healthprobe_check_status gauge") == 1
+    assert "process_" in text or "python_info" in text  # the default registry's own collectors
+    promtool_check_metrics(text)
+
+
+def test_openmetrics_by_accept_header() -> None:
+    registry = HealthRegistry()
+    registry.add_check("database", lambda: True)
+    registry.mark_started()
+    registry.run("readiness")
+    metrics = PrometheusMetrics(registry, shutdown=View(), include_default=False, multiprocess=False)
+    content_type, body = metrics.expose("application/openmetrics-text; version=1.0.0,text/plain;q=0.5")
+    assert content_type.startswith("application/openmetrics-text")
+    text = body.decode()
+    assert text.endswith("# EOF\n")
+    families = {family.name: family for family in parse_openmetrics(text)}
+    assert families["healthprobe_check_duration_seconds"].unit == "seconds"
+    assert families["healthprobe_check_runs"].type == "counter"
+    assert families["healthprobe_check_last_success_timestamp_seconds"].unit == "seconds"
+    # The name[] filter of prometheus-client.
+    _, body = metrics.expose(None, ["healthprobe_lifecycle_state"])
+    assert {name for name, _ in parse(body.decode())} == {"healthprobe_lifecycle_state"}
+
+
+def test_registry_listeners_see_runs_and_reports_and_survive_errors() -> None:
+    registry = HealthRegistry()
+    registry.add_check("database", lambda: True, cache_ttl=0.0)
+    registry.mark_started()
+    seen: list[tuple[str, Status]] = []
+    reports: list[str] = []
+
+    def broken(*_: object) -> None:
+        raise RuntimeError("listener bug")
+
+    registry.add_result_listener(broken)
+    registry.add_result_listener(lambda check, result: seen.append((check.name, result.status)))
+    registry.add_report_listener(broken)
+    registry.add_report_listener(lambda report: reports.append(report.probe.value))
+    assert registry.run("readiness").ok
+    registry.run("readiness", only="database")
+    assert seen == [("database", Status.PASS), ("database", Status.PASS)]
+    assert reports == ["readiness"]  # a one-check answer is not a probe report
+
+
+def test_importing_the_core_does_not_import_prometheus_client() -> None:
+    code = (
+        "import sys, healthprobe, healthprobe.http, healthprobe.asgi, healthprobe.wsgi\n"
+        "assert 'prometheus_client' not in sys.modules, 'prometheus_client imported'\n"
+    )
+    subprocess.run([PYTHON, "-c", code], check=True, timeout=60, cwd=ROOT)
+
+
+def test_multiprocess_mode_needs_prometheus_client_in_multiprocess_mode() -> None:
+    from healthprobe.prometheus import MultiprocessMirror
+
+    with pytest.raises(RuntimeError, match="PROMETHEUS_MULTIPROC_DIR"):
+        MultiprocessMirror(HealthRegistry())
+    with pytest.raises(RuntimeError, match="PROMETHEUS_MULTIPROC_DIR"):
+        PrometheusMetrics(HealthRegistry(), multiprocess=True)
+
+
+def test_metrics_path_must_not_shadow_a_probe_path() -> None:
+    from healthprobe import HealthEndpoints
+
+    with pytest.raises(ValueError, match="also a probe path"):
+        HealthEndpoints(HealthRegistry(), metrics=True, metrics_path="/readyz")
+    with pytest.raises(ValueError, match="must start with"):
+        HealthEndpoints(HealthRegistry(), metrics=True, metrics_path="metrics")
+    assert not HealthEndpoints(HealthRegistry()).matches("/metrics")  # off by default
+
+
+# -- alert rules --------------------------------------------------------------------------------
+
+
+def test_alert_rules_pass_promtool_check_and_unit_tests() -> None:
+    promtool = require_binary("promtool", "prometheus")
+    checked = subprocess.run(
+        [promtool, "check", "rules", "alerts.yml"], cwd=ALERTS, capture_output=True, timeout=60, check=False
+    )
+    assert checked.returncode == 0, (checked.stdout + checked.stderr).decode()
+    assert b"SUCCESS: 4 rules found" in checked.stdout
+    tested = subprocess.run(
+        [promtool, "test", "rules", "alerts_test.yml"], cwd=ALERTS, capture_output=True, timeout=60, check=False
+    )
+    assert tested.returncode == 0, (tested.stdout + tested.stderr).decode()
+
+
+# -- real servers -------------------------------------------------------------------------------
+
+
+def _uvicorn(port: int) -> list[str]:
+    return [PYTHON, "-m", "uvicorn", "tests.metrics_apps:asgi_app", "--host", "127.0.0.1", "--port", str(port)]
+
+
+@pytest.mark.slow
+def test_asgi_metrics_route_on_uvicorn(tmp_path: Path) -> None:
+    port = free_port()
+    with (
+        run_server(_uvicorn(port), port, tmp_path, name="uvicorn") as server,
+        httpx.Client(base_url=server.url, timeout=10) as client,
+    ):
+        assert client.get("/readyz").status_code == 200
+        answer = client.get("/metrics")
+        assert answer.status_code == 200
+        assert answer.headers["content-type"].startswith("text/plain; version=0.0.4")
+        assert answer.headers["cache-control"] == "no-store"
+        samples = parse(answer.text)
+        assert value(samples, "healthprobe_check_status", check="flaky", status="pass") == 1.0
+        assert value(samples, "healthprobe_probe_status", probe="readiness", status="pass") == 1.0
+        # metrics=True also serves prometheus-client's default registry (process metrics).
+        assert any(name.startswith("process_") for name, _ in samples)
+        promtool_check_metrics(answer.text)
+
+        assert client.post("/control/fail").status_code == 200
+        samples = parse(client.get("/metrics").text)
+        assert value(samples, "healthprobe_check_status", check="flaky", status="fail") == 1.0
+        assert "hunter2" not in client.get("/metrics").text
+
+        head = client.head("/metrics")
+        assert head.status_code == 200 and head.content == b"" and int(head.headers["content-length"]) > 0
+        post = client.post("/metrics")
+        assert post.status_code == 405 and post.headers["allow"] == "GET, HEAD"
+        assert client.get("/metrics?name[]=%ff").status_code == 400
+        openmetrics = client.get("/metrics", headers={"accept": "application/openmetrics-text; version=1.0.0"})
+        assert openmetrics.headers["content-type"].startswith("application/openmetrics-text")
+        assert openmetrics.text.endswith("# EOF\n")
+        # prometheus-client's own ASGI app serving a HealthCollector (the documented way).
+        own = client.get("/prom/")
+        assert own.status_code == 200
+        assert value(parse(own.text), "healthprobe_check_status", check="flaky", status="fail") == 1.0
+        assert client.get("/").text == "application"
+
+
+def _gunicorn(port: int, conf: Path, workers: int = 2) -> list[str]:
+    return [
+        PYTHON,
+        "-m",
+        "gunicorn",
+        "--workers",
+        str(workers),
+        "--worker-class",
+        "sync",
+        "--bind",
+        f"127.0.0.1:{port}",
+        "--config",
+        str(conf),
+        "tests.metrics_apps:wsgi_app",
+    ]
+
+
+def _live_pids(directory: Path) -> set[int]:
+    return {int(path.stem.rsplit("_", 1)[1]) for path in directory.glob("gauge_livemax_*.db")}
+
+
+@pytest.mark.slow
+def test_gunicorn_multiprocess_shows_any_failing_worker_and_forgets_dead_ones(tmp_path: Path) -> None:
+    multiproc = tmp_path / "multiproc"
+    multiproc.mkdir()
+    conf = tmp_path / "gunicorn.conf.py"
+    conf.write_text("from healthprobe.prometheus import child_exit  # noqa: F401\ngraceful_timeout = 5\n")
+    port = free_port()
+    env = {"PROMETHEUS_MULTIPROC_DIR": str(multiproc)}
+    with (
+        run_server(_gunicorn(port, conf), port, tmp_path, env=env, name="gunicorn") as server,
+        httpx.Client(base_url=server.url, timeout=10) as client,
+    ):
+
+        def metrics() -> Samples:
+            answer = client.get("/metrics")
+            assert answer.status_code == 200, answer.text
+            return parse(answer.text)
+
+        workers = eventually(
+            lambda: _live_pids(multiproc) if len(_live_pids(multiproc)) == 2 else None, 30, "2 workers"
+        )
+        samples = metrics()
+        assert value(samples, "healthprobe_check_status", check="flaky", status="pass") == 1.0
+        assert value(samples, "healthprobe_check_status", check="flaky", status="fail") == 0.0
+        assert value(samples, "healthprobe_lifecycle_state", state="started") == 1.0
+        assert value(samples, "healthprobe_shutdown_phase", phase="serving") == 1.0
+        assert not any(("pid", str(pid)) in labels for _, labels in samples for pid in workers)
+        promtool_check_metrics(client.get("/metrics").text)
+        only = parse(client.get("/metrics", params={"name[]": "healthprobe_in_flight_requests"}).text)
+        assert list(only) == [("healthprobe_in_flight_requests", frozenset())]
+
+        # Fail the check in whichever worker answers; every scrape (from either worker) shows it.
+        failing = int(client.get("/control/fail").text)
+        assert failing in workers
+        for _ in range(6):
+            samples = metrics()
+            assert value(samples, "healthprobe_check_status", check="flaky", status="fail") == 1.0
+            assert value(samples, "healthprobe_check_status", check="flaky", status="pass") == 1.0  # the other
+            assert value(samples, "healthprobe_check_runs_total", check="flaky", status="fail") == 1.0
+
+        # In-flight requests of a busy worker, seen through the other one (livesum).
+        sleeper = threading.Thread(target=lambda: httpx.get(f"{server.url}/control/sleep?4", timeout=10))
+        sleeper.start()
+        try:
+            eventually(
+                lambda: value(metrics(), "healthprobe_in_flight_requests") == 1.0 or None, 5, "1 request in flight"
+            )
+        finally:
+            sleeper.join(10)
+        eventually(lambda: value(metrics(), "healthprobe_in_flight_requests") == 0.0 or None, 5, "no request in flight")
+
+        # The failing worker dies hard; gunicorn's child_exit hook drops its live gauges.
+        os.kill(failing, signal.SIGKILL)
+        eventually(
+            lambda: True if failing not in _live_pids(multiproc) and len(_live_pids(multiproc)) == 2 else None,
+            30,
+            "a replacement worker and no files of the dead one",
+        )
+        samples = metrics()
+        assert value(samples, "healthprobe_check_status", check="flaky", status="fail") == 0.0
+        assert value(samples, "healthprobe_check_status", check="flaky", status="pass") == 1.0
+        # Counters keep the dead worker's runs: totals never go backwards.
+        assert value(samples, "healthprobe_check_runs_total", check="flaky", status="fail") == 1.0
+
+
+@pytest.mark.slow
+def test_real_prometheus_scrapes_and_sees_a_check_fail(tmp_path: Path) -> None:
+    prometheus = require_binary("prometheus", "prometheus")
+    app_port, prom_port = free_port(), free_port()
+    config = tmp_path / "prometheus.yml"
+    config.write_text(
+        f"""
+global:
+  scrape_interval: 1s
+  scrape_timeout: 1s
+  evaluation_interval: 1s
+rule_files:
+  - {ALERTS / "alerts.yml"}
+scrape_configs:
+  - job_name: healthprobe
+    static_configs:
+      - targets: ["127.0.0.1:{app_port}"]
+"""
+    )
+    args = [
+        prometheus,
+        f"--config.file={config}",
+        f"--storage.tsdb.path={tmp_path / 'data'}",
+        f"--web.listen-address=127.0.0.1:{prom_port}",
+        "--log.level=warn",
+    ]
+    env = {"APP_INTERVAL": "0.2"}
+    with (
+        run_server(_uvicorn(app_port), app_port, tmp_path, env=env, name="uvicorn") as app,
+        run_server(args, prom_port, tmp_path, name="prometheus") as prom,
+        httpx.Client(base_url=prom.url, timeout=10) as client,
+    ):
+        httpx.get(f"{app.url}/readyz", timeout=10)  # starts the background check
+
+        def fail_indicator() -> str | None:
+            answer = client.get(
+                "/api/v1/query", params={"query": 'healthprobe_check_status{check="flaky",status="fail"}'}
+            )
+            results = answer.json()["data"]["result"]
+            if len(results) != 1:
+                return None
+            assert results[0]["metric"]["job"] == "healthprobe"
+            return str(results[0]["value"][1])
+
+        assert eventually(lambda: fail_indicator() == "0" or None, 60, "the check passing in Prometheus")
+        assert httpx.post(f"{app.url}/control/fail", timeout=10).status_code == 200
+        assert eventually(lambda: fail_indicator() == "1" or None, 30, "the check failing in Prometheus")
+        # The kubelet's next readiness probe fails, and Prometheus sees that answer too.
+        assert httpx.get(f"{app.url}/readyz", timeout=10).status_code == 503
+
+        def readiness_failing() -> bool | None:
+            query = 'healthprobe_probe_status{probe="readiness",status="fail"}'
+            answer = client.get("/api/v1/query", params={"query": query}).json()
+            return [r["value"][1] for r in answer["data"]["result"]] == ["1"] or None
+
+        eventually(readiness_failing, 30, "readiness failing in Prometheus")
+
+        def rules_evaluated() -> list[dict[str, str]] | None:
+            groups = client.get("/api/v1/rules").json()["data"]["groups"]
+            rules = [rule for group in groups for rule in group["rules"]]
+            if len(rules) != 4 or any(rule["lastEvaluation"].startswith("0001") for rule in rules):
+                return None
+            return rules
+
+        # Every PromQL example of docs/metrics.md is valid and evaluates on real data.
+        queries = re.findall(r"```promql\n(.*?)```", (ROOT / "docs" / "metrics.md").read_text(), re.S)
+        assert len(queries) >= 8
+        for query in queries:
+            answer = client.get("/api/v1/query", params={"query": query})
+            assert answer.status_code == 200 and answer.json()["status"] == "success", (query, answer.text)
+        failing = client.get("/api/v1/query", params={"query": queries[0]}).json()["data"]["result"]
+        assert [result["metric"]["check"] for result in failing] == ["flaky"]
+
+        rules = eventually(rules_evaluated, 30, "the alert rules evaluated")
+        assert all(rule["health"] == "ok" for rule in rules), rules
+        pending = {rule["name"]: rule["state"] for rule in rules}
+        assert pending["HealthprobeCheckFailing"] == "pending"  # `for: 5m` has not passed
+
+
+@pytest.mark.slow
+def test_wsgi_metrics_route_on_waitress_reads_in_flight_at_scrape_time(tmp_path: Path) -> None:
+    port = free_port()
+    args = [PYTHON, "-m", "waitress", f"--listen=127.0.0.1:{port}", "--threads=4", "tests.metrics_apps:wsgi_app"]
+    with (
+        run_server(args, port, tmp_path, name="waitress") as server,
+        httpx.Client(base_url=server.url, timeout=10) as client,
+    ):
+        samples = parse(client.get("/metrics").text)
+        assert value(samples, "healthprobe_in_flight_requests") == 0.0
+        assert value(samples, "healthprobe_shutdown_phase", phase="serving") == 1.0
+        assert value(samples, "healthprobe_shutdown_phase", phase="draining") == 0.0
+        sleeper = threading.Thread(target=lambda: httpx.get(f"{server.url}/control/sleep?3", timeout=10))
+        sleeper.start()
+        try:
+            # Read when scraped (one process, no mirror): no refresh interval to wait for.
+            eventually(
+                lambda: value(parse(client.get("/metrics").text), "healthprobe_in_flight_requests") == 1.0 or None,
+                2.5,
+                "1 request in flight",
+            )
+        finally:
+            sleeper.join(10)
+        assert value(parse(client.get("/metrics").text), "healthprobe_in_flight_requests") == 0.0
+        assert client.get("/control/fail").text.isdigit()
+        answer = client.get("/metrics")
+        assert value(parse(answer.text), "healthprobe_check_status", check="flaky", status="fail") == 1.0
+        assert "hunter2" not in answer.text
+        assert client.get("/readyz").status_code == 503
+        assert client.get("/elsewhere").text == "application"
