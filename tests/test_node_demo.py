@@ -20,8 +20,6 @@ from examples.node_demo import common
 
 from tests.support import PYTHON, ROOT, ServerProcess, free_port, http_client, run_server
 
-pytestmark = pytest.mark.slow
-
 FLAVOURS = {"asgi": "examples.node_demo.asgi_app", "wsgi": "examples.node_demo.wsgi_app"}
 
 
@@ -63,6 +61,7 @@ def refused(port: int, timeout: float) -> bool:
     return False
 
 
+@pytest.mark.slow
 def test_seed_sequence(flavour: str, tmp_path: Path) -> None:
     with demo(flavour, tmp_path) as (server, healthy), http_client(server) as client:
         assert healthy.exists(), "the app touches its healthy file when it starts"
@@ -100,6 +99,7 @@ def test_seed_sequence(flavour: str, tmp_path: Path) -> None:
         assert f"Request for {path} received." in log, path
 
 
+@pytest.mark.slow
 def test_healthy_file_is_a_liveness_check(flavour: str, tmp_path: Path) -> None:
     with demo(flavour, tmp_path) as (server, healthy), http_client(server) as client:
         assert client.get("/livez").status_code == 200
@@ -116,6 +116,7 @@ def test_healthy_file_is_a_liveness_check(flavour: str, tmp_path: Path) -> None:
         assert client.get("/livez").status_code == 200
 
 
+@pytest.mark.slow
 def test_startup_needs_the_healthy_file(flavour: str, tmp_path: Path) -> None:
     with demo(flavour, tmp_path) as (server, healthy), http_client(server) as client:
         healthy.unlink()
@@ -127,6 +128,7 @@ def test_startup_needs_the_healthy_file(flavour: str, tmp_path: Path) -> None:
         assert client.get("/readyz").status_code == 200
 
 
+@pytest.mark.slow
 def test_startup_probe_waits_for_warmup(flavour: str, tmp_path: Path) -> None:
     delay = 1.5
     with demo(flavour, tmp_path, STARTUP_DELAY=str(delay)) as (server, _), http_client(server) as client:
@@ -145,6 +147,7 @@ def test_startup_probe_waits_for_warmup(flavour: str, tmp_path: Path) -> None:
     assert "lifecycle starting -> started" in server.log_path.read_text()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
 def test_signal_drains_open_request(flavour: str, sig: signal.Signals, tmp_path: Path) -> None:
     slow = 3.0
@@ -166,6 +169,7 @@ def test_signal_drains_open_request(flavour: str, sig: signal.Signals, tmp_path:
     assert not healthy.exists(), "the healthy file is removed on a clean stop"
 
 
+@pytest.mark.slow
 def test_bad_settings_exit_2(flavour: str) -> None:
     result = subprocess.run(
         [PYTHON, "-m", FLAVOURS[flavour]],
@@ -204,6 +208,7 @@ def test_request_log_escapes_control_characters(caplog: pytest.LogCaptureFixture
     assert caplog.messages == ["Request for /a\\nRequest for /forged received. received."]
 
 
+@pytest.mark.slow
 def test_second_sigint_forces_exit(flavour: str, tmp_path: Path) -> None:
     slow = 30.0
     with demo(flavour, tmp_path) as (server, _), concurrent.futures.ThreadPoolExecutor(1) as pool:

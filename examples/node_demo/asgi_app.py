@@ -85,7 +85,8 @@ def create_app(demo: Demo) -> ASGIApp:
 
 
 class _Server(uvicorn.Server):
-    """uvicorn's server, telling the demo when the first shutdown signal arrives."""
+    """uvicorn's server, logging the first shutdown signal and failing readiness (lifecycle
+    ``draining``) when its shutdown begins."""
 
     def __init__(self, config: uvicorn.Config, demo: Demo) -> None:
         super().__init__(config)
@@ -102,9 +103,14 @@ class _Server(uvicorn.Server):
         name = signal.Signals(sig).name
         if not self.signals:
             logger.info("received %s, closing", name)
-            self.demo.registry.begin_drain()
         self.signals.append(name)
         super().handle_exit(sig, frame)
+
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        # Here, on the event loop, rather than in the signal handler: the handler may
+        # interrupt the main thread while it holds the registry's lock.
+        self.demo.registry.begin_drain()
+        await super().shutdown(sockets)
 
 
 def serve(app: ASGIApp, demo: Demo, host: str, port: int) -> int:

@@ -111,8 +111,11 @@ def serve(app: WSGIApplication, demo: Demo, host: str, port: int) -> int:
             logger.info("received %s, already closing", name)
             return
         logger.info("received %s, closing", name)
-        demo.registry.begin_drain()
-        threading.Thread(target=server.shutdown, name="werkzeug-shutdown", daemon=True).start()
+        threading.Thread(target=stop, name="werkzeug-shutdown", daemon=True).start()
+
+    def stop() -> None:
+        demo.registry.begin_drain()  # readiness fails from now on
+        server.shutdown()
 
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, on_signal)
