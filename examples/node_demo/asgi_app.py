@@ -163,6 +163,7 @@ def __getattr__(name: str) -> ASGIApp:
     if name != "app":
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
     if _app is None:
+        configure_logging()  # a no-op when the server has configured the root logger
         _app = create_app(Demo(Settings.from_env()))
     return _app
 
