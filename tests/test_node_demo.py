@@ -226,3 +226,24 @@ def test_second_sigint_forces_exit(flavour: str, tmp_path: Path) -> None:
             cut = True
         assert cut
     assert "forced exit after SIGINT, SIGINT" in server.log_path.read_text()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["-m", "uvicorn", "examples.node_demo.asgi_app:app", "--host", "127.0.0.1", "--port", "{port}"],
+        ["-m", "gunicorn", "-w", "2", "-b", "127.0.0.1:{port}", "examples.node_demo.wsgi_app:app"],
+    ],
+    ids=["uvicorn-cli", "gunicorn-cli"],
+)
+def test_app_serves_under_other_servers(command: list[str], tmp_path: Path) -> None:
+    port = free_port()
+    args = [PYTHON, *(arg.format(port=port) for arg in command)]
+    env = {"HEALTHY_FILE": str(tmp_path / "healthy")}
+    with run_server(args, port, tmp_path, env=env) as server, http_client(server) as client:
+        response = client.get("/healthz")
+        assert (response.status_code, response.text) == (200, common.TEXT_HEALTHY)
+        assert client.get("/readyz").status_code == 200
+        assert client.get("/nothing").text == common.TEXT_HELLO
+        wait_for_output(server, "Request for /nothing received.")
