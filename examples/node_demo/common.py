@@ -1,0 +1,202 @@
+"""What both flavours of the node_demo share: settings, the health registry and its checks,
+the seed's texts and status codes, and the request log.
+
+The seed (``node-server.js``) answered ``GET /healthz`` with 200 until ``GET /shutdown``
+flipped a flag, then with 500; every other path with 200 "hello"; and it logged each request
+path. Here the flag is the registry's liveness switch (:meth:`HealthRegistry.set_live`), so
+``/healthz``, ``/livez`` and the kubelet all see the same truth, and the registry adds two
+real checks:
+
+* ``healthy-file`` (startup and liveness): the file the app touches when it starts
+  (``/tmp/healthy``, as the seed's exec probe ``cat /tmp/healthy`` expects) still exists.
+* ``warmup`` (startup): ``STARTUP_DELAY`` seconds have passed since the app started, a
+  stand-in for a slow start that the startup probe must cover.
+
+Each flavour (``asgi_app``, ``wsgi_app``) only translates between its protocol and these
+pieces, and keeps starting its server and handling signals in one function of its own.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import math
+import os
+import time
+from collections.abc import Mapping
+from pathlib import Path
+
+from healthprobe import CheckResult, HealthEndpoints, HealthRegistry, Probe, Report, Status
+
+logger = logging.getLogger("node_demo")
+
+DEFAULT_HOST = "0.0.0.0"
+DEFAULT_PORT = 8080
+DEFAULT_HEALTHY_FILE = "/tmp/healthy"
+#: Longest wait ``/slow`` accepts, in seconds.
+SLOW_MAX_SECONDS = 30.0
+#: Probe paths served by the registry. ``/healthz`` is left to the app, which answers it
+#: with the seed's texts from the same liveness probe.
+PROBE_PATHS: Mapping[str, Probe] = {"/livez": Probe.LIVENESS, "/readyz": Probe.READINESS, "/startupz": Probe.STARTUP}
+#: The seed's code for a failed ``/healthz``; ``/livez`` fails with it too.
+LIVENESS_FAILURE_STATUS = 500
+
+TEXT_HEALTHY = "python http server is health."
+TEXT_UNHEALTHY = "python http server is unhealth."
+TEXT_SHUTDOWN = "python http server is shutdown."
+TEXT_HELLO = "hello python http server"
+
+
+@dataclasses.dataclass(frozen=True)
+class Answer:
+    """A plain-text answer of the demo: status code and body text."""
+
+    status: int
+    text: str
+
+
+@dataclasses.dataclass(frozen=True)
+class Settings:
+    """The demo's settings, read from the environment.
+
+    Attributes:
+        host: address to listen on (``HOST``, default ``0.0.0.0`` like the seed).
+        port: TCP port (``PORT``, default 8080; 0 picks a free one).
+        healthy_file: the file touched at start and checked by liveness (``HEALTHY_FILE``,
+            default ``/tmp/healthy``).
+        startup_delay: seconds the ``warmup`` startup check keeps failing after start
+            (``STARTUP_DELAY``, default 0).
+    """
+
+    host: str = DEFAULT_HOST
+    port: int = DEFAULT_PORT
+    healthy_file: Path = Path(DEFAULT_HEALTHY_FILE)
+    startup_delay: float = 0.0
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        """Read ``HOST``, ``PORT``, ``HEALTHY_FILE`` and ``STARTUP_DELAY``.
+
+        Raises:
+            ValueError: with a one-line reason when a value is malformed.
+        """
+        env = os.environ if environ is None else environ
+        raw_port = env.get("PORT", "").strip() or str(DEFAULT_PORT)
+        if not raw_port.isdigit() or int(raw_port) > 65535:
+            raise ValueError(f"PORT must be a TCP port number from 0 to 65535, got {raw_port!r}")
+        raw_delay = env.get("STARTUP_DELAY", "").strip() or "0"
+        try:
+            delay = float(raw_delay)
+        except ValueError:
+            delay = -1.0
+        if not math.isfinite(delay) or delay < 0:
+            raise ValueError(f"STARTUP_DELAY must be a number of seconds >= 0, got {raw_delay!r}")
+        return cls(
+            host=env.get("HOST", "").strip() or DEFAULT_HOST,
+            port=int(raw_port),
+            healthy_file=Path(env.get("HEALTHY_FILE", "").strip() or DEFAULT_HEALTHY_FILE),
+            startup_delay=delay,
+        )
+
+
+def _printable(path: str, limit: int = 200) -> str:
+    """``path`` with control characters escaped, so a request cannot forge log lines."""
+    shown = "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in path[:limit])
+    return shown + ("..." if len(path) > limit else "")
+
+
+class Demo:
+    """The state of one demo process: its settings, registry and probe endpoints.
+
+    Args:
+        settings: the :class:`Settings` to run with.
+    """
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.registry = HealthRegistry()
+        self.registry.add_check("healthy-file", self._healthy_file, probes=(Probe.STARTUP, Probe.LIVENESS), cache_ttl=0)
+        self.registry.add_check("warmup", self._warmup, probes=(Probe.STARTUP,), cache_ttl=0)
+        self.endpoints = HealthEndpoints(
+            self.registry, paths=PROBE_PATHS, failure_status={Probe.LIVENESS: LIVENESS_FAILURE_STATUS}
+        )
+        self._started_at: float | None = None
+
+    # -- checks ------------------------------------------------------------------------------
+
+    def _healthy_file(self) -> CheckResult:
+        path = self.settings.healthy_file
+        if path.exists():
+            return CheckResult(Status.PASS)
+        return CheckResult(Status.FAIL, output=f"{path} does not exist")
+
+    def _warmup(self) -> CheckResult:
+        if self._started_at is None:
+            return CheckResult(Status.FAIL, output="not started")
+        remaining = self.settings.startup_delay - (time.monotonic() - self._started_at)
+        if remaining > 0:
+            return CheckResult(Status.FAIL, output="warming up", observed_value=round(remaining, 3), observed_unit="s")
+        return CheckResult(Status.PASS)
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Touch the healthy file and start the warm-up clock (the app has started)."""
+        path = self.settings.healthy_file
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.touch()
+        self._started_at = time.monotonic()
+        logger.info("touched %s; startup passes in %g s", path, self.settings.startup_delay)
+
+    def stop(self) -> None:
+        """Mark the lifecycle stopped and remove the healthy file."""
+        self.registry.mark_stopped()
+        self.settings.healthy_file.unlink(missing_ok=True)
+
+    # -- the seed's routes -------------------------------------------------------------------
+
+    def log_request(self, path: str) -> None:
+        """Log a request path the way the seed did: ``Request for /x received.``"""
+        logger.info("Request for %s received.", _printable(path))
+
+    def healthz(self, report: Report) -> Answer:
+        """``GET /healthz``: the seed's texts, from the registry's liveness ``report``."""
+        if report.ok:
+            return Answer(200, TEXT_HEALTHY)
+        return Answer(LIVENESS_FAILURE_STATUS, TEXT_UNHEALTHY)
+
+    def shutdown(self) -> Answer:
+        """``GET /shutdown``: fail liveness from now on (the seed's flag), so the kubelet
+        restarts the container after ``failureThreshold`` failed probes."""
+        self.registry.set_live(False, reason="GET /shutdown")
+        logger.info("liveness switched off by /shutdown")
+        return Answer(200, TEXT_SHUTDOWN)
+
+    def hello(self) -> Answer:
+        """Every other path: 200 "hello"."""
+        logger.info("server is working...")
+        return Answer(200, TEXT_HELLO)
+
+    @staticmethod
+    def slow_seconds(raw: str | None) -> float | Answer:
+        """Parse ``/slow?seconds=N`` (default 1): the seconds to wait before answering, or a
+        400 :class:`Answer` when ``N`` is not a number from 0 to :data:`SLOW_MAX_SECONDS`."""
+        if raw is None:
+            return 1.0
+        try:
+            seconds = float(raw)
+        except ValueError:
+            seconds = -1.0
+        if not math.isfinite(seconds) or not 0 <= seconds <= SLOW_MAX_SECONDS:
+            return Answer(400, f"seconds must be a number from 0 to {SLOW_MAX_SECONDS:g}")
+        return seconds
+
+    @staticmethod
+    def slow_done(seconds: float) -> Answer:
+        """The answer of ``/slow`` once its wait is over."""
+        return Answer(200, f"{TEXT_HELLO} after {seconds:g} s")
+
+
+def configure_logging() -> None:
+    """Log to standard error at INFO, one line per event (the seed's ``console.log``)."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")

@@ -1,0 +1,162 @@
+"""The seed server in Python, WSGI flavour: a Werkzeug app served by Werkzeug's threaded
+server (``werkzeug.serving.make_server``).
+
+Run ``python -m examples.node_demo.wsgi_app`` (or ``make demo-wsgi``): it listens on
+``0.0.0.0:8080`` (``PORT`` and ``HOST`` override). ``app`` is also importable for any WSGI
+server, for example ``gunicorn examples.node_demo.wsgi_app:app``.
+
+Layers, outermost first: the request log (every path, probes included, as the seed logged),
+healthprobe's :class:`~healthprobe.wsgi.HealthMiddleware` (``/livez``, ``/readyz``,
+``/startupz``), then the Werkzeug app with the seed's routes (see :mod:`.common`).
+
+WSGI has no lifespan: the app counts as started (healthy file touched) when it is created.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+import threading
+import time
+from collections.abc import Iterable
+from types import FrameType
+from typing import TYPE_CHECKING
+
+from werkzeug.serving import WSGIRequestHandler, make_server
+from werkzeug.wrappers import Request, Response
+
+from healthprobe import Probe
+from healthprobe.wsgi import HealthMiddleware
+
+from .common import Answer, Demo, Settings, configure_logging, logger
+
+if TYPE_CHECKING:
+    from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
+
+
+class RequestLog:
+    """WSGI middleware logging each request path, then calling the app unchanged."""
+
+    def __init__(self, app: WSGIApplication, demo: Demo) -> None:
+        self.app = app
+        self.demo = demo
+
+    def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
+        # PATH_INFO carries the undecoded bytes as latin-1 (PEP 3333); show them as UTF-8.
+        raw = environ.get("PATH_INFO", "") or "/"
+        self.demo.log_request(raw.encode("latin-1", "replace").decode("utf-8", "replace"))
+        return self.app(environ, start_response)
+
+
+def create_app(demo: Demo) -> WSGIApplication:
+    """The demo as a WSGI app for ``demo``: the seed's routes behind the probe middleware.
+
+    Starts ``demo`` (touches the healthy file), since WSGI has no lifespan.
+    """
+
+    def dispatch(request: Request) -> Answer:
+        path = request.path
+        if path == "/healthz":
+            return demo.healthz(demo.registry.run(Probe.LIVENESS))
+        if path == "/shutdown":
+            return demo.shutdown()
+        if path == "/slow":
+            parsed = demo.slow_seconds(request.args.get("seconds"))
+            if isinstance(parsed, Answer):
+                return parsed
+            time.sleep(parsed)
+            return demo.slow_done(parsed)
+        return demo.hello()
+
+    def routes(environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
+        answer = dispatch(Request(environ))
+        response = Response(answer.text, status=answer.status, mimetype="text/plain")
+        return response(environ, start_response)
+
+    demo.start()
+    return RequestLog(HealthMiddleware(routes, demo.endpoints), demo)
+
+
+class _Handler(WSGIRequestHandler):
+    """Werkzeug's request handler without its access log: the app logs each path itself."""
+
+    def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
+        pass
+
+
+def serve(app: WSGIApplication, demo: Demo, host: str, port: int) -> int:
+    """Serve ``app`` with Werkzeug's threaded server on ``host:port`` until SIGTERM or
+    SIGINT; return the exit code (0 after a clean shutdown).
+
+    The one place that starts the server and handles signals. Werkzeug answers every
+    request with ``Connection: close``, so each open connection is one request. The first
+    signal stops the accept loop (``shutdown()``, from a thread, as it waits for the loop);
+    ``serve_forever`` then closes the listening socket and, with ``daemon_threads`` off,
+    joins the threads of the requests still open (``socketserver.ThreadingMixIn``) before
+    it returns. A second SIGINT exits at once with 1, as uvicorn's does; a second SIGTERM
+    is logged and otherwise ignored.
+    """
+    server = make_server(host, port, app, threaded=True, request_handler=_Handler)
+    server.daemon_threads = False  # type: ignore[attr-defined]  # server_close() joins open requests
+    received: list[str] = []
+
+    def on_signal(sig: int, frame: FrameType | None) -> None:
+        name = signal.Signals(sig).name
+        received.append(name)
+        if len(received) > 1:
+            if sig == signal.SIGINT:
+                logger.warning("forced exit after %s", ", ".join(received))
+                os._exit(1)
+            logger.info("received %s, already closing", name)
+            return
+        logger.info("received %s, closing", name)
+        threading.Thread(target=stop, name="werkzeug-shutdown", daemon=True).start()
+
+    def stop() -> None:
+        demo.registry.begin_drain()  # readiness fails from now on
+        server.shutdown()
+
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, on_signal)
+    logger.info("server is listening on http://%s:%d ...  PID = %d", host, server.port, os.getpid())
+    server.serve_forever()
+    logger.info("server stopped after %s", received[0] if received else "exit")
+    return 0
+
+
+def main() -> int:
+    """Entry point of ``python -m examples.node_demo.wsgi_app``: 2 on bad settings, else the
+    exit code of :func:`serve`."""
+    configure_logging()
+    try:
+        settings = Settings.from_env()
+    except ValueError as exc:
+        logger.error("%s", exc)
+        return 2
+    demo = Demo(settings)
+    app = create_app(demo)
+    try:
+        return serve(app, demo, settings.host, settings.port)
+    finally:
+        demo.stop()
+
+
+_app: WSGIApplication | None = None
+
+
+def __getattr__(name: str) -> WSGIApplication:
+    """``app``: the demo built from the environment on first access, for any WSGI server
+    (PEP 562 module attribute; lazy, so that ``python -m`` reports bad settings itself
+    rather than failing at import)."""
+    global _app
+    if name != "app":
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    if _app is None:
+        configure_logging()  # a no-op when the server has configured the root logger
+        _app = create_app(Demo(Settings.from_env()))
+    return _app
+
+
+if __name__ == "__main__":
+    sys.exit(main())

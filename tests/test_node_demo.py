@@ -1,0 +1,249 @@
+"""examples/node_demo, each flavour run as its own process on an ephemeral loopback port and
+driven through the seed server's sequence (``/work/shared/seed/node-server.js``):
+``/healthz`` 200, other paths 200 "hello", ``/shutdown``, ``/healthz`` 500, request paths
+logged, and on SIGTERM or SIGINT: stop accepting, finish open requests, exit 0."""
+
+from __future__ import annotations
+
+import concurrent.futures
+import contextlib
+import signal
+import socket
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from examples.node_demo import common
+
+from tests.support import PYTHON, ROOT, ServerProcess, free_port, http_client, run_server
+
+FLAVOURS = {"asgi": "examples.node_demo.asgi_app", "wsgi": "examples.node_demo.wsgi_app"}
+
+
+@pytest.fixture(params=sorted(FLAVOURS))
+def flavour(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+@contextlib.contextmanager
+def demo(flavour: str, tmp_path: Path, **env: str) -> Iterator[tuple[ServerProcess, Path]]:
+    """Start one flavour with ``python -m`` on a free port and its own healthy file."""
+    port = free_port()
+    healthy = tmp_path / "healthy"
+    full_env = {"HOST": "127.0.0.1", "PORT": str(port), "HEALTHY_FILE": str(healthy), **env}
+    with run_server([PYTHON, "-m", FLAVOURS[flavour]], port, tmp_path, env=full_env, name=flavour) as server:
+        yield server, healthy
+
+
+def wait_for_output(server: ServerProcess, text: str, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while text not in server.output():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{text!r} not logged within {timeout} s:\n{server.output()}")
+        time.sleep(0.05)
+
+
+def refused(port: int, timeout: float) -> bool:
+    """Whether a new TCP connection to ``port`` is refused within ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                pass
+        except ConnectionRefusedError:
+            return True
+        except OSError:
+            pass
+        time.sleep(0.05)
+    return False
+
+
+@pytest.mark.slow
+def test_seed_sequence(flavour: str, tmp_path: Path) -> None:
+    with demo(flavour, tmp_path) as (server, healthy), http_client(server) as client:
+        assert healthy.exists(), "the app touches its healthy file when it starts"
+
+        response = client.get("/healthz")
+        assert (response.status_code, response.text) == (200, common.TEXT_HEALTHY)
+        assert response.headers["content-type"].startswith("text/plain")
+        for method, path in (("GET", "/"), ("GET", "/anything/at/all"), ("POST", "/form")):
+            response = client.request(method, path)
+            assert (response.status_code, response.text) == (200, common.TEXT_HELLO), (method, path)
+        for path in ("/livez", "/readyz", "/startupz"):
+            assert client.get(path).status_code == 200, path
+        assert "[+]healthy-file ok" in client.get("/livez?verbose").text
+
+        response = client.get("/shutdown")
+        assert (response.status_code, response.text) == (200, common.TEXT_SHUTDOWN)
+
+        response = client.get("/healthz")
+        assert (response.status_code, response.text) == (500, common.TEXT_UNHEALTHY)
+        assert client.get("/livez").status_code == 500
+        assert client.get("/livez?format=json").json()["status"] == "fail"
+        # /shutdown flips liveness only, as the seed's flag did: traffic may still come.
+        assert client.get("/readyz").status_code == 200
+        assert client.get("/startupz").status_code == 200
+        assert client.get("/other").status_code == 200
+
+        for bad in ("abc", "-1", "31", "nan"):
+            response = client.get("/slow", params={"seconds": bad})
+            assert response.status_code == 400, bad
+            assert "seconds must be a number" in response.text
+        assert client.get("/slow", params={"seconds": "0"}).status_code == 200
+
+    log = server.log_path.read_text()
+    for path in ("/healthz", "/", "/anything/at/all", "/form", "/livez", "/readyz", "/startupz", "/shutdown", "/slow"):
+        assert f"Request for {path} received." in log, path
+
+
+@pytest.mark.slow
+def test_healthy_file_is_a_liveness_check(flavour: str, tmp_path: Path) -> None:
+    with demo(flavour, tmp_path) as (server, healthy), http_client(server) as client:
+        assert client.get("/livez").status_code == 200
+        assert client.get("/startupz").status_code == 200  # startup latches with the file present
+        healthy.unlink()
+        response = client.get("/livez?verbose")
+        assert response.status_code == 500
+        assert "[-]healthy-file failed" in response.text
+        assert client.get("/healthz").status_code == 500
+        assert client.get("/readyz").status_code == 200, "liveness checks never fail readiness"
+        assert client.get("/startupz").status_code == 200, "startup stays latched"
+        healthy.touch()
+        assert client.get("/healthz").status_code == 200
+        assert client.get("/livez").status_code == 200
+
+
+@pytest.mark.slow
+def test_startup_needs_the_healthy_file(flavour: str, tmp_path: Path) -> None:
+    with demo(flavour, tmp_path) as (server, healthy), http_client(server) as client:
+        healthy.unlink()
+        response = client.get("/startupz?verbose")
+        assert response.status_code == 503
+        assert "[-]healthy-file failed" in response.text
+        assert client.get("/readyz").status_code == 503, "readiness fails until startup passed"
+        healthy.touch()
+        assert client.get("/readyz").status_code == 200
+
+
+@pytest.mark.slow
+def test_startup_probe_waits_for_warmup(flavour: str, tmp_path: Path) -> None:
+    delay = 1.5
+    with demo(flavour, tmp_path, STARTUP_DELAY=str(delay)) as (server, _), http_client(server) as client:
+        started = time.monotonic()
+        response = client.get("/startupz?verbose")
+        if time.monotonic() - started < delay:  # still inside the warm-up (not a slow machine)
+            assert response.status_code == 503
+            assert "[-]warmup failed" in response.text
+            assert client.get("/readyz").status_code == 503, "readiness fails until startup passed"
+        deadline = time.monotonic() + delay + 10
+        while client.get("/startupz").status_code != 200:
+            assert time.monotonic() < deadline, "startup never passed"
+            time.sleep(0.1)
+        assert client.get("/readyz").status_code == 200
+        assert client.get("/startupz").status_code == 200, "startup latches"
+    assert "lifecycle starting -> started" in server.log_path.read_text()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+def test_signal_drains_open_request(flavour: str, sig: signal.Signals, tmp_path: Path) -> None:
+    slow = 3.0
+    with demo(flavour, tmp_path) as (server, healthy), concurrent.futures.ThreadPoolExecutor(1) as pool:
+        future = pool.submit(httpx.get, f"{server.url}/slow", params={"seconds": str(slow)}, timeout=slow + 20)
+        wait_for_output(server, "Request for /slow received.")
+        server.signal(sig)
+
+        assert refused(server.port, timeout=slow + 5), "new connections are still accepted"
+        assert not future.done(), "the open request ended before new connections were refused"
+
+        response = future.result(timeout=slow + 20)
+        assert (response.status_code, response.text) == (200, f"{common.TEXT_HELLO} after {slow:g} s")
+        assert server.wait(timeout=slow + 15) == 0
+    log = server.log_path.read_text()
+    assert f"received {sig.name}, closing" in log
+    assert f"server stopped after {sig.name}" in log
+    assert "-> draining" in log
+    assert not healthy.exists(), "the healthy file is removed on a clean stop"
+
+
+@pytest.mark.slow
+def test_bad_settings_exit_2(flavour: str) -> None:
+    result = subprocess.run(
+        [PYTHON, "-m", FLAVOURS[flavour]],
+        cwd=ROOT,
+        env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(ROOT), "PORT": "http"},
+        capture_output=True,
+        timeout=30,
+    )
+    assert result.returncode == 2
+    assert b"PORT must be a TCP port number" in result.stderr
+
+
+def test_settings_from_env() -> None:
+    settings = common.Settings.from_env({})
+    assert (settings.host, settings.port, str(settings.healthy_file), settings.startup_delay) == (
+        "0.0.0.0",
+        8080,
+        "/tmp/healthy",
+        0.0,
+    )
+    settings = common.Settings.from_env({"HOST": "::1", "PORT": "9000", "HEALTHY_FILE": "/x", "STARTUP_DELAY": "2.5"})
+    assert (settings.host, settings.port, str(settings.healthy_file), settings.startup_delay) == (
+        "::1",
+        9000,
+        "/x",
+        2.5,
+    )
+    for env in ({"PORT": "-1"}, {"PORT": "65536"}, {"STARTUP_DELAY": "soon"}, {"STARTUP_DELAY": "-1"}):
+        with pytest.raises(ValueError):
+            common.Settings.from_env(env)
+
+
+def test_request_log_escapes_control_characters(caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level("INFO", logger="node_demo"):
+        common.Demo(common.Settings()).log_request("/a\nRequest for /forged received.")
+    assert caplog.messages == ["Request for /a\\nRequest for /forged received. received."]
+
+
+@pytest.mark.slow
+def test_second_sigint_forces_exit(flavour: str, tmp_path: Path) -> None:
+    slow = 30.0
+    with demo(flavour, tmp_path) as (server, _), concurrent.futures.ThreadPoolExecutor(1) as pool:
+        future = pool.submit(httpx.get, f"{server.url}/slow", params={"seconds": str(slow)}, timeout=slow + 10)
+        wait_for_output(server, "Request for /slow received.")
+        server.signal(signal.SIGINT)
+        wait_for_output(server, "received SIGINT, closing")
+        server.signal(signal.SIGINT)
+        assert server.wait(timeout=slow / 2) == 1, "a second SIGINT did not force the exit"
+        # The open request is cut: a reset connection (WSGI) or uvicorn's 500 for a
+        # cancelled request (ASGI), never the 200 of a completed one.
+        try:
+            cut = future.result(timeout=slow / 2).status_code != 200
+        except httpx.HTTPError:
+            cut = True
+        assert cut
+    assert "forced exit after SIGINT, SIGINT" in server.log_path.read_text()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["-m", "uvicorn", "examples.node_demo.asgi_app:app", "--host", "127.0.0.1", "--port", "{port}"],
+        ["-m", "gunicorn", "-w", "2", "-b", "127.0.0.1:{port}", "examples.node_demo.wsgi_app:app"],
+    ],
+    ids=["uvicorn-cli", "gunicorn-cli"],
+)
+def test_app_serves_under_other_servers(command: list[str], tmp_path: Path) -> None:
+    port = free_port()
+    args = [PYTHON, *(arg.format(port=port) for arg in command)]
+    env = {"HEALTHY_FILE": str(tmp_path / "healthy")}
+    with run_server(args, port, tmp_path, env=env) as server, http_client(server) as client:
+        response = client.get("/healthz")
+        assert (response.status_code, response.text) == (200, common.TEXT_HEALTHY)
+        assert client.get("/readyz").status_code == 200
+        assert client.get("/nothing").text == common.TEXT_HELLO
+        wait_for_output(server, "Request for /nothing received.")
