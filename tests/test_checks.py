@@ -613,6 +613,43 @@ def test_sqlalchemy_async_engine_and_wrong_database(pg: None) -> None:
     assert SECRET not in failed.output
 
 
+def test_sync_clients_against_silent_server_hold_one_thread_at_most(pg: None, rd: None, silent: SilentServer) -> None:
+    """Sync checks (pools and clients of sync drivers) run in a thread of their own: against a
+    server that never answers, probes still fail within the deadline, and the check holds at
+    most one thread until the driver's own timeout ends it."""
+    import redis
+    import sqlalchemy
+    from psycopg_pool import ConnectionPool
+
+    client = redis.Redis(host="127.0.0.1", port=silent.port, password=SECRET, socket_timeout=1.5)
+    engine = sqlalchemy.create_engine(
+        f"postgresql+psycopg://postgres:{SECRET}@127.0.0.1:{silent.port}/test", connect_args={"connect_timeout": 2}
+    )
+    pool = ConnectionPool(
+        f"host=127.0.0.1 port={silent.port} password={SECRET} connect_timeout=2", min_size=0, max_size=1, open=True
+    )
+    try:
+        registry = HealthRegistry(default_cache_ttl=0.0, default_timeout=1.0)
+        registry.add_check("redis", checks.redis(client))
+        registry.add_check("sqlalchemy", checks.sqlalchemy(engine))
+        registry.add_check("pool", checks.postgres(pool, timeout=1.0))
+        registry.mark_started()
+        threads = threading.active_count()
+        for _ in range(5):
+            start = time.monotonic()
+            report = registry.run("readiness")
+            assert time.monotonic() - start < 1.0 + 2.0
+            for name in ("redis", "sqlalchemy", "pool"):
+                assert report.checks[name].result.status is Status.FAIL
+                assert SECRET not in (report.checks[name].result.output or "")
+            assert threading.active_count() <= threads + 3 + 1  # one per check, + the pool's own
+            time.sleep(0.2)
+    finally:
+        client.close()
+        engine.dispose()
+        pool.close(timeout=1.0)
+
+
 # -- secrets never reach bodies or logs --------------------------------------------------------
 
 

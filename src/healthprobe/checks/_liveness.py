@@ -27,15 +27,22 @@ class Heartbeat:
     def __init__(self, max_interval: float) -> None:
         self.max_interval = _seconds("max_interval", max_interval)
         self._last = time.monotonic()
-        self.beats = 0
+        self._beats = 0
+        self._lock = threading.Lock()
 
     def __repr__(self) -> str:
         return f"<heartbeat check max_interval={self.max_interval:g}>"
 
     def beat(self) -> None:
         """Record progress. Cheap and thread-safe: call it once per loop iteration or job."""
-        self._last = time.monotonic()
-        self.beats += 1
+        with self._lock:
+            self._last = time.monotonic()
+            self._beats += 1
+
+    @property
+    def beats(self) -> int:
+        """How many times :meth:`beat` was called."""
+        return self._beats
 
     @property
     def age(self) -> float:
