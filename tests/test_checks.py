@@ -671,3 +671,21 @@ def test_secrets_absent_from_logs_and_exposed_bodies(pg: None, rd: None, caplog:
     assert "failed" in text
     for out in (text, body, caplog.text):
         assert SECRET not in out
+
+
+def test_factories_reject_bad_targets_with_clear_errors() -> None:
+    with pytest.raises(ValueError, match="invalid PostgreSQL DSN") as info:
+        checks.postgres(f"host=db password={SECRET} bogus")
+    assert SECRET not in str(info.value)
+    with pytest.raises(TypeError):
+        checks.postgres(42)  # type: ignore[arg-type]
+    with pytest.raises(TypeError):
+        checks.redis(42)  # type: ignore[arg-type]
+    with pytest.raises(TypeError):
+        checks.sqlalchemy("postgresql://db/app")  # type: ignore[arg-type]
+    with pytest.raises(ValueError):
+        checks.tcp("127.0.0.1", 80, timeout=0)
+    with pytest.raises(ValueError):
+        checks.event_loop_lag(0)
+    with pytest.raises(ValueError):
+        checks.file("/tmp/x", max_age=-1)
