@@ -432,6 +432,40 @@ def test_postgres_async_pool_never_exceeds_pool_size(pg: None) -> None:
     assert after == 0
 
 
+def test_postgres_async_pool_run_cancelled_at_deadline_gives_its_connection_back(pg: None) -> None:
+    from psycopg_pool import AsyncConnectionPool
+
+    app = f"hp-{uuid.uuid4().hex[:12]}"
+
+    async def main() -> tuple[list[float], Status, dict[str, int]]:
+        conninfo = f"host=127.0.0.1 user=postgres dbname=test application_name={app}"
+        async with AsyncConnectionPool(conninfo, min_size=1, max_size=1, open=False, timeout=5) as pool:
+            await pool.open(wait=True)
+            registry = HealthRegistry(default_cache_ttl=0.0)
+            registry.add_check("slow", checks.postgres(pool, query="SELECT pg_sleep(2)"), timeout=0.5)
+            registry.add_check("fast", checks.postgres(pool), probes=["liveness"], timeout=5.0)
+            registry.mark_started()
+            elapsed = []
+            for _ in range(3):
+                start = time.monotonic()
+                report = await registry.run_async("readiness")  # async caller: runs on this loop
+                elapsed.append(time.monotonic() - start)
+                assert report.checks["slow"].result.timed_out
+            fast = (await registry.run_async("liveness")).checks["fast"].result.status
+            return elapsed, fast, pool.get_stats()
+
+    elapsed, fast, stats = anyio.run(main)
+    assert all(seconds < 0.5 + 2.0 for seconds in elapsed)
+    assert fast is Status.PASS  # the pool still has its connection to lend
+    assert stats["pool_size"] <= 1
+    # The client side closed each cancelled connection; PostgreSQL notices a gone client only
+    # when the statement ends, so the server side may linger until pg_sleep(2) returns.
+    deadline = time.monotonic() + 10
+    while pg_count(app) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert pg_count(app) == 0
+
+
 def test_postgres_sync_pool_check(pg: None) -> None:
     from psycopg_pool import ConnectionPool
 
