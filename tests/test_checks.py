@@ -252,6 +252,15 @@ def test_http_does_not_follow_redirects_unless_asked(http_server: str) -> None:
     assert run(checks.http(f"{http_server}/status/204", expected_status={200})).status is Status.FAIL
 
 
+def test_http_ignores_proxy_settings_from_the_environment(http_server: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    dead_proxy = f"http://127.0.0.1:{closed_port()}"
+    for name in ("HTTP_PROXY", "http_proxy", "ALL_PROXY", "all_proxy"):
+        monkeypatch.setenv(name, dead_proxy)
+    monkeypatch.delenv("NO_PROXY", raising=False)
+    monkeypatch.delenv("no_proxy", raising=False)
+    assert run(checks.http(f"{http_server}/status/200")).status is Status.PASS
+
+
 def test_http_headers_sent_and_never_shown(http_server: str, silent: SilentServer) -> None:
     good = checks.http(f"{http_server}/auth", headers={"Authorization": "Bearer tok-123"})
     assert run(good).status is Status.PASS

@@ -110,7 +110,8 @@ class HttpCheck:
                     response = await self._send(self.client)
                 else:
                     # No client-side timeout: the registry's deadline (or ``timeout``) cancels.
-                    async with httpx.AsyncClient(verify=self.verify, timeout=None) as client:
+                    # No proxy from the environment: like the kubelet, probe the target directly.
+                    async with httpx.AsyncClient(verify=self.verify, timeout=None, trust_env=False) as client:
                         response = await self._send(client)
         except Exception as exc:
             return failure(exc, self._secrets, timeout=self.timeout)
@@ -153,8 +154,10 @@ def http(
         expected_status: if given, the status codes that pass, instead of 200-399.
         timeout: optional own deadline in seconds, for calling the check outside a registry.
         verify: TLS verification as httpx's ``verify`` (``True``, ``False``, an SSL context).
-        client: an ``httpx.AsyncClient`` to reuse (its own timeout and settings apply);
-            by default each run uses a fresh client that is closed after the run.
+        client: an ``httpx.AsyncClient`` to reuse (its own timeout, proxy and other settings
+            apply); by default each run uses a fresh client that is closed after the run and
+            ignores proxy settings from the environment (``HTTP_PROXY`` ...), as the kubelet
+            connects to the target directly.
 
     Returns:
         An async check callable. A run reports the response latency (status line received)
