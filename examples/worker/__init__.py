@@ -1,0 +1,17 @@
+"""A queue consumer with Kubernetes probes: ``python -m examples.worker``.
+
+A worker has no web server, so it serves its probes with :func:`healthprobe.serve` on a port
+of their own (``PROBE_PORT``, 8081), and proves its loop is making progress with a
+:func:`healthprobe.checks.heartbeat` that each iteration beats:
+
+* ``/livez`` (and ``/healthz``) fails once the loop has not beaten for ``WORKER_MAX_INTERVAL``
+  seconds (5 by default): a wedged worker gets restarted by the kubelet.
+* ``/readyz`` fails until the worker has started, and from the first ``SIGTERM`` on.
+* ``SIGUSR1`` wedges the next job forever (a stand-in for a deadlock), to watch liveness fail.
+* ``SIGTERM``/``SIGINT``: stop taking jobs, finish the current one, then exit 0; the probe
+  server stops when the registry enters ``stopped``.
+
+Jobs come from an in-process queue that a producer thread fills, standing in for a broker.
+Environment: ``PROBE_HOST`` (``0.0.0.0``), ``PROBE_PORT`` (8081), ``WORKER_MAX_INTERVAL``
+(seconds, 5), ``JOB_SECONDS`` (seconds each job takes, 0.1).
+"""

@@ -1,0 +1,302 @@
+"""The standalone probe server (healthprobe.serve) and the liveness checks for wedged
+processes, seen from outside through real HTTP: a busy sync app, a blocked event loop, a
+worker that stops beating."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import anyio
+import httpx
+import pytest
+
+import healthprobe
+from healthprobe import HealthRegistry, Status, checks
+
+from .support import PYTHON, free_port, run_server, wait_for_port
+
+pytestmark = pytest.mark.timeout(90)
+
+
+@pytest.fixture
+def registry() -> HealthRegistry:
+    registry = HealthRegistry(default_cache_ttl=0.0)
+    registry.mark_started()
+    return registry
+
+
+def refused(url: str) -> bool:
+    try:
+        httpx.get(url, timeout=2.0)
+    except httpx.ConnectError:
+        return True
+    return False
+
+
+def check_entry(response: httpx.Response, name: str) -> dict[str, Any]:
+    entry = response.json()["checks"][name][0]
+    assert isinstance(entry, dict)
+    return entry
+
+
+# -- the server itself -------------------------------------------------------------------------
+
+
+def test_serve_answers_probes_and_stops(registry: HealthRegistry) -> None:
+    hb = checks.heartbeat(60.0)
+    registry.add_check("worker", hb, probes=["liveness"])
+    threads = threading.active_count()
+    with healthprobe.serve(registry, "127.0.0.1", 0) as server:
+        assert server.port > 0 and server.url == f"http://127.0.0.1:{server.port}"
+        assert server.running
+        with httpx.Client(base_url=server.url, timeout=5.0) as client:
+            assert client.get("/livez").text == "ok\n"
+            assert client.get("/healthz").status_code == 200
+            assert client.get("/readyz").status_code == 200
+            assert client.get("/elsewhere").status_code == 404
+            head = client.head("/livez")
+            assert head.status_code == 200 and head.content == b""
+            assert client.post("/livez").status_code == 405
+            entry = check_entry(client.get("/livez", params={"format": "json"}), "worker")
+            assert entry["status"] == "pass" and entry["observedUnit"] == "s"
+    assert not server.running
+    assert refused(f"{server.url}/livez")
+    server.stop()  # idempotent
+    deadline = time.monotonic() + 5
+    while threading.active_count() > threads + 1 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert threading.active_count() <= threads + 1  # + the registry's private check loop
+
+
+def test_serve_stops_when_the_registry_stops(registry: HealthRegistry) -> None:
+    server = healthprobe.serve(registry, "127.0.0.1", 0)
+    try:
+        registry.begin_drain()
+        answer = httpx.get(f"{server.url}/readyz", params={"verbose": ""}, timeout=5.0)
+        assert answer.status_code == 503 and "draining" in answer.text  # still answering
+        assert httpx.get(f"{server.url}/livez", timeout=5.0).status_code == 200
+        registry.mark_stopped()
+        assert not server.running
+        assert refused(f"{server.url}/livez")
+    finally:
+        server.stop()
+
+
+def test_serve_on_a_busy_port_raises_oserror(registry: HealthRegistry) -> None:
+    with healthprobe.serve(registry, "127.0.0.1", 0) as server, pytest.raises(OSError):
+        healthprobe.serve(registry, "127.0.0.1", server.port)
+
+
+def test_serve_ipv6_loopback(registry: HealthRegistry) -> None:
+    if not socket.has_ipv6:
+        return
+    try:
+        server = healthprobe.serve(registry, "::1", 0)
+    except OSError:  # no IPv6 on this host's loopback: nothing to prove here
+        return
+    with server:
+        assert server.url.startswith("http://[::1]:")
+        assert httpx.get(f"{server.url}/livez", timeout=5.0).status_code == 200
+
+
+# -- heartbeat ---------------------------------------------------------------------------------
+
+
+def test_heartbeat_fails_after_max_interval_and_recovers_on_beat() -> None:
+    hb = checks.heartbeat(0.3)
+    assert hb().status is Status.PASS
+    time.sleep(0.6)
+    stale = hb()
+    assert stale.status is Status.FAIL and stale.observed_unit == "s"
+    assert isinstance(stale.observed_value, float) and stale.observed_value >= 0.3
+    hb.beat()
+    assert hb().status is Status.PASS and hb.beats == 1
+    with pytest.raises(ValueError):
+        checks.heartbeat(0)
+
+
+def test_worker_that_stops_beating_fails_liveness(tmp_path: Path) -> None:
+    port = free_port()
+    env = {"PROBE_PORT": str(port), "PROBE_HOST": "127.0.0.1", "WORKER_MAX_INTERVAL": "1.0"}
+    worker_args = [PYTHON, "-m", "examples.worker"]
+    with (
+        run_server(worker_args, port, tmp_path, env=env, name="worker") as worker,
+        httpx.Client(base_url=worker.url, timeout=5.0) as client,
+    ):
+        time.sleep(1.5)  # longer than max_interval: a healthy loop keeps passing
+        assert client.get("/livez").status_code == 200, worker.output()
+        assert client.get("/readyz").status_code == 200
+        worker.signal(signal.SIGUSR1)  # the next job hangs forever
+        wedged_at = time.monotonic()
+        answer = client.get("/livez", params={"format": "json"})
+        while answer.status_code == 200 and time.monotonic() - wedged_at < 1.0 + 5.0:
+            time.sleep(0.1)
+            answer = client.get("/livez", params={"format": "json"})
+        assert answer.status_code == 503, worker.output()
+        entry = check_entry(answer, "worker")
+        assert entry["status"] == "fail" and entry["observedUnit"] == "s"
+        assert entry["observedValue"] > 1.0
+        assert client.get("/readyz").status_code == 200  # readiness is not liveness
+
+
+def test_worker_drains_and_exits_zero_on_sigterm(tmp_path: Path) -> None:
+    port = free_port()
+    env = {"PROBE_PORT": str(port), "PROBE_HOST": "127.0.0.1", "JOB_SECONDS": "0.5"}
+    with run_server([PYTHON, "-m", "examples.worker"], port, tmp_path, env=env, name="worker") as worker:
+        assert httpx.get(f"{worker.url}/readyz", timeout=5.0).status_code == 200
+        time.sleep(0.5)
+        worker.signal(signal.SIGTERM)
+        assert worker.wait(timeout=10) == 0, worker.output()
+        assert "stopped after" in worker.output()
+        assert refused(f"{worker.url}/livez")
+
+
+# -- event loop lag ----------------------------------------------------------------------------
+
+
+@pytest.fixture
+def loop_thread() -> Iterator[asyncio.AbstractEventLoop]:
+    loop = asyncio.new_event_loop()
+    thread = threading.Thread(target=loop.run_forever, daemon=True)
+    thread.start()
+    try:
+        yield loop
+    finally:
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(10)
+        loop.close()
+
+
+def test_event_loop_lag_in_process(registry: HealthRegistry, loop_thread: asyncio.AbstractEventLoop) -> None:
+    lag = checks.event_loop_lag(0.5, interval=0.05)
+    assert lag().status is Status.WARN  # sampler not running yet
+    registry.add_check("event-loop", lag, probes=["liveness"])
+    lag.start(loop_thread)
+    deadline = time.monotonic() + 5
+    while lag.lag is None and time.monotonic() < deadline:
+        time.sleep(0.02)
+    with (
+        healthprobe.serve(registry, "127.0.0.1", 0) as server,
+        httpx.Client(base_url=server.url, timeout=5.0) as client,
+    ):
+        assert client.get("/livez").status_code == 200
+        loop_thread.call_soon_threadsafe(time.sleep, 2.5)
+        time.sleep(1.2)
+        blocked = client.get("/livez", params={"format": "json"})
+        assert blocked.status_code == 503
+        entry = check_entry(blocked, "event-loop")
+        assert entry["observedUnit"] == "s" and entry["observedValue"] > 0.5
+        deadline = time.monotonic() + 10
+        while client.get("/livez").status_code != 200 and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert client.get("/livez").status_code == 200
+    lag.stop()
+    deadline = time.monotonic() + 5
+    while lag().status is not Status.WARN and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert lag().status is Status.WARN
+
+
+def test_event_loop_lag_sampler_runs_under_trio() -> None:
+    lag = checks.event_loop_lag(0.3, interval=0.05)
+    seen: list[Status] = []
+
+    async def main() -> None:
+        async with anyio.create_task_group() as group:
+            group.start_soon(lag.run)
+            await anyio.sleep(0.3)
+            seen.append(await anyio.to_thread.run_sync(lambda: lag().status))
+            watcher = threading.Timer(0.8, lambda: seen.append(lag().status))
+            watcher.start()
+            time.sleep(1.2)  # noqa: ASYNC251 - blocks trio's loop on purpose
+            watcher.join()
+            await anyio.sleep(0.3)
+            seen.append(lag().status)
+            group.cancel_scope.cancel()
+
+    anyio.run(main, backend="trio")
+    assert seen == [Status.PASS, Status.FAIL, Status.PASS]
+
+
+@pytest.mark.slow
+def test_blocked_asgi_loop_fails_liveness_seen_from_probe_server(tmp_path: Path) -> None:
+    app_port, probe_port = free_port(), free_port()
+    env = {"PROBE_PORT": str(probe_port), "BLOCK_SECONDS": "4", "MAX_LAG": "0.5"}
+    args = [PYTHON, "-m", "uvicorn", "--factory", "tests.probe_apps:asgi_app", "--port", str(app_port),
+            "--host", "127.0.0.1", "--log-level", "info", "--no-access-log"]  # fmt: skip
+    with run_server(args, app_port, tmp_path, env=env, name="uvicorn") as app:
+        wait_for_port(probe_port, proc=app.proc)
+        probes = httpx.Client(base_url=f"http://127.0.0.1:{probe_port}", timeout=5.0)
+        with probes:
+            assert probes.get("/livez").status_code == 200, app.output()
+            assert httpx.get(f"{app.url}/livez", timeout=5.0).status_code == 200  # the app's own path too
+            blocker = threading.Thread(target=lambda: httpx.get(f"{app.url}/block", timeout=15.0))
+            blocker.start()
+            time.sleep(1.5)
+            # The loop is blocked: the app's own probe path cannot answer ...
+            with pytest.raises(httpx.TimeoutException):
+                httpx.get(f"{app.url}/livez", timeout=1.0)
+            # ... but the probe server does, and reports the lag it measured from outside.
+            answer = probes.get("/livez", params={"format": "json"})
+            assert answer.status_code == 503, app.output()
+            entry = check_entry(answer, "event-loop")
+            assert entry["status"] == "fail" and entry["observedUnit"] == "s"
+            assert entry["observedValue"] > 0.5
+            blocker.join(20)
+            deadline = time.monotonic() + 10
+            while probes.get("/livez").status_code != 200 and time.monotonic() < deadline:
+                time.sleep(0.1)
+            assert probes.get("/livez").status_code == 200
+        app.signal(signal.SIGTERM)
+        # uvicorn re-raises the signal it shut down for, after a clean shutdown.
+        assert app.wait(timeout=15) in (0, -signal.SIGTERM), app.output()
+        assert "Application shutdown complete" in app.output()
+        assert "Traceback" not in app.output()
+        assert refused(f"http://127.0.0.1:{probe_port}/livez")  # stopped with the registry
+
+
+# -- a sync app with every worker busy ---------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_busy_sync_workers_still_get_probe_answers(tmp_path: Path) -> None:
+    app_port, probe_port = free_port(), free_port()
+    env = {"PROBE_PORT": str(probe_port), "PROBE_APP": "sync", "WORK_SECONDS": "10"}
+    args = [PYTHON, "-m", "gunicorn", "--workers", "1", "--worker-class", "sync", "--timeout", "60",
+            "--bind", f"127.0.0.1:{app_port}", "tests.probe_apps:sync_app"]  # fmt: skip
+    with run_server(args, app_port, tmp_path, env=env, name="gunicorn") as app:
+        wait_for_port(probe_port, proc=app.proc)
+        assert httpx.get(f"{app.url}/", timeout=5.0).text == "hello\n"
+        started = time.monotonic()
+        done: list[float] = []
+
+        def work() -> None:
+            httpx.get(f"{app.url}/work", timeout=30.0)
+            done.append(time.monotonic() - started)
+
+        worker = threading.Thread(target=work)
+        worker.start()
+        time.sleep(0.5)
+        # The only worker is busy: the app itself does not answer ...
+        with pytest.raises(httpx.TimeoutException):
+            httpx.get(f"{app.url}/", timeout=1.0)
+        # ... the probe server answers every probe, promptly, for the whole 10 s.
+        answered = 0
+        with httpx.Client(base_url=f"http://127.0.0.1:{probe_port}", timeout=2.0) as probes:
+            while not done and time.monotonic() - started < 20:
+                for path in ("/livez", "/readyz"):
+                    assert probes.get(path).status_code == 200, app.output()
+                    answered += 1
+                time.sleep(0.25)
+        worker.join(20)
+        assert done and done[0] >= 9.5  # the worker really was busy for 10 s
+        assert answered >= 20
+        assert os.path.exists(app.log_path)
