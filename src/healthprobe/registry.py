@@ -24,7 +24,7 @@ DEFAULT_TIMEOUT = 0.8
 #: Default time a check result is reused, in seconds.
 DEFAULT_CACHE_TTL = 1.0
 
-_NAME = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9_.-]{0,61}[A-Za-z0-9])?$")
+_NAME = re.compile(r"[A-Za-z0-9]([A-Za-z0-9_.-]{0,61}[A-Za-z0-9])?")
 
 
 class UnknownCheckError(LookupError):
@@ -115,7 +115,7 @@ class HealthRegistry:
                 non-positive or non-finite ``timeout``/``interval`` or negative ``cache_ttl``.
             TypeError: if ``func`` is not callable.
         """
-        if not isinstance(name, str) or not _NAME.match(name):
+        if not isinstance(name, str) or not _NAME.fullmatch(name):
             raise ValueError(
                 f"invalid check name {name!r}: use 1-63 letters, digits, '_', '.' or '-', "
                 "starting and ending with a letter or digit"
