@@ -139,6 +139,7 @@ class CheckState:
         self.fresh_until = -math.inf
         self.run: _Run | None = None
         self.busy = False
+        self.removed = False
         self.stats = CheckStats()
 
     def fresh_result(self, now: float) -> CheckResult | None:
@@ -417,7 +418,7 @@ class Runner:
     async def _background(self, state: CheckState) -> None:
         interval = state.check.interval
         assert interval is not None
-        while True:
+        while not state.removed:
             run, lead = self.claim(state, force=True)
             if isinstance(run, _Run):
                 if lead:

@@ -202,6 +202,7 @@ class HealthRegistry:
         with self._lock:
             if name not in self._states:
                 raise UnknownCheckError(name)
+            self._states[name].removed = True  # ends its background loop, if any
             self._states = {k: v for k, v in self._states.items() if k != name}
 
     @property
