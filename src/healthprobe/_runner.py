@@ -169,6 +169,18 @@ def normalize(value: object) -> CheckResult:
         )
     if isinstance(value, Status):
         return CheckResult(value)
+    if inspect.isawaitable(value):
+        # A plain callable returned an awaitable (``lambda: ping()``): it was run as a sync
+        # check, in a thread with no event loop. Close a coroutine so it is not reported as
+        # "never awaited", and say how to register it.
+        close = getattr(value, "close", None)
+        if callable(close):
+            close()
+        return CheckResult(
+            Status.FAIL,
+            output="check returned an awaitable from a plain function; register an async def",
+            error_type="healthprobe.UnsupportedResult",
+        )
     return CheckResult(
         Status.FAIL,
         output=f"check returned an unsupported value of type {type(value).__name__}",
