@@ -324,7 +324,7 @@ def test_healthz_is_livez(make_client: ClientFactory) -> None:
 
 def test_trailing_slash_answers_without_redirect(make_client: ClientFactory) -> None:
     client, prefix = make_client(registry_with(db=lambda: False))
-    for path in ("/readyz/", "/livez/", "/healthz/"):
+    for path in ("/readyz/", "/livez/", "/healthz/", "/readyz/db/"):
         plain = client.get(prefix + path.rstrip("/"))
         slashed = client.get(prefix + path)
         assert slashed.status_code == plain.status_code
