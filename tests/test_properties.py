@@ -209,3 +209,25 @@ def test_startup_never_unlatches(ops: list[str], critical_readiness_passes: bool
         if latched:
             assert registry.lifecycle is not Lifecycle.STARTING
             assert registry.run(Probe.STARTUP).status is Status.PASS
+
+
+@PROPERTY
+@given(check_specs, st.sampled_from(["started", "draining", "stopped"]), st.booleans(), st.booleans())
+def test_readiness_fails_iff_a_critical_member_fails_or_a_reason_exists(
+    specs: dict[str, tuple[Status, bool, set[Probe]]], state: str, not_ready: bool, not_live: bool
+) -> None:
+    registry = build(specs)
+    if state != "started":
+        registry.begin_drain()
+    if state == "stopped":
+        registry.mark_stopped()
+    registry.set_ready(not not_ready, "maintenance")
+    registry.set_live(not not_live, "wedged")
+    readiness = registry.run(Probe.READINESS)
+    members = {n for n, spec in specs.items() if Probe.READINESS in spec[2]}
+    critical_failure = any(specs[n][0] is Status.FAIL and specs[n][1] for n in members)
+    expected_reasons = ([] if state == "started" else [state]) + (["not ready: maintenance"] if not_ready else [])
+    assert list(readiness.reasons) == expected_reasons
+    assert (readiness.status is Status.FAIL) == (critical_failure or bool(expected_reasons))
+    liveness = registry.run(Probe.LIVENESS)
+    assert liveness.reasons == (("not live: wedged",) if not_live else ())
