@@ -612,3 +612,59 @@ def test_async_check_from_a_sync_caller() -> None:
     registry = started_registry()
     registry.add_check("a", async_ok)
     assert registry.run("readiness").status is Status.PASS
+
+
+def test_async_check_raising_cancelled_error_is_its_own_failure() -> None:
+    async def cancelled() -> None:
+        await asyncio.sleep(0)
+        raise asyncio.CancelledError  # as some client libraries do on their own timeouts
+
+    registry = started_registry()
+    registry.add_check("flaky", cancelled, cache_ttl=0)
+    registry.add_check("ok", lambda: True, cache_ttl=0)
+
+    async def main() -> object:
+        return await registry.run_async("readiness")
+
+    for report in (anyio.run(main), registry.run("readiness")):
+        result = report.checks["flaky"].result  # type: ignore[attr-defined]
+        assert result.status is Status.FAIL and not result.timed_out
+        assert result.error_type == "asyncio.exceptions.CancelledError"
+        assert report.checks["ok"].status is Status.PASS  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize("backend", ["asyncio", "trio"])
+def test_a_cancelled_probe_does_not_fail_the_run_it_shares(backend: str) -> None:
+    calls = 0
+
+    async def slow() -> bool:
+        nonlocal calls
+        calls += 1
+        await anyio.sleep(0.3)
+        return True
+
+    registry = started_registry()
+    registry.add_check("slow", slow, timeout=5, cache_ttl=0)
+    statuses: list[Status] = []
+
+    scopes: list[anyio.CancelScope] = []
+
+    async def leader() -> None:
+        with anyio.CancelScope() as scope:  # the probe whose client goes away
+            scopes.append(scope)
+            await registry.run_async("readiness")
+
+    async def follower() -> None:
+        statuses.append((await registry.run_async("readiness")).status)
+
+    async def main() -> None:
+        async with anyio.create_task_group() as group:
+            group.start_soon(leader)
+            await anyio.sleep(0.05)
+            group.start_soon(follower)
+            await anyio.sleep(0.05)
+            scopes[0].cancel()
+
+    anyio.run(main, backend=backend)
+    assert statuses == [Status.PASS]
+    assert calls == 1

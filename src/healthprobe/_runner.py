@@ -310,9 +310,16 @@ class Runner:
         result: CheckResult | None = None
         try:
             with anyio.CancelScope(shield=True):
-                with anyio.move_on_after(max(0.0, run.deadline - time.monotonic())):
-                    value = state.check.func()
-                    result = normalize(await value) if inspect.isawaitable(value) else normalize(value)
+                try:
+                    with anyio.move_on_after(max(0.0, run.deadline - time.monotonic())):
+                        value = state.check.func()
+                        result = normalize(await value) if inspect.isawaitable(value) else normalize(value)
+                except (anyio.get_cancelled_exc_class(), asyncio.CancelledError) as exc:
+                    # The shield keeps outside cancellation out and the deadline's own
+                    # cancellation ends in move_on_after: this one the check raised itself
+                    # (``raise asyncio.CancelledError`` from a client library). It is the
+                    # check's failure, not the probe's, and must not cancel the probe.
+                    result = _from_exception(exc)
                 if result is None:
                     result = _timeout_result(state.check)
         except Exception as exc:
