@@ -275,8 +275,10 @@ class Runner:
                 ttl = max(ttl, check.interval + check.timeout)
             state.fresh_until = now + ttl
             state.stats.record(result)
-        run.future.set_result(result)
+        # Log before releasing the waiters, so the log line of a failure always precedes
+        # the probe answer that reports it.
         _log_transition(check, previous, result)
+        run.future.set_result(result)
         if self.on_result is not None:
             self.on_result(state, result)
 
