@@ -474,3 +474,13 @@ def test_asgi_middleware_matches_below_root_path() -> None:
     readyz, livez, other = anyio.run(go)
     assert (readyz.status_code, livez.status_code) == (503, 200)
     assert other.status_code == 401  # the app's, untouched
+
+
+def test_non_finite_observed_value_keeps_the_json_valid(make_client: ClientFactory) -> None:
+    registry = registry_with(ratio=lambda: CheckResult(Status.PASS, observed_value=float("nan"), observed_unit="%"))
+    registry.add_check("load", lambda: CheckResult(Status.PASS, observed_value=float("inf")))
+    client, prefix = make_client(registry)
+    response = client.get(prefix + "/readyz?format=json")
+    document = json.loads(response.content, parse_constant=lambda name: pytest.fail(f"{name} is not JSON"))
+    assert document["checks"]["ratio"][0]["observedValue"] == "nan"
+    assert document["checks"]["load"][0]["observedValue"] == "inf"
