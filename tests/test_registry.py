@@ -667,3 +667,11 @@ def test_a_cancelled_probe_does_not_fail_the_run_it_shares(backend: str) -> None
     anyio.run(main, backend=backend)
     assert statuses == [Status.PASS]
     assert calls == 1
+
+
+def test_exclude_accepts_a_single_name() -> None:
+    registry = started_registry()
+    registry.add_check("db", lambda: False)
+    registry.add_check("d", lambda: True)
+    report = registry.run("readiness", exclude="db")
+    assert list(report.checks) == ["d"] and report.status is Status.PASS

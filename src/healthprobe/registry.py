@@ -298,7 +298,7 @@ class HealthRegistry:
             if not states:
                 raise UnknownCheckError(only)
             return _Plan(probe, states, (), only=only)
-        excluded = set(exclude)
+        excluded = {exclude} if isinstance(exclude, str) else set(exclude)
         unknown = tuple(sorted(excluded - {s.check.name for s in states}))
         states = [s for s in states if s.check.name not in excluded]
         if probe is Probe.STARTUP and self._lifecycle is not Lifecycle.STARTING:
@@ -367,8 +367,9 @@ class HealthRegistry:
 
         Args:
             probe: ``"startup"``, ``"readiness"`` or ``"liveness"``.
-            exclude: names of member checks to leave out (names that match none are listed
-                in ``Report.excluded_unknown``, as kube-apiserver warns of them).
+            exclude: names of member checks to leave out, or one name as a ``str`` (names
+                that match none are listed in ``Report.excluded_unknown``, as kube-apiserver
+                warns of them).
             only: run just this one member check (as ``/readyz/<check>``); lifecycle
                 reasons are then not applied.
 
