@@ -139,6 +139,7 @@ class CheckState:
         self.fresh_until = -math.inf
         self.run: _Run | None = None
         self.busy = False
+        self.removed = False
         self.stats = CheckStats()
 
     def fresh_result(self, now: float) -> CheckResult | None:
@@ -168,6 +169,18 @@ def normalize(value: object) -> CheckResult:
         )
     if isinstance(value, Status):
         return CheckResult(value)
+    if inspect.isawaitable(value):
+        # A plain callable returned an awaitable (``lambda: ping()``): it was run as a sync
+        # check, in a thread with no event loop. Close a coroutine so it is not reported as
+        # "never awaited", and say how to register it.
+        close = getattr(value, "close", None)
+        if callable(close):
+            close()
+        return CheckResult(
+            Status.FAIL,
+            output="check returned an awaitable from a plain function; register an async def",
+            error_type="healthprobe.UnsupportedResult",
+        )
     return CheckResult(
         Status.FAIL,
         output=f"check returned an unsupported value of type {type(value).__name__}",
@@ -262,14 +275,14 @@ class Runner:
                 ttl = max(ttl, check.interval + check.timeout)
             state.fresh_until = now + ttl
             state.stats.record(result)
-        # Listeners run before waiters wake, so a probe's answer is already reflected in
-        # whatever they maintain (multiprocess metrics) when the probe returns.
+        # Log, then tell listeners (multiprocess metrics), then wake the waiters: when a
+        # probe answers, its result is already in the log and in what listeners maintain.
+        _log_transition(check, previous, result)
         try:
             if self.on_result is not None:
                 self.on_result(state, result)
         finally:
             run.future.set_result(result)
-        _log_transition(check, previous, result)
 
     def _release(self, state: CheckState) -> None:
         with state.lock:
@@ -301,9 +314,16 @@ class Runner:
         result: CheckResult | None = None
         try:
             with anyio.CancelScope(shield=True):
-                with anyio.move_on_after(max(0.0, run.deadline - time.monotonic())):
-                    value = state.check.func()
-                    result = normalize(await value) if inspect.isawaitable(value) else normalize(value)
+                try:
+                    with anyio.move_on_after(max(0.0, run.deadline - time.monotonic())):
+                        value = state.check.func()
+                        result = normalize(await value) if inspect.isawaitable(value) else normalize(value)
+                except (anyio.get_cancelled_exc_class(), asyncio.CancelledError) as exc:
+                    # The shield keeps outside cancellation out and the deadline's own
+                    # cancellation ends in move_on_after: this one the check raised itself
+                    # (``raise asyncio.CancelledError`` from a client library). It is the
+                    # check's failure, not the probe's, and must not cancel the probe.
+                    result = _from_exception(exc)
                 if result is None:
                     result = _timeout_result(state.check)
         except Exception as exc:
@@ -421,7 +441,7 @@ class Runner:
     async def _background(self, state: CheckState) -> None:
         interval = state.check.interval
         assert interval is not None
-        while True:
+        while not state.removed:
             run, lead = self.claim(state, force=True)
             if isinstance(run, _Run):
                 if lead:

@@ -25,6 +25,16 @@ from .http import HealthEndpoints, MetricsSource, Response, endpoints_for, plain
 from .registry import HealthRegistry
 
 
+def _route_path(scope: Scope) -> str:
+    """``path`` below ``root_path``: the rule of Starlette's router (``get_route_path``),
+    since servers such as uvicorn prefix ``path`` with ``root_path`` (ASGI 3.0 HTTP scope)."""
+    path = str(scope["path"])
+    root = str(scope.get("root_path", ""))
+    if root and path.startswith(root) and path[len(root) : len(root) + 1] in ("", "/"):
+        path = path[len(root) :]
+    return path or "/"
+
+
 def _accept(scope: Scope) -> str | None:
     for key, value in scope.get("headers", ()):
         if key == b"accept":
@@ -51,7 +61,9 @@ class HealthMiddleware:
             ``metrics=True`` also serves Prometheus metrics on ``/metrics``.
 
     Every scope other than an HTTP request to a probe path (lifespan, websocket, other
-    paths) is passed to ``app`` unchanged.
+    paths) is passed to ``app`` unchanged. Probe paths are matched against the path below
+    ``root_path`` (as Starlette's router does), so ``uvicorn --root-path /api``, which
+    prefixes ``path`` with ``root_path``, still answers ``/livez``.
     """
 
     def __init__(
@@ -69,13 +81,15 @@ class HealthMiddleware:
         self.endpoints = endpoints_for(registry, paths, failure_status, expose_output, metrics, metrics_path)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and self.endpoints.matches(scope["path"]):
-            response = await self.endpoints.handle_async(
-                scope["method"], scope["path"], scope.get("query_string", b"").decode("latin-1"), _accept(scope)
-            )
-            if response is not None:
-                await _send(response, scope, receive, send)
-                return
+        if scope["type"] == "http":
+            path = _route_path(scope)
+            if self.endpoints.matches(path):
+                response = await self.endpoints.handle_async(
+                    scope["method"], path, scope.get("query_string", b"").decode("latin-1"), _accept(scope)
+                )
+                if response is not None:
+                    await _send(response, scope, receive, send)
+                    return
         await self.app(scope, receive, send)
 
 
@@ -89,8 +103,8 @@ class HealthApp:
             ``/metrics``.
 
     Under a Starlette ``Mount("/health", ...)`` the probe paths are relative to the mount
-    (``/health/livez``): the part of ``path`` named by ``root_path`` is removed first, as
-    the ASGI specification describes ``root_path``.
+    (``/health/livez``): the ``root_path`` prefix is removed from ``path`` first, as
+    the ASGI specification describes ``root_path`` and Starlette's router does.
     """
 
     def __init__(
@@ -118,10 +132,7 @@ class HealthApp:
         if kind != "http":
             await send({"type": "websocket.close", "code": 1000})
             return
-        path = scope["path"]
-        root = scope.get("root_path", "")
-        if root and path.startswith(root):
-            path = path[len(root) :] or "/"
+        path = _route_path(scope)
         response = await self.endpoints.handle_async(
             scope["method"], path, scope.get("query_string", b"").decode("latin-1"), _accept(scope)
         )

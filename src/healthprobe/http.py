@@ -198,7 +198,9 @@ class HealthEndpoints:
     def route(self, path: str) -> tuple[Probe, str | None] | None:
         """``(probe, check name or None)`` for a probe path, or ``None`` if not one of ours.
 
-        ``/readyz`` and ``/readyz/`` are the probe; ``/readyz/<name>`` one check.
+        ``/readyz`` and ``/readyz/`` are the probe; ``/readyz/<name>`` and ``/readyz/<name>/``
+        one check (a trailing slash is accepted rather than redirected, so no probe ever
+        sees a 3xx that a kubelet would count as success).
         """
         probe = self.paths.get(path)
         if probe is not None:
@@ -206,6 +208,8 @@ class HealthEndpoints:
         for prefix, probe in self.paths.items():
             if path.startswith(prefix) and path[len(prefix) : len(prefix) + 1] == "/":
                 name = path[len(prefix) + 1 :]
+                if len(name) > 1 and name.endswith("/"):
+                    name = name[:-1]
                 return probe, (name or None)
         return None
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import inspect
 import logging
 import math
@@ -26,7 +27,7 @@ DEFAULT_TIMEOUT = 0.8
 #: Default time a check result is reused, in seconds.
 DEFAULT_CACHE_TTL = 1.0
 
-_NAME = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9_.-]{0,61}[A-Za-z0-9])?$")
+_NAME = re.compile(r"[A-Za-z0-9]([A-Za-z0-9_.-]{0,61}[A-Za-z0-9])?")
 
 
 class UnknownCheckError(LookupError):
@@ -43,6 +44,24 @@ def _as_probe(value: Probe | str) -> Probe:
 
 def _is_async(func: object) -> bool:
     return inspect.iscoroutinefunction(func) or inspect.iscoroutinefunction(type(func).__call__)
+
+
+@dataclasses.dataclass(frozen=True)
+class _Plan:
+    """What one probe run will do: its member checks after ``exclude``/``only``, and the
+    startup probe to run alongside a readiness probe asked while still ``starting``."""
+
+    probe: Probe
+    states: list[CheckState]
+    unknown: tuple[str, ...]
+    only: str | None = None
+    narrowed: bool = False
+    startup: _Plan | None = None
+
+    def all_states(self) -> list[CheckState]:
+        """Startup states first (if any), then this probe's; a check in both is listed
+        twice and the runner's single-flight makes it run once."""
+        return ([] if self.startup is None else self.startup.all_states()) + self.states
 
 
 class HealthRegistry:
@@ -120,7 +139,7 @@ class HealthRegistry:
                 non-positive or non-finite ``timeout``/``interval`` or negative ``cache_ttl``.
             TypeError: if ``func`` is not callable.
         """
-        if not isinstance(name, str) or not _NAME.match(name):
+        if not isinstance(name, str) or not _NAME.fullmatch(name):
             raise ValueError(
                 f"invalid check name {name!r}: use 1-63 letters, digits, '_', '.' or '-', "
                 "starting and ending with a letter or digit"
@@ -188,6 +207,7 @@ class HealthRegistry:
         with self._lock:
             if name not in self._states:
                 raise UnknownCheckError(name)
+            self._states[name].removed = True  # ends its background loop, if any
             self._states = {k: v for k, v in self._states.items() if k != name}
 
     @property
@@ -297,35 +317,37 @@ class HealthRegistry:
 
     # -- running probes --------------------------------------------------------------------
 
-    def _plan(
-        self, probe: Probe | str, exclude: Iterable[str], only: str | None
-    ) -> tuple[Probe, list[CheckState], tuple[str, ...], bool]:
+    def _plan(self, probe: Probe | str, exclude: Iterable[str], only: str | None) -> _Plan:
         probe = _as_probe(probe)
         states = [s for s in self._states.values() if probe in s.check.probes]
+        self._runner.ensure_background(self._states.values())
         if only is not None:
             states = [s for s in states if s.check.name == only]
             if not states:
                 raise UnknownCheckError(only)
-            return probe, states, (), False
-        excluded = set(exclude)
+            return _Plan(probe, states, (), only=only)
+        excluded = {exclude} if isinstance(exclude, str) else set(exclude)
         unknown = tuple(sorted(excluded - {s.check.name for s in states}))
         states = [s for s in states if s.check.name not in excluded]
         if probe is Probe.STARTUP and self._lifecycle is not Lifecycle.STARTING:
             states = []  # latched: startup checks never run again
-        needs_startup = probe is Probe.READINESS and self._lifecycle is Lifecycle.STARTING
-        self._runner.ensure_background(self._states.values())
-        return probe, states, unknown, needs_startup
+        startup = None
+        if probe is Probe.READINESS and self._lifecycle is Lifecycle.STARTING:
+            # Readiness cannot pass before startup has: run the startup checks alongside the
+            # readiness checks (one deadline for both), then let the startup report latch.
+            startup = self._plan(Probe.STARTUP, (), None)
+        return _Plan(probe, states, unknown, narrowed=bool(excluded), startup=startup)
 
-    def _finish(
-        self,
-        probe: Probe,
-        states: list[CheckState],
-        results: list[tuple[CheckResult, bool]],
-        unknown: tuple[str, ...],
-        only: str | None,
-    ) -> Report:
+    def _finish(self, plan: _Plan, results: list[tuple[CheckResult, bool]]) -> Report:
+        """Build the report of ``plan`` from the results of its states (and, first, the
+        report of the startup probe it carries)."""
+        if plan.startup is not None:
+            startup_count = len(plan.startup.states)
+            self._finish(plan.startup, results[:startup_count])
+            results = results[startup_count:]
+        probe, only, unknown = plan.probe, plan.only, plan.unknown
         entries: dict[str, CheckReport] = {}
-        for state, (result, cached) in zip(states, results, strict=True):
+        for state, (result, cached) in zip(plan.states, results, strict=True):
             check = state.check
             shown = result
             if result.status is Status.FAIL and not check.critical:
@@ -344,10 +366,13 @@ class HealthRegistry:
         if only is None:
             reasons = self._reasons(probe)
         status = aggregate(entries, reasons)
-        if probe is Probe.STARTUP and only is None and status.ok:
+        whole = only is None and not plan.narrowed
+        if probe is Probe.STARTUP and whole and status.ok:
+            # Only a run of every startup check may latch startup: ``?exclude`` narrows
+            # what one answer looks at, never the process's state.
             self.mark_started()
         report = Report(probe, status, entries, reasons, self._lifecycle, unknown)
-        if only is None and not unknown:
+        if whole:
             self.last_reports[probe] = report
             for listener in list(self._report_listeners):
                 try:
@@ -375,8 +400,9 @@ class HealthRegistry:
 
         Args:
             probe: ``"startup"``, ``"readiness"`` or ``"liveness"``.
-            exclude: names of member checks to leave out (names that match none are listed
-                in ``Report.excluded_unknown``, as kube-apiserver warns of them).
+            exclude: names of member checks to leave out, or one name as a ``str`` (names
+                that match none are listed in ``Report.excluded_unknown``, as kube-apiserver
+                warns of them).
             only: run just this one member check (as ``/readyz/<check>``); lifecycle
                 reasons are then not applied.
 
@@ -387,10 +413,8 @@ class HealthRegistry:
             UnknownCheckError: ``only`` names no member check of ``probe``.
             ValueError: ``probe`` is not a probe name.
         """
-        probe, states, unknown, needs_startup = self._plan(probe, exclude, only)
-        if needs_startup:
-            self.run(Probe.STARTUP)
-        return self._finish(probe, states, self._runner.run_sync(states), unknown, only)
+        plan = self._plan(probe, exclude, only)
+        return self._finish(plan, self._runner.run_sync(plan.all_states()))
 
     async def run_async(self, probe: Probe | str, *, exclude: Iterable[str] = (), only: str | None = None) -> Report:
         """Answer a probe from async code without blocking the event loop.
@@ -398,10 +422,8 @@ class HealthRegistry:
         Async checks run on the calling event loop (asyncio or trio, through anyio); sync
         checks run in daemon threads. Arguments, result and errors as :meth:`run`.
         """
-        probe, states, unknown, needs_startup = self._plan(probe, exclude, only)
-        if needs_startup:
-            await self.run_async(Probe.STARTUP)
-        return self._finish(probe, states, await self._runner.run_async(states), unknown, only)
+        plan = self._plan(probe, exclude, only)
+        return self._finish(plan, await self._runner.run_async(plan.all_states()))
 
 
 def _check_seconds(what: str, value: float, *, positive: bool) -> None:

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import datetime
 import json
+import math
 from typing import Any
 
 from ._types import CheckReport, Probe, Report, Status
@@ -97,7 +98,10 @@ def render_json(report: Report, *, expose_output: bool = False) -> dict[str, Any
         if result.time:
             item["time"] = _rfc3339(result.time)
         if result.observed_value is not None:
-            item["observedValue"] = result.observed_value
+            value = result.observed_value
+            # JSON (RFC 8259) has no NaN or Infinity: a non-finite number is sent as text
+            # rather than as a body that JSON parsers reject.
+            item["observedValue"] = str(value) if isinstance(value, float) and not math.isfinite(value) else value
             if result.observed_unit is not None:
                 item["observedUnit"] = result.observed_unit
         reason = _reason(entry, expose_output)

@@ -1,0 +1,101 @@
+"""docs/index.md shows real answers: its example bodies are what the adapters produce, its
+JSON is valid, and its Kubernetes manifest probes paths that healthprobe serves."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import httpx
+import yaml
+
+from healthprobe import CheckResult, HealthRegistry, Status
+from healthprobe.http import DEFAULT_PATHS
+from healthprobe.wsgi import HealthApp
+
+DOC = (Path(__file__).resolve().parent.parent / "docs" / "index.md").read_text()
+
+
+def blocks(language: str) -> list[str]:
+    return re.findall(rf"```{language}\n(.*?)```", DOC, re.S)
+
+
+def docs_registry() -> HealthRegistry:
+    """The checks the examples show: database passes, disk warns, cache raises."""
+    registry = HealthRegistry()
+    registry.add_check("database", lambda: True, probes=["readiness", "liveness"])
+    registry.add_check(
+        "disk",
+        lambda: CheckResult(Status.WARN, output="91% used", observed_value=91.2, observed_unit="%"),
+        critical=False,
+    )
+
+    def cache() -> None:
+        raise ConnectionError("connection refused")
+
+    registry.add_check("cache", cache)
+    registry.mark_started()
+    return registry
+
+
+def client(registry: HealthRegistry, **options: object) -> httpx.Client:
+    return httpx.Client(transport=httpx.WSGITransport(app=HealthApp(registry, **options)), base_url="http://x")  # type: ignore[arg-type]
+
+
+def test_console_examples_are_real_answers() -> None:
+    consoles = blocks("console")
+    with client(docs_registry()) as http:
+        livez = http.get("/livez")
+        readyz = http.get("/readyz")
+    assert f"HTTP/1.1 200 OK\ncontent-type: {livez.headers['content-type']}" in consoles[0]
+    assert consoles[0].endswith("\n\n" + livez.text)
+    assert readyz.status_code == 503
+    assert consoles[1].endswith("\n\n" + readyz.text)
+
+
+def test_text_examples_are_real_answers() -> None:
+    texts = blocks("text")
+    registry = docs_registry()
+    with client(registry, expose_output=True) as exposed:
+        assert exposed.get("/readyz").text in texts
+    registry.begin_drain()
+    registry.remove_check("disk")
+    registry.remove_check("cache")
+    with client(registry) as http:
+        assert http.get("/readyz").text in texts
+
+
+def test_json_example_has_the_real_shape() -> None:
+    (example,) = [json.loads(block) for block in blocks("json")]
+    registry = docs_registry()
+    registry.begin_drain()
+    with client(registry) as http:
+        real = http.get("/readyz?format=json").json()
+
+    def shape(document: dict[str, object]) -> object:
+        checks = document["checks"]
+        assert isinstance(checks, dict)
+        return (
+            {k: v for k, v in document.items() if k != "checks"},
+            {
+                name: [{k: v for k, v in item.items() if k != "time"} for item in items]
+                for name, items in checks.items()
+            },
+        )
+
+    assert shape(example) == shape(real)
+
+
+def test_manifest_probes_served_paths() -> None:
+    (manifest,) = [yaml.safe_load(block) for block in blocks("yaml")]
+    (container,) = manifest["spec"]["containers"]
+    probes = {
+        "startupProbe": "startup",
+        "readinessProbe": "readiness",
+        "livenessProbe": "liveness",
+    }
+    for field, probe in probes.items():
+        spec = container[field]
+        assert DEFAULT_PATHS[spec["httpGet"]["path"]].value == probe
+        assert spec["timeoutSeconds"] >= 1  # above the default 0.8 s check deadline

@@ -1,0 +1,194 @@
+"""Both adapters behind real servers on ephemeral loopback ports: uvicorn and hypercorn
+(ASGI, as processes), waitress (WSGI, as a process) and werkzeug's ``make_server`` (WSGI, in
+a thread). Each app has a sync check that hangs forever and one that raises (see
+``server_apps.py``): probes still answer ``fail`` on time, other routes keep working, and the
+ASGI middleware passes lifespan and websocket scopes through untouched.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import contextlib
+import signal
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from werkzeug.serving import make_server
+from wsproto import ConnectionType, WSConnection
+from wsproto.events import AcceptConnection, CloseConnection, RejectConnection, Request, TextMessage
+
+from tests import server_apps
+from tests.support import PYTHON, free_port, run_server
+
+pytestmark = pytest.mark.slow
+
+SLACK = 2.0
+ON_TIME = server_apps.HANG_TIMEOUT + SLACK
+
+
+def _asgi_command(server: str, port: int, *extra: str) -> list[str]:
+    if server == "uvicorn":
+        return [
+            PYTHON,
+            "-m",
+            "uvicorn",
+            "tests.server_apps:asgi_app",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--lifespan",
+            "on",
+            "--ws",
+            "wsproto",
+            "--no-access-log",
+            *extra,
+        ]
+    return [PYTHON, "-m", "hypercorn", "tests.server_apps:asgi_app", "--bind", f"127.0.0.1:{port}", *extra]
+
+
+@contextlib.contextmanager
+def werkzeug_server(app: object) -> Iterator[str]:
+    port = free_port()
+    server = make_server("127.0.0.1", port, app, threaded=True)  # type: ignore[arg-type]
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(10)
+
+
+def exercise_probes(base_url: str) -> None:
+    """The probe contract every server must keep with the apps of ``server_apps``."""
+    with httpx.Client(base_url=base_url, timeout=10, headers={"connection": "close"}) as client:
+        threads_before = int(client.get("/threads").text)
+        assert client.get("/").text == "hello"
+
+        for path in ("/readyz?verbose", "/health/readyz?verbose"):
+            started = time.monotonic()
+            response = client.get(path)
+            elapsed = time.monotonic() - started
+            assert elapsed < ON_TIME, f"{path} took {elapsed:.2f} s"
+            assert response.status_code == 503
+            assert response.headers["cache-control"] == "no-store"
+            assert "[-]hang failed: timed out" in response.text
+            assert "[-]broken failed: reason withheld" in response.text
+            assert "[+]db ok" in response.text
+            assert "hunter2" not in response.text and "ConnectionRefusedError" not in response.text
+
+        document = client.get("/readyz?format=json").json()
+        assert document["status"] == "fail"
+        assert "hunter2" not in str(document)
+        for path in ("/livez", "/healthz", "/health/livez", "/readyz/db", "/health/readyz/db/"):
+            assert client.get(path).status_code == 200, path
+        assert client.get("/readyz/nope").status_code == 404
+        assert client.post("/readyz").status_code == 405
+        assert client.get("/readyz?exclude=%ff").status_code == 400
+        assert client.get("/readyz?exclude=hang&exclude=broken").status_code == 200
+        get, head = client.get("/readyz"), client.head("/readyz")
+        assert head.status_code == get.status_code == 503
+        assert head.content == b"" and head.headers["content-length"] == str(len(get.content))
+
+        # A probe storm while the app serves other requests: every probe answers fail on
+        # time, every other request is answered.
+        with concurrent.futures.ThreadPoolExecutor(max_workers=12) as pool:
+            started = time.monotonic()
+            probes = [pool.submit(client.get, "/readyz") for _ in range(8)]
+            others = [pool.submit(client.get, "/") for _ in range(4)]
+            assert [f.result(timeout=30).status_code for f in probes] == [503] * 8
+            assert [f.result(timeout=30).text for f in others] == ["hello"] * 4
+            assert time.monotonic() - started < ON_TIME + SLACK
+
+        for _ in range(10):
+            assert client.get("/readyz").status_code == 503
+        # At most the one thread stuck in the hung check outlives the probes.
+        deadline = time.monotonic() + 3
+        while (threads_after := int(client.get("/threads").text)) > threads_before + 1:
+            assert time.monotonic() < deadline, (threads_before, threads_after)
+            time.sleep(0.1)
+
+
+def websocket_echo(port: int, text: str, path: str = "/ws") -> str:
+    """Send ``text`` over a websocket (wsproto, the sans-IO library) and return the reply."""
+    connection = WSConnection(ConnectionType.CLIENT)
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        sock.sendall(connection.send(Request(host=f"127.0.0.1:{port}", target=path)))
+        reply: list[str] = []
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            data = sock.recv(65536)
+            connection.receive_data(data or None)
+            for event in connection.events():
+                if isinstance(event, AcceptConnection):
+                    sock.sendall(connection.send(TextMessage(data=text)))
+                elif isinstance(event, RejectConnection):
+                    raise AssertionError(f"websocket rejected with {event.status_code}")
+                elif isinstance(event, TextMessage):
+                    reply.append(event.data)
+                elif isinstance(event, CloseConnection):
+                    with contextlib.suppress(Exception):
+                        sock.sendall(connection.send(event.response()))
+                    return "".join(reply)
+            if not data:
+                return "".join(reply)
+        raise TimeoutError("no websocket reply")
+
+
+@pytest.mark.parametrize("server", ["uvicorn", "hypercorn"])
+def test_asgi_behind_real_servers(server: str, tmp_path: Path) -> None:
+    port = free_port()
+    lifespan_file = tmp_path / "lifespan"
+    env = {"HEALTHPROBE_TEST_LIFESPAN_FILE": str(lifespan_file)}
+    with run_server(_asgi_command(server, port), port, tmp_path, env=env, name=server) as proc:
+        base = f"http://127.0.0.1:{port}"
+        # Lifespan startup reached the app through the middleware.
+        assert httpx.get(base + "/lifespan", timeout=10).text == "started"
+        exercise_probes(base)
+        # A websocket to the app passes through the middleware untouched.
+        assert websocket_echo(port, "ping") == "echo: ping"
+        # ... and so does lifespan shutdown.
+        proc.signal(signal.SIGTERM)
+        # A clean exit: uvicorn re-raises the signal it caught once it has shut down.
+        assert proc.wait(timeout=20) in (0, -signal.SIGTERM), proc.output()
+        assert "Traceback" not in proc.output()
+        assert lifespan_file.read_text() == "stopped"
+
+
+def test_uvicorn_root_path(tmp_path: Path) -> None:
+    port = free_port()
+    command = _asgi_command("uvicorn", port, "--root-path", "/api")
+    with (
+        run_server(command, port, tmp_path, name="uvicorn"),
+        httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=10) as client,
+    ):
+        # The kubelet probes the pod directly: /livez, which uvicorn presents as
+        # path=/api/livez with root_path=/api.
+        assert client.get("/livez").status_code == 200
+        assert client.get("/readyz/db").status_code == 200
+        assert client.get("/health/livez").status_code == 200
+        assert client.get("/").text == "hello"
+
+
+def test_wsgi_behind_waitress(tmp_path: Path) -> None:
+    port = free_port()
+    command = [PYTHON, "-m", "waitress", f"--listen=127.0.0.1:{port}", "--threads=4", "tests.server_apps:wsgi_app"]
+    with run_server(command, port, tmp_path, name="waitress"):
+        exercise_probes(f"http://127.0.0.1:{port}")
+
+
+def test_wsgi_behind_werkzeug_make_server() -> None:
+    hang = threading.Event()
+    try:
+        app = server_apps.build_wsgi_app(server_apps.build_registry(hang))
+        with werkzeug_server(app) as base:
+            exercise_probes(base)
+    finally:
+        hang.set()
