@@ -18,11 +18,12 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from starlette.responses import Response as StarletteResponse
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ._types import Probe
 from .http import HealthEndpoints, Response, endpoints_for, plain_response
 from .registry import HealthRegistry
+from .shutdown import GracefulShutdown
 
 
 def _accept(scope: Scope) -> str | None:
@@ -48,9 +49,16 @@ class HealthMiddleware:
         registry: a :class:`HealthRegistry`, or a configured :class:`HealthEndpoints`.
         paths, failure_status, expose_output: as :class:`HealthEndpoints` (ignored when
             ``registry`` is a :class:`HealthEndpoints`).
+        shutdown: a :class:`GracefulShutdown` to serve: HTTP requests to ``app`` are
+            counted as in flight until the app returns; once draining, every response
+            carries ``Connection: close`` so that clients leave the process
+            (RFC 9112 section 9.6); at lifespan startup (or the first request) the
+            coordinator's signal handlers are installed in this serving process, and at
+            lifespan shutdown it drains and runs its cleanup hooks before ``app`` sees the
+            shutdown message.
 
     Every scope other than an HTTP request to a probe path (lifespan, websocket, other
-    paths) is passed to ``app`` unchanged.
+    paths) is passed to ``app``; without ``shutdown`` it is passed unchanged.
     """
 
     def __init__(
@@ -61,11 +69,21 @@ class HealthMiddleware:
         paths: Mapping[str, Probe | str] | None = None,
         failure_status: int | Mapping[Probe | str, int] = 503,
         expose_output: bool = False,
+        shutdown: GracefulShutdown | None = None,
     ) -> None:
         self.app = app
         self.endpoints = endpoints_for(registry, paths, failure_status, expose_output)
+        self.shutdown = shutdown
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        shutdown = self.shutdown
+        if shutdown is not None:
+            if scope["type"] == "http":
+                await self._tracked(shutdown, scope, receive, send)
+                return
+            if scope["type"] == "lifespan":
+                await self.app(scope, _lifespan_receive(shutdown, receive), send)
+                return
         if scope["type"] == "http" and self.endpoints.route(scope["path"]) is not None:
             response = await self.endpoints.handle_async(
                 scope["method"], scope["path"], scope.get("query_string", b"").decode("latin-1"), _accept(scope)
@@ -74,6 +92,42 @@ class HealthMiddleware:
                 await _send(response, scope, receive, send)
                 return
         await self.app(scope, receive, send)
+
+    async def _tracked(self, shutdown: GracefulShutdown, scope: Scope, receive: Receive, send: Send) -> None:
+        if shutdown._pid is None:  # no lifespan: install on the first request instead
+            shutdown.install()
+
+        async def closing_send(message: Message) -> None:
+            if message["type"] == "http.response.start" and shutdown.is_draining:
+                headers = [(k, v) for k, v in message.get("headers", ()) if k.lower() != b"connection"]
+                headers.append((b"connection", b"close"))
+                message = {**message, "headers": headers}
+            await send(message)
+
+        if self.endpoints.route(scope["path"]) is not None:
+            response = await self.endpoints.handle_async(
+                scope["method"], scope["path"], scope.get("query_string", b"").decode("latin-1"), _accept(scope)
+            )
+            if response is not None:
+                await _send(response, scope, receive, closing_send)
+                return
+        shutdown.request_started()
+        try:
+            await self.app(scope, receive, closing_send)
+        finally:
+            shutdown.request_finished()
+
+
+def _lifespan_receive(shutdown: GracefulShutdown, receive: Receive) -> Receive:
+    async def wrapped() -> Message:
+        message = await receive()
+        if message["type"] == "lifespan.startup":
+            shutdown.install()
+        elif message["type"] == "lifespan.shutdown":
+            await shutdown.finish_async()
+        return message
+
+    return wrapped
 
 
 class HealthApp:

@@ -20,10 +20,12 @@ from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING
 
 from werkzeug.wrappers import Response as WerkzeugResponse
+from werkzeug.wsgi import ClosingIterator
 
 from ._types import Probe
 from .http import HealthEndpoints, Response, endpoints_for, plain_response
 from .registry import HealthRegistry
+from .shutdown import GracefulShutdown
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
@@ -55,6 +57,11 @@ class HealthMiddleware:
         app: the WSGI application to pass other requests to.
         registry: a :class:`HealthRegistry`, or a configured :class:`HealthEndpoints`.
         paths, failure_status, expose_output: as :class:`HealthEndpoints`.
+        shutdown: a :class:`GracefulShutdown` to serve: requests to ``app`` are counted
+            as in flight until the server closes the response iterable (PEP 3333 requires
+            servers to call ``close()``). No ``Connection`` header is added while draining:
+            hop-by-hop headers belong to the server, not the application (PEP 3333); the
+            server integration stops accepting instead.
     """
 
     def __init__(
@@ -65,16 +72,27 @@ class HealthMiddleware:
         paths: Mapping[str, Probe | str] | None = None,
         failure_status: int | Mapping[Probe | str, int] = 503,
         expose_output: bool = False,
+        shutdown: GracefulShutdown | None = None,
     ) -> None:
         self.app = app
         self.endpoints = endpoints_for(registry, paths, failure_status, expose_output)
+        self.shutdown = shutdown
 
     def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
         if self.endpoints.route(environ.get("PATH_INFO", "") or "/") is not None:
             response = _handle(self.endpoints, environ)
             if response is not None:
                 return _answer(response, environ, start_response)
-        return self.app(environ, start_response)
+        shutdown = self.shutdown
+        if shutdown is None:
+            return self.app(environ, start_response)
+        shutdown.request_started()
+        try:
+            iterable = self.app(environ, start_response)
+        except BaseException:
+            shutdown.request_finished()
+            raise
+        return ClosingIterator(iterable, shutdown.request_finished)
 
 
 class HealthApp:
