@@ -11,6 +11,7 @@ import asyncio
 import logging
 import os
 import sys
+import time
 
 import anyio
 from starlette.applications import Starlette
@@ -40,17 +41,18 @@ async def cleanup_hang() -> None:
 
 @shutdown.hook
 async def cleanup_sleep() -> None:
+    print(f"cleanup_sleep start {os.getpid()} {time.time():.3f}", flush=True)
     await anyio.sleep(0.5)
     print(f"cleanup_sleep done in {os.getpid()}", flush=True)
 
 
 async def fast(request: Request) -> PlainTextResponse:
-    return PlainTextResponse("ok")
+    return PlainTextResponse(f"ok {os.getpid()}")
 
 
 async def slow(request: Request) -> PlainTextResponse:
     await anyio.sleep(2.0)
-    return PlainTextResponse("slow ok")
+    return PlainTextResponse(f"slow ok {os.getpid()}")
 
 
 app = HealthMiddleware(Starlette(routes=[Route("/", fast), Route("/slow", slow)]), registry, shutdown=shutdown)

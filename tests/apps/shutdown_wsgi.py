@@ -39,6 +39,7 @@ def cleanup_hang() -> None:
 
 @shutdown.hook
 def cleanup_sleep() -> None:
+    print(f"cleanup_sleep start {os.getpid()} {time.time():.3f}", flush=True)
     time.sleep(0.5)
     print(f"cleanup_sleep done in {os.getpid()}", flush=True)
 
@@ -47,8 +48,8 @@ def cleanup_sleep() -> None:
 def _app(request: Request) -> Response:
     if request.path == "/slow":
         time.sleep(2.0)
-        return Response("slow ok")
-    return Response("ok")
+        return Response(f"slow ok {os.getpid()}")
+    return Response(f"ok {os.getpid()}")
 
 
 def _wsgi(environ: dict[str, Any], start_response: Any) -> Iterable[bytes]:
