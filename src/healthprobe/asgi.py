@@ -94,7 +94,7 @@ class HealthMiddleware:
         await self.app(scope, receive, send)
 
     async def _tracked(self, shutdown: GracefulShutdown, scope: Scope, receive: Receive, send: Send) -> None:
-        if shutdown._pid is None:  # no lifespan: install on the first request instead
+        if shutdown.pid is None:  # no lifespan: install on the first request instead
             shutdown.install()
 
         async def closing_send(message: Message) -> None:

@@ -127,9 +127,10 @@ class GracefulShutdown:
         self._stop_at = 0.0
         self._logged: set[str] = set()
         self.exit_code = 0
+        self._warned_budget = False
+        self._warn_budget()
         global _current
         _current = self
-        self._warned_budget = False
 
     # -- configuration -----------------------------------------------------------------------
 
@@ -227,6 +228,11 @@ class GracefulShutdown:
             if signal.getsignal(sig) == self._handler:
                 signal.signal(sig, previous if previous is not None else signal.SIG_DFL)
             del self._previous[sig]
+
+    @property
+    def pid(self) -> int | None:
+        """The id of the process where :meth:`install` last installed handlers, or ``None``."""
+        return self._pid
 
     @property
     def installed(self) -> bool:
