@@ -54,6 +54,11 @@ def _gunicorn(worker_class: str, app: str, port: int) -> list[str]:
 
 SERVERS = {
     "uvicorn-programmatic": (lambda port: [PYTHON, "-m", "tests.apps.shutdown_asgi", "uvicorn", str(port)], 1, 2),
+    "uvicorn-installed-first": (
+        lambda port: [PYTHON, "-m", "tests.apps.shutdown_asgi", "uvicorn-plain", str(port)],
+        1,
+        2,
+    ),
     "uvicorn-cli": (
         lambda port: [PYTHON, "-m", "uvicorn", "tests.apps.shutdown_asgi:app", "--port", str(port)],
         1,

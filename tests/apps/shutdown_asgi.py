@@ -1,7 +1,7 @@
 """A Starlette app for the shutdown tests: ``/`` answers at once, ``/slow`` after 2 s.
 
 Run by the tests as ``uvicorn tests.apps.shutdown_asgi:app``, under gunicorn's uvicorn
-workers, or programmatically: ``python -m tests.apps.shutdown_asgi uvicorn|hypercorn PORT``.
+workers, or programmatically: ``python -m tests.apps.shutdown_asgi uvicorn|uvicorn-plain|hypercorn PORT``.
 Timings come from the environment: ``HP_DELAY``, ``HP_DRAIN``, ``HP_HOOK_TIMEOUT`` (seconds).
 """
 
@@ -60,7 +60,15 @@ app = HealthMiddleware(Starlette(routes=[Route("/", fast), Route("/slow", slow)]
 
 if __name__ == "__main__":
     server, port = sys.argv[1], int(sys.argv[2])
-    if server == "uvicorn":
+    if server == "uvicorn-plain":
+        # Installed before uvicorn installs its own handlers: the lifespan startup of the
+        # middleware installs the coordinator again, on top of uvicorn's.
+        import uvicorn
+
+        shutdown.install()
+        uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="info")).run()
+        sys.exit(shutdown.exit_code)
+    elif server == "uvicorn":
         import uvicorn
 
         from healthprobe.servers.uvicorn import run
