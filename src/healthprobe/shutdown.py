@@ -109,7 +109,7 @@ class GracefulShutdown:
         self.signals = tuple(signal.Signals(s) for s in signals)
         if not self.signals:
             raise ValueError("signals must name at least one signal")
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()
         self._hooks: list[tuple[str, Hook]] = []
         self._in_flight = 0
         self._previous: dict[int, SignalHandler] = {}
@@ -118,6 +118,13 @@ class GracefulShutdown:
         self._pid: int | None = None
         self._signum: int | None = None
         self._frame: FrameType | None = None
+        # Set by the signal handler, which takes no lock (a lock held by the interrupted
+        # code of the same thread would never be released); the coordinator's thread,
+        # woken through a pipe, does the rest.
+        self._signalled = False
+        self._wake: tuple[int, int] | None = None
+        self._thread: threading.Thread | None = None
+        self._thread_pid = 0
         self._draining = threading.Event()
         self._stopping = threading.Event()
         self._stopped = threading.Event()
@@ -213,6 +220,7 @@ class GracefulShutdown:
             signal.signal(sig, self._handler)
             installed = True
         if installed:
+            self._start_thread()
             self._pid = os.getpid()
             if self._stop is None:
                 self._stop = _server_stopper(self, self._previous.get(self.signals[0]))
@@ -243,9 +251,15 @@ class GracefulShutdown:
         return ", ".join(s.name for s in self.signals)
 
     def _on_signal(self, signum: int, frame: FrameType | None) -> None:
-        if not self.begin(signum, frame):
-            if self._stopped.is_set():
-                return
+        # Runs in the main thread between two bytecodes of whatever it was doing: set
+        # plain attributes and write to a pipe, nothing that takes a lock.
+        if not self._signalled:
+            self._signalled = True
+            self._signum, self._frame, self._t0 = signum, frame, time.monotonic()
+            if self._wake is not None:
+                os.write(self._wake[1], b"s")
+            return
+        if not self._stopped.is_set():
             self._fast_exit(signum)
 
     def _fast_exit(self, signum: int) -> None:
@@ -269,26 +283,42 @@ class GracefulShutdown:
     def begin(self, signum: int = signal.SIGTERM, frame: FrameType | None = None) -> bool:
         """Begin shutdown as the first signal does (for triggers other than a signal).
 
-        Returns ``True`` if shutdown began now, ``False`` if it had already begun.
+        Returns once readiness fails: ``True`` if shutdown began now, ``False`` if it had
+        already begun.
         """
+        self._start_thread()
         with self._lock:
-            if self._draining.is_set():
+            if self._signalled:
                 return False
-            self._signum, self._frame = signum, frame
-            self._t0 = time.monotonic()
-            self._draining.set()
+            self._signalled = True
+            self._signum, self._frame, self._t0 = signum, frame, time.monotonic()
+        assert self._wake is not None
+        os.write(self._wake[1], b"b")
+        self._draining.wait(5.0)
+        return True
+
+    def _start_thread(self) -> None:
+        with self._lock:
+            if self._thread is not None and self._thread_pid == os.getpid():
+                return  # started in this process (a thread started before a fork is not in the child)
+            self._thread_pid = os.getpid()
+            self._wake = os.pipe()
+            self._thread = threading.Thread(target=self._sequence, name="healthprobe-shutdown", daemon=True)
+            self._thread.start()
+
+    def _sequence(self) -> None:
+        assert self._wake is not None
+        while not self._signalled:  # the pipe stays open: a late writer never meets a reused fd
+            os.read(self._wake[0], 1)
         self.registry.begin_drain()
+        self._draining.set()
         self._phase(
             "signal",
             "shutdown: %s received; readiness fails, serving on for the %.1f s delay (%d request(s) in flight)",
-            _name(signum),
+            _name(self._signum or signal.SIGTERM),
             self.delay,
             self._in_flight,
         )
-        threading.Thread(target=self._sequence, name="healthprobe-shutdown", daemon=True).start()
-        return True
-
-    def _sequence(self) -> None:
         if self.delay > 0:
             time.sleep(self.delay)
         with self._lock:
@@ -315,7 +345,7 @@ class GracefulShutdown:
     @property
     def is_draining(self) -> bool:
         """``True`` from the first signal (or :meth:`begin`) on."""
-        return self._draining.is_set()
+        return self._signalled
 
     @property
     def is_stopping(self) -> bool:
