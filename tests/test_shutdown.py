@@ -212,6 +212,38 @@ def test_asgi_counts_in_flight_and_closes_connections_while_draining(restore_sig
     assert shutdown.pid == os.getpid()  # installed on the first request (no lifespan here)
 
 
+def test_asgi_sets_no_connection_header_on_http2(restore_signals: None) -> None:
+    registry = HealthRegistry()
+    shutdown = GracefulShutdown(registry, delay=30)
+    shutdown.begin()
+    app = AsgiHealthMiddleware(
+        Starlette(routes=[Route("/", lambda request: PlainTextResponse("ok"))]), registry, shutdown=shutdown
+    )
+    sent: list[dict[str, Any]] = []
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    scope = {
+        "type": "http",
+        "http_version": "2",
+        "method": "GET",
+        "path": "/",
+        "raw_path": b"/",
+        "root_path": "",
+        "scheme": "https",
+        "query_string": b"",
+        "headers": [],
+        "server": ("test", 443),
+    }
+    anyio.run(app, scope, receive, send)
+    assert sent[0]["status"] == 200
+    assert all(name != b"connection" for name, _ in sent[0]["headers"])
+
+
 def test_wsgi_counts_until_the_response_is_closed_and_sets_no_hop_by_hop_header() -> None:
     registry = HealthRegistry()
     shutdown = GracefulShutdown(registry, delay=30)

@@ -50,8 +50,8 @@ class HealthMiddleware:
         paths, failure_status, expose_output: as :class:`HealthEndpoints` (ignored when
             ``registry`` is a :class:`HealthEndpoints`).
         shutdown: a :class:`GracefulShutdown` to serve: HTTP requests to ``app`` are
-            counted as in flight until the app returns; once draining, every response
-            carries ``Connection: close`` so that clients leave the process
+            counted as in flight until the app returns; once draining, every HTTP/1.x
+            response carries ``Connection: close`` so that clients leave the process
             (RFC 9112 section 9.6); at lifespan startup (or the first request) the
             coordinator's signal handlers are installed in this serving process, and at
             lifespan shutdown it drains and runs its cleanup hooks before ``app`` sees the
@@ -97,8 +97,12 @@ class HealthMiddleware:
         if shutdown.pid is None:  # no lifespan: install on the first request instead
             shutdown.install()
 
+        # HTTP/2 and HTTP/3 forbid connection-specific headers (RFC 9113 section 8.2.2);
+        # their servers close with GOAWAY instead.
+        http1 = scope.get("http_version", "1.1") in ("1.0", "1.1")
+
         async def closing_send(message: Message) -> None:
-            if message["type"] == "http.response.start" and shutdown.is_draining:
+            if http1 and message["type"] == "http.response.start" and shutdown.is_draining:
                 headers = [(k, v) for k, v in message.get("headers", ()) if k.lower() != b"connection"]
                 headers.append((b"connection", b"close"))
                 message = {**message, "headers": headers}

@@ -110,6 +110,7 @@ class GracefulShutdown:
         if not self.signals:
             raise ValueError("signals must name at least one signal")
         self._lock = threading.RLock()
+        self._count_lock = threading.Lock()
         self._hooks: list[tuple[str, Hook]] = []
         self._in_flight = 0
         self._previous: dict[int, SignalHandler] = {}
@@ -385,12 +386,12 @@ class GracefulShutdown:
 
     def request_started(self) -> None:
         """Count one request as in flight (the middleware calls this)."""
-        with self._lock:
+        with self._count_lock:
             self._in_flight += 1
 
     def request_finished(self) -> None:
         """Count one in-flight request as finished (the middleware calls this)."""
-        with self._lock:
+        with self._count_lock:
             self._in_flight -= 1
 
     def _drain_left(self) -> float:
