@@ -18,11 +18,12 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from starlette.responses import Response as StarletteResponse
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ._types import Probe
 from .http import HealthEndpoints, MetricsSource, Response, endpoints_for, plain_response
 from .registry import HealthRegistry
+from .shutdown import GracefulShutdown
 
 
 def _route_path(scope: Scope) -> str:
@@ -59,11 +60,19 @@ class HealthMiddleware:
         paths, failure_status, expose_output, metrics, metrics_path: as
             :class:`HealthEndpoints` (ignored when ``registry`` is a :class:`HealthEndpoints`);
             ``metrics=True`` also serves Prometheus metrics on ``/metrics``.
+        shutdown: a :class:`GracefulShutdown` to serve: HTTP requests to ``app`` are
+            counted as in flight until the app returns; once draining, every HTTP/1.x
+            response carries ``Connection: close`` so that clients leave the process
+            (RFC 9112 section 9.6); at lifespan startup (or the first request) the
+            coordinator's signal handlers are installed in this serving process, and at
+            lifespan shutdown it drains and runs its cleanup hooks before ``app`` sees the
+            shutdown message.
 
     Every scope other than an HTTP request to a probe path (lifespan, websocket, other
-    paths) is passed to ``app`` unchanged. Probe paths are matched against the path below
-    ``root_path`` (as Starlette's router does), so ``uvicorn --root-path /api``, which
-    prefixes ``path`` with ``root_path``, still answers ``/livez``.
+    paths) is passed to ``app``; without ``shutdown`` it is passed unchanged. Probe paths
+    are matched against the path below ``root_path`` (as Starlette's router does), so
+    ``uvicorn --root-path /api``, which prefixes ``path`` with ``root_path``, still answers
+    ``/livez``.
     """
 
     def __init__(
@@ -76,21 +85,72 @@ class HealthMiddleware:
         expose_output: bool = False,
         metrics: bool | MetricsSource = False,
         metrics_path: str = "/metrics",
+        shutdown: GracefulShutdown | None = None,
     ) -> None:
         self.app = app
         self.endpoints = endpoints_for(registry, paths, failure_status, expose_output, metrics, metrics_path)
+        self.shutdown = shutdown
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http":
-            path = _route_path(scope)
-            if self.endpoints.matches(path):
-                response = await self.endpoints.handle_async(
-                    scope["method"], path, scope.get("query_string", b"").decode("latin-1"), _accept(scope)
-                )
-                if response is not None:
-                    await _send(response, scope, receive, send)
-                    return
+        shutdown = self.shutdown
+        if shutdown is not None:
+            if scope["type"] == "http":
+                await self._tracked(shutdown, scope, receive, send)
+                return
+            if scope["type"] == "lifespan":
+                await self.app(scope, _lifespan_receive(shutdown, receive), send)
+                return
+        if scope["type"] == "http" and await self._answer(scope, receive, send):
+            return
         await self.app(scope, receive, send)
+
+    async def _answer(self, scope: Scope, receive: Receive, send: Send) -> bool:
+        """Answer a probe or metrics request; ``False`` if the path is not ours."""
+        path = _route_path(scope)
+        if not self.endpoints.matches(path):
+            return False
+        response = await self.endpoints.handle_async(
+            scope["method"], path, scope.get("query_string", b"").decode("latin-1"), _accept(scope)
+        )
+        if response is None:
+            return False
+        await _send(response, scope, receive, send)
+        return True
+
+    async def _tracked(self, shutdown: GracefulShutdown, scope: Scope, receive: Receive, send: Send) -> None:
+        if shutdown.pid is None:  # no lifespan: install on the first request instead
+            shutdown.install()
+
+        # HTTP/2 and HTTP/3 forbid connection-specific headers (RFC 9113 section 8.2.2);
+        # their servers close with GOAWAY instead.
+        http1 = scope.get("http_version", "1.1") in ("1.0", "1.1")
+
+        async def closing_send(message: Message) -> None:
+            if http1 and message["type"] == "http.response.start" and shutdown.is_draining:
+                headers = [(k, v) for k, v in message.get("headers", ()) if k.lower() != b"connection"]
+                headers.append((b"connection", b"close"))
+                message = {**message, "headers": headers}
+            await send(message)
+
+        if await self._answer(scope, receive, closing_send):
+            return
+        shutdown.request_started()
+        try:
+            await self.app(scope, receive, closing_send)
+        finally:
+            shutdown.request_finished()
+
+
+def _lifespan_receive(shutdown: GracefulShutdown, receive: Receive) -> Receive:
+    async def wrapped() -> Message:
+        message = await receive()
+        if message["type"] == "lifespan.startup":
+            shutdown.install()
+        elif message["type"] == "lifespan.shutdown":
+            await shutdown.finish_async()
+        return message
+
+    return wrapped
 
 
 class HealthApp:

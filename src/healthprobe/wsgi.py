@@ -20,10 +20,12 @@ from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING
 
 from werkzeug.wrappers import Response as WerkzeugResponse
+from werkzeug.wsgi import ClosingIterator
 
 from ._types import Probe
 from .http import HealthEndpoints, MetricsSource, Response, endpoints_for, plain_response
 from .registry import HealthRegistry
+from .shutdown import GracefulShutdown
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
@@ -57,6 +59,11 @@ class HealthMiddleware:
         paths, failure_status, expose_output, metrics, metrics_path: as
             :class:`HealthEndpoints`; ``metrics=True`` also serves Prometheus metrics on
             ``/metrics``.
+        shutdown: a :class:`GracefulShutdown` to serve: requests to ``app`` are counted
+            as in flight until the server closes the response iterable (PEP 3333 requires
+            servers to call ``close()``). No ``Connection`` header is added while draining:
+            hop-by-hop headers belong to the server, not the application (PEP 3333); the
+            server integration stops accepting instead.
     """
 
     def __init__(
@@ -69,16 +76,27 @@ class HealthMiddleware:
         expose_output: bool = False,
         metrics: bool | MetricsSource = False,
         metrics_path: str = "/metrics",
+        shutdown: GracefulShutdown | None = None,
     ) -> None:
         self.app = app
         self.endpoints = endpoints_for(registry, paths, failure_status, expose_output, metrics, metrics_path)
+        self.shutdown = shutdown
 
     def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
         if self.endpoints.matches(environ.get("PATH_INFO", "") or "/"):
             response = _handle(self.endpoints, environ)
             if response is not None:
                 return _answer(response, environ, start_response)
-        return self.app(environ, start_response)
+        shutdown = self.shutdown
+        if shutdown is None:
+            return self.app(environ, start_response)
+        shutdown.request_started()
+        try:
+            iterable = self.app(environ, start_response)
+        except BaseException:
+            shutdown.request_finished()
+            raise
+        return ClosingIterator(iterable, shutdown.request_finished)
 
 
 class HealthApp:

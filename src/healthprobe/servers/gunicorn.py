@@ -1,0 +1,104 @@
+"""gunicorn: configuration hooks for sync workers and uvicorn workers (``uvicorn-worker``).
+
+Use this module as the configuration, or import its hooks into your own ``gunicorn.conf.py``::
+
+    gunicorn -c python:healthprobe.servers.gunicorn --graceful-timeout 30 -w 2 app:app
+
+    # gunicorn.conf.py
+    from healthprobe.servers.gunicorn import post_worker_init, when_ready, worker_exit
+
+The application module constructs the :class:`GracefulShutdown` (found here with
+:func:`healthprobe.shutdown.current`) and wraps the app in ``HealthMiddleware(...,
+shutdown=shutdown)``. What happens on ``SIGTERM`` to the master (Kubernetes sends it to
+PID 1): the master closes its copies of the listening sockets and sends ``SIGTERM`` to every
+worker, then waits up to ``graceful_timeout`` (size it above the coordinator's budget). Each
+worker's coordinator fails readiness and keeps serving for the delay, then stops its worker
+(sync: ``alive = False`` and a wake-up of its ``select``; uvicorn: ``should_exit``), drains,
+runs the hooks and exits; the master then exits 0. A second ``SIGTERM`` or ``SIGINT`` to the
+master is forwarded to the workers, which exit at once, and the master exits with
+``128 + signal number``.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+from types import FrameType
+from typing import Any
+
+from ..shutdown import GracefulShutdown, current
+
+logger = logging.getLogger("healthprobe.shutdown")
+
+
+def _coordinator() -> GracefulShutdown | None:
+    shutdown = current()
+    if shutdown is None:
+        logger.warning("shutdown: no GracefulShutdown was constructed by the application; gunicorn hooks do nothing")
+    return shutdown
+
+
+def when_ready(arbiter: Any) -> None:
+    """gunicorn hook (master): make a second ``SIGTERM``/``SIGINT`` end everything at once.
+
+    The first signal goes to gunicorn's own handler (graceful stop for ``SIGTERM``).
+    """
+    seen: list[int] = []
+    previous: dict[int, Any] = {sig: signal.getsignal(sig) for sig in (signal.SIGTERM, signal.SIGINT)}
+
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        if not seen:
+            seen.append(signum)
+            handler = previous[signum]
+            if callable(handler):
+                handler(signum, frame)
+            return
+        for pid in list(arbiter.WORKERS):
+            try:
+                os.kill(pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+        os._exit(128 + signum)
+
+    for sig in previous:
+        signal.signal(sig, on_signal)
+
+
+def post_worker_init(worker: Any) -> None:
+    """gunicorn hook (worker): install the coordinator over a sync worker's ``SIGTERM``
+    handler, and warn when ``graceful_timeout`` is below the coordinator's budget.
+
+    Workers that leave ``SIGTERM`` to their server (uvicorn workers) are left alone: the
+    ASGI middleware installs the coordinator at lifespan startup, inside uvicorn's own
+    signal capture.
+    """
+    shutdown = _coordinator()
+    if shutdown is None:
+        return
+    graceful = float(worker.cfg.graceful_timeout)
+    if shutdown.budget > graceful:
+        logger.warning(
+            "shutdown: gunicorn graceful_timeout of %.1f s is below the shutdown budget of %.1f s; "
+            "the master may kill workers before they stop cleanly",
+            graceful,
+            shutdown.budget,
+        )
+    if signal.getsignal(signal.SIGTERM) != worker.handle_exit:
+        return
+
+    def stop() -> None:
+        worker.alive = False
+        try:
+            os.write(worker.PIPE[1], b"s")  # wake the worker's select() at once
+        except OSError:
+            pass
+
+    shutdown.install(stop)
+
+
+def worker_exit(server: Any, worker: Any) -> None:
+    """gunicorn hook (worker, at exit): drain, run the hooks if not yet run, mark stopped."""
+    shutdown = current()
+    if shutdown is not None:
+        shutdown.finish()

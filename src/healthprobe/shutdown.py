@@ -1,0 +1,577 @@
+"""Graceful shutdown: fail readiness first, keep serving, drain in-flight requests, run
+cleanup hooks, exit 0.
+
+The sequence (Kubernetes, "Pod Lifecycle: Termination of Pods"; the kubelet sends SIGTERM,
+then SIGKILL after ``terminationGracePeriodSeconds``)::
+
+    signal ─► delay ─► drain ─► hooks ─► stopped
+      │         │        │        │
+      │         │        │        └ cleanup callbacks, last registered first, each bounded
+      │         │        └ stop accepting; wait for in-flight requests (bounded)
+      │         └ serve normally while endpoints and load balancers notice the 503
+      └ readiness fails at once (lifecycle ``draining``), liveness keeps passing
+
+A second signal during the sequence exits at once with ``128 + signal number``.
+
+The coordinator itself imports no web framework. Servers are driven through a *stop*
+callable given to :meth:`GracefulShutdown.install` (see :mod:`healthprobe.servers`), and
+requests are counted by the ``shutdown=`` argument of the ASGI and WSGI
+``HealthMiddleware``. Without any server, a worker loop reads :attr:`~GracefulShutdown.is_draining`,
+blocks in :meth:`~GracefulShutdown.wait` or awaits :meth:`~GracefulShutdown.wait_draining`,
+then calls :meth:`~GracefulShutdown.finish`.
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+import math
+import os
+import signal
+import threading
+import time
+from collections.abc import Awaitable, Callable, Iterable
+from types import FrameType
+from typing import Any, TypeVar
+
+import anyio
+
+from .registry import HealthRegistry
+
+logger = logging.getLogger("healthprobe.shutdown")
+
+Hook = Callable[[], Any]
+H = TypeVar("H", bound=Hook)
+SignalHandler = Callable[[int, "FrameType | None"], Any] | int | signal.Handlers | None
+
+#: Delay in seconds used when ``KUBERNETES_SERVICE_HOST`` is set and no delay is given: long
+#: enough for the endpoints controller and kube-proxy or an ingress to drop the pod.
+KUBERNETES_DELAY = 5.0
+_POLL = 0.05
+
+_current: GracefulShutdown | None = None
+
+
+def current() -> GracefulShutdown | None:
+    """The :class:`GracefulShutdown` constructed last in this process, or ``None``.
+
+    Server hooks that cannot be handed the coordinator (gunicorn's configuration hooks)
+    find it here.
+    """
+    return _current
+
+
+class GracefulShutdown:
+    """Coordinates the shutdown of one serving process.
+
+    Args:
+        registry: the :class:`HealthRegistry` whose readiness fails once shutdown begins
+            (:meth:`HealthRegistry.begin_drain`) and which is marked stopped at the end.
+        delay: seconds to keep serving after the signal, while readiness fails, so that
+            load balancers stop sending new requests. ``None`` means 5 s when the
+            ``KUBERNETES_SERVICE_HOST`` environment variable is set (inside a pod), else 0.
+        drain_timeout: bound in seconds on waiting for in-flight requests once the server
+            stops accepting (default 20 s).
+        hook_timeout: bound in seconds on each cleanup hook (default 5 s).
+        grace_period: the pod's ``terminationGracePeriodSeconds`` (default 30 s); a warning
+            is logged at construction when ``delay + drain_timeout + hooks`` exceeds it.
+        signals: the signals that begin shutdown (default SIGTERM and SIGINT).
+
+    Raises:
+        ValueError: a duration is negative or not finite, or ``signals`` is empty.
+    """
+
+    def __init__(
+        self,
+        registry: HealthRegistry,
+        *,
+        delay: float | None = None,
+        drain_timeout: float = 20.0,
+        hook_timeout: float = 5.0,
+        grace_period: float = 30.0,
+        signals: Iterable[int] = (signal.SIGTERM, signal.SIGINT),
+    ) -> None:
+        if delay is None:
+            delay = KUBERNETES_DELAY if os.environ.get("KUBERNETES_SERVICE_HOST") else 0.0
+        for what, value in (
+            ("delay", delay),
+            ("drain_timeout", drain_timeout),
+            ("hook_timeout", hook_timeout),
+            ("grace_period", grace_period),
+        ):
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
+                raise ValueError(f"{what} must be a finite number of seconds >= 0, got {value!r}")
+        self.registry = registry
+        self.delay = float(delay)
+        self.drain_timeout = float(drain_timeout)
+        self.hook_timeout = float(hook_timeout)
+        self.grace_period = float(grace_period)
+        self.signals = tuple(signal.Signals(s) for s in signals)
+        if not self.signals:
+            raise ValueError("signals must name at least one signal")
+        self._lock = threading.RLock()
+        self._count_lock = threading.Lock()
+        self._hooks: list[tuple[str, Hook]] = []
+        self._in_flight = 0
+        self._previous: dict[int, SignalHandler] = {}
+        self._handler = self._on_signal
+        self._stop: Callable[[], None] | None = None
+        self._pid: int | None = None
+        self._signum: int | None = None
+        self._frame: FrameType | None = None
+        # Set by the signal handler, which takes no lock (a lock held by the interrupted
+        # code of the same thread would never be released); the coordinator's thread,
+        # woken through a pipe, does the rest.
+        self._signalled = False
+        self._wake: tuple[int, int] | None = None
+        self._thread: threading.Thread | None = None
+        self._thread_pid = 0
+        self._draining = threading.Event()
+        self._stopping = threading.Event()
+        self._stopped = threading.Event()
+        self._hooks_claimed = False
+        self._hooks_done = threading.Event()
+        self._t0 = 0.0
+        self._stop_at = 0.0
+        self._logged: set[str] = set()
+        self.exit_code = 0
+        self._warned_budget = False
+        self._warn_budget()
+        global _current
+        _current = self
+
+    # -- configuration -----------------------------------------------------------------------
+
+    def add_hook(self, func: Hook, *, name: str | None = None) -> None:
+        """Register a cleanup hook, run after the drain, last registered first.
+
+        Args:
+            func: a callable taking no arguments, sync or async. Sync hooks run in a daemon
+                thread; async hooks run on the server's event loop when shutdown is driven
+                from one (ASGI lifespan), else in a fresh one. Each is bounded by
+                ``hook_timeout`` seconds and shielded from the server's cancellation; a
+                hook cut at its bound, or raising, is logged and the next one runs.
+            name: the name used in logs (default: the function's name).
+
+        Raises:
+            TypeError: ``func`` is not callable.
+        """
+        if not callable(func):
+            raise TypeError(f"hook must be callable, got {type(func).__name__}")
+        self._hooks.append((name or str(getattr(func, "__name__", repr(func))), func))
+        self._warn_budget()
+
+    def hook(self, func: H) -> H:
+        """Decorator form of :meth:`add_hook`; returns the function unchanged."""
+        self.add_hook(func)
+        return func
+
+    @property
+    def budget(self) -> float:
+        """Worst-case seconds from the signal to exit: ``delay + drain_timeout +
+        hook_timeout x hooks``."""
+        return self.delay + self.drain_timeout + self.hook_timeout * len(self._hooks)
+
+    def _warn_budget(self) -> None:
+        if self.budget > self.grace_period and not self._warned_budget:
+            self._warned_budget = True
+            logger.warning(
+                "shutdown: delay %.1f s + drain %.1f s + %d hook(s) x %.1f s = %.1f s exceeds the grace period "
+                "of %.1f s; the process may be killed before it stops cleanly",
+                self.delay,
+                self.drain_timeout,
+                len(self._hooks),
+                self.hook_timeout,
+                self.budget,
+                self.grace_period,
+            )
+
+    # -- signal handlers -----------------------------------------------------------------------
+
+    def install(self, stop: Callable[[], None] | None = None) -> bool:
+        """Install the signal handlers in this (serving) process, chaining to the current ones.
+
+        Call it from the process that serves, after the server installed its own handlers
+        (the server integrations and the ASGI middleware's lifespan do). Calling it again
+        re-installs on top of any handler set in between, so the order against the
+        server's own installation does not matter.
+
+        Args:
+            stop: called once, from the coordinator's thread, when the delay ends, to make
+                the server stop accepting. When ``None``, the previous handler of the first
+                signal is called instead (if it is a Python callable other than the default
+                ``KeyboardInterrupt`` raiser); a uvicorn server's handler is recognised and
+                stopped without re-raising the signal at exit.
+
+        Returns:
+            ``True`` if a handler was installed now; ``False`` outside the main thread
+            (signals can only be handled there) or when already in place.
+        """
+        if stop is not None:
+            self._stop = stop
+        if threading.current_thread() is not threading.main_thread():
+            logger.debug("shutdown: not installing signal handlers outside the main thread")
+            return False
+        installed = False
+        for sig in self.signals:
+            current_handler = signal.getsignal(sig)
+            if current_handler == self._handler:
+                continue
+            self._previous[sig] = current_handler
+            signal.signal(sig, self._handler)
+            installed = True
+        if installed:
+            self._start_thread()
+            self._pid = os.getpid()
+            if self._stop is None:
+                self._stop = _server_stopper(self, self._previous.get(self.signals[0]))
+            logger.debug("shutdown: handlers installed in process %d for %s", self._pid, self._signal_names())
+        self._warn_budget()
+        return installed
+
+    def uninstall(self) -> None:
+        """Restore the handlers found by :meth:`install`, where ours are still in place."""
+        if threading.current_thread() is not threading.main_thread():
+            return
+        for sig, previous in list(self._previous.items()):
+            if signal.getsignal(sig) == self._handler:
+                signal.signal(sig, previous if previous is not None else signal.SIG_DFL)
+            del self._previous[sig]
+
+    @property
+    def pid(self) -> int | None:
+        """The id of the process where :meth:`install` last installed handlers, or ``None``."""
+        return self._pid
+
+    @property
+    def installed(self) -> bool:
+        """Whether our handler is in place for every configured signal."""
+        return all(signal.getsignal(s) == self._handler for s in self.signals)
+
+    def _signal_names(self) -> str:
+        return ", ".join(s.name for s in self.signals)
+
+    def _on_signal(self, signum: int, frame: FrameType | None) -> None:
+        # Runs in the main thread between two bytecodes of whatever it was doing: set
+        # plain attributes and write to a pipe, nothing that takes a lock.
+        if not self._signalled:
+            self._signalled = True
+            self._signum, self._frame, self._t0 = signum, frame, time.monotonic()
+            if self._wake is not None:
+                os.write(self._wake[1], b"s")
+            return
+        if not self._stopped.is_set():
+            self._fast_exit(signum)
+
+    def _fast_exit(self, signum: int) -> None:
+        code = 128 + signum
+        self.exit_code = code
+        logger.error(
+            "shutdown: second signal %s %.2f s after the first; exiting at once with code %d",
+            _name(signum),
+            time.monotonic() - self._t0,
+            code,
+        )
+        for handler in logging.getLogger().handlers + logger.handlers:
+            try:
+                handler.flush()
+            except Exception:
+                pass
+        os._exit(code)
+
+    # -- the sequence ---------------------------------------------------------------------------
+
+    def begin(self, signum: int = signal.SIGTERM, frame: FrameType | None = None) -> bool:
+        """Begin shutdown as the first signal does (for triggers other than a signal).
+
+        Returns once readiness fails: ``True`` if shutdown began now, ``False`` if it had
+        already begun.
+        """
+        self._start_thread()
+        with self._lock:
+            if self._signalled:
+                return False
+            self._signalled = True
+            self._signum, self._frame, self._t0 = signum, frame, time.monotonic()
+        assert self._wake is not None
+        os.write(self._wake[1], b"b")
+        self._draining.wait(5.0)
+        return True
+
+    def _start_thread(self) -> None:
+        with self._lock:
+            if self._thread is not None and self._thread_pid == os.getpid():
+                return  # started in this process (a thread started before a fork is not in the child)
+            self._thread_pid = os.getpid()
+            self._wake = os.pipe()
+            self._thread = threading.Thread(target=self._sequence, name="healthprobe-shutdown", daemon=True)
+            self._thread.start()
+
+    def _sequence(self) -> None:
+        assert self._wake is not None
+        while not self._signalled:  # the pipe stays open: a late writer never meets a reused fd
+            os.read(self._wake[0], 1)
+        self.registry.begin_drain()
+        self._draining.set()
+        self._phase(
+            "signal",
+            "shutdown: %s received; readiness fails, serving on for the %.1f s delay (%d request(s) in flight)",
+            _name(self._signum or signal.SIGTERM),
+            self.delay,
+            self._in_flight,
+        )
+        if self.delay > 0:
+            time.sleep(self.delay)
+        with self._lock:
+            self._stop_at = time.monotonic()
+            self._stopping.set()
+        self._phase(
+            "drain",
+            "shutdown: delay over after %.2f s; stopping accepting, draining %d in-flight request(s) (bound %.1f s)",
+            self._stop_at - self._t0,
+            self._in_flight,
+            self.drain_timeout,
+        )
+        stop = self._stop
+        try:
+            if stop is not None:
+                stop()
+            else:
+                previous = self._previous.get(self._signum or 0)
+                if callable(previous) and previous is not signal.default_int_handler:
+                    previous(self._signum or signal.SIGTERM, self._frame)
+        except Exception:
+            logger.exception("shutdown: stopping the server raised")
+
+    @property
+    def is_draining(self) -> bool:
+        """``True`` from the first signal (or :meth:`begin`) on."""
+        return self._signalled
+
+    @property
+    def is_stopping(self) -> bool:
+        """``True`` once the delay is over and the server should stop accepting."""
+        return self._stopping.is_set()
+
+    @property
+    def is_stopped(self) -> bool:
+        """``True`` once :meth:`finish` has completed."""
+        return self._stopped.is_set()
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Block until shutdown begins, like :meth:`threading.Event.wait`.
+
+        Args:
+            timeout: seconds to wait at most; ``None`` waits for ever.
+
+        Returns:
+            ``True`` if draining, ``False`` on timeout.
+        """
+        return self._draining.wait(timeout)
+
+    async def wait_draining(self) -> None:
+        """Return once shutdown has begun (asyncio or trio; polls every 50 ms)."""
+        await _until(self._draining.is_set)
+
+    async def wait_stopping(self) -> None:
+        """Return once the delay is over: usable as hypercorn's ``shutdown_trigger``."""
+        await _until(self._stopping.is_set)
+
+    # -- in-flight requests ---------------------------------------------------------------------
+
+    @property
+    def in_flight(self) -> int:
+        """Requests counted by the middleware that have not finished."""
+        return self._in_flight
+
+    def request_started(self) -> None:
+        """Count one request as in flight (the middleware calls this)."""
+        with self._count_lock:
+            self._in_flight += 1
+
+    def request_finished(self) -> None:
+        """Count one in-flight request as finished (the middleware calls this)."""
+        with self._count_lock:
+            self._in_flight -= 1
+
+    def _drain_left(self) -> float:
+        if not self._stopping.is_set():
+            return self.drain_timeout
+        return max(0.0, self._stop_at + self.drain_timeout - time.monotonic())
+
+    def drain_remaining(self) -> float:
+        """Seconds left of the drain bound (the full bound before the delay has ended)."""
+        return self._drain_left()
+
+    def drain(self) -> bool:
+        """Block until no request is in flight, within what is left of ``drain_timeout``.
+
+        Returns ``True`` when drained, ``False`` when the bound was reached first.
+        """
+        deadline = time.monotonic() + self._drain_left()
+        while self._in_flight > 0 and time.monotonic() < deadline:
+            time.sleep(_POLL)
+        return self._drained()
+
+    async def drain_async(self) -> bool:
+        """:meth:`drain` for async callers (shielded from cancellation)."""
+        with anyio.CancelScope(shield=True):
+            deadline = time.monotonic() + self._drain_left()
+            await _until(lambda: self._in_flight <= 0 or time.monotonic() >= deadline)
+        return self._drained()
+
+    def _drained(self) -> bool:
+        left = self._in_flight
+        start = self._stop_at or self._t0 or time.monotonic()
+        if left > 0:
+            self._phase(
+                "drained",
+                "shutdown: drain bound of %.1f s reached with %d request(s) still in flight",
+                self.drain_timeout,
+                left,
+            )
+            return False
+        self._phase("drained", "shutdown: drained after %.2f s", time.monotonic() - start)
+        return True
+
+    # -- hooks ----------------------------------------------------------------------------------
+
+    def _claim_hooks(self) -> bool:
+        with self._lock:
+            if self._hooks_claimed:
+                return False
+            self._hooks_claimed = True
+            return True
+
+    def run_hooks(self) -> None:
+        """Run the cleanup hooks once, last registered first, each bounded by
+        ``hook_timeout``. Later calls (from any thread or loop) do nothing."""
+        if not self._claim_hooks():
+            return
+        start = time.monotonic()
+        for name, func in reversed(self._hooks):
+            began = time.monotonic()
+            thread, outcome = _start_hook(func)
+            thread.join(self.hook_timeout)
+            self._report_hook(name, outcome, thread.is_alive(), time.monotonic() - began)
+        self._hooks_finished(start)
+
+    async def run_hooks_async(self) -> None:
+        """:meth:`run_hooks` from an event loop: async hooks are awaited on this loop, in a
+        cancel scope shielded from the server's own cancellation."""
+        if not self._claim_hooks():
+            return
+        start = time.monotonic()
+        for name, func in reversed(self._hooks):
+            began = time.monotonic()
+            outcome: list[BaseException | None] = [None]
+            with anyio.CancelScope(shield=True, deadline=anyio.current_time() + self.hook_timeout) as scope:
+                if _is_async(func):
+                    try:
+                        await func()
+                    except Exception as exc:
+                        outcome[0] = exc
+                else:
+                    thread, outcome = _start_hook(func)
+                    await _until(lambda t=thread: not t.is_alive())  # type: ignore[misc]
+            self._report_hook(name, outcome, scope.cancelled_caught, time.monotonic() - began)
+        self._hooks_finished(start)
+
+    def _report_hook(self, name: str, outcome: list[BaseException | None], cut: bool, took: float) -> None:
+        if cut:
+            logger.error("shutdown: hook %r cut at its bound of %.1f s", name, self.hook_timeout)
+        elif outcome and outcome[0] is not None:
+            error = outcome[0]
+            logger.error("shutdown: hook %r raised %s", name, type(error).__name__, exc_info=error)
+        else:
+            logger.info("shutdown: hook %r finished in %.2f s", name, took)
+
+    def _hooks_finished(self, start: float) -> None:
+        self._hooks_done.set()
+        self._phase("hooks", "shutdown: %d hook(s) done in %.2f s", len(self._hooks), time.monotonic() - start)
+
+    # -- the end --------------------------------------------------------------------------------
+
+    def finish(self) -> int:
+        """Drain, run the hooks (once), mark the registry stopped and restore the signal
+        handlers. Returns the exit code: 0 (a forced exit never returns here)."""
+        self.drain()
+        self.run_hooks()
+        return self._finished()
+
+    async def finish_async(self) -> int:
+        """:meth:`finish` for async callers (shielded from cancellation)."""
+        await self.drain_async()
+        await self.run_hooks_async()
+        return self._finished()
+
+    def _finished(self) -> int:
+        self.registry.mark_stopped()
+        self.uninstall()
+        if not self._stopped.is_set():
+            self._stopped.set()
+            since = f"{time.monotonic() - self._t0:.2f} s after the signal" if self._t0 else "without a signal"
+            self._phase("stopped", "shutdown: stopped %s; exit code %d", since, self.exit_code)
+        return self.exit_code
+
+    def _phase(self, phase: str, message: str, *args: object) -> None:
+        with self._lock:
+            if phase in self._logged:
+                return
+            self._logged.add(phase)
+        logger.info(message, *args)
+
+
+def _name(signum: int) -> str:
+    try:
+        return signal.Signals(signum).name
+    except ValueError:
+        return f"signal {signum}"
+
+
+def _is_async(func: object) -> bool:
+    return inspect.iscoroutinefunction(func) or inspect.iscoroutinefunction(type(func).__call__)
+
+
+async def _until(done: Callable[[], bool]) -> None:
+    # The state changes in signal handlers and other threads, which cannot set an
+    # anyio.Event of this loop; polling works the same under asyncio and trio.
+    while not done():  # noqa: ASYNC110
+        await anyio.sleep(_POLL)
+
+
+def _start_hook(func: Hook) -> tuple[threading.Thread, list[BaseException | None]]:
+    outcome: list[BaseException | None] = [None]
+
+    def target() -> None:
+        try:
+            if _is_async(func):
+
+                async def call() -> None:
+                    await func()
+
+                anyio.run(call)
+            else:
+                result = func()
+                if inspect.isawaitable(result):
+                    anyio.run(_await, result)
+        except BaseException as exc:
+            outcome[0] = exc
+
+    thread = threading.Thread(target=target, name="healthprobe-shutdown-hook", daemon=True)
+    thread.start()
+    return thread, outcome
+
+
+async def _await(awaitable: Awaitable[Any]) -> None:
+    await awaitable
+
+
+def _server_stopper(shutdown: GracefulShutdown, previous: SignalHandler) -> Callable[[], None] | None:
+    """Recognise a server's own signal handler and return how to stop that server."""
+    owner = getattr(previous, "__self__", None)
+    if owner is not None and type(owner).__module__.startswith("uvicorn."):
+        from .servers.uvicorn import stopper
+
+        return stopper(owner, shutdown)
+    return None

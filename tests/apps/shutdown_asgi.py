@@ -1,0 +1,84 @@
+"""A Starlette app for the shutdown tests: ``/`` answers at once, ``/slow`` after 2 s.
+
+Run by the tests as ``uvicorn tests.apps.shutdown_asgi:app``, under gunicorn's uvicorn
+workers, or programmatically: ``python -m tests.apps.shutdown_asgi uvicorn|uvicorn-plain|hypercorn PORT``.
+Timings come from the environment: ``HP_DELAY``, ``HP_DRAIN``, ``HP_HOOK_TIMEOUT`` (seconds).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import sys
+import time
+
+import anyio
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import PlainTextResponse
+from starlette.routing import Route
+
+from healthprobe import HealthRegistry
+from healthprobe.asgi import HealthMiddleware
+from healthprobe.shutdown import GracefulShutdown
+
+logging.basicConfig(level=logging.INFO, format="%(asctime)s %(process)d %(name)s %(levelname)s %(message)s")
+
+registry = HealthRegistry()
+shutdown = GracefulShutdown(
+    registry,
+    delay=float(os.environ.get("HP_DELAY", "1.0")),
+    drain_timeout=float(os.environ.get("HP_DRAIN", "4.0")),
+    hook_timeout=float(os.environ.get("HP_HOOK_TIMEOUT", "1.0")),
+)
+
+
+@shutdown.hook
+async def cleanup_hang() -> None:
+    await anyio.sleep(3600)
+
+
+@shutdown.hook
+async def cleanup_sleep() -> None:
+    print(f"cleanup_sleep start {os.getpid()} {time.time():.3f}", flush=True)
+    await anyio.sleep(0.5)
+    print(f"cleanup_sleep done in {os.getpid()}", flush=True)
+
+
+async def fast(request: Request) -> PlainTextResponse:
+    return PlainTextResponse(f"ok {os.getpid()}")
+
+
+async def slow(request: Request) -> PlainTextResponse:
+    await anyio.sleep(2.0)
+    return PlainTextResponse(f"slow ok {os.getpid()}")
+
+
+app = HealthMiddleware(Starlette(routes=[Route("/", fast), Route("/slow", slow)]), registry, shutdown=shutdown)
+
+
+if __name__ == "__main__":
+    server, port = sys.argv[1], int(sys.argv[2])
+    if server == "uvicorn-plain":
+        # Installed before uvicorn installs its own handlers: the lifespan startup of the
+        # middleware installs the coordinator again, on top of uvicorn's.
+        import uvicorn
+
+        shutdown.install()
+        uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="info")).run()
+        sys.exit(shutdown.exit_code)
+    elif server == "uvicorn":
+        import uvicorn
+
+        from healthprobe.servers.uvicorn import run
+
+        sys.exit(run(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="info"), shutdown))
+    else:
+        from hypercorn.config import Config
+
+        from healthprobe.servers.hypercorn import serve
+
+        config = Config()
+        config.bind = [f"127.0.0.1:{port}"]
+        sys.exit(asyncio.run(serve(app, config, shutdown)))

@@ -1,0 +1,67 @@
+"""A Werkzeug WSGI app for the shutdown tests: ``/`` answers at once, ``/slow`` after 2 s.
+
+Run by the tests under gunicorn sync workers (``tests.apps.shutdown_wsgi:app``) or with
+Werkzeug's server: ``python -m tests.apps.shutdown_wsgi PORT``. Timings come from the
+environment: ``HP_DELAY``, ``HP_DRAIN``, ``HP_HOOK_TIMEOUT`` (seconds).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+import threading
+import time
+from collections.abc import Iterable
+from typing import Any
+
+from werkzeug.wrappers import Request, Response
+
+from healthprobe import HealthRegistry
+from healthprobe.shutdown import GracefulShutdown
+from healthprobe.wsgi import HealthMiddleware
+
+logging.basicConfig(level=logging.INFO, format="%(asctime)s %(process)d %(name)s %(levelname)s %(message)s")
+
+registry = HealthRegistry()
+shutdown = GracefulShutdown(
+    registry,
+    delay=float(os.environ.get("HP_DELAY", "1.0")),
+    drain_timeout=float(os.environ.get("HP_DRAIN", "4.0")),
+    hook_timeout=float(os.environ.get("HP_HOOK_TIMEOUT", "1.0")),
+)
+
+
+@shutdown.hook
+def cleanup_hang() -> None:
+    threading.Event().wait()
+
+
+@shutdown.hook
+def cleanup_sleep() -> None:
+    print(f"cleanup_sleep start {os.getpid()} {time.time():.3f}", flush=True)
+    time.sleep(0.5)
+    print(f"cleanup_sleep done in {os.getpid()}", flush=True)
+
+
+@Request.application  # type: ignore[arg-type]
+def _app(request: Request) -> Response:
+    if request.path == "/slow":
+        time.sleep(2.0)
+        return Response(f"slow ok {os.getpid()}")
+    return Response(f"ok {os.getpid()}")
+
+
+def _wsgi(environ: dict[str, Any], start_response: Any) -> Iterable[bytes]:
+    return _app(environ, start_response)  # type: ignore[no-any-return]
+
+
+app = HealthMiddleware(_wsgi, registry, shutdown=shutdown)
+
+
+if __name__ == "__main__":
+    from werkzeug.serving import make_server
+
+    from healthprobe.servers.werkzeug import serve
+
+    sys.exit(serve(make_server("127.0.0.1", int(sys.argv[1]), app, threaded=True), shutdown))

@@ -1,0 +1,282 @@
+"""GracefulShutdown without a web server, and the in-flight counting of both middlewares."""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import threading
+import time
+from collections.abc import Iterator
+from types import FrameType
+from typing import Any
+
+import anyio
+import httpx
+import pytest
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import PlainTextResponse
+from starlette.routing import Route
+from werkzeug.test import Client, EnvironBuilder
+from werkzeug.wrappers import Response
+
+from healthprobe import HealthRegistry, Lifecycle
+from healthprobe.asgi import HealthMiddleware as AsgiHealthMiddleware
+from healthprobe.shutdown import GracefulShutdown, current
+from healthprobe.wsgi import HealthMiddleware as WsgiHealthMiddleware
+
+
+@pytest.fixture
+def restore_signals() -> Iterator[None]:
+    saved = {sig: signal.getsignal(sig) for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGUSR1)}
+    yield
+    for sig, handler in saved.items():
+        signal.signal(sig, handler)
+
+
+def test_worker_loop_drains_runs_hooks_once_in_lifo_order_and_restores_handlers(restore_signals: None) -> None:
+    registry = HealthRegistry()
+    registry.mark_started()
+    chained: list[int] = []
+
+    def previous(signum: int, frame: FrameType | None) -> None:
+        chained.append(signum)
+
+    signal.signal(signal.SIGUSR1, previous)
+    shutdown = GracefulShutdown(registry, delay=0.3, drain_timeout=2, hook_timeout=1, signals=(signal.SIGUSR1,))
+    assert current() is shutdown
+    order: list[str] = []
+    shutdown.add_hook(lambda: order.append("first"), name="first")
+
+    @shutdown.hook
+    async def second() -> None:
+        await anyio.sleep(0.01)
+        order.append("second")
+
+    assert shutdown.install() is True
+    assert shutdown.install() is False  # already in place
+    assert shutdown.pid == os.getpid()
+    assert not shutdown.wait(0.01)
+
+    os.kill(os.getpid(), signal.SIGUSR1)
+    assert shutdown.wait(2)
+    assert shutdown.is_draining and not shutdown.is_stopping
+    assert registry.lifecycle is Lifecycle.DRAINING
+    assert registry.run("readiness").status.value == "fail"
+    assert registry.run("liveness").status.value == "pass"
+    assert chained == []  # the previous handler runs only when the delay is over
+
+    deadline = time.monotonic() + 5
+    while not chained and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert chained == [signal.SIGUSR1]
+    assert shutdown.is_stopping
+
+    assert shutdown.finish() == 0
+    assert order == ["second", "first"]
+    shutdown.run_hooks()
+    assert anyio.run(shutdown.run_hooks_async) is None
+    assert order == ["second", "first"]  # never twice
+    assert registry.lifecycle is Lifecycle.STOPPED
+    assert shutdown.is_stopped
+    assert signal.getsignal(signal.SIGUSR1) == previous
+
+
+@pytest.mark.parametrize("backend", ["asyncio", "trio"])
+def test_wait_draining_in_an_async_worker_loop(backend: str) -> None:
+    shutdown = GracefulShutdown(HealthRegistry(), delay=0.1, drain_timeout=1)
+    rounds = 0
+
+    async def worker() -> int:
+        nonlocal rounds
+        async with anyio.create_task_group() as group:
+
+            async def loop() -> None:
+                nonlocal rounds
+                while not shutdown.is_draining:
+                    rounds += 1
+                    await anyio.sleep(0.01)
+
+            group.start_soon(loop)
+            await anyio.sleep(0.1)
+            shutdown.begin()
+            with anyio.fail_after(2):
+                await shutdown.wait_draining()
+                await shutdown.wait_stopping()
+        return await shutdown.finish_async()
+
+    assert anyio.run(worker, backend=backend) == 0
+    assert rounds > 0
+    assert shutdown.begin() is False
+
+
+def test_hooks_are_bounded_and_failures_logged(caplog: pytest.LogCaptureFixture) -> None:
+    shutdown = GracefulShutdown(HealthRegistry(), delay=0, hook_timeout=0.3)
+    ran: list[str] = []
+    shutdown.add_hook(lambda: ran.append("last"), name="last")
+    shutdown.add_hook(lambda: threading.Event().wait(), name="hangs")
+
+    @shutdown.hook
+    def raises() -> None:
+        raise RuntimeError("secret detail")
+
+    caplog.set_level(logging.INFO, logger="healthprobe.shutdown")
+    started = time.monotonic()
+    shutdown.run_hooks()
+    assert time.monotonic() - started < 0.3 + 2
+    assert ran == ["last"]
+    assert "hook 'raises' raised RuntimeError" in caplog.text
+    assert "hook 'hangs' cut at its bound of 0.3 s" in caplog.text
+    assert "hook 'last' finished" in caplog.text
+
+
+def test_async_hooks_are_shielded_from_cancellation_and_bounded(caplog: pytest.LogCaptureFixture) -> None:
+    shutdown = GracefulShutdown(HealthRegistry(), delay=0, hook_timeout=0.5)
+    done: list[str] = []
+
+    @shutdown.hook
+    async def hangs() -> None:
+        await anyio.sleep(3600)
+
+    @shutdown.hook
+    async def slow() -> None:
+        await anyio.sleep(0.2)
+        done.append("slow")
+
+    async def main() -> None:
+        with anyio.CancelScope() as scope:
+            scope.cancel()  # the server cancels its own tasks: the hooks still run
+            await shutdown.run_hooks_async()
+
+    caplog.set_level(logging.INFO, logger="healthprobe.shutdown")
+    anyio.run(main)
+    assert done == ["slow"]
+    assert "hook 'hangs' cut at its bound of 0.5 s" in caplog.text
+
+
+def test_budget_warning_and_defaults(monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
+    assert GracefulShutdown(HealthRegistry()).delay == 0
+    monkeypatch.setenv("KUBERNETES_SERVICE_HOST", "10.0.0.1")
+    quiet = GracefulShutdown(HealthRegistry())
+    assert (quiet.delay, quiet.drain_timeout, quiet.hook_timeout, quiet.grace_period) == (5, 20, 5, 30)
+    assert "exceeds the grace period" not in caplog.text
+    quiet.add_hook(lambda: None)
+    assert "exceeds the grace period" not in caplog.text
+    quiet.add_hook(lambda: None)  # 5 + 20 + 2 x 5 = 35 s > 30 s
+    assert "= 35.0 s exceeds the grace period of 30.0 s" in caplog.text
+    caplog.clear()
+    GracefulShutdown(HealthRegistry(), delay=10, drain_timeout=25)
+    assert "exceeds the grace period" in caplog.text
+
+
+@pytest.mark.parametrize(
+    "kwargs", [{"delay": -1}, {"drain_timeout": float("nan")}, {"hook_timeout": "5"}, {"signals": ()}]
+)
+def test_bad_arguments_are_refused(kwargs: dict[str, Any]) -> None:
+    with pytest.raises(ValueError):
+        GracefulShutdown(HealthRegistry(), **kwargs)
+
+
+def test_asgi_counts_in_flight_and_closes_connections_while_draining(restore_signals: None) -> None:
+    registry = HealthRegistry()
+    shutdown = GracefulShutdown(registry, delay=30)
+    seen: list[int] = []
+
+    async def page(request: Request) -> PlainTextResponse:
+        seen.append(shutdown.in_flight)
+        return PlainTextResponse("ok", headers={"Connection": "keep-alive"})
+
+    app = AsgiHealthMiddleware(Starlette(routes=[Route("/", page)]), registry, shutdown=shutdown)
+
+    async def main() -> list[httpx.Response]:
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+            before = await client.get("/")
+            ready_before = await client.get("/readyz")
+            shutdown.begin()
+            after = await client.get("/")
+            ready_after = await client.get("/readyz")
+            live_after = await client.get("/livez")
+        return [before, ready_before, after, ready_after, live_after]
+
+    before, ready_before, after, ready_after, live_after = anyio.run(main)
+    assert seen == [1, 1]
+    assert shutdown.in_flight == 0
+    assert before.headers["connection"] == "keep-alive"
+    assert ready_before.status_code == 200 and "connection" not in ready_before.headers
+    assert after.status_code == 200 and after.headers.get_list("connection") == ["close"]
+    assert ready_after.status_code == 503 and ready_after.headers["connection"] == "close"
+    assert live_after.status_code == 200
+    assert shutdown.pid == os.getpid()  # installed on the first request (no lifespan here)
+
+
+def test_asgi_sets_no_connection_header_on_http2(restore_signals: None) -> None:
+    registry = HealthRegistry()
+    shutdown = GracefulShutdown(registry, delay=30)
+    shutdown.begin()
+    app = AsgiHealthMiddleware(
+        Starlette(routes=[Route("/", lambda request: PlainTextResponse("ok"))]), registry, shutdown=shutdown
+    )
+    sent: list[dict[str, Any]] = []
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    scope = {
+        "type": "http",
+        "http_version": "2",
+        "method": "GET",
+        "path": "/",
+        "raw_path": b"/",
+        "root_path": "",
+        "scheme": "https",
+        "query_string": b"",
+        "headers": [],
+        "server": ("test", 443),
+    }
+    anyio.run(app, scope, receive, send)
+    assert sent[0]["status"] == 200
+    assert all(name != b"connection" for name, _ in sent[0]["headers"])
+
+
+def test_wsgi_counts_until_the_response_is_closed_and_sets_no_hop_by_hop_header() -> None:
+    registry = HealthRegistry()
+    shutdown = GracefulShutdown(registry, delay=30)
+    closed: list[bool] = []
+
+    class Body:
+        def __iter__(self) -> Iterator[bytes]:
+            yield b"a"
+            yield b"b"
+
+        def close(self) -> None:
+            closed.append(True)
+
+    def app(environ: dict[str, Any], start_response: Any) -> Body:
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return Body()
+
+    def broken(environ: dict[str, Any], start_response: Any) -> Body:
+        raise RuntimeError("boom")
+
+    client = Client(WsgiHealthMiddleware(app, registry, shutdown=shutdown))
+    shutdown.begin()
+    iterable, status, headers = client.run_wsgi_app(EnvironBuilder(path="/").get_environ())
+    assert status == "200 OK" and shutdown.in_flight == 1
+    assert b"".join(iterable) == b"ab"
+    assert shutdown.in_flight == 1  # still in flight until the server closes the iterable
+    iterable.close()  # type: ignore[attr-defined]
+    assert shutdown.in_flight == 0 and closed == [True]
+    assert "Connection" not in headers
+
+    response = Client(WsgiHealthMiddleware(app, registry, shutdown=shutdown), Response).get("/readyz")
+    assert response.status_code == 503 and "Connection" not in response.headers
+
+    with pytest.raises(RuntimeError):
+        Client(WsgiHealthMiddleware(broken, registry, shutdown=shutdown)).get("/")
+    assert shutdown.in_flight == 0

@@ -1,0 +1,247 @@
+"""Graceful shutdown under load on real servers: no request lost.
+
+Each server runs as its own process on an ephemeral loopback port. A client that behaves like
+a load balancer polls ``/readyz`` every 100 ms and stops sending new requests once a poll
+fails, while requests already sent (including 2 s ones) run to completion; SIGTERM arrives
+while a 2 s request is in flight.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import re
+import signal
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+import pytest
+
+from .support import PYTHON, ServerProcess, free_port, run_server
+
+pytestmark = pytest.mark.slow
+
+DELAY = 1.0
+DRAIN = 4.0
+HOOK_TIMEOUT = 1.0
+HOOKS = 2  # cleanup_sleep (0.5 s) and cleanup_hang (cut at HOOK_TIMEOUT)
+#: Slack for a loaded two-core machine on top of the worst case delay + drain + hooks.
+SLACK = 3.0
+ENV = {"HP_DELAY": str(DELAY), "HP_DRAIN": str(DRAIN), "HP_HOOK_TIMEOUT": str(HOOK_TIMEOUT)}
+
+
+def _gunicorn(worker_class: str, app: str, port: int) -> list[str]:
+    return [
+        PYTHON,
+        "-m",
+        "gunicorn",
+        "-c",
+        "python:healthprobe.servers.gunicorn",
+        "--workers",
+        "2",
+        "--worker-class",
+        worker_class,
+        "--graceful-timeout",
+        "15",
+        "--bind",
+        f"127.0.0.1:{port}",
+        app,
+    ]
+
+
+SERVERS = {
+    "uvicorn-programmatic": (lambda port: [PYTHON, "-m", "tests.apps.shutdown_asgi", "uvicorn", str(port)], 1, 2),
+    "uvicorn-installed-first": (
+        lambda port: [PYTHON, "-m", "tests.apps.shutdown_asgi", "uvicorn-plain", str(port)],
+        1,
+        2,
+    ),
+    "uvicorn-cli": (
+        lambda port: [PYTHON, "-m", "uvicorn", "tests.apps.shutdown_asgi:app", "--port", str(port)],
+        1,
+        2,
+    ),
+    "hypercorn": (lambda port: [PYTHON, "-m", "tests.apps.shutdown_asgi", "hypercorn", str(port)], 1, 2),
+    "gunicorn-sync": (lambda port: _gunicorn("sync", "tests.apps.shutdown_wsgi:app", port), 2, 1),
+    "gunicorn-uvicorn-worker": (
+        lambda port: _gunicorn("uvicorn_worker.UvicornWorker", "tests.apps.shutdown_asgi:app", port),
+        2,
+        2,
+    ),
+    "werkzeug": (lambda port: [PYTHON, "-m", "tests.apps.shutdown_wsgi", str(port)], 1, 2),
+}
+
+
+@dataclass
+class Outcome:
+    path: str
+    start: float
+    end: float
+    status: int | None
+    error: str | None = None
+    pid: int | None = None
+
+
+@dataclass
+class LoadBalancer:
+    """Routes traffic to one backend while its readiness probe passes."""
+
+    url: str
+    fast_senders: int = 3
+    slow_senders: int = 2
+    out_of_rotation: threading.Event = field(default_factory=threading.Event)
+    done: threading.Event = field(default_factory=threading.Event)
+    slow_started: threading.Event = field(default_factory=threading.Event)
+    requests: list[Outcome] = field(default_factory=list)
+    probes: list[Outcome] = field(default_factory=list)
+    threads: list[threading.Thread] = field(default_factory=list)
+
+    def start(self) -> None:
+        targets = [self._poll] + [self._send_fast] * self.fast_senders + [self._send_slow] * self.slow_senders
+        for target in targets:
+            thread = threading.Thread(target=target, daemon=True)
+            thread.start()
+            self.threads.append(thread)
+
+    def stop(self) -> None:
+        self.done.set()
+        for thread in self.threads:
+            thread.join(timeout=15)
+
+    def _get(self, client: httpx.Client, path: str, into: list[Outcome]) -> Outcome:
+        start = time.time()
+        try:
+            response = client.get(path)
+            pid = response.text.split()[-1] if response.status_code == 200 and path in ("/", "/slow") else ""
+            outcome = Outcome(path, start, time.time(), response.status_code, pid=int(pid) if pid else None)
+        except httpx.HTTPError as exc:
+            outcome = Outcome(path, start, time.time(), None, f"{type(exc).__name__}: {exc}")
+        into.append(outcome)
+        return outcome
+
+    def _poll(self) -> None:
+        with httpx.Client(base_url=self.url, timeout=2.0) as client:
+            while not self.done.is_set():
+                started = time.time()
+                if self._get(client, "/readyz", self.probes).status != 200:
+                    self.out_of_rotation.set()
+                self._get(client, "/livez", self.probes)
+                self.done.wait(max(0.0, 0.1 - (time.time() - started)))
+
+    def _send(self, path: str, pause: float) -> None:
+        with httpx.Client(base_url=self.url, timeout=15.0) as client:
+            while not self.done.is_set() and not self.out_of_rotation.is_set():
+                if path == "/slow":
+                    self.slow_started.set()
+                self._get(client, path, self.requests)
+                self.done.wait(pause)
+
+    def _send_fast(self) -> None:
+        self._send("/", 0.02)
+
+    def _send_slow(self) -> None:
+        self._send("/slow", 0.0)
+
+
+def _wait_ready(server: ServerProcess, workers: int, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    with httpx.Client(base_url=server.url, timeout=2.0) as client:
+        while time.monotonic() < deadline:
+            if server.proc.poll() is not None:
+                raise RuntimeError(f"server exited with {server.proc.returncode}:\n{server.output()}")
+            with contextlib.suppress(httpx.HTTPError):
+                if client.get("/readyz").status_code == 200 and server.output().count("Booting worker") >= (
+                    workers if workers > 1 else 0
+                ):
+                    return
+            time.sleep(0.1)
+    raise TimeoutError(f"server not ready within {timeout} s:\n{server.output()}")
+
+
+@contextlib.contextmanager
+def _server(name: str, tmp_path: Path, **env: str) -> Iterator[tuple[ServerProcess, int, int]]:
+    command, workers, slow = SERVERS[name]
+    port = free_port()
+    with run_server(command(port), port, tmp_path, env={**ENV, **env}, name=name) as server:
+        _wait_ready(server, workers)
+        yield server, workers, slow
+
+
+@pytest.mark.parametrize("name", list(SERVERS))
+def test_sigterm_under_load_loses_no_request(name: str, tmp_path: Path) -> None:
+    with _server(name, tmp_path) as (server, workers, slow_senders):
+        balancer = LoadBalancer(server.url, slow_senders=slow_senders)
+        balancer.start()
+        try:
+            assert balancer.slow_started.wait(10)
+            time.sleep(1.0)  # steady load first
+            # Signal just after a 2 s request began: it outlasts the delay, so the drain
+            # has to wait for it before the hooks run.
+            balancer.slow_started.clear()
+            assert balancer.slow_started.wait(5)
+            time.sleep(0.1)
+            signalled = time.time()
+            server.signal(signal.SIGTERM)
+            code = server.wait(timeout=DELAY + DRAIN + HOOKS * HOOK_TIMEOUT + SLACK + 5)
+            exited = time.time()
+        finally:
+            balancer.stop()
+        log = server.output()
+
+    failed = [r for r in balancer.requests if r.status != 200]
+    assert not failed, f"{len(failed)} failed of {len(balancer.requests)}: {failed[:5]}\n{log}"
+    assert len(balancer.requests) >= 10
+
+    # The delay: readiness fails at once, liveness keeps passing, the process keeps serving.
+    in_delay = [p for p in balancer.probes if signalled + 0.3 < p.start and p.end < signalled + DELAY - 0.1]
+    assert any(p.path == "/readyz" and p.status == 503 for p in in_delay), (balancer.probes, log)
+    assert any(p.path == "/livez" and p.status == 200 for p in in_delay), (balancer.probes, log)
+    assert not any(p.path == "/readyz" and p.status == 200 for p in in_delay)
+    assert all(p.status == 200 for p in in_delay if p.path == "/livez")
+
+    # Long requests started before the signal ran to completion, after the signal.
+    long_ones = [r for r in balancer.requests if r.path == "/slow" and r.start < signalled]
+    assert long_ones and all(r.status == 200 for r in long_ones)
+    assert any(r.end > signalled + DELAY for r in long_ones)
+
+    # The drain: hooks start only once the long requests served by their process are done
+    # (the server cannot have answered one before 2 s after the client sent it).
+    hook_starts = {int(pid): float(at) for pid, at in re.findall(r"cleanup_sleep start (\d+) ([\d.]+)", log)}
+    for request in long_ones:
+        assert request.pid in hook_starts, log
+        assert hook_starts[request.pid] >= request.start + 2.0, (request, hook_starts, log)
+
+    # Clean exit, within the bound.
+    assert code == 0, log
+    assert exited - signalled <= DELAY + DRAIN + HOOKS * HOOK_TIMEOUT + SLACK, log
+    assert log.count("cleanup_sleep done") == workers, log
+    assert log.count("hook 'cleanup_hang' cut at its bound of 1.0 s") == workers, log
+    assert log.count("delay over after") == workers, log
+
+
+@pytest.mark.parametrize("name", list(SERVERS))
+def test_second_sigterm_during_delay_exits_at_once(name: str, tmp_path: Path) -> None:
+    delay = 3.0
+    with _server(name, tmp_path, HP_DELAY=str(delay)) as (server, _, _):
+        with httpx.Client(base_url=server.url, timeout=2.0) as client:
+            first = time.monotonic()
+            server.signal(signal.SIGTERM)
+            deadline = first + delay / 2
+            while client.get("/readyz").status_code != 503:
+                assert time.monotonic() < deadline, "readiness did not fail after SIGTERM"
+                time.sleep(0.05)
+            assert client.get("/livez").status_code == 200
+        second = time.monotonic()
+        assert second - first < delay, "the second signal must arrive during the delay"
+        server.signal(signal.SIGTERM)
+        code = server.wait(timeout=delay + 10)
+        took = time.monotonic() - second
+        log = server.output()
+    assert code != 0, log
+    assert code == 128 + signal.SIGTERM, log
+    assert took < delay / 2, log  # did not wait out the delay, let alone the drain and hooks
+    assert "second signal SIGTERM" in log or name.startswith("gunicorn"), log
+    assert "cleanup_sleep done" not in log, log
