@@ -600,3 +600,36 @@ def test_wsgi_metrics_route_on_waitress_reads_in_flight_at_scrape_time(tmp_path:
         assert "hunter2" not in answer.text
         assert client.get("/readyz").status_code == 503
         assert client.get("/elsewhere").text == "application"
+
+
+def test_the_collector_reads_phase_and_in_flight_of_a_real_coordinator() -> None:
+    from prometheus_client import CollectorRegistry, generate_latest
+
+    from healthprobe.prometheus import HealthCollector
+    from healthprobe.shutdown import GracefulShutdown
+
+    registry = HealthRegistry()
+    registry.mark_started()
+    shutdown = GracefulShutdown(registry, delay=30, signals=(signal.SIGUSR2,))
+    collectors = CollectorRegistry()
+    collectors.register(HealthCollector(registry, shutdown=shutdown))
+
+    def sample(text: str, line_start: str) -> float:
+        for line in text.splitlines():
+            if line.startswith(line_start):
+                return float(line.rsplit(" ", 1)[1])
+        raise AssertionError(f"no sample {line_start!r} in:\n{text}")
+
+    shutdown.request_started()
+    text = generate_latest(collectors).decode()
+    assert sample(text, 'healthprobe_shutdown_phase{phase="serving"}') == 1
+    assert sample(text, 'healthprobe_shutdown_phase{phase="delay"}') == 0
+    assert sample(text, "healthprobe_in_flight_requests ") == 1
+
+    shutdown.begin()
+    text = generate_latest(collectors).decode()
+    assert sample(text, 'healthprobe_shutdown_phase{phase="serving"}') == 0
+    assert sample(text, 'healthprobe_shutdown_phase{phase="delay"}') == 1
+    assert sample(text, 'healthprobe_lifecycle_state{state="draining"}') == 1
+    shutdown.request_finished()
+    assert sample(generate_latest(collectors).decode(), "healthprobe_in_flight_requests ") == 0

@@ -58,10 +58,12 @@ def test_worker_loop_drains_runs_hooks_once_in_lifo_order_and_restores_handlers(
     assert shutdown.install() is False  # already in place
     assert shutdown.pid == os.getpid()
     assert not shutdown.wait(0.01)
+    assert shutdown.phase == "serving"
 
     os.kill(os.getpid(), signal.SIGUSR1)
     assert shutdown.wait(2)
     assert shutdown.is_draining and not shutdown.is_stopping
+    assert shutdown.phase == "delay"
     assert registry.lifecycle is Lifecycle.DRAINING
     assert registry.run("readiness").status.value == "fail"
     assert registry.run("liveness").status.value == "pass"
@@ -72,6 +74,7 @@ def test_worker_loop_drains_runs_hooks_once_in_lifo_order_and_restores_handlers(
         time.sleep(0.02)
     assert chained == [signal.SIGUSR1]
     assert shutdown.is_stopping
+    assert shutdown.phase == "drain"
 
     assert shutdown.finish() == 0
     assert order == ["second", "first"]
@@ -80,6 +83,7 @@ def test_worker_loop_drains_runs_hooks_once_in_lifo_order_and_restores_handlers(
     assert order == ["second", "first"]  # never twice
     assert registry.lifecycle is Lifecycle.STOPPED
     assert shutdown.is_stopped
+    assert shutdown.phase == "stopped"
     assert signal.getsignal(signal.SIGUSR1) == previous
 
 

@@ -12,6 +12,7 @@ from ._types import CheckReport, CheckResult, Lifecycle, Probe, Report, Status, 
 from .http import HealthEndpoints, Response
 from .registry import HealthRegistry, UnknownCheckError
 from .render import render_json, render_text
+from .shutdown import GracefulShutdown
 
 if TYPE_CHECKING:
     from .server import ProbeServer, serve
@@ -20,6 +21,7 @@ __all__ = [
     "Check",
     "CheckReport",
     "CheckResult",
+    "GracefulShutdown",
     "HealthEndpoints",
     "HealthRegistry",
     "Lifecycle",

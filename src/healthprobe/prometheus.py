@@ -108,6 +108,12 @@ class ShutdownView(Protocol):
 _Samples = list[tuple[tuple[str, ...], float]]
 
 
+def _phases(shutdown: ShutdownView | None, phases: Sequence[str]) -> tuple[str, ...]:
+    """The phase names to export: those given, else the coordinator's own ``phases``
+    (:data:`healthprobe.shutdown.PHASES` for :class:`~healthprobe.shutdown.GracefulShutdown`)."""
+    return tuple(phases) or tuple(getattr(shutdown, "phases", ()))
+
+
 def _gauge_view(
     registry: HealthRegistry, shutdown: ShutdownView | None, phases: Sequence[str]
 ) -> dict[str, tuple[tuple[str, ...], _Samples]]:
@@ -182,7 +188,7 @@ class HealthCollector(Collector):
     ) -> None:
         self.registry = registry
         self.shutdown = shutdown
-        self.phases = tuple(phases)
+        self.phases = _phases(shutdown, phases)
 
     def describe(self) -> Iterable[Metric]:
         """The metric families without samples (lets a registry detect clashes without a
@@ -311,7 +317,7 @@ class MultiprocessMirror:
             raise ValueError(f"interval must be > 0 seconds, got {interval!r}")
         self.registry = registry
         self.shutdown = shutdown
-        self.phases = tuple(phases)
+        self.phases = _phases(shutdown, phases)
         self.interval = interval
         self._metrics = _multiprocess_metrics()
         self._sync_lock = threading.Lock()
@@ -392,7 +398,7 @@ def multiprocess_mirror(
             mirror = MultiprocessMirror(registry, shutdown=shutdown, phases=phases)
             setattr(registry, _MIRROR_ATTRIBUTE, mirror)
         elif shutdown is not None and mirror.shutdown is None:
-            mirror.shutdown, mirror.phases = shutdown, tuple(phases)
+            mirror.shutdown, mirror.phases = shutdown, _phases(shutdown, phases)
         return mirror
 
 

@@ -81,6 +81,9 @@ class GracefulShutdown:
         ValueError: a duration is negative or not finite, or ``signals`` is empty.
     """
 
+    #: Every value :attr:`phase` can take, in order.
+    phases: tuple[str, ...] = ("serving", "delay", "drain", "hooks", "stopped")
+
     def __init__(
         self,
         registry: HealthRegistry,
@@ -358,6 +361,21 @@ class GracefulShutdown:
         """``True`` once :meth:`finish` has completed."""
         return self._stopped.is_set()
 
+    @property
+    def phase(self) -> str:
+        """The current phase, one of :data:`PHASES`: ``serving`` before any signal, then
+        ``delay`` (readiness fails, still serving), ``drain`` (not accepting, waiting for
+        in-flight requests), ``hooks`` (cleanup hooks running), ``stopped``."""
+        if self._stopped.is_set():
+            return "stopped"
+        if self._hooks_claimed:
+            return "hooks"
+        if self._stopping.is_set():
+            return "drain"
+        if self._signalled:
+            return "delay"
+        return "serving"
+
     def wait(self, timeout: float | None = None) -> bool:
         """Block until shutdown begins, like :meth:`threading.Event.wait`.
 
@@ -520,6 +538,11 @@ class GracefulShutdown:
                 return
             self._logged.add(phase)
         logger.info(message, *args)
+
+
+#: The shutdown phases in order, as :attr:`GracefulShutdown.phase` names them (DESIGN.md's
+#: shutdown table); the Prometheus collector exports one series per phase.
+PHASES: tuple[str, ...] = GracefulShutdown.phases
 
 
 def _name(signum: int) -> str:
