@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 # Lint what exists: a folder that is not there yet (benchmarks/) would fail ruff with E902.
 LINT_PATHS := $(wildcard src tests examples benchmarks)
 
-.PHONY: demo demo-wsgi test lint typecheck bench clean
+.PHONY: demo demo-wsgi test lint typecheck docs bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -29,7 +29,7 @@ demo-wsgi: $(VENV)/.demo
 	$(BIN)/python -m examples.node_demo.wsgi_app
 
 ## Lint, format check, mypy strict, then the whole test suite.
-test: $(VENV)/.dev lint typecheck
+test: $(VENV)/.dev lint typecheck docs
 	$(BIN)/python -m pytest
 
 lint: $(VENV)/.dev
@@ -38,6 +38,10 @@ lint: $(VENV)/.dev
 
 typecheck: $(VENV)/.dev
 	$(BIN)/mypy
+
+## Build the documentation with MkDocs in strict mode (broken links fail).
+docs: $(VENV)/.dev
+	$(BIN)/mkdocs build --strict --quiet --site-dir $(VENV)/site
 
 bench: $(VENV)/.dev
 	$(BIN)/python -m benchmarks
