@@ -1,0 +1,7 @@
+"""``python -m healthprobe``: the same as the ``healthprobe`` command."""
+
+import sys
+
+from .cli import main
+
+sys.exit(main())

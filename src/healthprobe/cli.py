@@ -1,0 +1,96 @@
+"""The ``healthprobe`` command: probe an HTTP endpoint the way the kubelet does, for
+``exec`` probes and Docker ``HEALTHCHECK`` in images that have no curl or wget.
+
+Usage::
+
+    healthprobe probe http://127.0.0.1:8080/readyz [--timeout 1] [--header 'Name: value'] [--verbose]
+
+Exit status: 0 when the answer's status code is from 200 to 399 (the kubelet's ``httpGet``
+rule, Kubernetes "Configure Liveness, Readiness and Startup Probes"), 1 for any other code,
+a timeout or a refused connection, 2 for a usage error. Redirects are not followed (the
+kubelet follows them only to the same host; a probe endpoint has no reason to redirect).
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import socket
+import sys
+import urllib.parse
+from collections.abc import Sequence
+
+from . import __version__
+
+USER_AGENT = f"healthprobe/{__version__}"
+
+
+def probe(url: str, *, timeout: float = 1.0, headers: Sequence[tuple[str, str]] = ()) -> tuple[bool, str]:
+    """Send one ``GET`` to ``url`` and judge it as the kubelet's ``httpGet`` probe does.
+
+    Args:
+        url: an ``http://`` or ``https://`` URL.
+        timeout: seconds to wait for the connection and for the answer (the kubelet's
+            ``timeoutSeconds``, default 1).
+        headers: extra request headers, as the probe's ``httpHeaders``.
+
+    Returns:
+        ``(success, description)``: success for a status code from 200 to 399; the
+        description is the status line, or why no answer came.
+
+    Raises:
+        ValueError: if ``url`` is not an absolute http(s) URL.
+    """
+    parts = urllib.parse.urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError(f"not an absolute http(s) URL: {url!r}")
+    kind = http.client.HTTPSConnection if parts.scheme == "https" else http.client.HTTPConnection
+    connection = kind(parts.hostname, parts.port, timeout=timeout)
+    target = urllib.parse.urlunsplit(("", "", parts.path or "/", parts.query, ""))
+    try:
+        connection.putrequest("GET", target, skip_accept_encoding=True)
+        connection.putheader("User-Agent", USER_AGENT)
+        for name, value in headers:
+            connection.putheader(name, value)
+        connection.endheaders()
+        response = connection.getresponse()
+        response.read(64 * 1024)
+    except (OSError, http.client.HTTPException) as exc:
+        reason = "timed out" if isinstance(exc, (TimeoutError, socket.timeout)) else type(exc).__name__
+        return False, f"no answer from {parts.hostname}:{parts.port or ''}: {reason}"
+    finally:
+        connection.close()
+    return 200 <= response.status < 400, f"{response.status} {response.reason}"
+
+
+def _header(text: str) -> tuple[str, str]:
+    name, sep, value = text.partition(":")
+    if not sep or not name.strip():
+        raise argparse.ArgumentTypeError(f"expected 'Name: value', got {text!r}")
+    return name.strip(), value.strip()
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; returns the exit status (see the module docstring)."""
+    parser = argparse.ArgumentParser(prog="healthprobe", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--version", action="version", version=__version__)
+    commands = parser.add_subparsers(dest="command", required=True)
+    one = commands.add_parser("probe", help="GET a URL; exit 0 for a 200-399 answer, else 1")
+    one.add_argument("url")
+    one.add_argument("--timeout", type=float, default=1.0, help="seconds (default 1, the kubelet's)")
+    one.add_argument("--header", type=_header, action="append", default=[], help="'Name: value', repeatable")
+    one.add_argument("--verbose", "-v", action="store_true", help="print the status line")
+    args = parser.parse_args(argv)
+    if not args.timeout > 0:
+        parser.error("--timeout must be > 0 seconds")
+    try:
+        ok, description = probe(args.url, timeout=args.timeout, headers=args.header)
+    except ValueError as exc:
+        parser.error(str(exc))
+    if args.verbose or not ok:
+        print(description, file=sys.stdout if ok else sys.stderr)
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":  # pragma: no cover - python -m healthprobe.cli
+    sys.exit(main())

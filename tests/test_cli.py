@@ -1,0 +1,112 @@
+"""The ``healthprobe probe`` command against real servers on loopback."""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+
+import pytest
+from werkzeug.serving import make_server
+from werkzeug.wrappers import Request, Response
+
+from healthprobe import HealthRegistry
+from healthprobe.cli import main, probe
+from healthprobe.wsgi import HealthMiddleware
+
+seen_headers: dict[str, str] = {}
+
+
+@Request.application
+def _app(request: Request) -> Response:
+    seen_headers.update(request.headers)
+    if request.path == "/moved":
+        return Response("", status=302, headers={"Location": "/elsewhere"})
+    if request.path == "/error":
+        return Response("boom", status=500)
+    return Response("hello")
+
+
+@pytest.fixture(scope="module")
+def base_url() -> Iterator[str]:
+    registry = HealthRegistry()
+    registry.mark_started()
+    registry.add_check("db", lambda: False)
+    server = make_server("127.0.0.1", 0, HealthMiddleware(_app, registry), threaded=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_port}"
+    server.shutdown()
+    thread.join(5)
+
+
+@pytest.fixture
+def silent_port() -> Iterator[int]:
+    """A port that accepts connections and never answers."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(8)
+    yield int(listener.getsockname()[1])
+    listener.close()
+
+
+def test_success_codes_are_200_to_399_as_the_kubelet_counts_them(base_url: str) -> None:
+    assert main(["probe", f"{base_url}/livez"]) == 0
+    assert main(["probe", f"{base_url}/moved"]) == 0  # 302: success, not followed
+    assert main(["probe", f"{base_url}/readyz"]) == 1  # 503: the db check fails
+    assert main(["probe", f"{base_url}/error"]) == 1
+
+
+def test_headers_are_sent_like_http_headers_of_a_probe(base_url: str) -> None:
+    seen_headers.clear()
+    assert main(["probe", f"{base_url}/anything?x=1", "--header", "Custom-Header: Awesome"]) == 0
+    assert seen_headers.get("Custom-Header") == "Awesome"
+    assert seen_headers.get("User-Agent", "").startswith("healthprobe/")
+
+
+def test_no_answer_fails_within_the_timeout(silent_port: int, capsys: pytest.CaptureFixture[str]) -> None:
+    started = time.monotonic()
+    assert main(["probe", f"http://127.0.0.1:{silent_port}/livez", "--timeout", "0.5"]) == 1
+    assert time.monotonic() - started < 3
+    assert "timed out" in capsys.readouterr().err
+
+
+def test_a_refused_connection_fails() -> None:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    ok, description = probe(f"http://127.0.0.1:{port}/livez", timeout=1)
+    assert not ok and "ConnectionRefusedError" in description
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["probe", "ftp://example.invalid/"],
+        ["probe", "/livez"],
+        ["probe", "http://127.0.0.1:1/", "--timeout", "0"],
+        ["probe", "http://127.0.0.1:1/", "--header", "no colon"],
+        ["nonsense"],
+    ],
+)
+def test_usage_errors_exit_2(argv: list[str]) -> None:
+    with pytest.raises(SystemExit) as raised:
+        main(argv)
+    assert raised.value.code == 2
+
+
+def test_the_module_entry_point_runs_as_an_exec_probe(base_url: str) -> None:
+    ok = subprocess.run(
+        [sys.executable, "-m", "healthprobe", "probe", f"{base_url}/livez", "-v"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert ok.returncode == 0 and ok.stdout.startswith("200")
+    failed = subprocess.run(
+        [sys.executable, "-m", "healthprobe", "probe", f"{base_url}/readyz"], capture_output=True, text=True, timeout=30
+    )
+    assert failed.returncode == 1 and failed.stderr.startswith("503")
