@@ -8,8 +8,10 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
@@ -126,3 +128,90 @@ def require_binary(name: str, package: str) -> str:
     if os.environ.get("HEALTHPROBE_REQUIRE_SERVICES") == "1":
         pytest.fail(message)
     pytest.skip(message)
+
+
+# -- a client that behaves like a load balancer --------------------------------------------------
+
+
+@dataclass
+class Outcome:
+    """One request of :class:`LoadBalancer`: its path, wall-clock start and end, the status
+    (``None`` when it failed without an answer, ``error`` then says why), and the process id
+    the answer ends with, if any (the shutdown test apps end their bodies with it)."""
+
+    path: str
+    start: float
+    end: float
+    status: int | None
+    error: str | None = None
+    pid: int | None = None
+
+
+@dataclass
+class LoadBalancer:
+    """Routes traffic to one backend while its readiness probe passes.
+
+    One thread polls ``/readyz`` (then ``/livez``) every 100 ms into ``probes``; once a
+    readiness poll fails the backend is out of rotation and no new request is sent, while
+    requests already sent run to completion. ``fast_senders`` threads send ``fast_path``
+    every 20 ms and ``slow_senders`` threads send ``slow_path`` back to back, into ``requests``.
+    """
+
+    url: str
+    fast_senders: int = 3
+    slow_senders: int = 2
+    fast_path: str = "/"
+    slow_path: str = "/slow"
+    out_of_rotation: threading.Event = field(default_factory=threading.Event)
+    done: threading.Event = field(default_factory=threading.Event)
+    slow_started: threading.Event = field(default_factory=threading.Event)
+    requests: list[Outcome] = field(default_factory=list)
+    probes: list[Outcome] = field(default_factory=list)
+    threads: list[threading.Thread] = field(default_factory=list)
+
+    def start(self) -> None:
+        targets = [self._poll] + [self._send_fast] * self.fast_senders + [self._send_slow] * self.slow_senders
+        for target in targets:
+            thread = threading.Thread(target=target, daemon=True)
+            thread.start()
+            self.threads.append(thread)
+
+    def stop(self) -> None:
+        self.done.set()
+        for thread in self.threads:
+            thread.join(timeout=15)
+
+    def _get(self, client: httpx.Client, path: str, into: list[Outcome]) -> Outcome:
+        start = time.time()
+        try:
+            response = client.get(path)
+            last = response.text.split()[-1] if response.status_code == 200 and response.text.strip() else ""
+            pid = int(last) if path in (self.fast_path, self.slow_path) and last.isdigit() else None
+            outcome = Outcome(path, start, time.time(), response.status_code, pid=pid)
+        except httpx.HTTPError as exc:
+            outcome = Outcome(path, start, time.time(), None, f"{type(exc).__name__}: {exc}")
+        into.append(outcome)
+        return outcome
+
+    def _poll(self) -> None:
+        with httpx.Client(base_url=self.url, timeout=2.0) as client:
+            while not self.done.is_set():
+                started = time.time()
+                if self._get(client, "/readyz", self.probes).status != 200:
+                    self.out_of_rotation.set()
+                self._get(client, "/livez", self.probes)
+                self.done.wait(max(0.0, 0.1 - (time.time() - started)))
+
+    def _send(self, path: str, pause: float) -> None:
+        with httpx.Client(base_url=self.url, timeout=15.0) as client:
+            while not self.done.is_set() and not self.out_of_rotation.is_set():
+                if path == self.slow_path:
+                    self.slow_started.set()
+                self._get(client, path, self.requests)
+                self.done.wait(pause)
+
+    def _send_fast(self) -> None:
+        self._send(self.fast_path, 0.02)
+
+    def _send_slow(self) -> None:
+        self._send(self.slow_path, 0.0)

@@ -1,7 +1,9 @@
 """examples/node_demo, each flavour run as its own process on an ephemeral loopback port and
 driven through the seed server's sequence (``/work/shared/seed/node-server.js``):
 ``/healthz`` 200, other paths 200 "hello", ``/shutdown``, ``/healthz`` 500, request paths
-logged, and on SIGTERM or SIGINT: stop accepting, finish open requests, exit 0."""
+logged, and on SIGTERM or SIGINT: stop accepting, finish open requests, exit 0 (through
+healthprobe's GracefulShutdown); under load, with a load-balancer-like client, no request
+is lost; ``/metrics`` passes ``promtool check metrics``."""
 
 from __future__ import annotations
 
@@ -18,7 +20,16 @@ import httpx
 import pytest
 from examples.node_demo import common
 
-from tests.support import PYTHON, ROOT, ServerProcess, free_port, http_client, run_server
+from tests.support import (
+    PYTHON,
+    ROOT,
+    LoadBalancer,
+    ServerProcess,
+    free_port,
+    http_client,
+    require_binary,
+    run_server,
+)
 
 FLAVOURS = {"asgi": "examples.node_demo.asgi_app", "wsgi": "examples.node_demo.wsgi_app"}
 
@@ -30,10 +41,12 @@ def flavour(request: pytest.FixtureRequest) -> str:
 
 @contextlib.contextmanager
 def demo(flavour: str, tmp_path: Path, **env: str) -> Iterator[tuple[ServerProcess, Path]]:
-    """Start one flavour with ``python -m`` on a free port and its own healthy file."""
+    """Start one flavour with ``python -m`` on a free port and its own healthy file; no
+    shutdown delay unless ``SHUTDOWN_DELAY`` is given (even where ``KUBERNETES_SERVICE_HOST``
+    is set)."""
     port = free_port()
     healthy = tmp_path / "healthy"
-    full_env = {"HOST": "127.0.0.1", "PORT": str(port), "HEALTHY_FILE": str(healthy), **env}
+    full_env = {"HOST": "127.0.0.1", "PORT": str(port), "HEALTHY_FILE": str(healthy), "SHUTDOWN_DELAY": "0", **env}
     with run_server([PYTHON, "-m", FLAVOURS[flavour]], port, tmp_path, env=full_env, name=flavour) as server:
         yield server, healthy
 
@@ -163,10 +176,11 @@ def test_signal_drains_open_request(flavour: str, sig: signal.Signals, tmp_path:
         assert (response.status_code, response.text) == (200, f"{common.TEXT_HELLO} after {slow:g} s")
         assert server.wait(timeout=slow + 15) == 0
     log = server.log_path.read_text()
-    assert f"received {sig.name}, closing" in log
-    assert f"server stopped after {sig.name}" in log
+    assert f"shutdown: {sig.name} received" in log
     assert "-> draining" in log
-    assert not healthy.exists(), "the healthy file is removed on a clean stop"
+    assert "hook 'remove_healthy_file' finished" in log
+    assert "exit code 0" in log
+    assert not healthy.exists(), "the cleanup hook removes the healthy file on a clean stop"
 
 
 @pytest.mark.slow
@@ -190,16 +204,53 @@ def test_settings_from_env() -> None:
         "/tmp/healthy",
         0.0,
     )
-    settings = common.Settings.from_env({"HOST": "::1", "PORT": "9000", "HEALTHY_FILE": "/x", "STARTUP_DELAY": "2.5"})
+    assert (settings.shutdown_delay, settings.drain_timeout, settings.hook_timeout, settings.grace_period) == (
+        None,
+        20.0,
+        5.0,
+        30.0,
+    )
+    settings = common.Settings.from_env(
+        {
+            "HOST": "::1",
+            "PORT": "9000",
+            "HEALTHY_FILE": "/x",
+            "STARTUP_DELAY": "2.5",
+            "SHUTDOWN_DELAY": "1",
+            "DRAIN_TIMEOUT": "4",
+            "HOOK_TIMEOUT": "0.5",
+            "GRACE_PERIOD": "35",
+        }
+    )
     assert (settings.host, settings.port, str(settings.healthy_file), settings.startup_delay) == (
         "::1",
         9000,
         "/x",
         2.5,
     )
-    for env in ({"PORT": "-1"}, {"PORT": "65536"}, {"STARTUP_DELAY": "soon"}, {"STARTUP_DELAY": "-1"}):
-        with pytest.raises(ValueError):
+    assert (settings.shutdown_delay, settings.drain_timeout, settings.hook_timeout, settings.grace_period) == (
+        1.0,
+        4.0,
+        0.5,
+        35.0,
+    )
+    bad = ({"PORT": "-1"}, {"PORT": "65536"}, {"STARTUP_DELAY": "soon"}, {"STARTUP_DELAY": "-1"})
+    bad += ({"SHUTDOWN_DELAY": "inf"}, {"DRAIN_TIMEOUT": "-2"}, {"HOOK_TIMEOUT": "nan"}, {"GRACE_PERIOD": "x"})
+    for env in bad:
+        with pytest.raises(ValueError, match=next(iter(env))):
             common.Settings.from_env(env)
+
+
+def test_coordinator_delay_follows_kubernetes(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Unset, the shutdown delay is GracefulShutdown's: 5 s inside a pod, else 0;
+    SHUTDOWN_DELAY overrides it either way."""
+    monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
+    assert common.Demo(common.Settings.from_env({})).coordinator.delay == 0.0
+    monkeypatch.setenv("KUBERNETES_SERVICE_HOST", "10.0.0.1")
+    demo = common.Demo(common.Settings.from_env({}))
+    assert demo.coordinator.delay == 5.0
+    assert demo.coordinator.budget == 5.0 + 20.0 + 5.0, "delay + drain + one hook"
+    assert common.Demo(common.Settings.from_env({"SHUTDOWN_DELAY": "1.5"})).coordinator.delay == 1.5
 
 
 def test_request_log_escapes_control_characters(caplog: pytest.LogCaptureFixture) -> None:
@@ -215,9 +266,11 @@ def test_second_sigint_forces_exit(flavour: str, tmp_path: Path) -> None:
         future = pool.submit(httpx.get, f"{server.url}/slow", params={"seconds": str(slow)}, timeout=slow + 10)
         wait_for_output(server, "Request for /slow received.")
         server.signal(signal.SIGINT)
-        wait_for_output(server, "received SIGINT, closing")
+        wait_for_output(server, "shutdown: SIGINT received")
         server.signal(signal.SIGINT)
-        assert server.wait(timeout=slow / 2) == 1, "a second SIGINT did not force the exit"
+        # The coordinator's forced exit: 128 + signal number, the shell's code for a
+        # process ended by that signal (the seed's demo used 1).
+        assert server.wait(timeout=slow / 2) == 128 + signal.SIGINT, "a second SIGINT did not force the exit"
         # The open request is cut: a reset connection (WSGI) or uvicorn's 500 for a
         # cancelled request (ASGI), never the 200 of a completed one.
         try:
@@ -225,7 +278,7 @@ def test_second_sigint_forces_exit(flavour: str, tmp_path: Path) -> None:
         except httpx.HTTPError:
             cut = True
         assert cut
-    assert "forced exit after SIGINT, SIGINT" in server.log_path.read_text()
+    assert "second signal SIGINT" in server.log_path.read_text()
 
 
 @pytest.mark.slow
@@ -247,3 +300,112 @@ def test_app_serves_under_other_servers(command: list[str], tmp_path: Path) -> N
         assert client.get("/readyz").status_code == 200
         assert client.get("/nothing").text == common.TEXT_HELLO
         wait_for_output(server, "Request for /nothing received.")
+
+
+# -- shutdown under load (issue 3) ------------------------------------------------------------
+
+DELAY = 1.0
+DRAIN = 4.0
+#: Slack for a loaded two-core machine on top of delay + drain (the one hook is instant).
+SLACK = 3.0
+
+
+def wait_ready(server: ServerProcess, timeout: float = 20.0) -> None:
+    """Ask ``/startupz`` as the kubelet does (the lifecycle starts once it passes), then wait
+    for ``/readyz`` to pass."""
+    deadline = time.monotonic() + timeout
+    with http_client(server) as client:
+        while client.get("/startupz").status_code != 200 or client.get("/readyz").status_code != 200:
+            assert time.monotonic() < deadline, f"not ready within {timeout} s:\n{server.output()}"
+            time.sleep(0.1)
+
+
+@pytest.mark.slow
+def test_sigterm_under_load_loses_no_request(flavour: str, tmp_path: Path) -> None:
+    env = {"SHUTDOWN_DELAY": str(DELAY), "DRAIN_TIMEOUT": str(DRAIN)}
+    with demo(flavour, tmp_path, **env) as (server, healthy):
+        wait_ready(server)
+        balancer = LoadBalancer(server.url, slow_path="/slow?seconds=2")
+        balancer.start()
+        try:
+            assert balancer.slow_started.wait(10)
+            time.sleep(1.0)  # steady load first
+            # Signal just after a 2 s request began: it outlasts the delay, so the drain
+            # has to wait for it.
+            balancer.slow_started.clear()
+            assert balancer.slow_started.wait(5)
+            time.sleep(0.1)
+            signalled = time.time()
+            server.signal(signal.SIGTERM)
+            code = server.wait(timeout=DELAY + DRAIN + SLACK + 5)
+            exited = time.time()
+        finally:
+            balancer.stop()
+        log = server.output()
+
+    failed = [r for r in balancer.requests if r.status != 200]
+    assert not failed, f"{len(failed)} failed of {len(balancer.requests)}: {failed[:5]}\n{log}"
+    assert len(balancer.requests) >= 10
+
+    # The delay: readiness fails at once, liveness keeps passing, the demo keeps serving.
+    in_delay = [p for p in balancer.probes if signalled + 0.3 < p.start and p.end < signalled + DELAY - 0.1]
+    assert any(p.path == "/readyz" and p.status == 503 for p in in_delay), (balancer.probes, log)
+    assert any(p.path == "/livez" and p.status == 200 for p in in_delay), (balancer.probes, log)
+    assert not any(p.path == "/readyz" and p.status == 200 for p in in_delay)
+    assert all(p.status == 200 for p in in_delay if p.path == "/livez")
+
+    # The 2 s requests sent before the signal ran to completion, past the delay.
+    long_ones = [r for r in balancer.requests if r.path.startswith("/slow") and r.start < signalled]
+    assert long_ones and all(r.status == 200 for r in long_ones)
+    assert any(r.end > signalled + DELAY for r in long_ones)
+
+    assert code == 0, log
+    assert exited - signalled <= DELAY + DRAIN + SLACK, log
+    assert "delay over after" in log and "exit code 0" in log
+    assert not healthy.exists(), "the cleanup hook ran"
+
+
+# -- /metrics (issue 4) ------------------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_metrics_pass_promtool_and_show_the_shutdown(flavour: str, tmp_path: Path) -> None:
+    from prometheus_client.parser import text_string_to_metric_families
+
+    def samples(text: str) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
+        return {
+            (s.name, frozenset(s.labels.items())): s.value
+            for family in text_string_to_metric_families(text)
+            for s in family.samples
+        }
+
+    promtool = require_binary("promtool", "prometheus")
+    with (
+        demo(flavour, tmp_path, SHUTDOWN_DELAY="3") as (server, _),
+        http_client(server) as client,
+        concurrent.futures.ThreadPoolExecutor(1) as pool,
+    ):
+        wait_ready(server)
+        answer = client.get("/metrics")
+        assert answer.status_code == 200
+        assert answer.headers["content-type"].startswith("text/plain; version=0.0.4")
+        checked = subprocess.run([promtool, "check", "metrics"], input=answer.content, capture_output=True, timeout=30)
+        assert checked.returncode == 0 and (checked.stdout + checked.stderr).strip() == b"", checked
+        seen = samples(answer.text)
+        assert seen[("healthprobe_check_status", frozenset({("check", "healthy-file"), ("status", "pass")}))] == 1.0
+        assert seen[("healthprobe_shutdown_phase", frozenset({("phase", "serving")}))] == 1.0
+        assert seen[("healthprobe_in_flight_requests", frozenset())] == 0.0
+
+        # A request in flight and the delay phase are visible to a scrape during shutdown.
+        future = pool.submit(httpx.get, f"{server.url}/slow", params={"seconds": "2"}, timeout=20)
+        wait_for_output(server, "Request for /slow received.")
+        server.signal(signal.SIGTERM)
+        wait_for_output(server, "shutdown: SIGTERM received")
+        seen = samples(client.get("/metrics").text)
+        assert seen[("healthprobe_shutdown_phase", frozenset({("phase", "delay")}))] == 1.0
+        assert seen[("healthprobe_shutdown_phase", frozenset({("phase", "serving")}))] == 0.0
+        assert seen[("healthprobe_in_flight_requests", frozenset())] == 1.0
+        assert seen[("healthprobe_lifecycle_state", frozenset({("state", "draining")}))] == 1.0
+        assert future.result(timeout=20).status_code == 200
+        assert server.wait(timeout=3 + DRAIN + SLACK + 5) == 0
+    assert "Request for /metrics received." in server.log_path.read_text()

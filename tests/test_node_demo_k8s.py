@@ -153,6 +153,59 @@ def test_deployment_and_service_fit_together() -> None:
         assert str(Path(common.DEFAULT_HEALTHY_FILE).parent) in mounts, "the healthy file needs a writable /tmp"
 
 
+def deployment_container() -> tuple[dict[str, Any], dict[str, Any]]:
+    """The Deployment's pod spec and its one container."""
+    deployment = by_file()["deployment.yaml"][0]
+    spec = deployment["spec"]["template"]["spec"]
+    (container,) = spec["containers"]
+    return spec, container
+
+
+def prestop_seconds(container: dict[str, Any]) -> float:
+    """Seconds a ``preStop`` hook takes: its ``sleep`` action, or an exec ``sleep N``."""
+    hook = container.get("lifecycle", {}).get("preStop")
+    if hook is None:
+        return 0.0
+    if "sleep" in hook:
+        return float(hook["sleep"]["seconds"])
+    command = hook["exec"]["command"]
+    assert command[0] == "sleep" and len(command) == 2, f"preStop {command} has no known duration"
+    return float(command[1])
+
+
+def test_deployment_shutdown_fits_the_grace_period(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The demo's GracefulShutdown, configured as the Deployment's container is (inside a
+    pod, so KUBERNETES_SERVICE_HOST is set), finishes within terminationGracePeriodSeconds
+    with a margin, and is told that grace period (docs/kubernetes.md, "Sizing")."""
+    spec, container = deployment_container()
+    env = {var["name"]: var["value"] for var in container.get("env", [])}
+    monkeypatch.setenv("KUBERNETES_SERVICE_HOST", "10.96.0.1")
+    coordinator = common.Demo(common.Settings.from_env(env)).coordinator
+    assert coordinator.delay == 5.0, "the default delay inside a pod"
+    assert (coordinator.drain_timeout, coordinator.hook_timeout) == (20.0, 5.0), "the defaults"
+    grace = spec["terminationGracePeriodSeconds"]
+    assert coordinator.budget == 30.0  # delay 5 + drain 20 + 1 hook x 5
+    assert grace >= prestop_seconds(container) + coordinator.budget + 5, "no margin before SIGKILL"
+    assert coordinator.grace_period == grace, "GRACE_PERIOD must match terminationGracePeriodSeconds"
+    # docs/kubernetes.md: with healthprobe's in-process delay a preStop hook is not needed.
+    assert "preStop" not in container.get("lifecycle", {})
+
+
+def test_deployment_probes_fit_the_shutdown_delay(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A process stopped without its pod being deleted (a liveness restart) leaves the
+    Service's endpoints only once readiness fails: the readiness probe must fail within the
+    shutdown delay, with time to spare for the endpoints update. Every probe is answered
+    within the kubelet's 1 s timeout (checks run under a 0.8 s deadline)."""
+    _, container = deployment_container()
+    monkeypatch.setenv("KUBERNETES_SERVICE_HOST", "10.96.0.1")
+    delay = common.Demo(common.Settings.from_env({})).coordinator.delay
+    readiness = container["readinessProbe"]
+    noticed = readiness.get("failureThreshold", 3) * readiness.get("periodSeconds", 10)
+    assert noticed <= delay - 2, f"readiness fails after {noticed} s, too late for a {delay} s delay"
+    for kind in PROBES:
+        assert container[kind]["timeoutSeconds"] == 1, kind
+
+
 # -- the seed's four set-ups, kept ------------------------------------------------------------
 
 

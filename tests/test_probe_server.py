@@ -155,8 +155,32 @@ def test_worker_drains_and_exits_zero_on_sigterm(tmp_path: Path) -> None:
         time.sleep(0.5)
         worker.signal(signal.SIGTERM)
         assert worker.wait(timeout=10) == 0, worker.output()
-        assert "stopped after" in worker.output()
+        log = worker.output()
+        # GracefulShutdown ran the sequence: readiness failed, the loop ended, the hook ran.
+        assert "shutdown: SIGTERM received" in log and "-> draining" in log, log
+        assert "stopped after" in log
+        assert "hook 'release_jobs' finished" in log and "exit code 0" in log, log
         assert refused(f"{worker.url}/livez")
+
+
+def test_worker_second_sigterm_exits_at_once(tmp_path: Path) -> None:
+    port = free_port()
+    env = {"PROBE_PORT": str(port), "PROBE_HOST": "127.0.0.1", "JOB_SECONDS": "30"}
+    with run_server([PYTHON, "-m", "examples.worker"], port, tmp_path, env=env, name="worker") as worker:
+        with httpx.Client(base_url=worker.url, timeout=5.0) as client:
+            assert client.get("/readyz").status_code == 200
+            time.sleep(1.0)  # a 30 s job has begun: the first signal waits for it
+            worker.signal(signal.SIGTERM)
+            deadline = time.monotonic() + 10
+            while "-> draining" not in worker.output():
+                assert time.monotonic() < deadline, worker.output()
+                time.sleep(0.05)
+            assert client.get("/readyz").status_code == 503
+            assert client.get("/livez").status_code == 200
+        worker.signal(signal.SIGTERM)
+        assert worker.wait(timeout=10) == 128 + signal.SIGTERM, worker.output()
+        assert "second signal SIGTERM" in worker.output()
+        assert "stopped after" not in worker.output()
 
 
 # -- event loop lag ----------------------------------------------------------------------------

@@ -3,15 +3,16 @@ multiprocess mode, promtool, and a real Prometheus server scraping a real app.""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import signal
 import subprocess
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import httpx
 import pytest
@@ -22,7 +23,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from healthprobe import CheckResult, HealthRegistry, Lifecycle, Status
 from healthprobe.prometheus import HealthCollector, PrometheusMetrics
 
-from .support import PYTHON, ROOT, free_port, require_binary, run_server
+from .support import PYTHON, ROOT, ServerProcess, free_port, require_binary, run_server
 
 T = TypeVar("T")
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
@@ -491,36 +492,51 @@ def test_gunicorn_multiprocess_shows_any_failing_worker_and_forgets_dead_ones(tm
         assert value(samples, "healthprobe_check_runs_total", check="flaky", status="fail") == 1.0
 
 
-@pytest.mark.slow
-def test_real_prometheus_scrapes_and_sees_a_check_fail(tmp_path: Path) -> None:
+@contextlib.contextmanager
+def _prometheus(tmp_path: Path, job: str, target_port: int, rules: Path | None = None) -> Iterator[ServerProcess]:
+    """Debian's ``prometheus`` server on a free loopback port, scraping ``job`` at
+    ``127.0.0.1:target_port`` every second (and evaluating ``rules``); always killed."""
     prometheus = require_binary("prometheus", "prometheus")
-    app_port, prom_port = free_port(), free_port()
+    port = free_port()
     config = tmp_path / "prometheus.yml"
+    rule_files = f"rule_files:\n  - {rules}\n" if rules is not None else ""
     config.write_text(
         f"""
 global:
   scrape_interval: 1s
   scrape_timeout: 1s
   evaluation_interval: 1s
-rule_files:
-  - {ALERTS / "alerts.yml"}
-scrape_configs:
-  - job_name: healthprobe
+{rule_files}scrape_configs:
+  - job_name: {job}
     static_configs:
-      - targets: ["127.0.0.1:{app_port}"]
+      - targets: ["127.0.0.1:{target_port}"]
 """
     )
     args = [
         prometheus,
         f"--config.file={config}",
         f"--storage.tsdb.path={tmp_path / 'data'}",
-        f"--web.listen-address=127.0.0.1:{prom_port}",
+        f"--web.listen-address=127.0.0.1:{port}",
         "--log.level=warn",
     ]
+    with run_server(args, port, tmp_path, name="prometheus") as prom:
+        yield prom
+
+
+def _query(client: httpx.Client, promql: str) -> list[dict[str, Any]]:
+    """The result vector of an instant query through Prometheus' HTTP API."""
+    answer = client.get("/api/v1/query", params={"query": promql})
+    assert answer.status_code == 200, answer.text
+    return list(answer.json()["data"]["result"])
+
+
+@pytest.mark.slow
+def test_real_prometheus_scrapes_and_sees_a_check_fail(tmp_path: Path) -> None:
+    app_port = free_port()
     env = {"APP_INTERVAL": "0.2"}
     with (
         run_server(_uvicorn(app_port), app_port, tmp_path, env=env, name="uvicorn") as app,
-        run_server(args, prom_port, tmp_path, name="prometheus") as prom,
+        _prometheus(tmp_path, "healthprobe", app_port, ALERTS / "alerts.yml") as prom,
         httpx.Client(base_url=prom.url, timeout=10) as client,
     ):
         httpx.get(f"{app.url}/readyz", timeout=10)  # starts the background check
@@ -568,6 +584,48 @@ scrape_configs:
         assert all(rule["health"] == "ok" for rule in rules), rules
         pending = {rule["name"]: rule["state"] for rule in rules}
         assert pending["HealthprobeCheckFailing"] == "pending"  # `for: 5m` has not passed
+
+
+@pytest.mark.slow
+def test_real_prometheus_scrapes_the_node_demo_and_sees_its_check_fail(tmp_path: Path) -> None:
+    """Prometheus scrapes the running node_demo (ASGI flavour, its own /metrics) and sees
+    the ``healthy-file`` check pass, then fail once the file the demo watches is deleted.
+    A scrape never runs a check: the test asks /livez as the kubelet would, and
+    Prometheus sees the result of those probes."""
+    demo_port = free_port()
+    healthy = tmp_path / "healthy"
+    env = {"HOST": "127.0.0.1", "PORT": str(demo_port), "HEALTHY_FILE": str(healthy), "SHUTDOWN_DELAY": "0"}
+    command = [PYTHON, "-m", "examples.node_demo.asgi_app"]
+    with (
+        run_server(command, demo_port, tmp_path, env=env, name="node-demo") as demo,
+        _prometheus(tmp_path, "node-demo", demo_port) as prom,
+        httpx.Client(base_url=prom.url, timeout=10) as client,
+        httpx.Client(base_url=demo.url, timeout=10) as kubelet,
+    ):
+
+        def healthy_file_is(status: str) -> dict[str, str] | None:
+            """After a liveness probe: the check's status series if ``status`` is the one at 1."""
+            kubelet.get("/livez")
+            results = _query(client, 'healthprobe_check_status{job="node-demo",check="healthy-file"}')
+            series = {r["metric"]["status"]: r["value"][1] for r in results}
+            return series if series.get(status) == "1" else None
+
+        assert kubelet.get("/startupz").status_code == 200
+        passing = eventually(lambda: healthy_file_is("pass"), 60, "healthy-file passing in Prometheus", 0.5)
+        assert passing == {"pass": "1", "warn": "0", "fail": "0"}
+        # The coordinator's view comes with the demo's own metrics.
+        phase = _query(client, 'healthprobe_shutdown_phase{job="node-demo"} == 1')
+        assert [r["metric"]["phase"] for r in phase] == ["serving"]
+        assert len(_query(client, 'healthprobe_in_flight_requests{job="node-demo"}')) == 1
+
+        healthy.unlink()
+        failing = eventually(lambda: healthy_file_is("fail"), 30, "healthy-file failing in Prometheus", 0.5)
+        assert failing == {"pass": "0", "warn": "0", "fail": "1"}
+        liveness = _query(client, 'healthprobe_probe_status{job="node-demo",probe="liveness",status="fail"}')
+        assert [r["value"][1] for r in liveness] == ["1"]
+        # The first PromQL example of docs/metrics.md (failing checks) names the check.
+        queries = re.findall(r"```promql\n(.*?)```", (ROOT / "docs" / "metrics.md").read_text(), re.S)
+        assert [r["metric"]["check"] for r in _query(client, queries[0])] == ["healthy-file"]
 
 
 @pytest.mark.slow

@@ -11,16 +11,14 @@ from __future__ import annotations
 import contextlib
 import re
 import signal
-import threading
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
 import pytest
 
-from .support import PYTHON, ServerProcess, free_port, run_server
+from .support import PYTHON, LoadBalancer, ServerProcess, free_port, run_server
 
 pytestmark = pytest.mark.slow
 
@@ -73,77 +71,6 @@ SERVERS = {
     ),
     "werkzeug": (lambda port: [PYTHON, "-m", "tests.apps.shutdown_wsgi", str(port)], 1, 2),
 }
-
-
-@dataclass
-class Outcome:
-    path: str
-    start: float
-    end: float
-    status: int | None
-    error: str | None = None
-    pid: int | None = None
-
-
-@dataclass
-class LoadBalancer:
-    """Routes traffic to one backend while its readiness probe passes."""
-
-    url: str
-    fast_senders: int = 3
-    slow_senders: int = 2
-    out_of_rotation: threading.Event = field(default_factory=threading.Event)
-    done: threading.Event = field(default_factory=threading.Event)
-    slow_started: threading.Event = field(default_factory=threading.Event)
-    requests: list[Outcome] = field(default_factory=list)
-    probes: list[Outcome] = field(default_factory=list)
-    threads: list[threading.Thread] = field(default_factory=list)
-
-    def start(self) -> None:
-        targets = [self._poll] + [self._send_fast] * self.fast_senders + [self._send_slow] * self.slow_senders
-        for target in targets:
-            thread = threading.Thread(target=target, daemon=True)
-            thread.start()
-            self.threads.append(thread)
-
-    def stop(self) -> None:
-        self.done.set()
-        for thread in self.threads:
-            thread.join(timeout=15)
-
-    def _get(self, client: httpx.Client, path: str, into: list[Outcome]) -> Outcome:
-        start = time.time()
-        try:
-            response = client.get(path)
-            pid = response.text.split()[-1] if response.status_code == 200 and path in ("/", "/slow") else ""
-            outcome = Outcome(path, start, time.time(), response.status_code, pid=int(pid) if pid else None)
-        except httpx.HTTPError as exc:
-            outcome = Outcome(path, start, time.time(), None, f"{type(exc).__name__}: {exc}")
-        into.append(outcome)
-        return outcome
-
-    def _poll(self) -> None:
-        with httpx.Client(base_url=self.url, timeout=2.0) as client:
-            while not self.done.is_set():
-                started = time.time()
-                if self._get(client, "/readyz", self.probes).status != 200:
-                    self.out_of_rotation.set()
-                self._get(client, "/livez", self.probes)
-                self.done.wait(max(0.0, 0.1 - (time.time() - started)))
-
-    def _send(self, path: str, pause: float) -> None:
-        with httpx.Client(base_url=self.url, timeout=15.0) as client:
-            while not self.done.is_set() and not self.out_of_rotation.is_set():
-                if path == "/slow":
-                    self.slow_started.set()
-                self._get(client, path, self.requests)
-                self.done.wait(pause)
-
-    def _send_fast(self) -> None:
-        self._send("/", 0.02)
-
-    def _send_slow(self) -> None:
-        self._send("/slow", 0.0)
 
 
 def _wait_ready(server: ServerProcess, workers: int, timeout: float = 30.0) -> None:

@@ -6,18 +6,18 @@ Run ``python -m examples.node_demo.asgi_app`` (or ``make demo``): it listens on
 
 Layers, outermost first: the request log (every path, probes included, as the seed logged),
 healthprobe's :class:`~healthprobe.asgi.HealthMiddleware` (``/livez``, ``/readyz``,
-``/startupz``), then the Starlette app with the seed's routes (see :mod:`.common`).
+``/startupz``, ``/metrics``; counts in-flight requests for the shutdown coordinator), then
+the Starlette app with the seed's routes (see :mod:`.common`).
+
+Under ``uvicorn examples.node_demo.asgi_app:app`` the middleware installs the coordinator
+on top of uvicorn's own signal handler at lifespan startup, so the shutdown is the same.
 """
 
 from __future__ import annotations
 
 import contextlib
-import os
-import signal
-import socket
 import sys
 from collections.abc import AsyncIterator
-from types import FrameType
 
 import anyio
 import uvicorn
@@ -27,6 +27,7 @@ from starlette.responses import PlainTextResponse
 from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+import healthprobe.servers.uvicorn
 from healthprobe import Probe
 from healthprobe.asgi import HealthMiddleware
 
@@ -51,7 +52,8 @@ class RequestLog:
 def create_app(demo: Demo) -> ASGIApp:
     """The demo as an ASGI app for ``demo``: the seed's routes behind the probe middleware.
 
-    Its lifespan touches the healthy file at startup and removes it at shutdown.
+    Its lifespan touches the healthy file at startup; at shutdown the probe middleware
+    drains in-flight requests and runs ``demo.coordinator``'s cleanup hook, which removes it.
     """
 
     async def dispatch(request: Request) -> PlainTextResponse:
@@ -75,68 +77,25 @@ def create_app(demo: Demo) -> ASGIApp:
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         demo.start()
-        try:
-            yield
-        finally:
-            demo.stop()
+        yield
 
     routes = Starlette(routes=[Route("/{path:path}", dispatch, methods=METHODS)], lifespan=lifespan)
-    return RequestLog(HealthMiddleware(routes, demo.endpoints), demo)
-
-
-class _Server(uvicorn.Server):
-    """uvicorn's server, logging the first shutdown signal and failing readiness (lifecycle
-    ``draining``) when its shutdown begins."""
-
-    def __init__(self, config: uvicorn.Config, demo: Demo) -> None:
-        super().__init__(config)
-        self.demo = demo
-        self.signals: list[str] = []
-
-    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
-        await super().startup(sockets)
-        if self.started:
-            config = self.config
-            logger.info("server is listening on http://%s:%d ...  PID = %d", config.host, config.port, os.getpid())
-
-    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
-        name = signal.Signals(sig).name
-        if not self.signals:
-            logger.info("received %s, closing", name)
-        self.signals.append(name)
-        super().handle_exit(sig, frame)
-
-    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
-        # Here, on the event loop, rather than in the signal handler: the handler may
-        # interrupt the main thread while it holds the registry's lock.
-        self.demo.registry.begin_drain()
-        await super().shutdown(sockets)
+    return RequestLog(HealthMiddleware(routes, demo.endpoints, shutdown=demo.coordinator), demo)
 
 
 def serve(app: ASGIApp, demo: Demo, host: str, port: int) -> int:
-    """Serve ``app`` with uvicorn on ``host:port`` until SIGTERM or SIGINT; return the exit
-    code: 0 after a clean shutdown, 1 when a second SIGINT forced it.
+    """Serve ``app`` with uvicorn on ``host:port`` until shutdown completes; return the exit
+    code: 0 after a clean shutdown (a second signal exits at once with ``128 + signal``).
 
-    With :class:`_Server`, the one place that starts the server and handles signals. On the
-    first signal uvicorn stops accepting (closes its listening socket), lets open requests
-    finish, runs the lifespan shutdown and returns; a second SIGINT forces the exit without
-    waiting. uvicorn then re-raises the signals it caught against the handlers that were
-    installed before it; the handlers installed here absorb them, so a clean shutdown exits
-    0 as the seed did.
+    :func:`healthprobe.servers.uvicorn.run` installs ``demo.coordinator`` inside uvicorn's own
+    signal capture; the coordinator fails readiness on the first SIGTERM or SIGINT, serves
+    on for the delay, then stops uvicorn, which closes its listening socket and waits for
+    open requests; the lifespan shutdown drains and runs the cleanup hook.
     """
-
-    def absorb(sig: int, frame: FrameType | None) -> None:
-        """Swallow the signal uvicorn re-raises after its graceful shutdown."""
-
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, absorb)
-    server = _Server(uvicorn.Config(app, host=host, port=port, access_log=False, lifespan="on"), demo)
-    server.run()
-    if server.force_exit:
-        logger.warning("forced exit after %s", ", ".join(server.signals))
-        return 1
-    logger.info("server stopped after %s", server.signals[0] if server.signals else "exit")
-    return 0
+    demo.listening(host, port)
+    return healthprobe.servers.uvicorn.run(
+        uvicorn.Config(app, host=host, port=port, access_log=False, lifespan="on"), demo.coordinator
+    )
 
 
 def main() -> int:

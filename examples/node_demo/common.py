@@ -12,8 +12,14 @@ real checks:
 * ``warmup`` (startup): ``STARTUP_DELAY`` seconds have passed since the app started, a
   stand-in for a slow start that the startup probe must cover.
 
+Shutdown is healthprobe's :class:`~healthprobe.shutdown.GracefulShutdown` (``Demo.coordinator``):
+on SIGTERM or SIGINT readiness fails at once, the demo keeps serving for the delay, then
+stops accepting, drains in-flight requests and runs its one cleanup hook, which removes the
+healthy file. ``/metrics`` serves the registry's Prometheus metrics, in-flight requests and
+the shutdown phase included.
+
 Each flavour (``asgi_app``, ``wsgi_app``) only translates between its protocol and these
-pieces, and keeps starting its server and handling signals in one function of its own.
+pieces, and hands its server to the matching :mod:`healthprobe.servers` module.
 """
 
 from __future__ import annotations
@@ -27,6 +33,8 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from healthprobe import CheckResult, HealthEndpoints, HealthRegistry, Probe, Report, Status
+from healthprobe.prometheus import PrometheusMetrics
+from healthprobe.shutdown import GracefulShutdown
 
 logger = logging.getLogger("node_demo")
 
@@ -66,16 +74,30 @@ class Settings:
             default ``/tmp/healthy``).
         startup_delay: seconds the ``warmup`` startup check keeps failing after start
             (``STARTUP_DELAY``, default 0).
+        shutdown_delay: seconds to keep serving after SIGTERM while readiness fails
+            (``SHUTDOWN_DELAY``); ``None`` (unset) leaves it to :class:`GracefulShutdown`:
+            5 s when ``KUBERNETES_SERVICE_HOST`` is set (inside a pod), else 0.
+        drain_timeout: bound in seconds on waiting for in-flight requests (``DRAIN_TIMEOUT``,
+            default 20).
+        hook_timeout: bound in seconds on each cleanup hook (``HOOK_TIMEOUT``, default 5).
+        grace_period: the pod's ``terminationGracePeriodSeconds`` (``GRACE_PERIOD``, default
+            30); a warning is logged at start when the shutdown can take longer.
     """
 
     host: str = DEFAULT_HOST
     port: int = DEFAULT_PORT
     healthy_file: Path = Path(DEFAULT_HEALTHY_FILE)
     startup_delay: float = 0.0
+    shutdown_delay: float | None = None
+    drain_timeout: float = 20.0
+    hook_timeout: float = 5.0
+    grace_period: float = 30.0
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
-        """Read ``HOST``, ``PORT``, ``HEALTHY_FILE`` and ``STARTUP_DELAY``.
+        """Read ``HOST``, ``PORT``, ``HEALTHY_FILE``, ``STARTUP_DELAY``, ``SHUTDOWN_DELAY``,
+        ``DRAIN_TIMEOUT``, ``HOOK_TIMEOUT`` and ``GRACE_PERIOD`` (an empty value counts as
+        unset).
 
         Raises:
             ValueError: with a one-line reason when a value is malformed.
@@ -84,19 +106,44 @@ class Settings:
         raw_port = env.get("PORT", "").strip() or str(DEFAULT_PORT)
         if not raw_port.isdigit() or int(raw_port) > 65535:
             raise ValueError(f"PORT must be a TCP port number from 0 to 65535, got {raw_port!r}")
-        raw_delay = env.get("STARTUP_DELAY", "").strip() or "0"
-        try:
-            delay = float(raw_delay)
-        except ValueError:
-            delay = -1.0
-        if not math.isfinite(delay) or delay < 0:
-            raise ValueError(f"STARTUP_DELAY must be a number of seconds >= 0, got {raw_delay!r}")
         return cls(
             host=env.get("HOST", "").strip() or DEFAULT_HOST,
             port=int(raw_port),
             healthy_file=Path(env.get("HEALTHY_FILE", "").strip() or DEFAULT_HEALTHY_FILE),
-            startup_delay=delay,
+            startup_delay=_seconds(env, "STARTUP_DELAY", 0.0),
+            shutdown_delay=_optional_seconds(env, "SHUTDOWN_DELAY"),
+            drain_timeout=_seconds(env, "DRAIN_TIMEOUT", cls.drain_timeout),
+            hook_timeout=_seconds(env, "HOOK_TIMEOUT", cls.hook_timeout),
+            grace_period=_seconds(env, "GRACE_PERIOD", cls.grace_period),
         )
+
+
+def _seconds(env: Mapping[str, str], name: str, default: float) -> float:
+    """The number of seconds in ``env[name]``, ``default`` when unset or empty.
+
+    Raises:
+        ValueError: the value is not a finite number >= 0.
+    """
+    seconds = _optional_seconds(env, name)
+    return default if seconds is None else seconds
+
+
+def _optional_seconds(env: Mapping[str, str], name: str) -> float | None:
+    """The number of seconds in ``env[name]``, ``None`` when unset or empty.
+
+    Raises:
+        ValueError: the value is not a finite number >= 0.
+    """
+    raw = env.get(name, "").strip()
+    if not raw:
+        return None
+    try:
+        seconds = float(raw)
+    except ValueError:
+        seconds = -1.0
+    if not math.isfinite(seconds) or seconds < 0:
+        raise ValueError(f"{name} must be a number of seconds >= 0, got {raw!r}")
+    return seconds
 
 
 def _printable(path: str, limit: int = 200) -> str:
@@ -106,10 +153,20 @@ def _printable(path: str, limit: int = 200) -> str:
 
 
 class Demo:
-    """The state of one demo process: its settings, registry and probe endpoints.
+    """The state of one demo process: its settings, registry, shutdown coordinator and
+    probe and metrics endpoints.
 
     Args:
         settings: the :class:`Settings` to run with.
+
+    Attributes:
+        registry: the :class:`HealthRegistry` with the ``healthy-file`` and ``warmup`` checks.
+        coordinator: the :class:`GracefulShutdown` of this process, with one cleanup hook,
+            ``remove_healthy_file``. Pass it to the middleware (``shutdown=``) and to the
+            server integration.
+        endpoints: the :class:`HealthEndpoints` serving ``/livez``, ``/readyz``,
+            ``/startupz`` and ``/metrics`` (:class:`PrometheusMetrics` reading the registry
+            and, for in-flight requests and the shutdown phase, ``coordinator``).
     """
 
     def __init__(self, settings: Settings) -> None:
@@ -117,8 +174,19 @@ class Demo:
         self.registry = HealthRegistry()
         self.registry.add_check("healthy-file", self._healthy_file, probes=(Probe.STARTUP, Probe.LIVENESS), cache_ttl=0)
         self.registry.add_check("warmup", self._warmup, probes=(Probe.STARTUP,), cache_ttl=0)
+        self.coordinator = GracefulShutdown(
+            self.registry,
+            delay=settings.shutdown_delay,
+            drain_timeout=settings.drain_timeout,
+            hook_timeout=settings.hook_timeout,
+            grace_period=settings.grace_period,
+        )
+        self.coordinator.add_hook(self.remove_healthy_file)
         self.endpoints = HealthEndpoints(
-            self.registry, paths=PROBE_PATHS, failure_status={Probe.LIVENESS: LIVENESS_FAILURE_STATUS}
+            self.registry,
+            paths=PROBE_PATHS,
+            failure_status={Probe.LIVENESS: LIVENESS_FAILURE_STATUS},
+            metrics=PrometheusMetrics(self.registry, shutdown=self.coordinator),
         )
         self._started_at: float | None = None
 
@@ -148,10 +216,15 @@ class Demo:
         self._started_at = time.monotonic()
         logger.info("touched %s; startup passes in %g s", path, self.settings.startup_delay)
 
-    def stop(self) -> None:
-        """Mark the lifecycle stopped and remove the healthy file."""
-        self.registry.mark_stopped()
+    def remove_healthy_file(self) -> None:
+        """The cleanup hook: remove the healthy file, once in-flight requests are drained."""
         self.settings.healthy_file.unlink(missing_ok=True)
+        logger.info("removed %s", self.settings.healthy_file)
+
+    def listening(self, host: str, port: int) -> None:
+        """Log the seed's start line, before the server starts listening."""
+        shown = f"[{host}]" if ":" in host else host
+        logger.info("server is listening on http://%s:%d ...  PID = %d", shown, port, os.getpid())
 
     # -- the seed's routes -------------------------------------------------------------------
 

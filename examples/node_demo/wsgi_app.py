@@ -7,25 +7,25 @@ server, for example ``gunicorn examples.node_demo.wsgi_app:app``.
 
 Layers, outermost first: the request log (every path, probes included, as the seed logged),
 healthprobe's :class:`~healthprobe.wsgi.HealthMiddleware` (``/livez``, ``/readyz``,
-``/startupz``), then the Werkzeug app with the seed's routes (see :mod:`.common`).
+``/startupz``, ``/metrics``; counts in-flight requests for the shutdown coordinator), then
+the Werkzeug app with the seed's routes (see :mod:`.common`).
 
 WSGI has no lifespan: the app counts as started (healthy file touched) when it is created.
+Under another WSGI server the coordinator counts requests but handles no signal unless that
+server is wired to it (for gunicorn: ``-c python:healthprobe.servers.gunicorn``).
 """
 
 from __future__ import annotations
 
-import os
-import signal
 import sys
-import threading
 import time
 from collections.abc import Iterable
-from types import FrameType
 from typing import TYPE_CHECKING
 
 from werkzeug.serving import WSGIRequestHandler, make_server
 from werkzeug.wrappers import Request, Response
 
+import healthprobe.servers.werkzeug
 from healthprobe import Probe
 from healthprobe.wsgi import HealthMiddleware
 
@@ -75,7 +75,7 @@ def create_app(demo: Demo) -> WSGIApplication:
         return response(environ, start_response)
 
     demo.start()
-    return RequestLog(HealthMiddleware(routes, demo.endpoints), demo)
+    return RequestLog(HealthMiddleware(routes, demo.endpoints, shutdown=demo.coordinator), demo)
 
 
 class _Handler(WSGIRequestHandler):
@@ -86,43 +86,20 @@ class _Handler(WSGIRequestHandler):
 
 
 def serve(app: WSGIApplication, demo: Demo, host: str, port: int) -> int:
-    """Serve ``app`` with Werkzeug's threaded server on ``host:port`` until SIGTERM or
-    SIGINT; return the exit code (0 after a clean shutdown).
+    """Serve ``app`` with Werkzeug's threaded server on ``host:port`` until shutdown
+    completes; return the exit code: 0 after a clean shutdown (a second signal exits at
+    once with ``128 + signal``).
 
-    The one place that starts the server and handles signals. Werkzeug answers every
-    request with ``Connection: close``, so each open connection is one request. The first
-    signal stops the accept loop (``shutdown()``, from a thread, as it waits for the loop);
-    ``serve_forever`` then closes the listening socket and, with ``daemon_threads`` off,
-    joins the threads of the requests still open (``socketserver.ThreadingMixIn``) before
-    it returns. A second SIGINT exits at once with 1, as uvicorn's does; a second SIGTERM
-    is logged and otherwise ignored.
+    :func:`healthprobe.servers.werkzeug.serve` installs ``demo.coordinator``: the first SIGTERM
+    or SIGINT fails readiness, the server keeps serving for the delay, then its accept loop
+    stops and the listening socket closes; the requests still being answered in their
+    threads are drained through the middleware's in-flight count, then the cleanup hook
+    runs. Werkzeug answers every request with ``Connection: close``, so no idle keep-alive
+    connection holds the exit.
     """
     server = make_server(host, port, app, threaded=True, request_handler=_Handler)
-    server.daemon_threads = False  # type: ignore[attr-defined]  # server_close() joins open requests
-    received: list[str] = []
-
-    def on_signal(sig: int, frame: FrameType | None) -> None:
-        name = signal.Signals(sig).name
-        received.append(name)
-        if len(received) > 1:
-            if sig == signal.SIGINT:
-                logger.warning("forced exit after %s", ", ".join(received))
-                os._exit(1)
-            logger.info("received %s, already closing", name)
-            return
-        logger.info("received %s, closing", name)
-        threading.Thread(target=stop, name="werkzeug-shutdown", daemon=True).start()
-
-    def stop() -> None:
-        demo.registry.begin_drain()  # readiness fails from now on
-        server.shutdown()
-
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, on_signal)
-    logger.info("server is listening on http://%s:%d ...  PID = %d", host, server.port, os.getpid())
-    server.serve_forever()
-    logger.info("server stopped after %s", received[0] if received else "exit")
-    return 0
+    demo.listening(host, server.port)
+    return healthprobe.servers.werkzeug.serve(server, demo.coordinator)
 
 
 def main() -> int:
@@ -135,11 +112,7 @@ def main() -> int:
         logger.error("%s", exc)
         return 2
     demo = Demo(settings)
-    app = create_app(demo)
-    try:
-        return serve(app, demo, settings.host, settings.port)
-    finally:
-        demo.stop()
+    return serve(create_app(demo), demo, settings.host, settings.port)
 
 
 _app: WSGIApplication | None = None

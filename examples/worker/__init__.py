@@ -8,8 +8,11 @@ of their own (``PROBE_PORT``, 8081), and proves its loop is making progress with
   seconds (5 by default): a wedged worker gets restarted by the kubelet.
 * ``/readyz`` fails until the worker has started, and from the first ``SIGTERM`` on.
 * ``SIGUSR1`` wedges the next job forever (a stand-in for a deadlock), to watch liveness fail.
-* ``SIGTERM``/``SIGINT``: stop taking jobs, finish the current one, then exit 0; the probe
-  server stops when the registry enters ``stopped``.
+* ``SIGTERM``/``SIGINT``: handled by :class:`healthprobe.shutdown.GracefulShutdown` (no
+  delay: no load balancer sends work to a worker). Readiness fails at once, the loop
+  (``while not shutdown.is_draining``) stops taking jobs and finishes the current one, then
+  ``shutdown.finish()`` runs the cleanup hook, marks the registry ``stopped`` (which stops
+  the probe server) and returns 0. A second signal exits at once with ``128 + signal``.
 
 Jobs come from an in-process queue that a producer thread fills, standing in for a broker.
 Environment: ``PROBE_HOST`` (``0.0.0.0``), ``PROBE_PORT`` (8081), ``WORKER_MAX_INTERVAL``

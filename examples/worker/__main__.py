@@ -10,18 +10,21 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from types import FrameType
 
 import healthprobe
 from healthprobe import checks
+from healthprobe.shutdown import GracefulShutdown
 
 log = logging.getLogger("worker")
 
 
-def produce(jobs: queue.Queue[int], stop: threading.Event, period: float) -> None:
-    """Stand-in for a broker: put a numbered job on the queue every ``period`` seconds."""
+def produce(jobs: queue.Queue[int], stopping: Callable[[float], bool], period: float) -> None:
+    """Stand-in for a broker: put a numbered job on the queue every ``period`` seconds
+    until ``stopping(period)`` (which waits up to ``period`` seconds) returns ``True``."""
     number = 0
-    while not stop.wait(period):
+    while not stopping(period):
         number += 1
         jobs.put(number)
 
@@ -41,29 +44,32 @@ def main() -> int:
     server = healthprobe.serve(registry, host, port)  # stops itself when the registry stops
     log.info("probes on %s (liveness /livez, readiness /readyz)", server.url)
 
-    stopping = threading.Event()
-    wedge = threading.Event()
+    # No load balancer sends work to a worker, so there is nothing to wait for after the
+    # signal: no delay, even inside a pod. SIGTERM and SIGINT fail readiness and end the loop.
+    shutdown = GracefulShutdown(registry, delay=0.0)
+    jobs: queue.Queue[int] = queue.Queue()
 
-    def on_term(signum: int, frame: FrameType | None) -> None:
-        log.info("signal %d: finishing the current job, then exiting", signum)
-        registry.begin_drain()
-        stopping.set()
+    @shutdown.hook
+    def release_jobs() -> None:
+        """Stand-in for handing unacknowledged messages back to the broker."""
+        left = jobs.qsize()
+        log.info("%d job(s) left on the queue for another worker", left)
+
+    shutdown.install()
+    wedge = threading.Event()
 
     def on_usr1(signum: int, frame: FrameType | None) -> None:
         log.warning("SIGUSR1: the next job will hang forever")
         wedge.set()
 
-    signal.signal(signal.SIGTERM, on_term)
-    signal.signal(signal.SIGINT, on_term)
     signal.signal(signal.SIGUSR1, on_usr1)
 
-    jobs: queue.Queue[int] = queue.Queue()
-    producer = threading.Thread(target=produce, args=(jobs, stopping, 0.2), daemon=True)
+    producer = threading.Thread(target=produce, args=(jobs, shutdown.wait, 0.2), daemon=True)
     producer.start()
     registry.mark_started()
 
     done = 0
-    while not stopping.is_set():
+    while not shutdown.is_draining:  # the current job finishes before the loop ends
         beat.beat()
         try:
             job = jobs.get(timeout=min(1.0, max_interval / 2))  # bounded: an idle loop still beats
@@ -74,9 +80,9 @@ def main() -> int:
             threading.Event().wait()  # never set: the worker is wedged
         time.sleep(job_seconds)  # the work
         done += 1
-    registry.mark_stopped()
     log.info("stopped after %d jobs", done)
-    return 0
+    # Runs the cleanup hook and marks the registry stopped, which stops the probe server.
+    return shutdown.finish()
 
 
 if __name__ == "__main__":
