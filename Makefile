@@ -20,6 +20,11 @@ $(VENV)/.dev: pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	touch $@ $(VENV)/.demo
 
+# The peers the benchmarks compare against; the tests' smoke run measures them too.
+$(VENV)/.bench: $(VENV)/.dev
+	$(BIN)/python -m pip install --quiet -e '.[dev,bench]'
+	touch $@
+
 ## Run the seed server's Python rewrite (ASGI flavour) on 0.0.0.0:8080 (PORT overrides).
 demo: $(VENV)/.demo
 	$(BIN)/python -m examples.node_demo.asgi_app
@@ -29,7 +34,7 @@ demo-wsgi: $(VENV)/.demo
 	$(BIN)/python -m examples.node_demo.wsgi_app
 
 ## Lint, format check, mypy strict, then the whole test suite.
-test: $(VENV)/.dev lint typecheck docs
+test: $(VENV)/.bench lint typecheck docs
 	$(BIN)/python -m pytest
 
 lint: $(VENV)/.dev
@@ -43,7 +48,8 @@ typecheck: $(VENV)/.dev
 docs: $(VENV)/.dev
 	$(BIN)/mkdocs build --strict --quiet --site-dir $(VENV)/site
 
-bench: $(VENV)/.dev
+## Benchmarks against bare apps and peer packages (docs/performance.md); a few minutes.
+bench: $(VENV)/.bench
 	$(BIN)/python -m benchmarks
 
 clean:

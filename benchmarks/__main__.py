@@ -1,0 +1,100 @@
+"""``python -m benchmarks [--quick] [--only 1,2,...] [--json FILE] [--chart FILE]``.
+
+Prints one table: each measurement, the measured value (a ratio where two things are
+compared), the target, and whether it was met.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import platform
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from . import suites
+from .chart import fanout_chart
+from .harness import Row
+
+SUITES: dict[str, Callable[..., list[Row]]] = {
+    "1": suites.probe_cost,
+    "2": suites.pass_through,
+    "3": suites.sockets,
+    "5": suites.storm,
+    "6": suites.hung_check,
+    "7": suites.memory,
+}
+
+
+def machine() -> str:
+    """One line naming the machine and interpreter."""
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as info:
+            for line in info:
+                if line.startswith("model name"):
+                    cpu = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    return (
+        f"{cpu}, {os.cpu_count()} CPUs, {platform.system()} {platform.release()}, "
+        f"{platform.python_implementation()} {platform.python_version()}"
+    )
+
+
+def table(rows: list[Row]) -> str:
+    """The rows as a Markdown table."""
+    lines = ["| # | measurement | measured | target | met |", "|---|---|---|---|---|"]
+    for row in rows:
+        met = "-" if row.met is None else ("yes" if row.met else "**no**")
+        lines.append(f"| {row.item} | {row.what} | {row.measured} | {row.target} | {met} |")
+    return "\n".join(lines)
+
+
+def run(
+    *, quick: bool = False, only: set[str] | None = None, chart: Path | None = None, log: Callable[[str], None] = print
+) -> tuple[list[Row], dict[str, list[tuple[int, float]]]]:
+    """Run the selected measurements; returns the rows and the fan-out series."""
+    counts = suites.QUICK if quick else suites.FULL
+    rows: list[Row] = []
+    series: dict[str, list[tuple[int, float]]] = {}
+    for key in ["1", "2", "3", "4", "5", "6", "7"]:
+        if only is not None and key not in only:
+            continue
+        started = time.monotonic()
+        if key == "4":
+            got = suites.fan_out(counts, series)
+            if chart is not None:
+                drawn = fanout_chart(series, chart, suites.CHECK_SECONDS)
+                got.append(Row("4", "chart", str(drawn) if drawn else "skipped: matplotlib not installed", "-", None))
+        else:
+            got = SUITES[key](counts)
+        rows.extend(got)
+        log(f"({key}) done in {time.monotonic() - started:.1f} s")
+    return rows, series
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__)
+    parser.add_argument("--quick", action="store_true", help="tiny counts (a smoke run, not a measurement)")
+    parser.add_argument("--only", help="comma-separated measurement numbers, e.g. 1,2")
+    parser.add_argument("--json", type=Path, help="also write the rows to this JSON file")
+    parser.add_argument("--chart", type=Path, default=Path("docs/fanout.png"), help="fan-out chart (PNG)")
+    args = parser.parse_args(argv)
+    only = set(args.only.split(",")) if args.only else None
+    print(f"machine: {machine()}", file=sys.stderr)
+    rows, series = run(quick=args.quick, only=only, chart=args.chart, log=lambda s: print(s, file=sys.stderr))
+    print(table(rows))
+    if args.json:
+        document = {"machine": machine(), "rows": [dataclasses.asdict(r) for r in rows], "fanout": series}
+        args.json.write_text(json.dumps(document, indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,148 @@
+"""The applications compared: healthprobe, raw constant floors, bare framework routes, peers.
+
+Every probe app answers ``/livez`` with no checks registered: the job a liveness endpoint
+does for every kubelet probe. Peer packages are imported only when asked for (extra
+``bench``); a missing one raises :class:`MissingPeer` with the package to install.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from healthprobe import HealthRegistry
+
+from .harness import ASGIApp, WSGIApp
+
+OK_HEADERS = [(b"content-type", b"text/plain; charset=utf-8"), (b"content-length", b"3")]
+
+
+class MissingPeer(RuntimeError):
+    """A peer package of the comparison is not installed."""
+
+
+def _need(module: str, package: str) -> Any:
+    import importlib
+
+    try:
+        return importlib.import_module(module)
+    except ImportError as exc:
+        raise MissingPeer(f"{package} is not installed (pip install -e '.[bench]')") from exc
+
+
+def started_registry() -> HealthRegistry:
+    """A registry past startup with no checks: what ``/livez`` answers in most services."""
+    registry = HealthRegistry()
+    registry.mark_started()
+    return registry
+
+
+# -- ASGI --------------------------------------------------------------------------------
+
+
+async def raw_asgi(scope: dict[str, Any], receive: Any, send: Any) -> None:
+    """The floor: a raw ASGI callable answering a constant ``200 ok``."""
+    await send({"type": "http.response.start", "status": 200, "headers": OK_HEADERS})
+    await send({"type": "http.response.body", "body": b"ok\n"})
+
+
+def starlette_app(path: str = "/livez") -> ASGIApp:
+    """A bare Starlette app with one route answering ``ok`` at ``path``."""
+    from starlette.applications import Starlette
+    from starlette.requests import Request
+    from starlette.responses import PlainTextResponse
+    from starlette.routing import Route
+
+    async def handler(request: Request) -> PlainTextResponse:
+        return PlainTextResponse("ok\n")
+
+    return Starlette(routes=[Route(path, handler)])  # type: ignore[return-value]
+
+
+def healthprobe_asgi(inner: ASGIApp | None = None, registry: HealthRegistry | None = None) -> ASGIApp:
+    """healthprobe's ASGI middleware in front of an ordinary Starlette app."""
+    from healthprobe.asgi import HealthMiddleware
+
+    app = inner if inner is not None else starlette_app("/orders")
+    return HealthMiddleware(app, registry or started_registry())  # type: ignore[arg-type,return-value]
+
+
+def fastapi_health_app() -> ASGIApp:
+    """fastapi-health's endpoint in a FastAPI app, at ``/livez``, with no conditions."""
+    fastapi = _need("fastapi", "fastapi")
+    route = _need("fastapi_health", "fastapi-health")
+    app = fastapi.FastAPI()
+    app.add_api_route("/livez", route.health([]))
+    return app  # type: ignore[no-any-return]
+
+
+# -- WSGI --------------------------------------------------------------------------------
+
+_RAW_WSGI_HEADERS = [("Content-Type", "text/plain; charset=utf-8"), ("Content-Length", "3")]
+
+
+def raw_wsgi(environ: dict[str, Any], start_response: Any) -> list[bytes]:
+    """The floor: a raw WSGI callable answering a constant ``200 ok``."""
+    start_response("200 OK", _RAW_WSGI_HEADERS)
+    return [b"ok\n"]
+
+
+def werkzeug_app(environ: dict[str, Any], start_response: Any) -> Any:
+    """A bare Werkzeug response per request."""
+    from werkzeug.wrappers import Response
+
+    return Response("ok\n", mimetype="text/plain")(environ, start_response)
+
+
+def flask_app() -> Any:
+    """An ordinary Flask app with one route, ``/orders``."""
+    flask = _need("flask", "flask")
+    app = flask.Flask("orders")
+
+    @app.get("/orders")
+    def orders() -> str:
+        return "[]"
+
+    return app
+
+
+def healthprobe_wsgi(inner: WSGIApp | None = None, registry: HealthRegistry | None = None) -> WSGIApp:
+    """healthprobe's WSGI middleware in front of an ordinary app."""
+    from healthprobe.wsgi import HealthMiddleware
+
+    app = inner if inner is not None else werkzeug_app
+    return HealthMiddleware(app, registry or started_registry())  # type: ignore[arg-type,return-value]
+
+
+def py_healthcheck_flask() -> WSGIApp:
+    """py-healthcheck's ``HealthCheck`` served by Flask at ``/livez``, with no checkers."""
+    flask = _need("flask", "flask")
+    healthcheck = _need("healthcheck", "py-healthcheck")
+    app = flask.Flask("pyhealthcheck")
+    health = healthcheck.HealthCheck()
+    app.add_url_rule("/livez", "livez", view_func=lambda: health.run())
+    return app.wsgi_app  # type: ignore[no-any-return]
+
+
+def django_health_check_app() -> WSGIApp:
+    """django-health-check's view at ``/livez`` in a minimal in-process Django project."""
+    django = _need("django", "django")
+    _need("health_check", "django-health-check")
+    from django.conf import settings
+
+    if not settings.configured:
+        settings.configure(
+            DEBUG=False,
+            SECRET_KEY="benchmark-only-not-secret",
+            ALLOWED_HOSTS=["*"],
+            ROOT_URLCONF="benchmarks.django_urls",
+            INSTALLED_APPS=["django.contrib.contenttypes", "health_check"],
+            MIDDLEWARE=[],
+            DATABASES={},
+            USE_TZ=True,
+            TEMPLATES=[{"BACKEND": "django.template.backends.django.DjangoTemplates", "DIRS": [], "APP_DIRS": True}],
+            LOGGING_CONFIG=None,
+        )
+        django.setup()
+    from django.core.wsgi import get_wsgi_application
+
+    return get_wsgi_application()  # type: ignore[no-any-return]

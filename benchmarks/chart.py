@@ -1,0 +1,42 @@
+"""The fan-out chart of measurement (4), drawn with matplotlib (extra ``bench``)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+def fanout_chart(series: dict[str, list[tuple[int, float]]], path: Path, check_seconds: float) -> Path | None:
+    """Draw probe latency against the number of checks to ``path`` (PNG).
+
+    Returns ``path``, or ``None`` when matplotlib is not installed.
+    """
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return None
+    fig, ax = plt.subplots(figsize=(7, 4.2), dpi=110)
+    markers = {"async checks (ASGI)": "o-", "sync checks (ASGI)": "s", "sync checks (WSGI)": "^"}
+    for name, points in series.items():
+        xs = [n for n, _ in points]
+        ys = [seconds * 1000 for _, seconds in points]
+        ax.plot(xs, ys, markers.get(name, "o-"), label=name, markersize=7)
+        for x, y in zip(xs, ys, strict=True):
+            ax.annotate(f"{y:.0f} ms", (x, y), textcoords="offset points", xytext=(6, -12), fontsize=8)
+    ax.axhline(check_seconds * 1000, color="grey", linestyle=":", label="one check (50 ms)")
+    ax.axhline(check_seconds * 1200, color="tab:red", linestyle="--", label="target: 1.2x one check")
+    ax.set_xscale("log")
+    ax.set_xlabel("checks in the probe (each takes 50 ms)")
+    ax.set_ylabel("/readyz latency (ms)")
+    ax.set_title("healthprobe fan-out: probe latency vs number of checks")
+    top = max([s * 1000 for points in series.values() for _, s in points] + [check_seconds * 1200])
+    ax.set_ylim(0, top * 1.15)
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(loc="upper left", fontsize=8)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path)
+    plt.close(fig)
+    return path

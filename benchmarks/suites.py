@@ -1,0 +1,588 @@
+"""The seven measurements of the benchmark, each returning rows of the result table."""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import contextlib
+import dataclasses
+import gc
+import os
+import re
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import anyio
+
+from healthprobe import HealthRegistry
+
+from . import apps
+from .harness import AsgiCaller, Row, WsgiCaller, compare, fmt_ratio, ms, on_loop, rss_bytes, us
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@dataclasses.dataclass(frozen=True)
+class Counts:
+    """How much work each measurement does (``QUICK`` for the smoke test)."""
+
+    rounds: int = 21
+    calls: int = 2000
+    socket_rounds: int = 5
+    socket_seconds: int = 3
+    fanout_sizes: tuple[int, ...] = (1, 10, 100, 1000)
+    fanout_repeats: int = 5
+    storm: int = 1000
+    storm_seconds: float = 2.0
+    hung_probes: int = 10_000
+    rss_probes: int = 100_000
+    rss_warmup: int = 10_000
+
+
+FULL = Counts()
+QUICK = Counts(
+    rounds=3,
+    calls=50,
+    socket_rounds=1,
+    socket_seconds=1,
+    fanout_sizes=(1, 10, 100),
+    fanout_repeats=1,
+    storm=100,
+    storm_seconds=0.3,
+    hung_probes=200,
+    rss_probes=1000,
+    rss_warmup=200,
+)
+
+
+def _peer(rows: list[Row], item: str, what: str, build: Callable[[], Any]) -> Any:
+    try:
+        return build()
+    except apps.MissingPeer as exc:
+        rows.append(Row(item, what, f"skipped: {exc}", "-", None))
+        return None
+
+
+def _checked(caller: AsgiCaller | WsgiCaller, loop: asyncio.AbstractEventLoop | None = None) -> None:
+    """Refuse to time an app that does not answer 200 (a broken side proves nothing)."""
+    if isinstance(caller, AsgiCaller):
+        assert loop is not None
+        status, _body = loop.run_until_complete(caller.once())
+    else:
+        status, _body = caller.once()
+    if status != 200:
+        raise RuntimeError(f"{caller.app!r} answered {status} on {caller.path}")
+
+
+# -- (1) probe cost ------------------------------------------------------------------------
+
+
+def probe_cost(counts: Counts) -> list[Row]:
+    rows: list[Row] = []
+    loop = asyncio.new_event_loop()
+    try:
+        asgi: dict[str, AsgiCaller] = {
+            "raw constant": AsgiCaller(apps.raw_asgi, "/livez"),
+            "healthprobe": AsgiCaller(apps.healthprobe_asgi(), "/livez"),
+            "bare Starlette route": AsgiCaller(apps.starlette_app(), "/livez"),
+        }
+        peer = _peer(rows, "1 ASGI", "fastapi-health (FastAPI)", apps.fastapi_health_app)
+        if peer is not None:
+            asgi["fastapi-health (FastAPI)"] = AsgiCaller(peer, "/livez")
+        for caller in asgi.values():
+            _checked(caller, loop)
+        result = compare(
+            {k: on_loop(loop, c) for k, c in asgi.items()}, "raw constant", rounds=counts.rounds, n=counts.calls
+        )
+        rows.extend(_probe_rows("1 ASGI", result.per_call, result.ratios))
+    finally:
+        loop.close()
+
+    wsgi: dict[str, WsgiCaller] = {
+        "raw constant": WsgiCaller(apps.raw_wsgi, "/livez"),
+        "healthprobe": WsgiCaller(apps.healthprobe_wsgi(), "/livez"),
+        "bare Werkzeug response": WsgiCaller(apps.werkzeug_app, "/livez"),
+    }
+    peer = _peer(rows, "1 WSGI", "py-healthcheck (Flask)", apps.py_healthcheck_flask)
+    if peer is not None:
+        wsgi["py-healthcheck (Flask)"] = WsgiCaller(peer, "/livez")
+    peer = _peer(rows, "1 WSGI", "django-health-check", apps.django_health_check_app)
+    if peer is not None:
+        wsgi["django-health-check"] = WsgiCaller(peer, "/livez")
+    for caller in wsgi.values():
+        _checked(caller)
+    result = compare({k: c.call_many for k, c in wsgi.items()}, "raw constant", rounds=counts.rounds, n=counts.calls)
+    rows.extend(_probe_rows("1 WSGI", result.per_call, result.ratios))
+    return rows
+
+
+def _probe_rows(item: str, per_call: dict[str, float], ratios: dict[str, float]) -> list[Row]:
+    ours = ratios["healthprobe"]
+    rows = [
+        Row(
+            item,
+            f"/livez healthprobe vs raw constant ({us(per_call['healthprobe'])} vs {us(per_call['raw constant'])})",
+            fmt_ratio(ours),
+            "<= 1.50x",
+            ours <= 1.5,
+            ours,
+        )
+    ]
+    for name, ratio in ratios.items():
+        if name in ("healthprobe", "raw constant"):
+            continue
+        relative = ours / ratio
+        rows.append(
+            Row(
+                item,
+                f"/livez healthprobe vs {name} ({us(per_call[name])})",
+                fmt_ratio(relative),
+                "< 1.00x",
+                relative < 1.0,
+                relative,
+            )
+        )
+    return rows
+
+
+# -- (2) pass-through overhead -------------------------------------------------------------
+
+
+def pass_through(counts: Counts) -> list[Row]:
+    rows: list[Row] = []
+    loop = asyncio.new_event_loop()
+    try:
+        inner = apps.starlette_app("/orders")
+        sides = {
+            "bare": AsgiCaller(inner, "/orders"),
+            "healthprobe": AsgiCaller(apps.healthprobe_asgi(inner), "/orders"),
+        }
+        for caller in sides.values():
+            _checked(caller, loop)
+        result = compare(
+            {k: on_loop(loop, c) for k, c in sides.items()}, "bare", rounds=counts.rounds * 2, n=counts.calls
+        )
+        rows.append(_overhead_row("2 ASGI", "Starlette route /orders", result.per_call, result.ratios["healthprobe"]))
+    finally:
+        loop.close()
+    flask = _peer(rows, "2 WSGI", "Flask route /orders", apps.flask_app)
+    if flask is not None:
+        wsgi = {
+            "bare": WsgiCaller(flask.wsgi_app, "/orders"),
+            "healthprobe": WsgiCaller(apps.healthprobe_wsgi(flask.wsgi_app), "/orders"),
+        }
+        for caller in wsgi.values():
+            _checked(caller)
+        result = compare({k: c.call_many for k, c in wsgi.items()}, "bare", rounds=counts.rounds * 2, n=counts.calls)
+        rows.append(_overhead_row("2 WSGI", "Flask route /orders", result.per_call, result.ratios["healthprobe"]))
+    return rows
+
+
+def _overhead_row(item: str, what: str, per_call: dict[str, float], ratio: float) -> Row:
+    overhead = (ratio - 1.0) * 100
+    return Row(
+        item,
+        f"{what} with vs without middleware ({us(per_call['healthprobe'])} vs {us(per_call['bare'])})",
+        f"{overhead:+.1f}%",
+        "<= +3.0%",
+        overhead <= 3.0,
+        ratio,
+    )
+
+
+# -- (3) over real sockets -----------------------------------------------------------------
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@contextlib.contextmanager
+def _uvicorn(target: str) -> Iterator[int]:
+    port = _free_port()
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    args = [sys.executable, "-m", "uvicorn", target, "--host", "127.0.0.1", "--port", str(port)]
+    args += ["--no-access-log", "--log-level", "warning", "--lifespan", "off"]
+    proc = subprocess.Popen(args, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + 20
+        while True:
+            if proc.poll() is not None:
+                raise RuntimeError(f"uvicorn {target} exited: {proc.stderr.read().decode() if proc.stderr else ''}")
+            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                break
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"uvicorn {target} did not listen within 20 s")
+            time.sleep(0.05)
+        yield port
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=5)
+
+
+def _wrk(wrk: str, port: int, seconds: int) -> float:
+    out = subprocess.run(
+        [wrk, "-t1", "-c32", f"-d{seconds}s", "--timeout", "2s", f"http://127.0.0.1:{port}/livez"],
+        capture_output=True,
+        text=True,
+        timeout=seconds + 30,
+        check=True,
+    ).stdout
+    if "Non-2xx" in out:
+        raise RuntimeError(f"wrk saw non-2xx answers:\n{out}")
+    match = re.search(r"Requests/sec:\s*([\d.]+)", out)
+    if match is None:
+        raise RuntimeError(f"no Requests/sec in wrk output:\n{out}")
+    return float(match.group(1))
+
+
+def sockets(counts: Counts) -> list[Row]:
+    wrk = shutil.which("wrk")
+    if wrk is None:
+        return [
+            Row(
+                "3", "uvicorn /livez rps vs raw constant", "skipped: wrk not installed (apt-get install wrk)", "-", None
+            )
+        ]
+    ratios: list[float] = []
+    rps: dict[str, list[float]] = {"healthprobe": [], "raw": []}
+    with _uvicorn("benchmarks.serve:healthprobe_app") as ours, _uvicorn("benchmarks.serve:raw_app") as raw:
+        ports = {"healthprobe": ours, "raw": raw}
+        for port in ports.values():  # warm-up
+            _wrk(wrk, port, 1)
+        for index in range(counts.socket_rounds):
+            order = ["healthprobe", "raw"] if index % 2 == 0 else ["raw", "healthprobe"]
+            got = {name: _wrk(wrk, ports[name], counts.socket_seconds) for name in order}
+            for name, value in got.items():
+                rps[name].append(value)
+            ratios.append(got["healthprobe"] / got["raw"])
+    ratio = statistics.median(ratios)
+    what = (
+        f"uvicorn /livez rps, healthprobe vs raw constant "
+        f"({statistics.median(rps['healthprobe']):.0f} vs {statistics.median(rps['raw']):.0f} req/s, wrk -c32)"
+    )
+    return [Row("3", what, fmt_ratio(ratio), ">= 0.90x", ratio >= 0.9, ratio)]
+
+
+# -- (4) fan-out -----------------------------------------------------------------------------
+
+
+CHECK_SECONDS = 0.05
+
+
+def _fanout_registry(n: int, *, sync: bool) -> HealthRegistry:
+    registry = HealthRegistry()
+    registry.mark_started()
+    for index in range(n):
+        if sync:
+            registry.add_check(f"c{index}", lambda: time.sleep(CHECK_SECONDS), timeout=5.0, cache_ttl=0)
+        else:
+
+            async def slow() -> None:
+                await anyio.sleep(CHECK_SECONDS)
+
+            registry.add_check(f"c{index}", slow, timeout=5.0, cache_ttl=0)
+    return registry
+
+
+def _time_probe_asgi(loop: asyncio.AbstractEventLoop, registry: HealthRegistry, repeats: int) -> float:
+    caller = AsgiCaller(apps.healthprobe_asgi(registry=registry), "/readyz")
+    samples = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        status, body = loop.run_until_complete(caller.once())
+        samples.append(time.perf_counter() - start)
+        if status != 200:
+            raise RuntimeError(f"fan-out probe failed: {body[:200]!r}")
+    return statistics.median(samples)
+
+
+def _time_probe_wsgi(registry: HealthRegistry, repeats: int) -> float:
+    caller = WsgiCaller(apps.healthprobe_wsgi(registry=registry), "/readyz")
+    samples = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        status, body = caller.once()
+        samples.append(time.perf_counter() - start)
+        if status != 200:
+            raise RuntimeError(f"fan-out probe failed: {body[:200]!r}")
+    return statistics.median(samples)
+
+
+def fan_out(counts: Counts, series: dict[str, list[tuple[int, float]]]) -> list[Row]:
+    """Fills ``series`` (name -> [(checks, seconds)]) for the chart."""
+    rows: list[Row] = []
+    loop = asyncio.new_event_loop()
+    try:
+        for n in counts.fanout_sizes:
+            latency = _time_probe_asgi(loop, _fanout_registry(n, sync=False), counts.fanout_repeats)
+            series.setdefault("async checks (ASGI)", []).append((n, latency))
+            ratio = latency / CHECK_SECONDS
+            within = n <= 100
+            rows.append(
+                Row(
+                    "4",
+                    f"/readyz, {n} async checks of 50 ms (ASGI): {ms(latency)}",
+                    fmt_ratio(ratio),
+                    "<= 1.20x" if within else "shown (no target)",
+                    ratio <= 1.2 if within else None,
+                    ratio,
+                )
+            )
+        latency = _time_probe_asgi(loop, _fanout_registry(20, sync=True), counts.fanout_repeats)
+        series.setdefault("sync checks (ASGI)", []).append((20, latency))
+        rows.append(
+            Row(
+                "4",
+                f"/readyz, 20 sync checks of 50 ms (ASGI): {ms(latency)}",
+                fmt_ratio(latency / CHECK_SECONDS),
+                "<= 1.20x",
+                latency / CHECK_SECONDS <= 1.2,
+                latency / CHECK_SECONDS,
+            )
+        )
+    finally:
+        loop.close()
+    latency = _time_probe_wsgi(_fanout_registry(20, sync=True), counts.fanout_repeats)
+    series.setdefault("sync checks (WSGI)", []).append((20, latency))
+    rows.append(
+        Row(
+            "4",
+            f"/readyz, 20 sync checks of 50 ms (WSGI): {ms(latency)}",
+            fmt_ratio(latency / CHECK_SECONDS),
+            "<= 1.20x",
+            latency / CHECK_SECONDS <= 1.2,
+            latency / CHECK_SECONDS,
+        )
+    )
+    return rows
+
+
+# -- (5) probe storm -------------------------------------------------------------------------
+
+
+class _Dependency:
+    """Stands for a database behind a check: counts calls and when they happened."""
+
+    def __init__(self) -> None:
+        self.calls: list[float] = []
+        self.lock = threading.Lock()
+
+    def hit(self) -> None:
+        with self.lock:
+            self.calls.append(time.monotonic())
+
+    def max_per_window(self, ttl: float) -> int:
+        """The most calls that fell inside any one cache window of ``ttl`` seconds."""
+        best = 0
+        for index, start in enumerate(self.calls):
+            best = max(best, sum(1 for t in self.calls[index:] if t - start < ttl))
+        return best
+
+
+def storm(counts: Counts) -> list[Row]:
+    rows: list[Row] = []
+    ttl = 1.0
+    # ASGI: `storm` concurrent /readyz on one event loop; the check awaits a 20 ms dependency.
+    dep = _Dependency()
+    registry = HealthRegistry(default_cache_ttl=ttl)
+    registry.mark_started()
+
+    async def database() -> None:
+        dep.hit()
+        await anyio.sleep(0.02)
+
+    registry.add_check("database", database)
+    app = apps.healthprobe_asgi(registry=registry)
+
+    async def asgi_storm() -> list[int]:
+        callers = [AsgiCaller(app, "/readyz") for _ in range(counts.storm)]
+        answers = await asyncio.gather(*(caller.once() for caller in callers))
+        return [status for status, _ in answers]
+
+    statuses = asyncio.run(asgi_storm())
+    rows.append(_storm_row("ASGI", counts.storm, statuses, len(dep.calls)))
+
+    # WSGI: the same storm from 64 server threads; the check is a sync call to the dependency.
+    dep_sync = _Dependency()
+    registry = HealthRegistry(default_cache_ttl=ttl)
+    registry.mark_started()
+
+    def database_sync() -> None:
+        dep_sync.hit()
+        time.sleep(0.02)
+
+    registry.add_check("database", database_sync)
+    wsgi = apps.healthprobe_wsgi(registry=registry)
+    with concurrent.futures.ThreadPoolExecutor(max_workers=64) as pool:
+        answers = list(pool.map(lambda _: WsgiCaller(wsgi, "/readyz").once(), range(counts.storm)))
+    rows.append(_storm_row("WSGI", counts.storm, [s for s, _ in answers], len(dep_sync.calls)))
+
+    # Sustained: waves of concurrent probes for several cache windows (ASGI, ttl 0.2 s).
+    dep_long = _Dependency()
+    window = 0.2
+    registry = HealthRegistry(default_cache_ttl=window)
+    registry.mark_started()
+
+    async def database_long() -> None:
+        dep_long.hit()
+        await anyio.sleep(0.02)
+
+    registry.add_check("database", database_long)
+    app_long = apps.healthprobe_asgi(registry=registry)
+
+    async def sustained() -> int:
+        probes = 0
+        end = time.monotonic() + counts.storm_seconds
+        while time.monotonic() < end:
+            wave = [AsgiCaller(app_long, "/readyz").once() for _ in range(min(counts.storm, 100))]
+            await asyncio.gather(*wave)
+            probes += len(wave)
+        return probes
+
+    probes = asyncio.run(sustained())
+    worst = dep_long.max_per_window(window)
+    rows.append(
+        Row(
+            "5",
+            f"{probes} /readyz in waves over {counts.storm_seconds:g} s, cache window {window:g} s: "
+            f"{len(dep_long.calls)} dependency calls",
+            f"max {worst} per window",
+            "1 per window",
+            worst == 1,
+            float(worst),
+        )
+    )
+    return rows
+
+
+def _storm_row(flavour: str, n: int, statuses: list[int], calls: int) -> Row:
+    ok = sum(1 for s in statuses if s == 200)
+    return Row(
+        "5",
+        f"{n} concurrent /readyz ({flavour}, {ok} answered 200): dependency calls",
+        str(calls),
+        "1",
+        calls == 1 and ok == n,
+        float(calls),
+    )
+
+
+# -- (6) a hung sync check -------------------------------------------------------------------
+
+
+def hung_check(counts: Counts) -> list[Row]:
+    release = threading.Event()
+    registry = HealthRegistry()
+    registry.mark_started()
+    registry.add_check("hung", lambda: release.wait(), timeout=0.02, cache_ttl=0)
+    wsgi = WsgiCaller(apps.healthprobe_wsgi(registry=registry), "/readyz")
+    loop = asyncio.new_event_loop()
+    asgi = AsgiCaller(apps.healthprobe_asgi(registry=registry), "/readyz")
+    try:
+        gc.collect()
+        threads_before = threading.active_count()
+        warm = max(1, counts.hung_probes // 10)
+        for _ in range(warm):
+            wsgi.once()
+            loop.run_until_complete(asgi.once())
+        gc.collect()
+        rss_before = rss_bytes()
+        statuses: set[int] = set()
+        start = time.perf_counter()
+        for _ in range(counts.hung_probes // 2):
+            statuses.add(wsgi.once()[0])
+            statuses.add(loop.run_until_complete(asgi.once())[0])
+        elapsed = time.perf_counter() - start
+        gc.collect()
+        held = threading.active_count() - threads_before
+        growth = rss_bytes() - rss_before
+    finally:
+        release.set()
+        loop.close()
+    per_probe = elapsed / max(1, counts.hung_probes)
+    return [
+        Row(
+            "6",
+            f"hung sync check, {counts.hung_probes} probes (WSGI+ASGI, answered {sorted(statuses)}, "
+            f"{us(per_probe)} each): threads held",
+            str(held),
+            "<= 1",
+            held <= 1,
+            float(held),
+        ),
+        Row(
+            "6",
+            "hung sync check: resident memory growth",
+            f"{growth / 1024:.0f} KiB",
+            "no growth",
+            growth < 256 * 1024,
+            growth / 1024,
+            "tolerance 256 KiB (allocator pages)",
+        ),
+    ]
+
+
+# -- (7) memory over many probes -------------------------------------------------------------
+
+
+def memory(counts: Counts) -> list[Row]:
+    rows: list[Row] = []
+    # ASGI /readyz with one async check that runs on every probe (no cache): the whole runner.
+    registry = HealthRegistry(default_cache_ttl=0)
+    registry.mark_started()
+
+    async def ping() -> None:
+        await asyncio.sleep(0)
+
+    registry.add_check("ping", ping)
+    asgi = AsgiCaller(apps.healthprobe_asgi(registry=registry), "/readyz")
+    loop = asyncio.new_event_loop()
+    try:
+        rows.append(
+            _rss_row(
+                "ASGI /readyz, 1 async check, uncached", counts, lambda n: loop.run_until_complete(asgi.call_many(n))
+            )
+        )
+        livez = AsgiCaller(apps.healthprobe_asgi(), "/livez")
+        rows.append(_rss_row("ASGI /livez", counts, lambda n: loop.run_until_complete(livez.call_many(n))))
+    finally:
+        loop.close()
+    registry = HealthRegistry(default_cache_ttl=0.01)
+    registry.mark_started()
+    registry.add_check("ping", lambda: None)
+    wsgi = WsgiCaller(apps.healthprobe_wsgi(registry=registry), "/readyz")
+    rows.append(_rss_row("WSGI /readyz, 1 sync check, 10 ms cache", counts, wsgi.call_many))
+    return rows
+
+
+def _rss_row(what: str, counts: Counts, run: Callable[[int], float]) -> Row:
+    run(counts.rss_warmup)
+    gc.collect()
+    before = rss_bytes()
+    run(counts.rss_probes)
+    gc.collect()
+    growth = rss_bytes() - before
+    return Row(
+        "7",
+        f"{what}: RSS growth over {counts.rss_probes:,} probes",
+        f"{growth / 1024:.0f} KiB",
+        "< 1024 KiB",
+        growth < 1024 * 1024,
+        growth / 1024,
+    )

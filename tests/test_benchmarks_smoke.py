@@ -1,0 +1,117 @@
+"""Smoke run of ``python -m benchmarks --quick``: tiny counts, so the benchmarks cannot rot.
+
+Nothing here asserts on timings (they belong to the benchmark's own table); it asserts that
+every measurement ran, that each comparison produced a finite ratio, and that what does not
+depend on timing holds (a hung check holds at most one thread). Peer packages (extra
+``bench``) and wrk are included when installed, and their rows say so when they are not.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import math
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+PEERS = {
+    "fastapi-health": ("fastapi_health", "1 ASGI"),
+    "py-healthcheck": ("healthcheck", "1 WSGI"),
+    "django-health-check": ("health_check", "1 WSGI"),
+}
+
+
+@pytest.fixture(scope="module")
+def smoke(tmp_path_factory: pytest.TempPathFactory) -> dict[str, object]:
+    out = tmp_path_factory.mktemp("bench")
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "benchmarks",
+            "--quick",
+            "--json",
+            str(out / "rows.json"),
+            "--chart",
+            str(out / "f.png"),
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=90,
+    )
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    document: dict[str, object] = json.loads((out / "rows.json").read_text())
+    document["stdout"] = proc.stdout
+    document["chart_path"] = out / "f.png"
+    return document
+
+
+def _rows(smoke: dict[str, object]) -> list[dict[str, object]]:
+    rows = smoke["rows"]
+    assert isinstance(rows, list)
+    return rows
+
+
+def test_every_measurement_ran_and_printed_one_table(smoke: dict[str, object]) -> None:
+    items = {str(row["item"]).split()[0] for row in _rows(smoke)}
+    assert items == {"1", "2", "3", "4", "5", "6", "7"}
+    stdout = str(smoke["stdout"])
+    assert stdout.startswith("| # | measurement | measured | target | met |")
+    assert stdout.count("\n") >= len(_rows(smoke))
+
+
+def test_measured_rows_carry_finite_positive_values(smoke: dict[str, object]) -> None:
+    measured = [row for row in _rows(smoke) if row["met"] is not None]
+    assert len(measured) >= 15
+    for row in measured:
+        value = row["value"]
+        assert isinstance(value, (int, float)) and math.isfinite(value) and value >= 0, row
+
+
+def test_probe_cost_compares_floor_and_bare_routes(smoke: dict[str, object]) -> None:
+    whats = [str(row["what"]) for row in _rows(smoke) if str(row["item"]).startswith("1")]
+    for name in ("raw constant", "bare Starlette route", "bare Werkzeug response"):
+        assert any(name in what for what in whats), (name, whats)
+
+
+@pytest.mark.parametrize("peer", sorted(PEERS))
+def test_installed_peers_are_measured(smoke: dict[str, object], peer: str) -> None:
+    module, item = PEERS[peer]
+    rows = [row for row in _rows(smoke) if row["item"] == item and peer in str(row["what"])]
+    assert rows, f"no row for {peer}"
+    if importlib.util.find_spec(module) is not None:
+        assert rows[0]["met"] is not None, rows[0]
+    else:  # extra `bench` not installed: the row names what is missing instead of a figure
+        assert "not installed" in str(rows[0]["measured"])
+
+
+def test_socket_run_uses_wrk_when_installed(smoke: dict[str, object]) -> None:
+    (row,) = [row for row in _rows(smoke) if row["item"] == "3"]
+    if shutil.which("wrk"):
+        assert row["met"] is not None and float(row["value"]) > 0  # type: ignore[arg-type]
+    else:
+        assert "wrk not installed" in str(row["measured"])
+
+
+def test_fanout_series_and_chart(smoke: dict[str, object]) -> None:
+    series = smoke["fanout"]
+    assert isinstance(series, dict)
+    assert [n for n, _ in series["async checks (ASGI)"]] == [1, 10, 100]
+    chart = smoke["chart_path"]
+    assert isinstance(chart, Path)
+    if importlib.util.find_spec("matplotlib") is not None:
+        assert chart.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_storm_and_hung_check_hold_their_bounds(smoke: dict[str, object]) -> None:
+    storm = [row for row in _rows(smoke) if row["item"] == "5" and "concurrent" in str(row["what"])]
+    assert len(storm) == 2 and all(float(row["value"]) >= 1 for row in storm)  # type: ignore[arg-type]
+    (threads,) = [row for row in _rows(smoke) if row["item"] == "6" and "threads held" in str(row["what"])]
+    assert float(threads["value"]) <= 1  # type: ignore[arg-type]
