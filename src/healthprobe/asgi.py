@@ -17,7 +17,6 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from starlette.responses import Response as StarletteResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ._types import Probe
@@ -44,11 +43,11 @@ def _accept(scope: Scope) -> str | None:
 
 
 async def _send(response: Response, scope: Scope, receive: Receive, send: Send) -> None:
-    answer = StarletteResponse(content=response.body, status_code=response.status)
-    # Starlette computes content-length from the (possibly empty) body; ours already
-    # carries the length of the GET body, which HEAD must repeat (RFC 9110 section 9.3.2).
-    answer.raw_headers = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in response.headers]
-    await answer(scope, receive, send)
+    # The two messages Starlette's Response sends, without building one per probe. The
+    # headers already carry the length of the GET body, which HEAD repeats (RFC 9110
+    # section 9.3.2); the list is copied since a wrapping send may append to it.
+    await send({"type": "http.response.start", "status": response.status, "headers": list(response.raw_headers)})
+    await send({"type": "http.response.body", "body": response.body})
 
 
 class HealthMiddleware:

@@ -26,9 +26,11 @@ Rules (Kubernetes "Configure Liveness, Readiness and Startup Probes": any code f
 from __future__ import annotations
 
 import dataclasses
+import functools
 import logging
 import urllib.parse
 from collections.abc import Mapping, Sequence
+from http import HTTPStatus
 from typing import Protocol
 
 import anyio
@@ -76,12 +78,21 @@ class Response:
     @property
     def reason(self) -> str:
         """The standard reason phrase of ``status`` (for WSGI status lines)."""
-        from http import HTTPStatus
-
         try:
             return HTTPStatus(self.status).phrase
         except ValueError:
             return _REASONS.get(self.status, "Unknown")
+
+    @functools.cached_property
+    def status_line(self) -> str:
+        """``"200 OK"``: the WSGI ``status`` string (PEP 3333), computed once."""
+        return f"{self.status} {self.reason}"
+
+    @functools.cached_property
+    def raw_headers(self) -> list[tuple[bytes, bytes]]:
+        """The headers as latin-1 byte pairs, as ASGI messages carry them, computed once.
+        Copy the list before handing it on: a server or middleware may append to it."""
+        return [(k.encode("latin-1"), v.encode("latin-1")) for k, v in self.headers]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -175,6 +186,8 @@ class HealthEndpoints:
             if not path.startswith("/") or (len(path) > 1 and path.endswith("/")):
                 raise ValueError(f"probe path {path!r} must start with '/' and not end with '/'")
             self.paths[path] = _as_probe(probe)
+        self._exact = {path: (probe, None) for path, probe in self.paths.items()}
+        self._prefixes = tuple(path.rstrip("/") + "/" for path in self.paths)
         self.metrics: MetricsSource | None = None
         self.metrics_path = metrics_path
         if metrics is not False:
@@ -202,9 +215,11 @@ class HealthEndpoints:
         one check (a trailing slash is accepted rather than redirected, so no probe ever
         sees a 3xx that a kubelet would count as success).
         """
-        probe = self.paths.get(path)
-        if probe is not None:
-            return probe, None
+        exact = self._exact.get(path)
+        if exact is not None:
+            return exact
+        if not path.startswith(self._prefixes):
+            return None
         for prefix, probe in self.paths.items():
             if path.startswith(prefix) and path[len(prefix) : len(prefix) + 1] == "/":
                 name = path[len(prefix) + 1 :]

@@ -35,6 +35,8 @@ class UnknownCheckError(LookupError):
 
 
 def _as_probe(value: Probe | str) -> Probe:
+    if type(value) is Probe:  # the hot path: adapters pass probes, not names
+        return value
     try:
         return Probe(value)
     except ValueError:

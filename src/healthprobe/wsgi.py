@@ -19,7 +19,6 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING
 
-from werkzeug.wrappers import Response as WerkzeugResponse
 from werkzeug.wsgi import ClosingIterator
 
 from ._types import Probe
@@ -32,22 +31,19 @@ if TYPE_CHECKING:
 
 
 def _answer(response: Response, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
-    answer = WerkzeugResponse(response.body, status=response.status, headers=response.headers)
-    # Werkzeug set Content-Length from the body it was given, which is empty for HEAD; a
-    # HEAD answer repeats the GET body's length (RFC 9110 section 9.3.2).
-    for name, value in response.headers:
-        if name == "content-length":
-            answer.headers["Content-Length"] = value
-    return answer(environ, start_response)
+    # PEP 3333: status line and a list of (name, value) str pairs, then the body. The headers
+    # already carry the length of the GET body, which HEAD repeats (RFC 9110 section 9.3.2);
+    # the list is copied since servers add to it (wsgiref adds Date and Server).
+    start_response(response.status_line, list(response.headers))
+    return [response.body]
 
 
 def _handle(endpoints: HealthEndpoints, environ: WSGIEnvironment) -> Response | None:
-    return endpoints.handle_sync(
-        environ.get("REQUEST_METHOD", "GET"),
-        environ.get("PATH_INFO", "") or "/",
-        environ.get("QUERY_STRING", ""),
-        environ.get("HTTP_ACCEPT"),
-    )
+    method = environ.get("REQUEST_METHOD", "GET")
+    path = environ.get("PATH_INFO", "") or "/"
+    query = environ.get("QUERY_STRING", "")
+    accept = environ.get("HTTP_ACCEPT")
+    return endpoints.handle_sync(method, path, query, accept)
 
 
 class HealthMiddleware:
