@@ -108,9 +108,10 @@ class HealthMiddleware:
         path = _route_path(scope)
         if not self.endpoints.matches(path):
             return False
-        response = await self.endpoints.handle_async(
-            scope["method"], path, scope.get("query_string", b"").decode("latin-1"), _accept(scope)
-        )
+        method, query, accept = scope["method"], scope.get("query_string", b"").decode("latin-1"), _accept(scope)
+        response = self.endpoints.cached(method, path, query, accept)
+        if response is None:
+            response = await self.endpoints.handle_async(method, path, query, accept)
         if response is None:
             return False
         await _send(response, scope, receive, send)
@@ -192,9 +193,10 @@ class HealthApp:
             await send({"type": "websocket.close", "code": 1000})
             return
         path = _route_path(scope)
-        response = await self.endpoints.handle_async(
-            scope["method"], path, scope.get("query_string", b"").decode("latin-1"), _accept(scope)
-        )
+        method, query, accept = scope["method"], scope.get("query_string", b"").decode("latin-1"), _accept(scope)
+        response = self.endpoints.cached(method, path, query, accept)
+        if response is None:
+            response = await self.endpoints.handle_async(method, path, query, accept)
         if response is None:
             response = plain_response(404, "not found", scope["method"] == "HEAD")
         await _send(response, scope, receive, send)

@@ -37,7 +37,7 @@ import anyio
 import anyio.to_thread
 
 from ._types import Probe, Report
-from .registry import HealthRegistry, UnknownCheckError, _as_probe
+from .registry import HealthRegistry, UnknownCheckError, _as_probe, _Stamp
 from .render import PROBE_WORD, dumps, render_json, render_text
 
 logger = logging.getLogger("healthprobe")
@@ -57,6 +57,8 @@ ALLOW = "GET, HEAD"
 _TRUE = {"", "1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off"}
 _REASONS = {200: "OK", 400: "Bad Request", 404: "Not Found", 405: "Method Not Allowed", 503: "Service Unavailable"}
+#: Most distinct requests (method, path, query, Accept) whose answers are remembered.
+_ANSWERS_LIMIT = 256
 
 
 class MetricsSource(Protocol):
@@ -205,6 +207,8 @@ class HealthEndpoints:
             if isinstance(code, bool) or not isinstance(code, int) or not 400 <= code <= 599:
                 raise ValueError(f"failure_status must be an int from 400 to 599, got {code!r}")
         self.failure_status = statuses
+        # (method, path, query, Accept) -> the stamp and answer of the last run for it.
+        self._answers: dict[tuple[str, str, str, str | None], tuple[_Stamp, Response]] = {}
 
     # -- routing -----------------------------------------------------------------------------
 
@@ -326,6 +330,33 @@ class HealthEndpoints:
         ]
         return Response(200, headers, b"" if method == "HEAD" else body)
 
+    # -- answering again ---------------------------------------------------------------------
+
+    def cached(self, method: str, path: str, query_string: str, accept: str | None) -> Response | None:
+        """The answer last given to this same request, if it may be given again now: no
+        check result it shows has expired or changed, nor the lifecycle, the manual
+        switches or the set of checks. ``None`` means: call :meth:`handle_sync` or
+        :meth:`handle_async`.
+
+        A probe answered here runs nothing and is the same bytes as the last answer; it
+        leaves :attr:`HealthRegistry.last_reports` as that answer's run left it.
+        """
+        entry = self._answers.get((method, path, query_string, accept))
+        if entry is not None and self.registry._current(entry[0]):
+            return entry[1]
+        return None
+
+    def _remember(
+        self, key: tuple[str, str, str, str | None], generation: int, report: Report, response: Response
+    ) -> None:
+        stamp = self.registry._stamp(report, generation)
+        if stamp is None:
+            return
+        answers = self._answers
+        if len(answers) >= _ANSWERS_LIMIT and key not in answers:
+            answers.clear()  # bounded: odd queries and Accept values cannot grow it
+        answers[key] = (stamp, response)
+
     # -- whole requests ----------------------------------------------------------------------
 
     def handle_sync(self, method: str, path: str, query_string: str, accept: str | None) -> Response | None:
@@ -338,13 +369,16 @@ class HealthEndpoints:
         request = self.prepare(method, path, query_string, accept)
         if not isinstance(request, ProbeRequest):
             return request
+        generation = self.registry._generation
         try:
             report = self.registry.run(request.probe, exclude=request.exclude, only=request.only)
         except UnknownCheckError:
             return self._unknown(request)
         except Exception:
             return self._internal_error(request)
-        return self.respond(request, report)
+        response = self.respond(request, report)
+        self._remember((method, path, query_string, accept), generation, report, response)
+        return response
 
     async def handle_async(self, method: str, path: str, query_string: str, accept: str | None) -> Response | None:
         """Answer a request from async code; ``None`` if ``path`` is not answered here.
@@ -359,13 +393,16 @@ class HealthEndpoints:
         request = self.prepare(method, path, query_string, accept)
         if not isinstance(request, ProbeRequest):
             return request
+        generation = self.registry._generation
         try:
             report = await self.registry.run_async(request.probe, exclude=request.exclude, only=request.only)
         except UnknownCheckError:
             return self._unknown(request)
         except Exception:
             return self._internal_error(request)
-        return self.respond(request, report)
+        response = self.respond(request, report)
+        self._remember((method, path, query_string, accept), generation, report, response)
+        return response
 
 
 def endpoints_for(

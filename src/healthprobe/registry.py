@@ -8,6 +8,7 @@ import logging
 import math
 import re
 import threading
+import time
 from collections.abc import Callable, Iterable
 from typing import TypeVar
 
@@ -103,6 +104,10 @@ class HealthRegistry:
         self._runner = Runner()
         self._runner.on_result = self._notify_result
         self.last_reports: dict[Probe, Report] = {}
+        # Bumped by every change a report depends on other than check results (checks added
+        # or removed, lifecycle, manual switches): a report stamped with an older generation
+        # is never served again (see _stamp).
+        self._generation = 0
 
     # -- registration ----------------------------------------------------------------------
 
@@ -172,6 +177,7 @@ class HealthRegistry:
             if name in self._states:
                 raise ValueError(f"a check named {name!r} is already registered")
             self._states = {**self._states, name: state}
+            self._generation += 1
         self._runner.add_background(state)
         return check
 
@@ -211,6 +217,7 @@ class HealthRegistry:
                 raise UnknownCheckError(name)
             self._states[name].removed = True  # ends its background loop, if any
             self._states = {k: v for k, v in self._states.items() if k != name}
+            self._generation += 1
 
     @property
     def checks(self) -> tuple[Check, ...]:
@@ -272,6 +279,7 @@ class HealthRegistry:
             if old not in allowed:
                 return False
             self._lifecycle = new
+            self._generation += 1
         logger.info("lifecycle %s -> %s", old.value, new.value)
         for listener in list(self._listeners):
             try:
@@ -306,6 +314,7 @@ class HealthRegistry:
             reason: short operator text shown in probe bodies as ``not ready: <reason>``.
         """
         self._not_ready = None if ready else (reason or "marked not ready")
+        self._generation += 1
 
     def set_live(self, live: bool, reason: str | None = None) -> None:
         """Switch liveness by hand: ``False`` makes the kubelet restart the container once
@@ -316,6 +325,7 @@ class HealthRegistry:
             reason: short operator text shown in probe bodies as ``not live: <reason>``.
         """
         self._not_live = None if live else (reason or "marked not live")
+        self._generation += 1
 
     # -- running probes --------------------------------------------------------------------
 
@@ -426,6 +436,52 @@ class HealthRegistry:
         """
         plan = self._plan(probe, exclude, only)
         return self._finish(plan, await self._runner.run_async(plan.all_states()))
+
+    # -- serving a report again -------------------------------------------------------------
+
+    def _stamp(self, report: Report, generation: int) -> _Stamp | None:
+        """What must still hold for ``report`` to be served again without a new run, or
+        ``None`` if it must not be reused.
+
+        ``generation`` is :attr:`_generation` read before the run that made the report. A
+        report is reused only while no check result it shows has expired or been replaced,
+        and nothing else it depends on has changed. Never while ``starting``: readiness then
+        also runs the startup checks, and startup must get the chance to latch.
+        """
+        if generation != self._generation or self._lifecycle is Lifecycle.STARTING:
+            return None
+        pairs: list[tuple[CheckState, CheckResult]] = []
+        fresh_until = math.inf
+        for name, entry in report.checks.items():
+            state = self._states.get(name)
+            if state is None or state.last is not entry.result:  # replaced, or a warn copy
+                return None
+            fresh_until = min(fresh_until, state.fresh_until)
+            pairs.append((state, entry.result))
+        return _Stamp(generation, fresh_until, tuple(pairs))
+
+    def _current(self, stamp: _Stamp) -> bool:
+        """Whether a report stamped with ``stamp`` may still be served."""
+        if stamp.generation != self._generation:
+            return False
+        if stamp.pairs:
+            if time.monotonic() >= stamp.fresh_until:
+                return False
+            for state, result in stamp.pairs:
+                if state.last is not result:
+                    return False
+        return True
+
+
+class _Stamp:
+    """The conditions under which one report may be served again (see ``_stamp``)."""
+
+    __slots__ = ("fresh_until", "generation", "pairs")
+
+    def __init__(self, generation: int, fresh_until: float, pairs: tuple[tuple[CheckState, CheckResult], ...]) -> None:
+        self.generation = generation
+        self.fresh_until = fresh_until
+        self.pairs = pairs
 
 
 def _check_seconds(what: str, value: float, *, positive: bool) -> None:

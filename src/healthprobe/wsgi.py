@@ -43,7 +43,10 @@ def _handle(endpoints: HealthEndpoints, environ: WSGIEnvironment) -> Response | 
     path = environ.get("PATH_INFO", "") or "/"
     query = environ.get("QUERY_STRING", "")
     accept = environ.get("HTTP_ACCEPT")
-    return endpoints.handle_sync(method, path, query, accept)
+    response = endpoints.cached(method, path, query, accept)
+    if response is None:
+        response = endpoints.handle_sync(method, path, query, accept)
+    return response
 
 
 class HealthMiddleware:

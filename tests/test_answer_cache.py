@@ -1,0 +1,170 @@
+"""Answers reused between probes (HealthEndpoints.cached): served again only while nothing
+they show has changed, through both adapters."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+import httpx
+import pytest
+from starlette.applications import Starlette
+
+from healthprobe import CheckResult, HealthEndpoints, HealthRegistry, Status
+from healthprobe.asgi import HealthMiddleware as AsgiMiddleware
+from healthprobe.wsgi import HealthMiddleware as WsgiMiddleware
+
+
+def _inner_wsgi(environ: dict[str, Any], start_response: Any) -> list[bytes]:
+    start_response("204 No Content", [])
+    return [b""]
+
+
+def _get_wsgi(app: Any, url: str, **kwargs: Any) -> httpx.Response:
+    with httpx.Client(transport=httpx.WSGITransport(app=app), base_url="http://t") as client:
+        return client.get(url, **kwargs)
+
+
+async def _get_asgi(app: Any, url: str, **kwargs: Any) -> httpx.Response:
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as client:
+        return await client.get(url, **kwargs)
+
+
+def _started() -> HealthRegistry:
+    registry = HealthRegistry()
+    registry.mark_started()
+    return registry
+
+
+def test_cached_answer_is_the_same_response_until_a_switch_changes() -> None:
+    registry = _started()
+    endpoints = HealthEndpoints(registry)
+    first = endpoints.handle_sync("GET", "/livez", "", "*/*")
+    assert first is not None and first.status == 200
+    assert endpoints.cached("GET", "/livez", "", "*/*") is first
+    assert endpoints.cached("HEAD", "/livez", "", "*/*") is None  # another request
+    assert endpoints.cached("GET", "/livez", "", "application/json") is None
+    registry.set_live(False, "wedged")
+    assert endpoints.cached("GET", "/livez", "", "*/*") is None
+    again = endpoints.handle_sync("GET", "/livez", "", "*/*")
+    assert again is not None and again.status == 503
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        lambda r: r.set_ready(False),
+        lambda r: r.begin_drain(),
+        lambda r: r.add_check("extra", lambda: False),
+        lambda r: r.remove_check("db"),
+    ],
+    ids=["set_ready", "begin_drain", "add_check", "remove_check"],
+)
+def test_any_state_change_invalidates(change: Any) -> None:
+    registry = _started()
+    registry.add_check("db", lambda: True)
+    endpoints = HealthEndpoints(registry)
+    assert endpoints.handle_sync("GET", "/readyz", "", None) is not None
+    assert endpoints.cached("GET", "/readyz", "", None) is not None
+    change(registry)
+    assert endpoints.cached("GET", "/readyz", "", None) is None
+
+
+def test_check_runs_again_once_its_result_expires() -> None:
+    registry = _started()
+    calls: list[float] = []
+    registry.add_check("db", lambda: calls.append(time.monotonic()), cache_ttl=0.2)
+    app = WsgiMiddleware(_inner_wsgi, registry)
+    for _ in range(20):
+        assert _get_wsgi(app, "/readyz").status_code == 200
+    assert len(calls) == 1
+    time.sleep(0.3)
+    assert _get_wsgi(app, "/readyz").status_code == 200
+    assert len(calls) == 2
+
+
+def test_uncached_check_is_never_served_from_an_old_answer() -> None:
+    registry = _started()
+    results = iter([True, False, True])
+    registry.add_check("flaky", lambda: next(results), cache_ttl=0)
+    app = WsgiMiddleware(_inner_wsgi, registry)
+    assert [_get_wsgi(app, "/readyz").status_code for _ in range(3)] == [200, 503, 200]
+
+
+def test_background_result_replaces_a_cached_answer() -> None:
+    registry = _started()
+    state = {"ok": True}
+    registry.add_check("bg", lambda: state["ok"], interval=0.05, timeout=0.5)
+    endpoints = HealthEndpoints(registry)
+    deadline = time.monotonic() + 5
+    while (response := endpoints.handle_sync("GET", "/readyz", "", None)) is None or response.status != 200:
+        assert time.monotonic() < deadline
+        time.sleep(0.02)
+    state["ok"] = False
+    while True:  # the background run replaces the result within a few intervals
+        response = endpoints.cached("GET", "/readyz", "", None) or endpoints.handle_sync("GET", "/readyz", "", None)
+        assert response is not None
+        if response.status == 503:
+            break
+        assert time.monotonic() < deadline, "a cached answer outlived the background result it showed"
+        time.sleep(0.02)
+
+
+def test_non_critical_failure_and_starting_are_not_reused() -> None:
+    registry = HealthRegistry()
+    endpoints = HealthEndpoints(registry)
+    assert endpoints.handle_sync("GET", "/readyz", "", None) is not None  # starting: 503
+    assert endpoints.cached("GET", "/readyz", "", None) is None
+    registry.mark_started()
+    registry.add_check("optional", lambda: CheckResult(Status.FAIL), critical=False)
+    assert endpoints.handle_sync("GET", "/readyz", "", None) is not None
+    assert endpoints.cached("GET", "/readyz", "", None) is None
+
+
+def test_remembered_answers_are_bounded() -> None:
+    endpoints = HealthEndpoints(_started())
+    for index in range(1000):
+        endpoints.handle_sync("GET", "/livez", "", f"text/plain;q=0.{index % 10}, x/{index}")
+    assert len(endpoints._answers) <= 256
+
+
+class _AppendHeader:
+    """A raw ASGI middleware that appends a header to the list in each start message, in
+    place, as ASGI allows a wrapping ``send`` to do."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        async def wrapped(message: dict[str, Any]) -> None:
+            if message["type"] == "http.response.start":
+                message["headers"].append((b"x-served-by", b"edge"))
+            await send(message)
+
+        await self.app(scope, receive, wrapped)
+
+
+def test_asgi_cached_answers_keep_headers_intact_under_a_wrapping_middleware() -> None:
+    """A reused answer must not collect the headers an outer middleware adds, request after
+    request."""
+    app = _AppendHeader(AsgiMiddleware(Starlette(), _started()))
+
+    async def run() -> list[httpx.Response]:
+        return [await _get_asgi(app, "/livez") for _ in range(5)]
+
+    answers = asyncio.run(run())
+    assert {a.status_code for a in answers} == {200}
+    assert all(a.text == "ok\n" for a in answers)
+    assert [a.headers.get_list("x-served-by") for a in answers] == [["edge"]] * 5
+
+
+def test_head_repeats_get_length_and_wsgi_status_line() -> None:
+    app = WsgiMiddleware(_inner_wsgi, _started())
+    with httpx.Client(transport=httpx.WSGITransport(app=app), base_url="http://t") as client:
+        for _ in range(2):  # first run, then the reused answer
+            head = client.head("/livez")
+            assert head.status_code == 200 and head.content == b"" and head.headers["content-length"] == "3"
+        assert client.get("/livez").text == "ok\n"
+        assert client.get("/livez?format=json").headers["content-type"] == "application/health+json"
+        assert client.post("/livez").status_code == 405
