@@ -262,7 +262,16 @@ class Runner:
     def resolve(self, state: CheckState, run: _Run, result: CheckResult) -> None:
         """Settle ``run`` with ``result`` unless it is settled already (first one wins)."""
         now = time.monotonic()
-        result = dataclasses.replace(result, duration=now - run.started, time=time.time())
+        result = CheckResult(  # dataclasses.replace, without its per-call introspection
+            result.status,
+            result.output,
+            result.observed_value,
+            result.observed_unit,
+            now - run.started,
+            time.time(),
+            result.error_type,
+            result.timed_out,
+        )
         check = state.check
         with state.lock:
             if run.resolved:
@@ -313,19 +322,22 @@ class Runner:
         """
         result: CheckResult | None = None
         try:
-            with anyio.CancelScope(shield=True):
+            # One scope, shielded and with the run's deadline (in the event loop's clock):
+            # outside cancellation cannot reach the check, its own deadline still does.
+            deadline = anyio.current_time() + max(0.0, run.deadline - time.monotonic())
+            with anyio.CancelScope(deadline=deadline, shield=True) as scope:
                 try:
-                    with anyio.move_on_after(max(0.0, run.deadline - time.monotonic())):
-                        value = state.check.func()
-                        result = normalize(await value) if inspect.isawaitable(value) else normalize(value)
+                    value = state.check.func()
+                    result = normalize(await value) if inspect.isawaitable(value) else normalize(value)
                 except (anyio.get_cancelled_exc_class(), asyncio.CancelledError) as exc:
-                    # The shield keeps outside cancellation out and the deadline's own
-                    # cancellation ends in move_on_after: this one the check raised itself
-                    # (``raise asyncio.CancelledError`` from a client library). It is the
-                    # check's failure, not the probe's, and must not cancel the probe.
+                    if scope.cancel_called:
+                        raise  # the deadline's own cancellation: the scope ends it below
+                    # One the check raised itself (``raise asyncio.CancelledError`` from a
+                    # client library): the check's failure, not the probe's, and it must not
+                    # cancel the probe.
                     result = _from_exception(exc)
-                if result is None:
-                    result = _timeout_result(state.check)
+            if result is None:
+                result = _timeout_result(state.check)
         except Exception as exc:
             result = _from_exception(exc)
         finally:
