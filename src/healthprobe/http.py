@@ -342,8 +342,12 @@ class HealthEndpoints:
         leaves :attr:`HealthRegistry.last_reports` as that answer's run left it.
         """
         entry = self._answers.get((method, path, query_string, accept))
-        if entry is not None and self.registry._current(entry[0]):
-            return entry[1]
+        if entry is None:
+            return None
+        stamp, response = entry
+        registry = self.registry
+        if stamp.generation == registry._generation and (not stamp.pairs or registry._current(stamp)):
+            return response
         return None
 
     def _remember(
