@@ -66,6 +66,16 @@ def healthprobe_asgi(inner: ASGIApp | None = None, registry: HealthRegistry | No
     return HealthMiddleware(app, registry or started_registry())  # type: ignore[arg-type,return-value]
 
 
+class NoopAsgiMiddleware:
+    """An ASGI middleware that only passes the call on: what any middleware layer costs."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        await self.app(scope, receive, send)
+
+
 def fastapi_health_app() -> ASGIApp:
     """fastapi-health's endpoint in a FastAPI app, at ``/livez``, with no conditions."""
     fastapi = _need("fastapi", "fastapi")
@@ -111,6 +121,16 @@ def healthprobe_wsgi(inner: WSGIApp | None = None, registry: HealthRegistry | No
 
     app = inner if inner is not None else werkzeug_app
     return HealthMiddleware(app, registry or started_registry())  # type: ignore[arg-type,return-value]
+
+
+class NoopWsgiMiddleware:
+    """A WSGI middleware that only passes the call on: what any middleware layer costs."""
+
+    def __init__(self, app: WSGIApp) -> None:
+        self.app = app
+
+    def __call__(self, environ: dict[str, Any], start_response: Any) -> Any:
+        return self.app(environ, start_response)
 
 
 def py_healthcheck_flask() -> WSGIApp:

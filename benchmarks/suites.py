@@ -37,10 +37,14 @@ class Counts:
 
     rounds: int = 21
     calls: int = 2000
+    #: pass-through rounds are short (about 10 ms) and many, so load changes on a shared
+    #: machine hit both sides of a round alike
+    passthrough_rounds: int = 101
+    passthrough_calls: int = 200
     socket_rounds: int = 5
     socket_seconds: int = 3
     fanout_sizes: tuple[int, ...] = (1, 10, 100, 1000)
-    fanout_repeats: int = 5
+    fanout_repeats: int = 9
     storm: int = 1000
     storm_seconds: float = 2.0
     hung_probes: int = 10_000
@@ -52,6 +56,8 @@ FULL = Counts()
 QUICK = Counts(
     rounds=3,
     calls=50,
+    passthrough_rounds=3,
+    passthrough_calls=20,
     socket_rounds=1,
     socket_seconds=1,
     fanout_sizes=(1, 10, 100),
@@ -165,13 +171,18 @@ def pass_through(counts: Counts) -> list[Row]:
         sides = {
             "bare": AsgiCaller(inner, "/orders"),
             "healthprobe": AsgiCaller(apps.healthprobe_asgi(inner), "/orders"),
+            "no-op middleware": AsgiCaller(apps.NoopAsgiMiddleware(inner), "/orders"),
         }
         for caller in sides.values():
             _checked(caller, loop)
         result = compare(
-            {k: on_loop(loop, c) for k, c in sides.items()}, "bare", rounds=counts.rounds * 2, n=counts.calls
+            {k: on_loop(loop, c) for k, c in sides.items()},
+            "bare",
+            rounds=counts.passthrough_rounds,
+            n=counts.passthrough_calls,
         )
         rows.append(_overhead_row("2 ASGI", "Starlette route /orders", result.per_call, result.ratios["healthprobe"]))
+        rows.append(_floor_row("2 ASGI", "no-op ASGI middleware", result.per_call, result.ratios["no-op middleware"]))
     finally:
         loop.close()
     flask = _peer(rows, "2 WSGI", "Flask route /orders", apps.flask_app)
@@ -179,11 +190,18 @@ def pass_through(counts: Counts) -> list[Row]:
         wsgi = {
             "bare": WsgiCaller(flask.wsgi_app, "/orders"),
             "healthprobe": WsgiCaller(apps.healthprobe_wsgi(flask.wsgi_app), "/orders"),
+            "no-op middleware": WsgiCaller(apps.NoopWsgiMiddleware(flask.wsgi_app), "/orders"),
         }
         for caller in wsgi.values():
             _checked(caller)
-        result = compare({k: c.call_many for k, c in wsgi.items()}, "bare", rounds=counts.rounds * 2, n=counts.calls)
+        result = compare(
+            {k: c.call_many for k, c in wsgi.items()},
+            "bare",
+            rounds=counts.passthrough_rounds,
+            n=counts.passthrough_calls,
+        )
         rows.append(_overhead_row("2 WSGI", "Flask route /orders", result.per_call, result.ratios["healthprobe"]))
+        rows.append(_floor_row("2 WSGI", "no-op WSGI middleware", result.per_call, result.ratios["no-op middleware"]))
     return rows
 
 
@@ -195,6 +213,18 @@ def _overhead_row(item: str, what: str, per_call: dict[str, float], ratio: float
         f"{overhead:+.1f}%",
         "<= +3.0%",
         overhead <= 3.0,
+        ratio,
+    )
+
+
+def _floor_row(item: str, what: str, per_call: dict[str, float], ratio: float) -> Row:
+    """What any middleware layer costs on the same route: the floor under the target."""
+    return Row(
+        item,
+        f"for scale: a {what} that only passes the call on ({us(per_call['no-op middleware'])})",
+        f"{(ratio - 1.0) * 100:+.1f}%",
+        "no target",
+        None,
         ratio,
     )
 
