@@ -167,22 +167,30 @@ def _write(data: bytes) -> None:
 
 # -- comparisons -------------------------------------------------------------------------
 
+#: Longest a side's batch of calls should take in one round, in seconds.
+BATCH_SECONDS = 0.02
+
 
 def compare(sides: dict[str, Callable[[int], float]], baseline: str, *, rounds: int, n: int) -> Comparison:
     """Time ``n`` calls of every side per round, interleaved, for ``rounds`` rounds.
 
-    The order of the sides alternates from round to round (forwards, then backwards) so
-    that a drift in machine load does not favour one side. Returns the median per-call time
+    A slow side (a whole framework) makes fewer calls per round, about ``BATCH_SECONDS``
+    worth, so every round stays short. The order of the sides alternates from round to
+    round (forwards, then backwards) so that a drift in machine load does not favour one
+    side. Returns the median per-call time
     of each side and, for each side, the median of its per-round ratio to ``baseline``.
     """
     names = list(sides)
     times: dict[str, list[float]] = {name: [] for name in names}
-    for name in names:  # warm-up: caches, lazy imports, first-call paths
-        sides[name](max(1, n // 10))
+    calls: dict[str, int] = {}
+    for name in names:  # warm-up (caches, lazy imports, first-call paths), then batch sizes
+        warm = max(1, n // 10)
+        per_call = sides[name](warm) / warm
+        calls[name] = min(n, max(5, int(BATCH_SECONDS / per_call))) if per_call > 0 else n
     for index in range(rounds):
         order = names if index % 2 == 0 else names[::-1]
         for name in order:
-            times[name].append(sides[name](n) / n)
+            times[name].append(sides[name](calls[name]) / calls[name])
     per_call = {name: statistics.median(values) for name, values in times.items()}
     ratios = {
         name: statistics.median(a / b for a, b in zip(times[name], times[baseline], strict=True)) for name in names
@@ -220,4 +228,6 @@ def ms(seconds: float) -> str:
 
 
 def fmt_ratio(value: float) -> str:
-    return f"{value:.2f}x" if math.isfinite(value) else "n/a"
+    if not math.isfinite(value):
+        return "n/a"
+    return f"{value:.3f}x" if value < 0.1 else f"{value:.2f}x"
