@@ -15,6 +15,7 @@ def fanout_chart(series: dict[str, list[tuple[int, float]]], path: Path, check_s
 
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
+        import matplotlib.ticker
     except ImportError:
         return None
     fig, ax = plt.subplots(figsize=(7, 4.2), dpi=110)
@@ -22,19 +23,23 @@ def fanout_chart(series: dict[str, list[tuple[int, float]]], path: Path, check_s
     for name, points in series.items():
         xs = [n for n, _ in points]
         ys = [seconds * 1000 for _, seconds in points]
+        if len(points) == 1:  # a single point: its value goes in the legend, not on the plot
+            ax.plot(xs, ys, markers.get(name, "o"), label=f"{xs[0]} {name}: {ys[0]:.0f} ms", markersize=7)
+            continue
         ax.plot(xs, ys, markers.get(name, "o-"), label=name, markersize=7)
         for x, y in zip(xs, ys, strict=True):
             ax.annotate(f"{y:.0f} ms", (x, y), textcoords="offset points", xytext=(6, -12), fontsize=8)
     ax.axhline(check_seconds * 1000, color="grey", linestyle=":", label="one check (50 ms)")
     ax.axhline(check_seconds * 1200, color="tab:red", linestyle="--", label="target: 1.2x one check")
     ax.set_xscale("log")
+    ax.xaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda x, _: f"{x:g}"))
     ax.set_xlabel("checks in the probe (each takes 50 ms)")
     ax.set_ylabel("/readyz latency (ms)")
     ax.set_title("healthprobe fan-out: probe latency vs number of checks")
     top = max([s * 1000 for points in series.values() for _, s in points] + [check_seconds * 1200])
     ax.set_ylim(0, top * 1.15)
     ax.grid(True, which="both", alpha=0.3)
-    ax.legend(loc="upper left", fontsize=8)
+    ax.legend(loc="lower right", fontsize=8)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path)

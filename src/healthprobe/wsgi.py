@@ -1,4 +1,4 @@
-"""WSGI adapter (Werkzeug): a middleware that answers probe paths, and a mountable app.
+"""WSGI adapter (PEP 3333): a middleware that answers probe paths, and a mountable app.
 
 Wrap the application outermost, so its authentication never blocks probes::
 
