@@ -47,6 +47,35 @@ def machine() -> str:
     )
 
 
+PACKAGES = (
+    "healthprobe",
+    "starlette",
+    "fastapi",
+    "fastapi-health",
+    "werkzeug",
+    "flask",
+    "py-healthcheck",
+    "django",
+    "django-health-check",
+    "uvicorn",
+    "httptools",
+    "anyio",
+)
+
+
+def versions() -> str:
+    """Installed versions of the packages compared (``-`` when missing)."""
+    from importlib import metadata
+
+    found = []
+    for name in PACKAGES:
+        try:
+            found.append(f"{name} {metadata.version(name)}")
+        except metadata.PackageNotFoundError:
+            found.append(f"{name} -")
+    return ", ".join(found)
+
+
 def table(rows: list[Row]) -> str:
     """The rows as a Markdown table."""
     lines = ["| # | measurement | measured | target | met |", "|---|---|---|---|---|"]
@@ -88,10 +117,16 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     only = set(args.only.split(",")) if args.only else None
     print(f"machine: {machine()}", file=sys.stderr)
+    print(f"versions: {versions()}", file=sys.stderr)
     rows, series = run(quick=args.quick, only=only, chart=args.chart, log=lambda s: print(s, file=sys.stderr))
     print(table(rows))
     if args.json:
-        document = {"machine": machine(), "rows": [dataclasses.asdict(r) for r in rows], "fanout": series}
+        document = {
+            "machine": machine(),
+            "versions": versions(),
+            "rows": [dataclasses.asdict(r) for r in rows],
+            "fanout": series,
+        }
         args.json.write_text(json.dumps(document, indent=2) + "\n")
     return 0
 
