@@ -313,8 +313,9 @@ class HealthRegistry:
             ready: ``False`` fails readiness until called again with ``True``.
             reason: short operator text shown in probe bodies as ``not ready: <reason>``.
         """
-        self._not_ready = None if ready else (reason or "marked not ready")
-        self._generation += 1
+        with self._lock:  # no bump of the generation may be lost to a concurrent one
+            self._not_ready = None if ready else (reason or "marked not ready")
+            self._generation += 1
 
     def set_live(self, live: bool, reason: str | None = None) -> None:
         """Switch liveness by hand: ``False`` makes the kubelet restart the container once
@@ -324,8 +325,9 @@ class HealthRegistry:
             live: ``False`` fails liveness until called again with ``True``.
             reason: short operator text shown in probe bodies as ``not live: <reason>``.
         """
-        self._not_live = None if live else (reason or "marked not live")
-        self._generation += 1
+        with self._lock:  # no bump of the generation may be lost to a concurrent one
+            self._not_live = None if live else (reason or "marked not live")
+            self._generation += 1
 
     # -- running probes --------------------------------------------------------------------
 
