@@ -81,7 +81,8 @@ def table(rows: list[Row]) -> str:
     lines = ["| # | measurement | measured | target | met |", "|---|---|---|---|---|"]
     for row in rows:
         met = "-" if row.met is None else ("yes" if row.met else "**no**")
-        lines.append(f"| {row.item} | {row.what} | {row.measured} | {row.target} | {met} |")
+        what = f"{row.what}; {row.detail}" if row.detail else row.what
+        lines.append(f"| {row.item} | {what} | {row.measured} | {row.target} | {met} |")
     return "\n".join(lines)
 
 
