@@ -28,8 +28,8 @@ from .shutdown import GracefulShutdown
 def _route_path(scope: Scope) -> str:
     """``path`` below ``root_path``: the rule of Starlette's router (``get_route_path``),
     since servers such as uvicorn prefix ``path`` with ``root_path`` (ASGI 3.0 HTTP scope)."""
-    path = str(scope["path"])
-    root = str(scope.get("root_path", ""))
+    path: str = scope["path"]
+    root: str = scope.get("root_path", "")
     if root and path.startswith(root) and path[len(root) : len(root) + 1] in ("", "/"):
         path = path[len(root) :]
     return path or "/"
@@ -91,23 +91,26 @@ class HealthMiddleware:
         self.shutdown = shutdown
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        # Every request of the application passes here: whether it is ours is decided
+        # without a coroutine, so passing it on costs little (docs/performance.md).
+        kind = scope["type"]
         shutdown = self.shutdown
-        if shutdown is not None:
-            if scope["type"] == "http":
-                await self._tracked(shutdown, scope, receive, send)
-                return
-            if scope["type"] == "lifespan":
-                await self.app(scope, _lifespan_receive(shutdown, receive), send)
-                return
-        if scope["type"] == "http" and await self._answer(scope, receive, send):
+        if kind == "http":
+            path = _route_path(scope)
+            ours = self.endpoints.matches(path)
+            if shutdown is not None:
+                await self._tracked(shutdown, path if ours else None, scope, receive, send)
+            elif not (ours and await self._answer(path, scope, receive, send)):
+                await self.app(scope, receive, send)
+            return
+        if kind == "lifespan" and shutdown is not None:
+            await self.app(scope, _lifespan_receive(shutdown, receive), send)
             return
         await self.app(scope, receive, send)
 
-    async def _answer(self, scope: Scope, receive: Receive, send: Send) -> bool:
-        """Answer a probe or metrics request; ``False`` if the path is not ours."""
-        path = _route_path(scope)
-        if not self.endpoints.matches(path):
-            return False
+    async def _answer(self, path: str, scope: Scope, receive: Receive, send: Send) -> bool:
+        """Answer a probe or metrics request at ``path`` (one of ours); ``False`` if
+        nothing here answers it after all."""
         method, query, accept = scope["method"], scope.get("query_string", b"").decode("latin-1"), _accept(scope)
         response = self.endpoints.cached(method, path, query, accept)
         if response is None:
@@ -117,26 +120,33 @@ class HealthMiddleware:
         await _send(response, scope, receive, send)
         return True
 
-    async def _tracked(self, shutdown: GracefulShutdown, scope: Scope, receive: Receive, send: Send) -> None:
+    async def _tracked(
+        self, shutdown: GracefulShutdown, path: str | None, scope: Scope, receive: Receive, send: Send
+    ) -> None:
+        """Serve one HTTP request under ``shutdown``: ``path`` is the probe or metrics path
+        to answer, or ``None`` to count the request in flight and pass it on."""
         if shutdown.pid is None:  # no lifespan: install on the first request instead
             shutdown.install()
 
         # HTTP/2 and HTTP/3 forbid connection-specific headers (RFC 9113 section 8.2.2);
-        # their servers close with GOAWAY instead.
-        http1 = scope.get("http_version", "1.1") in ("1.0", "1.1")
+        # their servers close with GOAWAY instead, so their messages pass unchanged.
+        sender = send
+        if scope.get("http_version", "1.1") in ("1.0", "1.1"):
 
-        async def closing_send(message: Message) -> None:
-            if http1 and message["type"] == "http.response.start" and shutdown.is_draining:
-                headers = [(k, v) for k, v in message.get("headers", ()) if k.lower() != b"connection"]
-                headers.append((b"connection", b"close"))
-                message = {**message, "headers": headers}
-            await send(message)
+            async def closing_send(message: Message) -> None:
+                if message["type"] == "http.response.start" and shutdown.is_draining:
+                    headers = [(k, v) for k, v in message.get("headers", ()) if k.lower() != b"connection"]
+                    headers.append((b"connection", b"close"))
+                    message = {**message, "headers": headers}
+                await send(message)
 
-        if await self._answer(scope, receive, closing_send):
+            sender = closing_send
+
+        if path is not None and await self._answer(path, scope, receive, sender):
             return
         shutdown.request_started()
         try:
-            await self.app(scope, receive, closing_send)
+            await self.app(scope, receive, sender)
         finally:
             shutdown.request_finished()
 

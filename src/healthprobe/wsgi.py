@@ -16,10 +16,8 @@ never holds the worker beyond it.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import TYPE_CHECKING
-
-from werkzeug.wsgi import ClosingIterator
 
 from ._types import Probe
 from .http import HealthEndpoints, MetricsSource, Response, endpoints_for, plain_response
@@ -47,6 +45,32 @@ def _handle(endpoints: HealthEndpoints, environ: WSGIEnvironment) -> Response | 
     if response is None:
         response = endpoints.handle_sync(method, path, query, accept)
     return response
+
+
+class _InFlight:
+    """The app's response iterable, counted in flight until the server closes it (PEP 3333
+    requires servers to call ``close()``); closes the app's iterable first, then counts the
+    request finished, once however often it is closed."""
+
+    __slots__ = ("_finished", "_iterable")
+
+    def __init__(self, iterable: Iterable[bytes], finished: Callable[[], None]) -> None:
+        self._iterable = iterable
+        self._finished: Callable[[], None] | None = finished
+
+    def __iter__(self) -> Iterator[bytes]:
+        return iter(self._iterable)
+
+    def close(self) -> None:
+        finished, self._finished = self._finished, None
+        if finished is None:
+            return
+        try:
+            close = getattr(self._iterable, "close", None)
+            if close is not None:
+                close()
+        finally:
+            finished()
 
 
 class HealthMiddleware:
@@ -95,7 +119,7 @@ class HealthMiddleware:
         except BaseException:
             shutdown.request_finished()
             raise
-        return ClosingIterator(iterable, shutdown.request_finished)
+        return _InFlight(iterable, shutdown.request_finished)
 
 
 class HealthApp:
