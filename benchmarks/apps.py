@@ -65,12 +65,27 @@ def starlette_app(path: str = "/livez") -> ASGIApp:
     return Starlette(routes=[Route(path, handler)])  # type: ignore[return-value]
 
 
-def healthprobe_asgi(inner: ASGIApp | None = None, registry: HealthRegistry | None = None) -> ASGIApp:
-    """healthprobe's ASGI middleware in front of an ordinary Starlette app."""
+def in_flight_tracking(registry: HealthRegistry) -> Any:
+    """A graceful-shutdown coordinator that counts in-flight requests. It listens for
+    SIGUSR2 only, so a benchmark never takes over SIGTERM or SIGINT of its process."""
+    import signal
+
+    from healthprobe import GracefulShutdown
+
+    return GracefulShutdown(registry, delay=0, signals=(signal.SIGUSR2,))
+
+
+def healthprobe_asgi(
+    inner: ASGIApp | None = None, registry: HealthRegistry | None = None, *, shutdown: bool = False
+) -> ASGIApp:
+    """healthprobe's ASGI middleware in front of an ordinary Starlette app; with
+    ``shutdown``, also counting in-flight requests for a graceful shutdown."""
     from healthprobe.asgi import HealthMiddleware
 
     app = inner if inner is not None else starlette_app("/orders")
-    return HealthMiddleware(app, registry or started_registry())  # type: ignore[arg-type,return-value]
+    registry = registry or started_registry()
+    coordinator = in_flight_tracking(registry) if shutdown else None
+    return HealthMiddleware(app, registry, shutdown=coordinator)  # type: ignore[arg-type,return-value]
 
 
 class NoopAsgiMiddleware:
@@ -122,12 +137,17 @@ def flask_app() -> Any:
     return app
 
 
-def healthprobe_wsgi(inner: WSGIApp | None = None, registry: HealthRegistry | None = None) -> WSGIApp:
-    """healthprobe's WSGI middleware in front of an ordinary app."""
+def healthprobe_wsgi(
+    inner: WSGIApp | None = None, registry: HealthRegistry | None = None, *, shutdown: bool = False
+) -> WSGIApp:
+    """healthprobe's WSGI middleware in front of an ordinary app; with ``shutdown``, also
+    counting in-flight requests for a graceful shutdown."""
     from healthprobe.wsgi import HealthMiddleware
 
     app = inner if inner is not None else werkzeug_app
-    return HealthMiddleware(app, registry or started_registry())  # type: ignore[arg-type,return-value]
+    registry = registry or started_registry()
+    coordinator = in_flight_tracking(registry) if shutdown else None
+    return HealthMiddleware(app, registry, shutdown=coordinator)  # type: ignore[arg-type,return-value]
 
 
 class NoopWsgiMiddleware:
