@@ -89,15 +89,19 @@ class HealthMiddleware:
         self.app = app
         self.endpoints = endpoints_for(registry, paths, failure_status, expose_output, metrics, metrics_path)
         self.shutdown = shutdown
+        # Every path answered here is one of these or starts with one of the prefixes.
+        endpoints = self.endpoints
+        self._exact = frozenset([*endpoints.paths, *([endpoints.metrics_path] if endpoints.metrics else [])])
+        self._prefixes = tuple(path.rstrip("/") + "/" for path in endpoints.paths)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        # Every request of the application passes here: whether it is ours is decided
-        # without a coroutine, so passing it on costs little (docs/performance.md).
+        # Every request of the application passes here: whether it is ours is decided by a
+        # set lookup and one startswith, without a call or a coroutine (docs/performance.md).
         kind = scope["type"]
         shutdown = self.shutdown
         if kind == "http":
-            path = _route_path(scope)
-            ours = self.endpoints.matches(path)
+            path = _route_path(scope) if scope.get("root_path") else (scope["path"] or "/")
+            ours = (path in self._exact or path.startswith(self._prefixes)) and self.endpoints.matches(path)
             if shutdown is not None:
                 await self._tracked(shutdown, path if ours else None, scope, receive, send)
             elif not (ours and await self._answer(path, scope, receive, send)):
