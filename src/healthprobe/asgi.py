@@ -121,7 +121,9 @@ class HealthMiddleware:
             response = await self.endpoints.handle_async(method, path, query, accept)
         if response is None:
             return False
-        await _send(response, scope, receive, send)
+        # _send's two messages, without a coroutine of its own: this is every probe's path.
+        await send({"type": "http.response.start", "status": response.status, "headers": list(response.raw_headers)})
+        await send({"type": "http.response.body", "body": response.body})
         return True
 
     async def _tracked(
