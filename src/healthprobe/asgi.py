@@ -60,8 +60,8 @@ class HealthMiddleware:
             :class:`HealthEndpoints` (ignored when ``registry`` is a :class:`HealthEndpoints`);
             ``metrics=True`` also serves Prometheus metrics on ``/metrics``.
         shutdown: a :class:`GracefulShutdown` to serve: HTTP requests to ``app`` are
-            counted as in flight until the app returns; once draining, every HTTP/1.x
-            response carries ``Connection: close`` so that clients leave the process
+            counted as in flight until the app returns; the HTTP/1.x response of every
+            request that starts while draining carries ``Connection: close`` so that clients leave the process
             (RFC 9112 section 9.6); at lifespan startup (or the first request) the
             coordinator's signal handlers are installed in this serving process, and at
             lifespan shutdown it drains and runs its cleanup hooks before ``app`` sees the
@@ -134,13 +134,18 @@ class HealthMiddleware:
         if shutdown.pid is None:  # no lifespan: install on the first request instead
             shutdown.install()
 
-        # HTTP/2 and HTTP/3 forbid connection-specific headers (RFC 9113 section 8.2.2);
-        # their servers close with GOAWAY instead, so their messages pass unchanged.
+        # Once draining, HTTP/1.x answers carry ``Connection: close`` so clients move to
+        # other pods. Only requests that start while draining are wrapped: a keep-alive
+        # connection whose request began before the signal gets the header on its next
+        # request, which is still served, and the server closes idle connections when it
+        # stops accepting; so every other request pays nothing for it. HTTP/2 and HTTP/3
+        # forbid connection-specific headers (RFC 9113 section 8.2.2): their servers close
+        # with GOAWAY, so their messages pass unchanged.
         sender = send
-        if scope.get("http_version", "1.1") in ("1.0", "1.1"):
+        if shutdown.is_draining and scope.get("http_version", "1.1") in ("1.0", "1.1"):
 
             async def closing_send(message: Message) -> None:
-                if message["type"] == "http.response.start" and shutdown.is_draining:
+                if message["type"] == "http.response.start":
                     headers = [(k, v) for k, v in message.get("headers", ()) if k.lower() != b"connection"]
                     headers.append((b"connection", b"close"))
                     message = {**message, "headers": headers}

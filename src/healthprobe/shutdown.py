@@ -113,9 +113,10 @@ class GracefulShutdown:
         if not self.signals:
             raise ValueError("signals must name at least one signal")
         self._lock = threading.RLock()
-        self._count_lock = threading.Lock()
         self._hooks: list[tuple[str, Hook]] = []
-        self._in_flight = 0
+        # One item per request in flight: list.append and list.pop are atomic, so counting
+        # takes no lock on the path every request passes (docs/performance.md).
+        self._requests: list[None] = []
         self._previous: dict[int, SignalHandler] = {}
         self._handler = self._on_signal
         self._stop: Callable[[], None] | None = None
@@ -321,7 +322,7 @@ class GracefulShutdown:
             "shutdown: %s received; readiness fails, serving on for the %.1f s delay (%d request(s) in flight)",
             _name(self._signum or signal.SIGTERM),
             self.delay,
-            self._in_flight,
+            self.in_flight,
         )
         if self.delay > 0:
             time.sleep(self.delay)
@@ -332,7 +333,7 @@ class GracefulShutdown:
             "drain",
             "shutdown: delay over after %.2f s; stopping accepting, draining %d in-flight request(s) (bound %.1f s)",
             self._stop_at - self._t0,
-            self._in_flight,
+            self.in_flight,
             self.drain_timeout,
         )
         stop = self._stop
@@ -400,17 +401,19 @@ class GracefulShutdown:
     @property
     def in_flight(self) -> int:
         """Requests counted by the middleware that have not finished."""
-        return self._in_flight
+        return len(self._requests)
 
     def request_started(self) -> None:
         """Count one request as in flight (the middleware calls this)."""
-        with self._count_lock:
-            self._in_flight += 1
+        self._requests.append(None)
 
     def request_finished(self) -> None:
-        """Count one in-flight request as finished (the middleware calls this)."""
-        with self._count_lock:
-            self._in_flight -= 1
+        """Count one in-flight request as finished (the middleware calls this, once per
+        :meth:`request_started`)."""
+        try:
+            self._requests.pop()
+        except IndexError:  # more finishes than starts: a caller's bug, never a negative count
+            logger.warning("shutdown: request_finished() called with no request in flight")
 
     def _drain_left(self) -> float:
         if not self._stopping.is_set():
@@ -427,7 +430,7 @@ class GracefulShutdown:
         Returns ``True`` when drained, ``False`` when the bound was reached first.
         """
         deadline = time.monotonic() + self._drain_left()
-        while self._in_flight > 0 and time.monotonic() < deadline:
+        while self.in_flight > 0 and time.monotonic() < deadline:
             time.sleep(_POLL)
         return self._drained()
 
@@ -435,11 +438,11 @@ class GracefulShutdown:
         """:meth:`drain` for async callers (shielded from cancellation)."""
         with anyio.CancelScope(shield=True):
             deadline = time.monotonic() + self._drain_left()
-            await _until(lambda: self._in_flight <= 0 or time.monotonic() >= deadline)
+            await _until(lambda: self.in_flight <= 0 or time.monotonic() >= deadline)
         return self._drained()
 
     def _drained(self) -> bool:
-        left = self._in_flight
+        left = self.in_flight
         start = self._stop_at or self._t0 or time.monotonic()
         if left > 0:
             self._phase(
