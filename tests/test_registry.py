@@ -675,3 +675,37 @@ def test_exclude_accepts_a_single_name() -> None:
     registry.add_check("d", lambda: True)
     report = registry.run("readiness", exclude="db")
     assert list(report.checks) == ["d"] and report.status is Status.PASS
+
+
+@pytest.mark.parametrize("backend", ["asyncio", "trio"])
+def test_an_async_check_that_swallows_its_cancellation_still_times_out(backend: str) -> None:
+    registry = HealthRegistry()
+    registry.mark_started()
+
+    @registry.check("swallow", timeout=0.2, cache_ttl=0)
+    async def swallow() -> bool:
+        try:
+            await anyio.sleep(10)
+        except BaseException:  # a hung dependency's client that catches everything
+            return True
+        return True
+
+    report = anyio.run(registry.run_async, "readiness", backend=backend)
+    entry = report.checks["swallow"]
+    assert report.status is Status.FAIL
+    assert entry.result.timed_out and entry.result.output == "timed out after 0.2 s"
+    sync_report = registry.run("readiness")
+    assert sync_report.status is Status.FAIL and sync_report.checks["swallow"].result.timed_out
+
+
+def test_an_async_check_that_blocks_the_loop_past_its_deadline_fails() -> None:
+    registry = HealthRegistry()
+    registry.mark_started()
+
+    @registry.check("blocking", timeout=0.1, cache_ttl=0)
+    async def blocking() -> bool:
+        time.sleep(0.3)  # blocks the event loop: no cancellation can reach it
+        return True
+
+    report = anyio.run(registry.run_async, "readiness")
+    assert report.status is Status.FAIL and report.checks["blocking"].result.timed_out

@@ -336,7 +336,10 @@ class Runner:
                     # client library): the check's failure, not the probe's, and it must not
                     # cancel the probe.
                     result = _from_exception(exc)
-            if result is None:
+            if result is None or scope.cancel_called or time.monotonic() > run.deadline:
+                # Past the deadline the answer is "timed out", whatever the check returned:
+                # a check that swallowed its cancellation, or one that blocked the event
+                # loop beyond its deadline, must not report pass.
                 result = _timeout_result(state.check)
         except Exception as exc:
             result = _from_exception(exc)
