@@ -704,7 +704,7 @@ def test_an_async_check_that_blocks_the_loop_past_its_deadline_fails() -> None:
 
     @registry.check("blocking", timeout=0.1, cache_ttl=0)
     async def blocking() -> bool:
-        time.sleep(0.3)  # blocks the event loop: no cancellation can reach it
+        time.sleep(0.3)  # noqa: ASYNC251 - blocks the event loop on purpose: no cancellation reaches it
         return True
 
     report = anyio.run(registry.run_async, "readiness")
