@@ -179,6 +179,9 @@ def test_redact_removes_literal_secrets_in_any_form() -> None:
     out = redact("auth failed for p@ss/w0rd and p%40ss%2Fw0rd", ["p@ss/w0rd"])
     assert "p@ss" not in out and "w0rd" not in out
     assert redact("nothing secret here") == "nothing secret here"
+    # PostgreSQL folds unquoted identifiers to lower case before echoing them in errors
+    out = redact('relation "secret_table_pgpw789" does not exist', ["PGPW789"])
+    assert "pgpw789" not in out.lower()
 
 
 # -- tcp and http ------------------------------------------------------------------------------

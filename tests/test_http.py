@@ -275,6 +275,12 @@ def test_unknown_paths(make_client: ClientFactory) -> None:
         ("exclude", "exclude"),
         ("exclude=", "exclude"),
         ("verbose=maybe", "verbose"),
+        ("exclude=" + "x" * 64, "not a valid check name"),
+        ("exclude=db%0A", "not a valid check name"),
+        ("exclude=../db", "not a valid check name"),
+        ("format=json&format=text", "twice"),
+        ("exclude=db&" * 65, "more than 64 query parameters"),
+        ("verbose=" + "1" * 3000, "longer than 2048"),
     ],
 )
 def test_malformed_query_is_400_with_one_line_reason(make_client: ClientFactory, query: str, word: str) -> None:

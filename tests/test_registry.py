@@ -709,3 +709,42 @@ def test_an_async_check_that_blocks_the_loop_past_its_deadline_fails() -> None:
 
     report = anyio.run(registry.run_async, "readiness")
     assert report.status is Status.FAIL and report.checks["blocking"].result.timed_out
+
+
+def test_what_a_check_wrote_stays_on_one_log_line(caplog: pytest.LogCaptureFixture) -> None:
+    registry = HealthRegistry()
+    registry.mark_started()
+
+    def forged() -> None:
+        raise RuntimeError("a\nWARNING fake line\r\x1b[31m")
+
+    registry.add_check("forged", forged)
+    with caplog.at_level(logging.WARNING, logger="healthprobe"):
+        registry.run("readiness")
+    [record] = [r for r in caplog.records if "forged" in r.getMessage()]
+    message = record.getMessage()
+    assert "\n" not in message and "\r" not in message and "\x1b" not in message
+    assert "a\\nWARNING fake line" in message
+
+
+def test_reserved_names_and_checks_that_need_arguments_are_refused_at_registration() -> None:
+    registry = HealthRegistry()
+    with pytest.raises(ValueError, match="reserved"):
+        registry.add_check("lifecycle", lambda: True)
+    with pytest.raises(TypeError, match="no arguments"):
+        registry.add_check("needs-arg", lambda conn: True)
+    registry.add_check("defaults-ok", lambda conn=None: True)
+
+
+def test_check_result_status_may_be_given_as_its_value_and_nonsense_fails_the_check() -> None:
+    assert CheckResult("warn").status is Status.WARN  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="pass, warn or fail"):
+        CheckResult("weird")  # type: ignore[arg-type]
+    registry = HealthRegistry()
+    registry.mark_started()
+    registry.add_check("weird", lambda: CheckResult("weird"))  # type: ignore[arg-type]
+    registry.add_check("warned", lambda: CheckResult("warn"))  # type: ignore[arg-type]
+    report = registry.run("readiness")
+    assert report.checks["weird"].status is Status.FAIL
+    assert report.checks["weird"].result.error_type == "ValueError"
+    assert report.checks["warned"].status is Status.WARN

@@ -284,3 +284,47 @@ def test_wsgi_counts_until_the_response_is_closed_and_sets_no_hop_by_hop_header(
     with pytest.raises(RuntimeError):
         Client(WsgiHealthMiddleware(broken, registry, shutdown=shutdown)).get("/")
     assert shutdown.in_flight == 0
+
+
+WEDGED_WORKER = """
+import logging, sys, time
+from healthprobe import HealthRegistry
+from healthprobe.shutdown import GracefulShutdown
+logging.basicConfig(level=logging.INFO, stream=sys.stdout)
+registry = HealthRegistry()
+registry.mark_started()
+shutdown = GracefulShutdown(registry, delay=0.2, drain_timeout=0.5, hook_timeout=0.3)
+shutdown.install()
+print("ready", flush=True)
+while True:  # a job loop wedged in a call that never returns: it never looks at is_draining
+    time.sleep(3600)
+"""
+
+
+def test_a_wedged_worker_exits_by_force_once_drain_and_hooks_have_had_their_time() -> None:
+    import subprocess
+    import sys
+
+    proc = subprocess.Popen(
+        [sys.executable, "-c", WEDGED_WORKER], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
+    try:
+        assert proc.stdout is not None
+        for _ in range(20):  # log lines come first
+            if proc.stdout.readline().strip() == "ready":
+                break
+        else:
+            raise AssertionError("the worker never said ready")
+        started = time.monotonic()
+        proc.send_signal(signal.SIGTERM)
+        code = proc.wait(timeout=20)
+        elapsed = time.monotonic() - started
+        output = proc.stdout.read()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(10)
+    assert code == 1, output
+    # delay 0.2 + drain 0.5 + one hook slot 0.3 + margin 2: never before, and not much after
+    assert 3.0 <= elapsed < 15, (elapsed, output)
+    assert "not stopped" in output and "exiting with code 1" in output

@@ -58,7 +58,7 @@ class CheckResult:
     when a check sets them.
 
     Attributes:
-        status: ``pass``, ``warn`` or ``fail``.
+        status: ``pass``, ``warn`` or ``fail`` (a :class:`Status`, or its value as a string).
         output: a human-readable message from the check. Served in HTTP bodies only when
             the operator opted in (``expose_output=True``), since it may carry details of
             the dependency.
@@ -80,6 +80,15 @@ class CheckResult:
     time: float = 0.0
     error_type: str | None = None
     timed_out: bool = False
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.status, Status):
+            # "warn" works as well as Status.WARN; anything else is refused here, where the
+            # mistake is made (raised inside a check, it fails that check with this reason).
+            try:
+                object.__setattr__(self, "status", Status(self.status))
+            except ValueError:
+                raise ValueError(f"CheckResult status must be pass, warn or fail, got {self.status!r}") from None
 
     @property
     def ok(self) -> bool:

@@ -37,7 +37,7 @@ import anyio
 import anyio.to_thread
 
 from ._types import Probe, Report
-from .registry import HealthRegistry, UnknownCheckError, _as_probe, _Stamp
+from .registry import CHECK_NAME, HealthRegistry, UnknownCheckError, _as_probe, _Stamp
 from .render import PROBE_WORD, dumps, render_json, render_text
 
 logger = logging.getLogger("healthprobe")
@@ -50,6 +50,11 @@ DEFAULT_PATHS: Mapping[str, Probe] = {
     "/readyz": Probe.READINESS,
     "/startupz": Probe.STARTUP,
 }
+
+#: Longest query string accepted, in characters, and most parameters in one query: a probe
+#: needs a few; more is a malformed request and gets 400, so nothing large is echoed back.
+MAX_QUERY_LENGTH = 2048
+MAX_QUERY_FIELDS = 64
 
 HEALTH_JSON = "application/health+json"
 TEXT = "text/plain; charset=utf-8"
@@ -253,10 +258,16 @@ class HealthEndpoints:
         fmt: str | None = None
         exclude: list[str] = []
         if query_string:
+            if len(query_string) > MAX_QUERY_LENGTH:
+                return plain_response(400, f"query string longer than {MAX_QUERY_LENGTH} characters", head)
             try:
-                pairs = urllib.parse.parse_qsl(query_string, keep_blank_values=True, errors="strict")
-            except (ValueError, UnicodeDecodeError):
+                pairs = urllib.parse.parse_qsl(
+                    query_string, keep_blank_values=True, errors="strict", max_num_fields=MAX_QUERY_FIELDS
+                )
+            except UnicodeDecodeError:
                 return plain_response(400, "malformed query string: not valid percent-encoded UTF-8", head)
+            except ValueError:
+                return plain_response(400, f"more than {MAX_QUERY_FIELDS} query parameters", head)
             for key, value in pairs:
                 if key == "verbose":
                     lowered = value.lower()
@@ -266,10 +277,14 @@ class HealthEndpoints:
                 elif key == "exclude":
                     if not value:
                         return plain_response(400, "exclude needs a check name", head)
+                    if not CHECK_NAME.fullmatch(value):
+                        return plain_response(400, "exclude: not a valid check name", head)
                     exclude.append(value)
                 elif key == "format":
                     if value not in ("json", "text"):
                         return plain_response(400, "format must be json or text", head)
+                    if fmt is not None and fmt != value:
+                        return plain_response(400, "format given twice with different values", head)
                     fmt = value
                 else:
                     return plain_response(400, f"unknown query parameter {key[:40]!r}", head)

@@ -28,7 +28,11 @@ DEFAULT_TIMEOUT = 0.8
 #: Default time a check result is reused, in seconds.
 DEFAULT_CACHE_TTL = 1.0
 
-_NAME = re.compile(r"[A-Za-z0-9]([A-Za-z0-9_.-]{0,61}[A-Za-z0-9])?")
+#: What a check name may be (1-63 characters, a DNS-label-like word that fits URLs,
+#: bodies and Prometheus label values).
+CHECK_NAME = re.compile(r"[A-Za-z0-9]([A-Za-z0-9_.-]{0,61}[A-Za-z0-9])?")
+#: Names healthprobe itself uses in bodies (``[-]lifecycle failed: draining``).
+RESERVED_NAMES = frozenset({"lifecycle"})
 
 
 class UnknownCheckError(LookupError):
@@ -142,17 +146,26 @@ class HealthRegistry:
             The registered :class:`Check`.
 
         Raises:
-            ValueError: on a duplicate or malformed name, an unknown probe, no probe, or a
+            ValueError: on a duplicate, reserved (``lifecycle``) or malformed name, an
+                unknown probe, no probe, or a
                 non-positive or non-finite ``timeout``/``interval`` or negative ``cache_ttl``.
-            TypeError: if ``func`` is not callable.
+            TypeError: if ``func`` is not callable, or not callable without arguments.
         """
-        if not isinstance(name, str) or not _NAME.fullmatch(name):
+        if not isinstance(name, str) or not CHECK_NAME.fullmatch(name):
             raise ValueError(
                 f"invalid check name {name!r}: use 1-63 letters, digits, '_', '.' or '-', "
                 "starting and ending with a letter or digit"
             )
+        if name in RESERVED_NAMES:
+            raise ValueError(f"check name {name!r} is reserved: healthprobe uses it in probe bodies")
         if not callable(func):
             raise TypeError(f"check {name!r}: func must be callable, got {type(func).__name__}")
+        try:
+            inspect.signature(func).bind()
+        except TypeError:
+            raise TypeError(f"check {name!r}: func must be callable with no arguments") from None
+        except ValueError:  # no signature to read (some builtins): found out at the first run
+            pass
         probe_set = frozenset(_as_probe(p) for p in ([probes] if isinstance(probes, str) else probes))
         if not probe_set:
             raise ValueError(f"check {name!r} must belong to at least one probe")

@@ -77,6 +77,11 @@ class GracefulShutdown:
             is logged at construction when ``delay + drain_timeout + hooks`` exceeds it.
         signals: the signals that begin shutdown (default SIGTERM and SIGINT).
 
+    A shutdown begun by a signal always ends: a second signal exits at once with
+    ``128 + signal number``, and if the server or worker loop has not called
+    :meth:`finish` by ``drain_timeout + hook_timeout * hooks + FORCED_EXIT_MARGIN`` seconds
+    after the delay ended (a wedged loop), the process exits with :data:`FORCED_EXIT_CODE`.
+
     Raises:
         ValueError: a duration is negative or not finite, or ``signals`` is empty.
     """
@@ -127,6 +132,7 @@ class GracefulShutdown:
         # code of the same thread would never be released); the coordinator's thread,
         # woken through a pipe, does the rest.
         self._signalled = False
+        self._by_signal = False
         self._wake: tuple[int, int] | None = None
         self._thread: threading.Thread | None = None
         self._thread_pid = 0
@@ -260,6 +266,7 @@ class GracefulShutdown:
         # plain attributes and write to a pipe, nothing that takes a lock.
         if not self._signalled:
             self._signalled = True
+            self._by_signal = True
             self._signum, self._frame, self._t0 = signum, frame, time.monotonic()
             if self._wake is not None:
                 os.write(self._wake[1], b"s")
@@ -276,11 +283,7 @@ class GracefulShutdown:
             time.monotonic() - self._t0,
             code,
         )
-        for handler in logging.getLogger().handlers + logger.handlers:
-            try:
-                handler.flush()
-            except Exception:
-                pass
+        _flush_logs()
         os._exit(code)
 
     # -- the sequence ---------------------------------------------------------------------------
@@ -346,6 +349,24 @@ class GracefulShutdown:
                     previous(self._signum or signal.SIGTERM, self._frame)
         except Exception:
             logger.exception("shutdown: stopping the server raised")
+        if self._by_signal:
+            # A signalled process must end: if the server or worker loop never comes back
+            # to finish() (a wedged loop, a server that ignores its stop), exit once drain
+            # and hooks have had their time, rather than wait for the kubelet's SIGKILL.
+            bound = self.drain_timeout + self.hook_timeout * max(1, len(self._hooks)) + FORCED_EXIT_MARGIN
+            if not self._stopped.wait(bound):
+                self._forced_exit(bound)
+
+    def _forced_exit(self, bound: float) -> None:
+        self.exit_code = FORCED_EXIT_CODE
+        logger.error(
+            "shutdown: not stopped %.1f s after the delay ended (drain + hooks + %.0f s); exiting with code %d",
+            bound,
+            FORCED_EXIT_MARGIN,
+            FORCED_EXIT_CODE,
+        )
+        _flush_logs()
+        os._exit(FORCED_EXIT_CODE)
 
     @property
     def is_draining(self) -> bool:
@@ -546,6 +567,21 @@ class GracefulShutdown:
 #: The shutdown phases in order, as :attr:`GracefulShutdown.phase` names them (DESIGN.md's
 #: shutdown table); the Prometheus collector exports one series per phase.
 PHASES: tuple[str, ...] = GracefulShutdown.phases
+
+
+#: Seconds allowed past drain and hooks before a signalled shutdown that has not finished
+#: exits by force (with :data:`FORCED_EXIT_CODE`).
+FORCED_EXIT_MARGIN = 2.0
+#: Exit code of a shutdown forced because it did not finish in time.
+FORCED_EXIT_CODE = 1
+
+
+def _flush_logs() -> None:
+    for handler in logging.getLogger().handlers + logger.handlers:
+        try:
+            handler.flush()
+        except Exception:
+            pass
 
 
 def _name(signum: int) -> str:

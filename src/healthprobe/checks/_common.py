@@ -32,7 +32,7 @@ def redact(text: str, secrets: Iterable[str] = ()) -> str:
     Removes the userinfo of every URL (``postgresql://user:pw@host`` becomes
     ``postgresql://***@host``), the value of every ``password=``/``token=``-like parameter
     (libpq keyword/value DSNs and URL query strings), and every literal occurrence of the
-    given ``secrets`` (plain and percent-encoded).
+    given ``secrets`` (plain and percent-encoded, in any letter case).
 
     Args:
         text: any message, DSN or URL.
@@ -43,7 +43,8 @@ def redact(text: str, secrets: Iterable[str] = ()) -> str:
     """
     for secret in sorted({s for s in secrets if s}, key=len, reverse=True):
         for form in {secret, urllib.parse.quote(secret, safe=""), urllib.parse.quote_plus(secret)}:
-            text = text.replace(form, MASK)
+            # Case-insensitive: servers echo identifiers folded (PostgreSQL lower-cases them).
+            text = re.sub(re.escape(form), MASK, text, flags=re.IGNORECASE)
     text = _USERINFO.sub(lambda m: f"{m['scheme']}{MASK}@", text)
     return _SECRET_PARAM.sub(lambda m: f"{m['key']}{MASK}", text)
 
