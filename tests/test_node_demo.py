@@ -18,7 +18,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from examples.node_demo import common
+from examples.node_demo import asgi_app, common, wsgi_app
 
 from tests.support import (
     PYTHON,
@@ -194,6 +194,50 @@ def test_bad_settings_exit_2(flavour: str) -> None:
     )
     assert result.returncode == 2
     assert b"PORT must be a TCP port number" in result.stderr
+
+
+def test_flavours_default_to_distinct_healthy_files() -> None:
+    """Stopping one flavour removes its healthy file: the other, running beside it with the
+    defaults, must not be watching the same file."""
+    asgi = asgi_app.read_settings({}).healthy_file
+    wsgi = wsgi_app.read_settings({}).healthy_file
+    assert asgi != wsgi
+    assert str(asgi) == common.DEFAULT_HEALTHY_FILE == "/tmp/healthy", "the image's exec probe reads /tmp/healthy"
+    assert str(wsgi) == "/tmp/healthy-wsgi"
+    for module in (asgi_app, wsgi_app):
+        assert str(module.read_settings({"HEALTHY_FILE": "/x/h"}).healthy_file) == "/x/h"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("case", ["port-in-use", "bad-host", "bad-healthy-file"])
+def test_unusable_address_or_healthy_file_exits_2(flavour: str, case: str, tmp_path: Path) -> None:
+    """An address that cannot be bound or a healthy file that cannot be created is a
+    settings problem: one error line, exit 2, no "listening" line, no healthy file left."""
+    healthy = tmp_path / "healthy"
+    env = {"PATH": "/usr/bin:/bin", "PYTHONPATH": str(ROOT), "HOST": "127.0.0.1", "HEALTHY_FILE": str(healthy)}
+    with socket.create_server(("127.0.0.1", 0)) as busy:
+        env["PORT"] = str(busy.getsockname()[1]) if case == "port-in-use" else "0"
+        if case == "bad-host":
+            env["HOST"] = "256.1.1.1"
+        if case == "bad-healthy-file":
+            env["HEALTHY_FILE"] = "/proc/nope/x"
+        result = subprocess.run(
+            [PYTHON, "-m", FLAVOURS[flavour]], cwd=ROOT, env=env, capture_output=True, text=True, timeout=30
+        )
+    output = result.stdout + result.stderr
+    assert result.returncode == 2, output
+    errors = [line for line in output.splitlines() if "ERROR" in line]
+    assert len(errors) == 1, output
+    expected = {
+        "port-in-use": "(HOST, PORT): [Errno",
+        "bad-host": "(HOST, PORT):",
+        "bad-healthy-file": "(HEALTHY_FILE):",
+    }
+    assert expected[case] in errors[0], output
+    assert "Traceback" not in output
+    assert "listening" not in output and "exit code 0" not in output, output
+    assert len(output.strip().splitlines()) == 1, output
+    assert not healthy.exists(), "a failed start leaves no healthy file behind"
 
 
 def test_settings_from_env() -> None:

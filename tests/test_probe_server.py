@@ -8,6 +8,7 @@ import asyncio
 import os
 import signal
 import socket
+import subprocess
 import threading
 import time
 from collections.abc import Iterator
@@ -21,7 +22,7 @@ import pytest
 import healthprobe
 from healthprobe import HealthRegistry, Status, checks
 
-from .support import PYTHON, free_port, run_server, wait_for_port
+from .support import PYTHON, ROOT, free_port, run_server, wait_for_port
 
 pytestmark = pytest.mark.timeout(90)
 
@@ -161,6 +162,68 @@ def test_worker_drains_and_exits_zero_on_sigterm(tmp_path: Path) -> None:
         assert "stopped after" in log
         assert "hook 'release_jobs' finished" in log and "exit code 0" in log, log
         assert refused(f"{worker.url}/livez")
+
+
+@pytest.mark.parametrize(
+    "env",
+    [{"PROBE_PORT": "abc"}, {"PROBE_PORT": "70000"}, {"WORKER_MAX_INTERVAL": "0"}, {"JOB_SECONDS": "soon"}],
+    ids=lambda env: next(iter(env)) + "=" + next(iter(env.values())),
+)
+def test_worker_bad_settings_exit_2(env: dict[str, str]) -> None:
+    result = subprocess.run(
+        [PYTHON, "-m", "examples.worker"],
+        cwd=ROOT,
+        env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(ROOT), "PROBE_HOST": "127.0.0.1", **env},
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert result.returncode == 2, result.stderr
+    assert "Traceback" not in result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "ERROR" in lines[0] and next(iter(env)) in lines[0], result.stderr
+
+
+def test_worker_busy_probe_port_exits_2() -> None:
+    with socket.create_server(("127.0.0.1", 0)) as busy:
+        port = busy.getsockname()[1]
+        result = subprocess.run(
+            [PYTHON, "-m", "examples.worker"],
+            cwd=ROOT,
+            env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(ROOT), "PROBE_HOST": "127.0.0.1", "PROBE_PORT": str(port)},
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+    assert result.returncode == 2, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "(PROBE_HOST, PROBE_PORT): [Errno" in lines[0], result.stderr
+
+
+def test_wedged_worker_does_not_exit_0_on_sigterm(tmp_path: Path) -> None:
+    """docs/probe-server.md: with its job loop wedged, SIGTERM fails readiness but cannot
+    finish the loop, so the worker never exits 0; a second SIGTERM ends it at once."""
+    port = free_port()
+    env = {"PROBE_PORT": str(port), "PROBE_HOST": "127.0.0.1", "WORKER_MAX_INTERVAL": "1.0"}
+    with run_server([PYTHON, "-m", "examples.worker"], port, tmp_path, env=env, name="worker") as worker:
+        with httpx.Client(base_url=worker.url, timeout=5.0) as client:
+            assert client.get("/readyz").status_code == 200
+            worker.signal(signal.SIGUSR1)
+            deadline = time.monotonic() + 10
+            while "stuck" not in worker.output():
+                assert time.monotonic() < deadline, worker.output()
+                time.sleep(0.05)
+            worker.signal(signal.SIGTERM)
+            while "-> draining" not in worker.output():
+                assert time.monotonic() < deadline, worker.output()
+                time.sleep(0.05)
+            assert client.get("/readyz").status_code == 503
+            time.sleep(2.0)  # well past what an un-wedged loop takes to stop (one job)
+            assert worker.proc.poll() != 0, worker.output()
+        assert "stopped after" not in worker.output()
+        if worker.proc.poll() is None:
+            worker.signal(signal.SIGTERM)
+            assert worker.wait(timeout=10) == 128 + signal.SIGTERM, worker.output()
 
 
 def test_worker_second_sigterm_exits_at_once(tmp_path: Path) -> None:

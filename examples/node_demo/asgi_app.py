@@ -1,7 +1,8 @@
 """The seed server in Python, ASGI flavour: a Starlette app served by uvicorn.
 
 Run ``python -m examples.node_demo.asgi_app`` (or ``make demo``): it listens on
-``0.0.0.0:8080`` (``PORT`` and ``HOST`` override). ``app`` is also importable, for example
+``0.0.0.0:8080`` (``PORT`` and ``HOST`` override) and touches ``/tmp/healthy``
+(``HEALTHY_FILE`` overrides). ``app`` is also importable, for example
 ``uvicorn examples.node_demo.asgi_app:app``.
 
 Layers, outermost first: the request log (every path, probes included, as the seed logged),
@@ -15,9 +16,11 @@ on top of uvicorn's own signal handler at lifespan startup, so the shutdown is t
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import socket
 import sys
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 
 import anyio
 import uvicorn
@@ -31,7 +34,17 @@ import healthprobe.servers.uvicorn
 from healthprobe import Probe
 from healthprobe.asgi import HealthMiddleware
 
-from .common import Answer, Demo, Settings, configure_logging, logger
+from .common import (
+    DEFAULT_HEALTHY_FILE,
+    EXIT_SETTINGS,
+    Answer,
+    Demo,
+    Settings,
+    StartupError,
+    configure_logging,
+    logger,
+    open_listener,
+)
 
 METHODS = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
 
@@ -49,11 +62,22 @@ class RequestLog:
         await self.app(scope, receive, send)
 
 
+def read_settings(environ: Mapping[str, str] | None = None) -> Settings:
+    """This flavour's :class:`Settings` from ``environ`` (default ``os.environ``), with
+    ``/tmp/healthy`` as the default healthy file: the one the image's exec probe reads.
+
+    Raises:
+        ValueError: with a one-line reason when a value is malformed.
+    """
+    return Settings.from_env(environ, default_healthy_file=DEFAULT_HEALTHY_FILE)
+
+
 def create_app(demo: Demo) -> ASGIApp:
     """The demo as an ASGI app for ``demo``: the seed's routes behind the probe middleware.
 
-    Its lifespan touches the healthy file at startup; at shutdown the probe middleware
-    drains in-flight requests and runs ``demo.coordinator``'s cleanup hook, which removes it.
+    Its lifespan touches the healthy file at startup, unless ``demo`` was started before
+    (:func:`main` starts it before serving); at shutdown the probe middleware drains
+    in-flight requests and runs ``demo.coordinator``'s cleanup hook, which removes it.
     """
 
     async def dispatch(request: Request) -> PlainTextResponse:
@@ -76,39 +100,52 @@ def create_app(demo: Demo) -> ASGIApp:
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        demo.start()
+        if not demo.started:
+            demo.start()
         yield
 
     routes = Starlette(routes=[Route("/{path:path}", dispatch, methods=METHODS)], lifespan=lifespan)
     return RequestLog(HealthMiddleware(routes, demo.endpoints, shutdown=demo.coordinator), demo)
 
 
-def serve(app: ASGIApp, demo: Demo, host: str, port: int) -> int:
-    """Serve ``app`` with uvicorn on ``host:port`` until shutdown completes; return the exit
-    code: 0 after a clean shutdown (a second signal exits at once with ``128 + signal``).
+def serve(app: ASGIApp, demo: Demo, sock: socket.socket) -> int:
+    """Serve ``app`` with uvicorn on the listening socket ``sock`` (from
+    :func:`~.common.open_listener`) until shutdown completes; return the exit code: 0 after
+    a clean shutdown (a second signal exits at once with ``128 + signal``).
 
-    :func:`healthprobe.servers.uvicorn.run` installs ``demo.coordinator`` inside uvicorn's own
-    signal capture; the coordinator fails readiness on the first SIGTERM or SIGINT, serves
-    on for the delay, then stops uvicorn, which closes its listening socket and waits for
-    open requests; the lifespan shutdown drains and runs the cleanup hook.
+    :func:`healthprobe.servers.uvicorn.serve` installs ``demo.coordinator`` inside uvicorn's
+    own signal capture; the coordinator fails readiness on the first SIGTERM or SIGINT,
+    serves on for the delay, then stops uvicorn, which closes ``sock`` and waits for open
+    requests; the lifespan shutdown drains and runs the cleanup hook. The socket is bound
+    before uvicorn starts, so that an address in use is reported by :func:`main` on one line
+    instead of failing inside uvicorn after its lifespan has started.
     """
-    demo.listening(host, port)
-    return healthprobe.servers.uvicorn.run(
-        uvicorn.Config(app, host=host, port=port, access_log=False, lifespan="on"), demo.coordinator
-    )
+    host, port = sock.getsockname()[:2]
+    config = uvicorn.Config(app, host=host, port=port, access_log=False, lifespan="on")
+    return asyncio.run(healthprobe.servers.uvicorn.serve(config, demo.coordinator, sockets=[sock]))
 
 
 def main() -> int:
-    """Entry point of ``python -m examples.node_demo.asgi_app``: 2 on bad settings, else the
-    exit code of :func:`serve`."""
+    """Entry point of ``python -m examples.node_demo.asgi_app``.
+
+    Returns:
+        2 (:data:`~.common.EXIT_SETTINGS`) on a malformed setting, an address or port that
+        cannot be bound, or a healthy file that cannot be created, each logged on one line
+        with nothing left behind; else the exit code of :func:`serve`.
+    """
     configure_logging()
     try:
-        settings = Settings.from_env()
-    except ValueError as exc:
+        demo = Demo(read_settings())
+        sock = open_listener(demo)
+    except (ValueError, StartupError) as exc:
         logger.error("%s", exc)
-        return 2
-    demo = Demo(settings)
-    return serve(create_app(demo), demo, settings.host, settings.port)
+        return EXIT_SETTINGS
+    demo.listening(demo.settings.host, sock.getsockname()[1])
+    try:
+        return serve(create_app(demo), demo, sock)
+    except BaseException:
+        demo.remove_healthy_file()  # the server failed before the cleanup hook could run
+        raise
 
 
 _app: ASGIApp | None = None
@@ -123,7 +160,7 @@ def __getattr__(name: str) -> ASGIApp:
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
     if _app is None:
         configure_logging()  # a no-op when the server has configured the root logger
-        _app = create_app(Demo(Settings.from_env()))
+        _app = create_app(Demo(read_settings()))
     return _app
 
 

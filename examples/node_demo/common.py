@@ -7,8 +7,10 @@ path. Here the flag is the registry's liveness switch (:meth:`HealthRegistry.set
 ``/healthz``, ``/livez`` and the kubelet all see the same truth, and the registry adds two
 real checks:
 
-* ``healthy-file`` (startup and liveness): the file the app touches when it starts
-  (``/tmp/healthy``, as the seed's exec probe ``cat /tmp/healthy`` expects) still exists.
+* ``healthy-file`` (startup and liveness): the file the app touches when it starts still
+  exists: ``/tmp/healthy`` for the ASGI flavour (the image's, as the seed's exec probe
+  ``cat /tmp/healthy`` expects), ``/tmp/healthy-wsgi`` for the WSGI flavour, so that both
+  can run side by side on one machine; ``HEALTHY_FILE`` overrides either.
 * ``warmup`` (startup): ``STARTUP_DELAY`` seconds have passed since the app started, a
   stand-in for a slow start that the startup probe must cover.
 
@@ -19,7 +21,10 @@ healthy file. ``/metrics`` serves the registry's Prometheus metrics, in-flight r
 the shutdown phase included.
 
 Each flavour (``asgi_app``, ``wsgi_app``) only translates between its protocol and these
-pieces, and hands its server to the matching :mod:`healthprobe.servers` module.
+pieces, and hands its server to the matching :mod:`healthprobe.servers` module. Before
+serving, :func:`open_listener` binds the listening socket and touches the healthy file; a
+failure of either is a :class:`StartupError`, reported on one line with exit code 2 like a
+malformed setting.
 """
 
 from __future__ import annotations
@@ -28,6 +33,7 @@ import dataclasses
 import logging
 import math
 import os
+import socket
 import time
 from collections.abc import Mapping
 from pathlib import Path
@@ -40,7 +46,13 @@ logger = logging.getLogger("node_demo")
 
 DEFAULT_HOST = "0.0.0.0"
 DEFAULT_PORT = 8080
+#: The ASGI flavour's healthy file: the one the image's exec probe reads (``k8s/``).
 DEFAULT_HEALTHY_FILE = "/tmp/healthy"
+#: The WSGI flavour's, distinct so that stopping one flavour (its cleanup hook removes its
+#: file) does not fail the liveness of the other running beside it.
+DEFAULT_HEALTHY_FILE_WSGI = "/tmp/healthy-wsgi"
+#: Exit code for bad settings, an unusable address or port, or an unusable healthy file.
+EXIT_SETTINGS = 2
 #: Longest wait ``/slow`` accepts, in seconds.
 SLOW_MAX_SECONDS = 30.0
 #: Probe paths served by the registry. ``/healthz`` is left to the app, which answers it
@@ -71,7 +83,8 @@ class Settings:
         host: address to listen on (``HOST``, default ``0.0.0.0`` like the seed).
         port: TCP port (``PORT``, default 8080; 0 picks a free one).
         healthy_file: the file touched at start and checked by liveness (``HEALTHY_FILE``,
-            default ``/tmp/healthy``).
+            default ``/tmp/healthy``; the WSGI flavour reads its settings with
+            ``/tmp/healthy-wsgi`` as the default).
         startup_delay: seconds the ``warmup`` startup check keeps failing after start
             (``STARTUP_DELAY``, default 0).
         shutdown_delay: seconds to keep serving after SIGTERM while readiness fails
@@ -94,10 +107,13 @@ class Settings:
     grace_period: float = 30.0
 
     @classmethod
-    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+    def from_env(
+        cls, environ: Mapping[str, str] | None = None, *, default_healthy_file: str = DEFAULT_HEALTHY_FILE
+    ) -> Settings:
         """Read ``HOST``, ``PORT``, ``HEALTHY_FILE``, ``STARTUP_DELAY``, ``SHUTDOWN_DELAY``,
         ``DRAIN_TIMEOUT``, ``HOOK_TIMEOUT`` and ``GRACE_PERIOD`` (an empty value counts as
-        unset).
+        unset) from ``environ`` (default ``os.environ``); ``default_healthy_file`` is the
+        path used when ``HEALTHY_FILE`` is unset.
 
         Raises:
             ValueError: with a one-line reason when a value is malformed.
@@ -109,7 +125,7 @@ class Settings:
         return cls(
             host=env.get("HOST", "").strip() or DEFAULT_HOST,
             port=int(raw_port),
-            healthy_file=Path(env.get("HEALTHY_FILE", "").strip() or DEFAULT_HEALTHY_FILE),
+            healthy_file=Path(env.get("HEALTHY_FILE", "").strip() or default_healthy_file),
             startup_delay=_seconds(env, "STARTUP_DELAY", 0.0),
             shutdown_delay=_optional_seconds(env, "SHUTDOWN_DELAY"),
             drain_timeout=_seconds(env, "DRAIN_TIMEOUT", cls.drain_timeout),
@@ -208,8 +224,17 @@ class Demo:
 
     # -- lifecycle ---------------------------------------------------------------------------
 
+    @property
+    def started(self) -> bool:
+        """Whether :meth:`start` has run."""
+        return self._started_at is not None
+
     def start(self) -> None:
-        """Touch the healthy file and start the warm-up clock (the app has started)."""
+        """Touch the healthy file and start the warm-up clock (the app has started).
+
+        Raises:
+            OSError: the healthy file (or its missing parent folders) cannot be created.
+        """
         path = self.settings.healthy_file
         path.parent.mkdir(parents=True, exist_ok=True)
         path.touch()
@@ -222,9 +247,8 @@ class Demo:
         logger.info("removed %s", self.settings.healthy_file)
 
     def listening(self, host: str, port: int) -> None:
-        """Log the seed's start line, before the server starts listening."""
-        shown = f"[{host}]" if ":" in host else host
-        logger.info("server is listening on http://%s:%d ...  PID = %d", shown, port, os.getpid())
+        """Log the seed's start line, once the socket is bound and listening on ``port``."""
+        logger.info("server is listening on %s ...  PID = %d", _url(host, port), os.getpid())
 
     # -- the seed's routes -------------------------------------------------------------------
 
@@ -268,6 +292,56 @@ class Demo:
     def slow_done(seconds: float) -> Answer:
         """The answer of ``/slow`` once its wait is over."""
         return Answer(200, f"{TEXT_HELLO} after {seconds:g} s")
+
+
+class StartupError(Exception):
+    """The demo cannot start with its settings: the address or port cannot be bound, or the
+    healthy file cannot be created. Its message is one line, for the log; the entry points
+    exit with :data:`EXIT_SETTINGS`."""
+
+
+def _url(host: str, port: int) -> str:
+    return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
+
+
+def open_listener(demo: Demo) -> socket.socket:
+    """Bind and listen on ``demo.settings``' host and port, then start ``demo`` (touch its
+    healthy file), in that order, so that nothing is left behind when either fails.
+
+    The address family follows the host as uvicorn's and Werkzeug's own binding does
+    (IPv6 when it contains ``:``); ``SO_REUSEADDR`` is set, as both servers set it.
+
+    Returns:
+        The listening TCP socket, for the flavour's server to serve on (it owns it from
+        then on). Its ``getsockname()[1]`` is the real port when ``PORT`` is 0.
+
+    Raises:
+        StartupError: one line naming the setting, when the address cannot be bound
+            (port in use, unknown host, no permission) or the healthy file cannot be
+            created; the socket is closed again in the second case.
+    """
+    host, port = demo.settings.host, demo.settings.port
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host, port))
+        sock.listen()
+    except OSError as exc:
+        sock.close()
+        raise StartupError(f"cannot listen on {_url(host, port)} (HOST, PORT): {_reason(exc)}") from None
+    try:
+        demo.start()
+    except OSError as exc:
+        sock.close()
+        path = demo.settings.healthy_file
+        raise StartupError(f"cannot create the healthy file {path} (HEALTHY_FILE): {_reason(exc)}") from None
+    return sock
+
+
+def _reason(exc: OSError) -> str:
+    """``exc`` as one line: ``[Errno 98] Address already in use``."""
+    return " ".join(str(exc).split())
 
 
 def configure_logging() -> None:

@@ -2,24 +2,28 @@
 server (``werkzeug.serving.make_server``).
 
 Run ``python -m examples.node_demo.wsgi_app`` (or ``make demo-wsgi``): it listens on
-``0.0.0.0:8080`` (``PORT`` and ``HOST`` override). ``app`` is also importable for any WSGI
-server, for example ``gunicorn examples.node_demo.wsgi_app:app``.
+``0.0.0.0:8080`` (``PORT`` and ``HOST`` override) and touches ``/tmp/healthy-wsgi``
+(``HEALTHY_FILE`` overrides), not the ASGI flavour's ``/tmp/healthy``, so that the two run
+side by side. ``app`` is also importable for any WSGI server, for example
+``gunicorn examples.node_demo.wsgi_app:app``.
 
 Layers, outermost first: the request log (every path, probes included, as the seed logged),
 healthprobe's :class:`~healthprobe.wsgi.HealthMiddleware` (``/livez``, ``/readyz``,
 ``/startupz``, ``/metrics``; counts in-flight requests for the shutdown coordinator), then
 the Werkzeug app with the seed's routes (see :mod:`.common`).
 
-WSGI has no lifespan: the app counts as started (healthy file touched) when it is created.
+WSGI has no lifespan: the app counts as started (healthy file touched) when it is created
+for another server (the module attribute ``app``), or once :func:`main` has bound its socket.
 Under another WSGI server the coordinator counts requests but handles no signal unless that
 server is wired to it (for gunicorn: ``-c python:healthprobe.servers.gunicorn``).
 """
 
 from __future__ import annotations
 
+import socket
 import sys
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING
 
 from werkzeug.serving import WSGIRequestHandler, make_server
@@ -29,7 +33,17 @@ import healthprobe.servers.werkzeug
 from healthprobe import Probe
 from healthprobe.wsgi import HealthMiddleware
 
-from .common import Answer, Demo, Settings, configure_logging, logger
+from .common import (
+    DEFAULT_HEALTHY_FILE_WSGI,
+    EXIT_SETTINGS,
+    Answer,
+    Demo,
+    Settings,
+    StartupError,
+    configure_logging,
+    logger,
+    open_listener,
+)
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
@@ -49,10 +63,21 @@ class RequestLog:
         return self.app(environ, start_response)
 
 
+def read_settings(environ: Mapping[str, str] | None = None) -> Settings:
+    """This flavour's :class:`Settings` from ``environ`` (default ``os.environ``), with
+    ``/tmp/healthy-wsgi`` as the default healthy file, apart from the ASGI flavour's.
+
+    Raises:
+        ValueError: with a one-line reason when a value is malformed.
+    """
+    return Settings.from_env(environ, default_healthy_file=DEFAULT_HEALTHY_FILE_WSGI)
+
+
 def create_app(demo: Demo) -> WSGIApplication:
     """The demo as a WSGI app for ``demo``: the seed's routes behind the probe middleware.
 
-    Starts ``demo`` (touches the healthy file), since WSGI has no lifespan.
+    WSGI has no lifespan: whoever serves it starts ``demo`` (touches the healthy file),
+    :func:`~.common.open_listener` in :func:`main`, the module attribute ``app`` otherwise.
     """
 
     def dispatch(request: Request) -> Answer:
@@ -74,7 +99,6 @@ def create_app(demo: Demo) -> WSGIApplication:
         response = Response(answer.text, status=answer.status, mimetype="text/plain")
         return response(environ, start_response)
 
-    demo.start()
     return RequestLog(HealthMiddleware(routes, demo.endpoints, shutdown=demo.coordinator), demo)
 
 
@@ -85,10 +109,10 @@ class _Handler(WSGIRequestHandler):
         pass
 
 
-def serve(app: WSGIApplication, demo: Demo, host: str, port: int) -> int:
-    """Serve ``app`` with Werkzeug's threaded server on ``host:port`` until shutdown
-    completes; return the exit code: 0 after a clean shutdown (a second signal exits at
-    once with ``128 + signal``).
+def serve(app: WSGIApplication, demo: Demo, sock: socket.socket) -> int:
+    """Serve ``app`` with Werkzeug's threaded server on the listening socket ``sock`` (from
+    :func:`~.common.open_listener`; closed here) until shutdown completes; return the exit
+    code: 0 after a clean shutdown (a second signal exits at once with ``128 + signal``).
 
     :func:`healthprobe.servers.werkzeug.serve` installs ``demo.coordinator``: the first SIGTERM
     or SIGINT fails readiness, the server keeps serving for the delay, then its accept loop
@@ -96,23 +120,39 @@ def serve(app: WSGIApplication, demo: Demo, host: str, port: int) -> int:
     threads are drained through the middleware's in-flight count, then the cleanup hook
     runs. Werkzeug answers every request with ``Connection: close``, so no idle keep-alive
     connection holds the exit.
+
+    ``make_server(fd=...)`` serves a duplicate of ``sock``'s descriptor (Werkzeug's own
+    binding prints to standard error and calls ``sys.exit(1)`` on a port in use), so
+    ``sock`` itself is closed at once: the server's ``server_close`` then really closes the
+    listening socket.
     """
-    server = make_server(host, port, app, threaded=True, request_handler=_Handler)
-    demo.listening(host, server.port)
+    host, port = sock.getsockname()[:2]
+    with sock:
+        server = make_server(host, port, app, threaded=True, request_handler=_Handler, fd=sock.fileno())
     return healthprobe.servers.werkzeug.serve(server, demo.coordinator)
 
 
 def main() -> int:
-    """Entry point of ``python -m examples.node_demo.wsgi_app``: 2 on bad settings, else the
-    exit code of :func:`serve`."""
+    """Entry point of ``python -m examples.node_demo.wsgi_app``.
+
+    Returns:
+        2 (:data:`~.common.EXIT_SETTINGS`) on a malformed setting, an address or port that
+        cannot be bound, or a healthy file that cannot be created, each logged on one line
+        with nothing left behind; else the exit code of :func:`serve`.
+    """
     configure_logging()
     try:
-        settings = Settings.from_env()
-    except ValueError as exc:
+        demo = Demo(read_settings())
+        sock = open_listener(demo)
+    except (ValueError, StartupError) as exc:
         logger.error("%s", exc)
-        return 2
-    demo = Demo(settings)
-    return serve(create_app(demo), demo, settings.host, settings.port)
+        return EXIT_SETTINGS
+    demo.listening(demo.settings.host, sock.getsockname()[1])
+    try:
+        return serve(create_app(demo), demo, sock)
+    except BaseException:
+        demo.remove_healthy_file()  # the server failed before the cleanup hook could run
+        raise
 
 
 _app: WSGIApplication | None = None
@@ -127,7 +167,9 @@ def __getattr__(name: str) -> WSGIApplication:
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
     if _app is None:
         configure_logging()  # a no-op when the server has configured the root logger
-        _app = create_app(Demo(Settings.from_env()))
+        demo = Demo(read_settings())
+        demo.start()
+        _app = create_app(demo)
     return _app
 
 

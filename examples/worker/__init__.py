@@ -13,8 +13,11 @@ of their own (``PROBE_PORT``, 8081), and proves its loop is making progress with
   (``while not shutdown.is_draining``) stops taking jobs and finishes the current one, then
   ``shutdown.finish()`` runs the cleanup hook, marks the registry ``stopped`` (which stops
   the probe server) and returns 0. A second signal exits at once with ``128 + signal``.
+  A wedged job never lets the loop end: then SIGTERM fails readiness but the worker does
+  not exit 0 (see docs/probe-server.md).
 
 Jobs come from an in-process queue that a producer thread fills, standing in for a broker.
 Environment: ``PROBE_HOST`` (``0.0.0.0``), ``PROBE_PORT`` (8081), ``WORKER_MAX_INTERVAL``
-(seconds, 5), ``JOB_SECONDS`` (seconds each job takes, 0.1).
+(seconds, 5), ``JOB_SECONDS`` (seconds each job takes, 0.1). A malformed value, or a probe
+address that cannot be bound, is reported on one line and the worker exits 2.
 """

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
+import math
 import os
 import queue
 import signal
@@ -10,7 +12,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from types import FrameType
 
 import healthprobe
@@ -18,6 +20,60 @@ from healthprobe import checks
 from healthprobe.shutdown import GracefulShutdown
 
 log = logging.getLogger("worker")
+
+#: Exit code for a malformed setting or a probe address that cannot be bound (as node_demo).
+EXIT_SETTINGS = 2
+
+
+@dataclasses.dataclass(frozen=True)
+class Settings:
+    """The worker's settings (see the package docstring for their meaning and defaults)."""
+
+    probe_host: str = "0.0.0.0"
+    probe_port: int = 8081
+    max_interval: float = 5.0
+    job_seconds: float = 0.1
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        """Read ``PROBE_HOST``, ``PROBE_PORT``, ``WORKER_MAX_INTERVAL`` and ``JOB_SECONDS``
+        from ``environ`` (default ``os.environ``); an empty value counts as unset.
+
+        Raises:
+            ValueError: with a one-line reason when a value is malformed: a port outside
+                0-65535, a ``WORKER_MAX_INTERVAL`` not > 0, a ``JOB_SECONDS`` not >= 0.
+        """
+        env = os.environ if environ is None else environ
+        raw_port = env.get("PROBE_PORT", "").strip() or str(cls.probe_port)
+        if not raw_port.isdigit() or int(raw_port) > 65535:
+            raise ValueError(f"PROBE_PORT must be a TCP port number from 0 to 65535, got {raw_port!r}")
+        max_interval = _seconds(env, "WORKER_MAX_INTERVAL", cls.max_interval)
+        if max_interval == 0:
+            raise ValueError("WORKER_MAX_INTERVAL must be a number of seconds > 0, got '0'")
+        return cls(
+            probe_host=env.get("PROBE_HOST", "").strip() or cls.probe_host,
+            probe_port=int(raw_port),
+            max_interval=max_interval,
+            job_seconds=_seconds(env, "JOB_SECONDS", cls.job_seconds),
+        )
+
+
+def _seconds(env: Mapping[str, str], name: str, default: float) -> float:
+    """The seconds in ``env[name]``, ``default`` when unset or empty.
+
+    Raises:
+        ValueError: the value is not a finite number >= 0.
+    """
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        seconds = float(raw)
+    except ValueError:
+        seconds = -1.0
+    if not math.isfinite(seconds) or seconds < 0:
+        raise ValueError(f"{name} must be a number of seconds >= 0, got {raw!r}")
+    return seconds
 
 
 def produce(jobs: queue.Queue[int], stopping: Callable[[float], bool], period: float) -> None:
@@ -30,18 +86,28 @@ def produce(jobs: queue.Queue[int], stopping: Callable[[float], bool], period: f
 
 
 def main() -> int:
+    """Run the worker until shutdown; return the exit code: 0 after a clean shutdown, 2
+    (:data:`EXIT_SETTINGS`) on a malformed setting or a probe address that cannot be
+    bound, each logged on one line."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
-    host = os.environ.get("PROBE_HOST", "0.0.0.0")
-    port = int(os.environ.get("PROBE_PORT", "8081"))
-    max_interval = float(os.environ.get("WORKER_MAX_INTERVAL", "5"))
-    job_seconds = float(os.environ.get("JOB_SECONDS", "0.1"))
+    try:
+        settings = Settings.from_env()
+    except ValueError as exc:
+        log.error("%s", exc)
+        return EXIT_SETTINGS
+    max_interval, job_seconds = settings.max_interval, settings.job_seconds
 
     registry = healthprobe.HealthRegistry()
     beat = checks.heartbeat(max_interval)
     registry.add_check("worker", beat, probes=["liveness"])
     registry.add_check("memory", checks.memory(max_fraction=0.9), probes=["liveness"], critical=False)
     registry.add_check("disk", checks.disk(tempfile.gettempdir(), min_free_ratio=0.01), probes=["readiness"])
-    server = healthprobe.serve(registry, host, port)  # stops itself when the registry stops
+    try:
+        server = healthprobe.serve(registry, settings.probe_host, settings.probe_port)  # stops when the registry stops
+    except OSError as exc:
+        reason = " ".join(str(exc).split())
+        log.error("cannot serve probes on %s:%d (PROBE_HOST, PROBE_PORT): %s", *_address(settings), reason)
+        return EXIT_SETTINGS
     log.info("probes on %s (liveness /livez, readiness /readyz)", server.url)
 
     # No load balancer sends work to a worker, so there is nothing to wait for after the
@@ -83,6 +149,11 @@ def main() -> int:
     log.info("stopped after %d jobs", done)
     # Runs the cleanup hook and marks the registry stopped, which stops the probe server.
     return shutdown.finish()
+
+
+def _address(settings: Settings) -> tuple[str, int]:
+    host = f"[{settings.probe_host}]" if ":" in settings.probe_host else settings.probe_host
+    return host, settings.probe_port
 
 
 if __name__ == "__main__":
