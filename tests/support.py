@@ -215,3 +215,41 @@ class LoadBalancer:
 
     def _send_slow(self) -> None:
         self._send(self.slow_path, 0.0)
+
+    def signal_mid_load(self, server: ServerProcess, wait_timeout: float) -> tuple[float, int, float]:
+        """Put ``server`` under load, then send it SIGTERM just after a slow request began
+        (so that request outlasts the delay and the drain must wait for it). Returns
+        ``(signalled, exit code, exited)``, the times as ``time.time()``."""
+        self.start()
+        try:
+            assert self.slow_started.wait(10)
+            time.sleep(1.0)  # steady load first
+            self.slow_started.clear()
+            assert self.slow_started.wait(5)
+            time.sleep(0.1)
+            signalled = time.time()
+            server.signal(signal.SIGTERM)
+            code = server.wait(timeout=wait_timeout)
+            return signalled, code, time.time()
+        finally:
+            self.stop()
+
+    def assert_nothing_lost(self, signalled: float, delay: float, log: str) -> list[Outcome]:
+        """What a graceful shutdown begun at ``signalled`` (``time.time()``) with a
+        ``delay`` in seconds owes this load balancer: no failed or reset request; during the
+        delay ``/readyz`` 503 and ``/livez`` 200; the slow requests sent before the signal
+        ended 200, past the delay. Returns those slow requests."""
+        failed = [r for r in self.requests if r.status != 200]
+        assert not failed, f"{len(failed)} failed of {len(self.requests)}: {failed[:5]}\n{log}"
+        assert len(self.requests) >= 10
+
+        in_delay = [p for p in self.probes if signalled + 0.3 < p.start and p.end < signalled + delay - 0.1]
+        assert any(p.path == "/readyz" and p.status == 503 for p in in_delay), (self.probes, log)
+        assert any(p.path == "/livez" and p.status == 200 for p in in_delay), (self.probes, log)
+        assert not any(p.path == "/readyz" and p.status == 200 for p in in_delay)
+        assert all(p.status == 200 for p in in_delay if p.path == "/livez")
+
+        long_ones = [r for r in self.requests if r.path == self.slow_path and r.start < signalled]
+        assert long_ones and all(r.status == 200 for r in long_ones)
+        assert any(r.end > signalled + delay for r in long_ones)
+        return long_ones

@@ -370,38 +370,10 @@ def test_sigterm_under_load_loses_no_request(flavour: str, tmp_path: Path) -> No
     with demo(flavour, tmp_path, **env) as (server, healthy):
         wait_ready(server)
         balancer = LoadBalancer(server.url, slow_path="/slow?seconds=2")
-        balancer.start()
-        try:
-            assert balancer.slow_started.wait(10)
-            time.sleep(1.0)  # steady load first
-            # Signal just after a 2 s request began: it outlasts the delay, so the drain
-            # has to wait for it.
-            balancer.slow_started.clear()
-            assert balancer.slow_started.wait(5)
-            time.sleep(0.1)
-            signalled = time.time()
-            server.signal(signal.SIGTERM)
-            code = server.wait(timeout=DELAY + DRAIN + SLACK + 5)
-            exited = time.time()
-        finally:
-            balancer.stop()
+        signalled, code, exited = balancer.signal_mid_load(server, DELAY + DRAIN + SLACK + 5)
         log = server.output()
 
-    failed = [r for r in balancer.requests if r.status != 200]
-    assert not failed, f"{len(failed)} failed of {len(balancer.requests)}: {failed[:5]}\n{log}"
-    assert len(balancer.requests) >= 10
-
-    # The delay: readiness fails at once, liveness keeps passing, the demo keeps serving.
-    in_delay = [p for p in balancer.probes if signalled + 0.3 < p.start and p.end < signalled + DELAY - 0.1]
-    assert any(p.path == "/readyz" and p.status == 503 for p in in_delay), (balancer.probes, log)
-    assert any(p.path == "/livez" and p.status == 200 for p in in_delay), (balancer.probes, log)
-    assert not any(p.path == "/readyz" and p.status == 200 for p in in_delay)
-    assert all(p.status == 200 for p in in_delay if p.path == "/livez")
-
-    # The 2 s requests sent before the signal ran to completion, past the delay.
-    long_ones = [r for r in balancer.requests if r.path.startswith("/slow") and r.start < signalled]
-    assert long_ones and all(r.status == 200 for r in long_ones)
-    assert any(r.end > signalled + DELAY for r in long_ones)
+    balancer.assert_nothing_lost(signalled, DELAY, log)
 
     assert code == 0, log
     assert exited - signalled <= DELAY + DRAIN + SLACK, log

@@ -35,8 +35,9 @@ import math
 import os
 import socket
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
+from typing import TypeVar
 
 from healthprobe import CheckResult, HealthEndpoints, HealthRegistry, Probe, Report, Status
 from healthprobe.prometheus import PrometheusMetrics
@@ -347,3 +348,33 @@ def _reason(exc: OSError) -> str:
 def configure_logging() -> None:
     """Log to standard error at INFO, one line per event (the seed's ``console.log``)."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+
+App = TypeVar("App")
+
+
+def run(
+    read_settings: Callable[[], Settings],
+    create_app: Callable[[Demo], App],
+    serve: Callable[[App, Demo, socket.socket], int],
+) -> int:
+    """The ``main()`` of both flavours: read the settings, bind the socket, serve.
+
+    Returns:
+        2 (:data:`EXIT_SETTINGS`) on a malformed setting, an address or port that cannot be
+        bound, or a healthy file that cannot be created, each logged on one line with
+        nothing left behind; else the exit code of ``serve``.
+    """
+    configure_logging()
+    try:
+        demo = Demo(read_settings())
+        sock = open_listener(demo)
+    except (ValueError, StartupError) as exc:
+        logger.error("%s", exc)
+        return EXIT_SETTINGS
+    demo.listening(demo.settings.host, sock.getsockname()[1])
+    try:
+        return serve(create_app(demo), demo, sock)
+    except BaseException:
+        demo.remove_healthy_file()  # the server failed before the cleanup hook could run
+        raise

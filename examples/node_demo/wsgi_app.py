@@ -35,14 +35,11 @@ from healthprobe.wsgi import HealthMiddleware
 
 from .common import (
     DEFAULT_HEALTHY_FILE_WSGI,
-    EXIT_SETTINGS,
     Answer,
     Demo,
     Settings,
-    StartupError,
     configure_logging,
-    logger,
-    open_listener,
+    run,
 )
 
 if TYPE_CHECKING:
@@ -133,26 +130,8 @@ def serve(app: WSGIApplication, demo: Demo, sock: socket.socket) -> int:
 
 
 def main() -> int:
-    """Entry point of ``python -m examples.node_demo.wsgi_app``.
-
-    Returns:
-        2 (:data:`~.common.EXIT_SETTINGS`) on a malformed setting, an address or port that
-        cannot be bound, or a healthy file that cannot be created, each logged on one line
-        with nothing left behind; else the exit code of :func:`serve`.
-    """
-    configure_logging()
-    try:
-        demo = Demo(read_settings())
-        sock = open_listener(demo)
-    except (ValueError, StartupError) as exc:
-        logger.error("%s", exc)
-        return EXIT_SETTINGS
-    demo.listening(demo.settings.host, sock.getsockname()[1])
-    try:
-        return serve(create_app(demo), demo, sock)
-    except BaseException:
-        demo.remove_healthy_file()  # the server failed before the cleanup hook could run
-        raise
+    """Entry point of ``python -m examples.node_demo.wsgi_app``: see :func:`~.common.run`."""
+    return run(read_settings, create_app, serve)
 
 
 _app: WSGIApplication | None = None
