@@ -102,10 +102,23 @@ class HealthMiddleware:
         if kind == "http":
             path = _route_path(scope) if scope.get("root_path") else (scope["path"] or "/")
             ours = (path in self._exact or path.startswith(self._prefixes)) and self.endpoints.matches(path)
-            if shutdown is not None:
-                await self._tracked(shutdown, path if ours else None, scope, receive, send)
-            elif not (ours and await self._answer(path, scope, receive, send)):
+            if shutdown is None:
+                if not (ours and await self._answer(path, scope, receive, send)):
+                    await self.app(scope, receive, send)
+                return
+            # Under a coordinator, inline rather than in a coroutine of its own: this is
+            # the pass-through cost of every request (docs/performance.md).
+            if shutdown.pid is None:  # no lifespan: install on the first request instead
+                shutdown.install()
+            if shutdown.is_draining and scope.get("http_version", "1.1") in ("1.0", "1.1"):
+                send = _closing(send)
+            if ours and await self._answer(path, scope, receive, send):
+                return
+            shutdown.request_started()
+            try:
                 await self.app(scope, receive, send)
+            finally:
+                shutdown.request_finished()
             return
         if kind == "lifespan" and shutdown is not None:
             await self.app(scope, _lifespan_receive(shutdown, receive), send)
@@ -126,40 +139,26 @@ class HealthMiddleware:
         await send({"type": "http.response.body", "body": response.body})
         return True
 
-    async def _tracked(
-        self, shutdown: GracefulShutdown, path: str | None, scope: Scope, receive: Receive, send: Send
-    ) -> None:
-        """Serve one HTTP request under ``shutdown``: ``path`` is the probe or metrics path
-        to answer, or ``None`` to count the request in flight and pass it on."""
-        if shutdown.pid is None:  # no lifespan: install on the first request instead
-            shutdown.install()
 
-        # Once draining, HTTP/1.x answers carry ``Connection: close`` so clients move to
-        # other pods. Only requests that start while draining are wrapped: a keep-alive
-        # connection whose request began before the signal gets the header on its next
-        # request, which is still served, and the server closes idle connections when it
-        # stops accepting; so every other request pays nothing for it. HTTP/2 and HTTP/3
-        # forbid connection-specific headers (RFC 9113 section 8.2.2): their servers close
-        # with GOAWAY, so their messages pass unchanged.
-        sender = send
-        if shutdown.is_draining and scope.get("http_version", "1.1") in ("1.0", "1.1"):
+def _closing(send: Send) -> Send:
+    """``send`` adding ``Connection: close`` to the response start (RFC 9112 section 9.6).
 
-            async def closing_send(message: Message) -> None:
-                if message["type"] == "http.response.start":
-                    headers = [(k, v) for k, v in message.get("headers", ()) if k.lower() != b"connection"]
-                    headers.append((b"connection", b"close"))
-                    message = {**message, "headers": headers}
-                await send(message)
+    Used for HTTP/1.x requests that start while draining, so that clients move to other
+    pods. Requests that began before the signal are not wrapped: a keep-alive connection
+    gets the header on its next request, which is still served, and the server closes idle
+    connections when it stops accepting; so no request pays for this before shutdown.
+    HTTP/2 and HTTP/3 forbid connection-specific headers (RFC 9113 section 8.2.2): their
+    servers close with GOAWAY, so their messages pass unchanged.
+    """
 
-            sender = closing_send
+    async def closing_send(message: Message) -> None:
+        if message["type"] == "http.response.start":
+            headers = [(k, v) for k, v in message.get("headers", ()) if k.lower() != b"connection"]
+            headers.append((b"connection", b"close"))
+            message = {**message, "headers": headers}
+        await send(message)
 
-        if path is not None and await self._answer(path, scope, receive, sender):
-            return
-        shutdown.request_started()
-        try:
-            await self.app(scope, receive, sender)
-        finally:
-            shutdown.request_finished()
+    return closing_send
 
 
 def _lifespan_receive(shutdown: GracefulShutdown, receive: Receive) -> Receive:
