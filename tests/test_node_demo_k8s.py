@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import re
 import shlex
+import shutil
 import socket
 import subprocess
 from collections.abc import Iterator
@@ -286,6 +287,43 @@ def test_dockerignore_keeps_what_the_dockerfile_copies() -> None:
             *sources, _ = args.split()
             for source in sources:
                 assert source.rstrip("/") in kept, source
+
+
+def test_the_image_holds_every_file_the_demo_imports(tmp_path: Path) -> None:
+    """Lay out the examples the way the Dockerfile's COPY steps do (the package itself is
+    pip-installed in the image, as it is here) and import both flavours from that tree
+    alone: a module the demo imports but the image lacks fails here."""
+    import subprocess
+    import sys
+
+    for op, args in dockerfile():
+        if op != "COPY":
+            continue
+        *sources, target = args.split()
+        for source in sources:
+            if not source.startswith("examples"):
+                continue  # pyproject, README, src: installed into the image by pip
+            origin, destination = ROOT / source, tmp_path / target
+            if origin.is_dir():  # COPY dir/ dest/: the directory's contents into dest
+                shutil.copytree(origin, destination, dirs_exist_ok=True)
+            else:  # COPY file dest/: the file into the directory dest
+                assert target.endswith("/"), "file COPY steps name a directory target"
+                destination.mkdir(parents=True, exist_ok=True)
+                shutil.copy(origin, destination)
+    probe = (
+        "import examples.node_demo.asgi_app, examples.node_demo.wsgi_app, examples.node_demo.common as c; "
+        "print(c.__file__)"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", probe],
+        cwd=tmp_path,
+        env={"PATH": "/usr/bin:/bin"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip().startswith(str(tmp_path)), done.stdout
 
 
 # -- the running demo answers every probe -----------------------------------------------------

@@ -39,6 +39,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TypeVar
 
+from examples.settings import optional_seconds, seconds
 from healthprobe import CheckResult, HealthEndpoints, HealthRegistry, Probe, Report, Status
 from healthprobe.prometheus import PrometheusMetrics
 from healthprobe.shutdown import GracefulShutdown
@@ -127,40 +128,12 @@ class Settings:
             host=env.get("HOST", "").strip() or DEFAULT_HOST,
             port=int(raw_port),
             healthy_file=Path(env.get("HEALTHY_FILE", "").strip() or default_healthy_file),
-            startup_delay=_seconds(env, "STARTUP_DELAY", 0.0),
-            shutdown_delay=_optional_seconds(env, "SHUTDOWN_DELAY"),
-            drain_timeout=_seconds(env, "DRAIN_TIMEOUT", cls.drain_timeout),
-            hook_timeout=_seconds(env, "HOOK_TIMEOUT", cls.hook_timeout),
-            grace_period=_seconds(env, "GRACE_PERIOD", cls.grace_period),
+            startup_delay=seconds(env, "STARTUP_DELAY", 0.0),
+            shutdown_delay=optional_seconds(env, "SHUTDOWN_DELAY"),
+            drain_timeout=seconds(env, "DRAIN_TIMEOUT", cls.drain_timeout),
+            hook_timeout=seconds(env, "HOOK_TIMEOUT", cls.hook_timeout),
+            grace_period=seconds(env, "GRACE_PERIOD", cls.grace_period),
         )
-
-
-def _seconds(env: Mapping[str, str], name: str, default: float) -> float:
-    """The number of seconds in ``env[name]``, ``default`` when unset or empty.
-
-    Raises:
-        ValueError: the value is not a finite number >= 0.
-    """
-    seconds = _optional_seconds(env, name)
-    return default if seconds is None else seconds
-
-
-def _optional_seconds(env: Mapping[str, str], name: str) -> float | None:
-    """The number of seconds in ``env[name]``, ``None`` when unset or empty.
-
-    Raises:
-        ValueError: the value is not a finite number >= 0.
-    """
-    raw = env.get(name, "").strip()
-    if not raw:
-        return None
-    try:
-        seconds = float(raw)
-    except ValueError:
-        seconds = -1.0
-    if not math.isfinite(seconds) or seconds < 0:
-        raise ValueError(f"{name} must be a number of seconds >= 0, got {raw!r}")
-    return seconds
 
 
 def _printable(path: str, limit: int = 200) -> str:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import math
 import os
 import queue
 import signal
@@ -16,6 +15,7 @@ from collections.abc import Callable, Mapping
 from types import FrameType
 
 import healthprobe
+from examples.settings import seconds
 from healthprobe import checks
 from healthprobe.shutdown import GracefulShutdown
 
@@ -47,33 +47,15 @@ class Settings:
         raw_port = env.get("PROBE_PORT", "").strip() or str(cls.probe_port)
         if not raw_port.isdigit() or int(raw_port) > 65535:
             raise ValueError(f"PROBE_PORT must be a TCP port number from 0 to 65535, got {raw_port!r}")
-        max_interval = _seconds(env, "WORKER_MAX_INTERVAL", cls.max_interval)
+        max_interval = seconds(env, "WORKER_MAX_INTERVAL", cls.max_interval)
         if max_interval == 0:
             raise ValueError("WORKER_MAX_INTERVAL must be a number of seconds > 0, got '0'")
         return cls(
             probe_host=env.get("PROBE_HOST", "").strip() or cls.probe_host,
             probe_port=int(raw_port),
             max_interval=max_interval,
-            job_seconds=_seconds(env, "JOB_SECONDS", cls.job_seconds),
+            job_seconds=seconds(env, "JOB_SECONDS", cls.job_seconds),
         )
-
-
-def _seconds(env: Mapping[str, str], name: str, default: float) -> float:
-    """The seconds in ``env[name]``, ``default`` when unset or empty.
-
-    Raises:
-        ValueError: the value is not a finite number >= 0.
-    """
-    raw = env.get(name, "").strip()
-    if not raw:
-        return default
-    try:
-        seconds = float(raw)
-    except ValueError:
-        seconds = -1.0
-    if not math.isfinite(seconds) or seconds < 0:
-        raise ValueError(f"{name} must be a number of seconds >= 0, got {raw!r}")
-    return seconds
 
 
 def produce(jobs: queue.Queue[int], stopping: Callable[[float], bool], period: float) -> None:
