@@ -8,7 +8,7 @@ import socket
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 
 import anyio
@@ -403,43 +403,48 @@ def test_postgres_closed_port_and_silent_server_fail_within_timeout(pg: None, si
     assert run(own).output == "timed out after 0.5 s"
 
 
+async def hammer(check: Callable[[], Awaitable[CheckResult]], connections: Callable[[], int]) -> tuple[int, int]:
+    """Run an async ``check`` 10,000 times from 10 tasks while sampling the server's count of
+    its connections every 0.2 s; returns ``(failed runs, peak connections)``."""
+    failures = peak = 0
+
+    async def worker(n: int) -> None:
+        nonlocal failures
+        for _ in range(n):
+            if (await check()).status is not Status.PASS:
+                failures += 1
+
+    async def sample() -> None:
+        nonlocal peak
+        while True:
+            peak = max(peak, await anyio.to_thread.run_sync(connections))
+            await anyio.sleep(0.2)
+
+    async with anyio.create_task_group() as group:
+        group.start_soon(sample)
+        async with anyio.create_task_group() as workers:
+            for _ in range(10):
+                workers.start_soon(worker, 1000)
+        group.cancel_scope.cancel()
+    return failures, peak
+
+
 def test_postgres_async_pool_never_exceeds_pool_size(pg: None) -> None:
     from psycopg_pool import AsyncConnectionPool
 
     app = f"hp-{uuid.uuid4().hex[:12]}"
-    peak = 0
 
-    async def main() -> int:
-        nonlocal peak
+    async def main() -> tuple[int, int, int]:
         dsn = f"host=127.0.0.1 user=postgres dbname=test password={SECRET} application_name={app}"
         async with AsyncConnectionPool(dsn, min_size=1, max_size=2, open=False) as pool:
             await pool.open(wait=True)
             check = checks.postgres(pool)
             assert SECRET not in repr(check)
-            failures = 0
+            failures, peak = await hammer(check, lambda: pg_count(app))
+        return failures, peak, await anyio.to_thread.run_sync(pg_count, app)
 
-            async def worker(n: int) -> None:
-                nonlocal failures
-                for _ in range(n):
-                    if (await check()).status is not Status.PASS:
-                        failures += 1
-
-            async def sample() -> None:
-                nonlocal peak
-                while True:
-                    peak = max(peak, await anyio.to_thread.run_sync(pg_count, app))
-                    await anyio.sleep(0.2)
-
-            async with anyio.create_task_group() as group:
-                group.start_soon(sample)
-                async with anyio.create_task_group() as workers:
-                    for _ in range(10):
-                        workers.start_soon(worker, 1000)  # 10,000 runs in all
-                group.cancel_scope.cancel()
-            assert failures == 0
-        return await anyio.to_thread.run_sync(pg_count, app)
-
-    after = anyio.run(main)
+    failures, peak, after = anyio.run(main)
+    assert failures == 0
     assert 1 <= peak <= 2
     assert after == 0
 
@@ -548,43 +553,22 @@ def test_redis_async_client_never_exceeds_its_pool(rd: None) -> None:
     import redis.asyncio
 
     name = f"hp-{uuid.uuid4().hex[:12]}"
-    peak = 0
 
-    async def main() -> None:
-        nonlocal peak
+    async def main() -> tuple[int, int]:
         pool = redis.asyncio.BlockingConnectionPool(
             host=REDIS[0], port=REDIS[1], max_connections=2, client_name=name, password=SECRET
         )
         client = redis.asyncio.Redis(connection_pool=pool)
         check = checks.redis(client)
         assert SECRET not in repr(check)
-        failures = 0
-
-        async def worker(n: int) -> None:
-            nonlocal failures
-            for _ in range(n):
-                if (await check()).status is not Status.PASS:
-                    failures += 1
-
-        async def sample() -> None:
-            nonlocal peak
-            while True:
-                peak = max(peak, await anyio.to_thread.run_sync(redis_count, name))
-                await anyio.sleep(0.2)
-
         try:
-            async with anyio.create_task_group() as group:
-                group.start_soon(sample)
-                async with anyio.create_task_group() as workers:
-                    for _ in range(10):
-                        workers.start_soon(worker, 1000)
-                group.cancel_scope.cancel()
+            return await hammer(check, lambda: redis_count(name))
         finally:
             await client.aclose()
             await pool.aclose()
-        assert failures == 0
 
-    anyio.run(main)
+    failures, peak = anyio.run(main)
+    assert failures == 0
     assert 1 <= peak <= 2
     assert redis_count(name) == 0
 
