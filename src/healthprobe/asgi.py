@@ -101,7 +101,7 @@ class HealthMiddleware:
         shutdown = self.shutdown
         if kind == "http":
             path = _route_path(scope) if scope.get("root_path") else (scope["path"] or "/")
-            ours = (path in self._exact or path.startswith(self._prefixes)) and self.endpoints.matches(path)
+            ours = path in self._exact or (path.startswith(self._prefixes) and self.endpoints.matches(path))
             if shutdown is None:
                 if not (ours and await self._answer(path, scope, receive, send)):
                     await self.app(scope, receive, send)
