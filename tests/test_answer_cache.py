@@ -168,3 +168,71 @@ def test_head_repeats_get_length_and_wsgi_status_line() -> None:
         assert client.get("/livez").text == "ok\n"
         assert client.get("/livez?format=json").headers["content-type"] == "application/health+json"
         assert client.post("/livez").status_code == 405
+
+
+def _requests() -> list[tuple[str, str, dict[str, str]]]:
+    """Requests that differ in exactly what a remembered answer is keyed on."""
+    return [
+        ("GET", "/livez", {}),
+        ("HEAD", "/livez", {}),
+        ("GET", "/livez", {"accept": "application/health+json"}),
+        ("GET", "/livez?verbose", {}),
+        ("GET", "/livez?format=json", {"accept": "text/plain"}),
+        ("GET", "/readyz", {"accept": "*/*"}),
+        ("POST", "/livez", {}),
+    ]
+
+
+def _reference(registry: HealthRegistry, method: str, url: str, headers: dict[str, str]) -> tuple[int, bytes, str]:
+    """The answer a fresh set of endpoints (nothing remembered) gives."""
+    path, _, query = url.partition("?")
+    response = HealthEndpoints(registry).handle_sync(method, path, query, headers.get("accept"))
+    assert response is not None
+    return response.status, response.body, dict(response.headers)["content-type"]
+
+
+def test_both_middlewares_answer_repeats_like_a_fresh_run() -> None:
+    """Repeated requests answered from what the middleware remembered are, request by
+    request, the answer a fresh run gives, also after a switch changes it."""
+    registry = _started()
+    asgi = AsgiMiddleware(Starlette(), registry)
+    wsgi = WsgiMiddleware(_inner_wsgi, registry)
+
+    async def asgi_answers() -> list[tuple[int, bytes, str]]:
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=asgi), base_url="http://t") as client:
+            answers = []
+            for method, url, headers in _requests():
+                r = await client.request(method, url, headers=headers)
+                answers.append((r.status_code, r.content, r.headers["content-type"]))
+            return answers
+
+    def wsgi_answers() -> list[tuple[int, bytes, str]]:
+        with httpx.Client(transport=httpx.WSGITransport(app=wsgi), base_url="http://t") as client:
+            answers = []
+            for method, url, headers in _requests():
+                r = client.request(method, url, headers=headers)
+                answers.append((r.status_code, r.content, r.headers["content-type"]))
+            return answers
+
+    for live in (True, True, False, False, True, True):
+        registry.set_live(live, None if live else "wedged")
+        expected = [_reference(registry, method, url, headers) for method, url, headers in _requests()]
+        assert asyncio.run(asgi_answers()) == expected
+        assert wsgi_answers() == expected
+    assert len(asgi._hits) >= 4  # the repeats really went through the remembered answers
+
+
+def test_asgi_root_path_repeats_answer_below_the_root() -> None:
+    registry = _started()
+    app = AsgiMiddleware(Starlette(), registry)
+
+    async def run() -> list[httpx.Response]:
+        transport = httpx.ASGITransport(app=app, root_path="/api")
+        async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+            answers = [await client.get("/api/livez") for _ in range(3)]
+            registry.set_live(False, "wedged")
+            answers.append(await client.get("/api/livez"))
+            return answers
+
+    answers = asyncio.run(run())
+    assert [a.status_code for a in answers] == [200, 200, 200, 503]

@@ -216,6 +216,27 @@ def test_asgi_counts_in_flight_and_closes_connections_while_draining(restore_sig
     assert shutdown.pid == os.getpid()  # installed on the first request (no lifespan here)
 
 
+def test_asgi_repeated_probe_closes_connections_once_draining(restore_signals: None) -> None:
+    """A liveness answer remembered before the signal still gets Connection: close after it."""
+    registry = HealthRegistry()
+    registry.mark_started()
+    shutdown = GracefulShutdown(registry, delay=30)
+    app = AsgiHealthMiddleware(Starlette(), registry, shutdown=shutdown)
+
+    async def main() -> list[httpx.Response]:
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+            answers = [await client.get("/livez") for _ in range(3)]
+            shutdown.begin()
+            answers += [await client.get("/livez") for _ in range(2)]
+        return answers
+
+    answers = anyio.run(main)
+    assert [a.status_code for a in answers] == [200] * 5
+    assert [a.headers.get("connection") for a in answers] == [None, None, None, "close", "close"]
+    assert shutdown.in_flight == 0
+
+
 def test_asgi_sets_no_connection_header_on_http2(restore_signals: None) -> None:
     registry = HealthRegistry()
     shutdown = GracefulShutdown(registry, delay=30)

@@ -21,8 +21,11 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ._types import Probe
 from .http import HealthEndpoints, MetricsSource, Response, endpoints_for, plain_response
-from .registry import HealthRegistry
+from .registry import HealthRegistry, _Stamp
 from .shutdown import GracefulShutdown
+
+#: Most distinct raw requests whose remembered answers the middleware can send directly.
+_HITS_LIMIT = 256
 
 
 def _route_path(scope: Scope) -> str:
@@ -93,6 +96,13 @@ class HealthMiddleware:
         endpoints = self.endpoints
         self._exact = frozenset([*endpoints.paths, *([endpoints.metrics_path] if endpoints.metrics else [])])
         self._prefixes = tuple(path.rstrip("/") + "/" for path in endpoints.paths)
+        self._registry = endpoints.registry
+        # (path, raw query, raw Accept, method) -> the stamp and ready-made message parts of
+        # an answer the endpoints remembered: a repeated probe is answered from one lookup
+        # without decoding anything (docs/performance.md).
+        self._hits: dict[
+            tuple[str, bytes, bytes | None, str], tuple[_Stamp, int, tuple[tuple[bytes, bytes], ...], bytes]
+        ] = {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         # Every request of the application passes here: whether it is ours is decided by a
@@ -101,7 +111,27 @@ class HealthMiddleware:
         shutdown = self.shutdown
         if kind == "http":
             path = _route_path(scope) if scope.get("root_path") else (scope["path"] or "/")
-            ours = path in self._exact or (path.startswith(self._prefixes) and self.endpoints.matches(path))
+            if path in self._exact:
+                # A repeated probe whose answer is still current: one lookup on the raw
+                # request values and one validity test. Not while draining (the answer
+                # then needs Connection: close) nor before the coordinator is installed.
+                if shutdown is None or (shutdown.pid is not None and not shutdown.is_draining):
+                    accept = None
+                    for key, value in scope.get("headers", ()):
+                        if key == b"accept":
+                            accept = value
+                            break
+                    hit = self._hits.get((path, scope.get("query_string", b""), accept, scope["method"]))
+                    if hit is not None:
+                        stamp, status, headers, body = hit
+                        registry = self._registry
+                        if stamp.generation == registry._generation and (not stamp.pairs or registry._current(stamp)):
+                            await send({"type": "http.response.start", "status": status, "headers": list(headers)})
+                            await send({"type": "http.response.body", "body": body})
+                            return
+                ours = True
+            else:
+                ours = path.startswith(self._prefixes) and self.endpoints.matches(path)
             if shutdown is None:
                 if not (ours and await self._answer(path, scope, receive, send)):
                     await self.app(scope, receive, send)
@@ -129,11 +159,20 @@ class HealthMiddleware:
         """Answer a probe or metrics request at ``path`` (one of ours); ``False`` if
         nothing here answers it after all."""
         method, query, accept = scope["method"], scope.get("query_string", b"").decode("latin-1"), _accept(scope)
-        response = self.endpoints.cached(method, path, query, accept)
+        endpoints = self.endpoints
+        response = endpoints.cached(method, path, query, accept)
         if response is None:
-            response = await self.endpoints.handle_async(method, path, query, accept)
+            response = await endpoints.handle_async(method, path, query, accept)
         if response is None:
             return False
+        entry = endpoints._answers.get((method, path, query, accept))
+        if entry is not None and entry[1] is response and path in self._exact:
+            raw_accept = None if accept is None else accept.encode("latin-1")
+            key = (path, scope.get("query_string", b""), raw_accept, method)
+            hits = self._hits
+            if len(hits) >= _HITS_LIMIT and key not in hits:
+                hits.clear()  # bounded, as the endpoints' own answers are
+            hits[key] = (entry[0], response.status, tuple(response.raw_headers), response.body)
         # _send's two messages, without a coroutine of its own: this is every probe's path.
         await send({"type": "http.response.start", "status": response.status, "headers": list(response.raw_headers)})
         await send({"type": "http.response.body", "body": response.body})

@@ -102,11 +102,41 @@ class HealthMiddleware:
         shutdown: GracefulShutdown | None = None,
     ) -> None:
         self.app = app
-        self.endpoints = endpoints_for(registry, paths, failure_status, expose_output, metrics, metrics_path)
+        self.endpoints = endpoints = endpoints_for(
+            registry, paths, failure_status, expose_output, metrics, metrics_path
+        )
         self.shutdown = shutdown
+        # Every path answered here is one of these or starts with one of the prefixes.
+        self._exact = frozenset([*endpoints.paths, *([endpoints.metrics_path] if endpoints.metrics else [])])
+        self._prefixes = tuple(path.rstrip("/") + "/" for path in endpoints.paths)
+        self._registry = endpoints.registry
+        self._answers = endpoints._answers
 
     def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
-        if self.endpoints.matches(environ.get("PATH_INFO", "") or "/"):
+        # Every request passes here: a set lookup and one startswith decide whether it is
+        # ours; a repeated probe whose answer is still current is answered from the
+        # endpoints' remembered answers by one lookup on the raw environ values and one
+        # validity test, without a call in between (docs/performance.md).
+        path = environ.get("PATH_INFO", "") or "/"
+        if path in self._exact:
+            entry = self._answers.get(
+                (
+                    environ.get("REQUEST_METHOD", "GET"),
+                    path,
+                    environ.get("QUERY_STRING", ""),
+                    environ.get("HTTP_ACCEPT"),
+                )
+            )
+            if entry is not None:
+                stamp, answer = entry
+                registry = self._registry
+                if stamp.generation == registry._generation and (not stamp.pairs or registry._current(stamp)):
+                    start_response(answer.status_line, list(answer.headers))
+                    return [answer.body]
+            ours = True
+        else:
+            ours = path.startswith(self._prefixes) and self.endpoints.matches(path)
+        if ours:
             response = _handle(self.endpoints, environ)
             if response is not None:
                 return _answer(response, environ, start_response)
