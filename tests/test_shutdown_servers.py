@@ -144,3 +144,37 @@ def test_second_sigterm_during_delay_exits_at_once(name: str, tmp_path: Path) ->
     assert took < delay / 2, log  # did not wait out the delay, let alone the drain and hooks
     assert "second signal SIGTERM" in log or name.startswith("gunicorn"), log
     assert "cleanup_sleep done" not in log, log
+
+
+def test_gunicorn_sync_serves_connections_queued_behind_a_busy_worker(tmp_path: Path) -> None:
+    """A connection that arrives during the delay while the only worker is busy waits in the
+    listen backlog; the worker must still accept and answer it before it exits, or the
+    connection is reset when the socket closes."""
+    import threading
+
+    port = free_port()
+    command = _gunicorn("sync", "tests.apps.shutdown_wsgi:app", port)
+    command[command.index("--workers") + 1] = "1"
+    with run_server(command, port, tmp_path, env=ENV, name="gunicorn-sync-1") as server:
+        _wait_ready(server, 1)
+        results: dict[str, int | str] = {}
+
+        def get(path: str, after: float) -> None:
+            time.sleep(after)
+            try:
+                with httpx.Client(base_url=server.url, timeout=15.0) as client:
+                    results[path] = client.get(path).status_code
+            except httpx.HTTPError as exc:
+                results[path] = f"{type(exc).__name__}: {exc}"
+
+        server.signal(signal.SIGTERM)
+        # Inside the 1 s delay: a 2 s request occupies the worker, then a fast one queues.
+        threads = [threading.Thread(target=get, args=("/slow", 0.2)), threading.Thread(target=get, args=("/", 0.5))]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(20)
+        code = server.wait(timeout=DELAY + DRAIN + HOOKS * HOOK_TIMEOUT + SLACK + 5)
+        log = server.output()
+    assert results == {"/slow": 200, "/": 200}, log
+    assert code == 0, log

@@ -13,7 +13,8 @@ shutdown=shutdown)``. What happens on ``SIGTERM`` to the master (Kubernetes send
 PID 1): the master closes its copies of the listening sockets and sends ``SIGTERM`` to every
 worker, then waits up to ``graceful_timeout`` (size it above the coordinator's budget). Each
 worker's coordinator fails readiness and keeps serving for the delay, then stops its worker
-(sync: ``alive = False`` and a wake-up of its ``select``; uvicorn: ``should_exit``), drains,
+(sync: once no connection waits in the listen backlog, ``alive = False`` and a wake-up of
+its ``select``; uvicorn: ``should_exit``), drains,
 runs the hooks and exits; the master then exits 0. A second ``SIGTERM`` or ``SIGINT`` to the
 master is forwarded to the workers, which exit at once, and the master exits with
 ``128 + signal number``.
@@ -23,7 +24,9 @@ from __future__ import annotations
 
 import logging
 import os
+import select
 import signal
+import time
 from types import FrameType
 from typing import Any
 
@@ -88,6 +91,10 @@ def post_worker_init(worker: Any) -> None:
         return
 
     def stop() -> None:
+        # Connections the kernel has already accepted into the listen backlog while this
+        # worker was busy would be reset when the last copy of the socket closes: keep the
+        # accept loop running until no listener has one waiting (bounded by the drain).
+        _wait_for_empty_backlog(worker.sockets, shutdown.drain_remaining())
         worker.alive = False
         try:
             os.write(worker.PIPE[1], b"s")  # wake the worker's select() at once
@@ -95,6 +102,21 @@ def post_worker_init(worker: Any) -> None:
             pass
 
     shutdown.install(stop)
+
+
+def _wait_for_empty_backlog(listeners: list[Any], bound: float) -> None:
+    """Return once no listening socket has a connection waiting to be accepted (a
+    listening socket is readable while its accept queue is not empty), or after ``bound``
+    seconds. The worker's own loop accepts and serves them meanwhile."""
+    deadline = time.monotonic() + bound
+    while time.monotonic() < deadline:
+        try:
+            ready, _, _ = select.select(listeners, [], [], 0)
+        except (OSError, ValueError):  # a listener already closed: nothing more to accept
+            return
+        if not ready:
+            return
+        time.sleep(0.01)
 
 
 def worker_exit(server: Any, worker: Any) -> None:
