@@ -110,3 +110,35 @@ def test_the_module_entry_point_runs_as_an_exec_probe(base_url: str) -> None:
         [sys.executable, "-m", "healthprobe", "probe", f"{base_url}/readyz"], capture_output=True, text=True, timeout=30
     )
     assert failed.returncode == 1 and failed.stderr.startswith("503")
+
+
+def test_ipv6_urls_without_a_port_use_the_scheme_default() -> None:
+    with socket.socket(socket.AF_INET6) as sock:  # nothing listens on [::1]:80 here
+        try:
+            sock.bind(("::1", 0))
+        except OSError:
+            pytest.skip("no IPv6 loopback on this machine")
+    ok, description = probe("http://[::1]/livez", timeout=1)
+    assert not ok and description.startswith("no answer from [::1]:80:"), description
+
+
+def test_an_ipv6_server_is_probed(tmp_path: object) -> None:
+    registry = HealthRegistry()
+    registry.mark_started()
+    try:
+        server = make_server("::1", 0, HealthMiddleware(_app, registry), threaded=True)
+    except OSError:
+        pytest.skip("no IPv6 loopback on this machine")
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        assert main(["probe", f"http://[::1]:{server.server_port}/livez"]) == 0
+    finally:
+        server.shutdown()
+        thread.join(5)
+
+
+def test_infinite_timeout_is_a_usage_error() -> None:
+    with pytest.raises(SystemExit) as raised:
+        main(["probe", "http://127.0.0.1:1/", "--timeout", "inf"])
+    assert raised.value.code == 2

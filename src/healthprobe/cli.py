@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import http.client
+import math
 import socket
 import sys
 import urllib.parse
@@ -44,8 +45,14 @@ def probe(url: str, *, timeout: float = 1.0, headers: Sequence[tuple[str, str]] 
     parts = urllib.parse.urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise ValueError(f"not an absolute http(s) URL: {url!r}")
+    try:
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+    except ValueError:
+        raise ValueError(f"not a valid port in {url!r}") from None
     kind = http.client.HTTPSConnection if parts.scheme == "https" else http.client.HTTPConnection
-    connection = kind(parts.hostname, parts.port, timeout=timeout)
+    # The port is always given: with none, http.client would read an IPv6 host ("::1") as
+    # host:port.
+    connection = kind(parts.hostname, port, timeout=timeout)
     target = urllib.parse.urlunsplit(("", "", parts.path or "/", parts.query, ""))
     try:
         connection.putrequest("GET", target, skip_accept_encoding=True)
@@ -57,7 +64,8 @@ def probe(url: str, *, timeout: float = 1.0, headers: Sequence[tuple[str, str]] 
         response.read(64 * 1024)
     except (OSError, http.client.HTTPException) as exc:
         reason = "timed out" if isinstance(exc, (TimeoutError, socket.timeout)) else type(exc).__name__
-        return False, f"no answer from {parts.hostname}:{parts.port or ''}: {reason}"
+        host = f"[{parts.hostname}]" if ":" in parts.hostname else parts.hostname
+        return False, f"no answer from {host}:{port}: {reason}"
     finally:
         connection.close()
     return 200 <= response.status < 400, f"{response.status} {response.reason}"
@@ -81,8 +89,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     one.add_argument("--header", type=_header, action="append", default=[], help="'Name: value', repeatable")
     one.add_argument("--verbose", "-v", action="store_true", help="print the status line")
     args = parser.parse_args(argv)
-    if not args.timeout > 0:
-        parser.error("--timeout must be > 0 seconds")
+    if not (args.timeout > 0 and math.isfinite(args.timeout)):
+        parser.error("--timeout must be a finite number of seconds > 0")
     try:
         ok, description = probe(args.url, timeout=args.timeout, headers=args.header)
     except ValueError as exc:
