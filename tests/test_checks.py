@@ -182,6 +182,10 @@ def test_redact_removes_literal_secrets_in_any_form() -> None:
     # PostgreSQL folds unquoted identifiers to lower case before echoing them in errors
     out = redact('relation "secret_table_pgpw789" does not exist', ["PGPW789"])
     assert "pgpw789" not in out.lower()
+    # A short or common password is not replaced inside other words, which would give it away
+    assert redact("postgresql://postgres:postgres@127.0.0.1/x", ["postgres"]) == "postgresql://***@127.0.0.1/x"
+    assert redact("OperationalError: connection failed", ["o"]) == "OperationalError: connection failed"
+    assert redact("auth failed: password 'o' rejected", ["o"]) == "auth failed: password '***' rejected"
 
 
 # -- tcp and http ------------------------------------------------------------------------------

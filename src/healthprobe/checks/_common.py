@@ -32,7 +32,8 @@ def redact(text: str, secrets: Iterable[str] = ()) -> str:
     Removes the userinfo of every URL (``postgresql://user:pw@host`` becomes
     ``postgresql://***@host``), the value of every ``password=``/``token=``-like parameter
     (libpq keyword/value DSNs and URL query strings), and every literal occurrence of the
-    given ``secrets`` (plain and percent-encoded, in any letter case).
+    given ``secrets`` that stands alone, not inside a longer word (plain and
+    percent-encoded, in any letter case).
 
     Args:
         text: any message, DSN or URL.
@@ -41,12 +42,16 @@ def redact(text: str, secrets: Iterable[str] = ()) -> str:
     Returns:
         The text with each secret replaced by ``***``.
     """
+    text = _USERINFO.sub(lambda m: f"{m['scheme']}{MASK}@", text)
+    text = _SECRET_PARAM.sub(lambda m: f"{m['key']}{MASK}", text)
     for secret in sorted({s for s in secrets if s}, key=len, reverse=True):
         for form in {secret, urllib.parse.quote(secret, safe=""), urllib.parse.quote_plus(secret)}:
-            # Case-insensitive: servers echo identifiers folded (PostgreSQL lower-cases them).
-            text = re.sub(re.escape(form), MASK, text, flags=re.IGNORECASE)
-    text = _USERINFO.sub(lambda m: f"{m['scheme']}{MASK}@", text)
-    return _SECRET_PARAM.sub(lambda m: f"{m['key']}{MASK}", text)
+            # Only where it stands alone (not inside a longer word: a password "postgres" must
+            # not turn "postgresql://" into "***ql://", which would give it away), and in
+            # any letter case (servers echo identifiers folded: PostgreSQL lower-cases them).
+            pattern = rf"(?<![A-Za-z0-9]){re.escape(form)}(?![A-Za-z0-9])"
+            text = re.sub(pattern, MASK, text, flags=re.IGNORECASE)
+    return text
 
 
 def url_secrets(url: str) -> list[str]:
