@@ -178,3 +178,30 @@ def test_gunicorn_sync_serves_connections_queued_behind_a_busy_worker(tmp_path: 
         log = server.output()
     assert results == {"/slow": 200, "/": 200}, log
     assert code == 0, log
+
+
+def test_requests_the_server_cuts_at_its_bound_are_not_logged_as_a_clean_drain(tmp_path: Path) -> None:
+    """uvicorn cancels what is still running at its graceful-shutdown bound (set from the
+    drain bound, rounded down to whole seconds here): the log must say so."""
+    import threading
+
+    with _server("uvicorn-programmatic", tmp_path, HP_DELAY="0", HP_DRAIN="1.4") as (server, _, _):
+        outcome: list[object] = []
+
+        def slow() -> None:
+            try:
+                with httpx.Client(base_url=server.url, timeout=10.0) as client:
+                    outcome.append(client.get("/slow").status_code)
+            except httpx.HTTPError as exc:
+                outcome.append(type(exc).__name__)
+
+        thread = threading.Thread(target=slow)
+        thread.start()
+        time.sleep(0.3)  # the 2 s request is in flight
+        server.signal(signal.SIGTERM)
+        server.wait(timeout=15)
+        thread.join(15)
+        log = server.output()
+    assert outcome and outcome[0] != 200, (outcome, log)
+    assert "1 request(s) cancelled by the server unfinished" in log, log
+    assert "drained after" not in log, log

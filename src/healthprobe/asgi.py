@@ -15,8 +15,10 @@ scopes of other paths pass through unchanged).
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Mapping
 
+import anyio
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ._types import Probe
@@ -147,6 +149,10 @@ class HealthMiddleware:
             shutdown.request_started()
             try:
                 await self.app(scope, receive, send)
+            except (asyncio.CancelledError, anyio.get_cancelled_exc_class()):
+                if shutdown.is_stopping:  # cut by the server's own shutdown bound
+                    shutdown.request_cancelled()
+                raise
             finally:
                 shutdown.request_finished()
             return

@@ -122,6 +122,7 @@ class GracefulShutdown:
         # One item per request in flight: list.append and list.pop are atomic, so counting
         # takes no lock on the path every request passes (docs/performance.md).
         self._requests: list[None] = []
+        self._cut: list[None] = []
         self._previous: dict[int, SignalHandler] = {}
         self._handler = self._on_signal
         self._stop: Callable[[], None] | None = None
@@ -428,6 +429,11 @@ class GracefulShutdown:
         """Count one request as in flight (the middleware calls this)."""
         self._requests.append(None)
 
+    def request_cancelled(self) -> None:
+        """Record that the server cancelled an in-flight request while draining (the ASGI
+        middleware calls this), so the drain is not logged as clean."""
+        self._cut.append(None)
+
     def request_finished(self) -> None:
         """Count one in-flight request as finished (the middleware calls this, once per
         :meth:`request_started`)."""
@@ -471,6 +477,15 @@ class GracefulShutdown:
                 "shutdown: drain bound of %.1f s reached with %d request(s) still in flight",
                 self.drain_timeout,
                 left,
+            )
+            return False
+        cut = len(self._cut)
+        if cut:  # the server ended them at its own bound (uvicorn's timeout_graceful_shutdown)
+            self._phase(
+                "drained",
+                "shutdown: drain ended after %.2f s; %d request(s) cancelled by the server unfinished",
+                time.monotonic() - start,
+                cut,
             )
             return False
         self._phase("drained", "shutdown: drained after %.2f s", time.monotonic() - start)
