@@ -1,0 +1,21 @@
+"""Apps the shutdown tests start as real server processes."""
+
+from __future__ import annotations
+
+import logging
+import os
+
+from healthprobe import HealthRegistry
+from healthprobe.shutdown import GracefulShutdown
+
+
+def coordinator(registry: HealthRegistry) -> GracefulShutdown:
+    """The coordinator of a test app, its bounds from ``HP_DELAY``, ``HP_DRAIN`` and
+    ``HP_HOOK_TIMEOUT`` (seconds), logging each process's lines with its pid."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(process)d %(name)s %(levelname)s %(message)s")
+    return GracefulShutdown(
+        registry,
+        delay=float(os.environ.get("HP_DELAY", "1.0")),
+        drain_timeout=float(os.environ.get("HP_DRAIN", "4.0")),
+        hook_timeout=float(os.environ.get("HP_HOOK_TIMEOUT", "1.0")),
+    )

@@ -8,7 +8,6 @@ Timings come from the environment: ``HP_DELAY``, ``HP_DRAIN``, ``HP_HOOK_TIMEOUT
 from __future__ import annotations
 
 import asyncio
-import logging
 import os
 import sys
 import time
@@ -21,17 +20,11 @@ from starlette.routing import Route
 
 from healthprobe import HealthRegistry
 from healthprobe.asgi import HealthMiddleware
-from healthprobe.shutdown import GracefulShutdown
 
-logging.basicConfig(level=logging.INFO, format="%(asctime)s %(process)d %(name)s %(levelname)s %(message)s")
+from . import coordinator
 
 registry = HealthRegistry()
-shutdown = GracefulShutdown(
-    registry,
-    delay=float(os.environ.get("HP_DELAY", "1.0")),
-    drain_timeout=float(os.environ.get("HP_DRAIN", "4.0")),
-    hook_timeout=float(os.environ.get("HP_HOOK_TIMEOUT", "1.0")),
-)
+shutdown = coordinator(registry)
 
 
 @shutdown.hook

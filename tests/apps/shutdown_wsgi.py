@@ -7,7 +7,6 @@ environment: ``HP_DELAY``, ``HP_DRAIN``, ``HP_HOOK_TIMEOUT`` (seconds).
 
 from __future__ import annotations
 
-import logging
 import os
 import sys
 import threading
@@ -18,18 +17,12 @@ from typing import Any
 from werkzeug.wrappers import Request, Response
 
 from healthprobe import HealthRegistry
-from healthprobe.shutdown import GracefulShutdown
 from healthprobe.wsgi import HealthMiddleware
 
-logging.basicConfig(level=logging.INFO, format="%(asctime)s %(process)d %(name)s %(levelname)s %(message)s")
+from . import coordinator
 
 registry = HealthRegistry()
-shutdown = GracefulShutdown(
-    registry,
-    delay=float(os.environ.get("HP_DELAY", "1.0")),
-    drain_timeout=float(os.environ.get("HP_DRAIN", "4.0")),
-    hook_timeout=float(os.environ.get("HP_HOOK_TIMEOUT", "1.0")),
-)
+shutdown = coordinator(registry)
 
 
 @shutdown.hook

@@ -109,3 +109,11 @@ def check_timeout(timeout: float | None) -> float | None:
 def elapsed_since(start: float) -> float:
     """Seconds since the monotonic time ``start``, rounded to microseconds."""
     return round(time.monotonic() - start, 6)
+
+
+def within(value: float, limit: float | None, unit: str, exceeded: str) -> CheckResult:
+    """``pass`` while ``value`` is at most ``limit`` (or there is no limit), else ``fail``
+    with the ``exceeded`` message; either way ``value`` is the observed value in ``unit``."""
+    if limit is not None and value > limit:
+        return CheckResult(Status.FAIL, output=exceeded, observed_value=value, observed_unit=unit)
+    return CheckResult(Status.PASS, observed_value=value, observed_unit=unit)

@@ -12,6 +12,7 @@ import time
 import anyio
 
 from .._types import CheckResult, Status
+from ._common import within
 
 
 def _seconds(name: str, value: float) -> float:
@@ -51,14 +52,7 @@ class Heartbeat:
 
     def __call__(self) -> CheckResult:
         age = round(self.age, 3)
-        if age > self.max_interval:
-            return CheckResult(
-                Status.FAIL,
-                output=f"no heartbeat for {age:g} s (max {self.max_interval:g} s)",
-                observed_value=age,
-                observed_unit="s",
-            )
-        return CheckResult(Status.PASS, observed_value=age, observed_unit="s")
+        return within(age, self.max_interval, "s", f"no heartbeat for {age:g} s (max {self.max_interval:g} s)")
 
 
 def heartbeat(max_interval: float) -> Heartbeat:
@@ -165,14 +159,7 @@ class EventLoopLag:
         if lag is None or not self._running:
             return CheckResult(Status.WARN, output="event loop lag sampler is not running")
         lag = round(lag, 4)
-        if lag > self.max_seconds:
-            return CheckResult(
-                Status.FAIL,
-                output=f"event loop lagging {lag:g} s (max {self.max_seconds:g} s)",
-                observed_value=lag,
-                observed_unit="s",
-            )
-        return CheckResult(Status.PASS, observed_value=lag, observed_unit="s")
+        return within(lag, self.max_seconds, "s", f"event loop lagging {lag:g} s (max {self.max_seconds:g} s)")
 
 
 def event_loop_lag(max_seconds: float, *, interval: float = 0.1) -> EventLoopLag:

@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 
 from .._types import CheckResult, Status
-from ._common import failure
+from ._common import failure, within
 
 #: cgroup v1 reports "no limit" as a huge number (PAGE_COUNTER_MAX rounded to pages); any
 #: value at or above this is treated as unlimited.
@@ -245,14 +245,7 @@ class FileCheck:
         except OSError as exc:
             return failure(exc)
         age = round(max(0.0, time.time() - mtime), 3)
-        if self.max_age is not None and age > self.max_age:
-            return CheckResult(
-                Status.FAIL,
-                output=f"{self.path} last touched {age:g} s ago, more than {self.max_age:g} s",
-                observed_value=age,
-                observed_unit="s",
-            )
-        return CheckResult(Status.PASS, observed_value=age, observed_unit="s")
+        return within(age, self.max_age, "s", f"{self.path} last touched {age:g} s ago, more than {self.max_age!s} s")
 
 
 def file(path: str | os.PathLike[str], *, max_age: float | None = None) -> FileCheck:
