@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Mapping
+from typing import Protocol, cast
 
 import anyio
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -55,113 +56,38 @@ async def _send(response: Response, scope: Scope, receive: Receive, send: Send) 
     await send({"type": "http.response.body", "body": response.body})
 
 
-class HealthMiddleware:
-    """ASGI middleware answering probe paths before the wrapped app sees them.
+class ProbeMiddleware(Protocol):
+    """What :func:`HealthMiddleware` returns: an ASGI 3.0 application, with the parts it was
+    built from as read-only attributes."""
 
-    Args:
-        app: the ASGI application to protect and pass other requests to.
-        registry: a :class:`HealthRegistry`, or a configured :class:`HealthEndpoints`.
-        paths, failure_status, expose_output, metrics, metrics_path: as
-            :class:`HealthEndpoints` (ignored when ``registry`` is a :class:`HealthEndpoints`);
-            ``metrics=True`` also serves Prometheus metrics on ``/metrics``.
-        shutdown: a :class:`GracefulShutdown` to serve: HTTP requests to ``app`` are
-            counted as in flight until the app returns; the HTTP/1.x response of every
-            request that starts while draining carries ``Connection: close`` so that clients leave the process
-            (RFC 9112 section 9.6); at lifespan startup (or the first request) the
-            coordinator's signal handlers are installed in this serving process, and at
-            lifespan shutdown it drains and runs its cleanup hooks before ``app`` sees the
-            shutdown message.
+    #: The wrapped application.
+    app: ASGIApp
+    #: The endpoints answering probe (and metrics) requests.
+    endpoints: HealthEndpoints
+    #: The coordinator counting in-flight requests, or ``None``.
+    shutdown: GracefulShutdown | None
 
-    Every scope other than an HTTP request to a probe path (lifespan, websocket, other
-    paths) is passed to ``app``; without ``shutdown`` it is passed unchanged. Probe paths
-    are matched against the path below ``root_path`` (as Starlette's router does), so
-    ``uvicorn --root-path /api``, which prefixes ``path`` with ``root_path``, still answers
-    ``/livez``.
-    """
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None: ...
 
-    def __init__(
-        self,
-        app: ASGIApp,
-        registry: HealthRegistry | HealthEndpoints,
-        *,
-        paths: Mapping[str, Probe | str] | None = None,
-        failure_status: int | Mapping[Probe | str, int] = 503,
-        expose_output: bool = False,
-        metrics: bool | MetricsSource = False,
-        metrics_path: str = "/metrics",
-        shutdown: GracefulShutdown | None = None,
-    ) -> None:
-        self.app = app
-        self.endpoints = endpoints_for(registry, paths, failure_status, expose_output, metrics, metrics_path)
-        self.shutdown = shutdown
+
+class _Probes:
+    """The probe side of one middleware: which paths are its own, and answering them."""
+
+    def __init__(self, endpoints: HealthEndpoints) -> None:
+        self.endpoints = endpoints
         # Every path answered here is one of these or starts with one of the prefixes.
-        endpoints = self.endpoints
-        self._exact = frozenset([*endpoints.paths, *([endpoints.metrics_path] if endpoints.metrics else [])])
-        self._prefixes = tuple(path.rstrip("/") + "/" for path in endpoints.paths)
-        self._registry = endpoints.registry
-        # (path, raw query, raw Accept, method) -> the stamp and ready-made message parts of
-        # an answer the endpoints remembered: a repeated probe is answered from one lookup
-        # without decoding anything (docs/performance.md).
-        self._hits: dict[
-            tuple[str, bytes, bytes | None, str], tuple[_Stamp, int, tuple[tuple[bytes, bytes], ...], bytes]
+        self.exact = frozenset([*endpoints.paths, *([endpoints.metrics_path] if endpoints.metrics else [])])
+        self.prefixes = tuple(path.rstrip("/") + "/" for path in endpoints.paths)
+        # (path, raw query, raw Accept, method) -> (registry generation, stamp or None when
+        # only the generation matters, status, headers, body) of an answer the endpoints
+        # remembered: a repeated probe is answered from one lookup on the raw request values
+        # and one validity test, without decoding anything (docs/performance.md).
+        self.hits: dict[
+            tuple[str, bytes, bytes | None, str],
+            tuple[int, _Stamp | None, int, tuple[tuple[bytes, bytes], ...], bytes],
         ] = {}
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        # Every request of the application passes here: whether it is ours is decided by a
-        # set lookup and one startswith, without a call or a coroutine (docs/performance.md).
-        kind = scope["type"]
-        shutdown = self.shutdown
-        if kind == "http":
-            path = _route_path(scope) if scope.get("root_path") else (scope["path"] or "/")
-            if path in self._exact:
-                # A repeated probe whose answer is still current: one lookup on the raw
-                # request values and one validity test. Not while draining (the answer
-                # then needs Connection: close) nor before the coordinator is installed.
-                if shutdown is None or (shutdown.pid is not None and not shutdown.is_draining):
-                    accept = None
-                    for key, value in scope.get("headers", ()):
-                        if key == b"accept":
-                            accept = value
-                            break
-                    hit = self._hits.get((path, scope.get("query_string", b""), accept, scope["method"]))
-                    if hit is not None:
-                        stamp, status, headers, body = hit
-                        registry = self._registry
-                        if stamp.generation == registry._generation and (not stamp.pairs or registry._current(stamp)):
-                            await send({"type": "http.response.start", "status": status, "headers": list(headers)})
-                            await send({"type": "http.response.body", "body": body})
-                            return
-                ours = True
-            else:
-                ours = path.startswith(self._prefixes) and self.endpoints.matches(path)
-            if shutdown is None:
-                if not (ours and await self._answer(path, scope, receive, send)):
-                    await self.app(scope, receive, send)
-                return
-            # Under a coordinator, inline rather than in a coroutine of its own: this is
-            # the pass-through cost of every request (docs/performance.md).
-            if shutdown.pid is None:  # no lifespan: install on the first request instead
-                shutdown.install()
-            if shutdown.is_draining and scope.get("http_version", "1.1") in ("1.0", "1.1"):
-                send = _closing(send)
-            if ours and await self._answer(path, scope, receive, send):
-                return
-            shutdown.request_started()
-            try:
-                await self.app(scope, receive, send)
-            except (asyncio.CancelledError, anyio.get_cancelled_exc_class()):
-                if shutdown.is_stopping:  # cut by the server's own shutdown bound
-                    shutdown.request_cancelled()
-                raise
-            finally:
-                shutdown.request_finished()
-            return
-        if kind == "lifespan" and shutdown is not None:
-            await self.app(scope, _lifespan_receive(shutdown, receive), send)
-            return
-        await self.app(scope, receive, send)
-
-    async def _answer(self, path: str, scope: Scope, receive: Receive, send: Send) -> bool:
+    async def answer(self, path: str, scope: Scope, send: Send) -> bool:
         """Answer a probe or metrics request at ``path`` (one of ours); ``False`` if
         nothing here answers it after all."""
         method, query, accept = scope["method"], scope.get("query_string", b"").decode("latin-1"), _accept(scope)
@@ -172,17 +98,144 @@ class HealthMiddleware:
         if response is None:
             return False
         entry = endpoints._answers.get((method, path, query, accept))
-        if entry is not None and entry[1] is response and path in self._exact:
+        if entry is not None and entry[1] is response and path in self.exact:
+            stamp = entry[0]
             raw_accept = None if accept is None else accept.encode("latin-1")
             key = (path, scope.get("query_string", b""), raw_accept, method)
-            hits = self._hits
+            hits = self.hits
             if len(hits) >= _HITS_LIMIT and key not in hits:
                 hits.clear()  # bounded, as the endpoints' own answers are
-            hits[key] = (entry[0], response.status, tuple(response.raw_headers), response.body)
-        # _send's two messages, without a coroutine of its own: this is every probe's path.
+            hits[key] = (
+                stamp.generation,
+                stamp if stamp.pairs else None,
+                response.status,
+                tuple(response.raw_headers),
+                response.body,
+            )
         await send({"type": "http.response.start", "status": response.status, "headers": list(response.raw_headers)})
         await send({"type": "http.response.body", "body": response.body})
         return True
+
+
+def HealthMiddleware(
+    app: ASGIApp,
+    registry: HealthRegistry | HealthEndpoints,
+    *,
+    paths: Mapping[str, Probe | str] | None = None,
+    failure_status: int | Mapping[Probe | str, int] = 503,
+    expose_output: bool = False,
+    metrics: bool | MetricsSource = False,
+    metrics_path: str = "/metrics",
+    shutdown: GracefulShutdown | None = None,
+) -> ProbeMiddleware:
+    """Wrap an ASGI app so that probe paths are answered before it sees them.
+
+    Args:
+        app: the ASGI application to protect and pass other requests to.
+        registry: a :class:`HealthRegistry`, or a configured :class:`HealthEndpoints`.
+        paths, failure_status, expose_output, metrics, metrics_path: as
+            :class:`HealthEndpoints` (ignored when ``registry`` is a :class:`HealthEndpoints`);
+            ``metrics=True`` also serves Prometheus metrics on ``/metrics``.
+        shutdown: a :class:`GracefulShutdown` to serve: HTTP requests to ``app`` are
+            counted as in flight until the app returns; the HTTP/1.x response of every
+            request that starts while draining carries ``Connection: close`` so that clients
+            leave the process (RFC 9112 section 9.6); at lifespan startup (or the first
+            request) the coordinator's signal handlers are installed in this serving
+            process, and at lifespan shutdown it drains and runs its cleanup hooks before
+            ``app`` sees the shutdown message.
+
+    Returns:
+        A :class:`ProbeMiddleware`: the ASGI 3.0 application to serve (an ``async``
+        function, so servers that tell ASGI 2 from 3 by inspection see ASGI 3), with
+        ``app``, ``endpoints`` and ``shutdown`` as attributes.
+
+    Raises:
+        ValueError, ImportError: as :class:`HealthEndpoints`.
+
+    Every scope other than an HTTP request to a probe path (lifespan, websocket, other
+    paths) is passed to ``app``; without ``shutdown`` it is passed unchanged. Probe paths
+    are matched against the path below ``root_path`` (as Starlette's router does), so
+    ``uvicorn --root-path /api``, which prefixes ``path`` with ``root_path``, still answers
+    ``/livez``. Use it like a middleware class: ``HealthMiddleware(app, registry)``, or
+    ``app.add_middleware(HealthMiddleware, registry=registry)`` in Starlette and FastAPI. It
+    is a function returning a closure because every request of the application passes
+    through it, and CPython calls a function markedly faster than an object's
+    ``__call__`` (docs/performance.md).
+    """
+    endpoints = endpoints_for(registry, paths, failure_status, expose_output, metrics, metrics_path)
+    probes = _Probes(endpoints)
+    exact, prefixes, hits, answer = probes.exact, probes.prefixes, probes.hits, probes.answer
+    health = endpoints.registry
+
+    async def health_middleware(scope: Scope, receive: Receive, send: Send) -> None:
+        # Every request of the application passes here: whether it is ours is decided by a
+        # set lookup (and one startswith for other paths), without a call or a coroutine
+        # (docs/performance.md).
+        if scope["type"] == "http":
+            path: str = scope["path"]
+            try:
+                root = scope["root_path"]
+            except KeyError:  # optional in the scope (ASGI 3.0 HTTP scope)
+                root = ""
+            if root or not path:
+                path = _route_path(scope)
+            if path in exact:
+                # A repeated probe whose answer is still current: one lookup on the raw
+                # request values and one validity test. Not while draining (the answer
+                # then needs Connection: close) nor before the coordinator is installed.
+                if shutdown is None or (shutdown._pid is not None and not shutdown._signalled):
+                    try:
+                        accept = None
+                        for key, value in scope["headers"]:
+                            if key == b"accept":
+                                accept = value
+                                break
+                        hit = hits.get((path, scope["query_string"], accept, scope["method"]))
+                    except (KeyError, TypeError, ValueError):  # a malformed scope: answered below
+                        hit = None
+                    if hit is not None:
+                        generation, stamp, status, headers, body = hit
+                        if generation == health._generation and (stamp is None or health._current(stamp)):
+                            await send({"type": "http.response.start", "status": status, "headers": list(headers)})
+                            await send({"type": "http.response.body", "body": body})
+                            return
+                mine = True
+            else:
+                mine = path.startswith(prefixes) and endpoints.matches(path)
+            if shutdown is None:
+                if not (mine and await answer(path, scope, send)):
+                    await app(scope, receive, send)
+                return
+            # Under a coordinator: its plain attributes, not its properties or methods,
+            # since this is the pass-through cost of every request (docs/performance.md).
+            if shutdown._pid is None:  # no lifespan: install on the first request instead
+                shutdown.install()
+            if shutdown._signalled and scope.get("http_version", "1.1") in ("1.0", "1.1"):
+                send = _closing(send)
+            if mine and await answer(path, scope, send):
+                return
+            requests = shutdown._requests
+            requests.append(None)
+            try:
+                await app(scope, receive, send)
+            except (asyncio.CancelledError, anyio.get_cancelled_exc_class()):
+                if shutdown.is_stopping:  # cut by the server's own shutdown bound
+                    shutdown.request_cancelled()
+                raise
+            finally:
+                if requests:  # never below zero, whatever else counts here
+                    requests.pop()
+            return
+        if shutdown is not None and scope["type"] == "lifespan":
+            await app(scope, _lifespan_receive(shutdown, receive), send)
+            return
+        await app(scope, receive, send)
+
+    middleware = cast(ProbeMiddleware, health_middleware)
+    middleware.app = app
+    middleware.endpoints = endpoints
+    middleware.shutdown = shutdown
+    return middleware
 
 
 def _closing(send: Send) -> Send:
