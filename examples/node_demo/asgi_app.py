@@ -6,7 +6,7 @@ Run ``python -m examples.node_demo.asgi_app`` (or ``make demo``): it listens on
 ``uvicorn examples.node_demo.asgi_app:app``.
 
 Layers, outermost first: the request log (every path, probes included, as the seed logged),
-healthprobe's :class:`~healthprobe.asgi.HealthMiddleware` (``/livez``, ``/readyz``,
+healthprobe's :func:`~healthprobe.asgi.HealthMiddleware` (``/livez``, ``/readyz``,
 ``/startupz``, ``/metrics``; counts in-flight requests for the shutdown coordinator), then
 the Starlette app with the seed's routes (see :mod:`.common`).
 

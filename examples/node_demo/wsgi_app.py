@@ -8,7 +8,7 @@ side by side. ``app`` is also importable for any WSGI server, for example
 ``gunicorn examples.node_demo.wsgi_app:app``.
 
 Layers, outermost first: the request log (every path, probes included, as the seed logged),
-healthprobe's :class:`~healthprobe.wsgi.HealthMiddleware` (``/livez``, ``/readyz``,
+healthprobe's :func:`~healthprobe.wsgi.HealthMiddleware` (``/livez``, ``/readyz``,
 ``/startupz``, ``/metrics``; counts in-flight requests for the shutdown coordinator), then
 the Werkzeug app with the seed's routes (see :mod:`.common`).
 

@@ -1,6 +1,6 @@
 """ASGI adapter (Starlette): a middleware that answers probe paths, and a mountable app.
 
-Put :class:`HealthMiddleware` outermost, so authentication, sessions or rate limits of the
+Put :func:`HealthMiddleware` outermost, so authentication, sessions or rate limits of the
 application never stand between the kubelet and its probes::
 
     app = HealthMiddleware(app, registry)

@@ -16,8 +16,8 @@ never holds the worker beyond it.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator, Mapping
-from typing import TYPE_CHECKING
+from collections.abc import Iterable, Iterator, Mapping
+from typing import TYPE_CHECKING, Protocol, cast
 
 from ._types import Probe
 from .http import HealthEndpoints, MetricsSource, Response, endpoints_for, plain_response
@@ -52,104 +52,133 @@ class _InFlight:
     requires servers to call ``close()``); closes the app's iterable first, then counts the
     request finished, once however often it is closed."""
 
-    __slots__ = ("_finished", "_iterable")
+    __slots__ = ("_iterable", "_requests")
 
-    def __init__(self, iterable: Iterable[bytes], finished: Callable[[], None]) -> None:
+    def __init__(self, iterable: Iterable[bytes], requests: list[None]) -> None:
         self._iterable = iterable
-        self._finished: Callable[[], None] | None = finished
+        self._requests: list[None] | None = requests
 
     def __iter__(self) -> Iterator[bytes]:
         return iter(self._iterable)
 
     def close(self) -> None:
-        finished, self._finished = self._finished, None
-        if finished is None:
+        requests, self._requests = self._requests, None
+        if requests is None:
             return
         try:
             close = getattr(self._iterable, "close", None)
             if close is not None:
                 close()
         finally:
-            finished()
+            if requests:  # never below zero, whatever else counts there
+                requests.pop()
 
 
-class HealthMiddleware:
-    """WSGI middleware answering probe paths before the wrapped app sees them.
+class ProbeMiddleware(Protocol):
+    """What :func:`HealthMiddleware` returns: a WSGI application (PEP 3333), with the parts
+    it was built from as read-only attributes."""
+
+    #: The wrapped application.
+    app: WSGIApplication
+    #: The endpoints answering probe (and metrics) requests.
+    endpoints: HealthEndpoints
+    #: The coordinator counting in-flight requests, or ``None``.
+    shutdown: GracefulShutdown | None
+
+    def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]: ...
+
+
+def HealthMiddleware(
+    app: WSGIApplication,
+    registry: HealthRegistry | HealthEndpoints,
+    *,
+    paths: Mapping[str, Probe | str] | None = None,
+    failure_status: int | Mapping[Probe | str, int] = 503,
+    expose_output: bool = False,
+    metrics: bool | MetricsSource = False,
+    metrics_path: str = "/metrics",
+    shutdown: GracefulShutdown | None = None,
+) -> ProbeMiddleware:
+    """Wrap a WSGI app so that probe paths are answered before it sees them.
 
     Args:
         app: the WSGI application to pass other requests to.
         registry: a :class:`HealthRegistry`, or a configured :class:`HealthEndpoints`.
         paths, failure_status, expose_output, metrics, metrics_path: as
-            :class:`HealthEndpoints`; ``metrics=True`` also serves Prometheus metrics on
-            ``/metrics``.
+            :class:`HealthEndpoints` (ignored when ``registry`` is a :class:`HealthEndpoints`);
+            ``metrics=True`` also serves Prometheus metrics on ``/metrics``.
         shutdown: a :class:`GracefulShutdown` to serve: requests to ``app`` are counted
             as in flight until the server closes the response iterable (PEP 3333 requires
             servers to call ``close()``). No ``Connection`` header is added while draining:
             hop-by-hop headers belong to the server, not the application (PEP 3333); the
             server integration stops accepting instead.
+
+    Returns:
+        A :class:`ProbeMiddleware`: the WSGI application to serve, with ``app``,
+        ``endpoints`` and ``shutdown`` as attributes.
+
+    Raises:
+        ValueError, ImportError: as :class:`HealthEndpoints`.
+
+    Use it like a middleware class: ``app.wsgi_app = HealthMiddleware(app.wsgi_app,
+    registry)``. It is a function returning a closure because every request of the
+    application passes through it, and CPython calls a function markedly faster than an
+    object's ``__call__`` (docs/performance.md).
     """
+    endpoints = endpoints_for(registry, paths, failure_status, expose_output, metrics, metrics_path)
+    # Every path answered here is one of these or starts with one of the prefixes.
+    exact = frozenset([*endpoints.paths, *([endpoints.metrics_path] if endpoints.metrics else [])])
+    prefixes = tuple(path.rstrip("/") + "/" for path in endpoints.paths)
+    answers = endpoints._answers
+    health = endpoints.registry
 
-    def __init__(
-        self,
-        app: WSGIApplication,
-        registry: HealthRegistry | HealthEndpoints,
-        *,
-        paths: Mapping[str, Probe | str] | None = None,
-        failure_status: int | Mapping[Probe | str, int] = 503,
-        expose_output: bool = False,
-        metrics: bool | MetricsSource = False,
-        metrics_path: str = "/metrics",
-        shutdown: GracefulShutdown | None = None,
-    ) -> None:
-        self.app = app
-        self.endpoints = endpoints = endpoints_for(
-            registry, paths, failure_status, expose_output, metrics, metrics_path
-        )
-        self.shutdown = shutdown
-        # Every path answered here is one of these or starts with one of the prefixes.
-        self._exact = frozenset([*endpoints.paths, *([endpoints.metrics_path] if endpoints.metrics else [])])
-        self._prefixes = tuple(path.rstrip("/") + "/" for path in endpoints.paths)
-        self._registry = endpoints.registry
-        self._answers = endpoints._answers
-
-    def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
-        # Every request passes here: a set lookup and one startswith decide whether it is
-        # ours; a repeated probe whose answer is still current is answered from the
-        # endpoints' remembered answers by one lookup on the raw environ values and one
-        # validity test, without a call in between (docs/performance.md).
-        path = environ.get("PATH_INFO", "") or "/"
-        if path in self._exact:
-            entry = self._answers.get(
-                (
-                    environ.get("REQUEST_METHOD", "GET"),
-                    path,
-                    environ.get("QUERY_STRING", ""),
-                    environ.get("HTTP_ACCEPT"),
+    def health_middleware(environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
+        # Every request passes here: a set lookup (and one startswith for other paths)
+        # decides whether it is ours; a repeated probe whose answer is still current is
+        # answered from the endpoints' remembered answers by one lookup on the raw environ
+        # values and one validity test, without a call in between (docs/performance.md).
+        try:
+            path = environ["PATH_INFO"] or "/"
+        except KeyError:  # PATH_INFO may be absent (PEP 3333)
+            path = "/"
+        if path in exact:
+            try:
+                entry = answers.get(
+                    (environ["REQUEST_METHOD"], path, environ["QUERY_STRING"], environ.get("HTTP_ACCEPT"))
                 )
-            )
+            except KeyError:  # QUERY_STRING may be absent (PEP 3333): answered below
+                entry = None
             if entry is not None:
                 stamp, answer = entry
-                registry = self._registry
-                if stamp.generation == registry._generation and (not stamp.pairs or registry._current(stamp)):
+                if stamp.generation == health._generation and (not stamp.pairs or health._current(stamp)):
                     start_response(answer.status_line, list(answer.headers))
                     return [answer.body]
-            ours = True
+            mine = True
         else:
-            ours = path.startswith(self._prefixes) and self.endpoints.matches(path)
-        if ours:
-            response = _handle(self.endpoints, environ)
+            mine = path.startswith(prefixes) and endpoints.matches(path)
+        if mine:
+            response = _handle(endpoints, environ)
             if response is not None:
                 return _answer(response, environ, start_response)
-        shutdown = self.shutdown
         if shutdown is None:
-            return self.app(environ, start_response)
-        shutdown.request_started()
+            return app(environ, start_response)
+        # The coordinator's own list, not its methods: this is the pass-through cost of
+        # every request (docs/performance.md).
+        requests = shutdown._requests
+        requests.append(None)
         try:
-            iterable = self.app(environ, start_response)
+            iterable = app(environ, start_response)
         except BaseException:
-            shutdown.request_finished()
+            if requests:
+                requests.pop()
             raise
-        return _InFlight(iterable, shutdown.request_finished)
+        return _InFlight(iterable, requests)
+
+    middleware = cast(ProbeMiddleware, health_middleware)
+    middleware.app = app
+    middleware.endpoints = endpoints
+    middleware.shutdown = shutdown
+    return middleware
 
 
 class HealthApp:
