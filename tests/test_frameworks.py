@@ -241,7 +241,9 @@ def test_django_through_wsgi_transport(registry: HealthRegistry) -> None:
 # -- FastAPI ---------------------------------------------------------------------------------
 
 
-def fastapi_app(registry: HealthRegistry) -> Any:
+def fastapi_app(registry: HealthRegistry, *, add_middleware: bool = False) -> Any:
+    """The app wrapped by calling HealthMiddleware, or with ``add_middleware``, the
+    FastAPI app itself with HealthMiddleware added as its last (outermost) middleware."""
     from fastapi import FastAPI, Request
     from fastapi.responses import PlainTextResponse
 
@@ -260,7 +262,17 @@ def fastapi_app(registry: HealthRegistry) -> Any:
         return "hello"
 
     app.mount("/health", hp_asgi.HealthApp(registry))
+    if add_middleware:
+        app.add_middleware(hp_asgi.HealthMiddleware, registry=registry)
+        return app
     return hp_asgi.HealthMiddleware(app, registry)
+
+
+def test_fastapi_add_middleware_behind_uvicorn(registry: HealthRegistry) -> None:
+    """Starlette's add_middleware builds HealthMiddleware itself, outside the app's own
+    (login) middleware, so probes are answered and the app still refuses everything else."""
+    with uvicorn_server(fastapi_app(registry, add_middleware=True)) as client:
+        check_contract(client, registry)
 
 
 def test_fastapi_behind_uvicorn(registry: HealthRegistry) -> None:
