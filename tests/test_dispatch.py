@@ -55,3 +55,76 @@ def test_wsgi_counts_a_request_until_the_server_closes_its_body_once() -> None:
         assert body.closed == 2 and shutdown.in_flight == 0
     finally:
         shutdown.uninstall()
+
+
+# -- ASGI --------------------------------------------------------------------------------------
+
+
+def _asgi_call(app: Any, scope: dict[str, Any]) -> tuple[int, dict[bytes, bytes], bytes]:
+    """One request straight into an ASGI app: (status, headers, body)."""
+    import asyncio
+
+    sent: list[dict[str, Any]] = []
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    asyncio.run(app(scope, receive, send))
+    start = next(m for m in sent if m["type"] == "http.response.start")
+    body = b"".join(m.get("body", b"") for m in sent if m["type"] == "http.response.body")
+    return start["status"], dict(start.get("headers", [])), body
+
+
+async def _inner(scope: dict[str, Any], receive: Any, send: Any) -> None:
+    await send({"type": "http.response.start", "status": 299, "headers": []})
+    await send({"type": "http.response.body", "body": scope["type"].encode()})
+
+
+def test_asgi_answers_scopes_without_the_optional_keys_every_time() -> None:
+    """root_path is optional in an ASGI HTTP scope; a server that also leaves out the query
+    string or headers still gets answers, first and repeated, and never an exception."""
+    from healthprobe.asgi import HealthMiddleware as AsgiMiddleware
+
+    registry = HealthRegistry()
+    registry.mark_started()
+    app = AsgiMiddleware(_inner, registry)
+    bare = {"type": "http", "method": "GET", "path": "/livez"}
+    for _ in range(3):
+        status, headers, body = _asgi_call(app, dict(bare))
+        assert (status, headers[b"content-type"], body) == (200, b"text/plain; charset=utf-8", b"ok\n")
+    assert _asgi_call(app, {**bare, "path": "/orders"})[0] == 299
+    registry.set_live(False, "wedged")
+    assert _asgi_call(app, dict(bare))[0] == 503
+
+
+def test_asgi_empty_path_is_the_root_and_websockets_pass() -> None:
+    from healthprobe.asgi import HealthMiddleware as AsgiMiddleware
+
+    registry = HealthRegistry()
+    registry.mark_started()
+    app = AsgiMiddleware(_inner, registry, paths={"/": "liveness"})
+    scope = {"type": "http", "method": "GET", "path": "", "root_path": "", "query_string": b"", "headers": []}
+    assert _asgi_call(app, scope)[2] == b"ok\n"
+    assert _asgi_call(app, {**scope, "path": "/"})[2] == b"ok\n"
+    assert _asgi_call(app, {**scope, "path": "/other"})[0] == 299
+    assert _asgi_call(app, {**scope, "type": "websocket", "path": "/"}) == (299, {}, b"websocket")
+
+
+def test_asgi_first_accept_line_decides_on_repeats_too() -> None:
+    """With two Accept lines the first decides (the slow path's rule), also when the same
+    request is answered again from what was remembered."""
+    from healthprobe.asgi import HealthMiddleware as AsgiMiddleware
+
+    registry = HealthRegistry()
+    registry.mark_started()
+    app = AsgiMiddleware(_inner, registry)
+    scope = {"type": "http", "method": "GET", "path": "/livez", "root_path": "", "query_string": b""}
+    json_first = [(b"host", b"t"), (b"accept", b"application/health+json"), (b"accept", b"text/plain")]
+    text_first = [(b"host", b"t"), (b"accept", b"text/plain"), (b"accept", b"application/health+json")]
+    for _ in range(3):
+        for headers, kind in ((json_first, b"application/health+json"), (text_first, b"text/plain; charset=utf-8")):
+            status, sent_headers, _body = _asgi_call(app, {**scope, "headers": list(headers)})
+            assert status == 200 and sent_headers[b"content-type"] == kind

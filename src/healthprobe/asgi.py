@@ -174,34 +174,37 @@ def HealthMiddleware(
         if scope["type"] == "http":
             path: str = scope["path"]
             try:
-                root = scope["root_path"]
-            except KeyError:  # optional in the scope (ASGI 3.0 HTTP scope)
-                root = ""
-            if root or not path:
-                path = _route_path(scope)
+                if scope["root_path"]:
+                    path = _route_path(scope)
+            except KeyError:  # root_path is optional (ASGI 3.0 HTTP scope)
+                pass
             if path in exact:
                 # A repeated probe whose answer is still current: one lookup on the raw
                 # request values and one validity test. Not while draining (the answer
                 # then needs Connection: close) nor before the coordinator is installed.
                 if shutdown is None or (shutdown._pid is not None and not shutdown._signalled):
                     try:
-                        accept = None
-                        for key, value in scope["headers"]:
+                        for key, accept in scope["headers"]:  # noqa: B007 -- kept after the break
                             if key == b"accept":
-                                accept = value
                                 break
-                        hit = hits.get((path, scope["query_string"], accept, scope["method"]))
-                    except (KeyError, TypeError, ValueError):  # a malformed scope: answered below
-                        hit = None
-                    if hit is not None:
-                        generation, stamp, status, headers, body = hit
+                        else:
+                            accept = None
+                        generation, stamp, status, headers, body = hits[
+                            (path, scope["query_string"], accept, scope["method"])
+                        ]
+                    except (KeyError, TypeError, ValueError):  # not remembered, or a malformed scope
+                        pass
+                    else:
                         if generation == health._generation and (stamp is None or health._current(stamp)):
-                            await send({"type": "http.response.start", "status": status, "headers": list(headers)})
+                            await send({"type": "http.response.start", "status": status, "headers": [*headers]})
                             await send({"type": "http.response.body", "body": body})
                             return
                 mine = True
-            else:
+            elif path:
                 mine = path.startswith(prefixes) and endpoints.matches(path)
+            else:  # an empty path is the root, as Starlette's router reads it
+                path = "/"
+                mine = endpoints.matches(path)
             if shutdown is None:
                 if not (mine and await answer(path, scope, send)):
                     await app(scope, receive, send)

@@ -151,7 +151,7 @@ def HealthMiddleware(
             if entry is not None:
                 stamp, answer = entry
                 if stamp.generation == health._generation and (not stamp.pairs or health._current(stamp)):
-                    start_response(answer.status_line, list(answer.headers))
+                    start_response(answer.status_line, [*answer.headers])
                     return [answer.body]
             mine = True
         else:
