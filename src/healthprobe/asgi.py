@@ -166,6 +166,7 @@ def HealthMiddleware(
     probes = _Probes(endpoints)
     exact, prefixes, hits, answer = probes.exact, probes.prefixes, probes.hits, probes.answer
     health = endpoints.registry
+    requests = shutdown._requests if shutdown is not None else []  # the in-flight count
 
     async def health_middleware(scope: Scope, receive: Receive, send: Send) -> None:
         # Every request of the application passes here: whether it is ours is decided by a
@@ -182,7 +183,7 @@ def HealthMiddleware(
                 # A repeated probe whose answer is still current: one lookup on the raw
                 # request values and one validity test. Not while draining (the answer
                 # then needs Connection: close) nor before the coordinator is installed.
-                if shutdown is None or (shutdown._pid is not None and not shutdown._signalled):
+                if shutdown is None or shutdown._steady:
                     try:
                         for key, accept in scope["headers"]:  # noqa: B007 -- kept after the break
                             if key == b"accept":
@@ -211,13 +212,13 @@ def HealthMiddleware(
                 return
             # Under a coordinator: its plain attributes, not its properties or methods,
             # since this is the pass-through cost of every request (docs/performance.md).
-            if shutdown._pid is None:  # no lifespan: install on the first request instead
-                shutdown.install()
-            if shutdown._signalled and scope.get("http_version", "1.1") in ("1.0", "1.1"):
-                send = _closing(send)
+            if not shutdown._steady:
+                if shutdown._pid is None:  # no lifespan: install on the first request instead
+                    shutdown.install()
+                if shutdown._signalled and scope.get("http_version", "1.1") in ("1.0", "1.1"):
+                    send = _closing(send)
             if mine and await answer(path, scope, send):
                 return
-            requests = shutdown._requests
             requests.append(None)
             try:
                 await app(scope, receive, send)

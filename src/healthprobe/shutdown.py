@@ -120,7 +120,8 @@ class GracefulShutdown:
         self._lock = threading.RLock()
         self._hooks: list[tuple[str, Hook]] = []
         # One item per request in flight: list.append and list.pop are atomic, so counting
-        # takes no lock on the path every request passes (docs/performance.md).
+        # takes no lock on the path every request passes (docs/performance.md). Never
+        # replaced: the middlewares hold this list.
         self._requests: list[None] = []
         self._cut: list[None] = []
         self._previous: dict[int, SignalHandler] = {}
@@ -133,6 +134,9 @@ class GracefulShutdown:
         # code of the same thread would never be released); the coordinator's thread,
         # woken through a pipe, does the rest.
         self._signalled = False
+        # Installed in this process and not signalled: all a request then needs from the
+        # coordinator is to be counted (one attribute the ASGI middleware reads per request).
+        self._steady = False
         self._by_signal = False
         self._wake: tuple[int, int] | None = None
         self._thread: threading.Thread | None = None
@@ -234,6 +238,7 @@ class GracefulShutdown:
         if installed:
             self._start_thread()
             self._pid = os.getpid()
+            self._steady = not self._signalled
             if self._stop is None:
                 self._stop = _server_stopper(self, self._previous.get(self.signals[0]))
             logger.debug("shutdown: handlers installed in process %d for %s", self._pid, self._signal_names())
@@ -267,6 +272,7 @@ class GracefulShutdown:
         # plain attributes and write to a pipe, nothing that takes a lock.
         if not self._signalled:
             self._signalled = True
+            self._steady = False
             self._by_signal = True
             self._signum, self._frame, self._t0 = signum, frame, time.monotonic()
             if self._wake is not None:
@@ -300,6 +306,7 @@ class GracefulShutdown:
             if self._signalled:
                 return False
             self._signalled = True
+            self._steady = False
             self._signum, self._frame, self._t0 = signum, frame, time.monotonic()
         assert self._wake is not None
         os.write(self._wake[1], b"b")
