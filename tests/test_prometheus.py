@@ -406,7 +406,7 @@ def test_asgi_metrics_route_on_uvicorn(tmp_path: Path) -> None:
         assert client.get("/").text == "application"
 
 
-def _gunicorn(port: int, conf: Path, workers: int = 2) -> list[str]:
+def _gunicorn(port: int, conf: Path, workers: int = 2, app: str = "tests.metrics_apps:wsgi_app") -> list[str]:
     return [
         PYTHON,
         "-m",
@@ -419,7 +419,7 @@ def _gunicorn(port: int, conf: Path, workers: int = 2) -> list[str]:
         f"127.0.0.1:{port}",
         "--config",
         str(conf),
-        "tests.metrics_apps:wsgi_app",
+        app,
     ]
 
 
@@ -490,6 +490,51 @@ def test_gunicorn_multiprocess_shows_any_failing_worker_and_forgets_dead_ones(tm
         assert value(samples, "healthprobe_check_status", check="flaky", status="pass") == 1.0
         # Counters keep the dead worker's runs: totals never go backwards.
         assert value(samples, "healthprobe_check_runs_total", check="flaky", status="fail") == 1.0
+
+
+@contextlib.contextmanager
+def _multiprocess_gunicorn(tmp_path: Path, app: str) -> Iterator[tuple[ServerProcess, httpx.Client, Path]]:
+    """gunicorn with one sync worker serving ``app`` in multiprocess mode, once the worker
+    has written its files: (server, client, the multiprocess directory)."""
+    multiproc = tmp_path / "multiproc"
+    multiproc.mkdir()
+    conf = tmp_path / "gunicorn.conf.py"
+    conf.write_text("from healthprobe.prometheus import child_exit  # noqa: F401\n")
+    port = free_port()
+    env = {"PROMETHEUS_MULTIPROC_DIR": str(multiproc)}
+    with (
+        run_server(_gunicorn(port, conf, workers=1, app=app), port, tmp_path, env=env, name="gunicorn") as server,
+        httpx.Client(base_url=server.url, timeout=10) as client,
+    ):
+        eventually(lambda: _live_pids(multiproc) or None, 30, "the worker's files")
+        yield server, client, multiproc
+
+
+@pytest.mark.slow
+def test_multiprocess_scrape_leaves_out_files_that_cannot_be_read_yet(tmp_path: Path) -> None:
+    """prometheus-client creates a worker's file empty and sizes it a moment later; a scrape
+    in that moment (or after the worker was killed in it) still answers, without that file."""
+    with _multiprocess_gunicorn(tmp_path, "tests.metrics_apps:wsgi_app") as (server, client, multiproc):
+        assert client.get("/control/fail").status_code == 200
+        (multiproc / "gauge_livemax_999991.db").write_bytes(b"")  # just created
+        (multiproc / "counter_999992.db").write_bytes(b"\x08\x00")  # shorter than its header
+        (multiproc / "histogram_999993.db").write_bytes(b"")
+        # Not empty but claiming more than it holds: left out as well, and logged once.
+        (multiproc / "counter_999994.db").write_bytes(b"\x00\x10\x00\x00" + b"\x00" * 60)
+        for _ in range(3):
+            answer = client.get("/metrics")
+            assert answer.status_code == 200, answer.text
+            samples = parse(answer.text)
+            assert value(samples, "healthprobe_check_status", check="flaky", status="fail") == 1.0
+            assert value(samples, "healthprobe_check_runs_total", check="flaky", status="fail") == 1.0
+            assert value(samples, "healthprobe_in_flight_requests") is not None
+        filtered = client.get("/metrics", params={"name[]": "healthprobe_lifecycle_state"})
+        assert filtered.status_code == 200
+        assert value(parse(filtered.text), "healthprobe_lifecycle_state", state="started") == 1.0
+        promtool_check_metrics(client.get("/metrics").text)
+        log = server.output()
+        assert log.count("counter_999994.db cannot be read") == 1, log
+        assert "999991" not in log and "999992" not in log, log  # empty files hold nothing to report
 
 
 @contextlib.contextmanager
