@@ -537,6 +537,17 @@ def test_multiprocess_scrape_leaves_out_files_that_cannot_be_read_yet(tmp_path: 
         assert "999991" not in log and "999992" not in log, log  # empty files hold nothing to report
 
 
+@pytest.mark.slow
+def test_multiprocess_in_flight_and_phase_only_with_a_shutdown_source(tmp_path: Path) -> None:
+    with _multiprocess_gunicorn(tmp_path, "tests.metrics_apps:plain_wsgi_app") as (_, client, _dir):
+        answer = client.get("/metrics")
+        assert answer.status_code == 200, answer.text
+        samples = parse(answer.text)
+        assert value(samples, "healthprobe_check_status", check="flaky", status="pass") == 1.0
+        assert not any(name.startswith(("healthprobe_in_flight", "healthprobe_shutdown")) for name, _ in samples)
+        assert "healthprobe_in_flight_requests" not in answer.text
+
+
 @contextlib.contextmanager
 def _prometheus(tmp_path: Path, job: str, target_port: int, rules: Path | None = None) -> Iterator[ServerProcess]:
     """Debian's ``prometheus`` server on a free loopback port, scraping ``job`` at

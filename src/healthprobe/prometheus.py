@@ -264,14 +264,15 @@ _mp_metrics: dict[str, Any] = {}
 
 def _multiprocess_metrics() -> dict[str, Any]:
     """prometheus-client metric objects for the mirror, created once per process and
-    registered nowhere (multiprocess mode exports every metric from its files)."""
+    registered nowhere (multiprocess mode exports every metric from its files).
+
+    Only the counter and the histogram are created here; each gauge is created by
+    :func:`_multiprocess_gauge` when it is first set, because prometheus-client writes a
+    sample for an unlabelled metric the moment it exists: ``healthprobe_in_flight_requests``
+    would show 0 even without a ``shutdown`` source.
+    """
     with _metrics_lock:
-        if not _mp_metrics:
-            for name, mode in _GAUGE_MODES.items():
-                unit = "seconds" if name == CHECK_LAST_SUCCESS else ""
-                _mp_metrics[name] = Gauge(
-                    name, _HELP[name], _GAUGE_LABELS[name], registry=None, multiprocess_mode=mode, unit=unit
-                )
+        if CHECK_RUNS not in _mp_metrics:
             _mp_metrics[CHECK_RUNS] = Counter(CHECK_RUNS, _HELP[CHECK_RUNS], ("check", "status"), registry=None)
             _mp_metrics[CHECK_DURATION] = Histogram(
                 CHECK_DURATION,
@@ -282,6 +283,26 @@ def _multiprocess_metrics() -> dict[str, Any]:
                 unit="seconds",
             )
         return _mp_metrics
+
+
+def _multiprocess_gauge(name: str) -> Any:
+    """The process's multiprocess gauge ``name`` (one of :data:`_GAUGE_MODES`), created on
+    first use."""
+    gauge = _mp_metrics.get(name)
+    if gauge is None:
+        with _metrics_lock:
+            gauge = _mp_metrics.get(name)
+            if gauge is None:
+                unit = "seconds" if name == CHECK_LAST_SUCCESS else ""
+                gauge = _mp_metrics[name] = Gauge(
+                    name,
+                    _HELP[name],
+                    _GAUGE_LABELS[name],
+                    registry=None,
+                    multiprocess_mode=_GAUGE_MODES[name],
+                    unit=unit,
+                )
+    return gauge
 
 
 class MultiprocessMirror:
@@ -338,7 +359,7 @@ class MultiprocessMirror:
         self._ensure_thread()
         with self._sync_lock:
             for name, (_labels, samples) in _gauge_view(self.registry, self.shutdown, self.phases).items():
-                gauge = self._metrics[name]
+                gauge = _multiprocess_gauge(name)
                 for values, value in samples:
                     (gauge.labels(*values) if values else gauge).set(value)
 
