@@ -28,6 +28,8 @@ from .support import PYTHON, ROOT, ServerProcess, free_port, require_binary, run
 T = TypeVar("T")
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
 ALERTS = ROOT / "examples" / "prometheus"
+MALFORMED = "malformed query string: not valid percent-encoded UTF-8\n"
+STATES = [state.value for state in Lifecycle]
 
 
 def parse(text: str) -> Samples:
@@ -395,7 +397,9 @@ def test_asgi_metrics_route_on_uvicorn(tmp_path: Path) -> None:
         assert head.status_code == 200 and head.content == b"" and int(head.headers["content-length"]) > 0
         post = client.post("/metrics")
         assert post.status_code == 405 and post.headers["allow"] == "GET, HEAD"
-        assert client.get("/metrics?name[]=%ff").status_code == 400
+        # Malformed percent-encoding, whether an escape that is not UTF-8 or no escape at all.
+        malformed = [client.get(f"/metrics?name[]={bad}") for bad in ("%ff", "%zz", "%")]
+        assert [(r.status_code, r.text) for r in malformed] == [(400, MALFORMED)] * 3
         openmetrics = client.get("/metrics", headers={"accept": "application/openmetrics-text; version=1.0.0"})
         assert openmetrics.headers["content-type"].startswith("application/openmetrics-text")
         assert openmetrics.text.endswith("# EOF\n")
@@ -708,6 +712,12 @@ def test_wsgi_metrics_route_on_waitress_reads_in_flight_at_scrape_time(tmp_path:
         finally:
             sleeper.join(10)
         assert value(parse(client.get("/metrics").text), "healthprobe_in_flight_requests") == 0.0
+        malformed = [client.get(f"/metrics?name[]={bad}") for bad in ("%ff", "%zz", "%")]
+        assert [(r.status_code, r.text) for r in malformed] == [(400, MALFORMED)] * 3
+        only = client.get("/metrics?name%5B%5D=healthprobe_lifecycle_%73tate")
+        assert list(parse(only.text)) == [
+            ("healthprobe_lifecycle_state", frozenset({("state", state)})) for state in STATES
+        ]
         assert client.get("/control/fail").text.isdigit()
         answer = client.get("/metrics")
         assert value(parse(answer.text), "healthprobe_check_status", check="flaky", status="fail") == 1.0
