@@ -7,6 +7,8 @@ switches (in the process that answers it), and ``database`` that always passes.
   prometheus-client's own ``make_asgi_app`` of a :class:`HealthCollector` mounted at ``/prom``.
 * ``wsgi_app`` (gunicorn): raw WSGI app behind the WSGI ``HealthMiddleware``, serving metrics
   through :class:`PrometheusMetrics` with a request-counting shutdown view.
+* ``plain_wsgi_app``: the same WSGI app behind ``HealthMiddleware(..., metrics=True)``, with
+  no shutdown source.
 
 Environment: ``APP_INTERVAL`` (seconds) runs ``flaky`` in the background at that interval.
 """
@@ -133,10 +135,19 @@ def _build_wsgi() -> Any:
     return app
 
 
+def _build_plain_wsgi() -> Any:
+    from healthprobe.wsgi import HealthMiddleware
+
+    registry.run("readiness")
+    return HealthMiddleware(_wsgi_inner, registry, metrics=True)
+
+
 def __getattr__(name: str) -> Any:
     # Build only the app a server asks for, so a WSGI server never imports Starlette.
     if name == "asgi_app":
         return _build_asgi()
     if name == "wsgi_app":
         return _build_wsgi()
+    if name == "plain_wsgi_app":
+        return _build_plain_wsgi()
     raise AttributeError(name)

@@ -98,6 +98,40 @@ def test_usage_errors_exit_2(argv: list[str]) -> None:
     assert raised.value.code == 2
 
 
+@pytest.mark.parametrize(
+    ("url", "reason"),
+    [
+        ("http://127.0.0.1:1/live z", "contains a space"),
+        ("http://127.0.0.1 :1/livez", "contains a space"),
+        (" http://127.0.0.1:1/livez", "contains a space"),
+        ("http://127.0.0.1:1/livez\n", "contains a control character"),
+        ("http://127.0.0.1:1/li\tvez", "contains a control character"),
+        ("http://127.0.0.1:1/livez\x01", "contains a control character"),
+        ("http://127.0.0.1:1/livez\x7f", "contains a control character"),
+        ("http://127.0.0.1:1/liv\u00e9z", "non-ASCII"),
+        ("127.0.0.1:8080/livez", "not an absolute http(s) URL"),
+        ("localhost/livez", "not an absolute http(s) URL"),
+        ("ftp://127.0.0.1/livez", "not an absolute http(s) URL"),
+        ("http:///livez", "not an absolute http(s) URL"),
+        ("http://127.0.0.1:99999/livez", "Port out of range"),
+        ("http://127.0.0.1:port/livez", "not a valid URL"),
+        ("http://[::1/livez", "Invalid IPv6 URL"),
+    ],
+)
+def test_a_malformed_url_is_a_usage_error_on_one_line(
+    url: str, reason: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as raised:
+        main(["probe", url])
+    assert raised.value.code == 2
+    out, err = capsys.readouterr()
+    assert out == ""
+    assert err.startswith("healthprobe probe: error: ") and err.count("\n") == 1 and err.endswith("\n"), err
+    assert reason in err, err
+    with pytest.raises(ValueError, match="URL"):
+        probe(url)
+
+
 def test_the_module_entry_point_runs_as_an_exec_probe(base_url: str) -> None:
     ok = subprocess.run(
         [sys.executable, "-m", "healthprobe", "probe", f"{base_url}/livez", "-v"],
@@ -110,6 +144,11 @@ def test_the_module_entry_point_runs_as_an_exec_probe(base_url: str) -> None:
         [sys.executable, "-m", "healthprobe", "probe", f"{base_url}/readyz"], capture_output=True, text=True, timeout=30
     )
     assert failed.returncode == 1 and failed.stderr.startswith("503")
+    malformed = subprocess.run(
+        [sys.executable, "-m", "healthprobe", "probe", f"{base_url}/live z"], capture_output=True, text=True, timeout=30
+    )
+    assert malformed.returncode == 2 and malformed.stdout == ""
+    assert malformed.stderr.count("\n") == 1 and "contains a space" in malformed.stderr
 
 
 def test_ipv6_urls_without_a_port_use_the_scheme_default() -> None:

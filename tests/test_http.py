@@ -268,6 +268,10 @@ def test_unknown_paths(make_client: ClientFactory) -> None:
     [
         ("exclude=%ff", "percent-encoded"),
         ("exclude=%C3%28", "percent-encoded"),
+        ("exclude=%zz", "percent-encoded"),
+        ("exclude=db%", "percent-encoded"),
+        ("%zz", "percent-encoded"),
+        ("verbose=%2", "percent-encoded"),
         ("bogus=1", "unknown query parameter"),
         ("verbos", "unknown query parameter"),
         ("format=xml", "format"),
@@ -289,6 +293,49 @@ def test_malformed_query_is_400_with_one_line_reason(make_client: ClientFactory,
     assert response.status_code == 400
     assert word in one_line(response)
     assert_probe_headers(response)
+
+
+MALFORMED_QUERY = "malformed query string: not valid percent-encoded UTF-8"
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        "name[]=%zz",  # not an escape at all
+        "name[]=%ff",  # an escape, but not UTF-8
+        "name[]=%C3%28",
+        "name[]=%",
+        "name[]=%2",
+        "name%5B%5D=%zz",
+        "name[]=healthprobe_lifecycle_state&other=%g0",  # in a parameter that is ignored
+        "%zz",
+    ],
+)
+def test_malformed_percent_encoding_in_the_metrics_query_is_400(make_client: ClientFactory, query: str) -> None:
+    client, prefix = make_client(registry_with(db=lambda: True), metrics=True)
+    response = client.get(f"{prefix}/metrics?{query}")
+    assert response.status_code == 400
+    assert one_line(response) == MALFORMED_QUERY
+    assert_probe_headers(response)
+    head = client.head(f"{prefix}/metrics?{query}")
+    assert head.status_code == 400 and head.content == b""
+
+
+def test_metrics_name_filter_decodes_valid_percent_encoding(make_client: ClientFactory) -> None:
+    client, prefix = make_client(registry_with(db=lambda: True), metrics=True)
+    client.get(prefix + "/readyz")
+    for query in (
+        "name[]=healthprobe_lifecycle_state",
+        "name%5B%5D=healthprobe_lifecycle_state",
+        "name[]=%68ealthprobe_lifecycle%5Fstate",
+        "name[]=healthprobe_lifecycle_state&other=%25zz+%41",
+    ):
+        response = client.get(f"{prefix}/metrics?{query}")
+        assert response.status_code == 200, (query, response.text)
+        samples = [line for line in response.text.splitlines() if not line.startswith("#")]
+        assert samples and all(line.startswith("healthprobe_lifecycle_state{") for line in samples), query
+    everything = client.get(prefix + "/metrics?other=%41")
+    assert everything.status_code == 200 and "healthprobe_check_status{" in everything.text
 
 
 def test_exclude_on_a_single_check_is_400(make_client: ClientFactory) -> None:

@@ -28,6 +28,8 @@ from .support import PYTHON, ROOT, ServerProcess, free_port, require_binary, run
 T = TypeVar("T")
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
 ALERTS = ROOT / "examples" / "prometheus"
+MALFORMED = "malformed query string: not valid percent-encoded UTF-8\n"
+STATES = [state.value for state in Lifecycle]
 
 
 def parse(text: str) -> Samples:
@@ -395,7 +397,9 @@ def test_asgi_metrics_route_on_uvicorn(tmp_path: Path) -> None:
         assert head.status_code == 200 and head.content == b"" and int(head.headers["content-length"]) > 0
         post = client.post("/metrics")
         assert post.status_code == 405 and post.headers["allow"] == "GET, HEAD"
-        assert client.get("/metrics?name[]=%ff").status_code == 400
+        # Malformed percent-encoding, whether an escape that is not UTF-8 or no escape at all.
+        malformed = [client.get(f"/metrics?name[]={bad}") for bad in ("%ff", "%zz", "%")]
+        assert [(r.status_code, r.text) for r in malformed] == [(400, MALFORMED)] * 3
         openmetrics = client.get("/metrics", headers={"accept": "application/openmetrics-text; version=1.0.0"})
         assert openmetrics.headers["content-type"].startswith("application/openmetrics-text")
         assert openmetrics.text.endswith("# EOF\n")
@@ -406,7 +410,7 @@ def test_asgi_metrics_route_on_uvicorn(tmp_path: Path) -> None:
         assert client.get("/").text == "application"
 
 
-def _gunicorn(port: int, conf: Path, workers: int = 2) -> list[str]:
+def _gunicorn(port: int, conf: Path, workers: int = 2, app: str = "tests.metrics_apps:wsgi_app") -> list[str]:
     return [
         PYTHON,
         "-m",
@@ -419,7 +423,7 @@ def _gunicorn(port: int, conf: Path, workers: int = 2) -> list[str]:
         f"127.0.0.1:{port}",
         "--config",
         str(conf),
-        "tests.metrics_apps:wsgi_app",
+        app,
     ]
 
 
@@ -490,6 +494,62 @@ def test_gunicorn_multiprocess_shows_any_failing_worker_and_forgets_dead_ones(tm
         assert value(samples, "healthprobe_check_status", check="flaky", status="pass") == 1.0
         # Counters keep the dead worker's runs: totals never go backwards.
         assert value(samples, "healthprobe_check_runs_total", check="flaky", status="fail") == 1.0
+
+
+@contextlib.contextmanager
+def _multiprocess_gunicorn(tmp_path: Path, app: str) -> Iterator[tuple[ServerProcess, httpx.Client, Path]]:
+    """gunicorn with one sync worker serving ``app`` in multiprocess mode, once the worker
+    has written its files: (server, client, the multiprocess directory)."""
+    multiproc = tmp_path / "multiproc"
+    multiproc.mkdir()
+    conf = tmp_path / "gunicorn.conf.py"
+    conf.write_text("from healthprobe.prometheus import child_exit  # noqa: F401\n")
+    port = free_port()
+    env = {"PROMETHEUS_MULTIPROC_DIR": str(multiproc)}
+    with (
+        run_server(_gunicorn(port, conf, workers=1, app=app), port, tmp_path, env=env, name="gunicorn") as server,
+        httpx.Client(base_url=server.url, timeout=10) as client,
+    ):
+        eventually(lambda: _live_pids(multiproc) or None, 30, "the worker's files")
+        yield server, client, multiproc
+
+
+@pytest.mark.slow
+def test_multiprocess_scrape_leaves_out_files_that_cannot_be_read_yet(tmp_path: Path) -> None:
+    """prometheus-client creates a worker's file empty and sizes it a moment later; a scrape
+    in that moment (or after the worker was killed in it) still answers, without that file."""
+    with _multiprocess_gunicorn(tmp_path, "tests.metrics_apps:wsgi_app") as (server, client, multiproc):
+        assert client.get("/control/fail").status_code == 200
+        (multiproc / "gauge_livemax_999991.db").write_bytes(b"")  # just created
+        (multiproc / "counter_999992.db").write_bytes(b"\x08\x00")  # shorter than its header
+        (multiproc / "histogram_999993.db").write_bytes(b"")
+        # Not empty but claiming more than it holds: left out as well, and logged once.
+        (multiproc / "counter_999994.db").write_bytes(b"\x00\x10\x00\x00" + b"\x00" * 60)
+        for _ in range(3):
+            answer = client.get("/metrics")
+            assert answer.status_code == 200, answer.text
+            samples = parse(answer.text)
+            assert value(samples, "healthprobe_check_status", check="flaky", status="fail") == 1.0
+            assert value(samples, "healthprobe_check_runs_total", check="flaky", status="fail") == 1.0
+            assert value(samples, "healthprobe_in_flight_requests") is not None
+        filtered = client.get("/metrics", params={"name[]": "healthprobe_lifecycle_state"})
+        assert filtered.status_code == 200
+        assert value(parse(filtered.text), "healthprobe_lifecycle_state", state="started") == 1.0
+        promtool_check_metrics(client.get("/metrics").text)
+        log = server.output()
+        assert log.count("counter_999994.db cannot be read") == 1, log
+        assert "999991" not in log and "999992" not in log, log  # empty files hold nothing to report
+
+
+@pytest.mark.slow
+def test_multiprocess_in_flight_and_phase_only_with_a_shutdown_source(tmp_path: Path) -> None:
+    with _multiprocess_gunicorn(tmp_path, "tests.metrics_apps:plain_wsgi_app") as (_, client, _dir):
+        answer = client.get("/metrics")
+        assert answer.status_code == 200, answer.text
+        samples = parse(answer.text)
+        assert value(samples, "healthprobe_check_status", check="flaky", status="pass") == 1.0
+        assert not any(name.startswith(("healthprobe_in_flight", "healthprobe_shutdown")) for name, _ in samples)
+        assert "healthprobe_in_flight_requests" not in answer.text
 
 
 @contextlib.contextmanager
@@ -652,6 +712,12 @@ def test_wsgi_metrics_route_on_waitress_reads_in_flight_at_scrape_time(tmp_path:
         finally:
             sleeper.join(10)
         assert value(parse(client.get("/metrics").text), "healthprobe_in_flight_requests") == 0.0
+        malformed = [client.get(f"/metrics?name[]={bad}") for bad in ("%ff", "%zz", "%")]
+        assert [(r.status_code, r.text) for r in malformed] == [(400, MALFORMED)] * 3
+        only = client.get("/metrics?name%5B%5D=healthprobe_lifecycle_%73tate")
+        assert list(parse(only.text)) == [
+            ("healthprobe_lifecycle_state", frozenset({("state", state)})) for state in STATES
+        ]
         assert client.get("/control/fail").text.isdigit()
         answer = client.get("/metrics")
         assert value(parse(answer.text), "healthprobe_check_status", check="flaky", status="fail") == 1.0

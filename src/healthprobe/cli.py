@@ -7,7 +7,8 @@ Usage::
 
 Exit status: 0 when the answer's status code is from 200 to 399 (the kubelet's ``httpGet``
 rule, Kubernetes "Configure Liveness, Readiness and Startup Probes"), 1 for any other code,
-a timeout or a refused connection, 2 for a usage error. Redirects are not followed (the
+a timeout or a refused connection, 2 for a usage error, such as a malformed URL (one line on
+stderr). Redirects are not followed (the
 kubelet follows them only to the same host; a probe endpoint has no reason to redirect).
 """
 
@@ -16,6 +17,7 @@ from __future__ import annotations
 import argparse
 import http.client
 import math
+import re
 import socket
 import sys
 import urllib.parse
@@ -24,6 +26,9 @@ from collections.abc import Sequence
 from . import __version__
 
 USER_AGENT = f"healthprobe/{__version__}"
+#: A space, a C0 control character or DEL: never part of a URL (RFC 3986 section 2);
+#: ``urlsplit`` would silently drop some of them (tab, CR, LF) and keep the others.
+_NOT_IN_URL = re.compile(r"[\x00-\x20\x7f]")
 
 
 def probe(url: str, *, timeout: float = 1.0, headers: Sequence[tuple[str, str]] = ()) -> tuple[bool, str]:
@@ -40,19 +45,15 @@ def probe(url: str, *, timeout: float = 1.0, headers: Sequence[tuple[str, str]] 
         description is the status line, or why no answer came.
 
     Raises:
-        ValueError: if ``url`` is not an absolute http(s) URL.
+        ValueError: if ``url`` is not an absolute http(s) URL: no ``http``/``https`` scheme
+            or host, a space, a control character or a non-ASCII character in it, or a
+            malformed port or IPv6 address. The message is one line.
     """
-    parts = urllib.parse.urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise ValueError(f"not an absolute http(s) URL: {url!r}")
-    try:
-        port = parts.port or (443 if parts.scheme == "https" else 80)
-    except ValueError:
-        raise ValueError(f"not a valid port in {url!r}") from None
+    parts, host, port = _split(url)
     kind = http.client.HTTPSConnection if parts.scheme == "https" else http.client.HTTPConnection
     # The port is always given: with none, http.client would read an IPv6 host ("::1") as
     # host:port.
-    connection = kind(parts.hostname, port, timeout=timeout)
+    connection = kind(host, port, timeout=timeout)
     target = urllib.parse.urlunsplit(("", "", parts.path or "/", parts.query, ""))
     try:
         connection.putrequest("GET", target, skip_accept_encoding=True)
@@ -64,11 +65,35 @@ def probe(url: str, *, timeout: float = 1.0, headers: Sequence[tuple[str, str]] 
         response.read(64 * 1024)
     except (OSError, http.client.HTTPException) as exc:
         reason = "timed out" if isinstance(exc, (TimeoutError, socket.timeout)) else type(exc).__name__
-        host = f"[{parts.hostname}]" if ":" in parts.hostname else parts.hostname
-        return False, f"no answer from {host}:{port}: {reason}"
+        shown = f"[{host}]" if ":" in host else host
+        return False, f"no answer from {shown}:{port}: {reason}"
     finally:
         connection.close()
     return 200 <= response.status < 400, f"{response.status} {response.reason}"
+
+
+def _split(url: str) -> tuple[urllib.parse.SplitResult, str, int]:
+    """``url`` split into its parts, host and port (the scheme's default if none is given),
+    if it is an absolute http(s) URL.
+
+    Raises:
+        ValueError: with a one-line reason (the URL is shown by ``repr``, so a control
+            character in it cannot break the line).
+    """
+    bad = _NOT_IN_URL.search(url)
+    if bad is not None:
+        what = "a space" if bad.group() == " " else "a control character"
+        raise ValueError(f"not a valid URL: {url!r} contains {what}")
+    if not url.isascii():
+        raise ValueError(f"not a valid URL: {url!r} contains a non-ASCII character (percent-encode it)")
+    try:
+        parts = urllib.parse.urlsplit(url)
+        port = parts.port
+    except ValueError as exc:  # a malformed bracketed IPv6 host, or a port that is not one
+        raise ValueError(f"not a valid URL: {url!r} ({exc})") from None
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError(f"not an absolute http(s) URL: {url!r}")
+    return parts, parts.hostname, port or (443 if parts.scheme == "https" else 80)
 
 
 def _header(text: str) -> tuple[str, str]:
@@ -93,8 +118,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error("--timeout must be a finite number of seconds > 0")
     try:
         ok, description = probe(args.url, timeout=args.timeout, headers=args.header)
-    except ValueError as exc:
-        parser.error(str(exc))
+    except ValueError as exc:  # a malformed URL: a usage error, on one line
+        one.exit(2, f"{one.prog}: error: {exc}\n")
     if args.verbose or not ok:
         print(description, file=sys.stdout if ok else sys.stderr)
     return 0 if ok else 1

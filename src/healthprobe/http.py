@@ -17,7 +17,7 @@ Rules (Kubernetes "Configure Liveness, Readiness and Startup Probes": any code f
 * With ``metrics`` on, ``GET``/``HEAD`` on ``metrics_path`` (``/metrics``) serves Prometheus
   metrics in the format ``Accept`` asks for (Prometheus text 0.0.4 or OpenMetrics); the
   ``name[]`` query parameter filters by metric name, other parameters are ignored as
-  prometheus-client ignores them.
+  prometheus-client ignores them; a query that is not valid percent-encoded UTF-8 is ``400``.
 * Every answer carries ``Cache-Control: no-store``. An unexpected error inside healthprobe is
   answered ``503`` (the probe fails) with a fixed body and logged: never a ``500``, never the
   exception text.
@@ -28,6 +28,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import logging
+import re
 import urllib.parse
 from collections.abc import Mapping, Sequence
 from http import HTTPStatus
@@ -260,14 +261,9 @@ class HealthEndpoints:
         if query_string:
             if len(query_string) > MAX_QUERY_LENGTH:
                 return plain_response(400, f"query string longer than {MAX_QUERY_LENGTH} characters", head)
-            try:
-                pairs = urllib.parse.parse_qsl(
-                    query_string, keep_blank_values=True, errors="strict", max_num_fields=MAX_QUERY_FIELDS
-                )
-            except UnicodeDecodeError:
-                return plain_response(400, "malformed query string: not valid percent-encoded UTF-8", head)
-            except ValueError:
-                return plain_response(400, f"more than {MAX_QUERY_FIELDS} query parameters", head)
+            pairs = _query_pairs(query_string, MAX_QUERY_FIELDS)
+            if isinstance(pairs, str):
+                return plain_response(400, pairs, head)
             for key, value in pairs:
                 if key == "verbose":
                     lowered = value.lower()
@@ -324,10 +320,9 @@ class HealthEndpoints:
         head = method == "HEAD"
         if method not in ("GET", "HEAD"):
             return plain_response(405, f"method {method[:20]} not allowed; use GET or HEAD", extra=(("allow", ALLOW),))
-        try:
-            pairs = urllib.parse.parse_qsl(query_string, keep_blank_values=True, errors="strict")
-        except (ValueError, UnicodeDecodeError):
-            return plain_response(400, "malformed query string: not valid percent-encoded UTF-8", head)
+        pairs = _query_pairs(query_string)
+        if isinstance(pairs, str):
+            return plain_response(400, pairs, head)
         return tuple(value for key, value in pairs if key == "name[]")
 
     def _metrics_response(self, method: str, accept: str | None, names: tuple[str, ...]) -> Response:
@@ -422,6 +417,35 @@ class HealthEndpoints:
         response = self.respond(request, report)
         self._remember((method, path, query_string, accept), generation, report, response)
         return response
+
+
+#: A ``%`` that does not start a percent-encoded octet (RFC 3986 section 2.1: ``%`` and two
+#: hex digits); ``urllib.parse.unquote`` would keep it as it is instead of failing.
+_BAD_ESCAPE = re.compile(r"%(?![0-9A-Fa-f]{2})")
+_MALFORMED_QUERY = "malformed query string: not valid percent-encoded UTF-8"
+
+
+def _query_pairs(query_string: str, max_fields: int | None = None) -> list[tuple[str, str]] | str:
+    """The ``(name, value)`` pairs of a query string, percent-decoded as UTF-8 (``+`` is a
+    space, as in HTML forms), or the one-line reason it is malformed.
+
+    Args:
+        query_string: the raw query, without the ``?``.
+        max_fields: most pairs accepted; ``None`` for no limit.
+
+    Returns:
+        A list of pairs (blank values kept), or a ``str``: the reason for a ``400`` answer
+        when a ``%`` is not followed by two hex digits (RFC 3986 section 2.1), an escape does
+        not decode as UTF-8, or there are more than ``max_fields`` pairs.
+    """
+    if _BAD_ESCAPE.search(query_string):
+        return _MALFORMED_QUERY
+    try:
+        return urllib.parse.parse_qsl(query_string, keep_blank_values=True, errors="strict", max_num_fields=max_fields)
+    except UnicodeDecodeError:
+        return _MALFORMED_QUERY
+    except ValueError:  # parse_qsl's own limit
+        return f"more than {max_fields} query parameters"
 
 
 def endpoints_for(

@@ -30,10 +30,13 @@ metrics into prometheus-client's multiprocess files in every worker, and serves 
 all workers' files. Status gauges use the ``livemax`` mode (a check failing in any live worker
 shows ``status="fail"`` as 1), in-flight requests ``livesum``. The gunicorn ``child_exit``
 hook :func:`child_exit` removes a dead worker's live gauges, so it leaves no stale series.
+A worker's file that cannot be read yet (prometheus-client creates it empty, then sizes it)
+is left out of the scrape rather than failing it.
 """
 
 from __future__ import annotations
 
+import glob
 import logging
 import os
 import threading
@@ -44,6 +47,7 @@ from typing import Any, Literal, Protocol
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.exposition import choose_encoder
+from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.registry import REGISTRY, Collector
 from prometheus_client.utils import floatToGoString
 
@@ -260,14 +264,15 @@ _mp_metrics: dict[str, Any] = {}
 
 def _multiprocess_metrics() -> dict[str, Any]:
     """prometheus-client metric objects for the mirror, created once per process and
-    registered nowhere (multiprocess mode exports every metric from its files)."""
+    registered nowhere (multiprocess mode exports every metric from its files).
+
+    Only the counter and the histogram are created here; each gauge is created by
+    :func:`_multiprocess_gauge` when it is first set, because prometheus-client writes a
+    sample for an unlabelled metric the moment it exists: ``healthprobe_in_flight_requests``
+    would show 0 even without a ``shutdown`` source.
+    """
     with _metrics_lock:
-        if not _mp_metrics:
-            for name, mode in _GAUGE_MODES.items():
-                unit = "seconds" if name == CHECK_LAST_SUCCESS else ""
-                _mp_metrics[name] = Gauge(
-                    name, _HELP[name], _GAUGE_LABELS[name], registry=None, multiprocess_mode=mode, unit=unit
-                )
+        if CHECK_RUNS not in _mp_metrics:
             _mp_metrics[CHECK_RUNS] = Counter(CHECK_RUNS, _HELP[CHECK_RUNS], ("check", "status"), registry=None)
             _mp_metrics[CHECK_DURATION] = Histogram(
                 CHECK_DURATION,
@@ -278,6 +283,26 @@ def _multiprocess_metrics() -> dict[str, Any]:
                 unit="seconds",
             )
         return _mp_metrics
+
+
+def _multiprocess_gauge(name: str) -> Any:
+    """The process's multiprocess gauge ``name`` (one of :data:`_GAUGE_MODES`), created on
+    first use."""
+    gauge = _mp_metrics.get(name)
+    if gauge is None:
+        with _metrics_lock:
+            gauge = _mp_metrics.get(name)
+            if gauge is None:
+                unit = "seconds" if name == CHECK_LAST_SUCCESS else ""
+                gauge = _mp_metrics[name] = Gauge(
+                    name,
+                    _HELP[name],
+                    _GAUGE_LABELS[name],
+                    registry=None,
+                    multiprocess_mode=_GAUGE_MODES[name],
+                    unit=unit,
+                )
+    return gauge
 
 
 class MultiprocessMirror:
@@ -334,7 +359,7 @@ class MultiprocessMirror:
         self._ensure_thread()
         with self._sync_lock:
             for name, (_labels, samples) in _gauge_view(self.registry, self.shutdown, self.phases).items():
-                gauge = self._metrics[name]
+                gauge = _multiprocess_gauge(name)
                 for values, value in samples:
                     (gauge.labels(*values) if values else gauge).set(value)
 
@@ -416,6 +441,50 @@ def child_exit(server: object, worker: Any) -> None:
         multiprocess.mark_process_dead(worker.pid)  # type: ignore[no-untyped-call]
 
 
+#: Size of the header of prometheus-client's multiprocess files (bytes used, then padding).
+_HEADER_BYTES = 8
+_unreadable_logged: set[str] = set()
+
+
+class _MultiProcessFiles(MultiProcessCollector):
+    """prometheus-client's ``MultiProcessCollector``, except that a file that cannot be read
+    is left out of the merge instead of failing the whole scrape.
+
+    prometheus-client creates a process's ``*.db`` file before it sizes it (``MmapedDict``
+    opens it, then truncates it to 64 KiB), so a scrape that lists the directory in that
+    moment can find an empty file, and reading its header raises ``struct.error``, which
+    would lose every worker's metrics for that scrape. A worker killed in that moment leaves
+    the empty file behind for good, so trying again would not help. An empty or short file
+    holds no sample, so leaving it out loses nothing; any other unreadable file is left out
+    too, and logged once.
+    """
+
+    def collect(self) -> Iterable[Metric]:
+        files = glob.glob(os.path.join(self._path, "*.db"))
+        try:
+            return self.merge(files, accumulate=True)  # type: ignore[no-untyped-call,no-any-return]
+        except Exception:
+            # Rare (a file being created right now): merge the files that can be read alone.
+            readable = [path for path in files if _readable(path)]
+            return self.merge(readable, accumulate=True)  # type: ignore[no-untyped-call,no-any-return]
+
+
+def _readable(path: str) -> bool:
+    """Whether prometheus-client can merge the multiprocess file ``path`` on its own."""
+    try:
+        MultiProcessCollector.merge([path], accumulate=True)  # type: ignore[no-untyped-call]
+    except Exception:
+        try:
+            empty = os.path.getsize(path) < _HEADER_BYTES
+        except OSError:  # removed meanwhile (a dead worker's live gauges)
+            return False
+        if not empty and path not in _unreadable_logged and len(_unreadable_logged) < 1000:
+            _unreadable_logged.add(path)
+            logger.warning("multiprocess metrics file %s cannot be read; left out", path, exc_info=True)
+        return False
+    return True
+
+
 # -- exposition -----------------------------------------------------------------------------
 
 
@@ -489,10 +558,8 @@ class PrometheusMetrics:
         self.collectors = CollectorRegistry()
         self.mirror: MultiprocessMirror | None = None
         if multiprocess:
-            from prometheus_client.multiprocess import MultiProcessCollector
-
             self.mirror = multiprocess_mirror(registry, shutdown=shutdown, phases=phases)
-            MultiProcessCollector(self.collectors)  # type: ignore[no-untyped-call]
+            _MultiProcessFiles(self.collectors)  # type: ignore[no-untyped-call]
         else:
             self.collectors.register(HealthCollector(registry, shutdown=shutdown, phases=phases))
             if include_default:
