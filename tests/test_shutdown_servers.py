@@ -9,6 +9,7 @@ while a 2 s request is in flight.
 from __future__ import annotations
 
 import contextlib
+import os
 import re
 import signal
 import time
@@ -80,6 +81,16 @@ SERVERS = {
     "uvicorn-programmatic": Server(_asgi("uvicorn")),
     "uvicorn-installed-first": Server(_asgi("uvicorn-plain")),
     "uvicorn-cli": Server(lambda port: [PYTHON, "-m", "uvicorn", "tests.apps.shutdown_asgi:app", "--port", str(port)]),
+    # uvicorn's own supervisor reads its signal queue every 0.5 s and acts on one signal only.
+    "uvicorn-cli-workers": Server(
+        lambda port: [PYTHON, "-m", "uvicorn", "tests.apps.shutdown_asgi:app", "--port", str(port), "--workers", "2"],
+        workers=2,
+        ready="Application startup complete.",
+        latency=0.5,
+        delay=1.5,
+        second_signal=False,
+    ),
+    "uvicorn-workers": Server(_asgi("uvicorn-workers"), workers=2, ready="Application startup complete."),
     "hypercorn": Server(_asgi("hypercorn")),
     "gunicorn-sync": Server(
         lambda port: _gunicorn("sync", "tests.apps.shutdown_wsgi:app", port), 2, 1, ready="Booting worker"
@@ -235,3 +246,103 @@ def test_requests_the_server_cuts_at_its_bound_are_not_logged_as_a_clean_drain(t
     assert outcome and outcome[0] != 200, (outcome, log)
     assert "1 request(s) cancelled by the server unfinished" in log, log
     assert "drained after" not in log, log
+
+
+def _wait_for_log(server: ServerProcess, line: str, count: int = 1, timeout: float = 10.0) -> str:
+    deadline = time.monotonic() + timeout
+    while (log := server.output()).count(line) < count:
+        assert time.monotonic() < deadline, f"{line!r} not logged {count} time(s):\n{log}"
+        time.sleep(0.05)
+    return log
+
+
+def _worker_pids(log: str) -> list[int]:
+    return [int(pid) for pid in re.findall(r"Started server process \[(\d+)\]", log)]
+
+
+@pytest.mark.parametrize("name", ["uvicorn-workers", "uvicorn-cli-workers"])
+def test_connections_after_every_worker_stopped_accepting(name: str, tmp_path: Path) -> None:
+    """Once every worker has closed its listener, a new connection is refused at once under
+    healthprobe's supervisor, which closed its own copy of the socket at the signal. uvicorn's
+    supervisor keeps its copy until it exits: the kernel accepts the connection into that
+    copy's backlog, where nothing accepts it, and resets it when the supervisor exits."""
+    import threading
+
+    with _server(name, tmp_path) as (server, _):
+        slow: list[int] = []
+
+        def keep_a_worker_draining() -> None:
+            with httpx.Client(base_url=server.url, timeout=15.0) as client:
+                slow.append(client.get("/slow").status_code)
+
+        thread = threading.Thread(target=keep_a_worker_draining)
+        thread.start()
+        time.sleep(0.3)  # the 2 s request is in flight
+        server.signal(signal.SIGTERM)
+        _wait_for_log(server, "Shutting down", count=2)  # each worker closes its listener next
+        time.sleep(0.2)
+        error: httpx.HTTPError | None = None
+        try:
+            with httpx.Client(base_url=server.url, timeout=15.0) as client:
+                client.get("/")
+        except httpx.HTTPError as exc:
+            error = exc
+        code = server.wait(timeout=20)
+        thread.join(15)
+        log = server.output()
+    assert slow == [200], log
+    assert code == 0, log
+    if name == "uvicorn-workers":
+        assert isinstance(error, httpx.ConnectError), (error, log)
+    else:
+        assert error is not None and not isinstance(error, httpx.ConnectError), (error, log)
+
+
+@pytest.mark.parametrize(("name", "expected"), [("uvicorn-workers", 128 + signal.SIGKILL), ("uvicorn-cli-workers", 0)])
+def test_supervisor_exit_status_after_a_worker_was_killed(name: str, expected: int, tmp_path: Path) -> None:
+    """healthprobe's supervisor exits with the status of a worker that did not stop cleanly;
+    uvicorn's exits 0 whatever its workers did."""
+    with _server(name, tmp_path) as (server, _):
+        pids = _worker_pids(server.output())
+        assert len(pids) == 2, server.output()
+        server.signal(signal.SIGTERM)
+        # Both workers are in their delay and the supervisor will start no other one.
+        _wait_for_log(server, "serving on for the", count=2)
+        _wait_for_log(server, "passed on to 2 worker(s)" if name == "uvicorn-workers" else "Received SIGTERM")
+        os.kill(pids[0], signal.SIGKILL)
+        code = server.wait(timeout=DELAY + DRAIN + HOOKS * HOOK_TIMEOUT + SLACK + 5)
+        log = server.output()
+    assert code == expected, log
+    assert log.count("cleanup_sleep done") == 1, log  # the other worker stopped cleanly
+
+
+def test_uvicorn_supervisor_does_not_act_on_a_second_signal(tmp_path: Path) -> None:
+    """uvicorn's own supervisor reads no signal once it waits for its workers: a second
+    SIGTERM changes nothing, and the workers complete their sequence, within their own
+    bound. healthprobe's supervisor exits at once instead (the parametrized test above)."""
+    delay = 3.0
+    with _server("uvicorn-cli-workers", tmp_path, HP_DELAY=str(delay)) as (server, _):
+        first = time.monotonic()
+        server.signal(signal.SIGTERM)
+        _wait_for_log(server, "Received SIGTERM")
+        _wait_for_log(server, "serving on for the", count=2)
+        server.signal(signal.SIGTERM)
+        code = server.wait(timeout=delay + DRAIN + HOOKS * HOOK_TIMEOUT + SLACK + 5)
+        took = time.monotonic() - first
+        log = server.output()
+    assert code == 0, log
+    assert took >= delay, log
+    assert "second signal" not in log, log
+    assert log.count("cleanup_sleep done") == 2, log
+
+
+def test_run_workers_needs_the_app_as_an_import_string() -> None:
+    import uvicorn
+
+    from healthprobe.servers.uvicorn import run_workers
+
+    async def app(scope: object, receive: object, send: object) -> None:
+        raise AssertionError("never served")
+
+    with pytest.raises(TypeError, match="import string"):
+        run_workers(uvicorn.Config(app, port=free_port(), workers=2))
