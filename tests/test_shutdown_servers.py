@@ -279,8 +279,10 @@ def test_connections_after_every_worker_stopped_accepting(name: str, tmp_path: P
         thread.start()
         time.sleep(0.3)  # the 2 s request is in flight
         server.signal(signal.SIGTERM)
+        if name == "uvicorn-workers":
+            _wait_for_log(server, "passed on to 2 worker(s)")  # logged once its own copy is closed
         _wait_for_log(server, "Shutting down", count=2)  # each worker closes its listener next
-        time.sleep(0.2)
+        time.sleep(0.5)
         error: httpx.HTTPError | None = None
         try:
             with httpx.Client(base_url=server.url, timeout=15.0) as client:
