@@ -9,10 +9,12 @@ while a 2 s request is in flight.
 from __future__ import annotations
 
 import contextlib
+import os
 import re
 import signal
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
@@ -31,7 +33,7 @@ SLACK = 3.0
 ENV = {"HP_DELAY": str(DELAY), "HP_DRAIN": str(DRAIN), "HP_HOOK_TIMEOUT": str(HOOK_TIMEOUT)}
 
 
-def _gunicorn(worker_class: str, app: str, port: int) -> list[str]:
+def _gunicorn(worker_class: str, app: str, port: int, *extra: str) -> list[str]:
     return [
         PYTHON,
         "-m",
@@ -42,6 +44,7 @@ def _gunicorn(worker_class: str, app: str, port: int) -> list[str]:
         "2",
         "--worker-class",
         worker_class,
+        *extra,
         "--graceful-timeout",
         "15",
         "--bind",
@@ -50,38 +53,73 @@ def _gunicorn(worker_class: str, app: str, port: int) -> list[str]:
     ]
 
 
+@dataclass(frozen=True)
+class Server:
+    """How to start one server and what to expect of it.
+
+    ``ready`` is a line each of the ``workers`` logs once it serves (``None``: one worker,
+    ready once ``/readyz`` answers 200). ``latency`` is how long, in seconds, the process
+    Kubernetes signals may take to pass the signal on to its workers; ``delay`` the
+    coordinator's delay, long enough to observe a 503 after that latency.
+    ``second_signal`` is whether the signalled process acts on a second signal.
+    """
+
+    command: Callable[[int], list[str]]
+    workers: int = 1
+    slow_senders: int = 2
+    ready: str | None = None
+    latency: float = 0.0
+    delay: float = DELAY
+    second_signal: bool = True
+
+
+def _asgi(mode: str) -> Callable[[int], list[str]]:
+    return lambda port: [PYTHON, "-m", "tests.apps.shutdown_asgi", mode, str(port)]
+
+
 SERVERS = {
-    "uvicorn-programmatic": (lambda port: [PYTHON, "-m", "tests.apps.shutdown_asgi", "uvicorn", str(port)], 1, 2),
-    "uvicorn-installed-first": (
-        lambda port: [PYTHON, "-m", "tests.apps.shutdown_asgi", "uvicorn-plain", str(port)],
-        1,
-        2,
+    "uvicorn-programmatic": Server(_asgi("uvicorn")),
+    "uvicorn-installed-first": Server(_asgi("uvicorn-plain")),
+    "uvicorn-cli": Server(lambda port: [PYTHON, "-m", "uvicorn", "tests.apps.shutdown_asgi:app", "--port", str(port)]),
+    # uvicorn's own supervisor reads its signal queue every 0.5 s and acts on one signal only.
+    "uvicorn-cli-workers": Server(
+        lambda port: [PYTHON, "-m", "uvicorn", "tests.apps.shutdown_asgi:app", "--port", str(port), "--workers", "2"],
+        workers=2,
+        ready="Application startup complete.",
+        latency=0.5,
+        delay=1.5,
+        second_signal=False,
     ),
-    "uvicorn-cli": (
-        lambda port: [PYTHON, "-m", "uvicorn", "tests.apps.shutdown_asgi:app", "--port", str(port)],
-        1,
-        2,
+    "uvicorn-workers": Server(_asgi("uvicorn-workers"), workers=2, ready="Application startup complete."),
+    "hypercorn": Server(_asgi("hypercorn")),
+    "gunicorn-sync": Server(
+        lambda port: _gunicorn("sync", "tests.apps.shutdown_wsgi:app", port), 2, 1, ready="Booting worker"
     ),
-    "hypercorn": (lambda port: [PYTHON, "-m", "tests.apps.shutdown_asgi", "hypercorn", str(port)], 1, 2),
-    "gunicorn-sync": (lambda port: _gunicorn("sync", "tests.apps.shutdown_wsgi:app", port), 2, 1),
-    "gunicorn-uvicorn-worker": (
+    "gunicorn-gthread": Server(
+        lambda port: _gunicorn("gthread", "tests.apps.shutdown_wsgi:app", port, "--threads", "4"),
+        2,
+        2,
+        ready="Booting worker",
+    ),
+    "gunicorn-uvicorn-worker": Server(
         lambda port: _gunicorn("uvicorn_worker.UvicornWorker", "tests.apps.shutdown_asgi:app", port),
         2,
         2,
+        ready="Booting worker",
     ),
-    "werkzeug": (lambda port: [PYTHON, "-m", "tests.apps.shutdown_wsgi", str(port)], 1, 2),
+    "werkzeug": Server(lambda port: [PYTHON, "-m", "tests.apps.shutdown_wsgi", str(port)]),
 }
 
 
-def _wait_ready(server: ServerProcess, workers: int, timeout: float = 30.0) -> None:
+def _wait_ready(server: ServerProcess, spec: Server, timeout: float = 30.0) -> None:
     deadline = time.monotonic() + timeout
     with httpx.Client(base_url=server.url, timeout=2.0) as client:
         while time.monotonic() < deadline:
             if server.proc.poll() is not None:
                 raise RuntimeError(f"server exited with {server.proc.returncode}:\n{server.output()}")
             with contextlib.suppress(httpx.HTTPError):
-                if client.get("/readyz").status_code == 200 and server.output().count("Booting worker") >= (
-                    workers if workers > 1 else 0
+                if client.get("/readyz").status_code == 200 and (
+                    spec.ready is None or server.output().count(spec.ready) >= spec.workers
                 ):
                     return
             time.sleep(0.1)
@@ -89,22 +127,25 @@ def _wait_ready(server: ServerProcess, workers: int, timeout: float = 30.0) -> N
 
 
 @contextlib.contextmanager
-def _server(name: str, tmp_path: Path, **env: str) -> Iterator[tuple[ServerProcess, int, int]]:
-    command, workers, slow = SERVERS[name]
+def _server(name: str, tmp_path: Path, **env: str) -> Iterator[tuple[ServerProcess, Server]]:
+    spec = SERVERS[name]
     port = free_port()
-    with run_server(command(port), port, tmp_path, env={**ENV, **env}, name=name) as server:
-        _wait_ready(server, workers)
-        yield server, workers, slow
+    with run_server(
+        spec.command(port), port, tmp_path, env={**ENV, "HP_DELAY": str(spec.delay), **env}, name=name
+    ) as server:
+        _wait_ready(server, spec)
+        yield server, spec
 
 
 @pytest.mark.parametrize("name", list(SERVERS))
 def test_sigterm_under_load_loses_no_request(name: str, tmp_path: Path) -> None:
-    with _server(name, tmp_path) as (server, workers, slow_senders):
-        balancer = LoadBalancer(server.url, slow_senders=slow_senders)
-        signalled, code, exited = balancer.signal_mid_load(server, DELAY + DRAIN + HOOKS * HOOK_TIMEOUT + SLACK + 5)
+    with _server(name, tmp_path) as (server, spec):
+        budget = spec.latency + spec.delay + DRAIN + HOOKS * HOOK_TIMEOUT
+        balancer = LoadBalancer(server.url, slow_senders=spec.slow_senders)
+        signalled, code, exited = balancer.signal_mid_load(server, budget + SLACK + 5)
         log = server.output()
 
-    long_ones = balancer.assert_nothing_lost(signalled, DELAY, log)
+    long_ones = balancer.assert_nothing_lost(signalled, spec.delay, log, latency=spec.latency)
 
     # The drain: hooks start only once the long requests served by their process are done
     # (the server cannot have answered one before 2 s after the client sent it).
@@ -115,16 +156,16 @@ def test_sigterm_under_load_loses_no_request(name: str, tmp_path: Path) -> None:
 
     # Clean exit, within the bound.
     assert code == 0, log
-    assert exited - signalled <= DELAY + DRAIN + HOOKS * HOOK_TIMEOUT + SLACK, log
-    assert log.count("cleanup_sleep done") == workers, log
-    assert log.count("hook 'cleanup_hang' cut at its bound of 1.0 s") == workers, log
-    assert log.count("delay over after") == workers, log
+    assert exited - signalled <= budget + SLACK, log
+    assert log.count("cleanup_sleep done") == spec.workers, log
+    assert log.count("hook 'cleanup_hang' cut at its bound of 1.0 s") == spec.workers, log
+    assert log.count("delay over after") == spec.workers, log
 
 
-@pytest.mark.parametrize("name", list(SERVERS))
+@pytest.mark.parametrize("name", [name for name, spec in SERVERS.items() if spec.second_signal])
 def test_second_sigterm_during_delay_exits_at_once(name: str, tmp_path: Path) -> None:
     delay = 3.0
-    with _server(name, tmp_path, HP_DELAY=str(delay)) as (server, _, _):
+    with _server(name, tmp_path, HP_DELAY=str(delay)) as (server, _):
         with httpx.Client(base_url=server.url, timeout=2.0) as client:
             first = time.monotonic()
             server.signal(signal.SIGTERM)
@@ -156,7 +197,7 @@ def test_gunicorn_sync_serves_connections_queued_behind_a_busy_worker(tmp_path: 
     command = _gunicorn("sync", "tests.apps.shutdown_wsgi:app", port)
     command[command.index("--workers") + 1] = "1"
     with run_server(command, port, tmp_path, env=ENV, name="gunicorn-sync-1") as server:
-        _wait_ready(server, 1)
+        _wait_ready(server, Server(lambda _: command))
         results: dict[str, int | str] = {}
 
         def get(path: str, after: float) -> None:
@@ -185,7 +226,7 @@ def test_requests_the_server_cuts_at_its_bound_are_not_logged_as_a_clean_drain(t
     drain bound, rounded down to whole seconds here): the log must say so."""
     import threading
 
-    with _server("uvicorn-programmatic", tmp_path, HP_DELAY="0", HP_DRAIN="1.4") as (server, _, _):
+    with _server("uvicorn-programmatic", tmp_path, HP_DELAY="0", HP_DRAIN="1.4") as (server, _):
         outcome: list[object] = []
 
         def slow() -> None:
@@ -205,3 +246,105 @@ def test_requests_the_server_cuts_at_its_bound_are_not_logged_as_a_clean_drain(t
     assert outcome and outcome[0] != 200, (outcome, log)
     assert "1 request(s) cancelled by the server unfinished" in log, log
     assert "drained after" not in log, log
+
+
+def _wait_for_log(server: ServerProcess, line: str, count: int = 1, timeout: float = 10.0) -> str:
+    deadline = time.monotonic() + timeout
+    while (log := server.output()).count(line) < count:
+        assert time.monotonic() < deadline, f"{line!r} not logged {count} time(s):\n{log}"
+        time.sleep(0.05)
+    return log
+
+
+def _worker_pids(log: str) -> list[int]:
+    return [int(pid) for pid in re.findall(r"Started server process \[(\d+)\]", log)]
+
+
+@pytest.mark.parametrize("name", ["uvicorn-workers", "uvicorn-cli-workers"])
+def test_connections_after_every_worker_stopped_accepting(name: str, tmp_path: Path) -> None:
+    """Once every worker has closed its listener, a new connection is refused at once under
+    healthprobe's supervisor, which closed its own copy of the socket at the signal. uvicorn's
+    supervisor keeps its copy until it exits: the kernel accepts the connection into that
+    copy's backlog, where nothing accepts it, and resets it when the supervisor exits."""
+    import threading
+
+    with _server(name, tmp_path) as (server, _):
+        slow: list[int] = []
+
+        def keep_a_worker_draining() -> None:
+            with httpx.Client(base_url=server.url, timeout=15.0) as client:
+                slow.append(client.get("/slow").status_code)
+
+        thread = threading.Thread(target=keep_a_worker_draining)
+        thread.start()
+        time.sleep(0.3)  # the 2 s request is in flight
+        server.signal(signal.SIGTERM)
+        if name == "uvicorn-workers":
+            _wait_for_log(server, "passed on to 2 worker(s)")  # logged once its own copy is closed
+        _wait_for_log(server, "Shutting down", count=2)  # each worker closes its listener next
+        time.sleep(0.5)
+        error: httpx.HTTPError | None = None
+        try:
+            with httpx.Client(base_url=server.url, timeout=15.0) as client:
+                client.get("/")
+        except httpx.HTTPError as exc:
+            error = exc
+        code = server.wait(timeout=20)
+        thread.join(15)
+        log = server.output()
+    assert slow == [200], log
+    assert code == 0, log
+    if name == "uvicorn-workers":
+        assert isinstance(error, httpx.ConnectError), (error, log)
+    else:
+        assert error is not None and not isinstance(error, httpx.ConnectError), (error, log)
+
+
+@pytest.mark.parametrize(("name", "expected"), [("uvicorn-workers", 128 + signal.SIGKILL), ("uvicorn-cli-workers", 0)])
+def test_supervisor_exit_status_after_a_worker_was_killed(name: str, expected: int, tmp_path: Path) -> None:
+    """healthprobe's supervisor exits with the status of a worker that did not stop cleanly;
+    uvicorn's exits 0 whatever its workers did."""
+    with _server(name, tmp_path) as (server, _):
+        pids = _worker_pids(server.output())
+        assert len(pids) == 2, server.output()
+        server.signal(signal.SIGTERM)
+        # Both workers are in their delay and the supervisor will start no other one.
+        _wait_for_log(server, "serving on for the", count=2)
+        _wait_for_log(server, "passed on to 2 worker(s)" if name == "uvicorn-workers" else "Received SIGTERM")
+        os.kill(pids[0], signal.SIGKILL)
+        code = server.wait(timeout=DELAY + DRAIN + HOOKS * HOOK_TIMEOUT + SLACK + 5)
+        log = server.output()
+    assert code == expected, log
+    assert log.count("cleanup_sleep done") == 1, log  # the other worker stopped cleanly
+
+
+def test_uvicorn_supervisor_does_not_act_on_a_second_signal(tmp_path: Path) -> None:
+    """uvicorn's own supervisor reads no signal once it waits for its workers: a second
+    SIGTERM changes nothing, and the workers complete their sequence, within their own
+    bound. healthprobe's supervisor exits at once instead (the parametrized test above)."""
+    delay = 3.0
+    with _server("uvicorn-cli-workers", tmp_path, HP_DELAY=str(delay)) as (server, _):
+        first = time.monotonic()
+        server.signal(signal.SIGTERM)
+        _wait_for_log(server, "Received SIGTERM")
+        _wait_for_log(server, "serving on for the", count=2)
+        server.signal(signal.SIGTERM)
+        code = server.wait(timeout=delay + DRAIN + HOOKS * HOOK_TIMEOUT + SLACK + 5)
+        took = time.monotonic() - first
+        log = server.output()
+    assert code == 0, log
+    assert took >= delay, log
+    assert "second signal" not in log, log
+    assert log.count("cleanup_sleep done") == 2, log
+
+
+def test_run_workers_needs_the_app_as_an_import_string() -> None:
+    import uvicorn
+
+    from healthprobe.servers.uvicorn import run_workers
+
+    async def app(scope: object, receive: object, send: object) -> None:
+        raise AssertionError("never served")
+
+    with pytest.raises(TypeError, match="import string"):
+        run_workers(uvicorn.Config(app, port=free_port(), workers=2))

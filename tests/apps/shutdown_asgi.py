@@ -1,7 +1,8 @@
 """A Starlette app for the shutdown tests: ``/`` answers at once, ``/slow`` after 2 s.
 
-Run by the tests as ``uvicorn tests.apps.shutdown_asgi:app``, under gunicorn's uvicorn
-workers, or programmatically: ``python -m tests.apps.shutdown_asgi uvicorn|uvicorn-plain|hypercorn PORT``.
+Run by the tests as ``uvicorn tests.apps.shutdown_asgi:app`` (``--workers 2`` too), under
+gunicorn's uvicorn workers, or programmatically:
+``python -m tests.apps.shutdown_asgi uvicorn|uvicorn-plain|uvicorn-workers|hypercorn PORT``.
 Timings come from the environment: ``HP_DELAY``, ``HP_DRAIN``, ``HP_HOOK_TIMEOUT`` (seconds).
 """
 
@@ -61,6 +62,14 @@ if __name__ == "__main__":
         shutdown.install()
         uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="info")).run()
         sys.exit(shutdown.exit_code)
+    elif server == "uvicorn-workers":
+        # Two worker processes under healthprobe's supervisor; each imports the app itself.
+        import uvicorn
+
+        from healthprobe.servers.uvicorn import run_workers
+
+        config = uvicorn.Config("tests.apps.shutdown_asgi:app", host="127.0.0.1", port=port, workers=2)
+        sys.exit(run_workers(config))
     elif server == "uvicorn":
         import uvicorn
 

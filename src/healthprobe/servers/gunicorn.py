@@ -1,4 +1,4 @@
-"""gunicorn: configuration hooks for sync workers and uvicorn workers (``uvicorn-worker``).
+"""gunicorn: configuration hooks for sync, ``gthread`` and uvicorn workers (``uvicorn-worker``).
 
 Use this module as the configuration, or import its hooks into your own ``gunicorn.conf.py``::
 
@@ -13,11 +13,12 @@ shutdown=shutdown)``. What happens on ``SIGTERM`` to the master (Kubernetes send
 PID 1): the master closes its copies of the listening sockets and sends ``SIGTERM`` to every
 worker, then waits up to ``graceful_timeout`` (size it above the coordinator's budget). Each
 worker's coordinator fails readiness and keeps serving for the delay, then stops its worker
-(sync: once no connection waits in the listen backlog, ``alive = False`` and a wake-up of
-its ``select``; uvicorn: ``should_exit``), drains,
-runs the hooks and exits; the master then exits 0. A second ``SIGTERM`` or ``SIGINT`` to the
-master is forwarded to the workers, which exit at once, and the master exits with
-``128 + signal number``.
+(sync and ``gthread``: once no connection waits in the listen backlog, the worker's own
+``SIGTERM`` handler, then a wake-up of its ``select`` or poller; uvicorn: ``should_exit``),
+drains, runs the hooks and exits; the master then exits 0. A ``gthread`` worker finishes the
+requests its threads run or have queued, within ``graceful_timeout``, before it exits. A
+second ``SIGTERM`` or ``SIGINT`` to the master is forwarded to the workers, which exit at
+once, and the master exits with ``128 + signal number``.
 """
 
 from __future__ import annotations
@@ -69,8 +70,9 @@ def when_ready(arbiter: Any) -> None:
 
 
 def post_worker_init(worker: Any) -> None:
-    """gunicorn hook (worker): install the coordinator over a sync worker's ``SIGTERM``
-    handler, and warn when ``graceful_timeout`` is below the coordinator's budget.
+    """gunicorn hook (worker): install the coordinator over the ``SIGTERM`` handler of a
+    worker that stops on it (sync, ``gthread``), and warn when ``graceful_timeout`` is below
+    the coordinator's budget.
 
     Workers that leave ``SIGTERM`` to their server (uvicorn workers) are left alone: the
     ASGI middleware installs the coordinator at lifespan startup, inside uvicorn's own
@@ -95,9 +97,12 @@ def post_worker_init(worker: Any) -> None:
         # worker was busy would be reset when the last copy of the socket closes: keep the
         # accept loop running until no listener has one waiting (bounded by the drain).
         _wait_for_empty_backlog(worker.sockets, shutdown.drain_remaining())
-        worker.alive = False
+        # What the SIGTERM the coordinator took over would have done: ``alive = False``, and
+        # for gthread a wake-up of its poller, which does not watch the pipe below (without
+        # it the worker noticed only at its 1 s poll timeout).
+        worker.handle_exit(signal.SIGTERM, None)
         try:
-            os.write(worker.PIPE[1], b"s")  # wake the worker's select() at once
+            os.write(worker.PIPE[1], b"s")  # wake a sync worker's select() at once
         except OSError:
             pass
 

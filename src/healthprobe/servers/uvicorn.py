@@ -16,18 +16,41 @@ server returns and end the process with a non-zero status).
 uvicorn then closes its listening sockets, closes idle keep-alive connections and waits for
 open ones within ``timeout_graceful_shutdown`` (set to what is left of the drain bound when
 unset), then sends the lifespan shutdown, where the middleware runs the cleanup hooks.
+
+Worker processes (``uvicorn module:app --workers N``): each worker is such a command-line
+server, and the middleware is enough there too. The signal goes to uvicorn's supervisor,
+which as of uvicorn 0.54 (``uvicorn/supervisors/multiprocess.py``) only queues it in its
+handler and reads the queue every 0.5 s; it then sends ``SIGTERM`` to every worker, joins
+each without a timeout, and exits 0 whatever the workers' exit statuses. Signals that arrive
+after that are queued and never read, and its copy of the listening socket stays open until
+it exits. :func:`run_workers` runs the workers under :class:`Supervisor` instead, which
+passes the signal on at once, acts on a second one, and exits with the workers' status::
+
+    # serve.py, run as the container's command: python serve.py
+    if __name__ == "__main__":
+        config = uvicorn.Config("app:app", host="0.0.0.0", port=8080, workers=4)
+        sys.exit(healthprobe.servers.uvicorn.run_workers(config))
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import inspect
+import logging
+import os
+import signal
 import socket
 from collections.abc import Callable, Generator
+from types import FrameType
+from typing import Any
 
 import uvicorn
+from uvicorn.supervisors import Multiprocess
 
-from ..shutdown import GracefulShutdown
+from ..shutdown import GracefulShutdown, _flush_logs, _name
+
+logger = logging.getLogger("healthprobe.shutdown")
 
 
 def stopper(server: uvicorn.Server, shutdown: GracefulShutdown) -> Callable[[], None]:
@@ -78,3 +101,137 @@ async def serve(config: uvicorn.Config, shutdown: GracefulShutdown, sockets: lis
 def run(config: uvicorn.Config, shutdown: GracefulShutdown) -> int:
     """Blocking form of :func:`serve` on a new asyncio event loop; returns the exit code."""
     return asyncio.run(serve(config, shutdown))
+
+
+class Supervisor(Multiprocess):
+    """uvicorn's multiprocess supervisor (``uvicorn --workers N``), with the signal handling
+    a graceful shutdown of its workers needs.
+
+    The workers are uvicorn's, each serving the application, whose ASGI
+    ``HealthMiddleware(shutdown=...)`` installs the worker's coordinator. What differs from
+    uvicorn's own supervisor, on ``SIGTERM`` or ``SIGINT``:
+
+    * the first signal is passed on to every worker at once, from the handler (uvicorn's
+      reads its signal queue every 0.5 s), once only (a second copy would be each
+      worker's second signal), and no worker is started after it;
+    * its own copies of the listening sockets are closed once shutdown begins: the
+      workers keep serving on theirs until their delay ends, and a connection made after
+      every worker stopped accepting is refused at once, instead of waiting in the listen
+      backlog to be reset when the supervisor exits;
+    * a second signal is passed on too (each worker's coordinator then exits at once) and
+      the supervisor exits with ``128 + signal number``;
+    * :attr:`exit_code` is the workers' status: 0 when every worker exited 0.
+
+    Like uvicorn's, it waits for its workers without a bound of its own: each worker's
+    coordinator bounds its shutdown (a forced exit with code 1 after delay + drain + hooks
+    + 2 s), and the kubelet's ``SIGKILL`` ends the grace period.
+
+    Args:
+        config: the ``uvicorn.Config``; ``config.app`` must be an import string, since
+            every worker imports it.
+        sockets: the listening sockets, bound once here and shared by the workers.
+        kwargs: passed on to uvicorn's supervisor (``target``, the worker's entry point,
+            for uvicorn versions whose supervisor takes one).
+    """
+
+    def __init__(self, config: uvicorn.Config, sockets: list[socket.socket], **kwargs: Any) -> None:
+        super().__init__(config, sockets=sockets, **kwargs)
+        #: Exit status of the supervisor once :meth:`run` returns.
+        self.exit_code = 0
+        self._first: int | None = None
+        self._passed_on: set[int] = set()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, self._on_signal)
+
+    def _on_signal(self, signum: int, frame: FrameType | None) -> None:
+        # Runs in the main thread between two bytecodes of the supervisor's loop: it sends
+        # signals and appends to a list, and takes no lock the loop may hold (setting
+        # should_exit would), save for the log line of a second signal before the exit.
+        if self._first is None:
+            self._first = signum
+            self._pass_on(signum)
+            self.signal_queue.append(signum)  # uvicorn's loop then sets should_exit
+            return
+        self._pass_on(signum)
+        code = 128 + signum
+        logger.error("shutdown: second signal %s; passed on to the workers, exiting with code %d", _name(signum), code)
+        _flush_logs()
+        os._exit(code)
+
+    def _pass_on(self, signum: int) -> None:
+        for process in list(self.processes):
+            pid = process.pid
+            if pid is None:
+                continue
+            try:
+                os.kill(pid, signum)
+            except ProcessLookupError:
+                continue
+            self._passed_on.add(pid)
+
+    def keep_subprocess_alive(self) -> None:
+        """uvicorn's restart of dead or hung workers, until shutdown begins."""
+        if self._first is None:
+            super().keep_subprocess_alive()
+
+    def terminate_all(self) -> None:
+        """Close this process's copies of the listening sockets, and send ``SIGTERM`` to the
+        workers the signal was not passed on to (the supervisor stops for another reason,
+        or a worker was started meanwhile)."""
+        for sock in self.sockets:
+            sock.close()
+        if self._first is not None:
+            logger.info(
+                "shutdown: %s passed on to %d worker(s); waiting for them to stop",
+                _name(self._first),
+                len(self._passed_on),
+            )
+        for process in self.processes:
+            if process.pid not in self._passed_on:
+                process.terminate()
+
+    def run(self) -> None:
+        """Start the workers, supervise them until a signal, wait for them, and set
+        :attr:`exit_code`: 0 when every worker exited 0, else the first non-zero status
+        (``128 + N`` for a worker ended by signal ``N``)."""
+        super().run()
+        for process in self.processes:
+            code = process.exitcode
+            if code:
+                self.exit_code = 128 - code if code < 0 else code
+                break
+
+
+def run_workers(config: uvicorn.Config) -> int:
+    """Serve ``config`` with ``config.workers`` worker processes under :class:`Supervisor`:
+    what ``uvicorn module:app --workers N`` does, with a graceful shutdown of the workers.
+
+    Args:
+        config: a ``uvicorn.Config`` whose ``app`` is an import string (``"module:app"``),
+            naming an application wrapped in ``HealthMiddleware(..., shutdown=shutdown)``;
+            ``workers`` is the number of worker processes. Call this from the main thread
+            of a module that does not import the application itself.
+
+    Returns:
+        The exit code: 0 when every worker exited 0 (see :attr:`Supervisor.exit_code`). A
+        second signal exits the process at once with ``128 + signal number``.
+
+    Raises:
+        TypeError: ``config.app`` is not an import string.
+        SystemExit: with uvicorn's startup-failure status (3) when the address cannot be
+            bound (``uvicorn.Config.bind_socket``).
+    """
+    if not isinstance(config.app, str):
+        raise TypeError("uvicorn worker processes import the application: pass it as an import string, 'module:app'")
+    sock = config.bind_socket()
+    kwargs: dict[str, Any] = {}
+    if "target" in inspect.signature(Multiprocess.__init__).parameters:
+        # Earlier uvicorn supervisors are given the worker's entry point, as uvicorn.main.run did.
+        kwargs["target"] = uvicorn.Server(config).run
+    supervisor = Supervisor(config, [sock], **kwargs)
+    try:
+        supervisor.run()
+    finally:
+        if config.uds and os.path.exists(config.uds):
+            os.remove(config.uds)
+    return supervisor.exit_code
