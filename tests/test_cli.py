@@ -177,7 +177,55 @@ def test_an_ipv6_server_is_probed(tmp_path: object) -> None:
         thread.join(5)
 
 
-def test_infinite_timeout_is_a_usage_error() -> None:
+def usage_error(argv: list[str], capsys: pytest.CaptureFixture[str]) -> str:
+    """The one line that ``main(argv)`` writes on stderr when it exits 2 with nothing on stdout."""
     with pytest.raises(SystemExit) as raised:
-        main(["probe", "http://127.0.0.1:1/", "--timeout", "inf"])
-    assert raised.value.code == 2
+        main(argv)
+    out, err = capsys.readouterr()
+    assert raised.value.code == 2, err
+    assert out == ""
+    assert err.startswith("healthprobe probe: error: ") and err.count("\n") == 1 and err.endswith("\n"), err
+    return err
+
+
+@pytest.mark.parametrize(
+    ("argv", "reason"),
+    [
+        (["probe", "http://127.0.0.1:1/", "--timeout", "0"], "argument --timeout: "),
+        (["probe", "http://127.0.0.1:1/", "--timeout", "-1"], "argument --timeout: "),
+        (["probe", "http://127.0.0.1:1/", "--timeout", "abc"], "argument --timeout: "),
+        (["probe", "http://127.0.0.1:1/", "--timeout", "inf"], "argument --timeout: "),
+        (["probe", "http://127.0.0.1:1/", "--timeout", "nan"], "argument --timeout: "),
+        (["probe", "http://127.0.0.1:1/", "--timeout"], "argument --timeout: "),
+        (["probe", "http://127.0.0.1:1/", "--header"], "argument --header: "),
+        (["probe"], "required: url"),
+        (["probe", "http://127.0.0.1:1/", "--bogus"], "unrecognized arguments: --bogus"),
+        (["probe", "http://127.0.0.1:1/", "http://127.0.0.1:2/"], "unrecognized arguments: http://127.0.0.1:2/"),
+    ],
+)
+def test_every_usage_error_of_probe_is_one_line(
+    argv: list[str], reason: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    err = usage_error(argv, capsys)
+    assert reason in err, err
+
+
+def test_a_usage_error_of_the_command_is_one_line(capsys: pytest.CaptureFixture[str]) -> None:
+    for argv in (["nonsense"], []):
+        with pytest.raises(SystemExit) as raised:
+            main(argv)
+        out, err = capsys.readouterr()
+        assert raised.value.code == 2 and out == ""
+        assert err.startswith("healthprobe: error: ") and err.count("\n") == 1, err
+
+
+def test_usage_errors_are_one_line_from_the_installed_command() -> None:
+    for args in (["--timeout", "abc"], ["--header", "NoColon"], ["--timeout", "0"]):
+        result = subprocess.run(
+            [sys.executable, "-m", "healthprobe", "probe", "http://127.0.0.1:1/livez", *args],
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+        assert result.returncode == 2 and result.stdout == ""
+        assert result.stderr.startswith("healthprobe probe: error: argument ") and result.stderr.count("\n") == 1

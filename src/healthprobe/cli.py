@@ -7,9 +7,9 @@ Usage::
 
 Exit status: 0 when the answer's status code is from 200 to 399 (the kubelet's ``httpGet``
 rule, Kubernetes "Configure Liveness, Readiness and Startup Probes"), 1 for any other code,
-a timeout or a refused connection, 2 for a usage error, such as a malformed URL (one line on
-stderr). Redirects are not followed (the
-kubelet follows them only to the same host; a probe endpoint has no reason to redirect).
+a timeout or a refused connection, 2 for a usage error (one line on stderr,
+``healthprobe probe: error: <reason>``), such as a malformed URL. Redirects are not followed
+(the kubelet follows them only to the same host; a probe endpoint has no reason to redirect).
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ import socket
 import sys
 import urllib.parse
 from collections.abc import Sequence
+from typing import NoReturn
 
 from . import __version__
 
@@ -29,6 +30,8 @@ USER_AGENT = f"healthprobe/{__version__}"
 #: A space, a C0 control character or DEL: never part of a URL (RFC 3986 section 2);
 #: ``urlsplit`` would silently drop some of them (tab, CR, LF) and keep the others.
 _NOT_IN_URL = re.compile(r"[\x00-\x20\x7f]")
+#: A control character, shown escaped in a usage error so that it stays on one line.
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
 def probe(url: str, *, timeout: float = 1.0, headers: Sequence[tuple[str, str]] = ()) -> tuple[bool, str]:
@@ -103,23 +106,44 @@ def _header(text: str) -> tuple[str, str]:
     return name.strip(), value.strip()
 
 
+def _seconds(text: str) -> float:
+    """``--timeout``'s type: a finite number of seconds > 0."""
+    try:
+        seconds = float(text)
+    except ValueError:
+        seconds = math.nan
+    if not (seconds > 0 and math.isfinite(seconds)):
+        raise argparse.ArgumentTypeError(f"expected a finite number of seconds > 0, got {text!r}")
+    return seconds
+
+
+class _Parser(argparse.ArgumentParser):
+    """An ``ArgumentParser`` whose errors are one line on stderr, ``PROG: error: REASON``, exit
+    status 2, without the usage text argparse prints before them: an exec probe's output
+    lands in the kubelet's events."""
+
+    def error(self, message: str) -> NoReturn:
+        message = _CONTROL.sub(lambda match: repr(match.group())[1:-1], message)
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit status (see the module docstring)."""
-    parser = argparse.ArgumentParser(prog="healthprobe", description=__doc__.split("\n\n")[0])
+    parser = _Parser(prog="healthprobe", description=__doc__.split("\n\n")[0])
     parser.add_argument("--version", action="version", version=__version__)
     commands = parser.add_subparsers(dest="command", required=True)
     one = commands.add_parser("probe", help="GET a URL; exit 0 for a 200-399 answer, else 1")
     one.add_argument("url")
-    one.add_argument("--timeout", type=float, default=1.0, help="seconds (default 1, the kubelet's)")
+    one.add_argument("--timeout", type=_seconds, default=1.0, help="seconds (default 1, the kubelet's)")
     one.add_argument("--header", type=_header, action="append", default=[], help="'Name: value', repeatable")
     one.add_argument("--verbose", "-v", action="store_true", help="print the status line")
-    args = parser.parse_args(argv)
-    if not (args.timeout > 0 and math.isfinite(args.timeout)):
-        parser.error("--timeout must be a finite number of seconds > 0")
+    args, extra = parser.parse_known_args(argv)
+    if extra:
+        one.error("unrecognized arguments: " + " ".join(extra))
     try:
         ok, description = probe(args.url, timeout=args.timeout, headers=args.header)
     except ValueError as exc:  # a malformed URL: a usage error, on one line
-        one.exit(2, f"{one.prog}: error: {exc}\n")
+        one.error(str(exc))
     if args.verbose or not ok:
         print(description, file=sys.stdout if ok else sys.stderr)
     return 0 if ok else 1
