@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import socket
 import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
+import uuid
+from collections.abc import Callable, Iterable, Iterator
 
 import pytest
 from werkzeug.serving import make_server
@@ -16,6 +18,8 @@ from werkzeug.wrappers import Request, Response
 from healthprobe import HealthRegistry
 from healthprobe.cli import main, probe
 from healthprobe.wsgi import HealthMiddleware
+
+from .support import PYTHON, ServerProcess, free_port, run_server
 
 seen_headers: dict[str, str] = {}
 
@@ -41,6 +45,41 @@ def base_url() -> Iterator[str]:
     yield f"http://127.0.0.1:{server.server_port}"
     server.shutdown()
     thread.join(5)
+
+
+def echo_app(environ: dict[str, object], start_response: Callable[..., object]) -> Iterable[bytes]:
+    """A WSGI app for gunicorn that logs the request headers it got (one ``seen {json}`` line on
+    stderr, before it answers) and answers 200."""
+    seen = {key: value for key, value in environ.items() if key.startswith("HTTP_")}
+    print("seen " + json.dumps({"path": environ["PATH_INFO"], **seen}), file=sys.stderr, flush=True)
+    start_response("200 OK", [("Content-Type", "text/plain"), ("Content-Length", "2")])
+    return [b"ok"]
+
+
+@pytest.fixture(scope="module")
+def gunicorn(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
+    """gunicorn, a strict server: it answers 400 to a request with two ``Host`` headers
+    (RFC 9110 section 5.3, a singleton field), where uvicorn takes it."""
+    port = free_port()
+    args = [PYTHON, "-m", "gunicorn", "-w", "1", "-b", f"127.0.0.1:{port}", "tests.test_cli:echo_app"]
+    with run_server(args, port, tmp_path_factory.mktemp("gunicorn"), name="gunicorn") as server:
+        yield server
+
+
+def probe_gunicorn(gunicorn: ServerProcess, *headers: str) -> tuple[int, dict[str, str]]:
+    """Run ``healthprobe probe`` against ``gunicorn`` with ``--header`` for each of ``headers``;
+    return its exit status and the request headers the app saw (``{}`` if none reached it)."""
+    path = f"/echo/{uuid.uuid4().hex}"
+    argv = ["probe", gunicorn.url + path]
+    for header in headers:
+        argv += ["--header", header]
+    status = main(argv)
+    for line in gunicorn.output().splitlines():
+        if line.startswith("seen "):
+            seen: dict[str, str] = json.loads(line[len("seen ") :])
+            if seen.pop("path") == path:
+                return status, seen
+    return status, {}
 
 
 @pytest.fixture
@@ -177,6 +216,48 @@ def test_an_ipv6_server_is_probed(tmp_path: object) -> None:
         thread.join(5)
 
 
+def test_without_headers_the_default_host_and_user_agent_are_sent(gunicorn: ServerProcess) -> None:
+    status, seen = probe_gunicorn(gunicorn)
+    assert status == 0
+    assert seen["HTTP_HOST"] == f"127.0.0.1:{gunicorn.port}"
+    assert seen["HTTP_USER_AGENT"].startswith("healthprobe/")
+
+
+@pytest.mark.parametrize("name", ["Host", "host", "HOST"])
+def test_a_given_host_replaces_the_default_one(gunicorn: ServerProcess, name: str) -> None:
+    # With two Host headers gunicorn answers 400: the probe would fail.
+    status, seen = probe_gunicorn(gunicorn, f"{name}: pod.example")
+    assert status == 0
+    assert seen["HTTP_HOST"] == "pod.example"
+
+
+@pytest.mark.parametrize("name", ["User-Agent", "user-agent"])
+def test_a_given_user_agent_replaces_the_default_one(gunicorn: ServerProcess, name: str) -> None:
+    # gunicorn joins repeated headers with a comma: one value shows that one header was sent.
+    status, seen = probe_gunicorn(gunicorn, f"{name}: kube-probe/1.30")
+    assert status == 0
+    assert seen["HTTP_USER_AGENT"] == "kube-probe/1.30"
+
+
+def test_an_empty_user_agent_sends_none_and_an_empty_host_the_default_as_the_kubelet_does(
+    gunicorn: ServerProcess,
+) -> None:
+    status, seen = probe_gunicorn(gunicorn, "User-Agent:", "Host:")
+    assert status == 0
+    assert "HTTP_USER_AGENT" not in seen
+    assert seen["HTTP_HOST"] == f"127.0.0.1:{gunicorn.port}"
+
+
+def test_other_headers_are_sent_as_given_and_non_ascii_values_as_utf8(gunicorn: ServerProcess) -> None:
+    status, seen = probe_gunicorn(gunicorn, "X-Tab: a\tb", "X-Repeated: 1", "X-Repeated: 2", "X-Text: café", "X-Empty:")
+    assert status == 0
+    assert seen["HTTP_X_TAB"] == "a\tb"
+    assert seen["HTTP_X_REPEATED"] == "1,2"
+    # WSGI gives header bytes as latin-1 text (PEP 3333).
+    assert seen["HTTP_X_TEXT"].encode("latin-1").decode("utf-8") == "café"
+    assert seen["HTTP_X_EMPTY"] == ""
+
+
 def usage_error(argv: list[str], capsys: pytest.CaptureFixture[str]) -> str:
     """The one line that ``main(argv)`` writes on stderr when it exits 2 with nothing on stdout."""
     with pytest.raises(SystemExit) as raised:
@@ -186,6 +267,53 @@ def usage_error(argv: list[str], capsys: pytest.CaptureFixture[str]) -> str:
     assert out == ""
     assert err.startswith("healthprobe probe: error: ") and err.count("\n") == 1 and err.endswith("\n"), err
     return err
+
+
+@pytest.mark.parametrize(
+    ("header", "reason"),
+    [
+        ("Host: a", "more than one Host header"),
+        ("host: a", "more than one Host header"),
+        ("User-Agent: a", "more than one User-Agent header"),
+    ],
+)
+def test_host_or_user_agent_given_twice_is_a_usage_error(
+    header: str, reason: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    first = header.split(":")[0].title() + ": b"
+    err = usage_error(["probe", "http://127.0.0.1:1/livez", "--header", first, "--header", header], capsys)
+    assert reason in err, err
+
+
+@pytest.mark.parametrize(
+    ("header", "reason"),
+    [
+        ("NoColon", "expected 'Name: value'"),
+        (": value", "expected 'Name: value'"),
+        ("Bad Name: x", "token"),
+        ("X(: x", "token"),
+        ("X/Y: x", "token"),
+        ("Na\u00efve: x", "token"),
+        ("X\x01: x", "token"),
+        ("X-Token: secret\x01", "control character"),
+        ("X-Token: secret\x7f", "control character"),
+        ("X-Token: secret\x00", "control character"),
+        ("X-Token: secret\r\nX-Injected: 1", "control character"),
+        ("X-Token: secret\nX-Injected: 1", "control character"),
+        ("X-Token: se\rcret", "control character"),
+    ],
+)
+def test_a_malformed_header_is_a_usage_error_that_does_not_echo_its_value(
+    header: str, reason: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    err = usage_error(["probe", "http://127.0.0.1:1/livez", "--header", header], capsys)
+    assert "argument --header: " in err and reason in err, err
+    assert "secret" not in err and "NoColon" not in err, err
+    name, colon, value = header.partition(":")
+    if colon:  # the same rule for the Python API
+        with pytest.raises(ValueError, match=reason) as raised:
+            probe("http://127.0.0.1:1/livez", headers=[(name.strip(), value.strip(" "))])
+        assert "secret" not in str(raised.value)
 
 
 @pytest.mark.parametrize(

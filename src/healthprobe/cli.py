@@ -8,8 +8,14 @@ Usage::
 Exit status: 0 when the answer's status code is from 200 to 399 (the kubelet's ``httpGet``
 rule, Kubernetes "Configure Liveness, Readiness and Startup Probes"), 1 for any other code,
 a timeout or a refused connection, 2 for a usage error (one line on stderr,
-``healthprobe probe: error: <reason>``), such as a malformed URL. Redirects are not followed
-(the kubelet follows them only to the same host; a probe endpoint has no reason to redirect).
+``healthprobe probe: error: <reason>``), such as a malformed URL or header. Redirects are not
+followed (the kubelet follows them only to the same host; a probe endpoint has no reason to
+redirect).
+
+Headers follow the kubelet's rules (Kubernetes "Configure Liveness, Readiness and Startup
+Probes": ``httpHeaders`` can override ``Host`` and ``User-Agent``): a given ``Host`` or
+``User-Agent`` replaces the default one; an empty ``Host`` keeps the default, an empty
+``User-Agent`` sends none.
 """
 
 from __future__ import annotations
@@ -30,6 +36,11 @@ USER_AGENT = f"healthprobe/{__version__}"
 #: A space, a C0 control character or DEL: never part of a URL (RFC 3986 section 2);
 #: ``urlsplit`` would silently drop some of them (tab, CR, LF) and keep the others.
 _NOT_IN_URL = re.compile(r"[\x00-\x20\x7f]")
+#: A field name is a token (RFC 9110 sections 5.1 and 5.6.2).
+_TCHAR = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]")
+#: A control character but HTAB: never part of a field value (RFC 9110 section 5.5; CR, LF and
+#: NUL would also split or end the header line).
+_NOT_IN_FIELD_VALUE = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
 #: A control character, shown escaped in a usage error so that it stays on one line.
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
@@ -41,7 +52,10 @@ def probe(url: str, *, timeout: float = 1.0, headers: Sequence[tuple[str, str]] 
         url: an ``http://`` or ``https://`` URL.
         timeout: seconds to wait for the connection and for the answer (the kubelet's
             ``timeoutSeconds``, default 1).
-        headers: extra request headers, as the probe's ``httpHeaders``.
+        headers: extra request headers as ``(name, value)`` pairs, as the probe's
+            ``httpHeaders``: a ``Host`` or ``User-Agent`` replaces the default one (an empty
+            ``Host`` keeps the default, an empty ``User-Agent`` sends none, as the kubelet's
+            ``pkg/probe/http/request.go`` does); values are sent as UTF-8.
 
     Returns:
         ``(success, description)``: success for a status code from 200 to 399; the
@@ -50,18 +64,21 @@ def probe(url: str, *, timeout: float = 1.0, headers: Sequence[tuple[str, str]] 
     Raises:
         ValueError: if ``url`` is not an absolute http(s) URL: no ``http``/``https`` scheme
             or host, a space, a control character or a non-ASCII character in it, or a
-            malformed port or IPv6 address. The message is one line.
+            malformed port or IPv6 address; or if a header name is not a token (RFC 9110
+            section 5.6.2), a value has a control character other than HTAB (section 5.5),
+            or ``Host`` or ``User-Agent`` is given more than once. The message is one line
+            and does not show a header's value.
     """
     parts, host, port = _split(url)
+    skip_host, lines = _request_headers(headers)
     kind = http.client.HTTPSConnection if parts.scheme == "https" else http.client.HTTPConnection
     # The port is always given: with none, http.client would read an IPv6 host ("::1") as
     # host:port.
     connection = kind(host, port, timeout=timeout)
     target = urllib.parse.urlunsplit(("", "", parts.path or "/", parts.query, ""))
     try:
-        connection.putrequest("GET", target, skip_accept_encoding=True)
-        connection.putheader("User-Agent", USER_AGENT)
-        for name, value in headers:
+        connection.putrequest("GET", target, skip_host=skip_host, skip_accept_encoding=True)
+        for name, value in lines:
             connection.putheader(name, value)
         connection.endheaders()
         response = connection.getresponse()
@@ -99,11 +116,69 @@ def _split(url: str) -> tuple[urllib.parse.SplitResult, str, int]:
     return parts, parts.hostname, port or (443 if parts.scheme == "https" else 80)
 
 
+def _check_header(name: str, value: str) -> None:
+    """Raise ValueError (one line, without the value) unless ``name: value`` is a valid header
+    line: the name a token, the value without a control character other than HTAB
+    (RFC 9110 sections 5.1, 5.5 and 5.6.2)."""
+    if not name:
+        raise ValueError("expected 'Name: value': the name is empty")
+    bad = next((char for char in name if not _TCHAR.fullmatch(char)), None)
+    if bad is not None:
+        raise ValueError(
+            f"a header name is a token (RFC 9110 section 5.6.2: letters, digits and !#$%&'*+-.^_`|~), not {bad!r}"
+        )
+    if _NOT_IN_FIELD_VALUE.search(value):
+        raise ValueError(
+            f"the value of header {name!r} contains a control character "
+            "(RFC 9110 section 5.5: CR, LF, NUL or another one but HTAB)"
+        )
+
+
+def _request_headers(headers: Sequence[tuple[str, str]]) -> tuple[bool, list[tuple[str, bytes]]]:
+    """The header lines to send after ``putrequest``, and whether ``putrequest`` must leave
+    out its own ``Host`` (because one is given).
+
+    The kubelet's rules (``pkg/probe/http/request.go``, and Go's ``Request.Write``): a given
+    ``Host`` or ``User-Agent`` replaces the default one; an empty ``Host`` keeps the default,
+    an empty ``User-Agent`` sends none. A second ``Host`` makes a request invalid (RFC 9110
+    section 5.3, and strict servers such as gunicorn answer 400); the kubelet would send only
+    the first one, so two of either are refused here.
+
+    Raises:
+        ValueError: see :func:`probe`.
+    """
+    given: dict[str, str] = {}
+    lines: list[tuple[str, bytes]] = []
+    for name, value in headers:
+        _check_header(name, value)
+        key = name.lower()
+        if key in ("host", "user-agent"):
+            if key in given:
+                raise ValueError(f"more than one {name.title()} header: a request has one")
+            given[key] = value
+            if key == "host" or not value:
+                continue
+        lines.append((name, value.encode("utf-8", "surrogateescape")))
+    if "user-agent" not in given:
+        lines.insert(0, ("User-Agent", USER_AGENT.encode()))
+    host = given.get("host")
+    if host:
+        lines.insert(0, ("Host", host.encode("utf-8", "surrogateescape")))
+    return bool(host), lines
+
+
 def _header(text: str) -> tuple[str, str]:
+    """``--header``'s type: ``'Name: value'`` as ``(name, value)``, spaces and tabs around
+    each removed."""
     name, sep, value = text.partition(":")
-    if not sep or not name.strip():
-        raise argparse.ArgumentTypeError(f"expected 'Name: value', got {text!r}")
-    return name.strip(), value.strip()
+    name, value = name.strip(" \t"), value.strip(" \t")
+    if not sep:
+        raise argparse.ArgumentTypeError("expected 'Name: value': no ':' in it")
+    try:
+        _check_header(name, value)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return name, value
 
 
 def _seconds(text: str) -> float:
@@ -135,14 +210,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     one = commands.add_parser("probe", help="GET a URL; exit 0 for a 200-399 answer, else 1")
     one.add_argument("url")
     one.add_argument("--timeout", type=_seconds, default=1.0, help="seconds (default 1, the kubelet's)")
-    one.add_argument("--header", type=_header, action="append", default=[], help="'Name: value', repeatable")
+    one.add_argument(
+        "--header",
+        type=_header,
+        action="append",
+        default=[],
+        help="'Name: value', repeatable; a Host or User-Agent replaces the default",
+    )
     one.add_argument("--verbose", "-v", action="store_true", help="print the status line")
     args, extra = parser.parse_known_args(argv)
     if extra:
         one.error("unrecognized arguments: " + " ".join(extra))
     try:
         ok, description = probe(args.url, timeout=args.timeout, headers=args.header)
-    except ValueError as exc:  # a malformed URL: a usage error, on one line
+    except ValueError as exc:  # a malformed URL or header: a usage error, on one line
         one.error(str(exc))
     if args.verbose or not ok:
         print(description, file=sys.stdout if ok else sys.stderr)
