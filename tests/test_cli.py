@@ -316,6 +316,13 @@ def test_a_malformed_header_is_a_usage_error_that_does_not_echo_its_value(
         assert "secret" not in str(raised.value)
 
 
+def test_port_0_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None:
+    err = usage_error(["probe", "http://127.0.0.1:0/livez"], capsys)
+    assert "port 0" in err, err
+    with pytest.raises(ValueError, match="port 0"):
+        probe("http://127.0.0.1:00/livez")
+
+
 @pytest.mark.parametrize(
     ("argv", "reason"),
     [

@@ -63,8 +63,8 @@ def probe(url: str, *, timeout: float = 1.0, headers: Sequence[tuple[str, str]] 
 
     Raises:
         ValueError: if ``url`` is not an absolute http(s) URL: no ``http``/``https`` scheme
-            or host, a space, a control character or a non-ASCII character in it, or a
-            malformed port or IPv6 address; or if a header name is not a token (RFC 9110
+            or host, a space, a control character or a non-ASCII character in it, a
+            malformed port or IPv6 address, or port 0; or if a header name is not a token (RFC 9110
             section 5.6.2), a value has a control character other than HTAB (section 5.5),
             or ``Host`` or ``User-Agent`` is given more than once. The message is one line
             and does not show a header's value.
@@ -94,7 +94,7 @@ def probe(url: str, *, timeout: float = 1.0, headers: Sequence[tuple[str, str]] 
 
 def _split(url: str) -> tuple[urllib.parse.SplitResult, str, int]:
     """``url`` split into its parts, host and port (the scheme's default if none is given),
-    if it is an absolute http(s) URL.
+    if it is an absolute http(s) URL with a port other than 0.
 
     Raises:
         ValueError: with a one-line reason (the URL is shown by ``repr``, so a control
@@ -113,6 +113,8 @@ def _split(url: str) -> tuple[urllib.parse.SplitResult, str, int]:
         raise ValueError(f"not a valid URL: {url!r} ({exc})") from None
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise ValueError(f"not an absolute http(s) URL: {url!r}")
+    if port == 0:
+        raise ValueError(f"not a valid URL: {url!r} has port 0, which nothing can listen on")
     return parts, parts.hostname, port or (443 if parts.scheme == "https" else 80)
 
 
