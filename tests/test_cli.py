@@ -354,6 +354,59 @@ def test_a_usage_error_of_the_command_is_one_line(capsys: pytest.CaptureFixture[
         assert err.startswith("healthprobe: error: ") and err.count("\n") == 1, err
 
 
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://user:s3cret@127.0.0.1:{port}/livez",
+        "http://user:s3cret@127.0.0.1:abc/livez",
+        "http://user:s3cret@127.0.0.1:0/livez",
+        "http://user:s3cret@127.0.0.1:99999/livez",
+        "http://s3cret@127.0.0.1:{port}/livez",
+        "http://user:s3cret@[::1/livez",
+        "http://user:s3cret@127.0.0.1:{port}/live z",
+        "http://user:s3cret@127.0.0.1:{port}/livez\n",
+        "http://user:s3cret@127.0.0.1:{port}/liv\u00e9z",
+        "user:s3cret@127.0.0.1:{port}/livez",
+        "ftp://user:s3cret@127.0.0.1/livez",
+        "http://user:s3cr@t@127.0.0.1:{port}/livez",
+        "http://user:s3/cret@127.0.0.1:{port}/livez",
+    ],
+)
+def test_credentials_in_the_url_are_a_usage_error_and_never_echoed(
+    url: str, base_url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    url = url.format(port=base_url.rsplit(":", 1)[1])
+    err = usage_error(["probe", url], capsys)
+    assert "s3" not in err and "user" not in err, err
+    with pytest.raises(ValueError) as raised:
+        probe(url)
+    assert "s3" not in str(raised.value) and "user" not in str(raised.value)
+
+
+def test_credentials_in_the_url_say_to_use_an_authorization_header(
+    base_url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    port = base_url.rsplit(":", 1)[1]
+    err = usage_error(["probe", f"http://user:s3cret@127.0.0.1:{port}/livez"], capsys)
+    assert "--header 'Authorization: " in err, err
+    assert f"http://***@127.0.0.1:{port}/livez" in err, err
+
+
+@pytest.mark.parametrize(
+    ("extra", "shown"),
+    [
+        (["http://user:s3cret@127.0.0.1:2/"], "http://***@127.0.0.1:2/"),
+        (["--headr", "Authorization: Bearer s3cret"], "--headr <value>"),
+        (["--headr=Authorization: Bearer s3cret"], "--headr=<value>"),
+    ],
+)
+def test_an_unrecognized_argument_shows_no_secret(
+    extra: list[str], shown: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    err = usage_error(["probe", "http://127.0.0.1:1/", *extra], capsys)
+    assert "s3cret" not in err and f"unrecognized arguments: {shown}\n" in err, err
+
+
 def test_usage_errors_are_one_line_from_the_installed_command() -> None:
     for args in (["--timeout", "abc"], ["--header", "NoColon"], ["--timeout", "0"]):
         result = subprocess.run(

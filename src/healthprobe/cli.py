@@ -15,7 +15,8 @@ redirect).
 Headers follow the kubelet's rules (Kubernetes "Configure Liveness, Readiness and Startup
 Probes": ``httpHeaders`` can override ``Host`` and ``User-Agent``): a given ``Host`` or
 ``User-Agent`` replaces the default one; an empty ``Host`` keeps the default, an empty
-``User-Agent`` sends none.
+``User-Agent`` sends none. Credentials in the URL are refused (the kubelet's ``httpGet`` has
+none; send ``--header 'Authorization: ...'``), and no message ever shows them.
 """
 
 from __future__ import annotations
@@ -64,10 +65,11 @@ def probe(url: str, *, timeout: float = 1.0, headers: Sequence[tuple[str, str]] 
     Raises:
         ValueError: if ``url`` is not an absolute http(s) URL: no ``http``/``https`` scheme
             or host, a space, a control character or a non-ASCII character in it, a
-            malformed port or IPv6 address, or port 0; or if a header name is not a token (RFC 9110
-            section 5.6.2), a value has a control character other than HTAB (section 5.5),
-            or ``Host`` or ``User-Agent`` is given more than once. The message is one line
-            and does not show a header's value.
+            malformed port or IPv6 address, port 0, or credentials (``user:password@``); or
+            if a header name is not a token (RFC 9110 section 5.6.2), a value has a control
+            character other than HTAB (section 5.5), or ``Host`` or ``User-Agent`` is given
+            more than once. The message is one line and shows neither the URL's credentials
+            nor a header's value.
     """
     parts, host, port = _split(url)
     skip_host, lines = _request_headers(headers)
@@ -94,28 +96,51 @@ def probe(url: str, *, timeout: float = 1.0, headers: Sequence[tuple[str, str]] 
 
 def _split(url: str) -> tuple[urllib.parse.SplitResult, str, int]:
     """``url`` split into its parts, host and port (the scheme's default if none is given),
-    if it is an absolute http(s) URL with a port other than 0.
+    if it is an absolute http(s) URL without credentials and with a port other than 0.
 
     Raises:
         ValueError: with a one-line reason (the URL is shown by ``repr``, so a control
-            character in it cannot break the line).
+            character in it cannot break the line, and without its credentials).
     """
+    shown = _redacted(url)
     bad = _NOT_IN_URL.search(url)
     if bad is not None:
         what = "a space" if bad.group() == " " else "a control character"
-        raise ValueError(f"not a valid URL: {url!r} contains {what}")
+        raise ValueError(f"not a valid URL: {shown!r} contains {what}")
     if not url.isascii():
-        raise ValueError(f"not a valid URL: {url!r} contains a non-ASCII character (percent-encode it)")
+        raise ValueError(f"not a valid URL: {shown!r} contains a non-ASCII character (percent-encode it)")
+    parts: urllib.parse.SplitResult | None
+    port: int | None
     try:
         parts = urllib.parse.urlsplit(url)
         port = parts.port
     except ValueError as exc:  # a malformed bracketed IPv6 host, or a port that is not one
-        raise ValueError(f"not a valid URL: {url!r} ({exc})") from None
+        if "@" not in url:
+            raise ValueError(f"not a valid URL: {shown!r} ({exc})") from None
+        # Credentials with a '/', '?' or '#' in them: urlsplit took what precedes it for the
+        # host and port, which its message would show.
+        parts = port = None
+    if parts is None or "@" in parts.netloc:
+        raise ValueError(
+            f"not a valid URL: {shown!r}: credentials in a URL are not sent (the kubelet's httpGet "
+            "has no place for them); send them with --header 'Authorization: ...'"
+        )
     if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise ValueError(f"not an absolute http(s) URL: {url!r}")
+        raise ValueError(f"not an absolute http(s) URL: {shown!r}")
     if port == 0:
-        raise ValueError(f"not a valid URL: {url!r} has port 0, which nothing can listen on")
+        raise ValueError(f"not a valid URL: {shown!r} has port 0, which nothing can listen on")
     return parts, parts.hostname, port or (443 if parts.scheme == "https" else 80)
+
+
+def _redacted(url: str) -> str:
+    """``url`` with everything from the ``//`` after its scheme (or from its start) to its
+    last ``@`` replaced by ``***``: whatever could be credentials, however malformed."""
+    at = url.rfind("@")
+    if at < 0:
+        return url
+    start = url.find("//")
+    start = start + 2 if 0 <= start < at else 0
+    return f"{url[:start]}***{url[at:]}"
 
 
 def _check_header(name: str, value: str) -> None:
@@ -194,6 +219,15 @@ def _seconds(text: str) -> float:
     return seconds
 
 
+def _shown_argument(argument: str) -> str:
+    """An unrecognized command-line argument as an error may show it: an option's name, a URL
+    without credentials, and none of any other value (it may be a header's secret value)."""
+    if argument.startswith("-"):
+        name, eq, _ = argument.partition("=")
+        return f"{name}=<value>" if eq else name
+    return _redacted(argument) if "://" in argument else "<value>"
+
+
 class _Parser(argparse.ArgumentParser):
     """An ``ArgumentParser`` whose errors are one line on stderr, ``PROG: error: REASON``, exit
     status 2, without the usage text argparse prints before them: an exec probe's output
@@ -222,7 +256,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     one.add_argument("--verbose", "-v", action="store_true", help="print the status line")
     args, extra = parser.parse_known_args(argv)
     if extra:
-        one.error("unrecognized arguments: " + " ".join(extra))
+        one.error("unrecognized arguments: " + " ".join(_shown_argument(argument) for argument in extra))
     try:
         ok, description = probe(args.url, timeout=args.timeout, headers=args.header)
     except ValueError as exc:  # a malformed URL or header: a usage error, on one line
