@@ -508,10 +508,12 @@ def test_endpoint_paths_are_configurable(make_client: ClientFactory) -> None:
     assert client.get(prefix + "/readyz").status_code in (401, 404)  # no longer ours
 
 
-@pytest.mark.parametrize("path", ["livez", "/livez/", ""])
+@pytest.mark.parametrize("path", ["livez", "/livez/", "", "/sant\u00e9"])
 def test_malformed_configured_paths_rejected(path: str) -> None:
     with pytest.raises(ValueError):
         HealthEndpoints(HealthRegistry(), paths={path: "liveness"})
+    with pytest.raises(ValueError):
+        HealthEndpoints(HealthRegistry(), metrics=True, metrics_path=path)
 
 
 def test_asgi_middleware_matches_below_root_path() -> None:

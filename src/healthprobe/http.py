@@ -65,6 +65,9 @@ _FALSE = {"0", "false", "no", "off"}
 _REASONS = {200: "OK", 400: "Bad Request", 404: "Not Found", 405: "Method Not Allowed", 503: "Service Unavailable"}
 #: Most distinct requests (method, path, query, Accept) whose answers are remembered.
 _ANSWERS_LIMIT = 256
+#: Longest check name (``registry.CHECK_NAME``): a longer name in a path is not echoed back.
+_LONGEST_NAME = 63
+_NOT_UTF8_PATH = "not found: the path is not valid percent-encoded UTF-8"
 
 
 class MetricsSource(Protocol):
@@ -161,7 +164,8 @@ class HealthEndpoints:
     Args:
         registry: the :class:`HealthRegistry` to answer from.
         paths: path -> probe (``"liveness"``, ``"readiness"``, ``"startup"``); defaults to
-            :data:`DEFAULT_PATHS`. Each path must start with ``/`` and not end with one.
+            :data:`DEFAULT_PATHS`. Each path must be ASCII, start with ``/`` and not end
+            with one.
         failure_status: status code of a failing probe, one for all or one per probe
             (400-599; the kubelet counts anything outside 200-399 as failure). 503 by default.
         expose_output: show what checks wrote (their output and exception text) in bodies.
@@ -191,16 +195,14 @@ class HealthEndpoints:
         self.expose_output = expose_output
         self.paths: dict[str, Probe] = {}
         for path, probe in (DEFAULT_PATHS if paths is None else paths).items():
-            if not path.startswith("/") or (len(path) > 1 and path.endswith("/")):
-                raise ValueError(f"probe path {path!r} must start with '/' and not end with '/'")
+            _check_path("probe", path)
             self.paths[path] = _as_probe(probe)
         self._exact = {path: (probe, None) for path, probe in self.paths.items()}
         self._prefixes = tuple(path.rstrip("/") + "/" for path in self.paths)
         self.metrics: MetricsSource | None = None
         self.metrics_path = metrics_path
         if metrics is not False:
-            if not metrics_path.startswith("/") or (len(metrics_path) > 1 and metrics_path.endswith("/")):
-                raise ValueError(f"metrics path {metrics_path!r} must start with '/' and not end with '/'")
+            _check_path("metrics", metrics_path)
             if self.route(metrics_path) is not None:
                 raise ValueError(f"metrics path {metrics_path!r} is also a probe path")
             self.metrics = _metrics_source(registry) if metrics is True else metrics
@@ -253,8 +255,15 @@ class HealthEndpoints:
         head = method == "HEAD"
         if method not in ("GET", "HEAD"):
             return plain_response(405, f"method {method[:20]} not allowed; use GET or HEAD", extra=(("allow", ALLOW),))
-        if only is not None and "/" in only:
-            return plain_response(404, "not found", head)
+        if only is not None:
+            # Adapters pass the path percent-decoded as UTF-8, undecodable bytes replaced by
+            # U+FFFD (as ASGI servers do); no check name can hold either of these, nor be longer.
+            if "/" in only:
+                return plain_response(404, "not found", head)
+            if "\ufffd" in only:
+                return plain_response(404, _NOT_UTF8_PATH, head)
+            if len(only) > _LONGEST_NAME:
+                return plain_response(404, f"not found: check names have at most {_LONGEST_NAME} characters", head)
         verbose = False
         fmt: str | None = None
         exclude: list[str] = []
@@ -446,6 +455,17 @@ def _query_pairs(query_string: str, max_fields: int | None = None) -> list[tuple
         return _MALFORMED_QUERY
     except ValueError:  # parse_qsl's own limit
         return f"more than {max_fields} query parameters"
+
+
+def _check_path(what: str, path: str) -> None:
+    """Raise ``ValueError`` unless ``path`` is an ASCII path starting with ``/`` and not
+    ending with one. ASCII because the WSGI adapter matches probe paths against ``PATH_INFO``
+    before decoding it (PEP 3333 gives its bytes as latin-1), so a non-ASCII path would be
+    answered by one adapter and passed on by the other."""
+    if not path.startswith("/") or (len(path) > 1 and path.endswith("/")):
+        raise ValueError(f"{what} path {path!r} must start with '/' and not end with '/'")
+    if not path.isascii():
+        raise ValueError(f"{what} path {path!r} must be ASCII")
 
 
 def endpoints_for(
