@@ -321,6 +321,27 @@ def test_malformed_percent_encoding_in_the_metrics_query_is_400(make_client: Cli
     assert head.status_code == 400 and head.content == b""
 
 
+@pytest.mark.parametrize(
+    ("query", "line"),
+    [
+        ("name[]=x&" * 65, "more than 64 query parameters"),
+        ("name[]=" + "x" * 3000, "query string longer than 2048 characters"),
+    ],
+)
+def test_metrics_query_has_the_limits_of_probe_queries(make_client: ClientFactory, query: str, line: str) -> None:
+    client, prefix = make_client(registry_with(db=lambda: True), metrics=True)
+    for path in ("/metrics", "/readyz"):
+        response = client.get(f"{prefix}{path}?{query}")
+        assert response.status_code == 400, path
+        assert one_line(response) == line
+        assert_probe_headers(response)
+    # Up to the limits, a filter is served.
+    names = "&".join(["name[]=healthprobe_lifecycle_state"] + ["name[]=x"] * 63)
+    response = client.get(f"{prefix}/metrics?{names}")
+    assert response.status_code == 200
+    assert "healthprobe_lifecycle_state{" in response.text
+
+
 def test_metrics_name_filter_decodes_valid_percent_encoding(make_client: ClientFactory) -> None:
     client, prefix = make_client(registry_with(db=lambda: True), metrics=True)
     client.get(prefix + "/readyz")
@@ -352,6 +373,45 @@ def test_verbose_lists_every_check(make_client: ClientFactory) -> None:
         assert response.status_code == 200
         assert response.text == "[+]db ok\n[+]cache ok\nreadyz check passed\n"
     assert client.get(prefix + "/readyz?verbose=0").text == "ok\n"
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        "verbose&verbose=0",
+        "verbose=0&verbose",
+        "verbose=true&verbose=false",
+        "verbose=1&verbose=1&verbose=off",
+        "format=json&format=text",
+        "format=text&format=json",
+    ],
+)
+def test_repeated_parameters_with_conflicting_values_are_400(make_client: ClientFactory, query: str) -> None:
+    client, prefix = make_client(registry_with(db=lambda: True))
+    response = client.get(f"{prefix}/readyz?{query}")
+    assert response.status_code == 400
+    assert "given twice with different values" in one_line(response)
+    assert_probe_headers(response)
+
+
+@pytest.mark.parametrize(
+    ("query", "text"),
+    [
+        ("verbose&verbose", "[+]db ok\nreadyz check passed\n"),
+        ("verbose&verbose=1&verbose=true", "[+]db ok\nreadyz check passed\n"),
+        ("verbose=0&verbose=false", "ok\n"),
+        ("format=text&format=text", "ok\n"),
+    ],
+)
+def test_repeated_parameters_with_the_same_meaning_are_accepted(
+    make_client: ClientFactory, query: str, text: str
+) -> None:
+    client, prefix = make_client(registry_with(db=lambda: True))
+    response = client.get(f"{prefix}/readyz?{query}")
+    assert response.status_code == 200
+    assert response.text == text
+    document = client.get(f"{prefix}/readyz?format=json&format=json&verbose").json()
+    assert document["status"] == "pass"
 
 
 def test_exclude_is_repeatable(make_client: ClientFactory) -> None:
