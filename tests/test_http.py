@@ -472,7 +472,18 @@ def test_json_by_accept_and_by_query(make_client: ClientFactory) -> None:
 
 @pytest.mark.parametrize(
     "accept",
-    [None, "text/plain", "*/*", "text/html", "application/json;q=0.5, text/plain", "text/*, application/json;q=0.9"],
+    [
+        None,
+        "text/plain",
+        "*/*",
+        "text/html",
+        "application/json;q=0.5, text/plain",
+        "text/*, application/json;q=0.9",
+        # A tie is text, as kube-apiserver answers.
+        "application/json, text/plain",
+        "application/health+json;q=0.5, text/plain;q=0.5",
+        "application/json, */*",
+    ],
 )
 def test_text_unless_json_is_preferred(make_client: ClientFactory, accept: str | None) -> None:
     client, prefix = make_client(registry_with(db=lambda: True))
@@ -494,6 +505,35 @@ def test_failing_json(make_client: ClientFactory) -> None:
     assert document["status"] == "fail"
     assert document["output"] == "draining"
     assert document["checks"]["db"][0]["output"] == "reason withheld"
+
+
+JSON_ASKED: list[tuple[str, dict[str, str]]] = [
+    ("?format=json", {}),
+    ("", {"accept": "application/health+json"}),
+    ("", {"accept": "application/json"}),
+]
+
+
+@pytest.mark.parametrize(("query", "headers"), JSON_ASKED)
+def test_error_answers_are_text_even_when_json_is_asked(
+    make_client: ClientFactory, query: str, headers: dict[str, str]
+) -> None:
+    # An application/health+json body carries a health status; a malformed request says
+    # nothing about the service's health, so 400, 404 and 405 stay one line of text.
+    client, prefix = make_client(registry_with(db=lambda: True))
+    sep = "&" if query else "?"
+    for method, path, status in (
+        ("GET", f"/readyz{query}{sep}bogus=1", 400),
+        ("GET", f"/readyz{query}{sep}verbose=maybe", 400),
+        ("GET", f"/readyz/nope{query}", 404),
+        ("GET", f"/readyz/a%2Fb{query}", 404),
+        ("POST", f"/readyz{query}", 405),
+    ):
+        response = client.request(method, prefix + path, headers=headers)
+        assert response.status_code == status, path
+        assert response.headers["content-type"] == "text/plain; charset=utf-8", path
+        one_line(response)
+        assert_probe_headers(response)
 
 
 # -- what is withheld, and never a 500 -------------------------------------------------------
