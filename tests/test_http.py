@@ -321,6 +321,27 @@ def test_malformed_percent_encoding_in_the_metrics_query_is_400(make_client: Cli
     assert head.status_code == 400 and head.content == b""
 
 
+@pytest.mark.parametrize(
+    ("query", "line"),
+    [
+        ("name[]=x&" * 65, "more than 64 query parameters"),
+        ("name[]=" + "x" * 3000, "query string longer than 2048 characters"),
+    ],
+)
+def test_metrics_query_has_the_limits_of_probe_queries(make_client: ClientFactory, query: str, line: str) -> None:
+    client, prefix = make_client(registry_with(db=lambda: True), metrics=True)
+    for path in ("/metrics", "/readyz"):
+        response = client.get(f"{prefix}{path}?{query}")
+        assert response.status_code == 400, path
+        assert one_line(response) == line
+        assert_probe_headers(response)
+    # Up to the limits, a filter is served.
+    names = "&".join(["name[]=healthprobe_lifecycle_state"] + ["name[]=x"] * 63)
+    response = client.get(f"{prefix}/metrics?{names}")
+    assert response.status_code == 200
+    assert "healthprobe_lifecycle_state{" in response.text
+
+
 def test_metrics_name_filter_decodes_valid_percent_encoding(make_client: ClientFactory) -> None:
     client, prefix = make_client(registry_with(db=lambda: True), metrics=True)
     client.get(prefix + "/readyz")
@@ -352,6 +373,45 @@ def test_verbose_lists_every_check(make_client: ClientFactory) -> None:
         assert response.status_code == 200
         assert response.text == "[+]db ok\n[+]cache ok\nreadyz check passed\n"
     assert client.get(prefix + "/readyz?verbose=0").text == "ok\n"
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        "verbose&verbose=0",
+        "verbose=0&verbose",
+        "verbose=true&verbose=false",
+        "verbose=1&verbose=1&verbose=off",
+        "format=json&format=text",
+        "format=text&format=json",
+    ],
+)
+def test_repeated_parameters_with_conflicting_values_are_400(make_client: ClientFactory, query: str) -> None:
+    client, prefix = make_client(registry_with(db=lambda: True))
+    response = client.get(f"{prefix}/readyz?{query}")
+    assert response.status_code == 400
+    assert "given twice with different values" in one_line(response)
+    assert_probe_headers(response)
+
+
+@pytest.mark.parametrize(
+    ("query", "text"),
+    [
+        ("verbose&verbose", "[+]db ok\nreadyz check passed\n"),
+        ("verbose&verbose=1&verbose=true", "[+]db ok\nreadyz check passed\n"),
+        ("verbose=0&verbose=false", "ok\n"),
+        ("format=text&format=text", "ok\n"),
+    ],
+)
+def test_repeated_parameters_with_the_same_meaning_are_accepted(
+    make_client: ClientFactory, query: str, text: str
+) -> None:
+    client, prefix = make_client(registry_with(db=lambda: True))
+    response = client.get(f"{prefix}/readyz?{query}")
+    assert response.status_code == 200
+    assert response.text == text
+    document = client.get(f"{prefix}/readyz?format=json&format=json&verbose").json()
+    assert document["status"] == "pass"
 
 
 def test_exclude_is_repeatable(make_client: ClientFactory) -> None:
@@ -412,7 +472,18 @@ def test_json_by_accept_and_by_query(make_client: ClientFactory) -> None:
 
 @pytest.mark.parametrize(
     "accept",
-    [None, "text/plain", "*/*", "text/html", "application/json;q=0.5, text/plain", "text/*, application/json;q=0.9"],
+    [
+        None,
+        "text/plain",
+        "*/*",
+        "text/html",
+        "application/json;q=0.5, text/plain",
+        "text/*, application/json;q=0.9",
+        # A tie is text, as kube-apiserver answers.
+        "application/json, text/plain",
+        "application/health+json;q=0.5, text/plain;q=0.5",
+        "application/json, */*",
+    ],
 )
 def test_text_unless_json_is_preferred(make_client: ClientFactory, accept: str | None) -> None:
     client, prefix = make_client(registry_with(db=lambda: True))
@@ -434,6 +505,35 @@ def test_failing_json(make_client: ClientFactory) -> None:
     assert document["status"] == "fail"
     assert document["output"] == "draining"
     assert document["checks"]["db"][0]["output"] == "reason withheld"
+
+
+JSON_ASKED: list[tuple[str, dict[str, str]]] = [
+    ("?format=json", {}),
+    ("", {"accept": "application/health+json"}),
+    ("", {"accept": "application/json"}),
+]
+
+
+@pytest.mark.parametrize(("query", "headers"), JSON_ASKED)
+def test_error_answers_are_text_even_when_json_is_asked(
+    make_client: ClientFactory, query: str, headers: dict[str, str]
+) -> None:
+    # An application/health+json body carries a health status; a malformed request says
+    # nothing about the service's health, so 400, 404 and 405 stay one line of text.
+    client, prefix = make_client(registry_with(db=lambda: True))
+    sep = "&" if query else "?"
+    for method, path, status in (
+        ("GET", f"/readyz{query}{sep}bogus=1", 400),
+        ("GET", f"/readyz{query}{sep}verbose=maybe", 400),
+        ("GET", f"/readyz/nope{query}", 404),
+        ("GET", f"/readyz/a%2Fb{query}", 404),
+        ("POST", f"/readyz{query}", 405),
+    ):
+        response = client.request(method, prefix + path, headers=headers)
+        assert response.status_code == status, path
+        assert response.headers["content-type"] == "text/plain; charset=utf-8", path
+        one_line(response)
+        assert_probe_headers(response)
 
 
 # -- what is withheld, and never a 500 -------------------------------------------------------
@@ -508,10 +608,12 @@ def test_endpoint_paths_are_configurable(make_client: ClientFactory) -> None:
     assert client.get(prefix + "/readyz").status_code in (401, 404)  # no longer ours
 
 
-@pytest.mark.parametrize("path", ["livez", "/livez/", ""])
+@pytest.mark.parametrize("path", ["livez", "/livez/", "", "/sant\u00e9"])
 def test_malformed_configured_paths_rejected(path: str) -> None:
     with pytest.raises(ValueError):
         HealthEndpoints(HealthRegistry(), paths={path: "liveness"})
+    with pytest.raises(ValueError):
+        HealthEndpoints(HealthRegistry(), metrics=True, metrics_path=path)
 
 
 def test_asgi_middleware_matches_below_root_path() -> None:

@@ -12,12 +12,19 @@ Rules (Kubernetes "Configure Liveness, Readiness and Startup Probes": any code f
 * 200 when the probe passes or warns, ``failure_status`` (503 by default) when it fails.
 * ``/<probe path>/<check>`` answers for one member check; an unknown name is ``404``.
 * Query: ``verbose`` (list every check), ``exclude=<check>`` (repeatable), ``format=json``
-  or ``format=text``. Anything else, or a malformed query, is ``400`` with a one-line reason.
-* ``application/health+json`` when asked by ``Accept`` or ``?format=json``, else text.
+  or ``format=text``; ``verbose`` or ``format`` given again with another meaning is ``400``.
+  Anything else, or a malformed query, is ``400`` with a one-line reason.
+* Any query (probe or metrics) longer than :data:`MAX_QUERY_LENGTH` characters, with more
+  than :data:`MAX_QUERY_FIELDS` parameters, or not valid percent-encoded UTF-8 is ``400``.
+* ``application/health+json`` when asked by ``?format=json``, or by ``Accept`` with a
+  quality above that of text; text otherwise, and on a tie (kube-apiserver answers text).
+* Error answers (``400``, ``404``, ``405``) are one ``text/plain`` line whatever format was
+  asked: an ``application/health+json`` body carries a health status, and a malformed
+  request says nothing about the health of the service.
 * With ``metrics`` on, ``GET``/``HEAD`` on ``metrics_path`` (``/metrics``) serves Prometheus
   metrics in the format ``Accept`` asks for (Prometheus text 0.0.4 or OpenMetrics); the
   ``name[]`` query parameter filters by metric name, other parameters are ignored as
-  prometheus-client ignores them; a query that is not valid percent-encoded UTF-8 is ``400``.
+  prometheus-client ignores them.
 * Every answer carries ``Cache-Control: no-store``. An unexpected error inside healthprobe is
   answered ``503`` (the probe fails) with a fixed body and logged: never a ``500``, never the
   exception text.
@@ -65,6 +72,9 @@ _FALSE = {"0", "false", "no", "off"}
 _REASONS = {200: "OK", 400: "Bad Request", 404: "Not Found", 405: "Method Not Allowed", 503: "Service Unavailable"}
 #: Most distinct requests (method, path, query, Accept) whose answers are remembered.
 _ANSWERS_LIMIT = 256
+#: Longest check name (``registry.CHECK_NAME``): a longer name in a path is not echoed back.
+_LONGEST_NAME = 63
+_NOT_UTF8_PATH = "not found: the path is not valid percent-encoded UTF-8"
 
 
 class MetricsSource(Protocol):
@@ -132,7 +142,9 @@ def prefers_json(accept: str | None) -> bool:
     """Whether an ``Accept`` header (RFC 9110 section 12.5.1) prefers JSON to plain text.
 
     ``application/health+json`` and ``application/json`` count as JSON; JSON wins only
-    with a quality strictly above that of ``text/plain`` (or ``text/*``, ``*/*``).
+    with a quality strictly above that of ``text/plain`` (or ``text/*``, ``*/*``). On a tie
+    (``application/json, text/plain``) the answer is text, the format of kube-apiserver's
+    own health endpoints and of a client that names no preference.
     """
     if not accept:
         return False
@@ -161,7 +173,8 @@ class HealthEndpoints:
     Args:
         registry: the :class:`HealthRegistry` to answer from.
         paths: path -> probe (``"liveness"``, ``"readiness"``, ``"startup"``); defaults to
-            :data:`DEFAULT_PATHS`. Each path must start with ``/`` and not end with one.
+            :data:`DEFAULT_PATHS`. Each path must be ASCII, start with ``/`` and not end
+            with one.
         failure_status: status code of a failing probe, one for all or one per probe
             (400-599; the kubelet counts anything outside 200-399 as failure). 503 by default.
         expose_output: show what checks wrote (their output and exception text) in bodies.
@@ -191,16 +204,14 @@ class HealthEndpoints:
         self.expose_output = expose_output
         self.paths: dict[str, Probe] = {}
         for path, probe in (DEFAULT_PATHS if paths is None else paths).items():
-            if not path.startswith("/") or (len(path) > 1 and path.endswith("/")):
-                raise ValueError(f"probe path {path!r} must start with '/' and not end with '/'")
+            _check_path("probe", path)
             self.paths[path] = _as_probe(probe)
         self._exact = {path: (probe, None) for path, probe in self.paths.items()}
         self._prefixes = tuple(path.rstrip("/") + "/" for path in self.paths)
         self.metrics: MetricsSource | None = None
         self.metrics_path = metrics_path
         if metrics is not False:
-            if not metrics_path.startswith("/") or (len(metrics_path) > 1 and metrics_path.endswith("/")):
-                raise ValueError(f"metrics path {metrics_path!r} must start with '/' and not end with '/'")
+            _check_path("metrics", metrics_path)
             if self.route(metrics_path) is not None:
                 raise ValueError(f"metrics path {metrics_path!r} is also a probe path")
             self.metrics = _metrics_source(registry) if metrics is True else metrics
@@ -253,15 +264,20 @@ class HealthEndpoints:
         head = method == "HEAD"
         if method not in ("GET", "HEAD"):
             return plain_response(405, f"method {method[:20]} not allowed; use GET or HEAD", extra=(("allow", ALLOW),))
-        if only is not None and "/" in only:
-            return plain_response(404, "not found", head)
-        verbose = False
+        if only is not None:
+            # Adapters pass the path percent-decoded as UTF-8, undecodable bytes replaced by
+            # U+FFFD (as ASGI servers do); no check name can hold either of these, nor be longer.
+            if "/" in only:
+                return plain_response(404, "not found", head)
+            if "\ufffd" in only:
+                return plain_response(404, _NOT_UTF8_PATH, head)
+            if len(only) > _LONGEST_NAME:
+                return plain_response(404, f"not found: check names have at most {_LONGEST_NAME} characters", head)
+        verbose: bool | None = None
         fmt: str | None = None
         exclude: list[str] = []
         if query_string:
-            if len(query_string) > MAX_QUERY_LENGTH:
-                return plain_response(400, f"query string longer than {MAX_QUERY_LENGTH} characters", head)
-            pairs = _query_pairs(query_string, MAX_QUERY_FIELDS)
+            pairs = _query_pairs(query_string)
             if isinstance(pairs, str):
                 return plain_response(400, pairs, head)
             for key, value in pairs:
@@ -269,6 +285,9 @@ class HealthEndpoints:
                     lowered = value.lower()
                     if lowered not in _TRUE and lowered not in _FALSE:
                         return plain_response(400, "verbose takes no value, or one of 1, true, 0, false", head)
+                    # Given again, it must mean the same (``verbose&verbose=1``), as format.
+                    if verbose is not None and verbose != (lowered in _TRUE):
+                        return plain_response(400, "verbose given twice with different values", head)
                     verbose = lowered in _TRUE
                 elif key == "exclude":
                     if not value:
@@ -287,7 +306,7 @@ class HealthEndpoints:
         if only is not None and exclude:
             return plain_response(400, "exclude applies to a whole probe, not to one check", head)
         wants_json = fmt == "json" if fmt is not None else prefers_json(accept)
-        return ProbeRequest(probe, only, tuple(exclude), verbose, wants_json, head)
+        return ProbeRequest(probe, only, tuple(exclude), bool(verbose), wants_json, head)
 
     def respond(self, request: ProbeRequest, report: Report) -> Response:
         """Turn a report into the probe's :class:`Response`."""
@@ -425,27 +444,43 @@ _BAD_ESCAPE = re.compile(r"%(?![0-9A-Fa-f]{2})")
 _MALFORMED_QUERY = "malformed query string: not valid percent-encoded UTF-8"
 
 
-def _query_pairs(query_string: str, max_fields: int | None = None) -> list[tuple[str, str]] | str:
+def _query_pairs(query_string: str) -> list[tuple[str, str]] | str:
     """The ``(name, value)`` pairs of a query string, percent-decoded as UTF-8 (``+`` is a
-    space, as in HTML forms), or the one-line reason it is malformed.
+    space, as in HTML forms), or the one-line reason it is malformed. One rule for probe
+    and metrics queries.
 
     Args:
         query_string: the raw query, without the ``?``.
-        max_fields: most pairs accepted; ``None`` for no limit.
 
     Returns:
         A list of pairs (blank values kept), or a ``str``: the reason for a ``400`` answer
-        when a ``%`` is not followed by two hex digits (RFC 3986 section 2.1), an escape does
-        not decode as UTF-8, or there are more than ``max_fields`` pairs.
+        when the query is longer than :data:`MAX_QUERY_LENGTH` characters, has more than
+        :data:`MAX_QUERY_FIELDS` pairs, has a ``%`` not followed by two hex digits (RFC 3986
+        section 2.1), or has an escape that does not decode as UTF-8.
     """
+    if len(query_string) > MAX_QUERY_LENGTH:
+        return f"query string longer than {MAX_QUERY_LENGTH} characters"
     if _BAD_ESCAPE.search(query_string):
         return _MALFORMED_QUERY
     try:
-        return urllib.parse.parse_qsl(query_string, keep_blank_values=True, errors="strict", max_num_fields=max_fields)
+        return urllib.parse.parse_qsl(
+            query_string, keep_blank_values=True, errors="strict", max_num_fields=MAX_QUERY_FIELDS
+        )
     except UnicodeDecodeError:
         return _MALFORMED_QUERY
     except ValueError:  # parse_qsl's own limit
-        return f"more than {max_fields} query parameters"
+        return f"more than {MAX_QUERY_FIELDS} query parameters"
+
+
+def _check_path(what: str, path: str) -> None:
+    """Raise ``ValueError`` unless ``path`` is an ASCII path starting with ``/`` and not
+    ending with one. ASCII because the WSGI adapter matches probe paths against ``PATH_INFO``
+    before decoding it (PEP 3333 gives its bytes as latin-1), so a non-ASCII path would be
+    answered by one adapter and passed on by the other."""
+    if not path.startswith("/") or (len(path) > 1 and path.endswith("/")):
+        raise ValueError(f"{what} path {path!r} must start with '/' and not end with '/'")
+    if not path.isascii():
+        raise ValueError(f"{what} path {path!r} must be ASCII")
 
 
 def endpoints_for(

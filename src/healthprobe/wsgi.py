@@ -36,9 +36,29 @@ def _answer(response: Response, environ: WSGIEnvironment, start_response: StartR
     return [response.body]
 
 
+def _path(environ: WSGIEnvironment) -> str:
+    """``PATH_INFO`` as text, decoded as ASGI servers decode ``path``.
+
+    PEP 3333 servers pass the percent-decoded bytes of the path as a latin-1 ``str``
+    ("bytes-as-unicode"); the bytes are UTF-8 (RFC 3987 section 3.2, and what browsers and
+    HTTP clients send). They are decoded as uvicorn and hypercorn decode ``path``
+    (``urllib.parse.unquote``: UTF-8, an undecodable byte becomes U+FFFD), so that both
+    adapters give the same answer. A ``str`` that cannot be latin-1 bytes (no PEP 3333
+    server makes one) is taken as text already.
+    """
+    path: str = environ.get("PATH_INFO", "") or "/"
+    if path.isascii():
+        return path
+    try:
+        raw = path.encode("latin-1")
+    except UnicodeEncodeError:
+        return path
+    return raw.decode("utf-8", "replace")
+
+
 def _handle(endpoints: HealthEndpoints, environ: WSGIEnvironment) -> Response | None:
     method = environ.get("REQUEST_METHOD", "GET")
-    path = environ.get("PATH_INFO", "") or "/"
+    path = _path(environ)
     query = environ.get("QUERY_STRING", "")
     accept = environ.get("HTTP_ACCEPT")
     response = endpoints.cached(method, path, query, accept)
