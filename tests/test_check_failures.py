@@ -1,0 +1,174 @@
+"""Checks that misbehave: raising ``SystemExit``, ``KeyboardInterrupt``, ``GeneratorExit`` or
+another ``BaseException``, raising an exception whose ``__str__`` raises. Each is a failed
+check, answered at once; none reaches the server or its event loop.
+
+Through uvicorn (a real process), from sync callers (a check thread, the private event loop)
+and from async callers on asyncio and trio.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+import threading
+from collections.abc import Callable
+from typing import Any
+
+import anyio
+import anyio.lowlevel
+import httpx
+import pytest
+
+from healthprobe import CheckResult, HealthRegistry, Status
+from tests import check_apps
+from tests.support import PYTHON, free_port, run_server
+
+#: Deadline of the checks below, in seconds. A failure that waited for it says "timed out".
+TIMEOUT = 3.0
+
+
+def raiser(exc: BaseException, *, is_async: bool) -> Callable[[], Any]:
+    if is_async:
+
+        async def check() -> None:
+            await anyio.lowlevel.checkpoint()
+            raise exc
+
+        return check
+
+    def sync_check() -> None:
+        raise exc
+
+    return sync_check
+
+
+BASE_EXCEPTIONS = [
+    pytest.param(SystemExit(3), "SystemExit", "SystemExit: 3", id="SystemExit"),
+    pytest.param(KeyboardInterrupt(), "KeyboardInterrupt", "KeyboardInterrupt", id="KeyboardInterrupt"),
+    pytest.param(GeneratorExit(), "GeneratorExit", "GeneratorExit", id="GeneratorExit"),
+    pytest.param(check_apps.Fatal("fatal"), "tests.check_apps.Fatal", "tests.check_apps.Fatal: fatal", id="Fatal"),
+]
+
+
+def registry_of(**checks: Callable[[], Any]) -> HealthRegistry:
+    registry = HealthRegistry(default_timeout=TIMEOUT, default_cache_ttl=0.0)
+    for name, func in checks.items():
+        registry.add_check(name, func)
+    registry.mark_started()
+    return registry
+
+
+async def ok_async() -> bool:
+    await anyio.lowlevel.checkpoint()
+    return True
+
+
+# -- BaseException from a check ---------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_base_exceptions_from_async_checks_fail_at_once_under_uvicorn(tmp_path: Any) -> None:
+    port = free_port()
+    args = [PYTHON, "-m", "uvicorn", "--factory", "tests.check_apps:asgi_app", "--port", str(port)]
+    args += ["--log-level", "warning"]
+    expected = {
+        "exits": "[-]exits failed: SystemExit: 3",
+        "interrupted": "[-]interrupted failed: KeyboardInterrupt",
+        "closed": "[-]closed failed: GeneratorExit",
+        "fatal": "[-]fatal failed: tests.check_apps.Fatal: fatal",
+        "broken-text": "[-]broken-text failed: tests.check_apps.BrokenText: <exception str() failed>",
+        "broken-text-sync": "[-]broken-text-sync failed: tests.check_apps.BrokenText: <exception str() failed>",
+    }
+    assert set(expected) == set(check_apps.CHECKS)
+    with run_server(args, port, tmp_path, name="uvicorn") as server:
+        with httpx.Client(base_url=server.url, timeout=3 * check_apps.TIMEOUT) as client:
+            for name, line in expected.items():
+                for _ in range(2):  # the second run shows the first left nothing busy or broken
+                    response = client.get(f"/readyz/{name}")
+                    assert (response.status_code, response.text) == (503, f"{line}\nreadyz check failed\n")
+            # All at once: one task per check, in one task group.
+            response = client.get("/readyz")
+            assert response.status_code == 503
+            assert response.text.splitlines() == [*expected.values(), "readyz check failed"]
+            assert client.get("/").text == "hello\n"  # the event loop still serves the app
+        assert server.proc.poll() is None
+        output = server.output()
+    assert "Traceback" not in output and "Exception in ASGI application" not in output, output
+
+
+@pytest.mark.parametrize(("exc", "error_type", "output"), BASE_EXCEPTIONS)
+@pytest.mark.parametrize("is_async", [False, True], ids=["sync", "async"])
+def test_base_exceptions_fail_at_once_from_a_sync_caller(
+    exc: BaseException, error_type: str, output: str, is_async: bool
+) -> None:
+    registry = registry_of(bad=raiser(exc, is_async=is_async), later=ok_async)
+    for _ in range(2):  # the second run shows the first left nothing busy or broken
+        report = registry.run("readiness", exclude="later")
+        result = report.checks["bad"].result
+        assert (result.status, result.error_type, result.output) == (Status.FAIL, error_type, output)
+        assert not result.timed_out
+    # The private event loop that ran the async checks is still alive.
+    assert registry.run("readiness", only="later").status is Status.PASS
+
+
+@pytest.mark.parametrize(("exc", "error_type", "output"), BASE_EXCEPTIONS)
+@pytest.mark.parametrize("backend", ["asyncio", "trio"])
+def test_base_exceptions_from_async_checks_fail_at_once_from_an_async_caller(
+    exc: BaseException, error_type: str, output: str, backend: str
+) -> None:
+    registry = registry_of(bad=raiser(exc, is_async=True), good=ok_async)
+
+    async def main() -> list[object]:
+        return [await registry.run_async("readiness"), await registry.run_async("readiness", only="bad")]
+
+    for report in anyio.run(main, backend=backend):
+        result = report.checks["bad"].result  # type: ignore[attr-defined]
+        assert (result.status, result.error_type, result.output) == (Status.FAIL, error_type, output)
+        assert not result.timed_out
+
+
+@pytest.mark.skipif(sys.version_info < (3, 11), reason="Task.cancelling() is new in Python 3.11")
+def test_cancelling_the_probes_task_from_outside_propagates_and_is_not_the_checks_failure() -> None:
+    entered: list[asyncio.Event] = []
+
+    async def slow() -> None:
+        entered[0].set()
+        await asyncio.sleep(30)
+
+    registry = registry_of(slow=slow)
+
+    async def main() -> CheckResult | None:
+        entered.append(asyncio.Event())
+        task = asyncio.create_task(registry.run_async("readiness"))
+        await entered[0].wait()
+        task.cancel()  # a native cancellation, which no cancel scope shields
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        return registry.last_result("slow")
+
+    result = asyncio.run(main())
+    assert result is not None and result.status is Status.FAIL
+    assert result.error_type is None and not result.timed_out
+    assert result.output == "cancelled with the probe that ran it"
+
+
+# -- an exception whose text cannot be had -----------------------------------------------------
+
+
+@pytest.mark.parametrize("is_async", [False, True], ids=["sync", "async"])
+def test_an_exception_whose_str_raises_fails_at_once_with_a_placeholder(
+    is_async: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    died: list[BaseException | None] = []
+    monkeypatch.setattr(threading, "excepthook", lambda args: died.append(args.exc_value))
+    registry = registry_of(broken=raiser(check_apps.BrokenText(), is_async=is_async))
+
+    async def from_async() -> object:
+        return await registry.run_async("readiness")
+
+    for report in (registry.run("readiness"), registry.run("readiness"), anyio.run(from_async)):
+        result = report.checks["broken"].result  # type: ignore[attr-defined]
+        assert result.status is Status.FAIL and not result.timed_out
+        assert result.error_type == "tests.check_apps.BrokenText"
+        assert result.output == "tests.check_apps.BrokenText: <exception str() failed>"
+    assert died == []
