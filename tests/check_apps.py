@@ -1,7 +1,8 @@
 """An ASGI app whose checks misbehave, served by uvicorn in test_check_failures.py.
 
 Every check raises what no check should (``SystemExit``, ``KeyboardInterrupt``,
-``GeneratorExit``, a bare ``BaseException`` subclass, an exception whose ``__str__`` raises). Their deadline is long
+``GeneratorExit``, a bare ``BaseException`` subclass, an exception whose ``__str__`` raises)
+or writes line breaks meant to forge lines of the text body. Their deadline is long
 (:data:`TIMEOUT`), so an answer that waited for it is told apart from an immediate one by its
 body alone. Output is exposed so the bodies show each failure's exception type.
 """
@@ -15,11 +16,12 @@ from starlette.requests import Request
 from starlette.responses import PlainTextResponse
 from starlette.routing import Route
 
-from healthprobe import HealthRegistry
+from healthprobe import CheckResult, HealthRegistry, Status
 from healthprobe.asgi import HealthMiddleware
 
 #: Deadline of every check, in seconds: far longer than an immediate failure takes.
 TIMEOUT = 10.0
+FORGED = "line1\n[+]forged ok\nreadyz check passed"
 
 
 class Fatal(BaseException):
@@ -55,6 +57,10 @@ def broken_text_sync() -> None:
     raise BrokenText
 
 
+def forged() -> CheckResult:
+    return CheckResult(Status.FAIL, output=FORGED)
+
+
 CHECKS = {
     "exits": exits,
     "interrupted": interrupted,
@@ -62,6 +68,7 @@ CHECKS = {
     "fatal": fatal,
     "broken-text": broken_text,
     "broken-text-sync": broken_text_sync,
+    "forged": forged,
 }
 
 

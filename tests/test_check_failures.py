@@ -1,6 +1,7 @@
 """Checks that misbehave: raising ``SystemExit``, ``KeyboardInterrupt``, ``GeneratorExit`` or
-another ``BaseException``, raising an exception whose ``__str__`` raises. Each is a failed
-check, answered at once; none reaches the server or its event loop.
+another ``BaseException``, raising an exception whose ``__str__`` raises, writing line breaks
+into their output. Each is a failed check, answered at once, in a body that stays
+well-formed; none reaches the server or its event loop.
 
 Through uvicorn (a real process), from sync callers (a check thread, the private event loop)
 and from async callers on asyncio and trio.
@@ -20,6 +21,8 @@ import httpx
 import pytest
 
 from healthprobe import CheckResult, HealthRegistry, Status
+from healthprobe import wsgi as hp_wsgi
+from healthprobe.render import one_line
 from tests import check_apps
 from tests.support import PYTHON, free_port, run_server
 
@@ -78,6 +81,7 @@ def test_base_exceptions_from_async_checks_fail_at_once_under_uvicorn(tmp_path: 
         "fatal": "[-]fatal failed: tests.check_apps.Fatal: fatal",
         "broken-text": "[-]broken-text failed: tests.check_apps.BrokenText: <exception str() failed>",
         "broken-text-sync": "[-]broken-text-sync failed: tests.check_apps.BrokenText: <exception str() failed>",
+        "forged": "[-]forged failed: line1\\n[+]forged ok\\nreadyz check passed",
     }
     assert set(expected) == set(check_apps.CHECKS)
     with run_server(args, port, tmp_path, name="uvicorn") as server:
@@ -172,3 +176,55 @@ def test_an_exception_whose_str_raises_fails_at_once_with_a_placeholder(
         assert result.error_type == "tests.check_apps.BrokenText"
         assert result.output == "tests.check_apps.BrokenText: <exception str() failed>"
     assert died == []
+
+
+# -- what a check wrote stays on its line -------------------------------------------------------
+
+FORGING = [
+    "line1\n[+]forged ok\nreadyz check passed",
+    "carriage\r[+]return ok",
+    "\x1b[2K\x1b[1Gescape",
+    "del\x7fete, tab\tand vertical tab\x0b, form feed\x0c",
+    "next line\x85and\u2028separators\u2029[+]x ok",
+    "file separator\x1c[+]x ok",
+]
+
+
+def test_text_bodies_keep_each_check_and_reason_on_one_line() -> None:
+    def raising() -> None:
+        raise RuntimeError("a\nreadyz check passed")
+
+    registry = registry_of(
+        **{
+            f"forged-{index}": (lambda text=text: CheckResult(Status.WARN, output=text))
+            for index, text in enumerate(FORGING)
+        },
+        raising=raising,
+    )
+    registry.set_ready(False, "maintenance\n[+]lifecycle ok")
+    app = hp_wsgi.HealthApp(registry, expose_output=True)
+    with httpx.Client(transport=httpx.WSGITransport(app=app), base_url="http://probe") as client:
+        text = client.get("/readyz").text
+        document = client.get("/readyz?format=json")
+    lines = text.splitlines()  # splits on every line boundary Python knows, \x1c and \u2028 too
+    assert len(lines) == len(FORGING) + 3, text
+    assert lines[: len(FORGING)] == [f"[+]forged-{i} warn: {one_line(t)}" for i, t in enumerate(FORGING)]
+    assert lines[len(FORGING) :] == [
+        "[-]raising failed: RuntimeError: a\\nreadyz check passed",
+        "[-]lifecycle failed: not ready: maintenance\\n[+]lifecycle ok",
+        "readyz check failed",
+    ]
+    # JSON escapes control characters itself: the exact text, and no raw line break.
+    assert b"\n" not in document.content and b"\r" not in document.content
+    checks = document.json()["checks"]
+    assert [checks[f"forged-{i}"][0]["output"] for i in range(len(FORGING))] == FORGING
+    assert checks["raising"][0]["output"] == "RuntimeError: a\nreadyz check passed"
+
+
+def test_one_line_escapes_c0_del_c1_and_line_separators_and_keeps_the_rest() -> None:
+    controls = [chr(code) for code in [*range(0x20), 0x7F, *range(0x80, 0xA0), 0x2028, 0x2029]]
+    for char in controls:
+        escaped = one_line(f"a{char}b")
+        assert escaped == "a" + repr(char)[1:-1] + "b" and escaped.isprintable()
+    assert one_line("plain ascii, café, 日本, ✓ [+]") == "plain ascii, café, 日本, ✓ [+]"
+    assert one_line(None) is None

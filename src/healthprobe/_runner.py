@@ -34,6 +34,7 @@ import anyio
 import anyio.lowlevel
 
 from ._types import CheckResult, Probe, Status
+from .render import one_line
 
 logger = logging.getLogger("healthprobe")
 
@@ -537,7 +538,7 @@ def _wake(token: object, callback: Callable[[], Any]) -> None:
 def _log_transition(check: Check, previous: CheckResult | None, result: CheckResult) -> None:
     if previous is not None and previous.status is result.status:
         if result.status is not Status.PASS:
-            logger.debug("check %s still %s: %s", check.name, result.status.value, _printable(result.output))
+            logger.debug("check %s still %s: %s", check.name, result.status.value, one_line(result.output))
         return
     if result.status is Status.PASS:
         if previous is not None:
@@ -547,14 +548,6 @@ def _log_transition(check: Check, previous: CheckResult | None, result: CheckRes
         "check %s: %s (%s)%s",
         check.name,
         result.status.value,
-        _printable(result.output) or "no output",
+        one_line(result.output) or "no output",
         f" [{result.error_type}]" if result.error_type else "",
     )
-
-
-def _printable(text: str | None) -> str | None:
-    """``text`` with line breaks and other control characters escaped, so what a check
-    wrote stays on one log line and cannot forge others."""
-    if text is None or text.isprintable():
-        return text
-    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)

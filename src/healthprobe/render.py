@@ -12,7 +12,9 @@ check a list of objects with ``componentId``, ``status``, ``time``, ``observedVa
 
 What a check itself wrote (its output or exception text) is shown only when
 ``expose_output`` is ``True``; otherwise the reason is ``reason withheld``. Words that
-healthprobe writes itself (``timed out after 0.8 s``, ``draining``) are always shown.
+healthprobe writes itself (``timed out after 0.8 s``, ``draining``) are always shown. In text,
+every reason is escaped onto its line by :func:`one_line`, so what a check wrote cannot add
+``[+]`` lines or a closing line of its own; JSON escapes control characters itself.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from __future__ import annotations
 import datetime
 import json
 import math
-from typing import Any
+from typing import Any, overload
 
 from ._types import CheckReport, Probe, Report, Status
 
@@ -28,6 +30,24 @@ from ._types import CheckReport, Probe, Report, Status
 PROBE_WORD = {Probe.LIVENESS: "livez", Probe.READINESS: "readyz", Probe.STARTUP: "startupz"}
 
 WITHHELD = "reason withheld"
+
+
+@overload
+def one_line(text: str) -> str: ...
+@overload
+def one_line(text: None) -> None: ...
+def one_line(text: str | None) -> str | None:
+    """``text`` with every character :meth:`str.isprintable` refuses written as its Python
+    escape (``\\n``, ``\\r``, ``\\x1b``, ``\\x7f``, ``\\u2028``...), so it stays on one line of
+    a text body or a log record and cannot forge others.
+
+    Escaped: the C0 controls (line feed and carriage return among them), DEL, the C1 controls
+    (``NEL``), the line and paragraph separators, and format characters such as bidirectional
+    overrides. ``None`` is returned as is.
+    """
+    if text is None or text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
 
 
 def _reason(entry: CheckReport, expose_output: bool) -> str | None:
@@ -50,14 +70,17 @@ def render_text(report: Report, *, verbose: bool = False, expose_output: bool = 
         expose_output: show what checks wrote (may contain dependency details).
 
     Returns:
-        The body, ending in a newline.
+        The body, ending in a newline: ``ok``, or one line per check, per lifecycle reason and
+        per unknown excluded name, then the closing line. Control characters in what checks
+        and reasons wrote are escaped (:func:`one_line`), so the line count is fixed by the
+        report, never by its text.
     """
     word = PROBE_WORD[report.probe]
     if report.ok and not verbose and not report.excluded_unknown:
         return "ok\n"
     lines = []
     for entry in report.checks.values():
-        reason = _reason(entry, expose_output)
+        reason = one_line(_reason(entry, expose_output))
         if entry.status is Status.PASS:
             lines.append(f"[+]{entry.name} ok" + (f": {reason}" if reason and expose_output else ""))
         elif entry.status is Status.WARN:
@@ -65,9 +88,9 @@ def render_text(report: Report, *, verbose: bool = False, expose_output: bool = 
         else:
             lines.append(f"[-]{entry.name} failed: {reason or WITHHELD}")
     for reason_text in report.reasons:
-        lines.append(f"[-]lifecycle failed: {reason_text}")
+        lines.append(f"[-]lifecycle failed: {one_line(reason_text)}")
     for name in report.excluded_unknown:
-        lines.append(f'warn: some health checks cannot be excluded: no matches for "{name}"')
+        lines.append(f'warn: some health checks cannot be excluded: no matches for "{one_line(name)}"')
     lines.append(f"{word} check {'passed' if report.ok else 'failed'}")
     return "\n".join(lines) + "\n"
 
