@@ -1,7 +1,7 @@
 """Checks that misbehave: raising ``SystemExit``, ``KeyboardInterrupt``, ``GeneratorExit`` or
 another ``BaseException``, raising an exception whose ``__str__`` raises, writing line breaks
-into their output. Each is a failed check, answered at once, in a body that stays
-well-formed; none reaches the server or its event loop.
+into their output, reporting values JSON cannot carry. Each is a failed check, answered at
+once, in a body that stays well-formed; none reaches the server or its event loop.
 
 Through uvicorn (a real process), from sync callers (a check thread, the private event loop)
 and from async callers on asyncio and trio.
@@ -10,6 +10,9 @@ and from async callers on asyncio and trio.
 from __future__ import annotations
 
 import asyncio
+import decimal
+import fractions
+import json
 import sys
 import threading
 from collections.abc import Callable
@@ -22,7 +25,7 @@ import pytest
 
 from healthprobe import CheckResult, HealthRegistry, Status
 from healthprobe import wsgi as hp_wsgi
-from healthprobe.render import one_line
+from healthprobe.render import dumps, one_line
 from tests import check_apps
 from tests.support import PYTHON, free_port, run_server
 
@@ -228,3 +231,47 @@ def test_one_line_escapes_c0_del_c1_and_line_separators_and_keeps_the_rest() -> 
         assert escaped == "a" + repr(char)[1:-1] + "b" and escaped.isprintable()
     assert one_line("plain ascii, café, 日本, ✓ [+]") == "plain ascii, café, 日本, ✓ [+]"
     assert one_line(None) is None
+
+
+# -- observedValue -------------------------------------------------------------------------------
+
+
+def test_observed_values_json_cannot_carry_are_null_and_nonsense_is_refused() -> None:
+    registry = registry_of(
+        nan=lambda: CheckResult(Status.PASS, observed_value=float("nan"), observed_unit="%"),
+        inf=lambda: CheckResult(Status.PASS, observed_value=float("inf")),
+        neg=lambda: CheckResult(Status.PASS, observed_value=float("-inf")),
+        obj=lambda: CheckResult(Status.PASS, observed_value=object()),  # type: ignore[arg-type]
+        unit=lambda: CheckResult(Status.PASS, observed_value=1, observed_unit=object()),  # type: ignore[arg-type]
+        ratio=lambda: CheckResult(Status.PASS, observed_value=fractions.Fraction(1, 4)),  # type: ignore[arg-type]
+    )
+    app = hp_wsgi.HealthApp(registry, expose_output=True)
+    with httpx.Client(transport=httpx.WSGITransport(app=app), base_url="http://probe") as client:
+        response = client.get("/readyz?format=json")
+    assert " at 0x" not in response.text  # no repr with a memory address
+    checks = json.loads(response.content, parse_constant=lambda name: pytest.fail(f"{name} is not JSON"))["checks"]
+    assert checks["nan"][0]["observedValue"] is None and checks["nan"][0]["observedUnit"] == "%"
+    assert checks["inf"][0]["observedValue"] is None and checks["neg"][0]["observedValue"] is None
+    assert checks["ratio"][0]["observedValue"] == 0.25
+    for name, field in (("obj", "observed_value"), ("unit", "observed_unit")):
+        entry = checks[name][0]
+        assert entry["status"] == "fail" and "observedValue" not in entry
+        assert entry["output"].startswith(f"TypeError: CheckResult {field} must be")
+
+
+def test_observed_value_types() -> None:
+    assert CheckResult(Status.PASS, observed_value=decimal.Decimal("1.5")).observed_value == 1.5  # type: ignore[arg-type]
+    assert CheckResult(Status.PASS, observed_value=fractions.Fraction(3, 1)).observed_value == 3.0  # type: ignore[arg-type]
+    assert CheckResult(Status.PASS, observed_value=True).observed_value is True
+    assert CheckResult(Status.PASS, observed_value="v1.2").observed_value == "v1.2"
+    with pytest.raises(TypeError, match="observed_value must be a number, a str or None, got list"):
+        CheckResult(Status.PASS, observed_value=[1])  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="observed_unit must be a str or None, got int"):
+        CheckResult(Status.PASS, observed_value=1, observed_unit=1)  # type: ignore[arg-type]
+
+
+def test_dumps_never_writes_a_repr_or_a_non_finite_number() -> None:
+    with pytest.raises(TypeError):
+        dumps({"value": object()})
+    with pytest.raises(ValueError):
+        dumps({"value": float("nan")})

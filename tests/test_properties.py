@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Callable
 
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from healthprobe import CheckReport, CheckResult, HealthRegistry, Lifecycle, Probe, Report, Status, aggregate
@@ -269,3 +270,18 @@ def test_what_checks_write_never_changes_the_lines_of_a_text_body(
     assert {name: items[0].get("output") for name, items in document["checks"].items()} == {
         name: output for name, (_, output) in outputs.items()
     }
+
+
+@PROPERTY
+@given(st.floats() | st.integers() | st.text(max_size=20))
+@example(float("nan")).via("JSON has no NaN")
+@example(float("inf")).via("nor infinities")
+@example(float("-inf")).via("nor infinities")
+def test_observed_value_is_always_valid_json(value: float | int | str) -> None:
+    entry = CheckReport("c", True, CheckResult(Status.PASS, observed_value=value, time=1.0), Status.PASS)
+    raw = dumps(render_json(Report(Probe.LIVENESS, Status.PASS, {"c": entry})))
+    observed = json.loads(raw, parse_constant=lambda name: f"invalid {name}")["checks"]["c"][0]["observedValue"]
+    if isinstance(value, float) and not math.isfinite(value):
+        assert observed is None
+    else:
+        assert observed == value

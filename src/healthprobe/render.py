@@ -112,7 +112,9 @@ def render_json(report: Report, *, expose_output: bool = False) -> dict[str, Any
         expose_output: include what checks wrote in each check's ``output``.
 
     Returns:
-        ``{"status": ..., "checks": {name: [{...}]}, ...}`` with IETF draft field names.
+        ``{"status": ..., "checks": {name: [{...}]}, ...}`` with IETF draft field names. A
+        check's ``observedValue`` is its number or string as is, or ``null`` for NaN and the
+        infinities, which JSON cannot represent (RFC 8259, section 6).
     """
     checks: dict[str, list[dict[str, Any]]] = {}
     for entry in report.checks.values():
@@ -122,9 +124,9 @@ def render_json(report: Report, *, expose_output: bool = False) -> dict[str, Any
             item["time"] = _rfc3339(result.time)
         if result.observed_value is not None:
             value = result.observed_value
-            # JSON (RFC 8259) has no NaN or Infinity: a non-finite number is sent as text
-            # rather than as a body that JSON parsers reject.
-            item["observedValue"] = str(value) if isinstance(value, float) and not math.isfinite(value) else value
+            # JSON (RFC 8259, section 6) has no NaN or Infinity: a non-finite number is sent
+            # as null ("no number to show"), keeping the field's type a number or null.
+            item["observedValue"] = None if isinstance(value, float) and not math.isfinite(value) else value
             if result.observed_unit is not None:
                 item["observedUnit"] = result.observed_unit
         reason = _reason(entry, expose_output)
@@ -143,5 +145,10 @@ def render_json(report: Report, *, expose_output: bool = False) -> dict[str, Any
 
 
 def dumps(document: dict[str, Any]) -> bytes:
-    """Serialise a JSON document compactly as UTF-8."""
-    return json.dumps(document, separators=(",", ":"), ensure_ascii=False, default=str).encode()
+    """Serialise a JSON document compactly as UTF-8.
+
+    Raises:
+        TypeError: a value JSON cannot represent (never written as its ``repr``).
+        ValueError: a NaN or infinite number (RFC 8259 has none).
+    """
+    return json.dumps(document, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode()
