@@ -23,9 +23,9 @@ import anyio.lowlevel
 import httpx
 import pytest
 
-from healthprobe import CheckResult, HealthRegistry, Status
+from healthprobe import CheckReport, CheckResult, HealthRegistry, Probe, Report, Status
 from healthprobe import wsgi as hp_wsgi
-from healthprobe.render import dumps, one_line
+from healthprobe.render import dumps, one_line, render_json
 from tests import check_apps
 from tests.support import PYTHON, free_port, run_server
 
@@ -275,3 +275,14 @@ def test_dumps_never_writes_a_repr_or_a_non_finite_number() -> None:
         dumps({"value": object()})
     with pytest.raises(ValueError):
         dumps({"value": float("nan")})
+
+
+def test_a_hand_made_report_with_nonsense_values_still_renders_valid_json() -> None:
+    # CheckResult refuses these; a report built around that (object.__setattr__ on the frozen
+    # dataclass) still renders without a repr and without raising, so an adapter never fails.
+    result = CheckResult(Status.PASS, time=1.0)
+    object.__setattr__(result, "observed_value", object())
+    object.__setattr__(result, "observed_unit", object())
+    report = Report(Probe.READINESS, Status.PASS, {"c": CheckReport("c", True, result, Status.PASS)})
+    item = json.loads(dumps(render_json(report)))["checks"]["c"][0]
+    assert item["observedValue"] is None and "observedUnit" not in item

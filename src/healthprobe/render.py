@@ -103,6 +103,16 @@ def _rfc3339(epoch: float) -> str:
     )
 
 
+def _json_value(value: object) -> float | int | str | None:
+    """``value`` as JSON can carry it. JSON (RFC 8259, section 6) has no NaN or Infinity: a
+    non-finite number is sent as null ("no number to show"), keeping the field's type a
+    number or null. Anything but a number or a str (which :class:`CheckResult` refuses, but a
+    hand-made report may hold) is null too, never its ``repr``."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    return value if isinstance(value, (int, str)) else None
+
+
 def render_json(report: Report, *, expose_output: bool = False) -> dict[str, Any]:
     """Render ``report`` as an ``application/health+json`` document (a dict ready for
     :func:`json.dumps`).
@@ -124,10 +134,8 @@ def render_json(report: Report, *, expose_output: bool = False) -> dict[str, Any
             item["time"] = _rfc3339(result.time)
         if result.observed_value is not None:
             value = result.observed_value
-            # JSON (RFC 8259, section 6) has no NaN or Infinity: a non-finite number is sent
-            # as null ("no number to show"), keeping the field's type a number or null.
-            item["observedValue"] = None if isinstance(value, float) and not math.isfinite(value) else value
-            if result.observed_unit is not None:
+            item["observedValue"] = _json_value(value)
+            if isinstance(result.observed_unit, str):
                 item["observedUnit"] = result.observed_unit
         reason = _reason(entry, expose_output)
         if reason is not None:
