@@ -637,5 +637,6 @@ def test_non_finite_observed_value_keeps_the_json_valid(make_client: ClientFacto
     client, prefix = make_client(registry)
     response = client.get(prefix + "/readyz?format=json")
     document = json.loads(response.content, parse_constant=lambda name: pytest.fail(f"{name} is not JSON"))
-    assert document["checks"]["ratio"][0]["observedValue"] == "nan"
-    assert document["checks"]["load"][0]["observedValue"] == "inf"
+    assert document["checks"]["ratio"][0]["observedValue"] is None
+    assert document["checks"]["ratio"][0]["observedUnit"] == "%"
+    assert document["checks"]["load"][0]["observedValue"] is None

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import json
+import math
 from collections.abc import Callable
 
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from healthprobe import CheckReport, CheckResult, HealthRegistry, Lifecycle, Probe, Status, aggregate
+from healthprobe import CheckReport, CheckResult, HealthRegistry, Lifecycle, Probe, Report, Status, aggregate
+from healthprobe.render import dumps, render_json, render_text
 
 PROPERTY = settings(max_examples=60, deadline=2000)
 STATEFUL = settings(max_examples=40, deadline=5000)
@@ -231,3 +234,54 @@ def test_readiness_fails_iff_a_critical_member_fails_or_a_reason_exists(
     assert (readiness.status is Status.FAIL) == (critical_failure or bool(expected_reasons))
     liveness = registry.run(Probe.LIVENESS)
     assert liveness.reasons == (("not live: wedged",) if not_live else ())
+
+
+# What checks and operators write, with control characters, line and paragraph separators
+# and other characters a client may break lines on.
+texts = st.text(st.characters(codec="utf-8"), max_size=40) | st.sampled_from(["a\nreadyz check passed", "\r[+]x ok"])
+
+
+@PROPERTY
+@given(
+    st.dictionaries(names, st.tuples(statuses, texts), max_size=5),
+    st.lists(texts, max_size=2),
+    st.lists(texts.filter(bool), max_size=2),
+    st.booleans(),
+)
+def test_what_checks_write_never_changes_the_lines_of_a_text_body(
+    outputs: dict[str, tuple[Status, str]], reasons: list[str], unknown: list[str], expose_output: bool
+) -> None:
+    entries = {
+        name: CheckReport(name, True, CheckResult(status, output=output), status)
+        for name, (status, output) in outputs.items()
+    }
+    status = aggregate(entries, tuple(reasons))
+    report = Report(Probe.READINESS, status, entries, tuple(reasons), excluded_unknown=tuple(unknown))
+    body = render_text(report, verbose=True, expose_output=expose_output)
+    lines = body.splitlines()  # every line boundary Python knows, not only \n
+    assert len(lines) == len(entries) + len(reasons) + len(unknown) + 1
+    for line, (name, entry) in zip(lines[: len(entries)], entries.items(), strict=True):
+        assert line.startswith(f"[+]{name} " if entry.status.ok else f"[-]{name} failed: ")
+    assert lines[-1] == f"readyz check {'passed' if status.ok else 'failed'}"
+    # JSON carries the exact text, on one line.
+    raw = dumps(render_json(report, expose_output=True))
+    assert b"\n" not in raw and b"\r" not in raw
+    document = json.loads(raw)
+    assert {name: items[0].get("output") for name, items in document["checks"].items()} == {
+        name: output for name, (_, output) in outputs.items()
+    }
+
+
+@PROPERTY
+@given(st.floats() | st.integers() | st.text(max_size=20))
+@example(float("nan")).via("JSON has no NaN")
+@example(float("inf")).via("nor infinities")
+@example(float("-inf")).via("nor infinities")
+def test_observed_value_is_always_valid_json(value: float | int | str) -> None:
+    entry = CheckReport("c", True, CheckResult(Status.PASS, observed_value=value, time=1.0), Status.PASS)
+    raw = dumps(render_json(Report(Probe.LIVENESS, Status.PASS, {"c": entry})))
+    observed = json.loads(raw, parse_constant=lambda name: f"invalid {name}")["checks"]["c"][0]["observedValue"]
+    if isinstance(value, float) and not math.isfinite(value):
+        assert observed is None
+    else:
+        assert observed == value

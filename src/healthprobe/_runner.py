@@ -34,6 +34,7 @@ import anyio
 import anyio.lowlevel
 
 from ._types import CheckResult, Probe, Status
+from .render import one_line
 
 logger = logging.getLogger("healthprobe")
 
@@ -188,15 +189,48 @@ def normalize(value: object) -> CheckResult:
     )
 
 
+#: What a failure says instead of an exception's text when ``str()`` of the exception itself
+#: raises (the words of :mod:`traceback` in the same case).
+UNPRINTABLE = "<exception str() failed>"
+
+
 def _from_exception(exc: BaseException) -> CheckResult:
+    """The ``fail`` result of a check that raised ``exc`` (any :class:`BaseException`).
+
+    Its output is ``"<type>: <text>"``, or the type alone when the text is empty (as for a
+    bare ``KeyboardInterrupt``). Never raises: an exception whose ``__str__`` raises is
+    reported with :data:`UNPRINTABLE` as its text.
+    """
     kind = type(exc)
     qualname = kind.__qualname__ if kind.__module__ == "builtins" else f"{kind.__module__}.{kind.__qualname__}"
-    return CheckResult(Status.FAIL, output=f"{qualname}: {exc}"[:_OUTPUT_LIMIT], error_type=qualname)
+    try:
+        text = str(exc)
+    except BaseException:  # whatever __str__ raises, the failure is what counts
+        text = UNPRINTABLE
+    output = f"{qualname}: {text}" if text else qualname
+    return CheckResult(Status.FAIL, output=output[:_OUTPUT_LIMIT], error_type=qualname)
 
 
 def _timeout_result(check: Check, still_running: bool = False) -> CheckResult:
     text = "timed out, previous run still running" if still_running else f"timed out after {check.timeout:g} s"
     return CheckResult(Status.FAIL, output=text, timed_out=True)
+
+
+#: The result of an async check's run when the probe that led it was cancelled from outside
+#: (a native ``Task.cancel()``, which no cancel scope can shield) before the check finished.
+_INTERRUPTED = CheckResult(Status.FAIL, output="cancelled with the probe that ran it")
+
+
+def _cancel_requests() -> int | None:
+    """How many cancellation requests the current asyncio task has pending
+    (:meth:`asyncio.Task.cancelling`, Python 3.11+), or ``None`` where that cannot be known
+    (trio, Python 3.10)."""
+    try:
+        task = asyncio.current_task()
+    except RuntimeError:  # no asyncio loop running here: trio
+        return None
+    cancelling = getattr(task, "cancelling", None)
+    return cancelling() if callable(cancelling) else None
 
 
 class Runner:
@@ -309,7 +343,7 @@ class Runner:
     def _call_sync(self, state: CheckState, run: _Run) -> None:
         try:
             result = normalize(state.check.func())
-        except BaseException as exc:  # a check must never take the thread down unseen
+        except BaseException as exc:  # SystemExit too: a check must never take the thread down
             result = _from_exception(exc)
         self._release(state)
         self.resolve(state, run, result)
@@ -319,33 +353,55 @@ class Runner:
 
         Shielded from outside cancellation (it is bounded by its own deadline anyway), so
         a probe whose client went away does not fail the run for the others that joined it.
+
+        Whatever the check raises is its failure, recorded with the exception's type at
+        once: :class:`SystemExit`, :class:`KeyboardInterrupt`, :class:`GeneratorExit` and
+        other :class:`BaseException` subclasses too, so none of them reaches the server's
+        event loop (asyncio re-raises ``SystemExit`` and ``KeyboardInterrupt`` out of
+        ``run_forever``). Cancellation is the exception: the run's own deadline ends the
+        check as "timed out", and a native ``Task.cancel()`` of the probe's task (which no
+        cancel scope shields) propagates. That one is told apart from a ``CancelledError``
+        the check raised itself by the task's pending cancellation requests
+        (:meth:`asyncio.Task.cancelling`, Python 3.11+); on Python 3.10 every
+        ``CancelledError`` that is not the deadline's counts as the check's own.
+
+        Raises:
+            asyncio.CancelledError: the probe's task was cancelled from outside; the run is
+                then settled as ``fail`` ("cancelled with the probe that ran it").
         """
+        check = state.check
         result: CheckResult | None = None
+        requests_before = _cancel_requests()
         try:
             # One scope, shielded and with the run's deadline (in the event loop's clock):
             # outside cancellation cannot reach the check, its own deadline still does.
             deadline = anyio.current_time() + max(0.0, run.deadline - time.monotonic())
             with anyio.CancelScope(deadline=deadline, shield=True) as scope:
                 try:
-                    value = state.check.func()
+                    value = check.func()
                     result = normalize(await value) if inspect.isawaitable(value) else normalize(value)
                 except (anyio.get_cancelled_exc_class(), asyncio.CancelledError) as exc:
                     if scope.cancel_called:
                         raise  # the deadline's own cancellation: the scope ends it below
+                    requests = _cancel_requests()
+                    if requests is not None and requests_before is not None and requests > requests_before:
+                        raise  # the probe's task was cancelled from outside: not the check's doing
                     # One the check raised itself (``raise asyncio.CancelledError`` from a
                     # client library): the check's failure, not the probe's, and it must not
                     # cancel the probe.
+                    result = _from_exception(exc)
+                except BaseException as exc:  # SystemExit, KeyboardInterrupt...: see the docstring
                     result = _from_exception(exc)
             if result is None or scope.cancel_called or time.monotonic() > run.deadline:
                 # Past the deadline the answer is "timed out", whatever the check returned:
                 # a check that swallowed its cancellation, or one that blocked the event
                 # loop beyond its deadline, must not report pass.
-                result = _timeout_result(state.check)
-        except Exception as exc:
-            result = _from_exception(exc)
+                result = _timeout_result(check)
         finally:
+            if result is None:  # cancelled from outside
+                result = _timeout_result(check) if time.monotonic() >= run.deadline else _INTERRUPTED
             self._release(state)
-            self.resolve(state, run, result or _timeout_result(state.check))
+            self.resolve(state, run, result)
 
     def start_async_check_elsewhere(self, state: CheckState, run: _Run) -> None:
         """Lead an async check on the private loop (for sync callers)."""
@@ -482,7 +538,7 @@ def _wake(token: object, callback: Callable[[], Any]) -> None:
 def _log_transition(check: Check, previous: CheckResult | None, result: CheckResult) -> None:
     if previous is not None and previous.status is result.status:
         if result.status is not Status.PASS:
-            logger.debug("check %s still %s: %s", check.name, result.status.value, _printable(result.output))
+            logger.debug("check %s still %s: %s", check.name, result.status.value, one_line(result.output))
         return
     if result.status is Status.PASS:
         if previous is not None:
@@ -492,14 +548,6 @@ def _log_transition(check: Check, previous: CheckResult | None, result: CheckRes
         "check %s: %s (%s)%s",
         check.name,
         result.status.value,
-        _printable(result.output) or "no output",
+        one_line(result.output) or "no output",
         f" [{result.error_type}]" if result.error_type else "",
     )
-
-
-def _printable(text: str | None) -> str | None:
-    """``text`` with line breaks and other control characters escaped, so what a check
-    wrote stays on one log line and cannot forge others."""
-    if text is None or text.isprintable():
-        return text
-    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)

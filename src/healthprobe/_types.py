@@ -8,7 +8,9 @@ three Kubernetes probes (https://kubernetes.io/docs/concepts/configuration/liven
 from __future__ import annotations
 
 import dataclasses
+import decimal
 import enum
+import numbers
 from collections.abc import Mapping
 
 
@@ -49,6 +51,22 @@ class Lifecycle(str, enum.Enum):
     STOPPED = "stopped"
 
 
+_PLAIN_VALUES = (int, float, str)
+
+
+def _observed_value(value: object) -> float | int | str:
+    """``value`` as an ``observed_value``: ints, floats and strs (subclasses too, ``bool``
+    among them) as they are, other numbers converted; anything else is refused, rather than
+    served as its ``repr``."""
+    if isinstance(value, (int, float, str)):
+        return value
+    if isinstance(value, numbers.Integral):
+        return int(value)
+    if isinstance(value, (numbers.Real, decimal.Decimal)):
+        return float(value)
+    raise TypeError(f"CheckResult observed_value must be a number, a str or None, got {type(value).__name__}")
+
+
 @dataclasses.dataclass(frozen=True)
 class CheckResult:
     """What one run of a check found.
@@ -62,10 +80,22 @@ class CheckResult:
         output: a human-readable message from the check. Served in HTTP bodies only when
             the operator opted in (``expose_output=True``), since it may carry details of
             the dependency.
-        observed_value: a measured value (a number, or a short string), served in the
-            ``application/health+json`` body as ``observedValue``.
+        observed_value: a measured value (an ``int``, a ``float`` or a short ``str``), served
+            in the ``application/health+json`` body as ``observedValue``. Other numbers
+            (:class:`numbers.Integral` and :class:`numbers.Real` ones such as NumPy's, and
+            :class:`decimal.Decimal`) are converted to ``int`` or ``float``. NaN and the
+            infinities are kept here and served as ``null``, since JSON has no such numbers
+            (RFC 8259, section 6).
         observed_unit: the unit of ``observed_value`` (``"s"``, ``"bytes"``, ``"%"`` ...),
             served as ``observedUnit``.
+
+    Raises:
+        ValueError: ``status`` is not ``pass``, ``warn`` or ``fail``.
+        TypeError: ``observed_value`` is not a number, a ``str`` or ``None``, or
+            ``observed_unit`` is not a ``str`` or ``None``.
+
+    Raised inside a check, either error fails that check with its type recorded, as any
+    exception does.
         duration: how long the run took, in seconds (filled in by the runner).
         time: when the run finished, in seconds since the Unix epoch (runner).
         error_type: qualified name of the exception a check raised, or ``None`` (runner).
@@ -89,6 +119,12 @@ class CheckResult:
                 object.__setattr__(self, "status", Status(self.status))
             except ValueError:
                 raise ValueError(f"CheckResult status must be pass, warn or fail, got {self.status!r}") from None
+        value = self.observed_value
+        if value is not None and type(value) not in _PLAIN_VALUES:  # the common cases, cheaply
+            object.__setattr__(self, "observed_value", _observed_value(value))
+        unit = self.observed_unit
+        if unit is not None and not isinstance(unit, str):
+            raise TypeError(f"CheckResult observed_unit must be a str or None, got {type(unit).__name__}")
 
     @property
     def ok(self) -> bool:

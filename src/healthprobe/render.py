@@ -12,7 +12,9 @@ check a list of objects with ``componentId``, ``status``, ``time``, ``observedVa
 
 What a check itself wrote (its output or exception text) is shown only when
 ``expose_output`` is ``True``; otherwise the reason is ``reason withheld``. Words that
-healthprobe writes itself (``timed out after 0.8 s``, ``draining``) are always shown.
+healthprobe writes itself (``timed out after 0.8 s``, ``draining``) are always shown. In text,
+every reason is escaped onto its line by :func:`one_line`, so what a check wrote cannot add
+``[+]`` lines or a closing line of its own; JSON escapes control characters itself.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from __future__ import annotations
 import datetime
 import json
 import math
-from typing import Any
+from typing import Any, overload
 
 from ._types import CheckReport, Probe, Report, Status
 
@@ -28,6 +30,24 @@ from ._types import CheckReport, Probe, Report, Status
 PROBE_WORD = {Probe.LIVENESS: "livez", Probe.READINESS: "readyz", Probe.STARTUP: "startupz"}
 
 WITHHELD = "reason withheld"
+
+
+@overload
+def one_line(text: str) -> str: ...
+@overload
+def one_line(text: None) -> None: ...
+def one_line(text: str | None) -> str | None:
+    """``text`` with every character :meth:`str.isprintable` refuses written as its Python
+    escape (``\\n``, ``\\r``, ``\\x1b``, ``\\x7f``, ``\\u2028``...), so it stays on one line of
+    a text body or a log record and cannot forge others.
+
+    Escaped: the C0 controls (line feed and carriage return among them), DEL, the C1 controls
+    (``NEL``), the line and paragraph separators, and format characters such as bidirectional
+    overrides. ``None`` is returned as is.
+    """
+    if text is None or text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
 
 
 def _reason(entry: CheckReport, expose_output: bool) -> str | None:
@@ -50,14 +70,17 @@ def render_text(report: Report, *, verbose: bool = False, expose_output: bool = 
         expose_output: show what checks wrote (may contain dependency details).
 
     Returns:
-        The body, ending in a newline.
+        The body, ending in a newline: ``ok``, or one line per check, per lifecycle reason and
+        per unknown excluded name, then the closing line. Control characters in what checks
+        and reasons wrote are escaped (:func:`one_line`), so the line count is fixed by the
+        report, never by its text.
     """
     word = PROBE_WORD[report.probe]
     if report.ok and not verbose and not report.excluded_unknown:
         return "ok\n"
     lines = []
     for entry in report.checks.values():
-        reason = _reason(entry, expose_output)
+        reason = one_line(_reason(entry, expose_output))
         if entry.status is Status.PASS:
             lines.append(f"[+]{entry.name} ok" + (f": {reason}" if reason and expose_output else ""))
         elif entry.status is Status.WARN:
@@ -65,9 +88,9 @@ def render_text(report: Report, *, verbose: bool = False, expose_output: bool = 
         else:
             lines.append(f"[-]{entry.name} failed: {reason or WITHHELD}")
     for reason_text in report.reasons:
-        lines.append(f"[-]lifecycle failed: {reason_text}")
+        lines.append(f"[-]lifecycle failed: {one_line(reason_text)}")
     for name in report.excluded_unknown:
-        lines.append(f'warn: some health checks cannot be excluded: no matches for "{name}"')
+        lines.append(f'warn: some health checks cannot be excluded: no matches for "{one_line(name)}"')
     lines.append(f"{word} check {'passed' if report.ok else 'failed'}")
     return "\n".join(lines) + "\n"
 
@@ -80,6 +103,16 @@ def _rfc3339(epoch: float) -> str:
     )
 
 
+def _json_value(value: object) -> float | int | str | None:
+    """``value`` as JSON can carry it. JSON (RFC 8259, section 6) has no NaN or Infinity: a
+    non-finite number is sent as null ("no number to show"), keeping the field's type a
+    number or null. Anything but a number or a str (which :class:`CheckResult` refuses, but a
+    hand-made report may hold) is null too, never its ``repr``."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    return value if isinstance(value, (int, str)) else None
+
+
 def render_json(report: Report, *, expose_output: bool = False) -> dict[str, Any]:
     """Render ``report`` as an ``application/health+json`` document (a dict ready for
     :func:`json.dumps`).
@@ -89,7 +122,9 @@ def render_json(report: Report, *, expose_output: bool = False) -> dict[str, Any
         expose_output: include what checks wrote in each check's ``output``.
 
     Returns:
-        ``{"status": ..., "checks": {name: [{...}]}, ...}`` with IETF draft field names.
+        ``{"status": ..., "checks": {name: [{...}]}, ...}`` with IETF draft field names. A
+        check's ``observedValue`` is its number or string as is, or ``null`` for NaN and the
+        infinities, which JSON cannot represent (RFC 8259, section 6).
     """
     checks: dict[str, list[dict[str, Any]]] = {}
     for entry in report.checks.values():
@@ -99,10 +134,8 @@ def render_json(report: Report, *, expose_output: bool = False) -> dict[str, Any
             item["time"] = _rfc3339(result.time)
         if result.observed_value is not None:
             value = result.observed_value
-            # JSON (RFC 8259) has no NaN or Infinity: a non-finite number is sent as text
-            # rather than as a body that JSON parsers reject.
-            item["observedValue"] = str(value) if isinstance(value, float) and not math.isfinite(value) else value
-            if result.observed_unit is not None:
+            item["observedValue"] = _json_value(value)
+            if isinstance(result.observed_unit, str):
                 item["observedUnit"] = result.observed_unit
         reason = _reason(entry, expose_output)
         if reason is not None:
@@ -120,5 +153,10 @@ def render_json(report: Report, *, expose_output: bool = False) -> dict[str, Any
 
 
 def dumps(document: dict[str, Any]) -> bytes:
-    """Serialise a JSON document compactly as UTF-8."""
-    return json.dumps(document, separators=(",", ":"), ensure_ascii=False, default=str).encode()
+    """Serialise a JSON document compactly as UTF-8.
+
+    Raises:
+        TypeError: a value JSON cannot represent (never written as its ``repr``).
+        ValueError: a NaN or infinite number (RFC 8259 has none).
+    """
+    return json.dumps(document, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode()
