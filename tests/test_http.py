@@ -599,6 +599,22 @@ def test_internal_error_is_503_never_500(make_client: ClientFactory, caplog: pyt
     assert "hunter2" in caplog.text  # the operator still finds it in the log
 
 
+class UnrenderableRegistry(HealthRegistry):
+    """A registry whose probe runs return something no report renders from."""
+
+    def run(self, probe: Probe | str, **kwargs: Any) -> Any:
+        return object()
+
+    async def run_async(self, probe: Probe | str, **kwargs: Any) -> Any:
+        return object()
+
+
+def test_a_report_that_cannot_be_rendered_is_503_never_500(make_client: ClientFactory) -> None:
+    client, prefix = make_client(UnrenderableRegistry())
+    response = client.get(prefix + "/readyz")
+    assert (response.status_code, response.text) == (503, "readyz check failed: internal error\n")
+
+
 def test_endpoint_paths_are_configurable(make_client: ClientFactory) -> None:
     registry = registry_with(db=lambda: False)
     client, prefix = make_client(registry, paths={"/-/ready": "readiness", "/-/alive": Probe.LIVENESS})

@@ -409,7 +409,10 @@ class HealthEndpoints:
             return self._unknown(request)
         except Exception:
             return self._internal_error(request)
-        response = self.respond(request, report)
+        try:
+            response = self.respond(request, report)
+        except Exception:  # rendering is ours too: a failure is a failed probe, never a 500
+            return self._internal_error(request)
         self._remember((method, path, query_string, accept), generation, report, response)
         return response
 
@@ -433,7 +436,10 @@ class HealthEndpoints:
             return self._unknown(request)
         except Exception:
             return self._internal_error(request)
-        response = self.respond(request, report)
+        try:
+            response = self.respond(request, report)
+        except Exception:  # rendering is ours too: a failure is a failed probe, never a 500
+            return self._internal_error(request)
         self._remember((method, path, query_string, accept), generation, report, response)
         return response
 
