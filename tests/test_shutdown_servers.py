@@ -33,6 +33,11 @@ SLACK = 3.0
 ENV = {"HP_DELAY": str(DELAY), "HP_DRAIN": str(DRAIN), "HP_HOOK_TIMEOUT": str(HOOK_TIMEOUT)}
 
 
+#: Logged by each worker once its coordinator's handlers are in place (gunicorn's "Booting
+#: worker" comes from the master before that).
+INSTALLED = "shutdown: handlers installed in process"
+
+
 def _gunicorn(worker_class: str, app: str, port: int, *extra: str) -> list[str]:
     return [
         PYTHON,
@@ -93,19 +98,19 @@ SERVERS = {
     "uvicorn-workers": Server(_asgi("uvicorn-workers"), workers=2, ready="Application startup complete."),
     "hypercorn": Server(_asgi("hypercorn")),
     "gunicorn-sync": Server(
-        lambda port: _gunicorn("sync", "tests.apps.shutdown_wsgi:app", port), 2, 1, ready="Booting worker"
+        lambda port: _gunicorn("sync", "tests.apps.shutdown_wsgi:app", port), 2, 1, ready=INSTALLED
     ),
     "gunicorn-gthread": Server(
         lambda port: _gunicorn("gthread", "tests.apps.shutdown_wsgi:app", port, "--threads", "4"),
         2,
         2,
-        ready="Booting worker",
+        ready=INSTALLED,
     ),
     "gunicorn-uvicorn-worker": Server(
         lambda port: _gunicorn("uvicorn_worker.UvicornWorker", "tests.apps.shutdown_asgi:app", port),
         2,
         2,
-        ready="Booting worker",
+        ready=INSTALLED,
     ),
     "werkzeug": Server(lambda port: [PYTHON, "-m", "tests.apps.shutdown_wsgi", str(port)]),
 }

@@ -11,8 +11,11 @@ from healthprobe.shutdown import GracefulShutdown
 
 def coordinator(registry: HealthRegistry) -> GracefulShutdown:
     """The coordinator of a test app, its bounds from ``HP_DELAY``, ``HP_DRAIN`` and
-    ``HP_HOOK_TIMEOUT`` (seconds), logging each process's lines with its pid."""
+    ``HP_HOOK_TIMEOUT`` (seconds), logging each process's lines with its pid (the
+    coordinator's from DEBUG on)."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(process)d %(name)s %(levelname)s %(message)s")
+    # "shutdown: handlers installed in process N": the tests' sign that a worker is ready.
+    logging.getLogger("healthprobe.shutdown").setLevel(logging.DEBUG)
     return GracefulShutdown(
         registry,
         delay=float(os.environ.get("HP_DELAY", "1.0")),
