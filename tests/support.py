@@ -72,6 +72,12 @@ class ServerProcess:
         self._log.flush()
         return self.log_path.read_text(errors="replace")
 
+    def signal_group(self, sig: int = signal.SIGTERM) -> None:
+        """Send ``sig`` to every process of the server's process group at once (the server
+        leads its own session), as an init that signals its child's whole group does
+        (dumb-init by default, ``tini -g``)."""
+        os.killpg(self.proc.pid, sig)
+
     def signal(self, sig: int = signal.SIGTERM) -> None:
         self.proc.send_signal(sig)
 
@@ -216,10 +222,13 @@ class LoadBalancer:
     def _send_slow(self) -> None:
         self._send(self.slow_path, 0.0)
 
-    def signal_mid_load(self, server: ServerProcess, wait_timeout: float) -> tuple[float, int, float]:
+    def signal_mid_load(
+        self, server: ServerProcess, wait_timeout: float, *, group: bool = False
+    ) -> tuple[float, int, float]:
         """Put ``server`` under load, then send it SIGTERM just after a slow request began
-        (so that request outlasts the delay and the drain must wait for it). Returns
-        ``(signalled, exit code, exited)``, the times as ``time.time()``."""
+        (so that request outlasts the delay and the drain must wait for it), to its whole
+        process group when ``group`` is true. Returns ``(signalled, exit code, exited)``,
+        the times as ``time.time()``."""
         self.start()
         try:
             assert self.slow_started.wait(10)
@@ -228,7 +237,10 @@ class LoadBalancer:
             assert self.slow_started.wait(5)
             time.sleep(0.1)
             signalled = time.time()
-            server.signal(signal.SIGTERM)
+            if group:
+                server.signal_group(signal.SIGTERM)
+            else:
+                server.signal(signal.SIGTERM)
             code = server.wait(timeout=wait_timeout)
             return signalled, code, time.time()
         finally:

@@ -23,7 +23,7 @@ from werkzeug.wrappers import Response
 
 from healthprobe import HealthRegistry, Lifecycle
 from healthprobe.asgi import HealthMiddleware as AsgiHealthMiddleware
-from healthprobe.shutdown import GracefulShutdown, current
+from healthprobe.shutdown import REPEAT_WINDOW, GracefulShutdown, current
 from healthprobe.wsgi import HealthMiddleware as WsgiHealthMiddleware
 
 
@@ -165,6 +165,7 @@ def test_budget_warning_and_defaults(monkeypatch: pytest.MonkeyPatch, caplog: py
     monkeypatch.setenv("KUBERNETES_SERVICE_HOST", "10.0.0.1")
     quiet = GracefulShutdown(HealthRegistry())
     assert (quiet.delay, quiet.drain_timeout, quiet.hook_timeout, quiet.grace_period) == (5, 20, 5, 30)
+    assert quiet.repeat_window == REPEAT_WINDOW == 1.0
     assert "exceeds the grace period" not in caplog.text
     quiet.add_hook(lambda: None)
     assert "exceeds the grace period" not in caplog.text
@@ -176,7 +177,15 @@ def test_budget_warning_and_defaults(monkeypatch: pytest.MonkeyPatch, caplog: py
 
 
 @pytest.mark.parametrize(
-    "kwargs", [{"delay": -1}, {"drain_timeout": float("nan")}, {"hook_timeout": "5"}, {"signals": ()}]
+    "kwargs",
+    [
+        {"delay": -1},
+        {"drain_timeout": float("nan")},
+        {"hook_timeout": "5"},
+        {"signals": ()},
+        {"repeat_window": -0.5},
+        {"repeat_window": float("inf")},
+    ],
 )
 def test_bad_arguments_are_refused(kwargs: dict[str, Any]) -> None:
     with pytest.raises(ValueError):
@@ -349,3 +358,59 @@ def test_a_wedged_worker_exits_by_force_once_drain_and_hooks_have_had_their_time
     # delay 0.2 + drain 0.5 + one hook slot 0.3 + margin 2: never before, and not much after
     assert 3.0 <= elapsed < 15, (elapsed, output)
     assert "not stopped" in output and "exiting with code 1" in output
+
+
+REPEATED_SIGNAL = """
+import logging, signal, sys, time
+from healthprobe import HealthRegistry
+from healthprobe.shutdown import GracefulShutdown
+logging.basicConfig(level=logging.INFO, stream=sys.stdout)
+window, gap, delay = (float(arg) for arg in sys.argv[1:])
+registry = HealthRegistry()
+registry.mark_started()
+shutdown = GracefulShutdown(registry, delay=delay, drain_timeout=0.5, hook_timeout=0.5, repeat_window=window)
+shutdown.install()
+signal.raise_signal(signal.SIGTERM)
+while not shutdown.is_draining:  # the handler has run: the next signal is not merged with it
+    time.sleep(0.001)
+time.sleep(gap)
+signal.raise_signal(signal.SIGINT)
+while not shutdown.is_stopping:
+    time.sleep(0.01)
+sys.exit(shutdown.finish())
+"""
+
+
+@pytest.mark.parametrize(
+    ("window", "gap", "delay", "expected"),
+    [
+        (5.0, 0.05, 0.5, 0),  # a copy of the first signal: the same shutdown
+        (0.5, 1.0, 3.0, 128 + signal.SIGINT),  # a second signal after the window
+        (0.0, 0.05, 1.0, 128 + signal.SIGINT),  # no window: every later signal is a second one
+    ],
+)
+def test_a_signal_within_the_repeat_window_is_a_copy_of_the_first(
+    window: float, gap: float, delay: float, expected: int
+) -> None:
+    """The handler in a real process: a signal ``gap`` seconds after the first is logged and
+    ignored within ``repeat_window`` seconds, and forces the exit after it. The delay
+    outlasts the gap, so the second signal comes while the sequence runs."""
+    import subprocess
+    import sys
+
+    proc = subprocess.run(
+        [sys.executable, "-c", REPEATED_SIGNAL, str(window), str(gap), str(delay)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        timeout=30,
+    )
+    output = proc.stdout
+    assert proc.returncode == expected, output
+    if expected == 0:
+        assert output.count("taken as the same shutdown") == 1, output
+        assert "SIGINT again " in output and f"within the {window:.1f} s repeat window" in output, output
+        assert "second signal" not in output and "exit code 0" in output, output
+    else:
+        assert "taken as the same shutdown" not in output, output
+        assert "second signal SIGINT" in output and "stopped" not in output, output

@@ -20,6 +20,8 @@ from pathlib import Path
 import httpx
 import pytest
 
+from healthprobe.shutdown import REPEAT_WINDOW
+
 from .support import PYTHON, LoadBalancer, ServerProcess, free_port, run_server
 
 pytestmark = pytest.mark.slow
@@ -31,6 +33,11 @@ HOOKS = 2  # cleanup_sleep (0.5 s) and cleanup_hang (cut at HOOK_TIMEOUT)
 #: Slack for a loaded two-core machine on top of the worst case delay + drain + hooks.
 SLACK = 3.0
 ENV = {"HP_DELAY": str(DELAY), "HP_DRAIN": str(DRAIN), "HP_HOOK_TIMEOUT": str(HOOK_TIMEOUT)}
+
+
+#: Logged by each worker once its coordinator's handlers are in place (gunicorn's "Booting
+#: worker" comes from the master before that).
+INSTALLED = "shutdown: handlers installed in process"
 
 
 def _gunicorn(worker_class: str, app: str, port: int, *extra: str) -> list[str]:
@@ -93,19 +100,19 @@ SERVERS = {
     "uvicorn-workers": Server(_asgi("uvicorn-workers"), workers=2, ready="Application startup complete."),
     "hypercorn": Server(_asgi("hypercorn")),
     "gunicorn-sync": Server(
-        lambda port: _gunicorn("sync", "tests.apps.shutdown_wsgi:app", port), 2, 1, ready="Booting worker"
+        lambda port: _gunicorn("sync", "tests.apps.shutdown_wsgi:app", port), 2, 1, ready=INSTALLED
     ),
     "gunicorn-gthread": Server(
         lambda port: _gunicorn("gthread", "tests.apps.shutdown_wsgi:app", port, "--threads", "4"),
         2,
         2,
-        ready="Booting worker",
+        ready=INSTALLED,
     ),
     "gunicorn-uvicorn-worker": Server(
         lambda port: _gunicorn("uvicorn_worker.UvicornWorker", "tests.apps.shutdown_asgi:app", port),
         2,
         2,
-        ready="Booting worker",
+        ready=INSTALLED,
     ),
     "werkzeug": Server(lambda port: [PYTHON, "-m", "tests.apps.shutdown_wsgi", str(port)]),
 }
@@ -162,29 +169,97 @@ def test_sigterm_under_load_loses_no_request(name: str, tmp_path: Path) -> None:
     assert log.count("delay over after") == spec.workers, log
 
 
-@pytest.mark.parametrize("name", [name for name, spec in SERVERS.items() if spec.second_signal])
-def test_second_sigterm_during_delay_exits_at_once(name: str, tmp_path: Path) -> None:
-    delay = 3.0
+#: Servers whose workers are processes of their own, under the process Kubernetes signals.
+WORKER_PROCESSES = [name for name, spec in SERVERS.items() if spec.workers > 1]
+
+
+@pytest.mark.parametrize("name", WORKER_PROCESSES)
+def test_sigterm_to_the_whole_process_group_loses_no_request(name: str, tmp_path: Path) -> None:
+    """An init that signals its child's whole process group (dumb-init by default, ``tini
+    -g``) gives each worker SIGTERM directly, then again from its supervisor, milliseconds
+    later (uvicorn's own supervisor: up to 0.5 s): a copy of the first signal, not a second
+    one, so the shutdown is as graceful as when the supervisor alone is signalled."""
+    with _server(name, tmp_path) as (server, spec):
+        budget = spec.latency + spec.delay + DRAIN + HOOKS * HOOK_TIMEOUT
+        balancer = LoadBalancer(server.url, slow_senders=spec.slow_senders)
+        signalled, code, exited = balancer.signal_mid_load(server, budget + SLACK + 5, group=True)
+        log = server.output()
+
+    # Every worker had the signal at once: readiness fails from the start.
+    balancer.assert_nothing_lost(signalled, spec.delay, log)
+    assert "second signal" not in log, log
+    assert code == 0, log
+    assert exited - signalled <= budget + SLACK, log
+    # Each worker took the supervisor's copy, if it came apart from the first (a copy that
+    # comes while the first is still pending is merged with it), for the same shutdown,
+    # and exited 0.
+    assert log.count("taken as the same shutdown") <= spec.workers, log
+    assert log.count("cleanup_sleep done") == spec.workers, log
+    assert log.count("exit code 0") == spec.workers, log
+    assert "exited with code" not in log, log  # gunicorn's line for a worker's non-zero status
+
+
+@pytest.mark.parametrize(
+    ("name", "group"),
+    [(name, False) for name, spec in SERVERS.items() if spec.second_signal]
+    + [(name, True) for name in WORKER_PROCESSES if SERVERS[name].second_signal],
+)
+def test_second_sigterm_during_delay_exits_at_once(name: str, group: bool, tmp_path: Path) -> None:
+    """A second signal after the repeat window, to the signalled process or (``group``) to
+    the whole process group, ends every process at once."""
+    delay = 5.0
     with _server(name, tmp_path, HP_DELAY=str(delay)) as (server, _):
+        send = server.signal_group if group else server.signal
         with httpx.Client(base_url=server.url, timeout=2.0) as client:
             first = time.monotonic()
-            server.signal(signal.SIGTERM)
-            deadline = first + delay / 2
+            send(signal.SIGTERM)
+            deadline = first + REPEAT_WINDOW
             while client.get("/readyz").status_code != 503:
                 assert time.monotonic() < deadline, "readiness did not fail after SIGTERM"
                 time.sleep(0.05)
             assert client.get("/livez").status_code == 200
+        # Past the window in which a signal is taken as a copy of the first.
+        time.sleep(max(0.0, first + REPEAT_WINDOW + 0.5 - time.monotonic()))
         second = time.monotonic()
         assert second - first < delay, "the second signal must arrive during the delay"
-        server.signal(signal.SIGTERM)
+        send(signal.SIGTERM)
         code = server.wait(timeout=delay + 10)
         took = time.monotonic() - second
         log = server.output()
     assert code != 0, log
     assert code == 128 + signal.SIGTERM, log
-    assert took < delay / 2, log  # did not wait out the delay, let alone the drain and hooks
+    assert took < (delay - REPEAT_WINDOW) / 2, log  # did not wait out the delay, let alone the drain and hooks
     assert "second signal SIGTERM" in log or name.startswith("gunicorn"), log
+    assert "taken as the same shutdown" not in log or group, log
     assert "cleanup_sleep done" not in log, log
+
+
+@pytest.mark.parametrize("name", ["uvicorn-workers", "gunicorn-sync"])
+def test_a_copy_of_the_first_signal_to_the_supervisor_changes_nothing(name: str, tmp_path: Path) -> None:
+    """A signal to the supervisor within the repeat window of the first (here 3 s) is a copy
+    of it: the supervisor neither passes it on nor exits, and the shutdown stays graceful.
+    gunicorn's master knows the application's window when the application is preloaded."""
+    window = 3.0
+    port = free_port()
+    command = SERVERS[name].command(port)
+    if name.startswith("gunicorn"):
+        command.insert(command.index("--bind"), "--preload")
+    env = {**ENV, "HP_REPEAT_WINDOW": str(window)}
+    with run_server(command, port, tmp_path, env=env, name=name) as server:
+        _wait_ready(server, SERVERS[name])
+        first = time.monotonic()
+        server.signal(signal.SIGTERM)
+        # Both workers have it from the supervisor: its handler has run.
+        _wait_for_log(server, "serving on for the", count=2, timeout=window)
+        copy = time.monotonic()
+        server.signal(signal.SIGTERM)
+        code = server.wait(timeout=DELAY + DRAIN + HOOKS * HOOK_TIMEOUT + SLACK + 5)
+        log = server.output()
+    assert copy - first < window, log
+    assert code == 0, log
+    assert "second signal" not in log, log
+    assert "taken as the same shutdown" not in log, log  # not passed on to the workers
+    assert log.count("cleanup_sleep done") == 2, log
 
 
 def test_gunicorn_sync_serves_connections_queued_behind_a_busy_worker(tmp_path: Path) -> None:
@@ -348,3 +423,5 @@ def test_run_workers_needs_the_app_as_an_import_string() -> None:
 
     with pytest.raises(TypeError, match="import string"):
         run_workers(uvicorn.Config(app, port=free_port(), workers=2))
+    with pytest.raises(ValueError, match="repeat_window"):
+        run_workers(uvicorn.Config("tests.apps.shutdown_asgi:app", port=free_port(), workers=2), repeat_window=-1)

@@ -108,7 +108,8 @@ def create_app(demo: Demo) -> ASGIApp:
 def serve(app: ASGIApp, demo: Demo, sock: socket.socket) -> int:
     """Serve ``app`` with uvicorn on the listening socket ``sock`` (from
     :func:`~.common.open_listener`) until shutdown completes; return the exit code: 0 after
-    a clean shutdown (a second signal exits at once with ``128 + signal``).
+    a clean shutdown (a second signal, more than a second after the first, exits at once
+    with ``128 + signal``).
 
     :func:`healthprobe.servers.uvicorn.serve` installs ``demo.coordinator`` inside uvicorn's
     own signal capture; the coordinator fails readiness on the first SIGTERM or SIGINT,

@@ -109,7 +109,8 @@ class _Handler(WSGIRequestHandler):
 def serve(app: WSGIApplication, demo: Demo, sock: socket.socket) -> int:
     """Serve ``app`` with Werkzeug's threaded server on the listening socket ``sock`` (from
     :func:`~.common.open_listener`; closed here) until shutdown completes; return the exit
-    code: 0 after a clean shutdown (a second signal exits at once with ``128 + signal``).
+    code: 0 after a clean shutdown (a second signal, more than a second after the first,
+    exits at once with ``128 + signal``).
 
     :func:`healthprobe.servers.werkzeug.serve` installs ``demo.coordinator``: the first SIGTERM
     or SIGINT fails readiness, the server keeps serving for the delay, then its accept loop

@@ -12,7 +12,8 @@ of their own (``PROBE_PORT``, 8081), and proves its loop is making progress with
   delay: no load balancer sends work to a worker). Readiness fails at once, the loop
   (``while not shutdown.is_draining``) stops taking jobs and finishes the current one, then
   ``shutdown.finish()`` runs the cleanup hook, marks the registry ``stopped`` (which stops
-  the probe server) and returns 0. A second signal exits at once with ``128 + signal``.
+  the probe server) and returns 0. A second signal, more than a second after the first,
+  exits at once with ``128 + signal``.
   A wedged job never lets the loop end: then SIGTERM fails readiness but the worker does
   not exit 0 (see docs/probe-server.md).
 

@@ -11,7 +11,9 @@ then SIGKILL after ``terminationGracePeriodSeconds``)::
       │         └ serve normally while endpoints and load balancers notice the 503
       └ readiness fails at once (lifecycle ``draining``), liveness keeps passing
 
-A second signal during the sequence exits at once with ``128 + signal number``.
+A second signal during the sequence exits at once with ``128 + signal number``; a signal
+within :data:`REPEAT_WINDOW` (1 s) of the first is a copy of it (an init that signals the
+whole process group, then the supervisor passing it on) and changes nothing.
 
 The coordinator itself imports no web framework. Servers are driven through a *stop*
 callable given to :meth:`GracefulShutdown.install` (see :mod:`healthprobe.servers`), and
@@ -47,6 +49,13 @@ SignalHandler = Callable[[int, "FrameType | None"], Any] | int | signal.Handlers
 #: Delay in seconds used when ``KUBERNETES_SERVICE_HOST`` is set and no delay is given: long
 #: enough for the endpoints controller and kube-proxy or an ingress to drop the pod.
 KUBERNETES_DELAY = 5.0
+#: Seconds after the first shutdown signal during which another one is taken as a copy of
+#: it rather than as the second signal that forces the exit (the default ``repeat_window``).
+#: An init that signals its child's whole process group (dumb-init's default, ``tini -g``)
+#: gives a worker the signal directly, then its supervisor passes the same one on: gunicorn's
+#: master and healthprobe's uvicorn supervisor within milliseconds, uvicorn's own supervisor
+#: within 0.5 s (it reads its signal queue every 0.5 s).
+REPEAT_WINDOW = 1.0
 _POLL = 0.05
 
 _current: GracefulShutdown | None = None
@@ -76,11 +85,15 @@ class GracefulShutdown:
         grace_period: the pod's ``terminationGracePeriodSeconds`` (default 30 s); a warning
             is logged at construction when ``delay + drain_timeout + hooks`` exceeds it.
         signals: the signals that begin shutdown (default SIGTERM and SIGINT).
+        repeat_window: seconds after the first signal during which another of ``signals``
+            is a copy of the first (logged, otherwise ignored), not a second signal
+            (default :data:`REPEAT_WINDOW`, 1 s; 0 makes every later signal a second one).
 
-    A shutdown begun by a signal always ends: a second signal exits at once with
-    ``128 + signal number``, and if the server or worker loop has not called
-    :meth:`finish` by ``drain_timeout + hook_timeout * hooks + FORCED_EXIT_MARGIN`` seconds
-    after the delay ended (a wedged loop), the process exits with :data:`FORCED_EXIT_CODE`.
+    A shutdown begun by a signal always ends: a second signal, more than
+    ``repeat_window`` seconds after the first, exits at once with ``128 + signal number``,
+    and if the server or worker loop has not called :meth:`finish` by ``drain_timeout +
+    hook_timeout * hooks + FORCED_EXIT_MARGIN`` seconds after the delay ended (a wedged
+    loop), the process exits with :data:`FORCED_EXIT_CODE`.
 
     Raises:
         ValueError: a duration is negative or not finite, or ``signals`` is empty.
@@ -98,22 +111,16 @@ class GracefulShutdown:
         hook_timeout: float = 5.0,
         grace_period: float = 30.0,
         signals: Iterable[int] = (signal.SIGTERM, signal.SIGINT),
+        repeat_window: float = REPEAT_WINDOW,
     ) -> None:
         if delay is None:
             delay = KUBERNETES_DELAY if os.environ.get("KUBERNETES_SERVICE_HOST") else 0.0
-        for what, value in (
-            ("delay", delay),
-            ("drain_timeout", drain_timeout),
-            ("hook_timeout", hook_timeout),
-            ("grace_period", grace_period),
-        ):
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
-                raise ValueError(f"{what} must be a finite number of seconds >= 0, got {value!r}")
         self.registry = registry
-        self.delay = float(delay)
-        self.drain_timeout = float(drain_timeout)
-        self.hook_timeout = float(hook_timeout)
-        self.grace_period = float(grace_period)
+        self.delay = _seconds("delay", delay)
+        self.drain_timeout = _seconds("drain_timeout", drain_timeout)
+        self.hook_timeout = _seconds("hook_timeout", hook_timeout)
+        self.grace_period = _seconds("grace_period", grace_period)
+        self.repeat_window = _seconds("repeat_window", repeat_window)
         self.signals = tuple(signal.Signals(s) for s in signals)
         if not self.signals:
             raise ValueError("signals must name at least one signal")
@@ -134,6 +141,13 @@ class GracefulShutdown:
         # code of the same thread would never be released); the coordinator's thread,
         # woken through a pipe, does the rest.
         self._signalled = False
+        # When the first signal came (time.monotonic(); 0 while none came, even after
+        # begin()), and the copies of it that came within repeat_window, as (signal number,
+        # seconds after the first): appended by the handler, logged by the coordinator's
+        # thread.
+        self._signal_at = 0.0
+        self._repeats: list[tuple[int, float]] = []
+        self._repeats_thread = False
         # Installed in this process and not signalled: all a request then needs from the
         # coordinator is to be counted (one attribute the ASGI middleware reads per request).
         self._steady = False
@@ -269,17 +283,26 @@ class GracefulShutdown:
 
     def _on_signal(self, signum: int, frame: FrameType | None) -> None:
         # Runs in the main thread between two bytecodes of whatever it was doing: set
-        # plain attributes and write to a pipe, nothing that takes a lock.
+        # plain attributes and write to a pipe, nothing that takes a lock (logging does).
+        now = time.monotonic()
         if not self._signalled:
             self._signalled = True
             self._steady = False
             self._by_signal = True
-            self._signum, self._frame, self._t0 = signum, frame, time.monotonic()
+            self._signum, self._frame, self._t0, self._signal_at = signum, frame, now, now
             if self._wake is not None:
                 os.write(self._wake[1], b"s")
             return
-        if not self._stopped.is_set():
-            self._fast_exit(signum)
+        if self._stopped.is_set():
+            return
+        if self._signal_at and now - self._signal_at < self.repeat_window:
+            # A copy of the first signal (the whole process group signalled, then the
+            # supervisor passing it on): the same shutdown. list.append takes no lock.
+            self._repeats.append((signum, now - self._signal_at))
+            if self._wake is not None:
+                os.write(self._wake[1], b"r")
+            return
+        self._fast_exit(signum)
 
     def _fast_exit(self, signum: int) -> None:
         code = 128 + signum
@@ -326,6 +349,10 @@ class GracefulShutdown:
         assert self._wake is not None
         while not self._signalled:  # the pipe stays open: a late writer never meets a reused fd
             os.read(self._wake[0], 1)
+        if self._by_signal and self.repeat_window > 0:
+            # From here on the pipe carries the handler's word of a repeated signal.
+            self._repeats_thread = True
+            threading.Thread(target=self._log_repeats, name="healthprobe-shutdown-repeats", daemon=True).start()
         self.registry.begin_drain()
         self._draining.set()
         self._phase(
@@ -364,6 +391,25 @@ class GracefulShutdown:
             bound = self.drain_timeout + self.hook_timeout * max(1, len(self._hooks)) + FORCED_EXIT_MARGIN
             if not self._stopped.wait(bound):
                 self._forced_exit(bound)
+
+    def _log_repeats(self) -> None:
+        assert self._wake is not None
+        logged = 0
+        while True:
+            done = self._stopped.is_set()  # before reading what is to be logged
+            while logged < len(self._repeats):
+                signum, after = self._repeats[logged]
+                logged += 1
+                logger.info(
+                    "shutdown: %s again %.3f s after the first signal, within the %.1f s repeat window; "
+                    "taken as the same shutdown",
+                    _name(signum),
+                    after,
+                    self.repeat_window,
+                )
+            if done:
+                return
+            os.read(self._wake[0], 1)  # a repeat ("r"), or the end of the sequence ("f")
 
     def _forced_exit(self, bound: float) -> None:
         self.exit_code = FORCED_EXIT_CODE
@@ -574,6 +620,8 @@ class GracefulShutdown:
         self.uninstall()
         if not self._stopped.is_set():
             self._stopped.set()
+            if self._repeats_thread and self._wake is not None:
+                os.write(self._wake[1], b"f")  # let the thread logging repeats end
             since = f"{time.monotonic() - self._t0:.2f} s after the signal" if self._t0 else "without a signal"
             self._phase("stopped", "shutdown: stopped %s; exit code %d", since, self.exit_code)
         return self.exit_code
@@ -596,6 +644,12 @@ PHASES: tuple[str, ...] = GracefulShutdown.phases
 FORCED_EXIT_MARGIN = 2.0
 #: Exit code of a shutdown forced because it did not finish in time.
 FORCED_EXIT_CODE = 1
+
+
+def _seconds(what: str, value: object) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
+        raise ValueError(f"{what} must be a finite number of seconds >= 0, got {value!r}")
+    return float(value)
 
 
 def _flush_logs() -> None:

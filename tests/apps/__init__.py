@@ -6,16 +6,25 @@ import logging
 import os
 
 from healthprobe import HealthRegistry
-from healthprobe.shutdown import GracefulShutdown
+from healthprobe.shutdown import REPEAT_WINDOW, GracefulShutdown
 
 
 def coordinator(registry: HealthRegistry) -> GracefulShutdown:
-    """The coordinator of a test app, its bounds from ``HP_DELAY``, ``HP_DRAIN`` and
-    ``HP_HOOK_TIMEOUT`` (seconds), logging each process's lines with its pid."""
+    """The coordinator of a test app, its bounds from ``HP_DELAY``, ``HP_DRAIN``,
+    ``HP_HOOK_TIMEOUT`` and ``HP_REPEAT_WINDOW`` (seconds), logging each process's lines
+    with its pid (the coordinator's from DEBUG on)."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(process)d %(name)s %(levelname)s %(message)s")
+    # "shutdown: handlers installed in process N": the tests' sign that a worker is ready.
+    logging.getLogger("healthprobe.shutdown").setLevel(logging.DEBUG)
     return GracefulShutdown(
         registry,
         delay=float(os.environ.get("HP_DELAY", "1.0")),
         drain_timeout=float(os.environ.get("HP_DRAIN", "4.0")),
         hook_timeout=float(os.environ.get("HP_HOOK_TIMEOUT", "1.0")),
+        repeat_window=repeat_window(),
     )
+
+
+def repeat_window() -> float:
+    """``HP_REPEAT_WINDOW`` in seconds, else the default :data:`REPEAT_WINDOW`."""
+    return float(os.environ.get("HP_REPEAT_WINDOW", REPEAT_WINDOW))

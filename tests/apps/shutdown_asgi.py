@@ -3,7 +3,8 @@
 Run by the tests as ``uvicorn tests.apps.shutdown_asgi:app`` (``--workers 2`` too), under
 gunicorn's uvicorn workers, or programmatically:
 ``python -m tests.apps.shutdown_asgi uvicorn|uvicorn-plain|uvicorn-workers|hypercorn PORT``.
-Timings come from the environment: ``HP_DELAY``, ``HP_DRAIN``, ``HP_HOOK_TIMEOUT`` (seconds).
+Timings come from the environment: ``HP_DELAY``, ``HP_DRAIN``, ``HP_HOOK_TIMEOUT``,
+``HP_REPEAT_WINDOW`` (seconds).
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from starlette.routing import Route
 from healthprobe import HealthRegistry
 from healthprobe.asgi import HealthMiddleware
 
-from . import coordinator
+from . import coordinator, repeat_window
 
 registry = HealthRegistry()
 shutdown = coordinator(registry)
@@ -69,7 +70,7 @@ if __name__ == "__main__":
         from healthprobe.servers.uvicorn import run_workers
 
         config = uvicorn.Config("tests.apps.shutdown_asgi:app", host="127.0.0.1", port=port, workers=2)
-        sys.exit(run_workers(config))
+        sys.exit(run_workers(config, repeat_window=repeat_window()))
     elif server == "uvicorn":
         import uvicorn
 

@@ -2,7 +2,7 @@
 
 Run by the tests under gunicorn sync workers (``tests.apps.shutdown_wsgi:app``) or with
 Werkzeug's server: ``python -m tests.apps.shutdown_wsgi PORT``. Timings come from the
-environment: ``HP_DELAY``, ``HP_DRAIN``, ``HP_HOOK_TIMEOUT`` (seconds).
+environment: ``HP_DELAY``, ``HP_DRAIN``, ``HP_HOOK_TIMEOUT``, ``HP_REPEAT_WINDOW`` (seconds).
 """
 
 from __future__ import annotations

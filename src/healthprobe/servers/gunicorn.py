@@ -18,7 +18,8 @@ worker's coordinator fails readiness and keeps serving for the delay, then stops
 drains, runs the hooks and exits; the master then exits 0. A ``gthread`` worker finishes the
 requests its threads run or have queued, within ``graceful_timeout``, before it exits. A
 second ``SIGTERM`` or ``SIGINT`` to the master is forwarded to the workers, which exit at
-once, and the master exits with ``128 + signal number``.
+once, and the master exits with ``128 + signal number``; one within the repeat window of the
+first (:data:`healthprobe.shutdown.REPEAT_WINDOW`, 1 s) is a copy of it and changes nothing.
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ import time
 from types import FrameType
 from typing import Any
 
-from ..shutdown import GracefulShutdown, current
+from ..shutdown import REPEAT_WINDOW, GracefulShutdown, current
 
 logger = logging.getLogger("healthprobe.shutdown")
 
@@ -46,18 +47,26 @@ def _coordinator() -> GracefulShutdown | None:
 def when_ready(arbiter: Any) -> None:
     """gunicorn hook (master): make a second ``SIGTERM``/``SIGINT`` end everything at once.
 
-    The first signal goes to gunicorn's own handler (graceful stop for ``SIGTERM``).
+    The first signal goes to gunicorn's own handler (graceful stop for ``SIGTERM``). A
+    signal within the repeat window of the first is a copy of it and ignored: the
+    application's ``GracefulShutdown.repeat_window`` when the master has one (the app
+    preloaded), else :data:`healthprobe.shutdown.REPEAT_WINDOW` (1 s).
     """
-    seen: list[int] = []
+    shutdown = current()
+    window = shutdown.repeat_window if shutdown is not None else REPEAT_WINDOW
+    first_at: list[float] = []
     previous: dict[int, Any] = {sig: signal.getsignal(sig) for sig in (signal.SIGTERM, signal.SIGINT)}
 
     def on_signal(signum: int, frame: FrameType | None) -> None:
-        if not seen:
-            seen.append(signum)
+        now = time.monotonic()
+        if not first_at:
+            first_at.append(now)
             handler = previous[signum]
             if callable(handler):
                 handler(signum, frame)
             return
+        if now - first_at[0] < window:
+            return  # a copy of the first signal: the same shutdown
         for pid in list(arbiter.WORKERS):
             try:
                 os.kill(pid, signal.SIGTERM)

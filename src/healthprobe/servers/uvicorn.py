@@ -41,6 +41,7 @@ import logging
 import os
 import signal
 import socket
+import time
 from collections.abc import Callable, Generator
 from types import FrameType
 from typing import Any
@@ -48,7 +49,7 @@ from typing import Any
 import uvicorn
 from uvicorn.supervisors import Multiprocess
 
-from ..shutdown import GracefulShutdown, _flush_logs, _name
+from ..shutdown import REPEAT_WINDOW, GracefulShutdown, _flush_logs, _name, _seconds
 
 logger = logging.getLogger("healthprobe.shutdown")
 
@@ -118,8 +119,11 @@ class Supervisor(Multiprocess):
       workers keep serving on theirs until their delay ends, and a connection made after
       every worker stopped accepting is refused at once, instead of waiting in the listen
       backlog to be reset when the supervisor exits;
-    * a second signal is passed on too (each worker's coordinator then exits at once) and
-      the supervisor exits with ``128 + signal number``;
+    * a second signal, more than ``repeat_window`` seconds after the first, is passed on
+      too (each worker's coordinator then exits at once) and the supervisor exits with
+      ``128 + signal number``; one within the window is a copy of the first (the whole
+      process group signalled at once, which gave each worker its own copy too) and is
+      ignored, as the workers' coordinators ignore theirs;
     * :attr:`exit_code` is the workers' status: 0 when every worker exited 0.
 
     Like uvicorn's, it waits for its workers without a bound of its own: each worker's
@@ -130,15 +134,30 @@ class Supervisor(Multiprocess):
         config: the ``uvicorn.Config``; ``config.app`` must be an import string, since
             every worker imports it.
         sockets: the listening sockets, bound once here and shared by the workers.
+        repeat_window: seconds after the first signal during which another one is a copy
+            of it (default :data:`healthprobe.shutdown.REPEAT_WINDOW`, 1 s); give it the
+            workers' ``GracefulShutdown(repeat_window=...)``.
         kwargs: passed on to uvicorn's supervisor (``target``, the worker's entry point,
             for uvicorn versions whose supervisor takes one).
+
+    Raises:
+        ValueError: ``repeat_window`` is negative or not finite.
     """
 
-    def __init__(self, config: uvicorn.Config, sockets: list[socket.socket], **kwargs: Any) -> None:
+    def __init__(
+        self,
+        config: uvicorn.Config,
+        sockets: list[socket.socket],
+        *,
+        repeat_window: float = REPEAT_WINDOW,
+        **kwargs: Any,
+    ) -> None:
+        self.repeat_window = _seconds("repeat_window", repeat_window)
         super().__init__(config, sockets=sockets, **kwargs)
         #: Exit status of the supervisor once :meth:`run` returns.
         self.exit_code = 0
         self._first: int | None = None
+        self._first_at = 0.0
         self._passed_on: set[int] = set()
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, self._on_signal)
@@ -147,11 +166,14 @@ class Supervisor(Multiprocess):
         # Runs in the main thread between two bytecodes of the supervisor's loop: it sends
         # signals and appends to a list, and takes no lock the loop may hold (setting
         # should_exit would), save for the log line of a second signal before the exit.
+        now = time.monotonic()
         if self._first is None:
-            self._first = signum
+            self._first, self._first_at = signum, now
             self._pass_on(signum)
             self.signal_queue.append(signum)  # uvicorn's loop then sets should_exit
             return
+        if now - self._first_at < self.repeat_window:
+            return  # a copy of the first signal: the same shutdown
         self._pass_on(signum)
         code = 128 + signum
         logger.error("shutdown: second signal %s; passed on to the workers, exiting with code %d", _name(signum), code)
@@ -202,7 +224,7 @@ class Supervisor(Multiprocess):
                 break
 
 
-def run_workers(config: uvicorn.Config) -> int:
+def run_workers(config: uvicorn.Config, *, repeat_window: float = REPEAT_WINDOW) -> int:
     """Serve ``config`` with ``config.workers`` worker processes under :class:`Supervisor`:
     what ``uvicorn module:app --workers N`` does, with a graceful shutdown of the workers.
 
@@ -211,24 +233,29 @@ def run_workers(config: uvicorn.Config) -> int:
             naming an application wrapped in ``HealthMiddleware(..., shutdown=shutdown)``;
             ``workers`` is the number of worker processes. Call this from the main thread
             of a module that does not import the application itself.
+        repeat_window: seconds after the first signal during which another one is a copy
+            of it, not a second signal (see :class:`Supervisor`; default 1 s).
 
     Returns:
         The exit code: 0 when every worker exited 0 (see :attr:`Supervisor.exit_code`). A
-        second signal exits the process at once with ``128 + signal number``.
+        second signal, more than ``repeat_window`` seconds after the first, exits the
+        process at once with ``128 + signal number``.
 
     Raises:
         TypeError: ``config.app`` is not an import string.
+        ValueError: ``repeat_window`` is negative or not finite.
         SystemExit: with uvicorn's startup-failure status (3) when the address cannot be
             bound (``uvicorn.Config.bind_socket``).
     """
     if not isinstance(config.app, str):
         raise TypeError("uvicorn worker processes import the application: pass it as an import string, 'module:app'")
+    _seconds("repeat_window", repeat_window)  # before binding the socket
     sock = config.bind_socket()
     kwargs: dict[str, Any] = {}
     if "target" in inspect.signature(Multiprocess.__init__).parameters:
         # Earlier uvicorn supervisors are given the worker's entry point, as uvicorn.main.run did.
         kwargs["target"] = uvicorn.Server(config).run
-    supervisor = Supervisor(config, [sock], **kwargs)
+    supervisor = Supervisor(config, [sock], repeat_window=repeat_window, **kwargs)
     try:
         supervisor.run()
     finally:
