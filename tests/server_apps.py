@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import sys
 import threading
 from collections.abc import AsyncIterator
 from typing import Any
@@ -117,3 +118,51 @@ def build_wsgi_app(registry: HealthRegistry) -> Any:
 #: The apps that server processes serve (``tests.server_apps:asgi_app`` and ``:wsgi_app``).
 asgi_app = build_asgi_app(build_registry())
 wsgi_app = build_wsgi_app(build_registry())
+
+
+def command(server: str, port: int, *extra: str) -> list[str]:
+    """The command line serving this module's app on a loopback ``port``: ``asgi_app`` under
+    uvicorn or hypercorn, ``wsgi_app`` under waitress or gunicorn."""
+    python = sys.executable
+    if server == "uvicorn":
+        return [
+            python,
+            "-m",
+            "uvicorn",
+            "tests.server_apps:asgi_app",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--lifespan",
+            "on",
+            "--ws",
+            "wsproto",
+            "--no-access-log",
+            *extra,
+        ]
+    if server == "hypercorn":
+        return [python, "-m", "hypercorn", "tests.server_apps:asgi_app", "--bind", f"127.0.0.1:{port}", *extra]
+    if server == "waitress":
+        return [
+            python,
+            "-m",
+            "waitress",
+            f"--listen=127.0.0.1:{port}",
+            "--threads=4",
+            *extra,
+            "tests.server_apps:wsgi_app",
+        ]
+    if server == "gunicorn":
+        return [
+            python,
+            "-m",
+            "gunicorn",
+            "--bind",
+            f"127.0.0.1:{port}",
+            "--workers",
+            "1",
+            *extra,
+            "tests.server_apps:wsgi_app",
+        ]
+    raise ValueError(f"no command for {server!r}")

@@ -268,3 +268,21 @@ class LoadBalancer:
         assert long_ones and all(r.status == 200 for r in long_ones)
         assert any(r.end > signalled + delay for r in long_ones)
         return long_ones
+
+
+@contextlib.contextmanager
+def werkzeug_server(app: object) -> Iterator[str]:
+    """Serve the WSGI ``app`` with Werkzeug's threaded server on a loopback port; yields its
+    base URL."""
+    from werkzeug.serving import make_server
+
+    port = free_port()
+    server = make_server("127.0.0.1", port, app, threaded=True)  # type: ignore[arg-type]
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(10)

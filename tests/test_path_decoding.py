@@ -12,20 +12,17 @@ The apps are those of ``server_apps.py`` (``HealthMiddleware`` over an app with
 
 from __future__ import annotations
 
-import contextlib
 import threading
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
-from werkzeug.serving import make_server
 from werkzeug.test import Client
 
 from healthprobe import HealthEndpoints
 from healthprobe import wsgi as hp_wsgi
 from tests import server_apps
-from tests.support import PYTHON, free_port, run_server
+from tests.support import free_port, run_server, werkzeug_server
 
 pytestmark = pytest.mark.slow
 
@@ -66,51 +63,18 @@ def expected() -> dict[str, tuple[int, str]]:
     }
 
 
-@contextlib.contextmanager
-def werkzeug_server() -> Iterator[str]:
-    hang = threading.Event()
-    port = free_port()
-    app = server_apps.build_wsgi_app(server_apps.build_registry(hang))
-    server = make_server("127.0.0.1", port, app, threaded=True)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        hang.set()
-        server.shutdown()
-        server.server_close()
-        thread.join(10)
-
-
-def _command(server: str, port: int) -> list[str]:
-    if server == "uvicorn":
-        return [
-            PYTHON,
-            "-m",
-            "uvicorn",
-            "tests.server_apps:asgi_app",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--no-access-log",
-        ]
-    if server == "hypercorn":
-        return [PYTHON, "-m", "hypercorn", "tests.server_apps:asgi_app", "--bind", f"127.0.0.1:{port}"]
-    if server == "waitress":
-        return [PYTHON, "-m", "waitress", f"--listen=127.0.0.1:{port}", "--threads=4", "tests.server_apps:wsgi_app"]
-    return [PYTHON, "-m", "gunicorn", "--bind", f"127.0.0.1:{port}", "--workers", "1", "tests.server_apps:wsgi_app"]
-
-
 def test_every_server_gives_the_same_answer_for_non_ascii_check_names(tmp_path: Path) -> None:
     seen: dict[str, dict[str, tuple[int, str]]] = {}
     for server in ("uvicorn", "hypercorn", "waitress", "gunicorn"):
         port = free_port()
-        with run_server(_command(server, port), port, tmp_path, name=server):
+        with run_server(server_apps.command(server, port), port, tmp_path, name=server):
             seen[server] = answers(f"http://127.0.0.1:{port}")
-    with werkzeug_server() as base:
-        seen["werkzeug"] = answers(base)
+    hang = threading.Event()
+    try:
+        with werkzeug_server(server_apps.build_wsgi_app(server_apps.build_registry(hang))) as base:
+            seen["werkzeug"] = answers(base)
+    finally:
+        hang.set()
     reference = seen["uvicorn"]
     for server, found in seen.items():
         differing = {path: (found[path], reference[path]) for path in found if found[path] != reference[path]}

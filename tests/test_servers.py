@@ -13,57 +13,20 @@ import signal
 import socket
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
-from werkzeug.serving import make_server
 from wsproto import ConnectionType, WSConnection
 from wsproto.events import AcceptConnection, CloseConnection, RejectConnection, Request, TextMessage
 
 from tests import server_apps
-from tests.support import PYTHON, free_port, run_server
+from tests.support import free_port, run_server, werkzeug_server
 
 pytestmark = pytest.mark.slow
 
 SLACK = 2.0
 ON_TIME = server_apps.HANG_TIMEOUT + SLACK
-
-
-def _asgi_command(server: str, port: int, *extra: str) -> list[str]:
-    if server == "uvicorn":
-        return [
-            PYTHON,
-            "-m",
-            "uvicorn",
-            "tests.server_apps:asgi_app",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--lifespan",
-            "on",
-            "--ws",
-            "wsproto",
-            "--no-access-log",
-            *extra,
-        ]
-    return [PYTHON, "-m", "hypercorn", "tests.server_apps:asgi_app", "--bind", f"127.0.0.1:{port}", *extra]
-
-
-@contextlib.contextmanager
-def werkzeug_server(app: object) -> Iterator[str]:
-    port = free_port()
-    server = make_server("127.0.0.1", port, app, threaded=True)  # type: ignore[arg-type]
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(10)
 
 
 def exercise_probes(base_url: str) -> None:
@@ -147,7 +110,7 @@ def test_asgi_behind_real_servers(server: str, tmp_path: Path) -> None:
     port = free_port()
     lifespan_file = tmp_path / "lifespan"
     env = {"HEALTHPROBE_TEST_LIFESPAN_FILE": str(lifespan_file)}
-    with run_server(_asgi_command(server, port), port, tmp_path, env=env, name=server) as proc:
+    with run_server(server_apps.command(server, port), port, tmp_path, env=env, name=server) as proc:
         base = f"http://127.0.0.1:{port}"
         # Lifespan startup reached the app through the middleware.
         assert httpx.get(base + "/lifespan", timeout=10).text == "started"
@@ -164,7 +127,7 @@ def test_asgi_behind_real_servers(server: str, tmp_path: Path) -> None:
 
 def test_uvicorn_root_path(tmp_path: Path) -> None:
     port = free_port()
-    command = _asgi_command("uvicorn", port, "--root-path", "/api")
+    command = server_apps.command("uvicorn", port, "--root-path", "/api")
     with (
         run_server(command, port, tmp_path, name="uvicorn"),
         httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=10) as client,
@@ -179,8 +142,7 @@ def test_uvicorn_root_path(tmp_path: Path) -> None:
 
 def test_wsgi_behind_waitress(tmp_path: Path) -> None:
     port = free_port()
-    command = [PYTHON, "-m", "waitress", f"--listen=127.0.0.1:{port}", "--threads=4", "tests.server_apps:wsgi_app"]
-    with run_server(command, port, tmp_path, name="waitress"):
+    with run_server(server_apps.command("waitress", port), port, tmp_path, name="waitress"):
         exercise_probes(f"http://127.0.0.1:{port}")
 
 
