@@ -98,6 +98,31 @@ class NoopAsgiMiddleware:
         await self.app(scope, receive, send)
 
 
+def least_routing_and_counting(app: ASGIApp) -> ASGIApp:
+    """The least a Python ASGI middleware can do to answer probe paths and count the other
+    requests in flight: a function (not an object), the default probe paths as a set and
+    prefixes, one list for the count; no ``root_path``, no shutdown state. A floor for
+    healthprobe's pass-through, which does those too."""
+    exact = frozenset(["/livez", "/readyz", "/healthz", "/startupz"])
+    prefixes = ("/livez/", "/readyz/", "/healthz/", "/startupz/")
+    requests: list[None] = []
+
+    async def middleware(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] == "http":
+            path = scope["path"]
+            if path in exact or path.startswith(prefixes):
+                raise RuntimeError("a probe path: not measured here")
+            requests.append(None)
+            try:
+                await app(scope, receive, send)
+            finally:
+                requests.pop()
+            return
+        await app(scope, receive, send)
+
+    return middleware
+
+
 def fastapi_health_app() -> ASGIApp:
     """fastapi-health's endpoint in a FastAPI app, at ``/livez``, with no conditions."""
     fastapi = _need("fastapi", "fastapi")

@@ -173,6 +173,7 @@ def pass_through(counts: Counts) -> list[Row]:
             "healthprobe": AsgiCaller(apps.healthprobe_asgi(inner, shutdown=True), "/orders"),
             "probes only": AsgiCaller(apps.healthprobe_asgi(inner), "/orders"),
             "no-op middleware": AsgiCaller(apps.NoopAsgiMiddleware(inner), "/orders"),
+            "least": AsgiCaller(apps.least_routing_and_counting(inner), "/orders"),
         }
         for caller in sides.values():
             _checked(caller, loop)
@@ -185,6 +186,17 @@ def pass_through(counts: Counts) -> list[Row]:
         rows.append(_overhead_row("2 ASGI", "Starlette route /orders", result.per_call, result.ratios["healthprobe"]))
         rows.append(_floor_row("2 ASGI", "no-op ASGI middleware", result.per_call, result.ratios["no-op middleware"]))
         rows.append(_probes_only_row("2 ASGI", result.per_call, result.ratios["probes only"]))
+        rows.append(
+            Row(
+                "2 ASGI",
+                "for scale: the least a Python middleware that tells probe paths apart and counts "
+                f"in flight can do (a bare function; no root_path, no shutdown state) ({us(result.per_call['least'])})",
+                f"{(result.ratios['least'] - 1.0) * 100:+.1f}%",
+                "no target",
+                None,
+                result.ratios["least"],
+            )
+        )
     finally:
         loop.close()
     flask = _peer(rows, "2 WSGI", "Flask route /orders", apps.flask_app)
