@@ -278,7 +278,10 @@ def test_asgi_sets_no_connection_header_on_http2(restore_signals: None) -> None:
     assert all(name != b"connection" for name, _ in sent[0]["headers"])
 
 
-def test_wsgi_counts_until_the_response_is_closed_and_sets_no_hop_by_hop_header() -> None:
+def test_wsgi_counts_until_the_body_is_sent_or_closed_and_sets_no_hop_by_hop_header() -> None:
+    """A WSGI request is in flight until its body is exhausted or the server closes the
+    iterable, whichever comes first: what the client sees (Werkzeug's server closes it only
+    once a keep-alive peer closes the connection)."""
     registry = HealthRegistry()
     shutdown = GracefulShutdown(registry, delay=30)
     closed: list[bool] = []
@@ -302,11 +305,21 @@ def test_wsgi_counts_until_the_response_is_closed_and_sets_no_hop_by_hop_header(
     shutdown.begin()
     iterable, status, headers = client.run_wsgi_app(EnvironBuilder(path="/").get_environ())
     assert status == "200 OK" and shutdown.in_flight == 1
-    assert b"".join(iterable) == b"ab"
-    assert shutdown.in_flight == 1  # still in flight until the server closes the iterable
+    chunks = iter(iterable)
+    assert next(chunks) == b"a"
+    assert shutdown.in_flight == 1  # part of the body is still to be sent
+    assert list(chunks) == [b"b"]
+    assert shutdown.in_flight == 0  # the whole body is out: no longer in flight
     iterable.close()  # type: ignore[attr-defined]
-    assert shutdown.in_flight == 0 and closed == [True]
+    iterable.close()  # type: ignore[attr-defined]
+    assert shutdown.in_flight == 0 and closed == [True]  # the app's iterable closed once
     assert "Connection" not in headers
+
+    # Closed before its body was exhausted (a client gone): finished once, at the close.
+    iterable, _, _ = client.run_wsgi_app(EnvironBuilder(path="/").get_environ())
+    assert next(iter(iterable)) == b"a" and shutdown.in_flight == 1
+    iterable.close()  # type: ignore[attr-defined]
+    assert shutdown.in_flight == 0 and closed == [True, True]
 
     response = Client(WsgiHealthMiddleware(app, registry, shutdown=shutdown), Response).get("/readyz")
     assert response.status_code == 503 and "Connection" not in response.headers

@@ -16,16 +16,22 @@ scopes of other paths pass through unchanged).
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Mapping
 from typing import Protocol, cast
 
 import anyio
+import anyio.from_thread
+import anyio.lowlevel
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from . import _launch
 from ._types import Probe
 from .http import HealthEndpoints, MetricsSource, Response, endpoints_for, plain_response
 from .registry import HealthRegistry, _Stamp
-from .shutdown import GracefulShutdown
+from .shutdown import SESSION_CLOSE_WAIT, GracefulShutdown
+
+logger = logging.getLogger("healthprobe.shutdown")
 
 #: Most distinct raw requests whose remembered answers the middleware can send directly.
 _HITS_LIMIT = 256
@@ -139,10 +145,14 @@ def HealthMiddleware(
         shutdown: a :class:`GracefulShutdown` to serve: HTTP requests to ``app`` are
             counted as in flight until the app returns; the HTTP/1.x response of every
             request that starts while draining carries ``Connection: close`` so that clients
-            leave the process (RFC 9112 section 9.6); at lifespan startup (or the first
-            request) the coordinator's signal handlers are installed in this serving
-            process, and at lifespan shutdown it drains and runs its cleanup hooks before
-            ``app`` sees the shutdown message.
+            leave the process (RFC 9112 section 9.6); WebSocket sessions are counted in
+            flight until the app returns, and those still open at the drain bound are
+            closed with code 1001; at lifespan startup (or the first request, without a
+            lifespan) the coordinator's signal handlers are installed in this serving
+            process on top of the server's (or, where the server cannot be stopped, a
+            WARNING names the fix), and at lifespan shutdown it drains and runs its
+            cleanup hooks before ``app`` sees the shutdown message. An app that does not
+            speak the lifespan protocol (Django's) gets it spoken for it.
 
     Returns:
         A :class:`ProbeMiddleware`: the ASGI 3.0 application to serve (an ``async``
@@ -213,8 +223,7 @@ def HealthMiddleware(
             # Under a coordinator: its plain attributes, not its properties or methods,
             # since this is the pass-through cost of every request (docs/performance.md).
             if not shutdown._steady:
-                if shutdown._pid is None:  # no lifespan: install on the first request instead
-                    shutdown.install()
+                shutdown._adopt()  # no lifespan (uvicorn --lifespan off): install on the first request
                 if shutdown._signalled and scope.get("http_version", "1.1") in ("1.0", "1.1"):
                     send = _closing(send)
             if mine and await answer(path, scope, send):
@@ -230,9 +239,13 @@ def HealthMiddleware(
                 if requests:  # never below zero, whatever else counts here
                     requests.pop()
             return
-        if shutdown is not None and scope["type"] == "lifespan":
-            await app(scope, _lifespan_receive(shutdown, receive), send)
-            return
+        if shutdown is not None:
+            if scope["type"] == "websocket":
+                await _session(app, scope, receive, send, shutdown)
+                return
+            if scope["type"] == "lifespan":
+                await _lifespan(app, scope, receive, send, shutdown)
+                return
         await app(scope, receive, send)
 
     middleware = cast(ProbeMiddleware, health_middleware)
@@ -263,16 +276,114 @@ def _closing(send: Send) -> Send:
     return closing_send
 
 
-def _lifespan_receive(shutdown: GracefulShutdown, receive: Receive) -> Receive:
+async def _lifespan(app: ASGIApp, scope: Scope, receive: Receive, send: Send, shutdown: GracefulShutdown) -> None:
+    """Pass the lifespan (ASGI 3.0 lifespan protocol) to ``app``: the coordinator is
+    installed at ``lifespan.startup`` and finished (drain, hooks) at ``lifespan.shutdown``,
+    before ``app`` sees either; if the lifespan task is cancelled, the hooks still run
+    (:meth:`GracefulShutdown.finish_cancelled`).
+
+    An app that does not speak the protocol (it raises or returns before reading a message,
+    as Django's ``ASGIHandler`` raises on a lifespan scope) gets it spoken for it, so that
+    the coordinator is installed and its hooks run on the server's event loop all the same.
+    """
+    shutdown._lifespan_seen = True
+    server = ""
+    config = _launch.hypercorn_config(receive)
+    if config is not None:
+        server = "hypercorn-trio" if getattr(config, "worker_class", "") == "trio" else "hypercorn"
+        # hypercorn cancels what is still running graceful_timeout seconds after it stops
+        # accepting (3 s by default): let the drain bound, and the closing of WebSocket
+        # sessions at it, come first.
+        bound = shutdown.drain_timeout + SESSION_CLOSE_WAIT + 1.0
+        if getattr(config, "graceful_timeout", bound) < bound:
+            config.graceful_timeout = bound
+    read = False
+
     async def wrapped() -> Message:
-        message = await receive()
+        nonlocal read
+        try:
+            message = await receive()
+        except anyio.get_cancelled_exc_class():
+            await shutdown.finish_cancelled()
+            raise
+        read = True
         if message["type"] == "lifespan.startup":
-            shutdown.install()
+            shutdown._install(automatic=server)
         elif message["type"] == "lifespan.shutdown":
             await shutdown.finish_async()
         return message
 
-    return wrapped
+    try:
+        await app(scope, wrapped, send)
+    except Exception as exc:
+        if read:
+            raise
+        reason = f"it raised {type(exc).__name__}"
+    else:
+        if read:
+            return
+        reason = "it returned"
+    logger.info("the application does not speak the ASGI lifespan protocol (%s): healthprobe answers it", reason)
+    while True:
+        message = await wrapped()
+        if message["type"] == "lifespan.startup":
+            await send({"type": "lifespan.startup.complete"})
+        elif message["type"] == "lifespan.shutdown":
+            await send({"type": "lifespan.shutdown.complete"})
+            return
+
+
+class SessionClosed(OSError):
+    """Raised by ``send`` of a WebSocket session that healthprobe closed with code 1001 at
+    the drain bound: the ASGI specification asks servers to raise a subclass of
+    ``OSError`` when ``send`` is called on a closed connection (Starlette's ``WebSocket``
+    turns it into ``WebSocketDisconnect``)."""
+
+
+class _Session:
+    """One WebSocket session under a coordinator: counted in flight while the app runs it,
+    and closed with code 1001 ("going away", RFC 6455 section 7.4.1) from the coordinator's
+    thread if it is still open at the drain bound."""
+
+    __slots__ = ("_send", "closed", "token")
+
+    def __init__(self, send: Send) -> None:
+        self._send = send
+        self.closed = False
+        self.token = anyio.lowlevel.current_token()
+
+    async def send(self, message: Message) -> None:
+        if self.closed:
+            if message["type"] == "websocket.close":
+                return  # closing a session that is closed already changes nothing
+            raise SessionClosed("the WebSocket session was closed by the server's shutdown (code 1001)")
+        if message["type"] == "websocket.close":
+            self.closed = True
+        await self._send(message)
+
+    async def close(self) -> None:
+        if not self.closed:
+            self.closed = True
+            await self._send({"type": "websocket.close", "code": 1001, "reason": "server shutting down"})
+
+    def close_from_thread(self) -> None:
+        anyio.from_thread.run(self.close, token=self.token)
+
+
+async def _session(app: ASGIApp, scope: Scope, receive: Receive, send: Send, shutdown: GracefulShutdown) -> None:
+    if not shutdown._steady:
+        shutdown._adopt()
+    session = _Session(send)
+    closer = session.close_from_thread
+    requests = shutdown._requests
+    requests.append(None)
+    shutdown._sessions.add(closer)
+    try:
+        await app(scope, receive, session.send)
+    finally:
+        shutdown._sessions.discard(closer)
+        if requests:
+            requests.pop()
 
 
 class HealthApp:

@@ -25,6 +25,7 @@ then calls :meth:`~GracefulShutdown.finish`.
 
 from __future__ import annotations
 
+import atexit
 import inspect
 import logging
 import math
@@ -38,13 +39,14 @@ from typing import Any, TypeVar
 
 import anyio
 
+from . import _launch
+from ._launch import ServerControl, SignalHandler
 from .registry import HealthRegistry
 
 logger = logging.getLogger("healthprobe.shutdown")
 
 Hook = Callable[[], Any]
 H = TypeVar("H", bound=Hook)
-SignalHandler = Callable[[int, "FrameType | None"], Any] | int | signal.Handlers | None
 
 #: Delay in seconds used when ``KUBERNETES_SERVICE_HOST`` is set and no delay is given: long
 #: enough for the endpoints controller and kube-proxy or an ingress to drop the pod.
@@ -56,6 +58,8 @@ KUBERNETES_DELAY = 5.0
 #: master and healthprobe's uvicorn supervisor within milliseconds, uvicorn's own supervisor
 #: within 0.5 s (it reads its signal queue every 0.5 s).
 REPEAT_WINDOW = 1.0
+#: Seconds given to WebSocket sessions to end once they were closed at the drain bound.
+SESSION_CLOSE_WAIT = 1.0
 _POLL = 0.05
 
 _current: GracefulShutdown | None = None
@@ -131,10 +135,30 @@ class GracefulShutdown:
         # replaced: the middlewares hold this list.
         self._requests: list[None] = []
         self._cut: list[None] = []
+        # Open WebSocket sessions: a callable per session that closes it with code 1001
+        # (the ASGI middleware adds and discards them; called when the drain bound is reached).
+        self._sessions: set[Callable[[], None]] = set()
+        # The handlers found by the latest install (per signal), and the application's own
+        # handler per signal: the one in place before any server's or ours, found at
+        # construction or at the first install in this process. It is called once when the
+        # delay ends, restored by uninstall(), and given the signals that come after the
+        # sequence ended.
         self._previous: dict[int, SignalHandler] = {}
+        self._original: dict[int, SignalHandler] = {}
+        self._original_pid = os.getpid()
         self._handler = self._on_signal
-        self._stop: Callable[[], None] | None = None
+        self._record_original()
+        self._control: ServerControl | None = None
+        # A signal this coordinator sends to the main thread for another handler (trio's
+        # KeyboardInterrupt, for example): (signal number, the handler to give it to).
+        self._pass: tuple[int, SignalHandler] | None = None
         self._pid: int | None = None
+        # Process id of the last automatic install that could not stop the server (warned).
+        self._auto_failed_pid = 0
+        # Whether an ASGI lifespan reached the middleware: without one the hooks run when
+        # the server returns (healthprobe.servers.uvicorn) or at interpreter exit.
+        self._lifespan_seen = False
+        self._atexit_pid = 0
         self._signum: int | None = None
         self._frame: FrameType | None = None
         # Set by the signal handler, which takes no lock (a lock held by the interrupted
@@ -218,55 +242,152 @@ class GracefulShutdown:
     # -- signal handlers -----------------------------------------------------------------------
 
     def install(self, stop: Callable[[], None] | None = None) -> bool:
-        """Install the signal handlers in this (serving) process, chaining to the current ones.
+        """Install the signal handlers in this (serving) process, on top of the current ones.
 
         Call it from the process that serves, after the server installed its own handlers
-        (the server integrations and the ASGI middleware's lifespan do). Calling it again
-        re-installs on top of any handler set in between, so the order against the
-        server's own installation does not matter.
+        (the server integrations and the adapters do). Calling it again re-installs on top
+        of any handler set in between, so the order against the server's own installation
+        does not matter.
+
+        What the coordinator does with the handlers it finds (see :mod:`healthprobe._launch`):
+
+        * the application's own handler (a Python callable in place before any server's or
+          ours, found at construction or at the first install) is called once, from the
+          coordinator's thread, when the delay ends; it is restored by :meth:`uninstall`,
+          and a signal that comes once the sequence has ended is given to it (or, where
+          there was none, gets the default action), whatever the install order;
+        * a recognised server's handler (uvicorn, a gunicorn worker, an asyncio loop's,
+          trio's) tells how to stop that server when the delay ends, unless ``stop`` is
+          given.
 
         Args:
             stop: called once, from the coordinator's thread, when the delay ends, to make
-                the server stop accepting. When ``None``, the previous handler of the first
-                signal is called instead (if it is a Python callable other than the default
-                ``KeyboardInterrupt`` raiser); a uvicorn server's handler is recognised and
-                stopped without re-raising the signal at exit.
+                the server stop accepting. When ``None`` and no server is recognised, the
+                handler found by the latest install, if it is a Python callable other than
+                the application's and than the default ``KeyboardInterrupt`` raiser, is
+                called instead (an unknown server's handler, which stops it).
 
         Returns:
             ``True`` if a handler was installed now; ``False`` outside the main thread
             (signals can only be handled there) or when already in place.
         """
+        return self._install(stop)
+
+    def _install(
+        self,
+        stop: Callable[[], None] | None = None,
+        *,
+        automatic: str | None = None,
+        control: ServerControl | None = None,
+    ) -> bool:
+        """:meth:`install`; with ``automatic`` (the server's name, or ``""`` when unknown),
+        as an adapter does it by itself: only when the server can be stopped, else a
+        WARNING naming the fix (once per process) and nothing installed; under a
+        development server, nothing (an INFO line says so). ``control`` says how to stop
+        the server, for integrations that know it."""
         if stop is not None:
-            self._stop = stop
-        if threading.current_thread() is not threading.main_thread():
-            logger.debug("shutdown: not installing signal handlers outside the main thread")
+            control = ServerControl("given", stop)
+        if control is not None:
+            self._control = control
+        pid = os.getpid()
+        if automatic is not None:
+            development = _launch.development_server()
+            if development is not None:
+                if self._auto_failed_pid != pid:
+                    self._auto_failed_pid = pid
+                    logger.info(
+                        "shutdown: %s is a development server: SIGTERM stops it at once, with no shutdown delay",
+                        development,
+                    )
+                return False
+        if not _launch.in_main_thread():
+            if automatic is not None and self._pid != pid:
+                self._cannot_stop(automatic if automatic in ("gunicorn", "waitress", "werkzeug") else "thread")
+            else:
+                logger.debug("shutdown: not installing signal handlers outside the main thread")
             return False
-        installed = False
-        for sig in self.signals:
-            current_handler = signal.getsignal(sig)
-            if current_handler == self._handler:
+        if self._original_pid != pid:  # a new process (a fork): what this one had before us
+            self._original, self._original_pid = {}, pid
+            self._record_original()
+        found = {sig: signal.getsignal(sig) for sig in self.signals}
+        if all(handler == self._handler for handler in found.values()):
+            self._warn_budget()
+            return False
+        if self._pid != pid and self._control is not None and control is None and self._control.server != "given":
+            self._control = None  # recognised in another process (before a fork)
+        if self._control is None:
+            self._control = _launch.control_for(self, found)
+            found = {sig: signal.getsignal(sig) for sig in self.signals}  # an asyncio loop's were taken off
+        if automatic is not None and self._control is None and not self._fallback_stop(found):
+            self._cannot_stop(automatic)
+            return False
+        for sig, handler in found.items():
+            if handler == self._handler:
                 continue
-            self._previous[sig] = current_handler
+            if sig not in self._original:
+                self._original[sig] = _launch.uninstalled_handler(sig) if _launch.server_handler(handler) else handler
+            self._previous[sig] = handler
             signal.signal(sig, self._handler)
-            installed = True
-        if installed:
-            self._start_thread()
-            self._pid = os.getpid()
-            self._steady = not self._signalled
-            if self._stop is None:
-                self._stop = _server_stopper(self, self._previous.get(self.signals[0]))
-            logger.debug("shutdown: handlers installed in process %d for %s", self._pid, self._signal_names())
+        self._start_thread()
+        self._pid = pid
+        self._steady = not self._signalled
+        control = self._control
+        logger.debug(
+            "shutdown: handlers installed in process %d for %s (server: %s)",
+            pid,
+            self._signal_names(),
+            control.server if control is not None else "none recognised",
+        )
         self._warn_budget()
-        return installed
+        return True
+
+    def _adopt(self, server: str = "") -> None:
+        """Install automatically, from an adapter's first request, unless installed in this
+        process already or found unable to stop its server (see :meth:`_install`)."""
+        pid = os.getpid()
+        if self._pid != pid and self._auto_failed_pid != pid and not self._signalled:
+            self._install(automatic=server)
+
+    def _record_original(self) -> None:
+        # The application's handlers in place at construction, when it runs in the main
+        # thread; a server's own handler, or another coordinator's, is not the application's.
+        if not _launch.in_main_thread():
+            return
+        for sig in self.signals:
+            handler = signal.getsignal(sig)
+            if not _launch.server_handler(handler):
+                self._original[sig] = handler
+
+    def _fallback_stop(self, found: dict[signal.Signals, SignalHandler]) -> bool:
+        """Whether ``found`` has a handler that, called when the delay ends, may stop an
+        unknown server: a Python callable other than the application's own."""
+        return any(
+            self._callable_handler(handler) and handler != self._original.get(sig) for sig, handler in found.items()
+        )
+
+    def _callable_handler(self, handler: SignalHandler) -> bool:
+        return (
+            callable(handler)
+            and handler is not signal.default_int_handler
+            and handler != self._handler
+            and _launch.server_handler(handler) is None
+        )
+
+    def _cannot_stop(self, server: str) -> None:
+        pid = os.getpid()
+        if self._auto_failed_pid != pid:
+            self._auto_failed_pid = pid
+            logger.warning(_launch.unsupported(server))
 
     def uninstall(self) -> None:
-        """Restore the handlers found by :meth:`install`, where ours are still in place."""
-        if threading.current_thread() is not threading.main_thread():
+        """Restore the application's handlers (see :meth:`install`) where ours are still in place."""
+        if not _launch.in_main_thread():
             return
-        for sig, previous in list(self._previous.items()):
+        for sig in self.signals:
             if signal.getsignal(sig) == self._handler:
-                signal.signal(sig, previous if previous is not None else signal.SIG_DFL)
-            del self._previous[sig]
+                original = self._original.get(sig, _launch.uninstalled_handler(sig))
+                signal.signal(sig, original if original is not None else signal.SIG_DFL)
+        self._previous.clear()
 
     @property
     def pid(self) -> int | None:
@@ -278,12 +399,26 @@ class GracefulShutdown:
         """Whether our handler is in place for every configured signal."""
         return all(signal.getsignal(s) == self._handler for s in self.signals)
 
+    @property
+    def server(self) -> str | None:
+        """The name of the server the coordinator stops when the delay ends (``"uvicorn"``,
+        ``"gunicorn"``, ``"asyncio"``, ``"trio"``, ``"waitress"``, ``"given"`` for a
+        ``stop`` passed to :meth:`install`), or ``None`` when none is known."""
+        return self._control.server if self._control is not None else None
+
     def _signal_names(self) -> str:
         return ", ".join(s.name for s in self.signals)
 
     def _on_signal(self, signum: int, frame: FrameType | None) -> None:
         # Runs in the main thread between two bytecodes of whatever it was doing: set
         # plain attributes and write to a pipe, nothing that takes a lock (logging does).
+        passing = self._pass
+        if passing is not None and passing[0] == signum:
+            # Sent by this coordinator for another handler, to run in the main thread.
+            self._pass = None
+            if callable(passing[1]):
+                passing[1](signum, frame)
+            return
         now = time.monotonic()
         if not self._signalled:
             self._signalled = True
@@ -294,6 +429,9 @@ class GracefulShutdown:
                 os.write(self._wake[1], b"s")
             return
         if self._stopped.is_set():
+            # The sequence has ended, yet this handler is in place (a server restored it):
+            # the signal goes where it would have gone without us.
+            self._pass_on(signum, frame)
             return
         if self._signal_at and now - self._signal_at < self.repeat_window:
             # A copy of the first signal (the whole process group signalled, then the
@@ -303,6 +441,24 @@ class GracefulShutdown:
                 os.write(self._wake[1], b"r")
             return
         self._fast_exit(signum)
+
+    def _pass_on(self, signum: int, frame: FrameType | None) -> None:
+        original = self._original.get(signum, _launch.uninstalled_handler(signum))
+        if callable(original):
+            original(signum, frame)
+        elif original != signal.SIG_IGN:  # the default action: restore it and let it happen
+            signal.signal(signum, signal.SIG_DFL)
+            signal.raise_signal(signum)
+
+    def _deliver_in_main_thread(self, signum: int, handler: SignalHandler) -> None:
+        """Have ``handler`` called with ``signum`` in the main thread, as a signal it
+        handles would (trio's ``KeyboardInterrupt``, the default one of ``SIGINT``)."""
+        self._pass = (signum, handler)
+        if signal.getsignal(signum) != self._handler:
+            self._pass = None
+        main = threading.main_thread().ident
+        if main is not None:
+            signal.pthread_kill(main, signum)
 
     def _fast_exit(self, signum: int) -> None:
         code = 128 + signum
@@ -338,9 +494,13 @@ class GracefulShutdown:
 
     def _start_thread(self) -> None:
         with self._lock:
-            if self._thread is not None and self._thread_pid == os.getpid():
+            pid = os.getpid()
+            if self._atexit_pid != pid:
+                self._atexit_pid = pid
+                atexit.register(self._at_exit)
+            if self._thread is not None and self._thread_pid == pid:
                 return  # started in this process (a thread started before a fork is not in the child)
-            self._thread_pid = os.getpid()
+            self._thread_pid = pid
             self._wake = os.pipe()
             self._thread = threading.Thread(target=self._sequence, name="healthprobe-shutdown", daemon=True)
             self._thread.start()
@@ -355,15 +515,20 @@ class GracefulShutdown:
             threading.Thread(target=self._log_repeats, name="healthprobe-shutdown-repeats", daemon=True).start()
         self.registry.begin_drain()
         self._draining.set()
+        control = self._control
+        delay = self.delay
+        if control is not None and control.development:
+            delay = 0.0
+            logger.info("shutdown: %s runs under a development reloader: no shutdown delay", control.server)
         self._phase(
             "signal",
             "shutdown: %s received; readiness fails, serving on for the %.1f s delay (%d request(s) in flight)",
             _name(self._signum or signal.SIGTERM),
-            self.delay,
+            delay,
             self.in_flight,
         )
-        if self.delay > 0:
-            time.sleep(self.delay)
+        if delay > 0:
+            time.sleep(delay)
         with self._lock:
             self._stop_at = time.monotonic()
             self._stopping.set()
@@ -374,23 +539,68 @@ class GracefulShutdown:
             self.in_flight,
             self.drain_timeout,
         )
-        stop = self._stop
-        try:
-            if stop is not None:
-                stop()
-            else:
-                previous = self._previous.get(self._signum or 0)
-                if callable(previous) and previous is not signal.default_int_handler:
-                    previous(self._signum or signal.SIGTERM, self._frame)
-        except Exception:
-            logger.exception("shutdown: stopping the server raised")
+        self._call_original()
+        self._call(control.stop if control is not None else self._fallback, "stopping the server")
+        self._watch_drain()
+        if control is not None and control.release is not None:
+            self._call(control.release, "letting the server return")
         if self._by_signal:
             # A signalled process must end: if the server or worker loop never comes back
             # to finish() (a wedged loop, a server that ignores its stop), exit once drain
             # and hooks have had their time, rather than wait for the kubelet's SIGKILL.
             bound = self.drain_timeout + self.hook_timeout * max(1, len(self._hooks)) + FORCED_EXIT_MARGIN
-            if not self._stopped.wait(bound):
+            if not self._stopped.wait(max(0.0, self._stop_at + bound - time.monotonic())):
                 self._forced_exit(bound)
+
+    def _call(self, func: Callable[[], object], what: str) -> None:
+        try:
+            func()
+        except BaseException:  # SystemExit from a handler included: the sequence goes on
+            logger.exception("shutdown: %s raised", what)
+
+    def _call_original(self) -> None:
+        """Call the application's own handler of the first signal, once (see :meth:`install`)."""
+        signum = self._signum or signal.SIGTERM
+        original = self._original.get(signum)
+        if callable(original) and self._callable_handler(original):
+            self._call(lambda: original(signum, self._frame), f"the application's {_name(signum)} handler")
+
+    def _fallback(self) -> None:
+        # No server recognised and no stop given: the handler found by the latest install,
+        # when it is not the application's (already called), is an unknown server's.
+        signum = self._signum or signal.SIGTERM
+        previous = self._previous.get(signum)
+        if callable(previous) and self._callable_handler(previous) and previous != self._original.get(signum):
+            previous(signum, self._frame)
+
+    def _watch_drain(self) -> None:
+        """Wait until no request, stream or WebSocket session is in flight, or the drain
+        bound is reached; at the bound, close the WebSocket sessions still open with code
+        1001 ("going away", RFC 6455 section 7.4.1) and give them a moment to end."""
+        deadline = self._stop_at + self.drain_timeout
+        while self.in_flight > 0 and time.monotonic() < deadline:
+            time.sleep(_POLL)
+        if self._sessions and self.in_flight > 0:
+            closers = list(self._sessions)
+            logger.info(
+                "shutdown: drain bound of %.1f s reached; closing %d WebSocket session(s) with code 1001",
+                self.drain_timeout,
+                len(closers),
+            )
+            thread = threading.Thread(target=_close_all, args=(closers,), name="healthprobe-sessions", daemon=True)
+            thread.start()
+            end = time.monotonic() + SESSION_CLOSE_WAIT
+            thread.join(SESSION_CLOSE_WAIT)
+            while self.in_flight > 0 and time.monotonic() < end:
+                time.sleep(_POLL)
+        self._drained()
+
+    def _at_exit(self) -> None:
+        # The interpreter exits after a signalled shutdown that no server integration
+        # finished (a server that returned by itself: gunicorn without healthprobe's
+        # configuration, waitress-serve): drain what is left and run the hooks now.
+        if self._by_signal and self._thread_pid == os.getpid() and not self._stopped.is_set():
+            self.finish()
 
     def _log_repeats(self) -> None:
         assert self._wake is not None
@@ -524,22 +734,37 @@ class GracefulShutdown:
     def _drained(self) -> bool:
         left = self.in_flight
         start = self._stop_at or self._t0 or time.monotonic()
+        if not self._signalled:
+            # The server stopped by itself (its own signal handling, a parent process, a
+            # request limit): nothing here knows what it did to its requests.
+            self._phase(
+                "drained",
+                "shutdown: the server stopped with no shutdown signal received by healthprobe in process %d: "
+                "readiness did not fail before it stopped accepting; %d request(s) in flight",
+                os.getpid(),
+                left,
+                level=logging.WARNING,
+            )
+            return left == 0
         if left > 0:
             self._phase(
                 "drained",
                 "shutdown: drain bound of %.1f s reached with %d request(s) still in flight",
                 self.drain_timeout,
                 left,
+                level=logging.WARNING,
             )
             return False
         cut = len(self._cut)
         if cut:  # the server ended them at its own bound (uvicorn's timeout_graceful_shutdown)
-            self._phase(
+            if self._phase(
                 "drained",
                 "shutdown: drain ended after %.2f s; %d request(s) cancelled by the server unfinished",
                 time.monotonic() - start,
                 cut,
-            )
+                level=logging.WARNING,
+            ):
+                self._logged.add("cut")  # said here: not again when the process stops
             return False
         self._phase("drained", "shutdown: drained after %.2f s", time.monotonic() - start)
         return True
@@ -611,11 +836,34 @@ class GracefulShutdown:
 
     async def finish_async(self) -> int:
         """:meth:`finish` for async callers (shielded from cancellation)."""
-        await self.drain_async()
-        await self.run_hooks_async()
+        with anyio.CancelScope(shield=True):
+            await self.drain_async()
+            await self.run_hooks_async()
+        return self._finished()
+
+    async def finish_cancelled(self) -> int:
+        """:meth:`finish_async` for a serving task or lifespan that is being cancelled (an
+        embedding program's Ctrl-C, a task group ending): the hooks run at once, on this
+        loop, shielded and each bounded by ``hook_timeout``, without waiting for a drain
+        (the server's requests are being cancelled with it). Returns the exit code."""
+        with anyio.CancelScope(shield=True):
+            if not self._stopped.is_set():
+                logger.info("shutdown: the serving task was cancelled; running the cleanup hooks")
+            await self.run_hooks_async()
+            # Hooks another task runs (the lifespan's, on its shutdown message) end before
+            # this one lets the cancellation go on, and with it the event loop.
+            deadline = time.monotonic() + self.hook_timeout * len(self._hooks) + _POLL
+            await _until(lambda: self._hooks_done.is_set() or time.monotonic() >= deadline)
         return self._finished()
 
     def _finished(self) -> int:
+        if self._cut:  # after the drain was logged: the server cut them at its own bound
+            self._phase(
+                "cut",
+                "shutdown: %d request(s) cancelled by the server unfinished",
+                len(self._cut),
+                level=logging.WARNING,
+            )
         self.registry.mark_stopped()
         self.uninstall()
         if not self._stopped.is_set():
@@ -626,12 +874,14 @@ class GracefulShutdown:
             self._phase("stopped", "shutdown: stopped %s; exit code %d", since, self.exit_code)
         return self.exit_code
 
-    def _phase(self, phase: str, message: str, *args: object) -> None:
+    def _phase(self, phase: str, message: str, *args: object, level: int = logging.INFO) -> bool:
+        """Log the line of ``phase`` unless it was logged already; whether it was logged now."""
         with self._lock:
             if phase in self._logged:
-                return
+                return False
             self._logged.add(phase)
-        logger.info(message, *args)
+        logger.log(level, message, *args)
+        return True
 
 
 #: The shutdown phases in order, as :attr:`GracefulShutdown.phase` names them (DESIGN.md's
@@ -705,11 +955,9 @@ async def _await(awaitable: Awaitable[Any]) -> None:
     await awaitable
 
 
-def _server_stopper(shutdown: GracefulShutdown, previous: SignalHandler) -> Callable[[], None] | None:
-    """Recognise a server's own signal handler and return how to stop that server."""
-    owner = getattr(previous, "__self__", None)
-    if owner is not None and type(owner).__module__.startswith("uvicorn."):
-        from .servers.uvicorn import stopper
-
-        return stopper(owner, shutdown)
-    return None
+def _close_all(closers: list[Callable[[], None]]) -> None:
+    for close in closers:
+        try:
+            close()
+        except Exception:  # a session that ended meanwhile, or a loop that is gone
+            logger.debug("shutdown: closing a WebSocket session failed", exc_info=True)

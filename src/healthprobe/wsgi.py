@@ -19,6 +19,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator, Mapping
 from typing import TYPE_CHECKING, Protocol, cast
 
+from . import _launch
 from ._types import Probe
 from .http import HealthEndpoints, MetricsSource, Response, endpoints_for, plain_response
 from .registry import HealthRegistry
@@ -68,30 +69,38 @@ def _handle(endpoints: HealthEndpoints, environ: WSGIEnvironment) -> Response | 
 
 
 class _InFlight:
-    """The app's response iterable, counted in flight until the server closes it (PEP 3333
-    requires servers to call ``close()``); closes the app's iterable first, then counts the
-    request finished, once however often it is closed."""
+    """The app's response iterable, counted in flight until its body is exhausted or the
+    server closes it, whichever comes first: what the client sees. (PEP 3333 requires
+    servers to call ``close()``, but some call it late: Werkzeug's server only once the
+    peer closes a keep-alive connection.) Closes the app's iterable once, and counts the
+    request finished once, however often either happens."""
 
-    __slots__ = ("_iterable", "_requests")
+    __slots__ = ("_closed", "_iterable", "_requests")
 
     def __init__(self, iterable: Iterable[bytes], requests: list[None]) -> None:
         self._iterable = iterable
         self._requests: list[None] | None = requests
+        self._closed = False
 
     def __iter__(self) -> Iterator[bytes]:
-        return iter(self._iterable)
+        yield from self._iterable
+        self._finished()
+
+    def _finished(self) -> None:
+        requests, self._requests = self._requests, None
+        if requests:  # never below zero, whatever else counts there
+            requests.pop()
 
     def close(self) -> None:
-        requests, self._requests = self._requests, None
-        if requests is None:
+        if self._closed:
             return
+        self._closed = True
         try:
             close = getattr(self._iterable, "close", None)
             if close is not None:
                 close()
         finally:
-            if requests:  # never below zero, whatever else counts there
-                requests.pop()
+            self._finished()
 
 
 class ProbeMiddleware(Protocol):
@@ -128,10 +137,16 @@ def HealthMiddleware(
             :class:`HealthEndpoints` (ignored when ``registry`` is a :class:`HealthEndpoints`);
             ``metrics=True`` also serves Prometheus metrics on ``/metrics``.
         shutdown: a :class:`GracefulShutdown` to serve: requests to ``app`` are counted
-            as in flight until the server closes the response iterable (PEP 3333 requires
-            servers to call ``close()``). No ``Connection`` header is added while draining:
-            hop-by-hop headers belong to the server, not the application (PEP 3333); the
-            server integration stops accepting instead.
+            as in flight until their body is exhausted or the server closes the response
+            iterable, whichever comes first (PEP 3333). The coordinator's signal handlers
+            are installed in the serving process: here, as a gunicorn sync or ``gthread``
+            worker or ``waitress-serve`` imports the application; else at the first
+            request, when it runs in the main thread (gunicorn with ``--preload``). Where
+            the server cannot be stopped that way, a WARNING at the first request names the
+            fix; under a development server (``flask run``, ``manage.py runserver``) nothing
+            is installed. No ``Connection`` header is added while draining: hop-by-hop
+            headers belong to the server, not the application (PEP 3333); the server stops
+            accepting instead.
 
     Returns:
         A :class:`ProbeMiddleware`: the WSGI application to serve, with ``app``,
@@ -146,6 +161,8 @@ def HealthMiddleware(
     object's ``__call__`` (docs/performance.md).
     """
     endpoints = endpoints_for(registry, paths, failure_status, expose_output, metrics, metrics_path)
+    if shutdown is not None:
+        _adopt_at_import(shutdown)
     # Every path answered here is one of these or starts with one of the prefixes.
     exact = frozenset([*endpoints.paths, *([endpoints.metrics_path] if endpoints.metrics else [])])
     prefixes = tuple(path.rstrip("/") + "/" for path in endpoints.paths)
@@ -182,8 +199,10 @@ def HealthMiddleware(
                 return _answer(response, environ, start_response)
         if shutdown is None:
             return app(environ, start_response)
-        # The coordinator's own list, not its methods: this is the pass-through cost of
-        # every request (docs/performance.md).
+        # The coordinator's own attributes, not its methods: this is the pass-through cost
+        # of every request (docs/performance.md).
+        if not shutdown._steady:  # not installed in this process yet (--preload), or draining
+            shutdown._adopt(_launch.server_name(environ.get("SERVER_SOFTWARE", "")))
         requests = shutdown._requests
         requests.append(None)
         try:
@@ -199,6 +218,20 @@ def HealthMiddleware(
     middleware.endpoints = endpoints
     middleware.shutdown = shutdown
     return middleware
+
+
+def _adopt_at_import(shutdown: GracefulShutdown) -> None:
+    """Install the coordinator now when the server importing the application is known and
+    its worker serves from the main thread later (gunicorn's sync and ``gthread`` workers,
+    ``waitress-serve``): requests of a ``gthread`` worker or of waitress run in other
+    threads, where signal handlers cannot be installed."""
+    server = _launch.server_at_import()
+    if server == "gunicorn":
+        shutdown._install(automatic=server)
+    elif server == "waitress":
+        from .servers import waitress
+
+        waitress.adopt(shutdown)
 
 
 class HealthApp:

@@ -32,6 +32,7 @@ import time
 from types import FrameType
 from typing import Any
 
+from .._launch import ServerControl
 from ..shutdown import REPEAT_WINDOW, GracefulShutdown, current
 
 logger = logging.getLogger("healthprobe.shutdown")
@@ -83,23 +84,46 @@ def post_worker_init(worker: Any) -> None:
     worker that stops on it (sync, ``gthread``), and warn when ``graceful_timeout`` is below
     the coordinator's budget.
 
-    Workers that leave ``SIGTERM`` to their server (uvicorn workers) are left alone: the
-    ASGI middleware installs the coordinator at lifespan startup, inside uvicorn's own
-    signal capture.
+    The WSGI ``HealthMiddleware`` already installs the coordinator when the worker imports
+    the application (or at its first request, with ``--preload``): this hook covers
+    applications that build the middleware outside the import. Workers that leave
+    ``SIGTERM`` to their server (uvicorn workers) are left alone: the ASGI middleware
+    installs the coordinator at lifespan startup, inside uvicorn's own signal capture.
     """
     shutdown = _coordinator()
     if shutdown is None:
         return
+    _warn_graceful_timeout(worker, shutdown)
+    if signal.getsignal(signal.SIGTERM) == worker.handle_exit:
+        shutdown.install()  # recognises the worker's handler: see control()
+
+
+_warned: set[int] = set()
+
+
+def _warn_graceful_timeout(worker: Any, shutdown: GracefulShutdown) -> None:
     graceful = float(worker.cfg.graceful_timeout)
-    if shutdown.budget > graceful:
+    if shutdown.budget > graceful and os.getpid() not in _warned:
+        _warned.add(os.getpid())
         logger.warning(
             "shutdown: gunicorn graceful_timeout of %.1f s is below the shutdown budget of %.1f s; "
             "the master may kill workers before they stop cleanly",
             graceful,
             shutdown.budget,
         )
-    if signal.getsignal(signal.SIGTERM) != worker.handle_exit:
-        return
+
+
+def control(worker: Any, shutdown: GracefulShutdown) -> ServerControl:
+    """How the coordinator stops a sync or ``gthread`` gunicorn ``worker`` (recognised by its
+    ``handle_exit`` handler), with or without this configuration module.
+
+    When the delay ends, the worker first accepts and serves the connections already
+    waiting in the listen backlog, then stops the way its own ``SIGTERM`` handler would
+    (``alive = False``) and is woken at once; it finishes the requests it serves or has
+    queued, within gunicorn's ``graceful_timeout``. The hooks then run from ``worker_exit``
+    (this module) or, without this module, when the worker's interpreter exits.
+    """
+    _warn_graceful_timeout(worker, shutdown)
 
     def stop() -> None:
         # Connections the kernel has already accepted into the listen backlog while this
@@ -115,7 +139,7 @@ def post_worker_init(worker: Any) -> None:
         except OSError:
             pass
 
-    shutdown.install(stop)
+    return ServerControl("gunicorn", stop)
 
 
 def _wait_for_empty_backlog(listeners: list[Any], bound: float) -> None:

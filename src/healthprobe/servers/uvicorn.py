@@ -6,16 +6,16 @@ Programmatic use (the coordinator installs itself inside uvicorn's own signal ca
     app = HealthMiddleware(app, registry, shutdown=shutdown)
     sys.exit(healthprobe.servers.uvicorn.run(uvicorn.Config(app, host="0.0.0.0", port=8080), shutdown))
 
-Command line (``uvicorn module:app``) and gunicorn's uvicorn workers: wrapping the app in the
-ASGI ``HealthMiddleware(app, registry, shutdown=shutdown)`` is enough. At lifespan startup, in
-the serving process, the middleware installs the coordinator on top of
-``uvicorn.Server.handle_exit``; when the delay ends the server is stopped by setting
-``should_exit`` (not by calling ``handle_exit``, which would re-raise the signal once the
-server returns and end the process with a non-zero status).
-
-uvicorn then closes its listening sockets, closes idle keep-alive connections and waits for
-open ones within ``timeout_graceful_shutdown`` (set to what is left of the drain bound when
-unset), then sends the lifespan shutdown, where the middleware runs the cleanup hooks.
+Command line (``uvicorn module:app``, ``--lifespan off`` too) and gunicorn's uvicorn workers:
+wrapping the app in the ASGI ``HealthMiddleware(app, registry, shutdown=shutdown)`` is enough.
+At lifespan startup (or the first request, without a lifespan), in the serving process, the
+middleware installs the coordinator on top of ``uvicorn.Server.handle_exit``, and
+:func:`control` tells it how to stop that server: when the delay ends, the listening sockets
+are closed (open requests, streams and WebSocket sessions go on); once they have ended (or at
+the drain bound, where WebSocket sessions still open are closed with code 1001) ``should_exit``
+is set. uvicorn then closes idle keep-alive connections, waits for what is left within
+``timeout_graceful_shutdown`` and sends the lifespan shutdown, where the middleware runs the
+cleanup hooks (without a lifespan they run right after it).
 
 Worker processes (``uvicorn module:app --workers N``): each worker is such a command-line
 server, and the middleware is enough there too. The signal goes to uvicorn's supervisor,
@@ -42,28 +42,74 @@ import os
 import signal
 import socket
 import time
-from collections.abc import Callable, Generator
+from collections.abc import Generator
 from types import FrameType
 from typing import Any
 
 import uvicorn
 from uvicorn.supervisors import Multiprocess
 
+from .._launch import ServerControl
 from ..shutdown import REPEAT_WINDOW, GracefulShutdown, _flush_logs, _name, _seconds
 
 logger = logging.getLogger("healthprobe.shutdown")
 
 
-def stopper(server: uvicorn.Server, shutdown: GracefulShutdown) -> Callable[[], None]:
-    """How to stop ``server`` when the delay ends: bound its graceful wait by the drain
-    bound left, then set ``should_exit`` (read by its main loop every 0.1 s)."""
+def control(server: uvicorn.Server, shutdown: GracefulShutdown) -> ServerControl:
+    """How the coordinator drives ``server`` (recognised by its ``handle_exit`` handler).
+
+    When the delay ends, the server's listening sockets are closed on its event loop: it
+    accepts no new connection, while open requests, streams and WebSocket sessions go on
+    (uvicorn's own shutdown would close WebSocket sessions at once, with code 1012). Once the
+    coordinator's drain is over, ``should_exit`` is set (read by uvicorn's main loop every
+    0.1 s; not ``handle_exit``, which would re-raise the signal once the server returns and
+    end the process with a non-zero status), with ``timeout_graceful_shutdown``, when unset,
+    set to what is left of the drain bound (at least 0.1 s): uvicorn cancels what still runs
+    then.
+
+    Without an ASGI lifespan (``--lifespan off``) the cleanup hooks run on the server's
+    event loop right after uvicorn's own lifespan shutdown step. Under ``--reload`` (a
+    development reloader) the coordinator skips its delay.
+    """
+    try:
+        loop: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
+    except RuntimeError:
+        loop = None
 
     def stop() -> None:
+        if loop is not None:
+            loop.call_soon_threadsafe(_close_listeners, server)
+
+    def release() -> None:
         if server.config.timeout_graceful_shutdown is None:
-            server.config.timeout_graceful_shutdown = max(1, round(shutdown.drain_remaining()))
+            # uvicorn hands it to asyncio.wait_for, which takes any number of seconds.
+            left = max(0.1, shutdown.drain_remaining())
+            server.config.timeout_graceful_shutdown = left  # type: ignore[assignment]
         server.should_exit = True
 
-    return stop
+    if not shutdown._lifespan_seen:
+        _finish_after_lifespan(server, shutdown)
+    return ServerControl("uvicorn", stop, release, development=bool(server.config.reload))
+
+
+def _close_listeners(server: uvicorn.Server) -> None:
+    for listener in getattr(server, "servers", ()):
+        listener.close()
+
+
+def _finish_after_lifespan(server: uvicorn.Server, shutdown: GracefulShutdown) -> None:
+    # uvicorn awaits server.lifespan.shutdown() after its drain whether or not the app has a
+    # lifespan (LifespanOff's does nothing): the hooks run there, on the server's loop.
+    lifespan = getattr(server, "lifespan", None)
+    if lifespan is None:
+        return
+    shutdown_step = lifespan.shutdown
+
+    async def shutdown_then_finish() -> None:
+        await shutdown_step()
+        await shutdown.finish_async()
+
+    lifespan.shutdown = shutdown_then_finish
 
 
 class Server(uvicorn.Server):
@@ -82,7 +128,7 @@ class Server(uvicorn.Server):
     @contextlib.contextmanager
     def capture_signals(self) -> Generator[None, None, None]:
         with super().capture_signals():
-            self.coordinator.install(stopper(self, self.coordinator))
+            self.coordinator.install()  # recognises this server's handle_exit: see control()
             try:
                 yield
             finally:
@@ -92,10 +138,21 @@ class Server(uvicorn.Server):
 async def serve(config: uvicorn.Config, shutdown: GracefulShutdown, sockets: list[socket.socket] | None = None) -> int:
     """Serve ``config`` until shutdown completes; run the hooks if the lifespan did not.
 
+    If the task running it is cancelled (an embedding program's Ctrl-C, a task group that
+    ends), the cleanup hooks still run, shielded and each bounded by ``hook_timeout``, and
+    the cancellation goes on.
+
     Returns:
         The exit code, 0 after a clean shutdown (a second signal exits the process at once).
+
+    Raises:
+        asyncio.CancelledError: the task was cancelled (after the hooks ran).
     """
-    await Server(config, shutdown).serve(sockets=sockets)
+    try:
+        await Server(config, shutdown).serve(sockets=sockets)
+    except asyncio.CancelledError:
+        await shutdown.finish_cancelled()
+        raise
     return await shutdown.finish_async()
 
 

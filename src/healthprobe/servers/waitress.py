@@ -1,0 +1,95 @@
+"""waitress: serve with a graceful shutdown, from code or from the ``waitress-serve`` command.
+
+::
+
+    shutdown = GracefulShutdown(registry)
+    app = HealthMiddleware(app, registry, shutdown=shutdown)
+    sys.exit(healthprobe.servers.waitress.serve(app, shutdown, listen="0.0.0.0:8080"))
+
+``waitress-serve --listen=0.0.0.0:8080 myapp:app`` needs nothing more: waitress installs no
+signal handler of its own (``SIGTERM`` would end the process at once), so the WSGI
+``HealthMiddleware(shutdown=...)`` installs the coordinator when the command imports the
+application, in its main thread.
+
+When the delay ends the listening sockets are closed on waitress's main loop (no new
+connection is accepted; open ones go on). Once the requests in flight are answered (or the
+drain bound is reached) and waitress has written what it holds, waitress's main loop is ended
+the way Ctrl-C ends it (a ``KeyboardInterrupt`` in the main thread, which ``waitress``'s
+``run()`` catches), its task threads are shut down, and the hooks run. ``waitress.serve(app)``
+called by an application of its own cannot be stopped this way from a request thread: a
+WARNING says so at the first request.
+"""
+
+from __future__ import annotations
+
+import gc
+import signal
+import time
+from typing import Any
+
+from waitress import wasyncore
+from waitress.server import BaseWSGIServer, create_server
+
+from .._launch import ServerControl
+from ..shutdown import GracefulShutdown
+
+#: Seconds allowed for waitress to write out the responses it holds once the drain is over.
+FLUSH_TIMEOUT = 1.0
+
+
+def serve(app: Any, shutdown: GracefulShutdown, **kwargs: Any) -> int:
+    """Serve the WSGI ``app`` with waitress until shutdown completes.
+
+    Args:
+        app: the WSGI application, normally wrapped in ``HealthMiddleware(shutdown=shutdown)``.
+        shutdown: the :class:`GracefulShutdown` of this process.
+        kwargs: waitress's settings (``listen="0.0.0.0:8080"``, ``threads=8``, ...), as for
+            ``waitress.serve``.
+
+    Returns:
+        The exit code, 0 after a clean shutdown. Must run in the main thread.
+    """
+    server = create_server(app, **kwargs)
+    shutdown._install(control=control(shutdown, server))
+    server.print_listen("Serving on http://{}:{}")
+    server.run()
+    return shutdown.finish()
+
+
+def adopt(shutdown: GracefulShutdown) -> None:
+    """Install the coordinator in a process that ``waitress-serve`` is starting (called by
+    the WSGI middleware as the command imports the application, before the server exists)."""
+    shutdown._install(control=control(shutdown), automatic="waitress")
+
+
+def control(shutdown: GracefulShutdown, server: Any = None) -> ServerControl:
+    """How the coordinator stops waitress: ``server`` from ``create_server``, or every
+    waitress server of this process when ``None`` (found when the delay ends)."""
+
+    def servers() -> list[BaseWSGIServer]:
+        if server is None:
+            return [o for o in gc.get_objects() if isinstance(o, BaseWSGIServer)]
+        return [server] if isinstance(server, BaseWSGIServer) else [*_listeners(server)]
+
+    def stop() -> None:
+        for listener in servers():
+            # On waitress's main loop: the socket map is not to be changed from elsewhere.
+            listener.trigger.pull_trigger(lambda listener=listener: wasyncore.dispatcher.close(listener))
+
+    def release() -> None:
+        deadline = time.monotonic() + FLUSH_TIMEOUT
+        while time.monotonic() < deadline and not all(_flushed(listener) for listener in servers()):
+            time.sleep(0.02)
+        shutdown._deliver_in_main_thread(signal.SIGINT, signal.default_int_handler)
+
+    return ServerControl("waitress", stop, release)
+
+
+def _listeners(server: Any) -> list[BaseWSGIServer]:
+    # A MultiSocketServer (several listen addresses) holds its listeners in its socket map.
+    return [o for o in getattr(server, "map", {}).values() if isinstance(o, BaseWSGIServer)]
+
+
+def _flushed(listener: BaseWSGIServer) -> bool:
+    channels = list(getattr(listener, "active_channels", {}).values())
+    return all(not channel.total_outbufs_len and not channel.requests for channel in channels)
