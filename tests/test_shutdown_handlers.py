@@ -68,7 +68,8 @@ else:
 
     healthprobe.servers.uvicorn.run(config, shutdown)
 handler = signal.getsignal(signal.SIGTERM)
-print("returned", {flush: "app", signal.SIG_DFL: "default"}.get(handler, type(getattr(handler, "__self__", None)).__name__))
+owner = type(getattr(handler, "__self__", None)).__name__
+print("returned", {flush: "app", signal.SIG_DFL: "default"}.get(handler, owner), flush=True)
 signal.raise_signal(signal.SIGTERM)  # a later SIGTERM: to the app's handler, or the default action
 print("after the second SIGTERM", flush=True)
 """
