@@ -174,6 +174,10 @@ def HealthMiddleware(
         # decides whether it is ours; a repeated probe whose answer is still current is
         # answered from the endpoints' remembered answers by one lookup on the raw environ
         # values and one validity test, without a call in between (docs/performance.md).
+        if shutdown is not None and not shutdown._steady:
+            # Not installed in this process yet (--preload), or draining: a probe is often
+            # a process's first request, so it is the one to install, or to warn.
+            shutdown._adopt(_launch.server_name(environ.get("SERVER_SOFTWARE", "")))
         try:
             path = environ["PATH_INFO"] or "/"
         except KeyError:  # PATH_INFO may be absent (PEP 3333)
@@ -199,10 +203,8 @@ def HealthMiddleware(
                 return _answer(response, environ, start_response)
         if shutdown is None:
             return app(environ, start_response)
-        # The coordinator's own attributes, not its methods: this is the pass-through cost
-        # of every request (docs/performance.md).
-        if not shutdown._steady:  # not installed in this process yet (--preload), or draining
-            shutdown._adopt(_launch.server_name(environ.get("SERVER_SOFTWARE", "")))
+        # The coordinator's own list, not its methods: this is the pass-through cost of
+        # every request (docs/performance.md).
         requests = shutdown._requests
         requests.append(None)
         try:

@@ -1,0 +1,47 @@
+"""A Flask app for the launch-path tests: ``/`` answers at once, ``/slow`` after
+``?seconds=`` (default 2.0 s).
+
+Wired as the documentation tells Flask users to: the WSGI ``HealthMiddleware`` wraps
+``app.wsgi_app``. Run by the tests under plain gunicorn (``tests.apps.flask_app:app``) and
+``flask --app tests.apps.flask_app run``. Timings come from the environment: ``HP_DELAY``,
+``HP_DRAIN``, ``HP_HOOK_TIMEOUT``, ``HP_REPEAT_WINDOW`` (seconds).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+
+from flask import Flask, request
+
+from healthprobe import HealthRegistry
+from healthprobe.wsgi import HealthMiddleware
+
+from . import coordinator
+
+registry = HealthRegistry()
+shutdown = coordinator(registry)
+
+
+@shutdown.hook
+def cleanup_sleep() -> None:
+    print(f"cleanup_sleep start {os.getpid()} {time.time():.3f}", flush=True)
+    time.sleep(0.5)
+    print(f"cleanup_sleep done in {os.getpid()}", flush=True)
+
+
+app = Flask(__name__)
+
+
+@app.get("/")
+def fast() -> str:
+    return f"ok {os.getpid()}"
+
+
+@app.get("/slow")
+def slow() -> str:
+    time.sleep(float(request.args.get("seconds", "2.0")))
+    return f"slow ok {os.getpid()}"
+
+
+app.wsgi_app = HealthMiddleware(app.wsgi_app, registry, shutdown=shutdown)  # type: ignore[method-assign]
