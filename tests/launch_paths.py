@@ -119,6 +119,14 @@ async def main():
 asyncio.run(main())
 """
 
+#: A program that serves the WSGI test app with healthprobe's waitress integration.
+WAITRESS_SERVE = """
+import sys
+from healthprobe.servers.waitress import serve
+from {module} import app, shutdown
+sys.exit(serve(app, shutdown, listen="127.0.0.1:{{port}}", threads=4))
+""".format(module=WSGI.split(":")[0])
+
 GRACEFUL = "readiness 503 at once, liveness 200; serves on for the delay; stops accepting; drains; hooks; exit 0"
 
 ROWS: tuple[LaunchPath, ...] = (
@@ -213,6 +221,13 @@ ROWS: tuple[LaunchPath, ...] = (
         lambda port: [str(BIN / "waitress-serve"), f"--listen={_bind(port)}", "--threads=4", WSGI],
         "graceful",
         GRACEFUL,
+        hooks=2,
+    ),
+    LaunchPath(
+        "waitress-healthprobe",
+        lambda port: [PYTHON, "-c", WAITRESS_SERVE.format(port=port)],
+        "graceful",
+        GRACEFUL + " (healthprobe.servers.waitress.serve from code)",
         hooks=2,
     ),
     LaunchPath(
