@@ -74,6 +74,8 @@ class LaunchPath:
         latency: seconds the launched process may take to pass the signal on to the
             processes that serve.
         log_lines: lines the server's output must contain after the shutdown.
+        websockets: the app serves the ``/ws`` echo session (tests/apps/shutdown_asgi.py),
+            which the rolling restart behind HAProxy (tests/haproxy.py) keeps open.
     """
 
     name: str
@@ -88,6 +90,7 @@ class LaunchPath:
     warm_path: str = "/"
     latency: float = 0.0
     log_lines: tuple[str, ...] = ()
+    websockets: bool = False
 
     @property
     def budget(self) -> float:
@@ -155,6 +158,7 @@ ROWS: tuple[LaunchPath, ...] = (
         GRACEFUL + " (in every worker)",
         workers=2,
         hooks=2,
+        websockets=True,
     ),
     LaunchPath(
         "gunicorn-uvicorn-workers-module",
@@ -163,6 +167,7 @@ ROWS: tuple[LaunchPath, ...] = (
         GRACEFUL + " (in every worker; uvicorn.workers is deprecated in favour of uvicorn-worker)",
         workers=2,
         hooks=2,
+        websockets=True,
     ),
     LaunchPath(
         "gunicorn-django",
@@ -187,6 +192,7 @@ ROWS: tuple[LaunchPath, ...] = (
         GRACEFUL + " (no lifespan: the coordinator is installed at the first request)",
         hooks=2,
         log_lines=("shutdown: stopped",),
+        websockets=True,
     ),
     LaunchPath(
         "hypercorn-workers-0",
@@ -194,6 +200,7 @@ ROWS: tuple[LaunchPath, ...] = (
         "graceful",
         GRACEFUL + " (asyncio, served by the process itself)",
         hooks=2,
+        websockets=True,
     ),
     LaunchPath(
         "hypercorn-trio-workers-0",
@@ -201,6 +208,7 @@ ROWS: tuple[LaunchPath, ...] = (
         "graceful",
         GRACEFUL + " (trio, served by the process itself: trio's Ctrl-C handler stops hypercorn when the delay ends)",
         hooks=2,
+        websockets=True,
     ),
     LaunchPath(
         "uvicorn-run",
@@ -208,6 +216,7 @@ ROWS: tuple[LaunchPath, ...] = (
         "graceful",
         GRACEFUL + " (uvicorn.run() from code: the same as the command line)",
         hooks=2,
+        websockets=True,
     ),
     LaunchPath(
         "uvicorn-server-serve",
@@ -215,6 +224,7 @@ ROWS: tuple[LaunchPath, ...] = (
         "graceful",
         GRACEFUL + " (await uvicorn.Server(config).serve() in a program's own event loop)",
         hooks=2,
+        websockets=True,
     ),
     LaunchPath(
         "waitress-serve",

@@ -1,10 +1,11 @@
-"""A Starlette app for the shutdown tests: ``/`` answers at once, ``/slow`` after 2 s.
+"""A Starlette app for the shutdown tests: ``/`` answers at once, ``/slow`` after 2 s (or
+``?seconds=N``), ``/ws`` a WebSocket that answers each text message ``echo: <text>``.
 
 Run by the tests as ``uvicorn tests.apps.shutdown_asgi:app`` (``--workers 2`` too), under
 gunicorn's uvicorn workers, or programmatically:
 ``python -m tests.apps.shutdown_asgi uvicorn|uvicorn-plain|uvicorn-workers|hypercorn PORT``.
 Timings come from the environment: ``HP_DELAY``, ``HP_DRAIN``, ``HP_HOOK_TIMEOUT``,
-``HP_REPEAT_WINDOW`` (seconds).
+``HP_REPEAT_WINDOW`` (seconds); ``HP_NO_HANG_HOOK=1`` leaves out the ``cleanup_hang`` hook.
 """
 
 from __future__ import annotations
@@ -18,7 +19,8 @@ import anyio
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse
-from starlette.routing import Route
+from starlette.routing import Route, WebSocketRoute
+from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from healthprobe import HealthRegistry
 from healthprobe.asgi import HealthMiddleware
@@ -29,9 +31,12 @@ registry = HealthRegistry()
 shutdown = coordinator(registry)
 
 
-@shutdown.hook
 async def cleanup_hang() -> None:
     await anyio.sleep(3600)
+
+
+if os.environ.get("HP_NO_HANG_HOOK") != "1":
+    shutdown.hook(cleanup_hang)
 
 
 @shutdown.hook
@@ -46,11 +51,26 @@ async def fast(request: Request) -> PlainTextResponse:
 
 
 async def slow(request: Request) -> PlainTextResponse:
-    await anyio.sleep(2.0)
+    await anyio.sleep(float(request.query_params.get("seconds", "2.0")))
     return PlainTextResponse(f"slow ok {os.getpid()}")
 
 
-app = HealthMiddleware(Starlette(routes=[Route("/", fast), Route("/slow", slow)]), registry, shutdown=shutdown)
+async def echo(websocket: WebSocket) -> None:
+    """Answer each text message with ``echo: <text>`` until the client closes."""
+    await websocket.accept()
+    try:
+        while True:
+            text = await websocket.receive_text()
+            await websocket.send_text(f"echo: {text}")
+    except WebSocketDisconnect:
+        pass
+
+
+app = HealthMiddleware(
+    Starlette(routes=[Route("/", fast), Route("/slow", slow), WebSocketRoute("/ws", echo)]),
+    registry,
+    shutdown=shutdown,
+)
 
 
 if __name__ == "__main__":

@@ -1,8 +1,10 @@
-"""A Werkzeug WSGI app for the shutdown tests: ``/`` answers at once, ``/slow`` after 2 s.
+"""A Werkzeug WSGI app for the shutdown tests: ``/`` answers at once, ``/slow`` after 2 s (or
+``?seconds=N``).
 
 Run by the tests under gunicorn sync workers (``tests.apps.shutdown_wsgi:app``) or with
 Werkzeug's server: ``python -m tests.apps.shutdown_wsgi PORT``. Timings come from the
-environment: ``HP_DELAY``, ``HP_DRAIN``, ``HP_HOOK_TIMEOUT``, ``HP_REPEAT_WINDOW`` (seconds).
+environment: ``HP_DELAY``, ``HP_DRAIN``, ``HP_HOOK_TIMEOUT``, ``HP_REPEAT_WINDOW`` (seconds);
+``HP_NO_HANG_HOOK=1`` leaves out the ``cleanup_hang`` hook.
 """
 
 from __future__ import annotations
@@ -25,9 +27,12 @@ registry = HealthRegistry()
 shutdown = coordinator(registry)
 
 
-@shutdown.hook
 def cleanup_hang() -> None:
     threading.Event().wait()
+
+
+if os.environ.get("HP_NO_HANG_HOOK") != "1":
+    shutdown.hook(cleanup_hang)
 
 
 @shutdown.hook
@@ -40,7 +45,7 @@ def cleanup_sleep() -> None:
 @Request.application  # type: ignore[arg-type]
 def _app(request: Request) -> Response:
     if request.path == "/slow":
-        time.sleep(2.0)
+        time.sleep(float(request.args.get("seconds", "2.0")))
         return Response(f"slow ok {os.getpid()}")
     return Response(f"ok {os.getpid()}")
 

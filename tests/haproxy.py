@@ -1,0 +1,760 @@
+"""Zero request loss behind a real load balancer: a rolling restart through HAProxy.
+
+HAProxy (Debian package ``haproxy``) listens on a loopback port in front of two instances of
+a test app, ``a`` and ``b``, health-checking each with ``GET /readyz`` every 200 ms (``fall 2
+rise 1``), with ``retries 0`` and without ``option redispatch``, so that HAProxy answers a
+request it could not deliver with its own 502, 503 or 504 instead of hiding the failure.
+Several keep-alive HTTP clients send requests through it continuously (one in ten is a
+0.5 s one), and for ASGI apps two clients run WebSocket sessions of about 1.75 s back to
+back. Meanwhile each instance in turn gets SIGTERM, exits, starts again on the same port and
+waits until HAProxy has it UP, as a rolling update of a Deployment does. Both WebSocket
+clients open their next session just after each SIGTERM, one on each instance, so that a
+session is open on the stopping instance when its delay ends.
+
+:func:`rollout` runs one row of :data:`ROWS` (or :data:`CONTROL`) and returns a
+:class:`Rollout`; :func:`problems` lists what a row owes and did not deliver.
+``python -m tests.haproxy [ROW ...]`` runs rows and prints a markdown table of the figures.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import csv
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+import httpx
+
+from .launch_paths import rows as launch_path_rows
+from .support import PYTHON, Outcome, ServerProcess, free_port
+
+#: Seconds: the coordinator's delay, long enough for HAProxy's ``fall 2`` at 200 ms plus
+#: the time of a check to mark a draining instance DOWN.
+DELAY = 1.5
+#: Seconds: the drain bound, far above the stop bound, so that a stop that waits for it fails.
+DRAIN = 10.0
+HOOK_TIMEOUT = 1.0
+#: Seconds taken by the apps' hooks once ``cleanup_hang`` is left out (``cleanup_sleep``).
+HOOKS = 0.5
+#: Seconds of the slow request, one in :data:`SLOW_EVERY`.
+SLOW = 0.5
+SLOW_EVERY = 10
+SLOW_PATH = f"/slow?seconds={SLOW}"
+#: Seconds a stop may take beyond delay + longest request + hooks.
+SLACK = 1.0
+ENV = {
+    "HP_DELAY": str(DELAY),
+    "HP_DRAIN": str(DRAIN),
+    "HP_HOOK_TIMEOUT": str(HOOK_TIMEOUT),
+    "HP_NO_HANG_HOOK": "1",
+}
+
+HTTP_CLIENTS = 4
+#: Seconds each HTTP client waits between two requests.
+PAUSE = 0.01
+#: Seconds before a request without an answer counts as failed.
+TIMEOUT = 5.0
+WS_CLIENTS = 2
+WS_MESSAGES = 6
+#: Seconds between two messages of a WebSocket session: a session lasts about 1.75 s, so
+#: that one opened just after SIGTERM is still open when the 1.5 s delay ends.
+WS_GAP = 0.35
+#: Requests completed before the first SIGTERM, and after the last instance is UP again.
+SETTLE = 40
+#: The fewest requests and WebSocket sessions a row must complete to mean anything.
+MIN_REQUESTS = 200
+MIN_WS_SESSIONS = 6
+#: The fewest requests that must start between each SIGTERM and that instance's exit.
+MIN_DURING_STOP = 20
+
+#: Logged by each gunicorn worker once its coordinator's handlers are in place.
+INSTALLED = "shutdown: handlers installed in process"
+
+
+def stop_bound(delay: float = DELAY) -> float:
+    """Seconds from SIGTERM to exit that a graceful stop may take: the delay, the longest
+    request, the hooks and :data:`SLACK`. Far below ``delay + DRAIN``."""
+    return delay + SLOW + HOOKS + SLACK
+
+
+@dataclass(frozen=True)
+class Row:
+    """How to start one instance of an app (``command(port)`` and ``env`` over :data:`ENV`),
+    whether it serves WebSockets, and when it is ready: once HAProxy has it UP and, when
+    ``ready`` is set, once ``ready`` is logged ``workers`` times. ``graceful`` is false for a
+    control row, which must lose requests. ``latency``: seconds the signalled process may take
+    to pass the signal on to its workers (uvicorn's own supervisor reads it every 0.5 s)."""
+
+    command: Callable[[int], list[str]]
+    websockets: bool = False
+    env: Mapping[str, str] = field(default_factory=dict)
+    workers: int = 1
+    ready: str | None = None
+    graceful: bool = True
+    latency: float = 0.0
+
+    @property
+    def delay(self) -> float:
+        """The coordinator's delay of this row, in seconds."""
+        return float({**ENV, **self.env}["HP_DELAY"])
+
+
+def _asgi(mode: str) -> Callable[[int], list[str]]:
+    return lambda port: [PYTHON, "-m", "tests.apps.shutdown_asgi", mode, str(port)]
+
+
+def _gunicorn(worker_class: str, app: str, *extra: str) -> Callable[[int], list[str]]:
+    return lambda port: [
+        *(PYTHON, "-m", "gunicorn", "-c", "python:healthprobe.servers.gunicorn"),
+        *("--workers", "2", "--worker-class", worker_class, "--graceful-timeout", "15", *extra),
+        *("--bind", f"127.0.0.1:{port}", app),
+    ]
+
+
+def _uvicorn_cli(*extra: str) -> Callable[[int], list[str]]:
+    return lambda port: [
+        *(PYTHON, "-m", "uvicorn", "tests.apps.shutdown_asgi:app"),
+        *("--port", str(port), "--host", "127.0.0.1", "--ws", "wsproto", *extra),
+    ]
+
+
+def _launch_paths() -> dict[str, Row]:
+    """Every ``graceful`` row of the launch-path table (tests/launch_paths.py)."""
+    return {
+        path.name: Row(
+            path.command,
+            websockets=path.websockets,
+            workers=path.workers,
+            ready=INSTALLED,
+            latency=path.latency,
+        )
+        for path in launch_path_rows("graceful")
+    }
+
+
+ROWS: dict[str, Row] = {
+    "uvicorn-programmatic": Row(_asgi("uvicorn"), websockets=True),
+    "uvicorn-installed-first": Row(_asgi("uvicorn-plain"), websockets=True),
+    "uvicorn-cli": Row(_uvicorn_cli(), websockets=True),
+    # uvicorn's own supervisor reads its signal queue every 0.5 s.
+    "uvicorn-cli-workers": Row(
+        _uvicorn_cli("--workers", "2"), websockets=True, workers=2, ready=INSTALLED, latency=0.5
+    ),
+    "uvicorn-workers": Row(_asgi("uvicorn-workers"), websockets=True, workers=2, ready=INSTALLED),
+    "gunicorn-sync-config": Row(_gunicorn("sync", "tests.apps.shutdown_wsgi:app"), workers=2, ready=INSTALLED),
+    "gunicorn-gthread-config": Row(
+        _gunicorn("gthread", "tests.apps.shutdown_wsgi:app", "--threads", "4"), workers=2, ready=INSTALLED
+    ),
+    "gunicorn-uvicorn-worker-config": Row(
+        _gunicorn("uvicorn_worker.UvicornWorker", "tests.apps.shutdown_asgi:app"),
+        websockets=True,
+        workers=2,
+        ready=INSTALLED,
+    ),
+    "werkzeug": Row(lambda port: [PYTHON, "-m", "tests.apps.shutdown_wsgi", str(port)]),
+    "hypercorn-programmatic": Row(_asgi("hypercorn"), websockets=True),
+    **_launch_paths(),
+}
+
+#: Rows that must lose requests, proving that the test can fail: no delay, so the instance
+#: stops accepting while HAProxy still routes to it.
+CONTROL: dict[str, Row] = {
+    "uvicorn-programmatic-delay-0": replace(ROWS["uvicorn-programmatic"], env={"HP_DELAY": "0"}, graceful=False),
+}
+
+
+# -- HAProxy ----------------------------------------------------------------------------------
+
+HAPROXY_CONFIG = """\
+global
+    log stdout format raw local0
+    nbthread 1
+    stats socket {socket} mode 600 level admin
+
+defaults
+    mode http
+    log global
+    option httplog
+    # Only requests that did not end normally are logged (HAProxy's own 5xx, aborts, timeouts).
+    option dontlog-normal
+    # No second attempt, on the same server or another one: a failure reaches the client.
+    retries 0
+    no option redispatch
+    timeout connect 2s
+    timeout client 15s
+    timeout server 15s
+    timeout http-keep-alive 15s
+    timeout tunnel 30s
+    timeout check 1s
+
+frontend web
+    bind 127.0.0.1:{port}
+    # Which instance answered (a WebSocket handshake too): the load generator records it.
+    http-response set-header X-Served-By %s
+    # WebSocket handshakes have a backend of their own, whose round robin sees only them:
+    # two handshakes in a row go one to each instance.
+    use_backend ws if {{ path /ws }}
+    default_backend app
+
+backend ws
+    balance roundrobin
+{ws_servers}
+
+backend app
+    balance roundrobin
+    option httpchk
+    http-check send meth GET uri /readyz ver HTTP/1.1 hdr Host 127.0.0.1
+    default-server inter 200ms fall 2 rise 1
+{servers}
+"""
+
+
+def haproxy_binary() -> str | None:
+    """The path of ``haproxy`` (``/usr/sbin`` included, which is not on every user's PATH)."""
+    return shutil.which("haproxy") or shutil.which("haproxy", path="/usr/sbin:/sbin")
+
+
+def _socket_path(workdir: Path) -> Path:
+    """Where the stats socket goes: ``workdir``, unless its path is too long for a unix
+    socket (108 bytes on Linux), then a new directory under the system's temporary one."""
+    path = workdir / "haproxy.sock"
+    if len(os.fsencode(path)) < 100:
+        return path
+    return Path(tempfile.mkdtemp(prefix="hp-")) / "haproxy.sock"
+
+
+class HAProxy:
+    """HAProxy in the foreground (``-db``), in front of ``servers`` (name -> port), listening on
+    a loopback port; its log (abnormal requests, server state changes) goes to a file.
+
+    A thread reads the servers' states from the stats socket every 50 ms (``show stat``) and
+    records each change with its ``time.time()``, in ``changes``."""
+
+    def __init__(self, binary: str, servers: Mapping[str, int], workdir: Path) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.socket = _socket_path(workdir)
+        self.config = workdir / "haproxy.cfg"
+        lines = "\n".join(f"    server {name} 127.0.0.1:{port} check" for name, port in servers.items())
+        # The ws backend's servers take the state of app's, whose checks are the only ones.
+        ws_lines = "\n".join(f"    server {name} 127.0.0.1:{port} track app/{name}" for name, port in servers.items())
+        config = HAPROXY_CONFIG.format(socket=self.socket, port=self.port, servers=lines, ws_servers=ws_lines)
+        self.config.write_text(config)
+        self.log_path = workdir / "haproxy.log"
+        self._log = open(self.log_path, "wb")  # noqa: SIM115 - closed in stop()
+        self.proc = subprocess.Popen(
+            [binary, "-db", "-f", str(self.config)], stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True
+        )
+        #: The latest (status, check status) of each server, e.g. ("UP", "L7OK"), ("DOWN", "L4CON").
+        self.states: dict[str, tuple[str, str]] = {}
+        self.changes: list[tuple[float, str, str]] = []
+        self._changed = threading.Condition()
+        self._done = threading.Event()
+        self._thread = threading.Thread(target=self._watch, daemon=True)
+        self._thread.start()
+
+    def command(self, line: str) -> str:
+        """Send one command to the stats socket and return its answer."""
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+            sock.settimeout(2.0)
+            sock.connect(str(self.socket))
+            sock.sendall(line.encode() + b"\n")
+            chunks = []
+            while chunk := sock.recv(65536):
+                chunks.append(chunk)
+        return b"".join(chunks).decode()
+
+    def servers(self) -> dict[str, tuple[str, str]]:
+        """Each server's status (``UP``, ``UP 1/2`` while going down, ``DOWN``, ...) and its
+        last check's status (``L7OK``, ``L7STS``, ``L4CON``, ``INI`` before the first)."""
+        rows = csv.DictReader(self.command("show stat").removeprefix("# ").splitlines())
+        return {
+            row["svname"]: (row["status"], row["check_status"].removeprefix("* "))
+            for row in rows
+            if row.get("pxname") == "app" and row.get("svname") not in ("FRONTEND", "BACKEND")
+        }
+
+    def _watch(self) -> None:
+        while not self._done.is_set():
+            with contextlib.suppress(OSError, KeyError):
+                states = self.servers()
+                now = time.time()
+                with self._changed:
+                    for name, state in states.items():
+                        if self.states.get(name, (None, None))[0] != state[0]:
+                            self.changes.append((now, name, state[0]))
+                    self.states = states
+                    self._changed.notify_all()
+            self._done.wait(0.05)
+
+    def wait_state(self, name: str, status: str, timeout: float, *, check: str | None = None) -> float:
+        """Wait until server ``name`` has ``status`` (and last check ``check``); returns the
+        ``time.time()`` at which it was seen."""
+        deadline = time.monotonic() + timeout
+        with self._changed:
+            while True:
+                state = self.states.get(name)
+                if state is not None and state[0] == status and check in (None, state[1]):
+                    return time.time()
+                if self.proc.poll() is not None:
+                    raise RuntimeError(f"haproxy exited with {self.proc.returncode}:\n{self.output()}")
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise TimeoutError(f"haproxy: server {name} not {status} within {timeout} s: {state}")
+                self._changed.wait(min(left, 0.5))
+
+    def output(self) -> str:
+        if not self._log.closed:
+            self._log.flush()
+        return self.log_path.read_text(errors="replace")
+
+    def stop(self) -> None:
+        self._done.set()
+        if self.proc.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait(timeout=10)
+        self._thread.join(timeout=5)
+        self._log.close()
+        if self.socket.parent != self.config.parent:  # the directory _socket_path made
+            shutil.rmtree(self.socket.parent, ignore_errors=True)
+
+
+# -- load -------------------------------------------------------------------------------------
+
+
+@dataclass
+class Session:
+    """One WebSocket session: its ``time.time()`` start and end, the close code the server
+    sent (``None`` when none was received), ``error`` when it failed, and the instance
+    that served it (HAProxy's ``X-Served-By``; ``None`` without a handshake answer)."""
+
+    start: float
+    end: float
+    code: int | None
+    error: str | None = None
+    server: str | None = None
+
+
+@dataclass
+class Load:
+    """Continuous traffic through ``url``: ``http_clients`` threads, each with its own
+    keep-alive ``httpx.Client``, send ``/`` with :data:`PAUSE` between requests and, one
+    request in :data:`SLOW_EVERY`, :data:`SLOW_PATH`; ``ws_clients`` threads run WebSocket
+    sessions on ``/ws`` back to back, except while held (:meth:`hold_sessions`). Outcomes go
+    to ``requests`` and ``sessions``."""
+
+    url: str
+    http_clients: int = HTTP_CLIENTS
+    ws_clients: int = 0
+    requests: list[Outcome] = field(default_factory=list)
+    sessions: list[Session] = field(default_factory=list)
+    done: threading.Event = field(default_factory=threading.Event)
+    threads: list[threading.Thread] = field(default_factory=list)
+    _hold: threading.Event = field(default_factory=threading.Event)
+    _release: threading.Event = field(default_factory=threading.Event)
+    _held: threading.Condition = field(default_factory=threading.Condition)
+    _waiting: int = 0
+
+    def start(self) -> None:
+        targets = [(self._http, (i,)) for i in range(self.http_clients)]
+        targets += [(self._ws, (i,)) for i in range(self.ws_clients)]
+        for target, args in targets:
+            thread = threading.Thread(target=target, args=args, daemon=True)
+            thread.start()
+            self.threads.append(thread)
+
+    def stop(self) -> None:
+        """Stop sending; requests and sessions under way finish first."""
+        self.done.set()
+        self._release.set()
+        for thread in self.threads:
+            thread.join(timeout=TIMEOUT + 10)
+
+    def wait_requests(self, count: int, timeout: float = 20.0) -> None:
+        """Wait until ``count`` more requests have completed."""
+        target = len(self.requests) + count
+        deadline = time.monotonic() + timeout
+        while len(self.requests) < target:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"fewer than {count} requests completed within {timeout} s")
+            time.sleep(0.02)
+
+    def _http(self, index: int) -> None:
+        with httpx.Client(base_url=self.url, timeout=TIMEOUT, trust_env=False) as client:
+            sent = index  # the clients' slow requests do not all start together
+            while not self.done.is_set():
+                sent += 1
+                path = SLOW_PATH if sent % SLOW_EVERY == 0 else "/"
+                start = time.time()
+                try:
+                    response = client.get(path)
+                    ok = 200 <= response.status_code < 300
+                    error = None if ok else " ".join(response.text.split())[:80]
+                    outcome = Outcome(path, start, time.time(), response.status_code, error)
+                except httpx.HTTPError as exc:
+                    outcome = Outcome(path, start, time.time(), None, f"{type(exc).__name__}: {exc}")
+                self.requests.append(outcome)
+                self.done.wait(PAUSE)
+
+    def hold_sessions(self, timeout: float = 15.0) -> None:
+        """Let the WebSocket sessions under way finish and start no other one until
+        :meth:`release_sessions`; returns once every WebSocket client waits."""
+        self._release.clear()
+        self._hold.set()
+        deadline = time.monotonic() + timeout
+        with self._held:
+            while self._waiting < self.ws_clients:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise TimeoutError(f"WebSocket sessions still under way after {timeout} s")
+                self._held.wait(left)
+
+    def release_sessions(self) -> None:
+        """Every WebSocket client starts its next session at once."""
+        self._hold.clear()
+        self._release.set()
+
+    def _ws(self, index: int) -> None:
+        # The clients' sessions are spread over a session's length, not in step.
+        self.done.wait(index * WS_GAP * (WS_MESSAGES - 1) / max(self.ws_clients, 1))
+        while not self.done.is_set():
+            if self._hold.is_set():
+                with self._held:
+                    self._waiting += 1
+                    self._held.notify_all()
+                self._release.wait()
+                with self._held:
+                    self._waiting -= 1
+                continue
+            self.sessions.append(self._session())
+
+    def _session(self) -> Session:
+        from websockets.sync.client import connect
+
+        url = self.url.replace("http://", "ws://", 1) + "/ws"
+        start = time.time()
+        server = None
+        try:
+            with connect(url, open_timeout=TIMEOUT, close_timeout=TIMEOUT, proxy=None, ping_interval=None) as ws:
+                server = ws.response.headers.get("X-Served-By") if ws.response else None
+                for i in range(WS_MESSAGES):
+                    if i:
+                        time.sleep(WS_GAP)
+                    ws.send(f"m{i}")
+                    reply = ws.recv(timeout=TIMEOUT)
+                    if reply != f"echo: m{i}":
+                        ws.close()
+                        return Session(start, time.time(), ws.close_code, f"unexpected reply {reply!r}", server)
+                ws.close()
+                if ws.protocol.close_rcvd_then_sent:
+                    error: str | None = f"the server closed first, with code {ws.close_code}"
+                elif ws.close_code != 1000:
+                    error = f"closed with code {ws.close_code}"
+                else:
+                    error = None
+                return Session(start, time.time(), ws.close_code, error, server)
+        except Exception as exc:  # any failure of the session: refused, handshake, closed, timeout
+            code = getattr(getattr(exc, "rcvd", None), "code", None)
+            return Session(start, time.time(), code, f"{type(exc).__name__}: {exc}", server)
+
+
+# -- the rolling restart ----------------------------------------------------------------------
+
+
+@dataclass
+class Stop:
+    """One instance's stop: its exit code (``None`` when it did not exit and was killed),
+    seconds from SIGTERM to exit, seconds from SIGTERM until HAProxy had it DOWN, and how
+    many requests started between SIGTERM and exit. ``signalled`` is a ``time.time()``."""
+
+    instance: str
+    code: int | None
+    seconds: float
+    down_after: float | None
+    signalled: float
+    requests: int = 0
+
+
+@dataclass
+class Rollout:
+    """The figures of one rolling restart through HAProxy."""
+
+    row: str
+    requests: int
+    failed: int
+    ws_sessions: int
+    ws_failed: int
+    stops: list[Stop]
+    seconds: float
+    #: WebSocket sessions still open on an instance when its delay ended, which a graceful
+    #: stop must let finish: 0 means this run did not put that to the test.
+    ws_across: int = 0
+    #: Up to ten failed requests and sessions, then the timeline, HAProxy's log and the
+    #: stopped instances' shutdown lines: what a failure message shows.
+    details: str = ""
+
+    def summary(self) -> str:
+        """One line: the row, its requests, WebSocket sessions and each stop."""
+        stops = ", ".join(
+            f"{s.instance}: exit {s.code} in {s.seconds:.2f} s (DOWN after {_seconds(s.down_after)})"
+            for s in self.stops
+        )
+        return (
+            f"{self.row}: {self.requests} requests, {self.failed} failed; {self.ws_sessions} WebSocket "
+            f"sessions, {self.ws_failed} failed, {self.ws_across} open at a delay's end; stops {stops}; "
+            f"{self.seconds:.1f} s"
+        )
+
+
+def _seconds(value: float | None) -> str:
+    return "-" if value is None else f"{value:.2f} s"
+
+
+def problems(result: Rollout, row: Row) -> list[str]:
+    """What ``result`` owes as a ``row`` and did not deliver, one sentence each (empty: it
+    passed). A graceful row: no failed request or WebSocket session, exit code 0 and a stop
+    within :func:`stop_bound` for every instance, and enough traffic to mean anything.
+    A control row: failed requests."""
+    found = []
+    if result.requests < MIN_REQUESTS:
+        found.append(f"only {result.requests} requests (at least {MIN_REQUESTS})")
+    if row.websockets and result.ws_sessions < MIN_WS_SESSIONS:
+        found.append(f"only {result.ws_sessions} WebSocket sessions (at least {MIN_WS_SESSIONS})")
+    for stop in result.stops:
+        if stop.requests < MIN_DURING_STOP:
+            found.append(f"{stop.instance}: only {stop.requests} requests during its stop (at least {MIN_DURING_STOP})")
+    if not row.graceful:
+        if result.failed == 0:
+            found.append("no failed request without a delay: the test cannot tell a graceful stop from another")
+        return found
+    if row.websockets and result.ws_across < len(result.stops):
+        found.append(f"only {result.ws_across} WebSocket sessions open at a delay's end (one per stop)")
+    if result.failed:
+        found.append(f"{result.failed} of {result.requests} requests failed")
+    if result.ws_failed:
+        found.append(f"{result.ws_failed} of {result.ws_sessions} WebSocket sessions failed")
+    bound = stop_bound(row.delay) + row.latency
+    for stop in result.stops:
+        if stop.code != 0:
+            found.append(f"{stop.instance}: exit code {stop.code}")
+        if stop.seconds > bound:
+            found.append(f"{stop.instance}: stopped in {stop.seconds:.2f} s, above the bound of {bound:.2f} s")
+    return found
+
+
+class _Instances:
+    """The app's instances, by name; every process started is killed at the end."""
+
+    def __init__(self, row: Row, workdir: Path) -> None:
+        self.row = row
+        self.workdir = workdir
+        self.env = {**ENV, **row.env}
+        self.ports = {name: free_port() for name in ("a", "b")}
+        self.current: dict[str, ServerProcess] = {}
+        self.started: list[ServerProcess] = []
+
+    def start(self, name: str) -> ServerProcess:
+        index = sum(1 for s in self.started if s.port == self.ports[name]) + 1
+        server = ServerProcess(
+            self.row.command(self.ports[name]),
+            self.ports[name],
+            env=self.env,
+            log=self.workdir / f"{name}-{index}.log",
+        )
+        self.current[name] = server
+        self.started.append(server)
+        return server
+
+    def wait_logged(self, server: ServerProcess, timeout: float = 30.0) -> None:
+        """Wait until ``server`` logged its ``ready`` line once per worker (if the row has one)."""
+        deadline = time.monotonic() + timeout
+        while self.row.ready is not None and server.output().count(self.row.ready) < self.row.workers:
+            if server.proc.poll() is not None:
+                raise RuntimeError(f"server exited with {server.proc.returncode}:\n{server.output()}")
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{self.row.ready!r} not logged {self.row.workers} times:\n{server.output()}")
+            time.sleep(0.05)
+
+    def stop_all(self) -> None:
+        for server in self.started:
+            server.stop()
+
+
+def rollout(name: str, row: Row, workdir: Path, haproxy: str) -> Rollout:
+    """Run the rolling restart of ``row`` through the HAProxy binary ``haproxy``, with logs and
+    configuration in ``workdir``; returns its figures. Every process is killed at the end."""
+    began = time.time()
+    instances = _Instances(row, workdir)
+    balancer: HAProxy | None = None
+    load: Load | None = None
+    events: list[tuple[float, str]] = []
+    stops: list[Stop] = []
+    try:
+        for instance in ("a", "b"):
+            instances.start(instance)
+        for server in instances.current.values():
+            server.wait_ready(30.0)
+        balancer = HAProxy(haproxy, instances.ports, workdir)
+        for instance, server in instances.current.items():
+            instances.wait_logged(server)
+            balancer.wait_state(instance, "UP", 30.0, check="L7OK")
+        load = Load(balancer.url, ws_clients=WS_CLIENTS if row.websockets else 0)
+        load.start()
+        load.wait_requests(SETTLE)
+        for instance in ("a", "b"):
+            stops.append(_restart(instance, instances, balancer, load, events))
+        load.wait_requests(SETTLE)
+    finally:
+        if load is not None:
+            events.append((time.time(), "load: stopping"))
+            load.stop()
+            events.append((time.time(), "load: stopped"))
+        instances.stop_all()
+        if balancer is not None:
+            balancer.stop()
+    requests = load.requests if load else []
+    sessions = load.sessions if load else []
+    failed = [r for r in requests if r.error is not None]
+    ws_failed = [s for s in sessions if s.error is not None]
+    for stop in stops:
+        exited = stop.signalled + stop.seconds
+        stop.requests = sum(1 for r in requests if stop.signalled <= r.start < exited)
+    across = sum(
+        1
+        for stop in stops
+        for s in sessions
+        if s.server == stop.instance and s.start < stop.signalled + row.delay < s.end
+    )
+    result = Rollout(
+        name, len(requests), len(failed), len(sessions), len(ws_failed), stops, time.time() - began, across
+    )
+    result.details = _details(failed, ws_failed, events, balancer, instances, began)
+    return result
+
+
+def _restart(
+    instance: str, instances: _Instances, balancer: HAProxy, load: Load, events: list[tuple[float, str]]
+) -> Stop:
+    """SIGTERM ``instance``'s process (the one Kubernetes signals), wait for it to exit, wait
+    until HAProxy has it DOWN, start it again on its port and wait until HAProxy has it UP.
+    The WebSocket sessions of ``load`` are held before the signal and all start just after it."""
+    server = instances.current[instance]
+    limit = instances.row.delay + DRAIN + HOOK_TIMEOUT * 2 + 10.0
+    if load.ws_clients:
+        load.hold_sessions()
+    signalled = time.time()
+    server.signal(signal.SIGTERM)
+    # Sessions open while HAProxy still routes to the instance: with two clients, one of
+    # them is on it (the ws backend's round robin), and still open when the delay ends.
+    load.release_sessions()
+    events.append((signalled, f"{instance}: SIGTERM"))
+    try:
+        code: int | None = server.wait(timeout=limit)
+    except subprocess.TimeoutExpired:
+        code = None
+    exited = time.time()
+    events.append((exited, f"{instance}: exited with {code}" if code is not None else f"{instance}: killed"))
+    server.stop()
+    balancer.wait_state(instance, "DOWN", 10.0)
+    down = [at for at, name, status in balancer.changes if name == instance and status == "DOWN" and at >= signalled]
+    restarted = instances.start(instance)
+    events.append((time.time(), f"{instance}: started again"))
+    instances.wait_logged(restarted)
+    balancer.wait_state(instance, "UP", 30.0, check="L7OK")
+    return Stop(instance, code, exited - signalled, down[0] - signalled if down else None, signalled)
+
+
+def _details(
+    failed: Sequence[Outcome],
+    ws_failed: Sequence[Session],
+    events: Sequence[tuple[float, str]],
+    balancer: HAProxy | None,
+    instances: _Instances,
+    began: float,
+) -> str:
+    """Failures, the timeline, HAProxy's log and the shutdown lines, times from ``began``."""
+    lines = [f"+{r.start - began:.2f} s {r.path}: {r.status} {r.error}" for r in failed[:10]]
+    lines += [
+        f"+{s.start - began:.2f} s to +{s.end - began:.2f} s WebSocket on {s.server}: {s.error}" for s in ws_failed[:10]
+    ]
+    timeline = sorted(
+        [*events, *((at, f"{name}: {status}") for at, name, status in balancer.changes)] if balancer else events
+    )
+    lines.append("timeline:")
+    lines += [f"  +{at - began:.2f} s {what}" for at, what in timeline]
+    if balancer is not None:
+        lines.append("haproxy log:")
+        lines += ["  " + line for line in balancer.output().splitlines() if line.strip()][:30]
+    for server in instances.started:
+        log = server.log_path.read_text(errors="replace")
+        shutdown = [line for line in log.splitlines() if "shutdown:" in line or "rror" in line]
+        if shutdown:
+            lines.append(f"{server.log_path.name}:")
+            lines += ["  " + line for line in shutdown[:20]]
+    return "\n".join(lines)
+
+
+# -- python -m tests.haproxy --------------------------------------------------------------------
+
+
+def table(results: Sequence[tuple[Rollout, Row]]) -> str:
+    """A markdown table of ``results``: requests, failures, WebSocket sessions, each stop,
+    and what the row owed and did not deliver."""
+    lines = [
+        "| row | requests | failed | WebSocket sessions (failed; open at a delay's end) "
+        "| stop a | stop b | DOWN in HAProxy after (a, b) | result |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for result, row in results:
+        stops = [f"{s.seconds:.2f} s, exit {s.code}" for s in result.stops] + ["-", "-"]
+        down = ", ".join(_seconds(s.down_after) for s in result.stops) or "-"
+        sessions = f"{result.ws_sessions} ({result.ws_failed}; {result.ws_across})" if row.websockets else "-"
+        found = problems(result, row)
+        verdict = "; ".join(found) if found else ("ok" if row.graceful else "fails, as a control must")
+        lines.append(
+            f"| {result.row} | {result.requests} | {result.failed} | {sessions} | {stops[0]} | {stops[1]} "
+            f"| {down} | {verdict} |"
+        )
+    return "\n".join(lines)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the named rows (default: all, then the control) and print a markdown table."""
+    every = {**ROWS, **CONTROL}
+    parser = argparse.ArgumentParser(prog="python -m tests.haproxy", description=__doc__.split("\n\n")[0])
+    parser.add_argument("rows", nargs="*", metavar="ROW", help="one of: " + ", ".join(every))
+    parser.add_argument("-v", "--verbose", action="store_true", help="print each row's details")
+    args = parser.parse_args(argv)
+    unknown = [name for name in args.rows if name not in every]
+    if unknown:
+        parser.error(f"unknown row(s): {', '.join(unknown)}")
+    binary = haproxy_binary()
+    if binary is None:
+        print("haproxy not found (Debian package 'haproxy')", file=sys.stderr)
+        return 2
+    results = []
+    for name in args.rows or every:
+        with tempfile.TemporaryDirectory(prefix="hp-") as workdir:
+            result = rollout(name, every[name], Path(workdir), binary)
+        print(result.summary(), file=sys.stderr)
+        if args.verbose:
+            print(result.details, file=sys.stderr)
+        results.append((result, every[name]))
+    print(table(results))
+    return 0 if all(not problems(result, row) for result, row in results) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
