@@ -13,17 +13,15 @@ application, in its main thread.
 
 When the delay ends the listening sockets are closed on waitress's main loop (no new
 connection is accepted; open ones go on). Once the requests in flight are answered (or the
-drain bound is reached) and waitress has written what it holds, waitress's main loop is ended
-the way Ctrl-C ends it (a ``KeyboardInterrupt`` in the main thread, which ``waitress``'s
-``run()`` catches), its task threads are shut down, and the hooks run. ``waitress.serve(app)``
-called by an application of its own cannot be stopped this way from a request thread: a
-WARNING says so at the first request.
+drain bound is reached) and waitress has written what it holds, every connection is closed on
+that loop, which ends it: ``run()`` returns, and the hooks run. ``waitress.serve(app)`` called
+by an application of its own cannot be stopped this way from a request thread: a WARNING
+says so at the first request.
 """
 
 from __future__ import annotations
 
 import gc
-import signal
 import time
 from typing import Any
 
@@ -77,10 +75,14 @@ def control(shutdown: GracefulShutdown, server: Any = None) -> ServerControl:
             listener.trigger.pull_trigger(lambda listener=listener: wasyncore.dispatcher.close(listener))
 
     def release() -> None:
+        listeners = servers()
         deadline = time.monotonic() + FLUSH_TIMEOUT
-        while time.monotonic() < deadline and not all(_flushed(listener) for listener in servers()):
+        while time.monotonic() < deadline and not all(_flushed(listener) for listener in listeners):
             time.sleep(0.02)
-        shutdown._deliver_in_main_thread(signal.SIGINT, signal.default_int_handler)
+        for listener in listeners:
+            # Closing every connection and the trigger empties the socket map, which ends
+            # waitress's main loop (``while map: poll``): run() returns.
+            listener.trigger.pull_trigger(lambda listener=listener: wasyncore.close_all(listener._map))
 
     return ServerControl("waitress", stop, release)
 

@@ -1,0 +1,129 @@
+"""The framework recipes of docs/index.md, run as written: each code block is copied into a
+project of its own (Flask: a package; Django: a project made by ``django-admin
+startproject``), served by the command the docs name, probed, and stopped with SIGTERM."""
+
+from __future__ import annotations
+
+import contextlib
+import re
+import signal
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from .support import PYTHON, ROOT, ServerProcess, free_port
+
+pytestmark = pytest.mark.slow
+
+DOC = (ROOT / "docs" / "index.md").read_text()
+BIN = Path(PYTHON).parent
+
+#: Stands for the docs' ``health.py``: a registry with one check, and logging that shows
+#: healthprobe's lines.
+HEALTH = """
+import logging
+
+from healthprobe import HealthRegistry
+
+logging.basicConfig(level=logging.INFO, format="%(process)d %(name)s %(levelname)s %(message)s")
+logging.getLogger("healthprobe.shutdown").setLevel(logging.DEBUG)  # "handlers installed in process N"
+registry = HealthRegistry()
+registry.add_check("database", lambda: True)
+"""
+
+
+def block(first_line: str) -> str:
+    """The python block of docs/index.md that starts with ``first_line``."""
+    (found,) = [b for b in re.findall(r"```python\n(.*?)```", DOC, re.S) if b.startswith(first_line + "\n")]
+    return found
+
+
+def _write(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+
+
+#: Appended to a recipe: a cleanup hook on the coordinator it built, that says it ran.
+HOOK = """
+from healthprobe.shutdown import current as _current
+
+_current().add_hook(lambda: print("hook ran", flush=True), name="close_pool")
+"""
+
+
+def _with_hook(recipe: str) -> str:
+    return recipe + HOOK
+
+
+@contextlib.contextmanager
+def _served(command: list[str], cwd: Path, tmp_path: Path, name: str) -> Iterator[ServerProcess]:
+    port = free_port()
+    argv = [c.replace("PORT", str(port)) for c in command]
+    server = ServerProcess(argv, port, cwd=cwd, env={"PYTHONPATH": str(cwd)}, log=tmp_path / f"{name}.log")
+    try:
+        server.wait_ready(30)
+        yield server
+    finally:
+        server.stop()
+
+
+def _probe_then_stop(server: ServerProcess, workers: int) -> str:
+    with httpx.Client(base_url=server.url, timeout=5) as client:
+        deadline = time.monotonic() + 20
+        while client.get("/readyz").status_code != 200:
+            assert time.monotonic() < deadline, server.output()
+            time.sleep(0.1)
+        assert client.get("/livez").status_code == 200
+        assert client.get("/").status_code in (200, 404)  # the app answers (the recipe adds no route)
+    deadline = time.monotonic() + 20
+    while server.output().count("shutdown: handlers installed in process") < workers:  # every worker booted
+        assert time.monotonic() < deadline, server.output()
+        time.sleep(0.05)
+    server.signal(signal.SIGTERM)
+    code = server.wait(30)
+    log = server.output()
+    assert code == 0, log
+    assert "graceful shutdown is OFF" not in log, log
+    assert log.count("shutdown: SIGTERM received") == workers, log
+    assert log.count("hook ran") == workers, log
+    assert log.count("exit code 0") == workers, log
+    return log
+
+
+@pytest.mark.parametrize(
+    ("name", "command", "workers"),
+    [
+        ("gunicorn", [str(BIN / "gunicorn"), "-w", "2", "-b", "127.0.0.1:PORT", "myapp.main:app"], 2),
+        ("waitress", [str(BIN / "waitress-serve"), "--listen=127.0.0.1:PORT", "myapp.main:app"], 1),
+    ],
+)
+def test_flask_recipe(name: str, command: list[str], workers: int, tmp_path: Path) -> None:
+    project = tmp_path / "project"
+    _write(project / "myapp" / "__init__.py", "")
+    _write(project / "myapp" / "health.py", HEALTH)
+    (recipe,) = [b for b in re.findall(r"```python\n(.*?)```", DOC, re.S) if "from flask import Flask" in b]
+    _write(project / "myapp" / "main.py", _with_hook(recipe))
+    with _served(command, project, tmp_path, name) as server:
+        _probe_then_stop(server, workers)
+
+
+@pytest.mark.parametrize(
+    ("name", "command", "workers"),
+    [
+        ("gunicorn-wsgi", [str(BIN / "gunicorn"), "-w", "2", "-b", "127.0.0.1:PORT", "mysite.wsgi"], 2),
+        ("uvicorn-asgi", [str(BIN / "uvicorn"), "--port", "PORT", "mysite.asgi:application"], 1),
+    ],
+)
+def test_django_recipe(name: str, command: list[str], workers: int, tmp_path: Path) -> None:
+    project = tmp_path / "project"
+    project.mkdir()
+    subprocess.run([str(BIN / "django-admin"), "startproject", "mysite", str(project)], check=True, timeout=60)
+    _write(project / "mysite" / "health.py", HEALTH)
+    _write(project / "mysite" / "wsgi.py", _with_hook(block("# mysite/wsgi.py")))
+    _write(project / "mysite" / "asgi.py", _with_hook(block("# mysite/asgi.py")))
+    with _served(command, project, tmp_path, name) as server:
+        _probe_then_stop(server, workers)
