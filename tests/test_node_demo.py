@@ -337,15 +337,31 @@ def test_second_sigint_forces_exit(flavour: str, tmp_path: Path) -> None:
     ids=["uvicorn-cli", "gunicorn-cli"],
 )
 def test_app_serves_under_other_servers(command: list[str], tmp_path: Path) -> None:
+    """The demo's ``app`` under plain ``uvicorn`` and plain ``gunicorn`` (no healthprobe
+    configuration): it serves, and SIGTERM gives the graceful shutdown in every process."""
     port = free_port()
     args = [PYTHON, *(arg.format(port=port) for arg in command)]
-    env = {"HEALTHY_FILE": str(tmp_path / "healthy")}
+    healthy = tmp_path / "healthy"
+    env = {"HEALTHY_FILE": str(healthy)}
+    workers = 2 if "gunicorn" in command else 1
     with run_server(args, port, tmp_path, env=env) as server, http_client(server) as client:
         response = client.get("/healthz")
         assert (response.status_code, response.text) == (200, common.TEXT_HEALTHY)
         assert client.get("/readyz").status_code == 200
         assert client.get("/nothing").text == common.TEXT_HELLO
         wait_for_output(server, "Request for /nothing received.")
+        deadline = time.monotonic() + 20
+        while server.output().count("touched") < workers:
+            assert time.monotonic() < deadline, server.output()  # every process has built the app
+            time.sleep(0.05)
+        server.signal(signal.SIGTERM)
+        code = server.wait(timeout=30)
+        log = server.output()
+    assert code == 0, log
+    assert "graceful shutdown is OFF" not in log, log
+    assert log.count("shutdown: SIGTERM received") == workers, log
+    assert log.count("exit code 0") == workers, log
+    assert not healthy.exists(), log  # the cleanup hook ran
 
 
 # -- shutdown under load (issue 3) ------------------------------------------------------------
