@@ -1,6 +1,11 @@
 """gunicorn: configuration hooks for sync, ``gthread`` and uvicorn workers (``uvicorn-worker``).
 
-Use this module as the configuration, or import its hooks into your own ``gunicorn.conf.py``::
+Plain ``gunicorn app:app`` needs none of this: the middleware recognises a sync or ``gthread``
+worker by its ``SIGTERM`` handler and installs the coordinator with :func:`control` as the
+worker imports the application (uvicorn workers: at lifespan startup); the hooks then run
+when the worker's interpreter exits. This module adds what only the master can do, a second
+signal that ends every process at once, and runs the hooks from gunicorn's ``worker_exit``.
+Use it as the configuration, or import its hooks into your own ``gunicorn.conf.py``::
 
     gunicorn -c python:healthprobe.servers.gunicorn --graceful-timeout 30 -w 2 app:app
 
