@@ -310,7 +310,7 @@ class GracefulShutdown:
             self._original, self._original_pid = {}, pid
             self._record_original()
         found = {sig: signal.getsignal(sig) for sig in self.signals}
-        if all(handler == self._handler for handler in found.values()):
+        if self._pid == pid and all(handler == self._handler for handler in found.values()):
             self._warn_budget()
             return False
         if self._pid != pid and self._control is not None and control is None and self._control.server != "given":
@@ -380,13 +380,15 @@ class GracefulShutdown:
             logger.warning(_launch.unsupported(server))
 
     def uninstall(self) -> None:
-        """Restore the application's handlers (see :meth:`install`) where ours are still in place."""
+        """Where our handler is still in place, put back the one it replaced: the server's
+        own, which the server replaces in turn with what it found when it returns, or the
+        application's (see :meth:`install`)."""
         if not _launch.in_main_thread():
             return
         for sig in self.signals:
             if signal.getsignal(sig) == self._handler:
-                original = self._original.get(sig, _launch.uninstalled_handler(sig))
-                signal.signal(sig, original if original is not None else signal.SIG_DFL)
+                replaced = self._previous.get(sig, self._original.get(sig, _launch.uninstalled_handler(sig)))
+                signal.signal(sig, replaced if replaced is not None else signal.SIG_DFL)
         self._previous.clear()
 
     @property
