@@ -94,7 +94,10 @@ class Row:
     whether it serves WebSockets, and when it is ready: once HAProxy has it UP and, when
     ``ready`` is set, once ``ready`` is logged ``workers`` times. ``graceful`` is false for a
     control row, which must lose requests. ``latency``: seconds the signalled process may take
-    to pass the signal on to its workers (uvicorn's own supervisor reads it every 0.5 s)."""
+    to pass the signal on to its workers (uvicorn's own supervisor reads it every 0.5 s).
+    ``linger``: seconds the server itself keeps idle keep-alive connections open once it stops
+    accepting, for a request a client may be sending on one (gunicorn's ``gthread`` worker:
+    its ``keepalive``, 2 s by default)."""
 
     command: Callable[[int], list[str]]
     websockets: bool = False
@@ -103,6 +106,7 @@ class Row:
     ready: str | None = None
     graceful: bool = True
     latency: float = 0.0
+    linger: float = 0.0
 
     @property
     def delay(self) -> float:
@@ -122,11 +126,28 @@ def _gunicorn(worker_class: str, app: str, *extra: str) -> Callable[[int], list[
     ]
 
 
+#: The demo's own settings (examples/node_demo/README.md) with the rows' timings; each
+#: instance gets its port and a healthy file of its own (``{port}`` is filled in).
+DEMO_ENV = {
+    "HOST": "127.0.0.1",
+    "PORT": "{port}",
+    "HEALTHY_FILE": str(Path(tempfile.gettempdir()) / "healthprobe-haproxy-{port}" / "healthy"),
+    "SHUTDOWN_DELAY": ENV["HP_DELAY"],
+    "DRAIN_TIMEOUT": ENV["HP_DRAIN"],
+    "HOOK_TIMEOUT": ENV["HP_HOOK_TIMEOUT"],
+}
+
+
 def _uvicorn_cli(*extra: str) -> Callable[[int], list[str]]:
     return lambda port: [
         *(PYTHON, "-m", "uvicorn", "tests.apps.shutdown_asgi:app"),
         *("--port", str(port), "--host", "127.0.0.1", "--ws", "wsproto", *extra),
     ]
+
+
+#: gunicorn's ``keepalive`` default, in seconds: how long a stopping ``gthread`` worker keeps
+#: the idle keep-alive connections of a proxy open (gunicorn/workers/gthread.py).
+GTHREAD_LINGER = 2.0
 
 
 def _launch_paths() -> dict[str, Row]:
@@ -138,6 +159,7 @@ def _launch_paths() -> dict[str, Row]:
             workers=path.workers,
             ready=INSTALLED,
             latency=path.latency,
+            linger=GTHREAD_LINGER if "gthread" in path.command(0) else 0.0,
         )
         for path in launch_path_rows("graceful")
     }
@@ -154,7 +176,10 @@ ROWS: dict[str, Row] = {
     "uvicorn-workers": Row(_asgi("uvicorn-workers"), websockets=True, workers=2, ready=INSTALLED),
     "gunicorn-sync-config": Row(_gunicorn("sync", "tests.apps.shutdown_wsgi:app"), workers=2, ready=INSTALLED),
     "gunicorn-gthread-config": Row(
-        _gunicorn("gthread", "tests.apps.shutdown_wsgi:app", "--threads", "4"), workers=2, ready=INSTALLED
+        _gunicorn("gthread", "tests.apps.shutdown_wsgi:app", "--threads", "4"),
+        workers=2,
+        ready=INSTALLED,
+        linger=GTHREAD_LINGER,
     ),
     "gunicorn-uvicorn-worker-config": Row(
         _gunicorn("uvicorn_worker.UvicornWorker", "tests.apps.shutdown_asgi:app"),
@@ -164,6 +189,9 @@ ROWS: dict[str, Row] = {
     ),
     "werkzeug": Row(lambda port: [PYTHON, "-m", "tests.apps.shutdown_wsgi", str(port)]),
     "hypercorn-programmatic": Row(_asgi("hypercorn"), websockets=True),
+    # The seed server's rewrite, both flavours, as a user runs it (make demo, make demo-wsgi).
+    "node-demo-asgi": Row(lambda port: [PYTHON, "-m", "examples.node_demo.asgi_app"], env=DEMO_ENV),
+    "node-demo-wsgi": Row(lambda port: [PYTHON, "-m", "examples.node_demo.wsgi_app"], env=DEMO_ENV),
     **_launch_paths(),
 }
 
@@ -545,7 +573,7 @@ def problems(result: Rollout, row: Row) -> list[str]:
         found.append(f"{result.failed} of {result.requests} requests failed")
     if result.ws_failed:
         found.append(f"{result.ws_failed} of {result.ws_sessions} WebSocket sessions failed")
-    bound = stop_bound(row.delay) + row.latency
+    bound = stop_bound(row.delay) + row.latency + row.linger
     for stop in result.stops:
         if stop.code != 0:
             found.append(f"{stop.instance}: exit code {stop.code}")
@@ -567,10 +595,11 @@ class _Instances:
 
     def start(self, name: str) -> ServerProcess:
         index = sum(1 for s in self.started if s.port == self.ports[name]) + 1
+        port = self.ports[name]
         server = ServerProcess(
-            self.row.command(self.ports[name]),
-            self.ports[name],
-            env=self.env,
+            self.row.command(port),
+            port,
+            env={key: value.format(port=port) for key, value in self.env.items()},
             log=self.workdir / f"{name}-{index}.log",
         )
         self.current[name] = server

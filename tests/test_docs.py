@@ -99,3 +99,15 @@ def test_manifest_probes_served_paths() -> None:
         spec = container[field]
         assert DEFAULT_PATHS[spec["httpGet"]["path"]].value == probe
         assert spec["timeoutSeconds"] >= 1  # above the default 0.8 s check deadline
+
+
+def test_every_launch_path_is_in_the_table_of_kubernetes_md() -> None:
+    """docs/kubernetes.md names the test row of every launch path that tests/launch_paths.py
+    proves, and every row of the rolling restarts behind HAProxy in its figures."""
+    from .haproxy import CONTROL, ROWS
+    from .launch_paths import ROWS as LAUNCH_PATHS
+
+    text = (Path(__file__).resolve().parent.parent / "docs" / "kubernetes.md").read_text()
+    missing = [row.name for row in LAUNCH_PATHS if f"`{row.name}`" not in text]
+    missing += [name for name in [*ROWS, *CONTROL] if f"| {name} |" not in text]
+    assert not missing, missing
