@@ -241,6 +241,25 @@ ROWS: tuple[LaunchPath, ...] = (
         hooks=2,
     ),
     LaunchPath(
+        "gunicorn-gthread-own-handler-config",
+        _gunicorn("-c", "python:healthprobe.servers.gunicorn", "-w", "2", "-k", "gthread", "--threads", "4", FLASK),
+        "graceful",
+        GRACEFUL + " (the app installed a SIGTERM handler of its own at import, over gunicorn's: it is called "
+        "once per worker when the delay ends)",
+        env={**ENV, "HP_OWN_HANDLER": "1"},
+        workers=2,
+        warm_path="/slow?seconds=0.3",
+        log_lines=("app handler called",),
+    ),
+    LaunchPath(
+        "uvicorn-uvloop",
+        _uvicorn(ASGI, "--loop", "uvloop"),
+        "graceful",
+        GRACEFUL + " (uvicorn's uvloop event loop: uvicorn handles signals itself)",
+        hooks=2,
+        websockets=True,
+    ),
+    LaunchPath(
         "gunicorn-sync-preload",
         _gunicorn("-w", "2", "--preload", "-k", "sync", FLASK),
         "graceful",
@@ -275,6 +294,26 @@ ROWS: tuple[LaunchPath, ...] = (
         "warns",
         "gunicorn's own graceful stop: every worker stops accepting at once (no delay, /readyz never answers 503), "
         "finishes the requests it runs, exits without running the hooks; the master exits 0",
+        warning="-c python:healthprobe.servers.gunicorn",
+        workers=2,
+    ),
+    LaunchPath(
+        "hypercorn-uvloop-workers-0",
+        _hypercorn("-k", "uvloop", "--workers", "0", ASGI),
+        "warns",
+        "hypercorn's own stop: the uvloop event loop gets the signal too and hypercorn stops accepting at once "
+        "(no delay, /readyz never answers 503); requests in flight complete within hypercorn's graceful_timeout, "
+        "the hooks run, exit 0",
+        warning="use the asyncio event loop",
+        hooks=2,
+    ),
+    LaunchPath(
+        "gunicorn-gthread-own-handler",
+        _gunicorn("-w", "2", "-k", "gthread", "--threads", "4", "--graceful-timeout", "3", FLASK),
+        "warns",
+        "the application's handler replaced gunicorn's, so the worker does not stop on SIGTERM at all (as without "
+        "healthprobe): the master kills it at graceful_timeout (3 s here)",
+        env={**ENV, "HP_OWN_HANDLER": "1"},
         warning="-c python:healthprobe.servers.gunicorn",
         workers=2,
     ),

@@ -33,7 +33,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from .launch_paths import DELAY, DEV_DELAY, DEV_EXIT_BOUND, LaunchPath, rows
+from .launch_paths import BIN, DELAY, DEV_DELAY, DEV_EXIT_BOUND, ENV, FLASK, LaunchPath, rows
 from .support import LoadBalancer, Outcome, ServerProcess, free_port
 
 pytestmark = pytest.mark.slow
@@ -439,3 +439,26 @@ def test_development_server_exits_promptly(
     assert not held, f"/readyz held at 503 after the signal: {record.readyz}\n{log}"
     for line in row.log_lines:
         assert line in log, (line, log)
+
+
+def test_a_worker_its_server_recycles_runs_its_hooks(tmp_path: Path) -> None:
+    """gunicorn replaces a worker after ``--max-requests``: no signal reaches healthprobe, and
+    the recycled worker's cleanup hooks still run as it exits (plain gunicorn, no
+    configuration module), with an INFO line rather than a WARNING."""
+    port = free_port()
+    command = [str(BIN / "gunicorn"), "-w", "1", "--max-requests", "3", "-b", f"127.0.0.1:{port}", FLASK]
+    server = ServerProcess(command, port, env=dict(ENV), log=tmp_path / "max-requests.log")
+    try:
+        server.wait_ready(30.0)
+        with httpx.Client(base_url=server.url, timeout=10.0) as client:
+            for _ in range(9):  # three workers' worth: two recycled
+                assert client.get("/").status_code == 200
+        deadline = time.monotonic() + 20
+        while server.output().count("cleanup_sleep done") < 2:
+            assert time.monotonic() < deadline, server.output()
+            time.sleep(0.1)
+        log = server.output()
+    finally:
+        server.stop()
+    assert "no shutdown signal received by healthprobe" in log, log
+    assert not _warning("no shutdown signal").search(log), log

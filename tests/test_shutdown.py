@@ -185,11 +185,65 @@ def test_budget_warning_and_defaults(monkeypatch: pytest.MonkeyPatch, caplog: py
         {"signals": ()},
         {"repeat_window": -0.5},
         {"repeat_window": float("inf")},
+        {"signals": (signal.SIGTERM, signal.SIGKILL)},  # no process can handle SIGKILL
     ],
 )
 def test_bad_arguments_are_refused(kwargs: dict[str, Any]) -> None:
     with pytest.raises(ValueError):
         GracefulShutdown(HealthRegistry(), **kwargs)
+
+
+def test_a_registry_is_required() -> None:
+    with pytest.raises(TypeError, match="HealthRegistry"):
+        GracefulShutdown(None)  # type: ignore[arg-type]
+
+
+def test_a_hook_added_after_the_hooks_ran_is_reported(caplog: pytest.LogCaptureFixture) -> None:
+    shutdown = GracefulShutdown(HealthRegistry(), delay=0)
+    ran: list[str] = []
+
+    @shutdown.hook
+    def first() -> None:
+        shutdown.add_hook(lambda: ran.append("late"), name="late")  # from inside a hook
+        ran.append("first")
+
+    shutdown.run_hooks()
+    assert ran == ["first"]
+    assert "hook 'late' added after the hooks ran; it will not run" in caplog.text
+
+
+def test_a_worker_that_finishes_during_the_delay_ends_the_sequence(caplog: pytest.LogCaptureFixture) -> None:
+    """The worker pattern of the docs (``while not shutdown.is_draining: ...`` then
+    ``finish()``): nothing is logged as stopping after the process has stopped."""
+    caplog.set_level(logging.INFO, "healthprobe.shutdown")
+    shutdown = GracefulShutdown(HealthRegistry(), delay=0.5)
+    shutdown.begin()
+    assert shutdown.finish() == 0
+    time.sleep(0.8)  # past the delay
+    assert "stopped" in caplog.text
+    assert "delay over" not in caplog.text and not shutdown.is_stopping
+
+
+def test_an_unknown_servers_handler_is_kept_and_named(restore_signals: None, caplog: pytest.LogCaptureFixture) -> None:
+    """An adapter that finds a handler of no server it knows installs on top of it (the
+    delay is kept, the handler is called when it ends), and says so with a WARNING."""
+    called: list[int] = []
+
+    class OtherServer:
+        def on_term(self, signum: int, frame: FrameType | None) -> None:
+            called.append(signum)
+
+    registry = HealthRegistry()
+    shutdown = GracefulShutdown(registry, delay=0.1, drain_timeout=0.5, signals=(signal.SIGUSR1,))
+    signal.signal(signal.SIGUSR1, OtherServer().on_term)  # after the coordinator was built
+    shutdown._install(automatic="")
+    assert "an unknown server's signal handler" in caplog.text and shutdown.server is None
+    os.kill(os.getpid(), signal.SIGUSR1)
+    deadline = time.monotonic() + 5
+    while not called and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert called == [signal.SIGUSR1]
+    assert shutdown.finish() == 0
 
 
 def test_asgi_counts_in_flight_and_closes_connections_while_draining(restore_signals: None) -> None:

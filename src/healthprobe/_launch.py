@@ -85,9 +85,13 @@ def server_handler(handler: object) -> str | None:
             return "gunicorn"
         if _derives_from(owner, "healthprobe.shutdown"):
             return "healthprobe"
+        if module.startswith("uvloop"):
+            return "uvloop"  # the loop's own handler: uvloop keeps the callbacks out of reach
         return None
     if module.startswith("asyncio"):
         return "asyncio"  # the loop's _sighandler_noop: the loop's own handlers do the work
+    if module.startswith("uvloop"):
+        return "uvloop"  # likewise, but uvloop keeps its handlers out of reach
     if module.startswith("trio"):
         return "trio"
     return None
@@ -188,9 +192,15 @@ _FIXES = {
         "`hypercorn -k trio --workers 0 ...`"
     ),
     "gunicorn": (
-        "this gunicorn worker serves requests outside its main thread (gthread with --preload), "
-        "where signal handlers cannot be installed: add `-c python:healthprobe.servers.gunicorn` "
-        "to the gunicorn command line"
+        "this gunicorn worker serves requests outside its main thread (gthread), where signal "
+        "handlers cannot be installed, and its SIGTERM handler was not gunicorn's own when it "
+        "imported the application (--preload, or the application installed a handler of its "
+        "own): add `-c python:healthprobe.servers.gunicorn` to the gunicorn command line"
+    ),
+    "uvloop": (
+        "the uvloop event loop handles SIGTERM itself and keeps its handlers out of healthprobe's "
+        "reach, so the server would stop at once: use the asyncio event loop (hypercorn's default "
+        "worker class), or uvicorn, whose uvloop loop works"
     ),
     "waitress": (
         "waitress.serve() installs no signal handler and cannot be stopped gracefully from a "
@@ -216,6 +226,19 @@ def server_name(server_software: str) -> str:
         if lowered.startswith(name):
             return name
     return ""
+
+
+def unknown_server(handler: object) -> str:
+    """The WARNING logged, once per process, where the coordinator found a signal handler of
+    a server it does not know (daphne's, say) and will call it when the delay ends."""
+    _, module = owner_of(handler)
+    name = module or type(handler).__name__
+    return (
+        f"shutdown: an unknown server's signal handler ({name}) is in place in process {os.getpid()}: "
+        "readiness fails at SIGTERM and the delay is kept, then that handler is called, and whether "
+        "requests in flight are drained is up to the server; serve with a server of the launch-path "
+        f"table for a drain healthprobe can vouch for (see {DOCS})"
+    )
 
 
 def unsupported(server: str) -> str:
@@ -258,3 +281,9 @@ def server_at_import() -> str | None:
     if "waitress.runner" in sys.modules and handler == signal.SIG_DFL:
         return "waitress"
     return None
+
+
+def uvloop_or(found: Mapping[signal.Signals, SignalHandler], server: str) -> str:
+    """``"uvloop"`` when one of the ``found`` handlers is uvloop's, else ``server``: the key
+    of the fix to name where the coordinator cannot stop the server."""
+    return "uvloop" if any(server_handler(handler) == "uvloop" for handler in found.values()) else server

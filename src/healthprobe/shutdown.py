@@ -100,7 +100,9 @@ class GracefulShutdown:
     loop), the process exits with :data:`FORCED_EXIT_CODE`.
 
     Raises:
-        ValueError: a duration is negative or not finite, or ``signals`` is empty.
+        TypeError: ``registry`` is not a :class:`HealthRegistry`.
+        ValueError: a duration is negative or not finite, or ``signals`` is empty or names
+            ``SIGKILL`` or ``SIGSTOP``, which no process can handle.
     """
 
     #: Every value :attr:`phase` can take, in order.
@@ -117,6 +119,8 @@ class GracefulShutdown:
         signals: Iterable[int] = (signal.SIGTERM, signal.SIGINT),
         repeat_window: float = REPEAT_WINDOW,
     ) -> None:
+        if not isinstance(registry, HealthRegistry):
+            raise TypeError(f"registry must be a HealthRegistry, got {type(registry).__name__}")
         if delay is None:
             delay = KUBERNETES_DELAY if os.environ.get("KUBERNETES_SERVICE_HOST") else 0.0
         self.registry = registry
@@ -128,6 +132,9 @@ class GracefulShutdown:
         self.signals = tuple(signal.Signals(s) for s in signals)
         if not self.signals:
             raise ValueError("signals must name at least one signal")
+        uncatchable = [s.name for s in self.signals if s in (signal.SIGKILL, signal.SIGSTOP)]
+        if uncatchable:
+            raise ValueError(f"{', '.join(uncatchable)} cannot be handled by a process")
         self._lock = threading.RLock()
         self._hooks: list[tuple[str, Hook]] = []
         # One item per request in flight: list.append and list.pop are atomic, so counting
@@ -159,6 +166,9 @@ class GracefulShutdown:
         # the server returns (healthprobe.servers.uvicorn) or at interpreter exit.
         self._lifespan_seen = False
         self._atexit_pid = 0
+        # Process id where an adapter installed the coordinator by itself: there the hooks
+        # also run when the interpreter exits without a signal (a worker its server recycles).
+        self._automatic_pid = 0
         self._signum: int | None = None
         self._frame: FrameType | None = None
         # Set by the signal handler, which takes no lock (a lock held by the interrupted
@@ -211,7 +221,10 @@ class GracefulShutdown:
         """
         if not callable(func):
             raise TypeError(f"hook must be callable, got {type(func).__name__}")
-        self._hooks.append((name or str(getattr(func, "__name__", repr(func))), func))
+        hook_name = name or str(getattr(func, "__name__", repr(func)))
+        if self._hooks_claimed:
+            logger.warning("shutdown: hook %r added after the hooks ran; it will not run", hook_name)
+        self._hooks.append((hook_name, func))
         self._warn_budget()
 
     def hook(self, func: H) -> H:
@@ -318,13 +331,22 @@ class GracefulShutdown:
         if self._control is None:
             self._control = _launch.control_for(self, found)
             found = {sig: signal.getsignal(sig) for sig in self.signals}  # an asyncio loop's were taken off
-        if automatic is not None and self._control is None and not self._fallback_stop(found):
-            self._cannot_stop(automatic)
-            return False
+        if automatic is not None and self._control is None:
+            unknown = self._fallback_stop(found)
+            if unknown is None:
+                self._cannot_stop(_launch.uvloop_or(found, automatic))
+                return False
+            if self._auto_failed_pid != pid:
+                logger.warning(_launch.unknown_server(unknown))
+        if automatic is not None:
+            self._automatic_pid = pid
+        first = self._pid != pid
         for sig, handler in found.items():
             if handler == self._handler:
                 continue
-            if sig not in self._original:
+            if first and self._callable_handler(handler):
+                self._original[sig] = handler  # the application's, installed since construction
+            elif sig not in self._original:
                 self._original[sig] = _launch.uninstalled_handler(sig) if _launch.server_handler(handler) else handler
             self._previous[sig] = handler
             signal.signal(sig, self._handler)
@@ -358,12 +380,13 @@ class GracefulShutdown:
             if not _launch.server_handler(handler):
                 self._original[sig] = handler
 
-    def _fallback_stop(self, found: dict[signal.Signals, SignalHandler]) -> bool:
-        """Whether ``found`` has a handler that, called when the delay ends, may stop an
-        unknown server: a Python callable other than the application's own."""
-        return any(
-            self._callable_handler(handler) and handler != self._original.get(sig) for sig, handler in found.items()
-        )
+    def _fallback_stop(self, found: dict[signal.Signals, SignalHandler]) -> SignalHandler:
+        """A handler of ``found`` that, called when the delay ends, may stop an unknown
+        server: a Python callable other than the application's own; ``None`` if none."""
+        for sig, handler in found.items():
+            if self._callable_handler(handler) and handler != self._original.get(sig):
+                return handler
+        return None
 
     def _callable_handler(self, handler: SignalHandler) -> bool:
         return (
@@ -530,7 +553,9 @@ class GracefulShutdown:
             self.in_flight,
         )
         if delay > 0:
-            time.sleep(delay)
+            self._stopped.wait(delay)
+        if self._stopped.is_set():
+            return  # a worker loop finished during the delay: nothing is left to stop
         with self._lock:
             self._stop_at = time.monotonic()
             self._stopping.set()
@@ -600,8 +625,12 @@ class GracefulShutdown:
     def _at_exit(self) -> None:
         # The interpreter exits after a signalled shutdown that no server integration
         # finished (a server that returned by itself: gunicorn without healthprobe's
-        # configuration, waitress-serve): drain what is left and run the hooks now.
-        if self._by_signal and self._thread_pid == os.getpid() and not self._stopped.is_set():
+        # configuration, waitress-serve), or after an adapter installed the coordinator
+        # here and the server ended the process by itself (a gunicorn worker recycled after
+        # --max-requests): drain what is left and run the hooks now.
+        pid = os.getpid()
+        installed_here = self._by_signal or (self._automatic_pid == pid and self._pid == pid)
+        if installed_here and self._thread_pid == pid and not self._stopped.is_set():
             self.finish()
 
     def _log_repeats(self) -> None:
@@ -741,11 +770,12 @@ class GracefulShutdown:
             # request limit): nothing here knows what it did to its requests.
             self._phase(
                 "drained",
-                "shutdown: the server stopped with no shutdown signal received by healthprobe in process %d: "
-                "readiness did not fail before it stopped accepting; %d request(s) in flight",
+                "shutdown: the server stopped with no shutdown signal received by healthprobe in process %d "
+                "(a worker its server recycles, or a server that stops its workers itself): readiness did "
+                "not fail before it stopped accepting; %d request(s) in flight",
                 os.getpid(),
                 left,
-                level=logging.WARNING,
+                level=logging.INFO if left == 0 else logging.WARNING,
             )
             return left == 0
         if left > 0:

@@ -4,7 +4,8 @@
 Wired as the documentation tells Flask users to: the WSGI ``HealthMiddleware`` wraps
 ``app.wsgi_app``. Run by the tests under plain gunicorn (``tests.apps.flask_app:app``) and
 ``flask --app tests.apps.flask_app run``. Timings come from the environment: ``HP_DELAY``,
-``HP_DRAIN``, ``HP_HOOK_TIMEOUT``, ``HP_REPEAT_WINDOW`` (seconds).
+``HP_DRAIN``, ``HP_HOOK_TIMEOUT``, ``HP_REPEAT_WINDOW`` (seconds); ``HP_OWN_HANDLER=1`` installs
+a SIGTERM handler of the application's own at import.
 """
 
 from __future__ import annotations
@@ -28,6 +29,17 @@ def cleanup_sleep() -> None:
     print(f"cleanup_sleep start {os.getpid()} {time.time():.3f}", flush=True)
     time.sleep(0.5)
     print(f"cleanup_sleep done in {os.getpid()}", flush=True)
+
+
+if os.environ.get("HP_OWN_HANDLER") == "1":
+    # An application that installs a SIGTERM handler of its own at import, over the one its
+    # server put in place (as engines that flush state do).
+    import signal
+
+    def _flush_state(signum: int, frame: object) -> None:
+        print(f"app handler called in {os.getpid()}", flush=True)
+
+    signal.signal(signal.SIGTERM, _flush_state)
 
 
 app = Flask(__name__)

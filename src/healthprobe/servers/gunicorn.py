@@ -85,9 +85,9 @@ def when_ready(arbiter: Any) -> None:
 
 
 def post_worker_init(worker: Any) -> None:
-    """gunicorn hook (worker): install the coordinator over the ``SIGTERM`` handler of a
-    worker that stops on it (sync, ``gthread``), and warn when ``graceful_timeout`` is below
-    the coordinator's budget.
+    """gunicorn hook (worker): install the coordinator in a sync or ``gthread`` worker, with
+    :func:`control` to stop it, and warn when ``graceful_timeout`` is below the coordinator's
+    budget.
 
     The WSGI ``HealthMiddleware`` already installs the coordinator when the worker imports
     the application (or at its first request, with ``--preload``): this hook covers
@@ -99,8 +99,12 @@ def post_worker_init(worker: Any) -> None:
     if shutdown is None:
         return
     _warn_graceful_timeout(worker, shutdown)
-    if signal.getsignal(signal.SIGTERM) == worker.handle_exit:
-        shutdown.install()  # recognises the worker's handler: see control()
+    if any(cls.__module__.startswith("uvicorn") for cls in type(worker).__mro__):
+        return  # uvicorn's own server is stopped: see healthprobe.servers.uvicorn.control
+    # Whatever handler is in place (gunicorn's, or one the application installed over it,
+    # which is then called once when the delay ends), the worker is stopped as its own
+    # SIGTERM handler would.
+    shutdown._install(control=control(worker, shutdown))
 
 
 _warned: set[int] = set()

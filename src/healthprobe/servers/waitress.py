@@ -93,5 +93,8 @@ def _listeners(server: Any) -> list[BaseWSGIServer]:
 
 
 def _flushed(listener: BaseWSGIServer) -> bool:
-    channels = list(getattr(listener, "active_channels", {}).values())
-    return all(not channel.total_outbufs_len and not channel.requests for channel in channels)
+    try:
+        channels = list(getattr(listener, "active_channels", {}).values())
+        return all(not channel.total_outbufs_len and not channel.requests for channel in channels)
+    except RuntimeError:  # the loop changed the channels meanwhile: look again
+        return False
