@@ -66,13 +66,17 @@ def starlette_app(path: str = "/livez") -> ASGIApp:
 
 
 def in_flight_tracking(registry: HealthRegistry) -> Any:
-    """A graceful-shutdown coordinator that counts in-flight requests. It listens for
-    SIGUSR2 only, so a benchmark never takes over SIGTERM or SIGINT of its process."""
+    """A graceful-shutdown coordinator that counts in-flight requests, installed as a server
+    integration installs it (the benchmarks call the apps with no server), so requests take
+    the path they take in a served process. It listens for SIGUSR2 only, so a benchmark
+    never takes over SIGTERM or SIGINT of its process."""
     import signal
 
     from healthprobe import GracefulShutdown
 
-    return GracefulShutdown(registry, delay=0, signals=(signal.SIGUSR2,))
+    shutdown = GracefulShutdown(registry, delay=0, signals=(signal.SIGUSR2,))
+    shutdown.install(stop=lambda: None)
+    return shutdown
 
 
 def healthprobe_asgi(
