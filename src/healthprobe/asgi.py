@@ -324,8 +324,14 @@ async def _lifespan(app: ASGIApp, scope: Scope, receive: Receive, send: Send, sh
             return
         reason = "it returned"
     logger.info("the application does not speak the ASGI lifespan protocol (%s): healthprobe answers it", reason)
+    await _complete_lifespan(wrapped, send)
+
+
+async def _complete_lifespan(receive: Receive, send: Send) -> None:
+    """Answer the lifespan protocol (ASGI 3.0) for an app with nothing to do at startup or
+    shutdown: complete each step as it comes."""
     while True:
-        message = await wrapped()
+        message = await receive()
         if message["type"] == "lifespan.startup":
             await send({"type": "lifespan.startup.complete"})
         elif message["type"] == "lifespan.shutdown":
@@ -415,13 +421,8 @@ class HealthApp:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
         if kind == "lifespan":
-            while True:
-                message = await receive()
-                if message["type"] == "lifespan.startup":
-                    await send({"type": "lifespan.startup.complete"})
-                elif message["type"] == "lifespan.shutdown":
-                    await send({"type": "lifespan.shutdown.complete"})
-                    return
+            await _complete_lifespan(receive, send)
+            return
         if kind != "http":
             await send({"type": "websocket.close", "code": 1000})
             return

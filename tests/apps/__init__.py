@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 
 from healthprobe import HealthRegistry
 from healthprobe.shutdown import REPEAT_WINDOW, GracefulShutdown
@@ -28,3 +29,15 @@ def coordinator(registry: HealthRegistry) -> GracefulShutdown:
 def repeat_window() -> float:
     """``HP_REPEAT_WINDOW`` in seconds, else the default :data:`REPEAT_WINDOW`."""
     return float(os.environ.get("HP_REPEAT_WINDOW", REPEAT_WINDOW))
+
+
+def add_cleanup_sleep(shutdown: GracefulShutdown) -> None:
+    """Give ``shutdown`` the tests' ``cleanup_sleep`` hook: it prints ``cleanup_sleep start
+    <pid> <time>``, sleeps 0.5 s, then prints ``cleanup_sleep done in <pid>``."""
+
+    def cleanup_sleep() -> None:
+        print(f"cleanup_sleep start {os.getpid()} {time.time():.3f}", flush=True)
+        time.sleep(0.5)
+        print(f"cleanup_sleep done in {os.getpid()}", flush=True)
+
+    shutdown.add_hook(cleanup_sleep)

@@ -18,17 +18,13 @@ from flask import Flask, request
 from healthprobe import HealthRegistry
 from healthprobe.wsgi import HealthMiddleware
 
-from . import coordinator
+from . import add_cleanup_sleep, coordinator
 
 registry = HealthRegistry()
 shutdown = coordinator(registry)
 
 
-@shutdown.hook
-def cleanup_sleep() -> None:
-    print(f"cleanup_sleep start {os.getpid()} {time.time():.3f}", flush=True)
-    time.sleep(0.5)
-    print(f"cleanup_sleep done in {os.getpid()}", flush=True)
+add_cleanup_sleep(shutdown)
 
 
 if os.environ.get("HP_OWN_HANDLER") == "1":

@@ -2,19 +2,12 @@
 
 from __future__ import annotations
 
-import os
-import time
-
 from healthprobe import HealthRegistry
 
-from .. import coordinator
+from .. import add_cleanup_sleep, coordinator
 
 registry = HealthRegistry()
 shutdown = coordinator(registry)
 
 
-@shutdown.hook
-def cleanup_sleep() -> None:
-    print(f"cleanup_sleep start {os.getpid()} {time.time():.3f}", flush=True)
-    time.sleep(0.5)
-    print(f"cleanup_sleep done in {os.getpid()}", flush=True)
+add_cleanup_sleep(shutdown)
