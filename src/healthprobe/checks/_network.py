@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 import anyio
 
+from .._extras import requires
 from .._types import CheckResult, Status
 from ._common import check_timeout, deadline, elapsed_since, failure, redact, url_secrets
 
@@ -79,7 +80,8 @@ class HttpCheck:
         verify: Any = True,
         client: httpx.AsyncClient | None = None,
     ) -> None:
-        import httpx  # noqa: F401  (fail at registration when the ``http`` extra is missing)
+        with requires("http", "healthprobe.checks.http()"):
+            import httpx  # noqa: F401  (fail at registration when the ``http`` extra is missing)
 
         self.url = url
         self.method = method.upper()

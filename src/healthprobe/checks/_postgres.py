@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 import anyio
 
+from .._extras import requires
 from .._types import CheckResult, Status
 from ._common import check_timeout, deadline, elapsed_since, failure, redact, url_secrets
 
@@ -58,7 +59,8 @@ class PostgresDsnCheck(_PostgresBase):
     """Async check opening one connection per run (closed after it); see :func:`postgres`."""
 
     def __init__(self, dsn: str, query: str, timeout: float | None) -> None:
-        from psycopg.conninfo import conninfo_to_dict
+        with requires("postgres", "healthprobe.checks.postgres()"):
+            from psycopg.conninfo import conninfo_to_dict
 
         super().__init__(query, timeout, _dsn_secrets(dsn), dsn)
         self._dsn = dsn

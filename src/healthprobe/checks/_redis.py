@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 import anyio
 
+from .._extras import requires
 from .._types import CheckResult, Status
 from ._common import check_timeout, deadline, elapsed_since, failure, redact, url_secrets
 
@@ -49,7 +50,8 @@ class RedisUrlCheck(_RedisBase):
     """Async check with one connection per run (closed after it); see :func:`redis`."""
 
     def __init__(self, url: str, timeout: float | None) -> None:
-        import redis.asyncio  # noqa: F401  (fail at registration when the extra is missing)
+        with requires("redis", "healthprobe.checks.redis()"):
+            import redis.asyncio  # noqa: F401  (fail at registration when the extra is missing)
 
         super().__init__(timeout, url_secrets(url), url)
         self._url = url
@@ -140,8 +142,9 @@ def redis(
     """
     if isinstance(target, str):
         return RedisUrlCheck(target, timeout)
-    import redis as redis_sync
-    import redis.asyncio as redis_async
+    with requires("redis", "healthprobe.checks.redis()"):
+        import redis as redis_sync
+        import redis.asyncio as redis_async
 
     if isinstance(target, redis_async.Redis):
         return RedisAsyncClientCheck(target, timeout)

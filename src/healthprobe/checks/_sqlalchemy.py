@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from typing import TYPE_CHECKING
 
+from .._extras import requires
 from .._types import CheckResult, Status
 from ._common import check_timeout, deadline, elapsed_since, failure
 
@@ -97,11 +98,13 @@ def sqlalchemy(
         TypeError: ``engine`` is not an engine.
         ValueError: ``timeout`` is not positive.
     """
-    from sqlalchemy.engine import Engine
+    with requires("sqlalchemy", "healthprobe.checks.sqlalchemy()"):
+        from sqlalchemy.engine import Engine
 
     if isinstance(engine, Engine):
         return SqlAlchemyCheck(engine, query, timeout)
-    from sqlalchemy.ext.asyncio import AsyncEngine  # needs greenlet (sqlalchemy[asyncio])
+    with requires("sqlalchemy", "healthprobe.checks.sqlalchemy()"):
+        from sqlalchemy.ext.asyncio import AsyncEngine  # needs greenlet (sqlalchemy[asyncio])
 
     if isinstance(engine, AsyncEngine):
         return AsyncSqlAlchemyCheck(engine, query, timeout)

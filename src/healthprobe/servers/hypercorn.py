@@ -28,7 +28,11 @@ import asyncio
 from typing import Any
 
 import anyio
-from hypercorn.config import Config
+
+from .._extras import requires
+
+with requires("hypercorn", __name__):
+    from hypercorn.config import Config
 
 from ..shutdown import SESSION_CLOSE_WAIT, GracefulShutdown
 

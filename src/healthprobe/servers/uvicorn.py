@@ -46,8 +46,11 @@ from collections.abc import Generator
 from types import FrameType
 from typing import Any
 
-import uvicorn
-from uvicorn.supervisors import Multiprocess
+from .._extras import requires
+
+with requires("uvicorn", __name__):
+    import uvicorn
+    from uvicorn.supervisors import Multiprocess
 
 from .._launch import ServerControl
 from ..shutdown import REPEAT_WINDOW, GracefulShutdown, _flush_logs, _name, _seconds

@@ -25,8 +25,11 @@ import gc
 import time
 from typing import Any
 
-from waitress import wasyncore
-from waitress.server import BaseWSGIServer, create_server
+from .._extras import requires
+
+with requires("waitress", __name__):
+    from waitress import wasyncore
+    from waitress.server import BaseWSGIServer, create_server
 
 from .._launch import ServerControl
 from ..shutdown import GracefulShutdown

@@ -13,7 +13,10 @@ through the middleware's in-flight count, then the hooks run.
 
 from __future__ import annotations
 
-from werkzeug.serving import BaseWSGIServer
+from .._extras import requires
+
+with requires("wsgi", __name__):
+    from werkzeug.serving import BaseWSGIServer
 
 from ..shutdown import GracefulShutdown
 
