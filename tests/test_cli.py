@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import re
 import socket
 import subprocess
 import sys
@@ -10,13 +12,15 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator
+from pathlib import Path
 
 import pytest
 from werkzeug.serving import make_server
 from werkzeug.wrappers import Request, Response
 
+import healthprobe
 from healthprobe import HealthRegistry
-from healthprobe.cli import main, probe
+from healthprobe.cli import failing_lines, main, probe
 from healthprobe.wsgi import HealthMiddleware
 
 from .support import PYTHON, ServerProcess, free_port, run_server
@@ -417,3 +421,198 @@ def test_usage_errors_are_one_line_from_the_installed_command() -> None:
         )
         assert result.returncode == 2 and result.stdout == ""
         assert result.stderr.startswith("healthprobe probe: error: argument ") and result.stderr.count("\n") == 1
+
+
+# -- --verbose: what a failing answer says -----------------------------------------------------
+
+
+@contextlib.contextmanager
+def answering(response: bytes) -> Iterator[str]:
+    """A loopback HTTP server that answers every request with the raw bytes ``response``
+    (whatever a server may send, control characters and all); yields its base URL."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    listener.settimeout(0.2)
+    done = threading.Event()
+
+    def serve() -> None:
+        while not done.is_set():
+            try:
+                connection, _ = listener.accept()
+            except OSError:
+                continue
+            with connection:
+                connection.settimeout(5)
+                request = b""
+                while b"\r\n\r\n" not in request:
+                    chunk = connection.recv(4096)
+                    if not chunk:
+                        break
+                    request += chunk
+                connection.sendall(response)
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{listener.getsockname()[1]}"
+    finally:
+        done.set()
+        thread.join(5)
+        listener.close()
+
+
+def raw_answer(status_line: bytes, content_type: bytes | None, body: bytes) -> bytes:
+    headers = b"Content-Type: " + content_type + b"\r\n" if content_type is not None else b""
+    return status_line + b"\r\n" + headers + b"Content-Length: %d\r\nConnection: close\r\n\r\n" % len(body) + body
+
+
+def run(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
+    status = main(argv)
+    out, err = capsys.readouterr()
+    return status, out, err
+
+
+def test_verbose_prints_the_failing_checks_of_a_text_body(base_url: str, capsys: pytest.CaptureFixture[str]) -> None:
+    # Without --verbose, the status line only, as before.
+    assert run(["probe", f"{base_url}/readyz"], capsys) == (1, "", "503 Service Unavailable\n")
+    expected = (1, "", "503 Service Unavailable\n[-]db failed: reason withheld\n")
+    assert run(["probe", "-v", f"{base_url}/readyz"], capsys) == expected
+    assert run(["probe", f"{base_url}/readyz", "--verbose"], capsys) == expected
+    # A passing answer: the status line on stdout, nothing more.
+    assert run(["probe", "-v", f"{base_url}/livez"], capsys) == (0, "200 OK\n", "")
+    assert run(["probe", "-v", f"{base_url}/livez?verbose"], capsys) == (0, "200 OK\n", "")
+
+
+def test_verbose_reads_health_json_bodies(base_url: str, capsys: pytest.CaptureFixture[str]) -> None:
+    expected = (1, "", "503 Service Unavailable\n[-]db failed: reason withheld\n")
+    assert run(["probe", "-v", f"{base_url}/readyz?format=json"], capsys) == expected
+    accept = ["--header", "Accept: application/health+json"]
+    assert run(["probe", "-v", f"{base_url}/readyz", *accept], capsys) == expected
+
+
+def test_verbose_prints_a_one_line_error_answer(base_url: str, capsys: pytest.CaptureFixture[str]) -> None:
+    status, out, err = run(["probe", "-v", f"{base_url}/readyz/dbb"], capsys)
+    assert (status, out, err) == (1, "", "404 Not Found\nno readyz check named 'dbb'\n")
+    status, out, err = run(["probe", "-v", f"{base_url}/readyz?verbos"], capsys)
+    assert (status, out, err) == (1, "", "400 Bad Request\nunknown query parameter 'verbos'\n")
+
+
+def test_verbose_from_the_command_an_exec_probe_runs(base_url: str) -> None:
+    failed = subprocess.run(
+        [sys.executable, "-m", "healthprobe", "probe", "-v", f"{base_url}/readyz"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert failed.returncode == 1 and failed.stdout == ""
+    assert failed.stderr == "503 Service Unavailable\n[-]db failed: reason withheld\n"
+
+
+def test_verbose_shows_at_most_ten_lines_of_a_real_probe_server(capsys: pytest.CaptureFixture[str]) -> None:
+    registry = HealthRegistry(default_cache_ttl=0.0)
+    registry.mark_started()
+    for number in range(12):
+        registry.add_check(f"queue-{number:02}", lambda: False, probes=["readiness"])
+    registry.add_check("cache", lambda: False, probes=["readiness"], critical=False)  # a warning: not listed
+    with healthprobe.serve(registry, "127.0.0.1", 0) as server:
+        status, out, err = run(["probe", "-v", f"{server.url}/readyz"], capsys)
+        lines = err.splitlines()
+        assert status == 1 and out == ""
+        assert lines == [
+            "503 Service Unavailable",
+            *[f"[-]queue-{number:02} failed: reason withheld" for number in range(9)],
+            "... 3 more",
+        ]
+    draining = HealthRegistry()
+    draining.add_check("database", lambda: True)
+    draining.mark_started()
+    draining.begin_drain()  # readiness fails for a reason of the lifecycle, not of a check
+    with healthprobe.serve(draining, "127.0.0.1", 0) as server:
+        assert run(["probe", "-v", f"{server.url}/readyz"], capsys)[2] == (
+            "503 Service Unavailable\n[-]lifecycle failed: draining\n"
+        )
+        assert run(["probe", "-v", f"{server.url}/readyz?format=json"], capsys)[2] == (
+            "503 Service Unavailable\noutput: draining\n"
+        )
+
+
+def test_verbose_never_echoes_raw_bytes_and_stays_bounded(capsys: pytest.CaptureFixture[str]) -> None:
+    line = b"[-]check%d failed: \x1b[2J\x07bell \xff\xfe \xe2\x80\xae" + b"x" * 300 + b"\r\n"
+    body = b"".join(line % number for number in range(50)) + b"readyz check failed\n"
+    response = raw_answer(b"HTTP/1.1 503 Bad\x1b[31m News", b"text/plain; charset=utf-8", body)
+    with answering(response) as url:
+        status, out, err = run(["probe", "-v", f"{url}/readyz"], capsys)
+    assert status == 1 and out == ""
+    lines = err.splitlines()
+    assert lines[0] == "503 Bad\\x1b[31m News"
+    details = lines[1:]
+    assert len(details) <= 10 and sum(len(text.encode()) + 1 for text in details) <= 1024
+    assert details[-1] == f"... {50 - len(details) + 1} more"
+    for text in details:
+        assert text.isprintable() and len(text) <= 200, text
+    assert details[0].startswith("[-]check0 failed: \\x1b[2J\\x07bell \\xff\\xfe \\u202exxx")
+    assert details[0].endswith("x...") and len(details[0]) == 200
+    # Without --verbose, still the status line only.
+    with answering(response) as url:
+        assert run(["probe", f"{url}/readyz"], capsys) == (1, "", "503 Bad\\x1b[31m News\n")
+
+
+@pytest.mark.parametrize(
+    ("content_type", "body", "expected"),
+    [
+        (b"text/html", b"<html><body>[-]bad gateway</body></html>\n", []),
+        (None, b"[-]db failed: timed out after 1.0 s\nreadyz check failed\n", ["[-]db failed: timed out after 1.0 s"]),
+        (b"text/plain", b"\n  database unreachable  \nretrying\n", ["database unreachable"]),
+        (b"text/plain", b"", []),
+        (
+            b"application/json",
+            b'{"status":"down","output":"degraded\\u001b","checks":{"db:responseTime":[{"status":"error",'
+            b'"output":"slow"},{"status":"pass"}],"cache":{"status":"DOWN"},"disk":[{"status":"warn"}]}}',
+            ["output: degraded\\x1b", "[-]db:responseTime failed: slow", "[-]cache failed"],
+        ),
+        (b"application/vnd.health+json", b'{"checks": []}', []),
+        (b"application/health+json", b"{not json", []),
+        (b"application/health+json", b"[1, 2]", []),
+    ],
+)
+def test_verbose_reads_other_servers_bodies(
+    content_type: bytes | None, body: bytes, expected: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    with answering(raw_answer(b"HTTP/1.1 500 Internal Server Error", content_type, body)) as url:
+        status, out, err = run(["probe", "-v", f"{url}/healthz"], capsys)
+    assert (status, out) == (1, "")
+    assert err.splitlines() == ["500 Internal Server Error", *expected]
+    assert failing_lines(body, content_type.decode() if content_type else None) == expected
+
+
+def test_failing_lines_bounds() -> None:
+    assert failing_lines(b"[-]a\n" * 10, None) == ["[-]a"] * 10
+    assert failing_lines(b"[-]a\n" * 11, None) == ["[-]a"] * 9 + ["... 2 more"]
+    exact = "[-]" + "y" * 197
+    assert failing_lines(exact.encode(), "text/plain") == [exact]
+    assert failing_lines((exact + "z").encode(), "text/plain") == ["[-]" + "y" * 194 + "..."]
+    # An escape is never cut in two.
+    assert failing_lines(("[-]" + "y" * 194 + "\x1b").encode(), None) == ["[-]" + "y" * 194 + "..."]
+    # Multi-byte characters count in bytes: 200 characters of 3 bytes each.
+    wide = "[-]" + "\u20ac" * 300
+    shown = failing_lines((wide + "\n").encode() * 5, None)
+    assert shown[-1].startswith("... ") and sum(len(text.encode()) + 1 for text in shown) <= 1024
+
+
+def test_the_verbose_example_of_kubernetes_md_is_a_real_answer(capsys: pytest.CaptureFixture[str]) -> None:
+    doc = (Path(__file__).resolve().parent.parent / "docs" / "kubernetes.md").read_text()
+    section = doc[doc.index("### Which check failed: `--verbose`") :]
+    console = re.search(r"```console\n(.*?)```", section, re.S)
+    assert console is not None
+    command, *shown = console.group(1).splitlines()
+    assert command == '$ healthprobe probe -v http://127.0.0.1:8080/readyz; echo "exit $?"'
+
+    def redis() -> None:
+        raise ConnectionError("connection refused")
+
+    registry = HealthRegistry()
+    registry.add_check("database", lambda: time.sleep(3), timeout=0.8)
+    registry.add_check("redis", redis)
+    registry.mark_started()
+    with healthprobe.serve(registry, "127.0.0.1", 0) as server:
+        status, out, err = run(["probe", "-v", f"{server.url}/readyz"], capsys)
+    assert out == "" and [*err.splitlines(), f"exit {status}"] == shown

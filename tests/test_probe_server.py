@@ -11,7 +11,7 @@ import socket
 import subprocess
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -20,10 +20,10 @@ import httpx
 import pytest
 
 import healthprobe
-from healthprobe import HealthRegistry, Status, checks
-from healthprobe.shutdown import REPEAT_WINDOW
+from healthprobe import HealthEndpoints, HealthRegistry, Status, checks
+from healthprobe.shutdown import REPEAT_WINDOW, GracefulShutdown
 
-from .support import PYTHON, ROOT, free_port, run_server, wait_for_port
+from .support import PYTHON, ROOT, free_port, require_binary, run_server, wait_for_port
 
 pytestmark = pytest.mark.timeout(90)
 
@@ -47,6 +47,32 @@ def check_entry(response: httpx.Response, name: str) -> dict[str, Any]:
     entry = response.json()["checks"][name][0]
     assert isinstance(entry, dict)
     return entry
+
+
+Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
+MALFORMED = "malformed query string: not valid percent-encoded UTF-8\n"
+
+
+def samples(text: str) -> Samples:
+    """Every sample of a Prometheus text exposition, keyed by (sample name, labels)."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    return {
+        (sample.name, frozenset(sample.labels.items())): sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+    }
+
+
+def sample(text: str, name: str, **labels: str) -> float | None:
+    return samples(text).get((name, frozenset(labels.items())))
+
+
+def promtool_check_metrics(text: str) -> None:
+    promtool = require_binary("promtool", "prometheus")
+    done = subprocess.run([promtool, "check", "metrics"], input=text.encode(), capture_output=True, timeout=30)
+    report = (done.stdout + done.stderr).decode()
+    assert done.returncode == 0 and report.strip() == "", report
 
 
 # -- the server itself -------------------------------------------------------------------------
@@ -109,6 +135,137 @@ def test_serve_ipv6_loopback(registry: HealthRegistry) -> None:
         assert httpx.get(f"{server.url}/livez", timeout=5.0).status_code == 200
 
 
+# -- metrics on the probe port -----------------------------------------------------------------
+
+
+def test_serve_metrics_on_the_probe_port(registry: HealthRegistry) -> None:
+    registry.add_check("database", lambda: True, probes=["readiness"])
+    registry.add_check("cache", lambda: False, critical=False)
+    with (
+        healthprobe.serve(registry, "127.0.0.1", 0, metrics=True) as server,
+        httpx.Client(base_url=server.url, timeout=5.0) as client,
+    ):
+        assert server.metrics_url == f"{server.url}/metrics"
+        assert client.get("/readyz").status_code == 200  # probes as before, on the same port
+        answer = client.get("/metrics")
+        assert answer.status_code == 200
+        assert answer.headers["content-type"].startswith("text/plain; version=0.0.4")
+        assert answer.headers["cache-control"] == "no-store"
+        text = answer.text
+        assert sample(text, "healthprobe_check_status", check="database", status="pass") == 1.0
+        assert sample(text, "healthprobe_check_status", check="cache", status="fail") == 1.0
+        assert sample(text, "healthprobe_probe_status", probe="readiness", status="warn") == 1.0
+        assert sample(text, "healthprobe_lifecycle_state", state="started") == 1.0
+        assert sample(text, "healthprobe_in_flight_requests") is None  # no shutdown source given
+        assert any(name.startswith("process_") or name == "python_info" for name, _ in samples(text))
+        promtool_check_metrics(text)
+
+        head = client.head("/metrics")
+        assert head.status_code == 200 and head.content == b"" and int(head.headers["content-length"]) > 0
+        post = client.post("/metrics")
+        assert post.status_code == 405 and post.headers["allow"] == "GET, HEAD"
+        malformed = [client.get(f"/metrics?name[]={bad}") for bad in ("%ff", "%zz", "%")]
+        assert [(r.status_code, r.text) for r in malformed] == [(400, MALFORMED)] * 3
+        assert client.get("/metrics?" + "&".join(["a=1"] * 65)).status_code == 400
+        only = client.get("/metrics", params={"name[]": "healthprobe_lifecycle_state"})
+        assert {name for name, _ in samples(only.text)} == {"healthprobe_lifecycle_state"}
+        openmetrics = client.get("/metrics", headers={"accept": "application/openmetrics-text; version=1.0.0"})
+        assert openmetrics.headers["content-type"].startswith("application/openmetrics-text")
+        assert openmetrics.text.endswith("# EOF\n")
+        assert client.get("/metrics/").status_code == 404
+        assert client.get("/readyz", params={"bogus": "1"}).status_code == 400  # probe rules unchanged
+
+
+def test_serve_without_metrics_has_no_metrics_path(registry: HealthRegistry) -> None:
+    with healthprobe.serve(registry, "127.0.0.1", 0) as server:
+        assert server.metrics_url is None
+        assert httpx.get(f"{server.url}/metrics", timeout=5.0).status_code == 404
+
+
+def test_serve_metrics_on_another_path_and_from_any_source(registry: HealthRegistry) -> None:
+    class Source:
+        calls: list[tuple[str | None, tuple[str, ...]]] = []
+
+        def expose(self, accept: str | None, names: Sequence[str] = ()) -> tuple[str, bytes]:
+            self.calls.append((accept, tuple(names)))
+            if "broken" in names:
+                raise RuntimeError("secret detail")
+            return (
+                "text/plain; version=0.0.4; charset=utf-8",
+                b"# HELP jobs_done_total Jobs done.\n# TYPE jobs_done_total counter\njobs_done_total 3\n",
+            )
+
+    source = Source()
+    with (
+        healthprobe.serve(registry, "127.0.0.1", 0, metrics=source, metrics_path="/internal/metrics") as server,
+        httpx.Client(base_url=server.url, timeout=5.0) as client,
+    ):
+        assert server.metrics_url == f"{server.url}/internal/metrics"
+        assert client.get("/metrics").status_code == 404
+        answer = client.get("/internal/metrics", params={"name[]": "jobs_done_total"}, headers={"accept": "*/*"})
+        assert answer.status_code == 200 and sample(answer.text, "jobs_done_total") == 3.0
+        assert source.calls[-1] == ("*/*", ("jobs_done_total",))
+        promtool_check_metrics(answer.text)
+        broken = client.get("/internal/metrics", params={"name[]": "broken"})
+        assert broken.status_code == 503 and "secret" not in broken.text
+    with pytest.raises(ValueError, match="also a probe path"):
+        healthprobe.serve(registry, "127.0.0.1", 0, metrics=True, metrics_path="/readyz")
+
+
+def test_serve_metrics_show_the_shutdown_coordinator(registry: HealthRegistry) -> None:
+    shutdown = GracefulShutdown(registry, delay=0.0, drain_timeout=5.0)
+    server = healthprobe.serve(registry, "127.0.0.1", 0, metrics=True, shutdown=shutdown)
+    try:
+        assert server.metrics_url is not None
+        with httpx.Client(timeout=5.0) as client:
+            text = client.get(server.metrics_url).text
+            assert sample(text, "healthprobe_in_flight_requests") == 0.0  # probe requests are not counted
+            assert sample(text, "healthprobe_shutdown_phase", phase="serving") == 1.0
+            assert {labels for name, labels in samples(text) if name == "healthprobe_shutdown_phase"} == {
+                frozenset({("phase", phase)}) for phase in GracefulShutdown.phases
+            }
+            promtool_check_metrics(text)
+            shutdown.request_started()  # a worker's job, say
+            assert sample(client.get(server.metrics_url).text, "healthprobe_in_flight_requests") == 1.0
+            shutdown.begin()  # readiness fails; the coordinator waits for the job
+            deadline = time.monotonic() + 5
+            while shutdown.phase != "drain" and time.monotonic() < deadline:
+                time.sleep(0.02)
+            text = client.get(server.metrics_url).text
+            assert sample(text, "healthprobe_shutdown_phase", phase="drain") == 1.0
+            assert sample(text, "healthprobe_lifecycle_state", state="draining") == 1.0
+            assert client.get(f"{server.url}/readyz").status_code == 503
+            shutdown.request_finished()
+            assert sample(client.get(server.metrics_url).text, "healthprobe_in_flight_requests") == 0.0
+        assert shutdown.finish() == 0
+        assert not server.running  # stopped with the registry
+    finally:
+        server.stop()
+        shutdown.uninstall()
+
+
+def test_serve_shutdown_only_feeds_metrics_true(registry: HealthRegistry) -> None:
+    shutdown = GracefulShutdown(registry, delay=0.0)
+
+    class Source:
+        def expose(self, accept: str | None, names: Sequence[str] = ()) -> tuple[str, bytes]:
+            return "text/plain", b""
+
+    for metrics in (False, Source()):
+        with pytest.raises(ValueError, match="metrics=True"):
+            healthprobe.serve(registry, "127.0.0.1", 0, metrics=metrics, shutdown=shutdown)
+    with pytest.raises(TypeError, match="in_flight and phase"):
+        healthprobe.serve(registry, "127.0.0.1", 0, metrics=True, shutdown=object())  # type: ignore[arg-type]
+
+
+def test_serve_configured_endpoints_serve_their_own_metrics(registry: HealthRegistry) -> None:
+    endpoints = HealthEndpoints(registry, paths={"/alive": "liveness"}, metrics=True, metrics_path="/m")
+    with healthprobe.serve(endpoints, "127.0.0.1", 0) as server:
+        assert server.endpoints is endpoints and server.metrics_url == f"{server.url}/m"
+        assert httpx.get(f"{server.url}/alive", timeout=5.0).status_code == 200
+        assert sample(httpx.get(server.metrics_url, timeout=5.0).text, "healthprobe_lifecycle_state", state="started")
+
+
 # -- heartbeat ---------------------------------------------------------------------------------
 
 
@@ -163,6 +320,33 @@ def test_worker_drains_and_exits_zero_on_sigterm(tmp_path: Path) -> None:
         assert "stopped after" in log
         assert "hook 'release_jobs' finished" in log and "exit code 0" in log, log
         assert refused(f"{worker.url}/livez")
+
+
+def test_worker_serves_metrics_on_its_probe_port(tmp_path: Path) -> None:
+    """examples/worker: one port for probes and metrics; the job being worked on is in
+    flight, and the shutdown phase follows SIGTERM until the server stops."""
+    port = free_port()
+    env = {"PROBE_PORT": str(port), "PROBE_HOST": "127.0.0.1", "JOB_SECONDS": "0.5"}
+    with (
+        run_server([PYTHON, "-m", "examples.worker"], port, tmp_path, env=env, name="worker") as worker,
+        httpx.Client(base_url=worker.url, timeout=5.0) as client,
+    ):
+        assert client.get("/livez").status_code == 200
+        assert f"metrics on {worker.url}/metrics" in worker.output()
+        deadline = time.monotonic() + 10
+        text = client.get("/metrics").text
+        while sample(text, "healthprobe_in_flight_requests") != 1.0:  # a job is being worked on
+            assert time.monotonic() < deadline, text
+            time.sleep(0.05)
+            text = client.get("/metrics").text
+        assert sample(text, "healthprobe_check_status", check="worker", status="pass") == 1.0
+        assert sample(text, "healthprobe_probe_status", probe="liveness", status="pass") == 1.0
+        assert sample(text, "healthprobe_shutdown_phase", phase="serving") == 1.0
+        assert sample(text, "healthprobe_lifecycle_state", state="started") == 1.0
+        promtool_check_metrics(text)
+        worker.signal(signal.SIGTERM)
+        assert worker.wait(timeout=10) == 0, worker.output()
+        assert refused(f"{worker.url}/metrics")
 
 
 @pytest.mark.parametrize(

@@ -1,8 +1,10 @@
 """A queue consumer with Kubernetes probes: ``python -m examples.worker``.
 
 A worker has no web server, so it serves its probes with :func:`healthprobe.serve` on a port
-of their own (``PROBE_PORT``, 8081), and proves its loop is making progress with a
-:func:`healthprobe.checks.heartbeat` that each iteration beats:
+of their own (``PROBE_PORT``, 8081), its Prometheus metrics on ``/metrics`` of the same port
+(``metrics=True``, with the shutdown coordinator: ``healthprobe_in_flight_requests`` counts
+the job being worked on, ``healthprobe_shutdown_phase`` shows the phase), and proves its loop
+is making progress with a :func:`healthprobe.checks.heartbeat` that each iteration beats:
 
 * ``/livez`` (and ``/healthz``) fails once the loop has not beaten for ``WORKER_MAX_INTERVAL``
   seconds (5 by default): a wedged worker gets restarted by the kubelet.

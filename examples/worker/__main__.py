@@ -84,17 +84,19 @@ def main() -> int:
     registry.add_check("worker", beat, probes=["liveness"])
     registry.add_check("memory", checks.memory(max_fraction=0.9), probes=["liveness"], critical=False)
     registry.add_check("disk", checks.disk(tempfile.gettempdir(), min_free_ratio=0.01), probes=["readiness"])
+    # No load balancer sends work to a worker, so there is nothing to wait for after the
+    # signal: no delay, even inside a pod. SIGTERM and SIGINT fail readiness and end the loop.
+    shutdown = GracefulShutdown(registry, delay=0.0)
     try:
-        server = healthprobe.serve(registry, settings.probe_host, settings.probe_port)  # stops when the registry stops
+        # Probes and metrics on one port; the server stops when the registry stops. The
+        # coordinator feeds healthprobe_in_flight_requests (the job being worked on) and
+        # healthprobe_shutdown_phase.
+        server = healthprobe.serve(registry, settings.probe_host, settings.probe_port, metrics=True, shutdown=shutdown)
     except OSError as exc:
         reason = " ".join(str(exc).split())
         log.error("cannot serve probes on %s:%d (PROBE_HOST, PROBE_PORT): %s", *_address(settings), reason)
         return EXIT_SETTINGS
-    log.info("probes on %s (liveness /livez, readiness /readyz)", server.url)
-
-    # No load balancer sends work to a worker, so there is nothing to wait for after the
-    # signal: no delay, even inside a pod. SIGTERM and SIGINT fail readiness and end the loop.
-    shutdown = GracefulShutdown(registry, delay=0.0)
+    log.info("probes on %s (liveness /livez, readiness /readyz), metrics on %s", server.url, server.metrics_url)
     jobs: queue.Queue[int] = queue.Queue()
 
     @shutdown.hook
@@ -123,10 +125,14 @@ def main() -> int:
             job = jobs.get(timeout=min(1.0, max_interval / 2))  # bounded: an idle loop still beats
         except queue.Empty:
             continue
-        if wedge.is_set():
-            log.warning("job %d: stuck", job)
-            threading.Event().wait()  # never set: the worker is wedged
-        time.sleep(job_seconds)  # the work
+        shutdown.request_started()  # counted in flight: the drain waits for it, the metrics show it
+        try:
+            if wedge.is_set():
+                log.warning("job %d: stuck", job)
+                threading.Event().wait()  # never set: the worker is wedged
+            time.sleep(job_seconds)  # the work
+        finally:
+            shutdown.request_finished()
         done += 1
     log.info("stopped after %d jobs", done)
     # Runs the cleanup hook and marks the registry stopped, which stops the probe server.

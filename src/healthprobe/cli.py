@@ -5,6 +5,13 @@ Usage::
 
     healthprobe probe http://127.0.0.1:8080/readyz [--timeout 1] [--header 'Name: value'] [--verbose]
 
+A failing answer prints its status line on stderr (``503 Service Unavailable``); with
+``--verbose`` a passing one prints it on stdout, and a failing one also prints what its body
+says failed (:func:`failing_lines`): the ``[-]name failed: reason`` lines of a text body, the
+failing checks of an ``application/health+json`` body, else the first line of a plain-text
+body; at most 10 lines and 1 KiB, each line cut to 200 characters and its control characters
+escaped, since an exec probe's output lands in the pod's events. The URL is sent as given.
+
 Exit status: 0 when the answer's status code is from 200 to 399 (the kubelet's ``httpGet``
 rule, Kubernetes "Configure Liveness, Readiness and Startup Probes"), 1 for any other code,
 a timeout or a refused connection, 2 for a usage error (one line on stderr,
@@ -23,13 +30,14 @@ from __future__ import annotations
 
 import argparse
 import http.client
+import json
 import math
 import re
 import socket
 import sys
 import urllib.parse
 from collections.abc import Sequence
-from typing import NoReturn
+from typing import Any, NamedTuple, NoReturn
 
 from . import __version__
 
@@ -44,6 +52,23 @@ _TCHAR = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]")
 _NOT_IN_FIELD_VALUE = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
 #: A control character, shown escaped in a usage error so that it stays on one line.
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+#: Most bytes of an answer's body read (and searched by ``--verbose``).
+MAX_BODY_BYTES = 64 * 1024
+#: What ``--verbose`` prints of a failing answer's body at most: lines, bytes (UTF-8, line
+#: ends included) and characters per line. The kubelet keeps the first 10 KiB of an exec
+#: probe's output (``maxReadLength`` in ``pkg/probe/exec/exec.go``).
+MAX_DETAIL_LINES = 10
+MAX_DETAIL_BYTES = 1024
+MAX_DETAIL_LINE = 200
+#: IETF draft "Health Check Response Format for HTTP APIs": the status values of a failure.
+_FAIL_WORDS = frozenset({"fail", "error", "down"})
+
+
+class _Answer(NamedTuple):
+    ok: bool
+    description: str
+    content_type: str | None
+    body: bytes
 
 
 def probe(url: str, *, timeout: float = 1.0, headers: Sequence[tuple[str, str]] = ()) -> tuple[bool, str]:
@@ -60,7 +85,9 @@ def probe(url: str, *, timeout: float = 1.0, headers: Sequence[tuple[str, str]] 
 
     Returns:
         ``(success, description)``: success for a status code from 200 to 399; the
-        description is the status line, or why no answer came.
+        description is the status line (``503 Service Unavailable``, the server's reason
+        phrase with control characters escaped and cut to :data:`MAX_DETAIL_LINE`
+        characters), or why no answer came.
 
     Raises:
         ValueError: if ``url`` is not an absolute http(s) URL: no ``http``/``https`` scheme
@@ -70,6 +97,17 @@ def probe(url: str, *, timeout: float = 1.0, headers: Sequence[tuple[str, str]] 
             character other than HTAB (section 5.5), or ``Host`` or ``User-Agent`` is given
             more than once. The message is one line and shows neither the URL's credentials
             nor a header's value.
+    """
+    answer = _get(url, timeout=timeout, headers=headers)
+    return answer.ok, answer.description
+
+
+def _get(url: str, *, timeout: float, headers: Sequence[tuple[str, str]]) -> _Answer:
+    """:func:`probe`, with the answer's ``Content-Type`` and its first
+    :data:`MAX_BODY_BYTES` bytes (``None`` and ``b""`` when no answer came).
+
+    Raises:
+        ValueError: see :func:`probe`.
     """
     parts, host, port = _split(url)
     skip_host, lines = _request_headers(headers)
@@ -84,14 +122,130 @@ def probe(url: str, *, timeout: float = 1.0, headers: Sequence[tuple[str, str]] 
             connection.putheader(name, value)
         connection.endheaders()
         response = connection.getresponse()
-        response.read(64 * 1024)
+        body = response.read(MAX_BODY_BYTES)
     except (OSError, http.client.HTTPException) as exc:
         reason = "timed out" if isinstance(exc, (TimeoutError, socket.timeout)) else type(exc).__name__
         shown = f"[{host}]" if ":" in host else host
-        return False, f"no answer from {shown}:{port}: {reason}"
+        return _Answer(False, f"no answer from {shown}:{port}: {reason}", None, b"")
     finally:
         connection.close()
-    return 200 <= response.status < 400, f"{response.status} {response.reason}"
+    ok = 200 <= response.status < 400
+    # The reason phrase is the server's text: shown escaped and bounded, as the body is.
+    description = f"{response.status} {_printable(response.reason, MAX_DETAIL_LINE)}"
+    return _Answer(ok, description, response.getheader("Content-Type"), body)
+
+
+def failing_lines(body: bytes, content_type: str | None) -> list[str]:
+    """What a failing answer's body says failed, as lines safe to print on a terminal.
+
+    * ``text/plain`` (or no ``Content-Type``): the lines that start with ``[-]``
+      (kube-apiserver's ``[-]name failed: reason``, healthprobe's text bodies); with none,
+      the first non-blank line (a one-line error such as ``no readyz check named 'x'``).
+    * JSON (``application/health+json``, ``application/json``, any ``+json``): the
+      document's ``output``, as ``output: <text>``, then ``[-]name failed: <output>`` for
+      each entry of ``checks`` whose ``status`` is ``fail`` (or ``error``, ``down``: IETF
+      draft "Health Check Response Format for HTTP APIs"). Malformed JSON gives nothing.
+    * Any other type (an HTML error page): nothing.
+
+    Bytes that are not UTF-8 are shown as ``\\xNN``; every character
+    :meth:`str.isprintable` refuses (controls, escape sequences, bidirectional overrides,
+    line separators) as its Python escape. At most :data:`MAX_DETAIL_LINES` lines and
+    :data:`MAX_DETAIL_BYTES` bytes in all, each line cut to :data:`MAX_DETAIL_LINE`
+    characters (ending in ``...``); lines left out are counted on a last ``... N more`` line.
+
+    Args:
+        body: the answer's body (or its first bytes).
+        content_type: the answer's ``Content-Type`` header, or ``None``.
+
+    Returns:
+        The lines, without line ends; empty when the body says nothing that fits.
+    """
+    media = (content_type or "text/plain").split(";", 1)[0].strip().lower()
+    text = body.decode("utf-8", "backslashreplace")
+    if media in ("application/json", "application/health+json") or media.endswith("+json"):
+        found = _json_failures(text)
+    elif media == "text/plain":
+        lines = [line.rstrip("\r") for line in text.split("\n")]
+        found = [line for line in lines if line.startswith("[-]")]
+        if not found:
+            found = [line.strip() for line in lines if line.strip()][:1]
+    else:
+        found = []
+    return _bounded(found)
+
+
+def _json_failures(text: str) -> list[str]:
+    """The ``output`` and failing checks of an IETF health-check JSON document, unescaped."""
+    try:
+        document = json.loads(text)
+    except ValueError:
+        return []
+    if not isinstance(document, dict):
+        return []
+    found: list[str] = []
+    output = document.get("output")
+    if isinstance(output, str) and output:
+        found.append(f"output: {output}")
+    checks = document.get("checks")
+    if isinstance(checks, dict):
+        for name, entries in checks.items():
+            for entry in entries if isinstance(entries, list) else [entries]:
+                if isinstance(entry, dict) and _is_failure(entry):
+                    reason = entry.get("output")
+                    found.append(f"[-]{name} failed" + (f": {reason}" if isinstance(reason, str) and reason else ""))
+    return found
+
+
+def _is_failure(entry: dict[str, Any]) -> bool:
+    status = entry.get("status")
+    return isinstance(status, str) and status.lower() in _FAIL_WORDS
+
+
+def _bounded(lines: Sequence[str]) -> list[str]:
+    """``lines`` escaped, cut and limited as :func:`failing_lines` promises."""
+    shown: list[str] = []
+    used = 0
+    for line in lines:
+        if len(shown) == MAX_DETAIL_LINES:
+            break
+        safe = _printable(line, MAX_DETAIL_LINE)
+        cost = len(safe.encode()) + 1
+        if used + cost > MAX_DETAIL_BYTES:
+            break
+        shown.append(safe)
+        used += cost
+    left = len(lines) - len(shown)
+    if left:
+        # The count line fits within both bounds too: make room for it.
+        while shown and (len(shown) == MAX_DETAIL_LINES or used + len(f"... {left} more") + 1 > MAX_DETAIL_BYTES):
+            used -= len(shown.pop().encode()) + 1
+            left += 1
+        shown.append(f"... {left} more")
+    return shown
+
+
+def _printable(text: str, limit: int) -> str:
+    """``text`` with every character :meth:`str.isprintable` refuses written as its Python
+    escape, and at most ``limit`` characters long: when longer, cut to ``limit - 3`` and
+    ``...`` added (an escape is never cut in two)."""
+    pieces: list[str] = []
+    size = 0
+    for char in text:  # escapes only what can be shown, and a little more
+        piece = char if char.isprintable() else repr(char)[1:-1]
+        pieces.append(piece)
+        size += len(piece)
+        if size > limit:
+            break
+    if size <= limit:
+        return "".join(pieces)
+    kept: list[str] = []
+    size = 0
+    for piece in pieces:
+        if size + len(piece) > limit - 3:
+            break
+        kept.append(piece)
+        size += len(piece)
+    return "".join(kept) + "..."
 
 
 def _split(url: str) -> tuple[urllib.parse.SplitResult, str, int]:
@@ -253,17 +407,25 @@ def main(argv: Sequence[str] | None = None) -> int:
         default=[],
         help="'Name: value', repeatable; a Host or User-Agent replaces the default",
     )
-    one.add_argument("--verbose", "-v", action="store_true", help="print the status line")
+    one.add_argument(
+        "--verbose",
+        "-v",
+        action="store_true",
+        help="print the status line; for a failing answer also what its body says failed",
+    )
     args, extra = parser.parse_known_args(argv)
     if extra:
         one.error("unrecognized arguments: " + " ".join(_shown_argument(argument) for argument in extra))
     try:
-        ok, description = probe(args.url, timeout=args.timeout, headers=args.header)
+        answer = _get(args.url, timeout=args.timeout, headers=args.header)
     except ValueError as exc:  # a malformed URL or header: a usage error, on one line
         one.error(str(exc))
-    if args.verbose or not ok:
-        print(description, file=sys.stdout if ok else sys.stderr)
-    return 0 if ok else 1
+    if args.verbose or not answer.ok:
+        print(answer.description, file=sys.stdout if answer.ok else sys.stderr)
+    if args.verbose and not answer.ok:
+        for line in failing_lines(answer.body, answer.content_type):
+            print(line, file=sys.stderr)
+    return 0 if answer.ok else 1
 
 
 if __name__ == "__main__":  # pragma: no cover - python -m healthprobe.cli

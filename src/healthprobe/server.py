@@ -18,7 +18,9 @@ released while that loop sleeps or waits on I/O)::
     ...
     server.stop()
 
-Point the pod's probes at this port (``httpGet: {path: /livez, port: 8081}``).
+Point the pod's probes at this port (``httpGet: {path: /livez, port: 8081}``). With
+``metrics=True`` the same port also serves Prometheus metrics on ``/metrics``, so a worker
+needs one port, one ``containerPort`` and one scrape target.
 """
 
 from __future__ import annotations
@@ -28,13 +30,20 @@ import socket
 import threading
 from collections.abc import Mapping
 from types import TracebackType
+from typing import TYPE_CHECKING
 
-from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server, select_address_family
+from ._extras import requires
+
+with requires("wsgi", __name__):
+    from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server, select_address_family
 
 from ._types import Lifecycle, Probe
-from .http import HealthEndpoints
+from .http import HealthEndpoints, MetricsSource
 from .registry import HealthRegistry
 from .wsgi import HealthApp
+
+if TYPE_CHECKING:
+    from .prometheus import ShutdownView
 
 logger = logging.getLogger("healthprobe")
 
@@ -53,10 +62,20 @@ class _QuietHandler(WSGIRequestHandler):
 class ProbeServer:
     """A running standalone probe server; returned by :func:`serve`.
 
+    Args:
+        server: the Werkzeug server to run, bound and not yet serving.
+        host: the address it listens on, as given to :func:`serve`.
+        endpoints: the :class:`HealthEndpoints` it answers from, if known (:func:`serve`
+            passes them).
+
     Attributes:
         host: the address it listens on.
         port: the port it listens on (the bound one when ``0`` was asked).
         url: ``http://host:port`` (loopback for a wildcard address), for clients and tests.
+        endpoints: the :class:`HealthEndpoints` answering probe and metrics requests, or
+            ``None``.
+        metrics_url: ``url`` followed by the metrics path (``http://127.0.0.1:8081/metrics``)
+            when metrics are served, else ``None``.
 
     Use it as a context manager, or call :meth:`stop` (alias :meth:`close`). To stop it with
     the process's lifecycle, register :meth:`on_lifecycle` as a lifecycle listener (done by
@@ -64,12 +83,16 @@ class ProbeServer:
     enters ``stopped``, so probes are answered through ``draining`` until then.
     """
 
-    def __init__(self, server: BaseWSGIServer, host: str) -> None:
+    def __init__(self, server: BaseWSGIServer, host: str, endpoints: HealthEndpoints | None = None) -> None:
         self._server = server
         self.host = host
         self.port = int(server.server_address[1])
         shown = {"0.0.0.0": "127.0.0.1", "::": "::1", "": "127.0.0.1"}.get(host, host)
         self.url = f"http://[{shown}]:{self.port}" if ":" in shown else f"http://{shown}:{self.port}"
+        self.endpoints = endpoints
+        self.metrics_url: str | None = None
+        if endpoints is not None and endpoints.metrics is not None:
+            self.metrics_url = self.url + endpoints.metrics_path
         self._lock = threading.Lock()
         self._stopped = False
         self._thread = threading.Thread(target=self._serve, name=f"healthprobe-probe-server-{self.port}", daemon=True)
@@ -153,47 +176,107 @@ def serve(
     paths: Mapping[str, Probe | str] | None = None,
     failure_status: int | Mapping[Probe | str, int] = 503,
     expose_output: bool = False,
+    metrics: bool | MetricsSource = False,
+    metrics_path: str = "/metrics",
+    shutdown: ShutdownView | None = None,
     access_log: bool = False,
     stop_on_stopped: bool = True,
 ) -> ProbeServer:
-    """Serve the probe endpoints on ``host:port`` from a daemon background thread.
+    """Serve the probe endpoints (and, with ``metrics``, Prometheus metrics) on
+    ``host:port`` from a daemon background thread.
 
     The server is Werkzeug's threaded WSGI server (``werkzeug.serving.make_server``) running
     :class:`healthprobe.wsgi.HealthApp`: each request gets its own daemon thread, and checks
     run under their deadlines, so a hung check costs a probe its deadline and nothing more.
     Paths, bodies and status codes are those of the adapters (``/livez``, ``/healthz``,
-    ``/readyz``, ``/startupz``, ``/readyz/<check>``, ``?verbose``, ``?format=json``); other
-    paths are ``404``.
+    ``/readyz``, ``/startupz``, ``/readyz/<check>``, ``?verbose``, ``?format=json``; with
+    ``metrics``, ``/metrics`` in the format ``Accept`` asks for, ``?name[]=`` filtering by
+    metric name); other paths are ``404``. A malformed query is ``400``, a method other than
+    ``GET`` or ``HEAD`` ``405``, as on the adapters.
 
     Args:
         registry: the :class:`HealthRegistry` (or a configured :class:`HealthEndpoints`).
         host: address to listen on; ``0.0.0.0`` (all IPv4 interfaces) so the kubelet, which
             probes the pod's IP, reaches it. ``"::"`` for IPv6.
         port: TCP port; ``0`` picks a free one (read it from the returned ``port``).
-        paths, failure_status, expose_output: as :class:`HealthEndpoints`.
-        access_log: log one line per probe request (Werkzeug's format); off by default.
+        paths, failure_status, expose_output, metrics, metrics_path: as
+            :class:`HealthEndpoints`: ``metrics=True`` serves a
+            :class:`healthprobe.prometheus.PrometheusMetrics` of ``registry`` (extra
+            ``prometheus``; in multiprocess mode the merge of every process's metrics), or
+            pass any :class:`~healthprobe.http.MetricsSource`. Off by default.
+        shutdown: with ``metrics=True``, the shutdown coordinator whose requests in flight
+            and phase the metrics show (``healthprobe_in_flight_requests``,
+            ``healthprobe_shutdown_phase``): a
+            :class:`~healthprobe.shutdown.GracefulShutdown`, or any object with ``in_flight``
+            (int) and ``phase`` (str). It only feeds the metrics: probe requests are never
+            counted as in flight, and nothing is installed.
+        access_log: log one line per request (Werkzeug's format); off by default.
         stop_on_stopped: register :meth:`ProbeServer.on_lifecycle` on the registry so the
-            server stops when the lifecycle enters ``stopped`` (ignored for a
-            :class:`HealthEndpoints`, whose registry is used instead).
+            server stops when the lifecycle enters ``stopped``.
+
+    When ``registry`` is a :class:`HealthEndpoints`, ``paths``, ``failure_status``,
+    ``expose_output``, ``metrics``, ``metrics_path`` and ``shutdown`` are ignored (configure
+    them there), and ``stop_on_stopped`` listens to its registry.
 
     Returns:
-        A running :class:`ProbeServer` (``url``, ``port``, ``stop()``; a context manager).
+        A running :class:`ProbeServer` (``url``, ``port``, ``metrics_url``, ``stop()``; a
+        context manager).
 
     Raises:
         OSError: the address cannot be bound (for example the port is in use).
-        ValueError: a malformed path or failure status (see :class:`HealthEndpoints`).
+        ValueError: a malformed path or failure status, a metrics path that is also a probe
+            path (see :class:`HealthEndpoints`), or ``shutdown`` without ``metrics=True``.
+        TypeError: ``shutdown`` has no ``in_flight`` or no ``phase``.
+        ImportError: ``metrics=True`` without prometheus-client installed.
     """
-    app = HealthApp(registry, paths=paths, failure_status=failure_status, expose_output=expose_output)
+    if shutdown is not None:
+        if metrics is not True:
+            raise ValueError(
+                "shutdown= feeds the metrics that metrics=True builds: pass metrics=True too, or give your "
+                "MetricsSource the coordinator (PrometheusMetrics(registry, shutdown=...))"
+            )
+        if not (hasattr(shutdown, "in_flight") and hasattr(shutdown, "phase")):
+            raise TypeError(
+                f"shutdown must have in_flight and phase (a GracefulShutdown), got {type(shutdown).__name__}"
+            )
+        if isinstance(registry, HealthRegistry):
+            metrics = _prometheus_metrics(registry, shutdown)
+    app = HealthApp(
+        registry,
+        paths=paths,
+        failure_status=failure_status,
+        expose_output=expose_output,
+        metrics=metrics,
+        metrics_path=metrics_path,
+    )
     sock = _listen(host, port)
     try:
         handler: type[WSGIRequestHandler] = WSGIRequestHandler if access_log else _QuietHandler
         wsgi_server = make_server(host, port, app, threaded=True, request_handler=handler, fd=sock.fileno())
     finally:
         sock.close()  # make_server() duplicated the descriptor
-    server = ProbeServer(wsgi_server, host)
+    server = ProbeServer(wsgi_server, host, app.endpoints)
     server._start()
-    owner = registry.registry if isinstance(registry, HealthEndpoints) else registry
     if stop_on_stopped:
-        owner.add_lifecycle_listener(server.on_lifecycle)
-    logger.info("probe server listening on %s:%d", host, server.port)
+        app.endpoints.registry.add_lifecycle_listener(server.on_lifecycle)
+    if server.metrics_url is not None:
+        logger.info("probe server listening on %s:%d, metrics on %s", host, server.port, app.endpoints.metrics_path)
+    else:
+        logger.info("probe server listening on %s:%d", host, server.port)
     return server
+
+
+def _prometheus_metrics(registry: HealthRegistry, shutdown: ShutdownView) -> MetricsSource:
+    """``PrometheusMetrics(registry, shutdown=shutdown)``, imported on first use (extra
+    ``prometheus``).
+
+    Raises:
+        ImportError: prometheus-client is not installed (the message names the extra).
+    """
+    try:
+        from .prometheus import PrometheusMetrics
+    except ModuleNotFoundError as exc:
+        raise ImportError(
+            "metrics=True needs prometheus-client: pip install 'healthprobe[prometheus]'", name=exc.name
+        ) from exc
+    return PrometheusMetrics(registry, shutdown=shutdown)
