@@ -127,3 +127,44 @@ def test_django_recipe(name: str, command: list[str], workers: int, tmp_path: Pa
     _write(project / "mysite" / "asgi.py", _with_hook(block("# mysite/asgi.py")))
     with _served(command, project, tmp_path, name) as server:
         _probe_then_stop(server, workers)
+
+
+README = (ROOT / "README.md").read_text()
+
+
+@pytest.mark.parametrize(
+    ("name", "command"),
+    [
+        ("uvicorn", [str(BIN / "uvicorn"), "--port", "PORT", "app:app"]),
+        (
+            "gunicorn-uvicorn-worker",
+            [str(BIN / "gunicorn"), "-k", "uvicorn_worker.UvicornWorker", "-b", "127.0.0.1:PORT", "app:app"],
+        ),
+        ("hypercorn", [str(BIN / "hypercorn"), "--workers", "0", "-b", "127.0.0.1:PORT", "app:app"]),
+    ],
+)
+def test_readme_quickstart(name: str, command: list[str], tmp_path: Path) -> None:
+    """The README's first code block, as ``app.py``, under each command its shell block
+    names: it serves the app, the probes and metrics (the coordinator's in-flight series
+    included), and stops on SIGTERM with its hook run."""
+    (quickstart,) = [b for b in re.findall(r"```python\n(.*?)```", README, re.S) if b.startswith("# app.py\n")]
+    shell = re.findall(r"```sh\n(.*?)```", README, re.S)[0]
+    assert "uvicorn app:app" in shell and "uvicorn_worker.UvicornWorker app:app" in shell
+    assert "hypercorn --workers 0 app:app" in shell
+    project = tmp_path / "project"
+    _write(project / "app.py", _with_hook(quickstart))
+    with _served(command, project, tmp_path, name) as server:
+        with httpx.Client(base_url=server.url, timeout=5) as client:
+            deadline = time.monotonic() + 20
+            while client.get("/readyz").status_code != 200:
+                assert time.monotonic() < deadline, server.output()
+                time.sleep(0.1)
+            assert client.get("/").json() == {"hello": "world"}
+            metrics = client.get("/metrics").text
+            assert 'healthprobe_check_status{check="disk"' in metrics
+            assert "healthprobe_in_flight_requests" in metrics  # shutdown= given with metrics=True
+        server.signal(signal.SIGTERM)
+        code = server.wait(30)
+        log = server.output()
+    assert code == 0, log
+    assert "hook ran" in log, log

@@ -23,11 +23,23 @@ from typing import Protocol, cast
 import anyio
 import anyio.from_thread
 import anyio.lowlevel
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from ._extras import requires
+
+with requires("asgi", __name__):
+    from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from . import _launch
 from ._types import Probe
-from .http import HealthEndpoints, MetricsSource, Response, endpoints_for, plain_response
+from .http import (
+    HealthEndpoints,
+    MetricsSource,
+    Response,
+    check_app,
+    check_shutdown,
+    endpoints_for,
+    plain_response,
+)
 from .registry import HealthRegistry, _Stamp
 from .shutdown import SESSION_CLOSE_WAIT, GracefulShutdown
 
@@ -172,7 +184,9 @@ def HealthMiddleware(
     through it, and CPython calls a function markedly faster than an object's
     ``__call__`` (docs/performance.md).
     """
-    endpoints = endpoints_for(registry, paths, failure_status, expose_output, metrics, metrics_path)
+    check_app(app, "asgi")
+    check_shutdown(app, shutdown)
+    endpoints = endpoints_for(registry, paths, failure_status, expose_output, metrics, metrics_path, shutdown)
     probes = _Probes(endpoints)
     exact, prefixes, hits, answer = probes.exact, probes.prefixes, probes.hits, probes.answer
     health = endpoints.registry

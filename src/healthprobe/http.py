@@ -34,12 +34,13 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import inspect
 import logging
 import re
 import urllib.parse
 from collections.abc import Mapping, Sequence
 from http import HTTPStatus
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import anyio
 import anyio.to_thread
@@ -47,6 +48,9 @@ import anyio.to_thread
 from ._types import Probe, Report
 from .registry import CHECK_NAME, HealthRegistry, UnknownCheckError, _as_probe, _Stamp
 from .render import PROBE_WORD, dumps, render_json, render_text
+
+if TYPE_CHECKING:
+    from .prometheus import ShutdownView
 
 logger = logging.getLogger("healthprobe")
 
@@ -183,10 +187,15 @@ class HealthEndpoints:
             :class:`healthprobe.prometheus.PrometheusMetrics` of ``registry`` (extra
             ``prometheus``), or pass any :class:`MetricsSource`. Off by default.
         metrics_path: the path of the metrics route (``/metrics``).
+        shutdown: with ``metrics=True``, the graceful-shutdown coordinator whose in-flight
+            requests and shutdown phase the metrics include (the adapters pass their own
+            ``shutdown=``); ignored otherwise.
 
     Raises:
-        ValueError: on a malformed path, a metrics path that is also a probe path, or an
-            out-of-range status code.
+        TypeError: an argument of the wrong type (``registry`` not a :class:`HealthRegistry`,
+            ``expose_output`` not a bool, ...).
+        ValueError: on a malformed path (the metrics path too, even while metrics are off),
+            a metrics path that is also a probe path, or an out-of-range status code.
         ImportError: ``metrics=True`` without prometheus-client installed.
     """
 
@@ -199,7 +208,19 @@ class HealthEndpoints:
         expose_output: bool = False,
         metrics: bool | MetricsSource = False,
         metrics_path: str = "/metrics",
+        shutdown: ShutdownView | None = None,
     ) -> None:
+        if not isinstance(registry, HealthRegistry):
+            raise TypeError(f"registry must be a HealthRegistry, got {type(registry).__name__}")
+        if paths is not None and not isinstance(paths, Mapping):
+            raise TypeError(f"paths must be a mapping of path to probe, got {type(paths).__name__}")
+        if not isinstance(expose_output, bool):
+            raise TypeError(f"expose_output must be True or False, got {expose_output!r}")
+        if not isinstance(metrics, bool) and not callable(getattr(metrics, "expose", None)):
+            raise TypeError(f"metrics must be True, False or a MetricsSource, got {type(metrics).__name__}")
+        if not isinstance(metrics_path, str):
+            raise TypeError(f"metrics_path must be a str, got {type(metrics_path).__name__}")
+        _check_path("metrics", metrics_path)  # checked even while off: a typo is caught now
         self.registry = registry
         self.expose_output = expose_output
         self.paths: dict[str, Probe] = {}
@@ -211,10 +232,9 @@ class HealthEndpoints:
         self.metrics: MetricsSource | None = None
         self.metrics_path = metrics_path
         if metrics is not False:
-            _check_path("metrics", metrics_path)
             if self.route(metrics_path) is not None:
                 raise ValueError(f"metrics path {metrics_path!r} is also a probe path")
-            self.metrics = _metrics_source(registry) if metrics is True else metrics
+            self.metrics = _metrics_source(registry, shutdown) if metrics is True else metrics
         if isinstance(failure_status, int):
             statuses = {probe: failure_status for probe in Probe}
         else:
@@ -489,6 +509,71 @@ def _check_path(what: str, path: str) -> None:
         raise ValueError(f"{what} path {path!r} must be ASCII")
 
 
+def check_app(app: object, protocol: str) -> None:
+    """Refuse, at construction, an ``app`` that an adapter of ``protocol`` (``"asgi"`` or
+    ``"wsgi"``) cannot serve, with a one-line error that says the fix: every request to it
+    would fail while the probes pass, and Kubernetes would route traffic to the pod.
+
+    Raises:
+        TypeError: ``app`` is a registry or endpoints (arguments swapped), not callable, or an
+            application of the other protocol: an ``async`` callable is ASGI (ASGI 3.0
+            specification); a plain callable taking exactly ``(environ, start_response)`` is
+            WSGI (PEP 3333). An app whose protocol cannot be told is accepted.
+    """
+    if isinstance(app, (HealthRegistry, HealthEndpoints)):
+        raise TypeError("the app comes first: HealthMiddleware(app, registry, ...)")
+    if not callable(app):
+        raise TypeError(f"app must be an {protocol.upper()} application (a callable), got {type(app).__name__}")
+    found = _protocol_of(app)
+    if found is not None and found != protocol:
+        other = "asgi" if protocol == "wsgi" else "wsgi"
+        raise TypeError(
+            f"{type(app).__name__} is an {found.upper()} application: use healthprobe.{other}.HealthMiddleware "
+            f"(healthprobe.{protocol} serves {protocol.upper()} applications)"
+        )
+
+
+def check_shutdown(app: object, shutdown: object) -> None:
+    """Refuse, at construction, a ``shutdown=`` that is not a coordinator, or one the wrapped
+    ``app`` already serves (each request would be counted twice).
+
+    Raises:
+        TypeError: ``shutdown`` is not a :class:`~healthprobe.shutdown.GracefulShutdown`.
+        ValueError: ``app`` is a ``HealthMiddleware`` serving the same coordinator.
+    """
+    from .shutdown import GracefulShutdown
+
+    if shutdown is None:
+        return
+    if not isinstance(shutdown, GracefulShutdown):
+        raise TypeError(f"shutdown must be a GracefulShutdown, got {type(shutdown).__name__}")
+    if getattr(app, "shutdown", None) is shutdown and isinstance(getattr(app, "endpoints", None), HealthEndpoints):
+        raise ValueError(
+            "the app is already wrapped by a HealthMiddleware serving this GracefulShutdown: wrap it once "
+            "(each request would be counted twice)"
+        )
+
+
+def _protocol_of(app: object) -> str | None:
+    # An object's own __call__, looked up on its type as Python calls it.
+    call = app if inspect.isfunction(app) or inspect.ismethod(app) else vars(type(app)).get("__call__")
+    if call is None and not inspect.isfunction(app):
+        call = next((vars(cls)["__call__"] for cls in type(app).__mro__ if "__call__" in vars(cls)), None)
+    if inspect.iscoroutinefunction(call) or inspect.iscoroutinefunction(app):
+        return "asgi"
+    if inspect.isclass(app):
+        return None  # an ASGI 2 application class, or anything: cannot tell
+    try:
+        parameters = list(inspect.signature(app).parameters.values())  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return None
+    kinds = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+    required = [p for p in parameters if p.kind in kinds and p.default is p.empty]
+    if len(required) == 2 and all(p.kind in kinds for p in parameters):
+        return "wsgi"
+    return None
+
+
 def endpoints_for(
     registry: HealthRegistry | HealthEndpoints,
     paths: Mapping[str, Probe | str] | None = None,
@@ -496,6 +581,7 @@ def endpoints_for(
     expose_output: bool = False,
     metrics: bool | MetricsSource = False,
     metrics_path: str = "/metrics",
+    shutdown: ShutdownView | None = None,
 ) -> HealthEndpoints:
     """``registry`` itself if it is a :class:`HealthEndpoints`, else one built from the
     arguments (the adapters accept either)."""
@@ -508,14 +594,13 @@ def endpoints_for(
         expose_output=expose_output,
         metrics=metrics,
         metrics_path=metrics_path,
+        shutdown=shutdown,
     )
 
 
-def _metrics_source(registry: HealthRegistry) -> MetricsSource:
-    try:
+def _metrics_source(registry: HealthRegistry, shutdown: ShutdownView | None = None) -> MetricsSource:
+    from ._extras import requires
+
+    with requires("prometheus", "metrics=True"):
         from .prometheus import PrometheusMetrics
-    except ModuleNotFoundError as exc:
-        raise ImportError(
-            "metrics=True needs prometheus-client: pip install 'healthprobe[prometheus]'", name=exc.name
-        ) from exc
-    return PrometheusMetrics(registry)
+    return PrometheusMetrics(registry, shutdown=shutdown)

@@ -21,7 +21,15 @@ from typing import TYPE_CHECKING, Protocol, cast
 
 from . import _launch
 from ._types import Probe
-from .http import HealthEndpoints, MetricsSource, Response, endpoints_for, plain_response
+from .http import (
+    HealthEndpoints,
+    MetricsSource,
+    Response,
+    check_app,
+    check_shutdown,
+    endpoints_for,
+    plain_response,
+)
 from .registry import HealthRegistry
 from .shutdown import GracefulShutdown
 
@@ -160,7 +168,9 @@ def HealthMiddleware(
     application passes through it, and CPython calls a function markedly faster than an
     object's ``__call__`` (docs/performance.md).
     """
-    endpoints = endpoints_for(registry, paths, failure_status, expose_output, metrics, metrics_path)
+    check_app(app, "wsgi")
+    check_shutdown(app, shutdown)
+    endpoints = endpoints_for(registry, paths, failure_status, expose_output, metrics, metrics_path, shutdown)
     if shutdown is not None:
         _adopt_at_import(shutdown)
     # Every path answered here is one of these or starts with one of the prefixes.
