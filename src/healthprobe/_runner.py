@@ -538,11 +538,33 @@ def _wake(token: object, callback: Callable[[], Any]) -> None:
 def _log_transition(check: Check, previous: CheckResult | None, result: CheckResult) -> None:
     if previous is not None and previous.status is result.status:
         if result.status is not Status.PASS:
-            logger.debug("check %s still %s: %s", check.name, result.status.value, one_line(result.output))
+            logger.debug(
+                "check %s still %s: %s",
+                check.name,
+                result.status.value,
+                one_line(result.output),
+                extra={
+                    "check": check.name,
+                    "probes": sorted(probe.value for probe in check.probes),
+                    "status": result.status.value,
+                    "previous_status": previous.status.value,
+                    "seconds": result.duration,
+                },
+            )
         return
     if result.status is Status.PASS:
         if previous is not None:
-            logger.info("check %s recovered: pass", check.name)
+            logger.info(
+                "check %s recovered: pass",
+                check.name,
+                extra={
+                    "check": check.name,
+                    "probes": sorted(probe.value for probe in check.probes),
+                    "status": result.status.value,
+                    "previous_status": previous.status.value,
+                    "seconds": result.duration,
+                },
+            )
         return
     logger.warning(
         "check %s: %s (%s)%s",
@@ -550,4 +572,14 @@ def _log_transition(check: Check, previous: CheckResult | None, result: CheckRes
         result.status.value,
         one_line(result.output) or "no output",
         f" [{result.error_type}]" if result.error_type else "",
+        extra={
+            "check": check.name,
+            "probes": sorted(probe.value for probe in check.probes),
+            "status": result.status.value,
+            "previous_status": None if previous is None else previous.status.value,
+            "seconds": result.duration,
+            "critical": check.critical,
+            "timed_out": result.timed_out,
+            "error_type": result.error_type,
+        },
     )

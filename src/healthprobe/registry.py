@@ -10,7 +10,7 @@ import re
 import threading
 import time
 from collections.abc import Callable, Iterable
-from typing import TypeVar
+from typing import TypeVar, overload
 
 from ._runner import Check, CheckFunc, CheckState, Runner
 from ._types import CheckReport, CheckResult, Lifecycle, Probe, Report, Status, aggregate
@@ -194,6 +194,10 @@ class HealthRegistry:
         self._runner.add_background(state)
         return check
 
+    @overload
+    def check(self, name: F, /) -> F: ...
+
+    @overload
     def check(
         self,
         name: str | None = None,
@@ -203,11 +207,28 @@ class HealthRegistry:
         critical: bool = True,
         cache_ttl: float | None = None,
         interval: float | None = None,
-    ) -> Callable[[F], F]:
+    ) -> Callable[[F], F]: ...
+
+    def check(
+        self,
+        name: str | F | None = None,
+        *,
+        probes: Iterable[Probe | str] = (Probe.READINESS,),
+        timeout: float | None = None,
+        critical: bool = True,
+        cache_ttl: float | None = None,
+        interval: float | None = None,
+    ) -> Callable[[F], F] | F:
         """Decorator form of :meth:`add_check`; the name defaults to the function's name.
 
-        Returns the function unchanged. Raises as :meth:`add_check` does.
+        Used with arguments (``@registry.check("db", timeout=0.5)``), with none
+        (``@registry.check()``) or bare (``@registry.check``, the defaults of
+        :meth:`add_check`). Returns the function unchanged. Raises as :meth:`add_check` does.
         """
+        if callable(name):  # bare @registry.check: ``name`` is the function itself
+            func = name
+            self.add_check(str(getattr(func, "__name__", "")), func)
+            return func
 
         def register(func: F) -> F:
             self.add_check(
@@ -284,7 +305,7 @@ class HealthRegistry:
             try:
                 listener(state.check, result)
             except Exception:
-                logger.exception("result listener %r raised", listener)
+                logger.exception("result listener %r raised", listener, extra={"check": state.check.name})
 
     def _transition(self, allowed: tuple[Lifecycle, ...], new: Lifecycle) -> bool:
         with self._lock:
@@ -293,12 +314,18 @@ class HealthRegistry:
                 return False
             self._lifecycle = new
             self._generation += 1
-        logger.info("lifecycle %s -> %s", old.value, new.value)
+        logger.info(
+            "lifecycle %s -> %s", old.value, new.value, extra={"lifecycle": new.value, "previous_lifecycle": old.value}
+        )
         for listener in list(self._listeners):
             try:
                 listener(old, new)
             except Exception:
-                logger.exception("lifecycle listener %r raised", listener)
+                logger.exception(
+                    "lifecycle listener %r raised",
+                    listener,
+                    extra={"lifecycle": new.value, "previous_lifecycle": old.value},
+                )
         return True
 
     def mark_started(self) -> bool:
@@ -405,7 +432,7 @@ class HealthRegistry:
                 try:
                     listener(report)
                 except Exception:
-                    logger.exception("report listener %r raised", listener)
+                    logger.exception("report listener %r raised", listener, extra={"probe": probe.value})
         return report
 
     def _reasons(self, probe: Probe) -> tuple[str, ...]:

@@ -199,6 +199,9 @@ class GracefulShutdown:
         self._logged: set[str] = set()
         self.exit_code = 0
         self._warned_budget = False
+        from .logs import use_server_logger
+
+        use_server_logger()  # the budget warning below shows in the server's log too
         self._warn_budget()
         global _current
         _current = self
@@ -223,7 +226,9 @@ class GracefulShutdown:
             raise TypeError(f"hook must be callable, got {type(func).__name__}")
         hook_name = name or str(getattr(func, "__name__", repr(func)))
         if self._hooks_claimed:
-            logger.warning("shutdown: hook %r added after the hooks ran; it will not run", hook_name)
+            logger.warning(
+                "shutdown: hook %r added after the hooks ran; it will not run", hook_name, extra={"hook": hook_name}
+            )
         self._hooks.append((hook_name, func))
         self._warn_budget()
 
@@ -250,6 +255,7 @@ class GracefulShutdown:
                 self.hook_timeout,
                 self.budget,
                 self.grace_period,
+                extra={"seconds": self.budget, "grace_period": self.grace_period},
             )
 
     # -- signal handlers -----------------------------------------------------------------------
@@ -298,6 +304,9 @@ class GracefulShutdown:
         WARNING naming the fix (once per process) and nothing installed; under a
         development server, nothing (an INFO line says so). ``control`` says how to stop
         the server, for integrations that know it."""
+        from .logs import use_server_logger  # the server's logging is set up by now (docs/logging.md)
+
+        use_server_logger()
         if stop is not None:
             control = ServerControl("given", stop)
         if control is not None:
@@ -311,6 +320,7 @@ class GracefulShutdown:
                     logger.info(
                         "shutdown: %s is a development server: SIGTERM stops it at once, with no shutdown delay",
                         development,
+                        extra={"server": development},
                     )
                 return False
         if not _launch.in_main_thread():
@@ -337,7 +347,7 @@ class GracefulShutdown:
                 self._cannot_stop(_launch.uvloop_or(found, automatic))
                 return False
             if self._auto_failed_pid != pid:
-                logger.warning(_launch.unknown_server(unknown))
+                logger.warning(_launch.unknown_server(unknown), extra={"server": _launch.owner_of(unknown)[1] or None})
         if automatic is not None:
             self._automatic_pid = pid
         first = self._pid != pid
@@ -359,6 +369,7 @@ class GracefulShutdown:
             pid,
             self._signal_names(),
             control.server if control is not None else "none recognised",
+            extra={"server": control.server if control is not None else None},
         )
         self._warn_budget()
         return True
@@ -400,7 +411,7 @@ class GracefulShutdown:
         pid = os.getpid()
         if self._auto_failed_pid != pid:
             self._auto_failed_pid = pid
-            logger.warning(_launch.unsupported(server))
+            logger.warning(_launch.unsupported(server), extra={"server": server or None})
 
     def uninstall(self) -> None:
         """Where our handler is still in place, put back the one it replaced: the server's
@@ -491,8 +502,9 @@ class GracefulShutdown:
         logger.error(
             "shutdown: second signal %s %.2f s after the first; exiting at once with code %d",
             _name(signum),
-            time.monotonic() - self._t0,
+            (elapsed := time.monotonic() - self._t0),
             code,
+            extra={"phase": "second_signal", "signal": _name(signum), "seconds": elapsed, "exit_code": code},
         )
         _flush_logs()
         os._exit(code)
@@ -544,13 +556,18 @@ class GracefulShutdown:
         delay = self.delay
         if control is not None and control.development:
             delay = 0.0
-            logger.info("shutdown: %s runs under a development reloader: no shutdown delay", control.server)
+            logger.info(
+                "shutdown: %s runs under a development reloader: no shutdown delay",
+                control.server,
+                extra={"server": control.server},
+            )
         self._phase(
             "signal",
             "shutdown: %s received; readiness fails, serving on for the %.1f s delay (%d request(s) in flight)",
             _name(self._signum or signal.SIGTERM),
             delay,
-            self.in_flight,
+            (in_flight := self.in_flight),
+            extra={"signal": _name(self._signum or signal.SIGTERM), "delay": delay, "in_flight": in_flight},
         )
         if delay > 0:
             self._stopped.wait(delay)
@@ -563,8 +580,9 @@ class GracefulShutdown:
             "drain",
             "shutdown: delay over after %.2f s; stopping accepting, draining %d in-flight request(s) (bound %.1f s)",
             self._stop_at - self._t0,
-            self.in_flight,
+            (in_flight := self.in_flight),
             self.drain_timeout,
+            extra={"seconds": self._stop_at - self._t0, "in_flight": in_flight, "drain_timeout": self.drain_timeout},
         )
         self._call_original()
         self._call(control.stop if control is not None else self._fallback, "stopping the server")
@@ -583,7 +601,7 @@ class GracefulShutdown:
         try:
             func()
         except BaseException:  # SystemExit from a handler included: the sequence goes on
-            logger.exception("shutdown: %s raised", what)
+            logger.exception("shutdown: %s raised", what, extra={"phase": self.phase})
 
     def _call_original(self) -> None:
         """Call the application's own handler of the first signal, once (see :meth:`install`)."""
@@ -613,6 +631,7 @@ class GracefulShutdown:
                 "shutdown: drain bound of %.1f s reached; closing %d WebSocket session(s) with code 1001",
                 self.drain_timeout,
                 len(closers),
+                extra={"phase": "drain", "sessions": len(closers), "drain_timeout": self.drain_timeout},
             )
             thread = threading.Thread(target=_close_all, args=(closers,), name="healthprobe-sessions", daemon=True)
             thread.start()
@@ -647,6 +666,7 @@ class GracefulShutdown:
                     _name(signum),
                     after,
                     self.repeat_window,
+                    extra={"phase": "repeat", "signal": _name(signum), "seconds": after},
                 )
             if done:
                 return
@@ -659,6 +679,7 @@ class GracefulShutdown:
             bound,
             FORCED_EXIT_MARGIN,
             FORCED_EXIT_CODE,
+            extra={"phase": "forced_exit", "seconds": bound, "exit_code": FORCED_EXIT_CODE},
         )
         _flush_logs()
         os._exit(FORCED_EXIT_CODE)
@@ -776,6 +797,7 @@ class GracefulShutdown:
                 os.getpid(),
                 left,
                 level=logging.INFO if left == 0 else logging.WARNING,
+                extra={"in_flight": left},
             )
             return left == 0
         if left > 0:
@@ -785,6 +807,7 @@ class GracefulShutdown:
                 self.drain_timeout,
                 left,
                 level=logging.WARNING,
+                extra={"seconds": self.drain_timeout, "in_flight": left},
             )
             return False
         cut = len(self._cut)
@@ -792,13 +815,19 @@ class GracefulShutdown:
             if self._phase(
                 "drained",
                 "shutdown: drain ended after %.2f s; %d request(s) cancelled by the server unfinished",
-                time.monotonic() - start,
+                (took := time.monotonic() - start),
                 cut,
                 level=logging.WARNING,
+                extra={"seconds": took, "in_flight": 0, "cancelled": cut},
             ):
                 self._logged.add("cut")  # said here: not again when the process stops
             return False
-        self._phase("drained", "shutdown: drained after %.2f s", time.monotonic() - start)
+        self._phase(
+            "drained",
+            "shutdown: drained after %.2f s",
+            (took := time.monotonic() - start),
+            extra={"seconds": took, "in_flight": 0},
+        )
         return True
 
     # -- hooks ----------------------------------------------------------------------------------
@@ -846,16 +875,38 @@ class GracefulShutdown:
 
     def _report_hook(self, name: str, outcome: list[BaseException | None], cut: bool, took: float) -> None:
         if cut:
-            logger.error("shutdown: hook %r cut at its bound of %.1f s", name, self.hook_timeout)
+            logger.error(
+                "shutdown: hook %r cut at its bound of %.1f s",
+                name,
+                self.hook_timeout,
+                extra={"phase": "hook", "hook": name, "seconds": took, "timed_out": True},
+            )
         elif outcome and outcome[0] is not None:
             error = outcome[0]
-            logger.error("shutdown: hook %r raised %s", name, type(error).__name__, exc_info=error)
+            logger.error(
+                "shutdown: hook %r raised %s",
+                name,
+                type(error).__name__,
+                exc_info=error,
+                extra={"phase": "hook", "hook": name, "seconds": took, "error_type": type(error).__name__},
+            )
         else:
-            logger.info("shutdown: hook %r finished in %.2f s", name, took)
+            logger.info(
+                "shutdown: hook %r finished in %.2f s",
+                name,
+                took,
+                extra={"phase": "hook", "hook": name, "seconds": took},
+            )
 
     def _hooks_finished(self, start: float) -> None:
         self._hooks_done.set()
-        self._phase("hooks", "shutdown: %d hook(s) done in %.2f s", len(self._hooks), time.monotonic() - start)
+        self._phase(
+            "hooks",
+            "shutdown: %d hook(s) done in %.2f s",
+            len(self._hooks),
+            (took := time.monotonic() - start),
+            extra={"hooks": len(self._hooks), "seconds": took},
+        )
 
     # -- the end --------------------------------------------------------------------------------
 
@@ -880,7 +931,9 @@ class GracefulShutdown:
         (the server's requests are being cancelled with it). Returns the exit code."""
         with anyio.CancelScope(shield=True):
             if not self._stopped.is_set():
-                logger.info("shutdown: the serving task was cancelled; running the cleanup hooks")
+                logger.info(
+                    "shutdown: the serving task was cancelled; running the cleanup hooks", extra={"phase": "cancelled"}
+                )
             await self.run_hooks_async()
             # Hooks another task runs (the lifespan's, on its shutdown message) end before
             # this one lets the cancellation go on, and with it the event loop.
@@ -895,6 +948,7 @@ class GracefulShutdown:
                 "shutdown: %d request(s) cancelled by the server unfinished",
                 len(self._cut),
                 level=logging.WARNING,
+                extra={"cancelled": len(self._cut)},
             )
         self.registry.mark_stopped()
         self.uninstall()
@@ -903,16 +957,25 @@ class GracefulShutdown:
             if self._repeats_thread and self._wake is not None:
                 os.write(self._wake[1], b"f")  # let the thread logging repeats end
             since = f"{time.monotonic() - self._t0:.2f} s after the signal" if self._t0 else "without a signal"
-            self._phase("stopped", "shutdown: stopped %s; exit code %d", since, self.exit_code)
+            self._phase(
+                "stopped",
+                "shutdown: stopped %s; exit code %d",
+                since,
+                self.exit_code,
+                extra={"seconds": time.monotonic() - self._t0 if self._t0 else None, "exit_code": self.exit_code},
+            )
         return self.exit_code
 
-    def _phase(self, phase: str, message: str, *args: object, level: int = logging.INFO) -> bool:
-        """Log the line of ``phase`` unless it was logged already; whether it was logged now."""
+    def _phase(
+        self, phase: str, message: str, *args: object, level: int = logging.INFO, extra: dict[str, object] | None = None
+    ) -> bool:
+        """Log the line of ``phase`` unless it was logged already, with ``phase`` and ``extra``
+        as the record's fields (docs/logging.md); whether it was logged now."""
         with self._lock:
             if phase in self._logged:
                 return False
             self._logged.add(phase)
-        logger.log(level, message, *args)
+        logger.log(level, message, *args, extra={"phase": phase, **(extra or {})})
         return True
 
 

@@ -38,6 +38,7 @@ from types import FrameType
 from typing import Any
 
 from .._launch import ServerControl
+from ..logs import use_server_logger
 from ..shutdown import REPEAT_WINDOW, GracefulShutdown, current
 
 logger = logging.getLogger("healthprobe.shutdown")
@@ -58,6 +59,7 @@ def when_ready(arbiter: Any) -> None:
     application's ``GracefulShutdown.repeat_window`` when the master has one (the app
     preloaded), else :data:`healthprobe.shutdown.REPEAT_WINDOW` (1 s).
     """
+    use_server_logger()  # the master's lines go to gunicorn's error log
     shutdown = current()
     window = shutdown.repeat_window if shutdown is not None else REPEAT_WINDOW
     first_at: list[float] = []

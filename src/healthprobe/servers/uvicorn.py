@@ -53,6 +53,7 @@ with requires("uvicorn", __name__):
     from uvicorn.supervisors import Multiprocess
 
 from .._launch import ServerControl
+from ..logs import use_server_logger
 from ..shutdown import REPEAT_WINDOW, GracefulShutdown, _flush_logs, _name, _seconds
 
 logger = logging.getLogger("healthprobe.shutdown")
@@ -213,6 +214,7 @@ class Supervisor(Multiprocess):
         **kwargs: Any,
     ) -> None:
         self.repeat_window = _seconds("repeat_window", repeat_window)
+        use_server_logger()  # this process never builds the app: its lines go to uvicorn's log here
         super().__init__(config, sockets=sockets, **kwargs)
         #: Exit status of the supervisor once :meth:`run` returns.
         self.exit_code = 0
