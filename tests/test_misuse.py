@@ -126,3 +126,86 @@ def test_the_same_coordinator_wrapped_twice_is_refused() -> None:
     with httpx.Client(transport=httpx.WSGITransport(app=both), base_url="http://x") as client:  # type: ignore[arg-type]
         assert client.get("/other/x").text == "hello"
     assert shutdown.in_flight == 0
+
+
+def test_a_coordinator_on_another_registry_is_refused() -> None:
+    """Readiness would never fail at shutdown: the coordinator drains its own registry."""
+    with pytest.raises(ValueError, match="same registry"):
+        hp_asgi.HealthMiddleware(FastAPI(), HealthRegistry(), shutdown=GracefulShutdown(HealthRegistry()))
+
+
+@pytest.mark.parametrize(("adapter", "cls"), [(hp_asgi, FastAPI), (hp_asgi, Starlette), (hp_wsgi, Flask)])
+def test_an_application_class_instead_of_an_instance_is_refused(adapter: Any, cls: type) -> None:
+    with pytest.raises(TypeError, match=rf"{cls.__name__} is a class: pass the application"):
+        adapter.HealthMiddleware(cls, HealthRegistry())
+
+
+@pytest.mark.parametrize(
+    ("options", "error", "message"),
+    [
+        ({"failure_status": "503"}, TypeError, "failure_status must be an int"),
+        ({"metrics_path": "/-/metrics"}, ValueError, "add metrics=True"),
+        ({"metrics": True, "metrics_path": "/m?x"}, ValueError, "a path alone"),
+    ],
+)
+def test_endpoint_options_of_the_wrong_kind(options: dict[str, Any], error: type, message: str) -> None:
+    with pytest.raises(error, match=message):
+        hp_wsgi.HealthMiddleware(wsgi_app, HealthRegistry(), **options)
+
+
+def test_the_probe_server_refuses_a_port_given_as_the_host() -> None:
+    from healthprobe import serve
+
+    with pytest.raises(TypeError, match="port="):
+        serve(HealthRegistry(), 8081)  # type: ignore[arg-type]
+
+
+def test_swapped_check_arguments_and_hook_forms() -> None:
+    registry = HealthRegistry()
+    with pytest.raises(TypeError, match="the name comes first"):
+        registry.add_check(lambda: True, "db")  # type: ignore[arg-type]
+    shutdown = GracefulShutdown(registry)
+    ran: list[str] = []
+
+    @shutdown.hook()
+    def called() -> None:
+        ran.append("called")
+
+    @shutdown.hook(name="named")
+    def other() -> None:
+        ran.append("named")
+
+    with pytest.raises(TypeError, match="callable with no arguments"):
+        shutdown.add_hook(lambda pool: None)
+    shutdown.run_hooks()
+    assert ran == ["named", "called"]
+
+
+def test_an_in_process_client_installs_no_signal_handler() -> None:
+    """A test that sends a request through httpx's ASGI transport inside asyncio.run() must not
+    leave healthprobe's handlers behind (Ctrl-C would then no longer stop the test run):
+    asyncio.run()'s own SIGINT handler is a program's, not a server's."""
+    import subprocess
+    import sys
+
+    script = """
+import asyncio, signal
+import httpx
+from fastapi import FastAPI
+from healthprobe import HealthRegistry
+from healthprobe.asgi import HealthMiddleware
+from healthprobe.shutdown import GracefulShutdown
+
+registry = HealthRegistry()
+app = HealthMiddleware(FastAPI(), registry, shutdown=GracefulShutdown(registry))
+
+async def main():
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as client:
+        assert (await client.get("/readyz")).status_code == 200
+
+asyncio.run(main())
+print(signal.getsignal(signal.SIGINT) is signal.default_int_handler, signal.getsignal(signal.SIGTERM) == signal.SIG_DFL)
+"""
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
+    assert result.stdout.strip() == "True True", result.stdout + result.stderr
+    assert "graceful shutdown is OFF" in result.stderr  # said once, in the test's output

@@ -276,7 +276,9 @@ def test_asgi_counts_in_flight_and_closes_connections_while_draining(restore_sig
     assert after.status_code == 200 and after.headers.get_list("connection") == ["close"]
     assert ready_after.status_code == 503 and ready_after.headers["connection"] == "close"
     assert live_after.status_code == 200
-    assert shutdown.pid == os.getpid()  # installed on the first request (no lifespan here)
+    # No server here, only asyncio.run()'s own Ctrl-C handler: nothing is installed at the
+    # first request (a test run must stay interruptible), and begin() shuts down all the same.
+    assert shutdown.pid is None
 
 
 def test_asgi_repeated_probe_closes_connections_once_draining(restore_signals: None) -> None:

@@ -23,6 +23,7 @@ install the coordinator and log one WARNING naming the fix (:func:`unsupported`)
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import os
 import signal
@@ -67,7 +68,10 @@ class ServerControl:
 
 
 def owner_of(handler: object) -> tuple[object | None, str]:
-    """The object a bound-method ``handler`` belongs to and the module that defined it."""
+    """The object a bound-method ``handler`` belongs to and the module that defined it
+    (through ``functools.partial``: asyncio's ``Runner`` handles ``SIGINT`` with one)."""
+    while isinstance(handler, functools.partial):
+        handler = handler.func
     owner = getattr(handler, "__self__", None)
     module = type(owner).__module__ if owner is not None else str(getattr(handler, "__module__", "") or "")
     return owner, module
@@ -87,6 +91,8 @@ def server_handler(handler: object) -> str | None:
             return "healthprobe"
         if module.startswith("uvloop"):
             return "uvloop"  # the loop's own handler: uvloop keeps the callbacks out of reach
+        if module.startswith("asyncio"):
+            return "asyncio"  # asyncio.run()'s Ctrl-C handler: a program's, not a server's
         return None
     if module.startswith("asyncio"):
         return "asyncio"  # the loop's _sighandler_noop: the loop's own handlers do the work

@@ -185,7 +185,7 @@ def HealthMiddleware(
     ``__call__`` (docs/performance.md).
     """
     check_app(app, "asgi")
-    check_shutdown(app, shutdown)
+    check_shutdown(app, shutdown, registry)
     endpoints = endpoints_for(registry, paths, failure_status, expose_output, metrics, metrics_path, shutdown)
     probes = _Probes(endpoints)
     exact, prefixes, hits, answer = probes.exact, probes.prefixes, probes.hits, probes.answer
@@ -332,7 +332,7 @@ async def _lifespan(app: ASGIApp, scope: Scope, receive: Receive, send: Send, sh
     except Exception as exc:
         if read:
             raise
-        reason = f"it raised {type(exc).__name__}"
+        reason = f"it raised {type(exc).__name__}: {str(exc)[:200]}"
     else:
         if read:
             return

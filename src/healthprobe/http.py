@@ -221,6 +221,12 @@ class HealthEndpoints:
         if not isinstance(metrics_path, str):
             raise TypeError(f"metrics_path must be a str, got {type(metrics_path).__name__}")
         _check_path("metrics", metrics_path)  # checked even while off: a typo is caught now
+        if metrics is False and metrics_path != "/metrics":
+            raise ValueError(f"metrics_path={metrics_path!r} is given but metrics are off: add metrics=True")
+        if not isinstance(failure_status, (int, Mapping)):
+            raise TypeError(
+                f"failure_status must be an int or a mapping of probe to int, got {type(failure_status).__name__}"
+            )
         self.registry = registry
         self.expose_output = expose_output
         self.paths: dict[str, Probe] = {}
@@ -507,6 +513,8 @@ def _check_path(what: str, path: str) -> None:
         raise ValueError(f"{what} path {path!r} must start with '/' and not end with '/'")
     if not path.isascii():
         raise ValueError(f"{what} path {path!r} must be ASCII")
+    if any(c in path for c in "?#") or not path.isprintable() or " " in path:
+        raise ValueError(f"{what} path {path!r} must be a path alone: no query, fragment, space or control character")
 
 
 def check_app(app: object, protocol: str) -> None:
@@ -524,6 +532,8 @@ def check_app(app: object, protocol: str) -> None:
         raise TypeError("the app comes first: HealthMiddleware(app, registry, ...)")
     if not callable(app):
         raise TypeError(f"app must be an {protocol.upper()} application (a callable), got {type(app).__name__}")
+    if inspect.isclass(app) and _class_of_apps(app):
+        raise TypeError(f"{app.__name__} is a class: pass the application, an instance of it ({app.__name__}(...))")
     found = _protocol_of(app)
     if found is not None and found != protocol:
         other = "asgi" if protocol == "wsgi" else "wsgi"
@@ -533,13 +543,16 @@ def check_app(app: object, protocol: str) -> None:
         )
 
 
-def check_shutdown(app: object, shutdown: object) -> None:
-    """Refuse, at construction, a ``shutdown=`` that is not a coordinator, or one the wrapped
-    ``app`` already serves (each request would be counted twice).
+def check_shutdown(app: object, shutdown: object, registry: object = None) -> None:
+    """Refuse, at construction, a ``shutdown=`` that is not a coordinator, one built on
+    another registry than the middleware's ``registry`` (readiness would not fail at
+    shutdown), or one the wrapped ``app`` already serves (each request would be counted
+    twice).
 
     Raises:
         TypeError: ``shutdown`` is not a :class:`~healthprobe.shutdown.GracefulShutdown`.
-        ValueError: ``app`` is a ``HealthMiddleware`` serving the same coordinator.
+        ValueError: another registry, or ``app`` is a ``HealthMiddleware`` serving the same
+            coordinator.
     """
     from .shutdown import GracefulShutdown
 
@@ -547,11 +560,33 @@ def check_shutdown(app: object, shutdown: object) -> None:
         return
     if not isinstance(shutdown, GracefulShutdown):
         raise TypeError(f"shutdown must be a GracefulShutdown, got {type(shutdown).__name__}")
+    served = registry.registry if isinstance(registry, HealthEndpoints) else registry
+    if isinstance(served, HealthRegistry) and shutdown.registry is not served:
+        raise ValueError(
+            "the GracefulShutdown was built on another HealthRegistry than the middleware's, so readiness "
+            "would not fail at shutdown: build both on the same registry"
+        )
     if getattr(app, "shutdown", None) is shutdown and isinstance(getattr(app, "endpoints", None), HealthEndpoints):
         raise ValueError(
             "the app is already wrapped by a HealthMiddleware serving this GracefulShutdown: wrap it once "
             "(each request would be counted twice)"
         )
+
+
+def _class_of_apps(cls: type) -> bool:
+    """Whether instances of ``cls`` are ASGI 3 or WSGI applications: its ``__call__`` takes
+    ``(scope, receive, send)`` as a coroutine, or ``(environ, start_response)``. An ASGI 2
+    class (instantiated per connection, with ``async __call__(receive, send)``) is not."""
+    call = next((vars(base)["__call__"] for base in cls.__mro__ if "__call__" in vars(base)), None)
+    if call is None:
+        return False
+    try:
+        parameters = list(inspect.signature(call).parameters.values())[1:]  # without self
+    except (TypeError, ValueError):
+        return False
+    kinds = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+    required = [p for p in parameters if p.kind in kinds and p.default is p.empty]
+    return len(required) == (3 if inspect.iscoroutinefunction(call) else 2)
 
 
 def _protocol_of(app: object) -> str | None:

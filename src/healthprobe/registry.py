@@ -149,8 +149,11 @@ class HealthRegistry:
             ValueError: on a duplicate, reserved (``lifecycle``) or malformed name, an
                 unknown probe, no probe, or a
                 non-positive or non-finite ``timeout``/``interval`` or negative ``cache_ttl``.
-            TypeError: if ``func`` is not callable, or not callable without arguments.
+            TypeError: if ``func`` is not callable, or not callable without arguments, or the
+                two are swapped.
         """
+        if callable(name) and isinstance(func, str):
+            raise TypeError(f"the name comes first: add_check({func!r}, function)")
         if not isinstance(name, str) or not CHECK_NAME.fullmatch(name):
             raise ValueError(
                 f"invalid check name {name!r}: use 1-63 letters, digits, '_', '.' or '-', "

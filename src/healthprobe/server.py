@@ -226,9 +226,14 @@ def serve(
         OSError: the address cannot be bound (for example the port is in use).
         ValueError: a malformed path or failure status, a metrics path that is also a probe
             path (see :class:`HealthEndpoints`), or ``shutdown`` without ``metrics=True``.
-        TypeError: ``shutdown`` has no ``in_flight`` or no ``phase``.
+        TypeError: ``shutdown`` has no ``in_flight`` or no ``phase``; ``host`` is not a str
+            or ``port`` not an int (``serve(registry, 8080)`` takes 8080 for the host).
         ImportError: ``metrics=True`` without prometheus-client installed.
     """
+    if not isinstance(host, str):
+        raise TypeError(f"host must be a str, got {host!r}: the port is given as port=, serve(registry, port={host!r})")
+    if isinstance(port, bool) or not isinstance(port, int):
+        raise TypeError(f"port must be an int, got {type(port).__name__}")
     if shutdown is not None:
         if metrics is not True:
             raise ValueError(

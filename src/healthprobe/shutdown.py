@@ -35,7 +35,7 @@ import threading
 import time
 from collections.abc import Awaitable, Callable, Iterable
 from types import FrameType
-from typing import Any, TypeVar
+from typing import Any, TypeVar, overload
 
 import anyio
 
@@ -220,11 +220,17 @@ class GracefulShutdown:
             name: the name used in logs (default: the function's name).
 
         Raises:
-            TypeError: ``func`` is not callable.
+            TypeError: ``func`` is not callable, or not callable without arguments.
         """
         if not callable(func):
             raise TypeError(f"hook must be callable, got {type(func).__name__}")
         hook_name = name or str(getattr(func, "__name__", repr(func)))
+        try:
+            inspect.signature(func).bind()
+        except TypeError:
+            raise TypeError(f"hook {hook_name!r} must be callable with no arguments") from None
+        except ValueError:  # no signature to read (some builtins)
+            pass
         if self._hooks_claimed:
             logger.warning(
                 "shutdown: hook %r added after the hooks ran; it will not run", hook_name, extra={"hook": hook_name}
@@ -232,10 +238,25 @@ class GracefulShutdown:
         self._hooks.append((hook_name, func))
         self._warn_budget()
 
-    def hook(self, func: H) -> H:
-        """Decorator form of :meth:`add_hook`; returns the function unchanged."""
-        self.add_hook(func)
-        return func
+    @overload
+    def hook(self, func: H, /) -> H: ...
+
+    @overload
+    def hook(self, func: None = None, /, *, name: str | None = None) -> Callable[[H], H]: ...
+
+    def hook(self, func: H | None = None, /, *, name: str | None = None) -> H | Callable[[H], H]:
+        """Decorator form of :meth:`add_hook`, bare (``@shutdown.hook``) or called
+        (``@shutdown.hook()``, ``@shutdown.hook(name="close_pool")``); returns the function
+        unchanged. Raises as :meth:`add_hook` does."""
+        if func is not None:
+            self.add_hook(func, name=name)
+            return func
+
+        def register(hook: H) -> H:
+            self.add_hook(hook, name=name)
+            return hook
+
+        return register
 
     @property
     def budget(self) -> float:
@@ -791,9 +812,8 @@ class GracefulShutdown:
             # request limit): nothing here knows what it did to its requests.
             self._phase(
                 "drained",
-                "shutdown: the server stopped with no shutdown signal received by healthprobe in process %d "
-                "(a worker its server recycles, or a server that stops its workers itself): readiness did "
-                "not fail before it stopped accepting; %d request(s) in flight",
+                "shutdown: the server stopped with no shutdown signal received by healthprobe in process %d: "
+                "readiness did not fail before it stopped accepting; %d request(s) in flight",
                 os.getpid(),
                 left,
                 level=logging.INFO if left == 0 else logging.WARNING,
@@ -956,14 +976,16 @@ class GracefulShutdown:
             self._stopped.set()
             if self._repeats_thread and self._wake is not None:
                 os.write(self._wake[1], b"f")  # let the thread logging repeats end
-            since = f"{time.monotonic() - self._t0:.2f} s after the signal" if self._t0 else "without a signal"
-            self._phase(
-                "stopped",
-                "shutdown: stopped %s; exit code %d",
-                since,
-                self.exit_code,
-                extra={"seconds": time.monotonic() - self._t0 if self._t0 else None, "exit_code": self.exit_code},
-            )
+            if self._t0:
+                self._phase(
+                    "stopped",
+                    "shutdown: stopped %.2f s after the signal; exit code %d",
+                    time.monotonic() - self._t0,
+                    self.exit_code,
+                    extra={"seconds": time.monotonic() - self._t0, "exit_code": self.exit_code},
+                )
+            else:  # the server ended by itself: its exit status is its own, not known here
+                self._phase("stopped", "shutdown: stopped without a signal", extra={"seconds": None})
         return self.exit_code
 
     def _phase(

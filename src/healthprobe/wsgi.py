@@ -169,7 +169,7 @@ def HealthMiddleware(
     object's ``__call__`` (docs/performance.md).
     """
     check_app(app, "wsgi")
-    check_shutdown(app, shutdown)
+    check_shutdown(app, shutdown, registry)
     endpoints = endpoints_for(registry, paths, failure_status, expose_output, metrics, metrics_path, shutdown)
     if shutdown is not None:
         _adopt_at_import(shutdown)
