@@ -38,7 +38,7 @@ with requires("wsgi", __name__):
     from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server, select_address_family
 
 from ._types import Lifecycle, Probe
-from .http import HealthEndpoints, MetricsSource
+from .http import HealthEndpoints, MetricsSource, endpoints_for
 from .registry import HealthRegistry
 from .wsgi import HealthApp
 
@@ -244,16 +244,7 @@ def serve(
             raise TypeError(
                 f"shutdown must have in_flight and phase (a GracefulShutdown), got {type(shutdown).__name__}"
             )
-        if isinstance(registry, HealthRegistry):
-            metrics = _prometheus_metrics(registry, shutdown)
-    app = HealthApp(
-        registry,
-        paths=paths,
-        failure_status=failure_status,
-        expose_output=expose_output,
-        metrics=metrics,
-        metrics_path=metrics_path,
-    )
+    app = HealthApp(endpoints_for(registry, paths, failure_status, expose_output, metrics, metrics_path, shutdown))
     sock = _listen(host, port)
     try:
         handler: type[WSGIRequestHandler] = WSGIRequestHandler if access_log else _QuietHandler
@@ -269,19 +260,3 @@ def serve(
     else:
         logger.info("probe server listening on %s:%d", host, server.port)
     return server
-
-
-def _prometheus_metrics(registry: HealthRegistry, shutdown: ShutdownView) -> MetricsSource:
-    """``PrometheusMetrics(registry, shutdown=shutdown)``, imported on first use (extra
-    ``prometheus``).
-
-    Raises:
-        ImportError: prometheus-client is not installed (the message names the extra).
-    """
-    try:
-        from .prometheus import PrometheusMetrics
-    except ModuleNotFoundError as exc:
-        raise ImportError(
-            "metrics=True needs prometheus-client: pip install 'healthprobe[prometheus]'", name=exc.name
-        ) from exc
-    return PrometheusMetrics(registry, shutdown=shutdown)
