@@ -286,3 +286,23 @@ def werkzeug_server(app: object) -> Iterator[str]:
         server.shutdown()
         server.server_close()
         thread.join(10)
+
+
+#: The one-line answer to a query that is not valid percent-encoded UTF-8.
+MALFORMED = "malformed query string: not valid percent-encoded UTF-8\n"
+
+
+def assert_metrics_route_rules(client: httpx.Client, path: str = "/metrics") -> None:
+    """What every metrics route owes, whoever serves it (the adapters, the probe server):
+    ``HEAD`` like ``GET`` without a body, ``405`` with ``Allow`` for other methods, ``400``
+    for malformed percent-encoding (an escape that is not UTF-8, or no escape at all), and
+    OpenMetrics when ``Accept`` asks for it."""
+    head = client.head(path)
+    assert head.status_code == 200 and head.content == b"" and int(head.headers["content-length"]) > 0
+    post = client.post(path)
+    assert post.status_code == 405 and post.headers["allow"] == "GET, HEAD"
+    malformed = [client.get(f"{path}?name[]={bad}") for bad in ("%ff", "%zz", "%")]
+    assert [(r.status_code, r.text) for r in malformed] == [(400, MALFORMED)] * 3
+    openmetrics = client.get(path, headers={"accept": "application/openmetrics-text; version=1.0.0"})
+    assert openmetrics.headers["content-type"].startswith("application/openmetrics-text")
+    assert openmetrics.text.endswith("# EOF\n")

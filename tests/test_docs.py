@@ -111,3 +111,42 @@ def test_every_launch_path_is_in_the_table_of_kubernetes_md() -> None:
     missing = [row.name for row in LAUNCH_PATHS if f"`{row.name}`" not in text]
     missing += [name for name in [*ROWS, *CONTROL] if f"| {name} |" not in text]
     assert not missing, missing
+
+
+def test_the_stream_that_ends_itself_at_shutdown_as_kubernetes_md_shows_it() -> None:
+    """docs/kubernetes.md's server-sent event stream, run as written in a Starlette app: it
+    ticks until the delay is over, then ends by itself with ``bye``."""
+    from collections.abc import AsyncIterator
+
+    import anyio
+    from starlette.applications import Starlette
+    from starlette.responses import StreamingResponse
+
+    from healthprobe.shutdown import GracefulShutdown
+
+    text = (Path(__file__).resolve().parent.parent / "docs" / "kubernetes.md").read_text()
+    (snippet,) = [b for b in re.findall(r"```python\n(.*?)```", text, re.S) if "wait_stopping()" in b]
+    registry = HealthRegistry()
+    shutdown = GracefulShutdown(registry, delay=0.3)
+    namespace: dict[str, object] = {
+        "AsyncIterator": AsyncIterator,
+        "anyio": anyio,
+        "StreamingResponse": StreamingResponse,
+        "shutdown": shutdown,
+        "app": Starlette(),
+    }
+    exec(snippet, namespace)
+
+    async def main() -> str:
+        transport = httpx.ASGITransport(app=namespace["app"])  # type: ignore[arg-type]
+        async with (
+            httpx.AsyncClient(transport=transport, base_url="http://x") as client,
+            anyio.create_task_group() as group,
+        ):
+            group.start_soon(anyio.to_thread.run_sync, shutdown.begin)
+            response = await client.get("/events")
+        return response.text
+
+    body = anyio.run(main)
+    assert body.startswith("data: tick\n\n") and body.endswith("data: bye\n\n"), body
+    shutdown.finish()

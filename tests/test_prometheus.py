@@ -23,12 +23,20 @@ from prometheus_client.parser import text_string_to_metric_families
 from healthprobe import CheckResult, HealthRegistry, Lifecycle, Status
 from healthprobe.prometheus import HealthCollector, PrometheusMetrics
 
-from .support import PYTHON, ROOT, ServerProcess, free_port, require_binary, run_server
+from .support import (
+    MALFORMED,
+    PYTHON,
+    ROOT,
+    ServerProcess,
+    assert_metrics_route_rules,
+    free_port,
+    require_binary,
+    run_server,
+)
 
 T = TypeVar("T")
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
 ALERTS = ROOT / "examples" / "prometheus"
-MALFORMED = "malformed query string: not valid percent-encoded UTF-8\n"
 STATES = [state.value for state in Lifecycle]
 
 
@@ -393,16 +401,7 @@ def test_asgi_metrics_route_on_uvicorn(tmp_path: Path) -> None:
         assert value(samples, "healthprobe_check_status", check="flaky", status="fail") == 1.0
         assert "hunter2" not in client.get("/metrics").text
 
-        head = client.head("/metrics")
-        assert head.status_code == 200 and head.content == b"" and int(head.headers["content-length"]) > 0
-        post = client.post("/metrics")
-        assert post.status_code == 405 and post.headers["allow"] == "GET, HEAD"
-        # Malformed percent-encoding, whether an escape that is not UTF-8 or no escape at all.
-        malformed = [client.get(f"/metrics?name[]={bad}") for bad in ("%ff", "%zz", "%")]
-        assert [(r.status_code, r.text) for r in malformed] == [(400, MALFORMED)] * 3
-        openmetrics = client.get("/metrics", headers={"accept": "application/openmetrics-text; version=1.0.0"})
-        assert openmetrics.headers["content-type"].startswith("application/openmetrics-text")
-        assert openmetrics.text.endswith("# EOF\n")
+        assert_metrics_route_rules(client)
         # prometheus-client's own ASGI app serving a HealthCollector (the documented way).
         own = client.get("/prom/")
         assert own.status_code == 200

@@ -535,6 +535,17 @@ def _wake(token: object, callback: Callable[[], Any]) -> None:
         pass
 
 
+def _fields(check: Check, previous: CheckResult | None, result: CheckResult) -> dict[str, object]:
+    """The structured fields of a check's log record (docs/logging.md); never its output."""
+    return {
+        "check": check.name,
+        "probes": sorted(probe.value for probe in check.probes),
+        "status": result.status.value,
+        "previous_status": None if previous is None else previous.status.value,
+        "seconds": result.duration,
+    }
+
+
 def _log_transition(check: Check, previous: CheckResult | None, result: CheckResult) -> None:
     if previous is not None and previous.status is result.status:
         if result.status is not Status.PASS:
@@ -543,13 +554,7 @@ def _log_transition(check: Check, previous: CheckResult | None, result: CheckRes
                 check.name,
                 result.status.value,
                 one_line(result.output),
-                extra={
-                    "check": check.name,
-                    "probes": sorted(probe.value for probe in check.probes),
-                    "status": result.status.value,
-                    "previous_status": previous.status.value,
-                    "seconds": result.duration,
-                },
+                extra=_fields(check, previous, result),
             )
         return
     if result.status is Status.PASS:
@@ -557,13 +562,7 @@ def _log_transition(check: Check, previous: CheckResult | None, result: CheckRes
             logger.info(
                 "check %s recovered: pass",
                 check.name,
-                extra={
-                    "check": check.name,
-                    "probes": sorted(probe.value for probe in check.probes),
-                    "status": result.status.value,
-                    "previous_status": previous.status.value,
-                    "seconds": result.duration,
-                },
+                extra=_fields(check, previous, result),
             )
         return
     logger.warning(
@@ -573,11 +572,7 @@ def _log_transition(check: Check, previous: CheckResult | None, result: CheckRes
         one_line(result.output) or "no output",
         f" [{result.error_type}]" if result.error_type else "",
         extra={
-            "check": check.name,
-            "probes": sorted(probe.value for probe in check.probes),
-            "status": result.status.value,
-            "previous_status": None if previous is None else previous.status.value,
-            "seconds": result.duration,
+            **_fields(check, previous, result),
             "critical": check.critical,
             "timed_out": result.timed_out,
             "error_type": result.error_type,
