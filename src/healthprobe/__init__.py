@@ -7,7 +7,7 @@ The core imports no web framework; the adapters live in :mod:`healthprobe.asgi` 
 
 from typing import TYPE_CHECKING, Any
 
-from ._runner import Check
+from ._runner import Check, on_thread_exit
 from ._types import CheckReport, CheckResult, Lifecycle, Probe, Report, Status, aggregate
 from .http import HealthEndpoints, Response
 from .registry import HealthRegistry, UnknownCheckError
@@ -32,6 +32,7 @@ __all__ = [
     "Status",
     "UnknownCheckError",
     "aggregate",
+    "on_thread_exit",
     "render_json",
     "render_text",
     "serve",

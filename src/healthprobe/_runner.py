@@ -8,9 +8,13 @@ callers (WSGI threads, the standalone probe server) can join the same run:
   run instead of starting another. A fresh result (``cache_ttl``) is served without a run.
 * **Deadlines are enforced by the waiters**, not by the check: each waiter stops waiting at
   the run's deadline and resolves the run as ``fail`` ("timed out"). A sync check runs in a
-  daemon thread of its own, so one that blocks forever holds exactly one thread, never blocks
-  an event loop, and never keeps the interpreter from exiting. Until that thread returns, the
-  check is *busy*: later probes get an immediate ``fail`` instead of a second thread.
+  long-lived daemon thread of its own (:class:`_CheckThread`), reused by every run, so what a
+  check keeps per thread (a ``threading.local()`` connection, an ORM's per-thread handle)
+  lives across runs instead of being made anew each time. One that blocks forever holds
+  exactly that thread, never blocks an event loop, and never keeps the interpreter from
+  exiting. Until that thread returns, the check is *busy*: later probes get an immediate
+  ``fail`` instead of a second thread; a run that outlived its deadline retires its thread
+  (the next run gets a new one), after that thread's teardowns (:func:`on_thread_exit`).
 * **Async checks** run on the caller's event loop when the caller is async (so clients bound
   to the application's loop keep working), and on a private daemon event loop when the caller
   is sync.
@@ -25,6 +29,7 @@ import inspect
 import logging
 import math
 import os
+import queue
 import threading
 import time
 from collections.abc import Awaitable, Callable, Iterable
@@ -142,6 +147,7 @@ class CheckState:
         self.busy = False
         self.removed = False
         self.stats = CheckStats()
+        self.thread: _CheckThread | None = None
 
     def fresh_result(self, now: float) -> CheckResult | None:
         """The cached result if it is still fresh at monotonic time ``now``."""
@@ -231,6 +237,104 @@ def _cancel_requests() -> int | None:
         return None
     cancelling = getattr(task, "cancelling", None)
     return cancelling() if callable(cancelling) else None
+
+
+_teardowns = threading.local()
+
+
+def on_thread_exit(callback: Callable[[], object]) -> None:
+    """Register ``callback`` to run when the thread running the current sync check ends.
+
+    A sync check runs in a long-lived thread of its own, reused by every run, so a resource
+    kept per thread (``threading.local()``) is made once, not once per run. That thread ends
+    when the check is removed, when the registry is closed (:meth:`HealthRegistry.close`, which
+    :class:`healthprobe.GracefulShutdown` calls once its hooks are done), or after a run that
+    outlived its deadline (the next run gets a fresh thread, and so a fresh resource). Call
+    this from inside a sync check, once per resource it opens::
+
+        local = threading.local()
+
+        @registry.check
+        def database() -> None:
+            if not hasattr(local, "conn"):
+                local.conn = psycopg.connect(DSN)
+                on_thread_exit(local.conn.close)
+            local.conn.execute("SELECT 1")
+
+    Callbacks run in the ending thread, last registered first; one that raises is logged at
+    WARNING (its exception type only) and the others still run.
+
+    Args:
+        callback: a callable taking no arguments.
+
+    Raises:
+        RuntimeError: called outside a sync check run by healthprobe (there is no check
+            thread whose end would run it).
+        TypeError: ``callback`` is not callable.
+    """
+    if not callable(callback):
+        raise TypeError(f"on_thread_exit() takes a callable, got {type(callback).__name__}")
+    callbacks: list[Callable[[], object]] | None = getattr(_teardowns, "callbacks", None)
+    if callbacks is None:
+        raise RuntimeError("on_thread_exit() must be called from inside a sync check run by healthprobe")
+    callbacks.append(callback)
+
+
+class _CheckThread:
+    """The daemon thread that runs one sync check's runs, one at a time, in arrival order.
+
+    Not started again after a fork (threads do not survive ``fork``): :meth:`submit` refuses
+    in another process, and the runner starts a new one.
+    """
+
+    def __init__(self, runner: Runner, state: CheckState) -> None:
+        self._runner = runner
+        self._state = state
+        self._pid = os.getpid()
+        self._runs: queue.SimpleQueue[_Run | None] = queue.SimpleQueue()
+        self._lock = threading.Lock()
+        self._retired = False
+        self._thread = threading.Thread(target=self._main, name=f"healthprobe-check-{state.check.name}", daemon=True)
+        self._thread.start()
+
+    def submit(self, run: _Run) -> bool:
+        """Queue ``run``; ``False`` if this thread takes no more runs (retired, or forked away)."""
+        with self._lock:
+            if self._retired or self._pid != os.getpid():
+                return False
+            self._runs.put(run)
+            return True
+
+    def retire(self) -> bool:
+        """Take no more runs; end after the current one. Whether the thread was running."""
+        with self._lock:
+            if self._retired or self._pid != os.getpid():
+                return False
+            self._retired = True
+            self._runs.put(None)
+            return True
+
+    def join(self, timeout: float) -> None:
+        self._thread.join(timeout)
+
+    def _main(self) -> None:
+        _teardowns.callbacks = []
+        try:
+            while (run := self._runs.get()) is not None:
+                self._runner._call_sync(self._state, run, self)
+        finally:
+            callbacks: list[Callable[[], object]] = _teardowns.callbacks
+            while callbacks:
+                callback = callbacks.pop()
+                try:
+                    callback()
+                except Exception as exc:  # one teardown's failure must not skip the others
+                    logger.warning(
+                        "check %r: a thread teardown raised %s",
+                        self._state.check.name,
+                        type(exc).__name__,
+                        extra={"check": self._state.check.name, "error_type": type(exc).__name__},
+                    )
 
 
 class Runner:
@@ -334,19 +438,39 @@ class Runner:
     # -- leading a run -------------------------------------------------------------------
 
     def start_sync_check(self, state: CheckState, run: _Run) -> None:
-        """Run a sync check in a daemon thread of its own."""
-        thread = threading.Thread(
-            target=self._call_sync, args=(state, run), name=f"healthprobe-check-{state.check.name}", daemon=True
-        )
-        thread.start()
+        """Run a sync check in its own long-lived thread (started on first use, again after
+        a fork or after a run that outlived its deadline)."""
+        with state.lock:
+            thread = state.thread
+            if thread is None or not thread.submit(run):
+                thread = state.thread = _CheckThread(self, state)
+                thread.submit(run)
 
-    def _call_sync(self, state: CheckState, run: _Run) -> None:
+    def _call_sync(self, state: CheckState, run: _Run, thread: _CheckThread) -> None:
+        """Run ``run`` on ``thread``, the check's own; one that outlived its deadline retires
+        the thread before the check is released, so the next run never queues behind it."""
         try:
             result = normalize(state.check.func())
         except BaseException as exc:  # SystemExit too: a check must never take the thread down
             result = _from_exception(exc)
+        if time.monotonic() > run.deadline:
+            thread.retire()
         self._release(state)
         self.resolve(state, run, result)
+
+    def close_threads(self, states: Iterable[CheckState], timeout: float = 1.0) -> None:
+        """End the threads of ``states``' sync checks after their current run, running each
+        thread's teardowns (:func:`on_thread_exit`); wait up to ``timeout`` seconds in all
+        for the idle ones. A later run starts a new thread."""
+        ending = []
+        for state in states:
+            with state.lock:
+                thread, state.thread = state.thread, None
+            if thread is not None and thread.retire():
+                ending.append(thread)
+        deadline = time.monotonic() + timeout
+        for thread in ending:
+            thread.join(max(0.0, deadline - time.monotonic()))
 
     async def lead_async_check(self, state: CheckState, run: _Run) -> None:
         """Run an async check on the current event loop, bounded by the run's deadline.

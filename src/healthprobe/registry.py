@@ -252,9 +252,24 @@ class HealthRegistry:
         with self._lock:
             if name not in self._states:
                 raise UnknownCheckError(name)
-            self._states[name].removed = True  # ends its background loop, if any
+            state = self._states[name]
+            state.removed = True  # ends its background loop, if any
             self._states = {k: v for k, v in self._states.items() if k != name}
             self._generation += 1
+        self._runner.close_threads([state], timeout=0)
+
+    def close(self, timeout: float = 1.0) -> None:
+        """End the threads that run the sync checks, once their current run is over, running
+        the teardowns the checks registered in them (:func:`healthprobe.on_thread_exit`).
+
+        :class:`healthprobe.GracefulShutdown` calls this after its cleanup hooks. The registry
+        stays usable: a later run of a sync check starts a new thread.
+
+        Args:
+            timeout: how long to wait in all for idle threads to end, in seconds (a thread
+                inside a run that hangs is not waited for beyond it; it is a daemon thread).
+        """
+        self._runner.close_threads(self.check_states(), timeout)
 
     @property
     def checks(self) -> tuple[Check, ...]:

@@ -935,6 +935,7 @@ class GracefulShutdown:
         handlers. Returns the exit code: 0 (a forced exit never returns here)."""
         self.drain()
         self.run_hooks()
+        self.registry.close()  # the sync checks' threads, with their teardowns
         return self._finished()
 
     async def finish_async(self) -> int:
@@ -942,6 +943,7 @@ class GracefulShutdown:
         with anyio.CancelScope(shield=True):
             await self.drain_async()
             await self.run_hooks_async()
+            await anyio.to_thread.run_sync(self.registry.close)
         return self._finished()
 
     async def finish_cancelled(self) -> int:
@@ -959,6 +961,7 @@ class GracefulShutdown:
             # this one lets the cancellation go on, and with it the event loop.
             deadline = time.monotonic() + self.hook_timeout * len(self._hooks) + _POLL
             await _until(lambda: self._hooks_done.is_set() or time.monotonic() >= deadline)
+            await anyio.to_thread.run_sync(self.registry.close)
         return self._finished()
 
     def _finished(self) -> int:
