@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import re
+import shlex
 import signal
 import time
 from collections.abc import Iterator, Mapping
@@ -108,7 +109,7 @@ def argv(line: str, port: int) -> list[str]:
     ``127.0.0.1:port`` (``0.0.0.0:8000`` and ``--port 8000`` forms)."""
     line = re.sub(r"(?:0\.0\.0\.0|127\.0\.0\.1|localhost|\[::\]):\d+", f"127.0.0.1:{port}", line)
     line = re.sub(r"--port[= ]\d+", f"--port {port}", line)
-    parts = line.split()
+    parts = shlex.split(line)
     tool = BIN / parts[0]
     if tool.exists():
         parts[0] = str(tool)

@@ -11,13 +11,16 @@ it honours ``root_path`` and never redirects for a trailing slash.
 Probe checks never run on the event loop: sync checks run in daemon threads, async checks
 are awaited under their deadlines (ASGI 3.0 specification; HTTP, lifespan and websocket
 scopes of other paths pass through unchanged).
+
+Both put their registry into the lifespan state, which the server copies into every
+request's scope, so that a route handler finds it with :func:`registry_of`.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Mapping
+from collections.abc import Mapping, MutableMapping
 from typing import Protocol, cast
 
 import anyio
@@ -47,6 +50,63 @@ logger = logging.getLogger("healthprobe.shutdown")
 
 #: Most distinct raw requests whose remembered answers the middleware can send directly.
 _HITS_LIMIT = 256
+
+#: The key of the registry in the lifespan state (and so in every request's ``scope["state"]``).
+_STATE_KEY = "healthprobe.registry"
+
+
+class _HasScope(Protocol):
+    """A connection object of a framework (Starlette's ``Request`` and ``WebSocket``)."""
+
+    @property
+    def scope(self) -> Scope: ...
+
+
+def _share(scope: Scope, registry: HealthRegistry) -> None:
+    """Put ``registry`` into the lifespan ``state`` of ``scope``, if the server gives one
+    (ASGI specification, Lifespan Protocol: ``state``, optional)."""
+    state = scope.get("state")
+    if isinstance(state, MutableMapping):
+        state[_STATE_KEY] = registry
+
+
+def registry_of(source: Scope | _HasScope) -> HealthRegistry:
+    """The :class:`HealthRegistry` of the :func:`HealthMiddleware` (or :class:`HealthApp`)
+    serving this request, for route handlers: to show a report on an admin page
+    (``await registry_of(request).run_async("readiness")``) or to add a check at run time.
+
+    :func:`HealthMiddleware` and :class:`HealthApp` put their registry into the lifespan
+    state (key ``"healthprobe.registry"``) when the server starts the application; the
+    server gives each request a copy of that state as ``scope["state"]`` (ASGI
+    specification, Lifespan Protocol, and the HTTP and WebSocket connection scopes:
+    ``state``). So it costs requests nothing, and is there under uvicorn, hypercorn,
+    gunicorn's uvicorn workers and Starlette's ``TestClient`` used as a context manager.
+    Where several put theirs, the innermost one, nearest the route, wins.
+
+    Args:
+        source: an ASGI HTTP or WebSocket scope (a mapping), or an object with a ``scope``
+            attribute such as Starlette's and FastAPI's ``Request`` and ``WebSocket``.
+
+    Returns:
+        The registry.
+
+    Raises:
+        LookupError: the request's scope holds none: the server ran no lifespan
+            (``uvicorn --lifespan off``, an in-process client outside ``with``), does not
+            support lifespan state, or the registry is served only by a mounted
+            :class:`HealthApp`, which never sees the lifespan (Starlette's ``Mount`` does not
+            pass it on). The message names the fix.
+    """
+    scope = source if isinstance(source, Mapping) else source.scope
+    state = scope.get("state")
+    registry = state.get(_STATE_KEY) if isinstance(state, Mapping) else None
+    if isinstance(registry, HealthRegistry):
+        return registry
+    raise LookupError(
+        "no healthprobe registry in this request's scope['state']: wrap the app in "
+        "healthprobe.asgi.HealthMiddleware (a mounted HealthApp never sees the lifespan) and serve it with "
+        "its lifespan on (not uvicorn --lifespan off; in tests, 'with TestClient(app):')"
+    )
 
 
 def _route_path(scope: Scope) -> str:
@@ -175,7 +235,8 @@ def HealthMiddleware(
         ValueError, ImportError: as :class:`HealthEndpoints`.
 
     Every scope other than an HTTP request to a probe path (lifespan, websocket, other
-    paths) is passed to ``app``; without ``shutdown`` it is passed unchanged. Probe paths
+    paths) is passed to ``app``; without ``shutdown`` it is passed unchanged, except that
+    the registry is put into the lifespan scope's ``state``, for :func:`registry_of`. Probe paths
     are matched against the path below ``root_path`` (as Starlette's router does), so
     ``uvicorn --root-path /api``, which prefixes ``path`` with ``root_path``, still answers
     ``/livez``. Use it like a middleware class: ``HealthMiddleware(app, registry)``, or
@@ -253,13 +314,14 @@ def HealthMiddleware(
                 if requests:  # never below zero, whatever else counts here
                     requests.pop()
             return
-        if shutdown is not None:
-            if scope["type"] == "websocket":
-                await _session(app, scope, receive, send, shutdown)
-                return
-            if scope["type"] == "lifespan":
+        if scope["type"] == "lifespan":
+            _share(scope, health)
+            if shutdown is not None:
                 await _lifespan(app, scope, receive, send, shutdown)
                 return
+        elif shutdown is not None and scope["type"] == "websocket":
+            await _session(app, scope, receive, send, shutdown)
+            return
         await app(scope, receive, send)
 
     middleware = cast(ProbeMiddleware, health_middleware)
@@ -417,7 +479,9 @@ class HealthApp:
 
     Under a Starlette ``Mount("/health", ...)`` the probe paths are relative to the mount
     (``/health/livez``): the ``root_path`` prefix is removed from ``path`` first, as
-    the ASGI specification describes ``root_path`` and Starlette's router does.
+    the ASGI specification describes ``root_path`` and Starlette's router does. Served as
+    the application itself, it puts the registry into the lifespan state (for
+    :func:`registry_of`); mounted, it never sees the lifespan.
     """
 
     def __init__(
@@ -435,6 +499,7 @@ class HealthApp:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
         if kind == "lifespan":
+            _share(scope, self.endpoints.registry)
             await _complete_lifespan(receive, send)
             return
         if kind != "http":
