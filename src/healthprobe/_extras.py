@@ -36,6 +36,10 @@ EXTRAS: dict[str, dict[str, str]] = {
     "hypercorn": {"hypercorn": "hypercorn"},
     "gunicorn": {"gunicorn": "gunicorn"},
     "waitress": {"waitress": "waitress"},
+    "django": {"django": "django"},
+    "flask": {"flask": "flask", "werkzeug": "werkzeug"},
+    "fastapi": {"fastapi": "fastapi", "starlette": "starlette"},
+    "celery": {"celery": "celery"},
 }
 
 

@@ -1,0 +1,608 @@
+"""Flask integration (extra ``flask``): the :class:`HealthProbe` extension.
+
+::
+
+    from flask import Flask
+    from healthprobe.flask import HealthProbe
+
+    health = HealthProbe()                      # one object, any number of apps
+
+
+    def create_app() -> Flask:
+        app = Flask(__name__)
+        app.config["HEALTHPROBE_METRICS"] = True  # settings: app.config["HEALTHPROBE_..."]
+        health.init_app(app)
+        return app
+
+What :meth:`HealthProbe.init_app` does to an app, and nothing more:
+
+* wraps ``app.wsgi_app`` in :func:`healthprobe.wsgi.HealthMiddleware`, outermost, so probe
+  (and metrics) requests are answered before Flask routes them: ``before_request``
+  functions, sessions, Flask-Login or CSRF protection never see them;
+* gives the app a :class:`~healthprobe.registry.HealthRegistry` (the one passed in, or a new
+  one per app) and, unless ``HEALTHPROBE_SHUTDOWN`` is ``False``, a
+  :class:`~healthprobe.shutdown.GracefulShutdown` of that registry, which the middleware
+  installs in the serving process (gunicorn sync and ``gthread`` workers, ``waitress-serve``;
+  ``flask run`` is left alone, see docs/kubernetes.md, "Launch paths");
+* stores what it built as a :class:`ProbeState` in ``app.extensions["healthprobe"]``, which
+  :func:`state` and :func:`registry` read back for the app of the current context.
+
+It adds no route, blueprint or request hook; signal handlers are the coordinator's, installed
+by the middleware in the process that serves, as for any WSGI app (docs/kubernetes.md).
+
+Settings come from ``app.config`` keys (:data:`SETTINGS`), with the arguments given to
+:class:`HealthProbe` as their defaults; the effective values are written back into
+``app.config`` (``setdefault``). An unknown ``HEALTHPROBE_*`` key, a value of the wrong type
+or out of range raises at ``init_app`` with one line naming the key and the fix.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import inspect
+import logging
+import math
+import os
+import signal
+import weakref
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any, TypeVar, overload
+
+from . import _launch
+from ._extras import requires
+from ._types import Probe
+from .http import DEFAULT_PATHS, MetricsSource, _check_path
+from .registry import HealthRegistry
+from .shutdown import GracefulShutdown
+from .wsgi import HealthMiddleware, ProbeMiddleware
+
+with requires("flask", __name__):
+    from flask import Flask, current_app, has_app_context
+
+__all__ = ["EXTENSION_KEY", "SETTINGS", "HealthProbe", "ProbeState", "Settings", "registry", "state"]
+
+logger = logging.getLogger("healthprobe")
+
+#: The key of ``app.extensions`` holding an app's :class:`ProbeState`.
+EXTENSION_KEY = "healthprobe"
+#: The prefix of every setting in ``app.config``.
+PREFIX = "HEALTHPROBE_"
+#: Where the settings and the launch commands are documented.
+DOCS = "docs/frameworks/flask.md"
+
+Hook = Callable[[], Any]
+H = TypeVar("H", bound=Hook)
+
+
+@dataclasses.dataclass(frozen=True)
+class Settings:
+    """The effective settings of one app: each field is read from ``app.config`` under
+    ``HEALTHPROBE_`` + its name in capitals (``drain_timeout`` from
+    ``HEALTHPROBE_DRAIN_TIMEOUT``), the extension's argument being the default.
+
+    Attributes:
+        paths: probe path -> probe (``"liveness"``, ``"readiness"``, ``"startup"``); default
+            ``/livez``, ``/healthz`` (an alias of ``/livez``), ``/readyz``, ``/startupz``.
+        failure_status: status code of a failing probe (400-599), one for all or a mapping
+            per probe; default 503.
+        expose_output: show what checks wrote (messages, exception text) in probe bodies;
+            default ``False``.
+        metrics: serve Prometheus metrics (extra ``prometheus``): ``True``, ``False``, or a
+            :class:`~healthprobe.http.MetricsSource`; default ``False``.
+        metrics_path: the path of the metrics route; default ``/metrics``.
+        shutdown: give the app a :class:`~healthprobe.shutdown.GracefulShutdown`; default
+            ``True``.
+        shutdown_delay: seconds to keep serving after ``SIGTERM`` while readiness fails;
+            ``None`` (the default) is 5 s when ``KUBERNETES_SERVICE_HOST`` is set, else 0.
+        drain_timeout: bound in seconds on waiting for requests in flight; default 20 s.
+        hook_timeout: bound in seconds on each shutdown hook; default 5 s.
+        grace_period: the pod's ``terminationGracePeriodSeconds``, in seconds: a warning is
+            logged when delay + drain + hooks exceed it; default 30 s.
+        repeat_window: seconds after the first signal during which another is a copy of it
+            (docs/kubernetes.md); default 1 s.
+    """
+
+    paths: Mapping[str, Probe] = dataclasses.field(default_factory=lambda: dict(DEFAULT_PATHS))
+    failure_status: int | Mapping[str, int] = 503
+    expose_output: bool = False
+    metrics: bool | MetricsSource = False
+    metrics_path: str = "/metrics"
+    shutdown: bool = True
+    shutdown_delay: float | None = None
+    drain_timeout: float = 20.0
+    hook_timeout: float = 5.0
+    grace_period: float = 30.0
+    repeat_window: float = 1.0
+
+
+#: Every ``app.config`` key the extension reads, to the :class:`Settings` field it sets.
+SETTINGS: Mapping[str, str] = {PREFIX + field.name.upper(): field.name for field in dataclasses.fields(Settings)}
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class ProbeState:
+    """What :meth:`HealthProbe.init_app` set up for one app, kept in
+    ``app.extensions["healthprobe"]``.
+
+    Attributes:
+        extension: the :class:`HealthProbe` that set the app up.
+        registry: the app's :class:`~healthprobe.registry.HealthRegistry`.
+        shutdown: the app's :class:`~healthprobe.shutdown.GracefulShutdown`, or ``None``
+            when ``HEALTHPROBE_SHUTDOWN`` is ``False`` (or another coordinator already
+            serves the process: a WARNING said so).
+        middleware: the :func:`~healthprobe.wsgi.HealthMiddleware` now in ``app.wsgi_app``.
+        settings: the effective :class:`Settings`.
+        app_name: the app's ``name`` (for messages).
+    """
+
+    extension: HealthProbe
+    registry: HealthRegistry
+    shutdown: GracefulShutdown | None
+    middleware: ProbeMiddleware
+    settings: Settings
+    app_name: str
+
+    @overload
+    def on_shutdown(self, func: H, /) -> H: ...
+
+    @overload
+    def on_shutdown(self, func: None = None, /, *, name: str | None = None) -> Callable[[H], H]: ...
+
+    def on_shutdown(self, func: H | None = None, /, *, name: str | None = None) -> H | Callable[[H], H]:
+        """Register a cleanup hook of this app (close its pools): run after the drain, last
+        registered first, each bounded by ``hook_timeout`` seconds. Bare
+        (``@probes.on_shutdown``) or called (``@probes.on_shutdown(name="close_pool")``), or
+        ``probes.on_shutdown(client.close)``; returns the function unchanged.
+
+        Without a coordinator (``HEALTHPROBE_SHUTDOWN`` is ``False``) the hook is not kept
+        and an INFO line says so: the app's own shutdown code must close what it holds.
+
+        Raises:
+            TypeError: ``func`` is not callable without arguments
+                (:meth:`GracefulShutdown.add_hook`).
+        """
+        if func is not None:
+            self._add(func, name)
+            return func
+
+        def register(hook: H) -> H:
+            self._add(hook, name)
+            return hook
+
+        return register
+
+    def _add(self, func: Hook, name: str | None) -> None:
+        if self.shutdown is None:
+            logger.info(
+                "healthprobe.flask: app %r has no graceful shutdown (HEALTHPROBE_SHUTDOWN is False): "
+                "shutdown hook %r will not run",
+                self.app_name,
+                name or getattr(func, "__name__", repr(func)),
+            )
+            return
+        self.shutdown.add_hook(func, name=name)
+
+
+class HealthProbe:
+    """The Flask extension: probes, graceful shutdown and metrics for each app given to
+    :meth:`init_app`.
+
+    Args:
+        app: a Flask app to set up now (same as calling :meth:`init_app`), or ``None`` for
+            the application-factory pattern.
+        registry: the :class:`~healthprobe.registry.HealthRegistry` of every app set up
+            without one of its own; ``None`` gives each app a new registry, so apps built
+            by a factory (tests!) never share a lifecycle.
+        paths, failure_status, expose_output, metrics, metrics_path, shutdown,
+            shutdown_delay, drain_timeout, hook_timeout, grace_period, repeat_window: the
+            defaults of the ``HEALTHPROBE_*`` settings; see :class:`Settings` (durations in
+            seconds).
+
+    Raises:
+        TypeError: an argument of the wrong type (``registry`` not a ``HealthRegistry``,
+            ``drain_timeout="20"``...).
+        ValueError: an argument out of range (a negative duration, a malformed path, a
+            status code outside 400-599).
+    """
+
+    def __init__(
+        self,
+        app: Flask | None = None,
+        registry: HealthRegistry | None = None,
+        *,
+        paths: Mapping[str, Probe | str] | None = None,
+        failure_status: int | Mapping[Probe | str, int] = 503,
+        expose_output: bool = False,
+        metrics: bool | MetricsSource = False,
+        metrics_path: str = "/metrics",
+        shutdown: bool = True,
+        shutdown_delay: float | None = None,
+        drain_timeout: float = 20.0,
+        hook_timeout: float = 5.0,
+        grace_period: float = 30.0,
+        repeat_window: float = 1.0,
+    ) -> None:
+        if registry is not None and not isinstance(registry, HealthRegistry):
+            raise TypeError(f"HealthProbe(registry=...) must be a HealthRegistry, got {type(registry).__name__}")
+        given = {
+            "paths": DEFAULT_PATHS if paths is None else paths,
+            "failure_status": failure_status,
+            "expose_output": expose_output,
+            "metrics": metrics,
+            "metrics_path": metrics_path,
+            "shutdown": shutdown,
+            "shutdown_delay": shutdown_delay,
+            "drain_timeout": drain_timeout,
+            "hook_timeout": hook_timeout,
+            "grace_period": grace_period,
+            "repeat_window": repeat_window,
+        }
+        self._defaults = _settings(given, lambda field: f"HealthProbe({field}=...)")
+        self._registry = registry
+        self._hooks: list[tuple[Hook, str | None]] = []
+        self._states: weakref.WeakSet[ProbeState] = weakref.WeakSet()
+        if app is not None:
+            self.init_app(app)
+
+    @property
+    def defaults(self) -> Settings:
+        """The settings an app gets where its ``app.config`` sets none."""
+        return self._defaults
+
+    @property
+    def registry(self) -> HealthRegistry:
+        """The registry of the current app (inside an application or request context of an
+        app set up by this extension), else the one given to the constructor.
+
+        Raises:
+            RuntimeError: outside such a context, when no registry was given to the
+                constructor.
+        """
+        if has_app_context():
+            found = current_app.extensions.get(EXTENSION_KEY)
+            if isinstance(found, ProbeState) and found.extension is self:
+                return found.registry
+        if self._registry is None:
+            raise RuntimeError(
+                "HealthProbe.registry: each app has its own registry here (none was given to HealthProbe()): "
+                "use it inside an app or request context, or healthprobe.flask.registry(app)"
+            )
+        return self._registry
+
+    def init_app(self, app: Flask, registry: HealthRegistry | None = None) -> ProbeState:
+        """Set up ``app``: read its ``HEALTHPROBE_*`` settings, give it a registry and (unless
+        ``HEALTHPROBE_SHUTDOWN`` is ``False``) a graceful-shutdown coordinator, and wrap
+        ``app.wsgi_app`` in :func:`healthprobe.wsgi.HealthMiddleware`.
+
+        Args:
+            app: the Flask app.
+            registry: this app's registry; default: the constructor's, else a new one.
+
+        Returns:
+            The app's :class:`ProbeState`, also in ``app.extensions["healthprobe"]``.
+
+        Raises:
+            TypeError: ``app`` is not a Flask app, ``registry`` not a ``HealthRegistry``, or
+                a setting has the wrong type.
+            ValueError: an unknown ``HEALTHPROBE_*`` key (with the closest known one), or a
+                setting out of range.
+            RuntimeError: the app is already set up (``init_app`` twice), or its
+                ``wsgi_app`` is already wrapped in a ``HealthMiddleware``.
+            ImportError: ``HEALTHPROBE_METRICS`` is on without prometheus-client
+                (``pip install 'healthprobe[prometheus]'``).
+        """
+        if not isinstance(app, Flask):
+            raise TypeError(f"HealthProbe.init_app needs a Flask app, got {type(app).__name__}")
+        if registry is not None and not isinstance(registry, HealthRegistry):
+            raise TypeError(f"init_app(registry=...) must be a HealthRegistry, got {type(registry).__name__}")
+        if EXTENSION_KEY in app.extensions:
+            raise RuntimeError(
+                f"Flask app {app.name!r} is already set up by a HealthProbe (app.extensions[{EXTENSION_KEY!r}]): "
+                "call init_app once per app"
+            )
+        if _is_probe_middleware(app.wsgi_app):
+            raise RuntimeError(
+                f"the wsgi_app of Flask app {app.name!r} is already wrapped in healthprobe.wsgi.HealthMiddleware: "
+                "remove that line, HealthProbe wraps app.wsgi_app itself"
+            )
+        settings = _settings_of(app, self._defaults)
+        health = registry or self._registry or HealthRegistry()
+        coordinator = self._coordinator(app, health, settings)
+        middleware = HealthMiddleware(
+            app.wsgi_app,
+            health,
+            paths=settings.paths,
+            failure_status=settings.failure_status,
+            expose_output=settings.expose_output,
+            metrics=settings.metrics,
+            metrics_path=settings.metrics_path,
+            shutdown=coordinator,
+        )
+        app.wsgi_app = middleware  # type: ignore[method-assign]
+        probe_state = ProbeState(self, health, coordinator, middleware, settings, app.name)
+        app.extensions[EXTENSION_KEY] = probe_state
+        self._states.add(probe_state)
+        logger.debug(
+            "healthprobe.flask: app %r answers %s%s; graceful shutdown %s",
+            app.name,
+            ", ".join(settings.paths),
+            f" and {settings.metrics_path}" if settings.metrics is not False else "",
+            "on" if coordinator is not None else "off",
+        )
+        return probe_state
+
+    def _coordinator(self, app: Flask, health: HealthRegistry, settings: Settings) -> GracefulShutdown | None:
+        if not settings.shutdown:
+            return None
+        other = _serving_coordinator()
+        if other is not None:
+            # A process shuts down once, and only one coordinator's handlers can be in place:
+            # a second one would fail to install at its first request.
+            logger.warning(
+                "healthprobe.flask: Flask app %r gets no graceful shutdown: the GracefulShutdown of an app set up "
+                "earlier already serves process %d, so this app's requests are not counted in its drain and its "
+                "readiness does not fail on SIGTERM; give the graceful shutdown to the app the server serves and "
+                "set HEALTHPROBE_SHUTDOWN = False on the others (see %s)",
+                app.name,
+                os.getpid(),
+                DOCS,
+            )
+            return None
+        coordinator = GracefulShutdown(
+            health,
+            delay=settings.shutdown_delay,
+            drain_timeout=settings.drain_timeout,
+            hook_timeout=settings.hook_timeout,
+            grace_period=settings.grace_period,
+            repeat_window=settings.repeat_window,
+        )
+        for func, name in self._hooks:
+            coordinator.add_hook(func, name=name)
+        return coordinator
+
+    @overload
+    def on_shutdown(self, func: H, /) -> H: ...
+
+    @overload
+    def on_shutdown(self, func: None = None, /, *, name: str | None = None) -> Callable[[H], H]: ...
+
+    def on_shutdown(self, func: H | None = None, /, *, name: str | None = None) -> H | Callable[[H], H]:
+        """Register a cleanup hook for every app this extension sets up, before or after
+        this call: run by each app's coordinator after its drain, last registered first,
+        each bounded by ``hook_timeout`` seconds. Bare (``@health.on_shutdown``) or called
+        (``@health.on_shutdown(name="flush")``); returns the function unchanged.
+
+        For what one app holds (a pool made in the factory), use that app's
+        :meth:`ProbeState.on_shutdown`.
+
+        Raises:
+            TypeError: ``func`` is not callable without arguments.
+        """
+        if func is not None:
+            self._add_hook(func, name)
+            return func
+
+        def register(hook: H) -> H:
+            self._add_hook(hook, name)
+            return hook
+
+        return register
+
+    def _add_hook(self, func: Hook, name: str | None) -> None:
+        _check_hook(func, name)  # here, where the mistake is made, even before any app is set up
+        self._hooks.append((func, name))
+        for probe_state in list(self._states):
+            if probe_state.shutdown is not None:
+                probe_state.shutdown.add_hook(func, name=name)
+
+
+def state(app: Flask | None = None) -> ProbeState:
+    """What :meth:`HealthProbe.init_app` set up for an app.
+
+    Args:
+        app: a Flask app; ``None`` (the default) means the app of the current application
+            or request context (``flask.current_app``).
+
+    Returns:
+        The app's :class:`ProbeState` (``app.extensions["healthprobe"]``).
+
+    Raises:
+        RuntimeError: no app given outside an application context (Flask's own error), or
+            the app was not set up by a :class:`HealthProbe`.
+    """
+    target: Flask = current_app if app is None else app
+    found = target.extensions.get(EXTENSION_KEY)
+    if not isinstance(found, ProbeState):
+        raise RuntimeError(
+            f"Flask app {target.name!r} is not set up by healthprobe: call HealthProbe(app) or health.init_app(app)"
+        )
+    return found
+
+
+def registry(app: Flask | None = None) -> HealthRegistry:
+    """The registry of an app, for its views: ``healthprobe.flask.registry().run("readiness")``.
+
+    Args:
+        app: a Flask app; ``None`` (the default) means the app of the current application
+            or request context.
+
+    Returns:
+        The app's :class:`~healthprobe.registry.HealthRegistry`.
+
+    Raises:
+        RuntimeError: as :func:`state`.
+    """
+    return state(app).registry
+
+
+# -- settings ------------------------------------------------------------------------------------
+
+
+def _settings_of(app: Flask, defaults: Settings) -> Settings:
+    """The app's settings: its ``HEALTHPROBE_*`` keys over ``defaults``, checked; the
+    effective values are written back into ``app.config``."""
+    config = app.config
+    _refuse_unknown(config.keys(), app.name)
+    metrics_path_set = PREFIX + "METRICS_PATH" in config
+    values = {field: config.get(key, getattr(defaults, field)) for key, field in SETTINGS.items()}
+    settings = _settings(values, lambda field: f"app.config[{PREFIX + field.upper()!r}]")
+    if metrics_path_set and settings.metrics is False and settings.metrics_path != "/metrics":
+        raise ValueError(
+            f"app.config['{PREFIX}METRICS_PATH'] is {settings.metrics_path!r} but metrics are off: "
+            f"set app.config['{PREFIX}METRICS'] = True"
+        )
+    for key, field in SETTINGS.items():
+        value = getattr(settings, field)
+        if isinstance(value, Mapping):  # plain words, as a config file would give them
+            value = {str(k): v.value if isinstance(v, Probe) else v for k, v in value.items()}
+        config.setdefault(key, value)
+    return settings
+
+
+def _refuse_unknown(keys: Iterable[object], app_name: str) -> None:
+    """Raise ``ValueError`` for a key that is meant as a setting and is none: any other
+    ``HEALTHPROBE_*`` key, and a near miss of the prefix (``HEALTH_PROBE_METRICS``)."""
+    known = list(SETTINGS)
+    by_suffix = {key[len(PREFIX) :]: key for key in known}
+    for key in keys:
+        if not isinstance(key, str) or key in SETTINGS:
+            continue
+        upper = key.upper()
+        if upper.startswith(PREFIX):
+            close = [by_suffix[s] for s in difflib.get_close_matches(upper[len(PREFIX) :], by_suffix, n=1, cutoff=0.6)]
+        elif upper.startswith("HEALTH"):
+            close = difflib.get_close_matches(upper, known, n=1, cutoff=0.85)
+            if not close:
+                continue
+        else:
+            continue
+        hint = f"did you mean {close[0]!r}?" if close else f"the settings are {', '.join(known)}"
+        raise ValueError(f"unknown healthprobe setting app.config[{key!r}] of Flask app {app_name!r}: {hint}")
+
+
+def _settings(values: Mapping[str, Any], where: Callable[[str], str]) -> Settings:
+    """Check every value (types first, then ranges) and build :class:`Settings`."""
+    return Settings(
+        paths=_paths(values["paths"], where("paths")),
+        failure_status=_failure_status(values["failure_status"], where("failure_status")),
+        expose_output=_flag(values["expose_output"], where("expose_output")),
+        metrics=_metrics(values["metrics"], where("metrics")),
+        metrics_path=_path(values["metrics_path"], where("metrics_path"), "metrics"),
+        shutdown=_flag(values["shutdown"], where("shutdown")),
+        shutdown_delay=(
+            None if values["shutdown_delay"] is None else _seconds(values["shutdown_delay"], where("shutdown_delay"))
+        ),
+        drain_timeout=_seconds(values["drain_timeout"], where("drain_timeout")),
+        hook_timeout=_seconds(values["hook_timeout"], where("hook_timeout")),
+        grace_period=_seconds(values["grace_period"], where("grace_period")),
+        repeat_window=_seconds(values["repeat_window"], where("repeat_window")),
+    )
+
+
+def _got(value: object) -> str:
+    return f"got {value!r} ({type(value).__name__})"
+
+
+def _flag(value: object, where: str) -> bool:
+    if not isinstance(value, bool):
+        raise TypeError(f"{where} must be True or False, {_got(value)}")
+    return value
+
+
+def _seconds(value: object, where: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"{where} must be a number of seconds, {_got(value)}")
+    if not math.isfinite(value) or value < 0:
+        raise ValueError(f"{where} must be a finite number of seconds >= 0, got {value!r}")
+    return float(value)
+
+
+def _path(value: object, where: str, what: str) -> str:
+    if not isinstance(value, str):
+        raise TypeError(f"{where} must be a path (str), {_got(value)}")
+    try:
+        _check_path(what, value)
+    except ValueError as exc:
+        raise ValueError(f"{where}: {exc}") from None
+    return value
+
+
+def _probe(value: object, where: str) -> Probe:
+    if isinstance(value, Probe):
+        return value
+    try:
+        return Probe(value)
+    except ValueError:
+        names = ", ".join(repr(p.value) for p in Probe)
+        raise ValueError(f"{where}: unknown probe {value!r}, expected one of {names}") from None
+
+
+def _paths(value: object, where: str) -> dict[str, Probe]:
+    if not isinstance(value, Mapping):
+        raise TypeError(
+            f"{where} must be a mapping of path to probe, such as {{'/readyz': 'readiness'}}, {_got(value)}"
+        )
+    if not value:
+        raise ValueError(f"{where} must name at least one probe path")
+    return {_path(path, where, "probe"): _probe(probe, f"{where}[{path!r}]") for path, probe in value.items()}
+
+
+def _status(value: object, where: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{where} must be an HTTP status code (int), {_got(value)}")
+    if not 400 <= value <= 599:
+        raise ValueError(f"{where} must be a status code from 400 to 599, got {value}")
+    return value
+
+
+def _failure_status(value: object, where: str) -> int | dict[str, int]:
+    if isinstance(value, Mapping):
+        return {_probe(probe, where).value: _status(code, f"{where}[{probe!r}]") for probe, code in value.items()}
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(
+            f"{where} must be a status code or a mapping of probe to status code, such as {{'liveness': 500}}, "
+            f"{_got(value)}"
+        )
+    return _status(value, where)
+
+
+def _metrics(value: object, where: str) -> bool | MetricsSource:
+    if isinstance(value, bool):
+        return value
+    if callable(getattr(value, "expose", None)):
+        return value  # type: ignore[return-value]
+    raise TypeError(f"{where} must be True, False or a MetricsSource, {_got(value)}")
+
+
+# -- the process -----------------------------------------------------------------------------------
+
+
+def _check_hook(func: object, name: str | None) -> None:
+    """Raise ``TypeError`` as :meth:`GracefulShutdown.add_hook` would for ``func``."""
+    if not callable(func):
+        raise TypeError(f"hook must be callable, got {type(func).__name__}")
+    try:
+        inspect.signature(func).bind()
+    except TypeError:
+        hook_name = name or str(getattr(func, "__name__", repr(func)))
+        raise TypeError(f"hook {hook_name!r} must be callable with no arguments") from None
+    except ValueError:  # no signature to read (some builtins)
+        pass
+
+
+def _is_probe_middleware(app: object) -> bool:
+    from .http import HealthEndpoints
+
+    return isinstance(getattr(app, "endpoints", None), HealthEndpoints) and hasattr(app, "shutdown")
+
+
+def _serving_coordinator() -> GracefulShutdown | None:
+    """The :class:`GracefulShutdown` whose handlers serve this process already (installed as
+    a gunicorn worker or ``waitress-serve`` imported an app), or ``None``."""
+    if not _launch.in_main_thread():
+        return None
+    owner = getattr(signal.getsignal(signal.SIGTERM), "__self__", None)
+    if isinstance(owner, GracefulShutdown) and owner.pid == os.getpid() and not owner.is_stopped:
+        return owner
+    return None
