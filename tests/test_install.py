@@ -169,6 +169,7 @@ _MISSING = textwrap.dedent(
 # (extra, blocked packages, statement, what the message starts with)
 MISSING_CASES = {
     "flask": ("flask", "flask", "import healthprobe.flask", "healthprobe.flask"),
+    "django": ("django", "django", "import healthprobe.django", "healthprobe.django"),
     "asgi": ("asgi", "starlette", "import healthprobe.asgi", "healthprobe.asgi"),
     "prometheus": ("prometheus", "prometheus_client", "import healthprobe.prometheus", "healthprobe.prometheus"),
     "metrics=True": (

@@ -1,0 +1,755 @@
+# mypy: disable-error-code="import-untyped"
+"""The ``HEALTHPROBE`` setting: read, checked, and turned into what :mod:`healthprobe.django`
+builds.
+
+One dict in the project's settings configures everything. Upper-case keys are this
+integration's own; the lower-case keys of a check entry and of ``SHUTDOWN`` are the keyword
+arguments of :meth:`healthprobe.HealthRegistry.add_check` and of
+:class:`healthprobe.shutdown.GracefulShutdown`::
+
+    HEALTHPROBE = {
+        "CHECKS": [
+            "mysite.health.search_index",                    # a dotted path: readiness, defaults
+            {"check": "mysite.health.database_writable", "timeout": 0.5},
+            {"check": "mysite.health.disk", "critical": False, "cache_ttl": 10},
+        ],
+        "DATABASES": ["default"],   # SELECT 1 per alias, readiness (the default)
+        "CACHES": [],               # set/get per alias, readiness
+        "MIGRATIONS": True,         # no unapplied migration on "default", startup (the default)
+        "METRICS": "/metrics",      # off by default
+        "SHUTDOWN": {"drain_timeout": 20},
+    }
+
+:func:`load` reads the setting and returns every problem it finds instead of raising, so that
+``manage.py check`` can list them all; the system check (:mod:`healthprobe.django.system_checks`)
+reports them, and :func:`healthprobe.django.registry` and the application factories raise
+:class:`MisconfiguredError` (an ``ImproperlyConfigured``) on its errors, each on one line
+that names the fix.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import importlib
+import importlib.util
+import inspect
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
+
+from django.core.exceptions import ImproperlyConfigured
+
+from .._runner import CheckFunc
+from ..http import HealthEndpoints, _check_path
+from ..registry import (
+    CHECK_NAME,
+    DEFAULT_CACHE_TTL,
+    DEFAULT_TIMEOUT,
+    RESERVED_NAMES,
+    HealthRegistry,
+    _as_probe,
+    _check_seconds,
+)
+from . import checks as builtin
+
+__all__ = [
+    "CHECK_KEYS",
+    "KEYS",
+    "SETTING",
+    "SHUTDOWN_KEYS",
+    "Basics",
+    "CheckSpec",
+    "MisconfiguredError",
+    "Problem",
+    "load",
+    "load_basics",
+    "load_checks",
+]
+
+#: The name of the setting.
+SETTING = "HEALTHPROBE"
+#: Where the settings are documented, named in every hint.
+DOCS = "docs/frameworks/django.md"
+#: The keys of ``HEALTHPROBE`` and what each holds.
+KEYS: Mapping[str, str] = {
+    "CHECKS": "a list of checks: dotted paths, or dicts with 'check' and add_check's keyword arguments",
+    "DATABASES": "a list of database aliases (or dicts with 'alias') checked with SELECT 1",
+    "CACHES": "a list of cache aliases (or dicts with 'alias') checked with a set and a get",
+    "MIGRATIONS": "True, False, a database alias, or a dict with 'alias': the unapplied-migrations check",
+    "PATHS": "a dict of probe path to probe name",
+    "FAILURE_STATUS": "the status code of a failing probe, or a dict of probe name to status code",
+    "EXPOSE_OUTPUT": "True or False: show what checks wrote in probe bodies",
+    "METRICS": "the path of the Prometheus metrics ('/metrics'), True for '/metrics', or None/False for off",
+    "DEFAULT_TIMEOUT": "seconds a check may run when it sets no timeout",
+    "DEFAULT_CACHE_TTL": "seconds a check's result is reused when it sets no cache_ttl",
+    "SHUTDOWN": "a dict of GracefulShutdown's keyword arguments",
+}
+#: The keys of a dict in ``CHECKS`` (``check`` is required).
+CHECK_KEYS = ("check", "name", "probes", "timeout", "critical", "cache_ttl", "interval")
+#: The keys of a dict in ``DATABASES``, ``CACHES`` or of ``MIGRATIONS``.
+BUILTIN_KEYS = ("alias", "name", "probes", "timeout", "critical", "cache_ttl", "interval")
+#: The keys of ``SHUTDOWN``: :class:`healthprobe.shutdown.GracefulShutdown`'s arguments.
+SHUTDOWN_KEYS = ("delay", "drain_timeout", "hook_timeout", "grace_period", "repeat_window")
+
+
+class MisconfiguredError(ImproperlyConfigured):  # type: ignore[misc]
+    """``HEALTHPROBE`` has errors: raised by :func:`healthprobe.django.registry` and the
+    application factories, one line per error (:meth:`Problem.line`)."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Problem:
+    """One thing wrong with the settings, as Django's system check framework reports it.
+
+    Attributes:
+        id: the check id: ``healthprobe.E001`` ... for errors, ``healthprobe.W...`` for
+            warnings (docs/frameworks/django.md lists them).
+        message: what is wrong, naming the key.
+        hint: the fix.
+        obj: what the message is about (``settings.HEALTHPROBE``), shown first by Django.
+    """
+
+    id: str
+    message: str
+    hint: str
+    obj: str = "settings.HEALTHPROBE"
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "hint", self.hint[:1].upper() + self.hint[1:])  # a sentence
+
+    @property
+    def is_error(self) -> bool:
+        """Whether this problem stops the application from starting (an ``E`` id)."""
+        return ".E" in self.id
+
+    def line(self) -> str:
+        """The problem on one line: ``healthprobe.E002: <message>. <hint>``."""
+        return f"{self.id}: {self.message}. {self.hint}"
+
+
+@dataclasses.dataclass(frozen=True)
+class CheckSpec:
+    """One check to register: :meth:`HealthRegistry.add_check`'s arguments.
+
+    Attributes:
+        name: the check's name.
+        func: the check callable.
+        probes: the probes it belongs to.
+        timeout, cache_ttl, interval: seconds, or ``None`` for the registry's default.
+        critical: whether a failure fails its probes.
+        where: where it was configured (``HEALTHPROBE['CHECKS'][0]``), for messages.
+    """
+
+    name: str
+    func: CheckFunc
+    probes: tuple[str, ...]
+    timeout: float | None
+    critical: bool
+    cache_ttl: float | None
+    interval: float | None
+    where: str
+
+
+@dataclasses.dataclass(frozen=True)
+class Basics:
+    """Everything ``HEALTHPROBE`` configures but the checks.
+
+    Attributes:
+        paths: probe path to probe name, or ``None`` for the defaults
+            (``/livez``, ``/healthz``, ``/readyz``, ``/startupz``).
+        failure_status: the status code of a failing probe, one or per probe.
+        expose_output: whether probe bodies show what checks wrote.
+        metrics_path: the path of the Prometheus metrics, or ``None`` when they are off.
+        default_timeout, default_cache_ttl: the registry's defaults, in seconds.
+        shutdown: the keyword arguments of the :class:`GracefulShutdown`.
+    """
+
+    paths: dict[str, str] | None = None
+    failure_status: int | dict[str, int] = 503
+    expose_output: bool = False
+    metrics_path: str | None = None
+    default_timeout: float = DEFAULT_TIMEOUT
+    default_cache_ttl: float = DEFAULT_CACHE_TTL
+    shutdown: dict[str, float | None] = dataclasses.field(default_factory=dict)
+
+    def endpoint_options(self) -> dict[str, Any]:
+        """The keyword arguments of the adapters' ``HealthMiddleware`` (but ``shutdown``)."""
+        return {
+            "paths": self.paths,
+            "failure_status": self.failure_status,
+            "expose_output": self.expose_output,
+            "metrics": self.metrics_path is not None,
+            "metrics_path": self.metrics_path or "/metrics",
+        }
+
+    def probe_paths(self) -> tuple[str, ...]:
+        """Every path the probes (and the metrics) are answered on."""
+        from ..http import DEFAULT_PATHS
+
+        paths = tuple(DEFAULT_PATHS if self.paths is None else self.paths)
+        return paths + ((self.metrics_path,) if self.metrics_path else ())
+
+
+def _raw(settings: Any) -> object:
+    return getattr(settings, SETTING, None)
+
+
+def _did_you_mean(word: str, choices: Iterable[str]) -> str:
+    options = list(choices)
+    by_case = [c for c in options if c.lower() == word.lower()]
+    close = by_case or difflib.get_close_matches(word, options, n=1, cutoff=0.6)
+    if not close:
+        close = difflib.get_close_matches(word.upper(), options, n=1, cutoff=0.6)
+        close = close or difflib.get_close_matches(word.lower(), options, n=1, cutoff=0.6)
+    return f"did you mean {close[0]!r}? " if close else ""
+
+
+def _unknown_keys(where: str, given: Mapping[Any, Any], known: Iterable[str]) -> list[Problem]:
+    known = list(known)
+    problems = []
+    for key in given:
+        if key in known:
+            continue
+        shown = key if isinstance(key, str) else repr(key)
+        problems.append(
+            Problem(
+                "healthprobe.E002",
+                f"{where} has an unknown key {shown!r}",
+                f"{_did_you_mean(str(key), known)}The keys are {', '.join(known)} (see {DOCS})",
+            )
+        )
+    return problems
+
+
+def _bad(where: str, what: str, hint: str) -> Problem:
+    return Problem("healthprobe.E003", f"{where} {what}", hint)
+
+
+def _seconds(where: str, value: object, *, positive: bool, none: bool = True) -> tuple[float | None, Problem | None]:
+    """``value`` as seconds (the registry's rule), or the problem with it."""
+    if value is None and none:
+        return None, None
+    try:
+        _check_seconds(where, value, positive=positive)  # type: ignore[arg-type]
+    except ValueError:
+        wanted = f"a finite number of seconds {'> 0' if positive else '>= 0'}" + (", or None" if none else "")
+        return None, _bad(where, f"is {value!r}", f"give {wanted} (see {DOCS})")
+    return float(value), None  # type: ignore[arg-type]
+
+
+def _settings() -> Any:
+    from django.conf import settings
+
+    return settings
+
+
+def load_basics(settings: Any = None) -> tuple[Basics, list[Problem]]:
+    """Read everything ``HEALTHPROBE`` configures but the checks, importing nothing.
+
+    Args:
+        settings: the settings object to read (``django.conf.settings`` when ``None``).
+
+    Returns:
+        ``(basics, problems)``: the :class:`Basics` to use (defaults where a value is wrong)
+        and every problem found, errors and warnings (an empty list when all is well).
+    """
+    settings = _settings() if settings is None else settings
+    raw = _raw(settings)
+    problems: list[Problem] = []
+    if raw is None:
+        return Basics(), _logging_problems(settings)
+    if not isinstance(raw, Mapping):
+        problems.append(
+            Problem(
+                "healthprobe.E001",
+                f"HEALTHPROBE must be a dict, not {type(raw).__name__}",
+                f"write HEALTHPROBE = {{}} for the defaults, or a dict of the keys in {DOCS}",
+            )
+        )
+        return Basics(), problems
+    problems += _unknown_keys("HEALTHPROBE", raw, KEYS)
+    values: dict[str, Any] = {}
+
+    paths = raw.get("PATHS")
+    if paths is not None:
+        if not isinstance(paths, Mapping) or not paths or not all(isinstance(k, str) for k in paths):
+            problems.append(
+                _bad(
+                    "HEALTHPROBE['PATHS']",
+                    f"is {paths!r}",
+                    "give a dict of path to probe name, such as {'/livez': 'liveness', '/readyz': 'readiness', "
+                    "'/startupz': 'startup'}",
+                )
+            )
+        else:
+            values["paths"] = dict(paths)
+
+    status = raw.get("FAILURE_STATUS", 503)
+    if isinstance(status, Mapping):
+        values["failure_status"] = dict(status)
+    else:
+        values["failure_status"] = status
+
+    expose = raw.get("EXPOSE_OUTPUT", False)
+    if not isinstance(expose, bool):
+        problems.append(_bad("HEALTHPROBE['EXPOSE_OUTPUT']", f"is {expose!r}", "write True or False"))
+    else:
+        values["expose_output"] = expose
+
+    metrics = raw.get("METRICS")
+    if metrics is True:
+        values["metrics_path"] = "/metrics"
+    elif isinstance(metrics, str):
+        values["metrics_path"] = metrics
+    elif metrics is not None and metrics is not False:
+        problems.append(
+            _bad(
+                "HEALTHPROBE['METRICS']",
+                f"is {metrics!r}",
+                "write the path of the metrics, such as '/metrics', or None to leave them off",
+            )
+        )
+
+    for key, field, positive in (
+        ("DEFAULT_TIMEOUT", "default_timeout", True),
+        ("DEFAULT_CACHE_TTL", "default_cache_ttl", False),
+    ):
+        if key in raw:
+            value, problem = _seconds(f"HEALTHPROBE[{key!r}]", raw[key], positive=positive, none=False)
+            if problem is not None:
+                problems.append(problem)
+            else:
+                values[field] = value
+
+    shutdown = raw.get("SHUTDOWN", {})
+    if not isinstance(shutdown, Mapping):
+        problems.append(
+            _bad(
+                "HEALTHPROBE['SHUTDOWN']",
+                f"is {shutdown!r}",
+                f"give a dict of GracefulShutdown's keyword arguments ({', '.join(SHUTDOWN_KEYS)})",
+            )
+        )
+    else:
+        problems += _unknown_keys("HEALTHPROBE['SHUTDOWN']", shutdown, SHUTDOWN_KEYS)
+        options: dict[str, float | None] = {}
+        for key in SHUTDOWN_KEYS:
+            if key in shutdown:
+                value, problem = _seconds(
+                    f"HEALTHPROBE['SHUTDOWN'][{key!r}]", shutdown[key], positive=False, none=key == "delay"
+                )
+                if problem is not None:
+                    problems.append(problem)
+                else:
+                    options[key] = value
+        values["shutdown"] = options
+
+    basics, found = _checked_endpoints(Basics(**values))
+    return basics, problems + found + _logging_problems(settings)
+
+
+def _checked_endpoints(basics: Basics) -> tuple[Basics, list[Problem]]:
+    """The paths, failure statuses and metrics path, checked by the endpoints themselves (on
+    a registry of no check, which runs nothing); a wrong value is replaced by its default."""
+    problems: list[Problem] = []
+    try:
+        endpoints = HealthEndpoints(HealthRegistry(), paths=basics.paths)
+    except Exception as exc:  # TypeError, ValueError; AttributeError for a path that is no str
+        problems.append(_bad("HEALTHPROBE['PATHS']", f"is {basics.paths!r}", f"{exc} (see {DOCS})"))
+        basics = dataclasses.replace(basics, paths=None)
+        endpoints = HealthEndpoints(HealthRegistry())
+    try:
+        HealthEndpoints(HealthRegistry(), failure_status=basics.failure_status)
+    except Exception as exc:  # TypeError, ValueError
+        problems.append(
+            _bad(
+                "HEALTHPROBE['FAILURE_STATUS']",
+                f"is {basics.failure_status!r}",
+                f"{exc}; write an int, or a dict such as {{'readiness': 503, 'liveness': 500}}",
+            )
+        )
+        basics = dataclasses.replace(basics, failure_status=503)
+    path = basics.metrics_path
+    if path is None:
+        return basics, problems
+    try:
+        _check_path("metrics", path)
+    except ValueError as exc:
+        problems.append(_bad("HEALTHPROBE['METRICS']", f"is {path!r}", f"{exc}, such as '/metrics'"))
+    else:
+        if endpoints.route(path) is not None:
+            problems.append(
+                _bad(
+                    "HEALTHPROBE['METRICS']",
+                    f"is {path!r}, which is also a probe path",
+                    "give the metrics a path of their own, such as '/metrics'",
+                )
+            )
+        elif importlib.util.find_spec("prometheus_client") is None:
+            problems.append(
+                Problem(
+                    "healthprobe.E008",
+                    "HEALTHPROBE['METRICS'] is on but prometheus-client is not installed",
+                    "install it with pip install 'healthprobe[prometheus]', or set 'METRICS': None",
+                )
+            )
+        else:
+            return basics, problems
+    return dataclasses.replace(basics, metrics_path=None), problems
+
+
+def _logging_problems(settings: Any) -> list[Problem]:
+    """A ``LOGGING`` that disables healthprobe's loggers: ``logging.config.dictConfig``
+    disables every logger that exists and is not named in it unless
+    ``disable_existing_loggers`` is ``False`` (its default is ``True``), and healthprobe's
+    exist before Django configures logging when the application is built by
+    :func:`healthprobe.django.get_wsgi_application`."""
+    if getattr(settings, "LOGGING_CONFIG", "logging.config.dictConfig") != "logging.config.dictConfig":
+        return []  # Django does not configure logging, or does it its own way
+    logging_config = getattr(settings, "LOGGING", None)
+    if not isinstance(logging_config, Mapping) or not logging_config:
+        return []
+    if logging_config.get("disable_existing_loggers", True) is False:
+        return []
+    loggers = logging_config.get("loggers") or {}
+    if isinstance(loggers, Mapping) and "healthprobe" in loggers:
+        return []
+    return [
+        Problem(
+            "healthprobe.W002",
+            "LOGGING disables the loggers that exist when Django configures logging, healthprobe's among them "
+            "('disable_existing_loggers' is True, the default of logging.config.dictConfig), so its check "
+            "failures and shutdown lines would not show",
+            "add 'disable_existing_loggers': False to LOGGING, or configure the 'healthprobe' logger in it",
+            obj="settings.LOGGING",
+        )
+    ]
+
+
+def _default_alias(settings: Any) -> str | None:
+    """``"default"`` when the project has a default database with a real engine (Django's
+    dummy engine stands for no database at all)."""
+    databases = getattr(settings, "DATABASES", None) or {}
+    default = databases.get("default") if isinstance(databases, Mapping) else None
+    if not isinstance(default, Mapping):
+        return None
+    engine = default.get("ENGINE") or ""
+    if not engine or engine == "django.db.backends.dummy":
+        return None
+    return "default"
+
+
+def _entry_options(where: str, entry: Mapping[str, Any]) -> tuple[dict[str, Any], list[Problem]]:
+    """Check the add_check keyword arguments of one entry (probes, timeout, critical,
+    cache_ttl, interval)."""
+    problems: list[Problem] = []
+    options: dict[str, Any] = {}
+    probes = entry.get("probes")
+    if probes is not None:
+        names = [probes] if isinstance(probes, str) else probes
+        if not isinstance(names, (list, tuple)) or not names:
+            problems.append(
+                _bad(f"{where}['probes']", f"is {probes!r}", "give a list of 'startup', 'readiness', 'liveness'")
+            )
+        else:
+            try:
+                options["probes"] = tuple(_as_probe(name).value for name in names)
+            except (ValueError, TypeError) as exc:
+                problems.append(_bad(f"{where}['probes']", f"is {probes!r}", str(exc)))
+    for key, positive in (("timeout", True), ("cache_ttl", False), ("interval", True)):
+        if key in entry:
+            value, problem = _seconds(f"{where}[{key!r}]", entry[key], positive=positive)
+            if problem is not None:
+                problems.append(problem)
+            else:
+                options[key] = value
+    if "critical" in entry:
+        if not isinstance(entry["critical"], bool):
+            problems.append(_bad(f"{where}['critical']", f"is {entry['critical']!r}", "write True or False"))
+        else:
+            options["critical"] = entry["critical"]
+    return options, problems
+
+
+def _name_problem(where: str, name: object) -> Problem | None:
+    if not isinstance(name, str) or not CHECK_NAME.fullmatch(name):
+        return _bad(
+            where,
+            f"gives the check name {name!r}",
+            "a check name has 1-63 letters, digits, '_', '.' or '-', starting and ending with a letter or digit: "
+            "give one with 'name'",
+        )
+    if name in RESERVED_NAMES:
+        return _bad(where, f"gives the check name {name!r}, which healthprobe uses itself", "give another 'name'")
+    return None
+
+
+def _spec(
+    where: str, name: str, func: CheckFunc, default_probes: tuple[str, ...], options: Mapping[str, Any]
+) -> CheckSpec:
+    return CheckSpec(
+        name=name,
+        func=func,
+        probes=options.get("probes", default_probes),
+        timeout=options.get("timeout"),
+        critical=options.get("critical", True),
+        cache_ttl=options.get("cache_ttl"),
+        interval=options.get("interval"),
+        where=where,
+    )
+
+
+def _import(where: str, path: object) -> tuple[object, Problem | None]:
+    """The object a dotted path names, or the problem that keeps it from being had."""
+    hint = (
+        "Give the dotted path of a function (or callable object) that takes no arguments, "
+        "such as 'mysite.health.database_writable'"
+    )
+    if not isinstance(path, str) or "." not in path.strip("."):
+        return None, _bad(where, f"is {path!r}, not a dotted path", hint)
+    module_name, _, attribute = path.rpartition(".")
+    try:
+        module = importlib.import_module(module_name)
+    except MisconfiguredError:
+        # The module asked for the registry while the settings have errors: those errors
+        # are reported by themselves, not as this path's.
+        return None, None
+    except Exception as exc:
+        first = (str(exc).strip().splitlines() or [""])[0]
+        return None, Problem(
+            "healthprobe.E004",
+            f"{where}: {path!r} does not import: {type(exc).__name__}: {first}",
+            hint,
+        )
+    try:
+        return getattr(module, attribute), None
+    except AttributeError:
+        names = [n for n, v in vars(module).items() if not n.startswith("_") and callable(v)]
+        return None, Problem(
+            "healthprobe.E004",
+            f"{where}: module {module_name!r} has no attribute {attribute!r}",
+            f"{_did_you_mean(attribute, names)}{hint}",
+        )
+
+
+def _callable_problem(where: str, path: str, func: object) -> Problem | None:
+    hint = "point at a function (or callable object) that takes no arguments and returns None, a bool or a CheckResult"
+    if inspect.isclass(func):
+        return Problem(
+            "healthprobe.E005",
+            f"{where}: {path!r} is a class, not a check",
+            f"{hint}: an instance of the class, or a function that uses it",
+        )
+    if not callable(func):
+        return Problem("healthprobe.E005", f"{where}: {path!r} is a {type(func).__name__}, not callable", hint)
+    try:
+        inspect.signature(func).bind()
+    except TypeError:
+        return Problem("healthprobe.E005", f"{where}: {path!r} cannot be called without arguments", hint)
+    except ValueError:  # no signature to read (some builtins): found out at the first run
+        pass
+    return None
+
+
+def _user_checks(raw: object) -> tuple[list[CheckSpec], list[Problem]]:
+    if raw is None:
+        return [], []
+    if not isinstance(raw, (list, tuple)):
+        return [], [
+            _bad(
+                "HEALTHPROBE['CHECKS']",
+                f"is a {type(raw).__name__}",
+                "give a list of dotted paths, or of dicts with 'check' and add_check's keyword arguments",
+            )
+        ]
+    specs: list[CheckSpec] = []
+    problems: list[Problem] = []
+    for index, entry in enumerate(raw):
+        where = f"HEALTHPROBE['CHECKS'][{index}]"
+        if isinstance(entry, str):
+            entry = {"check": entry}
+        if not isinstance(entry, Mapping):
+            problems.append(
+                _bad(where, f"is {entry!r}", "give a dotted path, or a dict with 'check' and add_check's arguments")
+            )
+            continue
+        problems += _unknown_keys(where, entry, CHECK_KEYS)
+        if "check" not in entry:
+            problems.append(
+                _bad(where, "has no 'check'", "give the dotted path of the check: {'check': 'mysite.health.redis'}")
+            )
+            continue
+        path = entry["check"]
+        options, found = _entry_options(where, entry)
+        problems += found
+        func, problem = _import(where, path)
+        if func is None and problem is None:
+            continue
+        if problem is None:
+            problem = _callable_problem(where, str(path), func)
+        if problem is not None:
+            problems.append(problem)
+            continue
+        name = entry.get("name", str(path).rpartition(".")[2])
+        problem = _name_problem(where, name)
+        if problem is not None:
+            problems.append(problem)
+            continue
+        if found:
+            continue
+        specs.append(_spec(where, name, func, ("readiness",), options))  # type: ignore[arg-type]
+    return specs, problems
+
+
+def _builtins(
+    key: str,
+    raw: object,
+    *,
+    aliases: Iterable[str],
+    setting: str,
+    word: str,
+    probes: tuple[str, ...],
+    factory: Callable[[str], CheckFunc],
+) -> tuple[list[CheckSpec], list[Problem]]:
+    """The checks of ``DATABASES``, ``CACHES`` (a list of entries) or ``MIGRATIONS`` (one
+    entry): each entry an alias, or a dict with ``alias`` and add_check's arguments."""
+    known = list(aliases)
+    if key == "MIGRATIONS":
+        entries = [raw]
+    elif isinstance(raw, (list, tuple)):
+        entries = list(raw)
+    else:
+        return [], [
+            _bad(
+                f"HEALTHPROBE[{key!r}]",
+                f"is {raw!r}",
+                f"give a list of aliases of settings.{setting}, such as ['default'], or [] for none",
+            )
+        ]
+    specs: list[CheckSpec] = []
+    problems: list[Problem] = []
+    for index, entry in enumerate(entries):
+        where = f"HEALTHPROBE[{key!r}]" if key == "MIGRATIONS" else f"HEALTHPROBE[{key!r}][{index}]"
+        if isinstance(entry, str):
+            entry = {"alias": entry}
+        if not isinstance(entry, Mapping):
+            problems.append(
+                _bad(where, f"is {entry!r}", f"give an alias of settings.{setting}, or a dict with 'alias'")
+            )
+            continue
+        problems += _unknown_keys(where, entry, BUILTIN_KEYS)
+        alias = entry.get("alias", "default")
+        options, found = _entry_options(where, entry)
+        problems += found
+        if alias not in known:
+            problems.append(
+                Problem(
+                    "healthprobe.E006",
+                    f"{where} names the alias {alias!r}, which is not in settings.{setting}",
+                    f"{_did_you_mean(str(alias), known)}The aliases are {', '.join(map(repr, known)) or 'none'}",
+                )
+            )
+            continue
+        name = entry.get("name", word if alias == "default" else f"{word}-{alias}")
+        problem = _name_problem(where, name)
+        if problem is not None:
+            problems.append(problem)
+            continue
+        if not found:
+            specs.append(_spec(where, name, factory(alias), probes, options))
+    return specs, problems
+
+
+def load_checks(settings: Any = None) -> tuple[list[CheckSpec], list[Problem]]:
+    """The checks ``HEALTHPROBE`` configures, importing the dotted paths of ``CHECKS``.
+
+    In order: the database checks (``DATABASES``, readiness), the cache checks (``CACHES``,
+    readiness), the migrations check (``MIGRATIONS``, startup), then ``CHECKS`` (readiness
+    unless they say otherwise).
+
+    Args:
+        settings: the settings object to read (``django.conf.settings`` when ``None``).
+
+    Returns:
+        ``(specs, problems)``: the checks that can be registered, and every problem found
+        (a check with a problem is left out).
+    """
+    settings = _settings() if settings is None else settings
+    raw = _raw(settings)
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, Mapping):
+        return [], []  # reported by load_basics
+    default = _default_alias(settings)
+    databases = list(getattr(settings, "DATABASES", None) or {})
+    caches = list(getattr(settings, "CACHES", None) or {})
+    specs: list[CheckSpec] = []
+    problems: list[Problem] = []
+
+    found = _builtins(
+        "DATABASES",
+        raw.get("DATABASES", [default] if default else []),
+        aliases=databases,
+        setting="DATABASES",
+        word="database",
+        probes=("readiness",),
+        factory=builtin.database,
+    )
+    specs += found[0]
+    problems += found[1]
+    found = _builtins(
+        "CACHES",
+        raw.get("CACHES", []),
+        aliases=caches,
+        setting="CACHES",
+        word="cache",
+        probes=("readiness",),
+        factory=builtin.cache,
+    )
+    specs += found[0]
+    problems += found[1]
+    migrations = raw.get("MIGRATIONS", default is not None)
+    if migrations is True:
+        migrations = "default"
+    if migrations is not False and migrations is not None:
+        found = _builtins(
+            "MIGRATIONS",
+            migrations,
+            aliases=databases,
+            setting="DATABASES",
+            word="migrations",
+            probes=("startup",),
+            factory=builtin.migrations,
+        )
+        specs += found[0]
+        problems += found[1]
+    found = _user_checks(raw.get("CHECKS"))
+    specs += found[0]
+    problems += found[1]
+
+    seen: dict[str, str] = {}
+    unique: list[CheckSpec] = []
+    for spec in specs:
+        if spec.name in seen:
+            problems.append(
+                Problem(
+                    "healthprobe.E007",
+                    f"{spec.where} and {seen[spec.name]} both name a check {spec.name!r}",
+                    "give one of them another 'name'",
+                )
+            )
+            continue
+        seen[spec.name] = spec.where
+        unique.append(spec)
+    return unique, problems
+
+
+def load(settings: Any = None) -> tuple[Basics, list[CheckSpec], list[Problem]]:
+    """Read the whole ``HEALTHPROBE`` setting (see :func:`load_basics` and :func:`load_checks`).
+
+    Returns:
+        ``(basics, specs, problems)``.
+    """
+    basics, problems = load_basics(settings)
+    specs, more = load_checks(settings)
+    return basics, specs, problems + more
