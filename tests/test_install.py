@@ -170,6 +170,7 @@ _MISSING = textwrap.dedent(
 MISSING_CASES = {
     "flask": ("flask", "flask", "import healthprobe.flask", "healthprobe.flask"),
     "django": ("django", "django", "import healthprobe.django", "healthprobe.django"),
+    "celery": ("celery", "celery", "import healthprobe.celery", "healthprobe.celery"),
     "asgi": ("asgi", "starlette", "import healthprobe.asgi", "healthprobe.asgi"),
     "prometheus": ("prometheus", "prometheus_client", "import healthprobe.prometheus", "healthprobe.prometheus"),
     "metrics=True": (

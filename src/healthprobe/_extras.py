@@ -39,7 +39,7 @@ EXTRAS: dict[str, dict[str, str]] = {
     "django": {"django": "django"},
     "flask": {"flask": "flask", "werkzeug": "werkzeug"},
     "fastapi": {"fastapi": "fastapi", "starlette": "starlette"},
-    "celery": {"celery": "celery"},
+    "celery": {"celery": "celery", "werkzeug": "werkzeug"},
 }
 
 

@@ -21,7 +21,7 @@ are the liveness checks.
 """
 
 from ._common import redact
-from ._liveness import EventLoopLag, Heartbeat, event_loop_lag, heartbeat
+from ._liveness import EventLoopLag, Heartbeat, Waiting, event_loop_lag, heartbeat
 from ._network import HttpCheck, TcpCheck, http, tcp
 from ._postgres import PostgresAsyncPoolCheck, PostgresDsnCheck, PostgresPoolCheck, postgres
 from ._redis import RedisAsyncClientCheck, RedisClientCheck, RedisUrlCheck, redis
@@ -44,6 +44,7 @@ __all__ = [
     "RedisUrlCheck",
     "SqlAlchemyCheck",
     "TcpCheck",
+    "Waiting",
     "cgroup_memory_limit",
     "disk",
     "event_loop_lag",

@@ -5,9 +5,11 @@ one means the process itself stopped making progress: what a restart fixes."""
 from __future__ import annotations
 
 import asyncio
+import itertools
 import math
 import threading
 import time
+from types import TracebackType
 
 import anyio
 
@@ -21,15 +23,71 @@ def _seconds(name: str, value: float) -> float:
     return float(value)
 
 
+class _Wait:
+    """One wait in progress: what it waits for, since when, and its optional bound."""
+
+    __slots__ = ("max_seconds", "reason", "since")
+
+    def __init__(self, reason: str, since: float, max_seconds: float | None) -> None:
+        self.reason = reason
+        self.since = since
+        self.max_seconds = max_seconds
+
+
+class Waiting:
+    """The context manager :meth:`Heartbeat.waiting` returns; see there.
+
+    Usable with ``with`` and ``async with``, nested, and entered again while already
+    entered (each entry is one wait, ended by its own exit).
+    """
+
+    def __init__(self, heartbeat: Heartbeat, reason: str, max_seconds: float | None) -> None:
+        self.heartbeat = heartbeat
+        self.reason = reason
+        self.max_seconds = max_seconds
+        self._tokens: list[int] = []
+        self._lock = threading.Lock()
+
+    def __repr__(self) -> str:
+        bound = "" if self.max_seconds is None else f" max_seconds={self.max_seconds:g}"
+        return f"<waiting for {self.reason!r}{bound}>"
+
+    def __enter__(self) -> Waiting:
+        token = self.heartbeat._begin_wait(self.reason, self.max_seconds)
+        with self._lock:
+            self._tokens.append(token)
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        with self._lock:
+            if not self._tokens:
+                raise RuntimeError(f"{self!r} was exited more often than it was entered")
+            token = self._tokens.pop()
+        self.heartbeat._end_wait(token)
+
+    async def __aenter__(self) -> Waiting:
+        return self.__enter__()  # takes a lock held for microseconds only: nothing to await
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.__exit__(exc_type, exc, tb)
+
+
 class Heartbeat:
     """A sync check that fails when :meth:`beat` was not called for more than
-    ``max_interval`` seconds; created by :func:`heartbeat`; see there."""
+    ``max_interval`` seconds, except while the loop declared a legitimate wait with
+    :meth:`waiting`; created by :func:`heartbeat`; see there."""
 
     def __init__(self, max_interval: float) -> None:
         self.max_interval = _seconds("max_interval", max_interval)
         self._last = time.monotonic()
         self._beats = 0
         self._lock = threading.Lock()
+        self._waits: dict[int, _Wait] = {}  # insertion order: the oldest wait first
+        self._tokens = itertools.count()
 
     def __repr__(self) -> str:
         return f"<heartbeat check max_interval={self.max_interval:g}>"
@@ -42,7 +100,7 @@ class Heartbeat:
 
     @property
     def beats(self) -> int:
-        """How many times :meth:`beat` was called."""
+        """How many times :meth:`beat` was called (the end of each wait counts as one)."""
         return self._beats
 
     @property
@@ -50,8 +108,87 @@ class Heartbeat:
         """Seconds since the last beat (or since creation, before the first beat)."""
         return time.monotonic() - self._last
 
+    def waiting(self, reason: str, *, max_seconds: float | None = None) -> Waiting:
+        """Declare a legitimate wait of the loop, during which it cannot beat: reconnecting
+        to a broker or a database, waiting out a rate limit, a long blocking call.
+
+        While inside, the check does not fail for lack of beats: it reports ``warn`` (served
+        as success, IETF draft-inadarei-api-health-check) with the output ``waiting for
+        <reason> for <seconds> s``. Leaving the wait restarts the clock, as a beat does, so
+        the loop has ``max_interval`` seconds from then on to beat again::
+
+            while True:
+                hb.beat()
+                try:
+                    job = queue.get(timeout=5)
+                except ConnectionError:
+                    with hb.waiting("broker"):
+                        reconnect()          # retries until the broker is back
+                    continue
+                handle(job)
+
+        Thread-safe; waits nest and may overlap across threads (the check reports the
+        oldest one in progress), and the returned object may be entered again while
+        entered. Works as ``async with`` too (entering and leaving never block). For a wait
+        that begins in one callback and ends in another, enter and exit it through a
+        :class:`contextlib.ExitStack`.
+
+        Args:
+            reason: what the loop waits for, shown in the check's output (``"broker"``).
+            max_seconds: bound on the wait in seconds, or ``None`` (the default) for none.
+                A wait that lasts longer fails the check (``waiting for broker for 312.4 s
+                (max 300 s)``): a reconnect loop that itself wedged, which a restart fixes.
+
+        Returns:
+            A :class:`Waiting` context manager (sync and async).
+
+        Raises:
+            TypeError: ``reason`` is not a str.
+            ValueError: ``reason`` is empty, or ``max_seconds`` is not ``None`` or a
+                positive finite number.
+        """
+        if not isinstance(reason, str):
+            raise TypeError(f"reason must be a str saying what the loop waits for, got {type(reason).__name__}")
+        if not reason.strip():
+            raise ValueError("reason must say what the loop waits for, e.g. waiting('broker')")
+        bound = None if max_seconds is None else _seconds("max_seconds", max_seconds)
+        return Waiting(self, reason.strip(), bound)
+
+    def _begin_wait(self, reason: str, max_seconds: float | None) -> int:
+        token = next(self._tokens)
+        with self._lock:
+            self._waits[token] = _Wait(reason, time.monotonic(), max_seconds)
+        return token
+
+    def _end_wait(self, token: int) -> None:
+        with self._lock:
+            self._waits.pop(token, None)
+            self._last = time.monotonic()
+            self._beats += 1
+
+    @property
+    def waits(self) -> tuple[tuple[str, float], ...]:
+        """The waits in progress, oldest first: ``(reason, seconds so far)`` each."""
+        now = time.monotonic()
+        with self._lock:
+            return tuple((wait.reason, now - wait.since) for wait in self._waits.values())
+
     def __call__(self) -> CheckResult:
-        age = round(self.age, 3)
+        with self._lock:
+            waits = list(self._waits.values())
+            last = self._last
+        now = time.monotonic()
+        if waits:
+            for wait in waits:
+                seconds = round(now - wait.since, 3)
+                if wait.max_seconds is not None and seconds > wait.max_seconds:
+                    output = f"waiting for {wait.reason} for {seconds:.1f} s (max {wait.max_seconds:g} s)"
+                    return CheckResult(Status.FAIL, output=output, observed_value=seconds, observed_unit="s")
+            oldest = waits[0]
+            seconds = round(now - oldest.since, 3)
+            output = f"waiting for {oldest.reason} for {seconds:.1f} s"
+            return CheckResult(Status.WARN, output=output, observed_value=seconds, observed_unit="s")
+        age = round(now - last, 3)
         return within(age, self.max_interval, "s", f"no heartbeat for {age:g} s (max {self.max_interval:g} s)")
 
 
@@ -70,12 +207,19 @@ def heartbeat(max_interval: float) -> Heartbeat:
     Choose ``max_interval`` above the longest legitimate gap between beats (the longest job
     plus the longest idle wait). The clock starts when the heartbeat is created.
 
+    A wait that is not the process's fault, such as reconnecting to a broker that is down,
+    goes inside ``with hb.waiting("broker"):`` (see :meth:`Heartbeat.waiting`): the check
+    then reports ``warn`` ("waiting for broker for 12.3 s"), which does not fail the probe,
+    so liveness does not fail because a dependency is down; leaving the wait restarts the
+    clock. ``max_seconds=`` bounds a wait that never ends.
+
     Args:
         max_interval: the longest allowed gap between beats, in seconds.
 
     Returns:
         A :class:`Heartbeat`: a sync check callable reporting the seconds since the last beat
-        as its observed value (unit ``"s"``), with :meth:`Heartbeat.beat`.
+        as its observed value (unit ``"s"``; during a wait, the seconds the oldest wait in
+        progress has lasted), with :meth:`Heartbeat.beat` and :meth:`Heartbeat.waiting`.
 
     Raises:
         ValueError: ``max_interval`` is not a positive finite number.

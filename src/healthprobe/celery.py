@@ -1,0 +1,529 @@
+"""Probes for a Celery worker in one call (extra ``celery``).
+
+A worker has no web server of its own, and Celery owns its signals, its event loop and its
+broker connection. :func:`install` wires healthprobe into those from the app module::
+
+    # proj/celery.py
+    from celery import Celery
+
+    import healthprobe.celery
+
+    app = Celery("proj", broker="redis://redis:6379/0")
+    probes = healthprobe.celery.install(app, port=8081, metrics=True)
+
+Then ``celery -A proj worker`` serves, from its main process only (never from a prefork
+child):
+
+* ``/startupz``: ``503`` until Celery sends ``worker_ready`` (the consumer is connected and
+  consuming), then ``200`` for good (check ``celery-worker``).
+* ``/livez``: ``503`` once the consumer's event loop has not run for ``max_interval``
+  seconds (check ``celery-consumer``, a :func:`~healthprobe.checks.heartbeat` beaten from a
+  timer on that loop). While the consumer reconnects to a broker that is down, and during a
+  warm shutdown, the loop cannot beat: the heartbeat is then
+  :meth:`~healthprobe.checks.Heartbeat.waiting` and liveness keeps passing, since
+  restarting the worker fixes neither.
+* ``/readyz``: ``503`` while the consumer is not connected to the broker or a fresh
+  connection to the broker fails (check ``celery-broker``), and from the moment a shutdown
+  signal reaches the worker (Celery's ``worker_shutting_down``) until it exits, while the
+  tasks it runs finish.
+* ``/metrics`` with ``metrics=True`` (extra ``prometheus``).
+
+Celery handles ``SIGTERM`` itself (a warm shutdown: no new task, the running ones finish,
+exit 0); healthprobe installs no signal handler and only follows it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+import os
+import signal
+import threading
+import time
+import weakref
+from typing import Any
+
+from ._extras import requires
+
+with requires("celery", __name__):
+    from celery import bootsteps, signals  # type: ignore[import-untyped]
+    from celery.worker import state as worker_state  # type: ignore[import-untyped]
+
+from ._types import CheckResult, Lifecycle, Status
+from .checks._common import elapsed_since, failure, url_secrets
+from .checks._liveness import Heartbeat
+from .registry import HealthRegistry
+from .server import DEFAULT_PORT, ProbeServer, serve
+
+__all__ = ["CHECK_NAMES", "DEFAULT_MAX_INTERVAL", "CeleryProbes", "ConsumerHeartbeat", "install"]
+
+logger = logging.getLogger("healthprobe")
+
+#: Default ``max_interval`` in seconds: how long the consumer's event loop may go without
+#: running before liveness fails.
+DEFAULT_MAX_INTERVAL = 60.0
+#: The checks :func:`install` registers, per probe.
+CHECK_NAMES = {"startup": "celery-worker", "liveness": "celery-consumer", "readiness": "celery-broker"}
+#: Exit status of a worker whose probe server cannot start (Celery's ``EX_FAILURE``).
+EXIT_NO_PROBES = 1
+
+#: Signals the probe server's threads leave unblocked: those a fault raises in the thread
+#: that caused it, those no process can block, and SIGPIPE (ignored by Python; blocked, it
+#: would stay pending in the thread instead of being discarded).
+_NOT_BLOCKED = frozenset(
+    {"SIGABRT", "SIGBUS", "SIGFPE", "SIGILL", "SIGKILL", "SIGPIPE", "SIGSEGV", "SIGSTOP", "SIGSYS", "SIGTRAP"}
+)
+
+# One CeleryProbes per Celery app (the consumer bootstep finds its own through its app).
+_installed: weakref.WeakKeyDictionary[Any, CeleryProbes] = weakref.WeakKeyDictionary()
+
+
+class CeleryProbes:
+    """What :func:`install` wired for one Celery app; returned by it.
+
+    Attributes:
+        app: the Celery app.
+        registry: the :class:`~healthprobe.HealthRegistry` the checks are registered in; add
+            your own (a result backend, a database the tasks use) to it.
+        heartbeat: the consumer's :class:`~healthprobe.checks.Heartbeat` (check
+            ``celery-consumer``, liveness).
+        host: the address the probe server listens on.
+        port: the port it was asked to listen on (``server.port`` is the bound one).
+        server: the running :class:`~healthprobe.ProbeServer` in the worker's main process,
+            ``None`` in every other process (prefork children, a web app that imports the
+            Celery app to send tasks, ``celery beat``) and before the worker starts.
+    """
+
+    def __init__(
+        self,
+        app: Any,
+        registry: HealthRegistry,
+        *,
+        host: str,
+        port: int,
+        max_interval: float,
+        broker_check: bool,
+        broker_timeout: float | None,
+        max_broker_wait: float | None,
+        metrics: bool,
+        expose_output: bool,
+    ) -> None:
+        self.app = app
+        self.registry = registry
+        self.host = host
+        self.port = port
+        self.heartbeat = Heartbeat(max_interval)
+        self.server: ProbeServer | None = None
+        self.max_broker_wait = max_broker_wait
+        self.broker_timeout = broker_timeout if broker_timeout is not None else registry.default_timeout
+        self._metrics = metrics
+        self._expose_output = expose_output
+        self._ready = False
+        self._connected = False
+        self._pid = 0  # the worker's main process, once worker_init came
+        self._worker: Any = None
+        self._lock = threading.Lock()
+        self._broker_wait: contextlib.ExitStack | None = None
+        self._shutdown_wait: contextlib.ExitStack | None = None
+        self._wake: tuple[int, int] | None = None
+        self._redis: bool | None = None
+        registry.add_check(CHECK_NAMES["startup"], self._check_ready, probes=["startup"])
+        registry.add_check(CHECK_NAMES["liveness"], self.heartbeat, probes=["liveness"])
+        if broker_check:
+            registry.add_check(
+                CHECK_NAMES["readiness"], self._check_broker, probes=["readiness"], timeout=self.broker_timeout
+            )
+
+    #: The values :attr:`phase` takes (the words of :class:`~healthprobe.GracefulShutdown`).
+    phases: tuple[str, ...] = ("serving", "drain", "stopped")
+
+    def __repr__(self) -> str:
+        where = self.server.url if self.server is not None else f"{self.host}:{self.port}, not serving here"
+        return f"<CeleryProbes {self.app.main or 'celery'} {where}>"
+
+    @property
+    def ready(self) -> bool:
+        """Whether Celery sent ``worker_ready`` in this process."""
+        return self._ready
+
+    @property
+    def connected(self) -> bool:
+        """Whether the consumer is connected to the broker (its bootsteps have started and it
+        has not lost the connection since)."""
+        return self._connected
+
+    @property
+    def in_flight(self) -> int:
+        """The tasks this worker runs now (Celery's active requests), shown by ``/metrics``
+        as ``healthprobe_in_flight_requests``."""
+        return len(worker_state.active_requests)
+
+    @property
+    def phase(self) -> str:
+        """``serving``, ``drain`` from the shutdown signal while the running tasks finish,
+        then ``stopped``; shown by ``/metrics`` as ``healthprobe_shutdown_phase``."""
+        lifecycle = self.registry.lifecycle
+        if lifecycle is Lifecycle.DRAINING:
+            return "drain"
+        return "stopped" if lifecycle is Lifecycle.STOPPED else "serving"
+
+    # -- checks ------------------------------------------------------------------------------
+
+    def _check_ready(self) -> CheckResult:
+        if self._ready:
+            return CheckResult(Status.PASS)
+        return CheckResult(Status.FAIL, output="the worker is not ready yet (no worker_ready from Celery)")
+
+    def _check_broker(self) -> CheckResult:
+        if not self._connected:
+            return CheckResult(Status.FAIL, output="the consumer is not connected to the broker")
+        start = time.monotonic()
+        # The attempt ends by itself before the check's deadline, so no thread outlives it.
+        timeout = self.broker_timeout * 0.9
+        if self._redis is None:
+            with self.app.connection_for_read() as unconnected:  # the transport, no connection yet
+                self._redis = unconnected.transport.driver_type == "redis"
+        # Redis takes its socket timeouts from the transport options, not connect_timeout.
+        options = {"socket_connect_timeout": timeout, "socket_timeout": timeout} if self._redis else {}
+        url = str(self.app.conf.broker_read_url or self.app.conf.broker_url or "")
+        conn = self.app.connection_for_read(connect_timeout=timeout, transport_options=options)
+        try:
+            # One attempt per broker URL (failover alternates too), no sleep between them.
+            conn.ensure_connection(max_retries=max(0, len(conn.alt) - 1), timeout=timeout)
+        except Exception as exc:
+            return failure(exc, url_secrets(url))
+        finally:
+            with contextlib.suppress(Exception):
+                conn.release()
+        return CheckResult(Status.PASS, observed_value=elapsed_since(start), observed_unit="s")
+
+    # -- the consumer's connection (called by ConsumerHeartbeat, in the consumer's thread) ---
+
+    def _wait_for_broker(self) -> None:
+        with self._lock:
+            if self._broker_wait is None:
+                stack = contextlib.ExitStack()
+                stack.enter_context(self.heartbeat.waiting("broker", max_seconds=self.max_broker_wait))
+                self._broker_wait = stack
+
+    def _consumer_started(self) -> None:
+        with self._lock:
+            self._connected = True
+            stack, self._broker_wait = self._broker_wait, None
+        if stack is not None:
+            stack.close()  # leaving the wait restarts the heartbeat's clock
+
+    def _consumer_lost(self) -> None:
+        """The consumer restarts after a connection error: it reconnects from now on."""
+        self._connected = False
+        self._wait_for_broker()
+        logger.warning(
+            "celery: the consumer lost the broker; liveness waits for it, readiness fails",
+            extra={"check": CHECK_NAMES["readiness"]},
+        )
+
+    def _consumer_stopped(self) -> None:
+        self._connected = False
+
+    # -- Celery's signals ------------------------------------------------------------------
+
+    def _on_worker_init(self, sender: Any = None, **kwargs: Any) -> None:
+        if getattr(sender, "app", None) is not self.app or self._pid == os.getpid():
+            return
+        self._pid = os.getpid()
+        self._worker = sender
+        self._wait_for_broker()  # the consumer connects after the pool started
+        # The threads started here, and the ones they start (a thread per probe, the checks'),
+        # block the signals Celery handles: the kernel then delivers SIGTERM to the main
+        # thread, whose sleep or poll it interrupts, so Celery's handler runs at once, as it
+        # does in a worker without healthprobe, instead of when that call returns (a task
+        # running on the main thread with --pool=solo, the event loop's next wake-up).
+        blocked = {s for s in signal.valid_signals() if getattr(s, "name", "") not in _NOT_BLOCKED}
+        mask = signal.pthread_sigmask(signal.SIG_BLOCK, blocked)
+        try:
+            self.server = serve(
+                self.registry,
+                self.host,
+                self.port,
+                metrics=self._metrics,
+                expose_output=self._expose_output,
+                shutdown=self if self._metrics else None,
+            )
+            read, write = os.pipe()
+            self._wake = (read, write)
+            threading.Thread(target=self._watch_shutdown, args=(read,), name="healthprobe-celery", daemon=True).start()
+        except Exception as exc:
+            # Celery's signal dispatch would log an exception and start the worker without
+            # probes, which the kubelet would then restart for ever: end it here, on one line.
+            reason = " ".join(str(exc).split()) or type(exc).__name__
+            fix = "; pass another port to healthprobe.celery.install(port=...)" if isinstance(exc, OSError) else ""
+            logger.error("celery: cannot serve probes on %s:%d: %s%s", self.host, self.port, reason, fix)
+            raise SystemExit(EXIT_NO_PROBES) from exc
+        finally:
+            signal.pthread_sigmask(signal.SIG_SETMASK, mask)
+
+    def _on_worker_process_init(self, **kwargs: Any) -> None:
+        # A prefork child (forked from the main process): it must not keep the probe port
+        # open, or the port would outlive the main process. Closing the child's copy leaves
+        # the main process's socket listening.
+        server = self.server
+        if server is not None and self._pid != os.getpid():
+            with contextlib.suppress(OSError):
+                server._server.socket.close()
+            self.server = None
+
+    def _on_worker_ready(self, sender: Any = None, **kwargs: Any) -> None:
+        if getattr(sender, "app", None) is not self.app or self._pid != os.getpid():
+            return
+        self._ready = True
+        port = self.server.port if self.server is not None else self.port
+        logger.info(
+            "celery: worker ready; probes on %s:%d (startup /startupz, readiness /readyz, liveness /livez)",
+            self.host,
+            port,
+            extra={"check": CHECK_NAMES["startup"]},
+        )
+
+    def _on_worker_shutting_down(self, sender: Any = None, how: str = "Warm", **kwargs: Any) -> None:
+        # Called from Celery's signal handler, between two bytecodes of the main thread:
+        # nothing here may take a lock (logging, the registry and the heartbeat do), so the
+        # rest happens in the watcher thread, woken through a pipe.
+        wake = self._wake
+        if wake is None or self._pid != os.getpid():
+            return
+        with contextlib.suppress(OSError):
+            os.write(wake[1], b"c" if how == "Cold" else b"w")
+
+    def _watch_shutdown(self, fd: int) -> None:
+        while True:
+            try:
+                word = os.read(fd, 1)
+            except OSError:
+                return
+            if not word:
+                return
+            self._begin_drain("cold" if word == b"c" else "warm")
+
+    def _begin_drain(self, how: str) -> None:
+        with self._lock:
+            if self._shutdown_wait is None:
+                stack = contextlib.ExitStack()
+                stack.enter_context(self.heartbeat.waiting(f"{how} shutdown"))
+                self._shutdown_wait = stack
+        if self.registry.begin_drain():
+            logger.info(
+                "celery: %s shutdown: readiness fails, liveness passes while the running tasks finish",
+                how,
+                extra={"phase": "signal"},
+            )
+
+    def _on_worker_shutdown(self, sender: Any = None, **kwargs: Any) -> None:
+        if sender is None or sender is not self._worker:
+            return
+        self.registry.mark_stopped()  # stops the probe server (serve()'s lifecycle listener)
+        self.registry.close()  # the sync checks' threads, with their teardowns
+
+
+class ConsumerHeartbeat(bootsteps.StartStopStep):  # type: ignore[misc]
+    """The consumer bootstep :func:`install` adds to ``app.steps["consumer"]``.
+
+    It starts after the consumer's ``Tasks`` step (the broker connection is up, the task
+    consumer declared), just before the event loop, and beats the heartbeat from a timer
+    entry on the consumer's timer. With the kombu hub (the event loop of the prefork, solo
+    and threads pools on a transport that supports it, Redis and AMQP among them) the entry
+    is on the loop's own timer, so the beats stop when that loop stops running; without it
+    (eventlet, gevent, other transports) the timer only queues the beat, which the loop
+    performs with its pending operations (``Consumer.call_soon``). Stopped for a restart after a connection error (the
+    blueprint still running), it starts the heartbeat's ``waiting("broker")``, which its next
+    start ends (Celery reconnects in between, Consumer.start in celery/worker/consumer).
+    """
+
+    label = "healthprobe heartbeat"
+    requires = ("celery.worker.consumer.tasks:Tasks",)
+
+    def __init__(self, c: Any, **kwargs: Any) -> None:
+        super().__init__(c, **kwargs)
+        self.probes = _installed.get(c.app)
+        self._tref: Any = None
+        self._queued = False
+
+    def include_if(self, c: Any) -> bool:
+        return self.probes is not None
+
+    def start(self, c: Any) -> None:
+        probes = self.probes
+        assert probes is not None
+        self._cancel(c)
+        probes._consumer_started()
+        period = min(1.0, probes.heartbeat.max_interval / 4)
+        if c.hub is not None:
+            self._tref = c.timer.call_repeatedly(period, probes.heartbeat.beat)
+        else:
+            self._tref = c.timer.call_repeatedly(period, self._queue_beat, (c,))
+
+    def stop(self, c: Any) -> None:
+        probes = self.probes
+        assert probes is not None
+        self._cancel(c)
+        if c.blueprint.state == bootsteps.RUN:
+            probes._consumer_lost()
+        else:
+            probes._consumer_stopped()
+
+    def shutdown(self, c: Any) -> None:
+        self._cancel(c)
+        if self.probes is not None:
+            self.probes._consumer_stopped()
+
+    def _cancel(self, c: Any) -> None:
+        tref, self._tref = self._tref, None
+        if tref is not None:
+            with contextlib.suppress(Exception):
+                c.timer.cancel(tref)
+
+    def _queue_beat(self, c: Any) -> None:
+        # From the timer thread of a worker without an event loop: the beat itself runs
+        # when the consumer's loop performs its pending operations; one queued at a time.
+        if not self._queued:
+            self._queued = True
+            c.call_soon(self._beat)
+
+    def _beat(self) -> None:
+        self._queued = False
+        if self.probes is not None:
+            self.probes.heartbeat.beat()
+
+
+def _seconds_or_none(name: str, value: float | None) -> float | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
+        raise ValueError(f"{name} must be a positive finite number of seconds or None, got {value!r}")
+    return float(value)
+
+
+def install(
+    app: Any,
+    registry: HealthRegistry | None = None,
+    *,
+    host: str = "0.0.0.0",
+    port: int = DEFAULT_PORT,
+    max_interval: float = DEFAULT_MAX_INTERVAL,
+    broker_check: bool = True,
+    broker_timeout: float | None = None,
+    max_broker_wait: float | None = None,
+    metrics: bool = False,
+    expose_output: bool = False,
+) -> CeleryProbes:
+    """Serve startup, readiness and liveness probes (and metrics) for the Celery worker
+    that runs ``app``.
+
+    Call it once, at import of the module that creates the app (the one ``celery -A``
+    names), so every process that imports the app has it: it connects receivers to
+    Celery's signals and adds a consumer bootstep, and does nothing else until a worker
+    starts. In the worker's main process (``worker_init``) it starts the standalone probe
+    server (:func:`healthprobe.serve`, extra ``wsgi``); prefork children close their copy of
+    the listening socket (``worker_process_init``); other processes that import the app (a
+    web app sending tasks, ``celery beat``) serve nothing.
+
+    It registers three checks in ``registry``:
+
+    * ``celery-worker`` (startup): passes once Celery sent ``worker_ready``.
+    * ``celery-consumer`` (liveness): a heartbeat beaten every ``min(1, max_interval / 4)``
+      seconds from the consumer's event loop (:class:`ConsumerHeartbeat`). It fails when the
+      loop has not run for ``max_interval`` seconds (a wedged consumer; with ``-P solo`` the
+      tasks run on that loop, so ``max_interval`` must exceed the longest task). While the
+      consumer waits for the broker (at start and after losing it) and during a shutdown, it
+      reports ``warn`` ("waiting for broker for 12.3 s"), which passes.
+    * ``celery-broker`` (readiness, with ``broker_check``): fails while the consumer is not
+      connected, else opens a fresh connection to the broker with kombu (one attempt, no
+      retry, bounded by ``broker_timeout``), which works for any broker Celery supports.
+
+    A shutdown signal (Celery's ``worker_shutting_down``: ``SIGTERM`` for the warm
+    shutdown, ``SIGQUIT`` for the cold one) moves the registry to ``draining`` at once, so
+    readiness fails while liveness keeps passing as the running tasks finish; Celery keeps
+    its own signal handling (no handler is installed). ``worker_shutdown`` moves it to
+    ``stopped``, which stops the probe server. Kubernetes' rules for the three probes:
+    https://kubernetes.io/docs/concepts/configuration/liveness-readiness-startup-probes/.
+
+    Args:
+        app: the ``celery.Celery`` app.
+        registry: the :class:`~healthprobe.HealthRegistry` to register the checks in and
+            serve; a new one when ``None``. Add your own checks to it before or after.
+        host: address of the probe server; ``0.0.0.0`` so the kubelet reaches the pod's IP.
+        port: its TCP port (8081 by default; ``0`` picks a free one, read back from
+            ``probes.server.port`` in the worker).
+        max_interval: seconds the consumer's event loop may go without running before
+            liveness fails (60 s by default).
+        broker_check: register the ``celery-broker`` readiness check.
+        broker_timeout: the deadline of that check in seconds; by default the registry's
+            ``default_timeout`` (0.8 s, inside the kubelet's default ``timeoutSeconds`` of
+            1 s). The connection attempt is given 90 % of it, so it ends by itself first.
+        max_broker_wait: seconds the consumer may wait for the broker before liveness fails
+            after all, or ``None`` (the default): a broker outage alone never fails
+            liveness, since a restart does not bring the broker back.
+        metrics: also serve Prometheus metrics on ``/metrics`` of the probe port (extra
+            ``prometheus``): the checks and probes, ``healthprobe_in_flight_requests`` (the
+            tasks running), ``healthprobe_shutdown_phase`` (``serving``, ``drain``,
+            ``stopped``) and prometheus-client's default registry of the main process.
+        expose_output: show the checks' outputs in probe bodies (withheld by default).
+
+    Returns:
+        The :class:`CeleryProbes` wired for ``app`` (``registry``, ``heartbeat``, and
+        ``server`` in the worker's main process once it started).
+
+    Raises:
+        TypeError: ``app`` is not a Celery app, ``registry`` not a ``HealthRegistry``,
+            ``host`` not a str or ``port`` not an int.
+        ValueError: ``port`` is outside 0-65535, a duration is not a positive finite number,
+            or the registry already has a check of one of the names above.
+        RuntimeError: :func:`install` was already called for ``app``.
+        ImportError: ``metrics=True`` without prometheus-client installed.
+
+    A worker whose probe server cannot start (the port is in use) logs one ``ERROR`` line
+    naming the port and exits with status 1 before it consumes anything.
+    """
+    if not (hasattr(app, "steps") and hasattr(app, "connection_for_read") and hasattr(app, "conf")):
+        raise TypeError(f"app must be a celery.Celery app, got {type(app).__name__}")
+    if registry is None:
+        registry = HealthRegistry()
+    elif not isinstance(registry, HealthRegistry):
+        raise TypeError(f"registry must be a HealthRegistry, got {type(registry).__name__}")
+    if not isinstance(host, str):
+        raise TypeError(f"host must be a str, got {host!r}")
+    if isinstance(port, bool) or not isinstance(port, int):
+        raise TypeError(f"port must be an int, got {type(port).__name__}")
+    if not 0 <= port <= 65535:
+        raise ValueError(f"port must be from 0 to 65535, got {port}")
+    timeout = _seconds_or_none("broker_timeout", broker_timeout)
+    max_wait = _seconds_or_none("max_broker_wait", max_broker_wait)
+    taken = sorted({check.name for check in registry.checks} & set(CHECK_NAMES.values()))
+    if taken:
+        raise ValueError(f"the registry already has a check named {', '.join(taken)}: healthprobe.celery registers it")
+    if app in _installed:
+        raise RuntimeError(f"healthprobe.celery.install() was already called for {app!r}: call it once per app")
+    if metrics:
+        from . import prometheus  # noqa: F401 - a missing prometheus-client is reported here, at start-up
+
+    probes = CeleryProbes(
+        app,
+        registry,
+        host=host,
+        port=port,
+        max_interval=max_interval,
+        broker_check=broker_check,
+        broker_timeout=timeout,
+        max_broker_wait=max_wait,
+        metrics=metrics,
+        expose_output=expose_output,
+    )
+    _installed[app] = probes
+    app.steps["consumer"].add(ConsumerHeartbeat)
+    uid = f"healthprobe.celery.{id(probes)}"
+    signals.worker_init.connect(probes._on_worker_init, weak=False, dispatch_uid=f"{uid}.init")
+    signals.worker_process_init.connect(probes._on_worker_process_init, weak=False, dispatch_uid=f"{uid}.child")
+    signals.worker_ready.connect(probes._on_worker_ready, weak=False, dispatch_uid=f"{uid}.ready")
+    signals.worker_shutting_down.connect(probes._on_worker_shutting_down, weak=False, dispatch_uid=f"{uid}.signal")
+    signals.worker_shutdown.connect(probes._on_worker_shutdown, weak=False, dispatch_uid=f"{uid}.shutdown")
+    return probes

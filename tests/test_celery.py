@@ -1,0 +1,498 @@
+"""healthprobe.celery in real Celery workers: docs/frameworks/celery.md run as written.
+
+The page's files are written into a fresh project and started with the page's commands
+(``celery -A proj worker``, prefork and solo) as real processes, against a private
+redis-server broker on an ephemeral port that the tests stop and start again, and the
+machine's Redis as the result backend:
+
+* the startup probe fails until the worker is ready (started while the broker is down), then
+  passes, and a task sent through the broker runs;
+* with the broker down, ``/livez`` stays 200 for more than twice the heartbeat's bound while
+  ``/readyz`` is 503; with the broker back on the same port both pass and a task runs;
+* a solo worker whose task blocks the consumer's loop longer than the bound fails ``/livez``;
+* ``SIGTERM`` during a task: ``/readyz`` 503 at once, ``/livez`` 200, the task completes, exit 0;
+* a probe port in use ends the worker with one line; misuse of ``install()`` raises.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import shlex
+import signal
+import socket
+import subprocess
+import sys
+import textwrap
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import yaml
+
+from healthprobe import HealthRegistry
+
+from . import doc_pages
+from .support import ServerProcess, free_port, require_binary, require_service, wait_for_port
+
+pytestmark = pytest.mark.slow
+
+PAGE = doc_pages.page("frameworks/celery.md")
+#: The heartbeat's bound in these tests (the page reads CONSUMER_MAX_INTERVAL), in seconds.
+MAX_INTERVAL = 3.0
+#: The result backend: the machine's Redis, which stays up while the broker is stopped.
+RESULTS = "redis://127.0.0.1:6379/14"
+PREFORK = "celery -A proj worker --loglevel=INFO --concurrency"
+SOLO = "celery -A proj worker --loglevel=INFO --pool=solo"
+
+
+# -- a broker that can be stopped and started again ---------------------------------------------
+
+
+class Broker:
+    """A private redis-server on an ephemeral loopback port, started and stopped at will
+    (always on the same port)."""
+
+    def __init__(self, tmp: Path) -> None:
+        self.binary = require_binary("redis-server", "redis-server")
+        self.port = free_port()
+        self.url = f"redis://127.0.0.1:{self.port}/0"
+        self.tmp = tmp
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.starts = 0
+
+    @property
+    def running(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def start(self) -> None:
+        if self.running:
+            return
+        self.starts += 1
+        argv = [self.binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
+        with open(self.tmp / f"redis-{self.starts}.log", "wb") as log:
+            self.proc = subprocess.Popen([*argv, "--dir", str(self.tmp)], stdout=log, stderr=subprocess.STDOUT)
+        wait_for_port(self.port, proc=self.proc)
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            self.proc.wait(10)
+
+
+@contextlib.contextmanager
+def broker_in(tmp: Path) -> Iterator[Broker]:
+    broker = Broker(tmp)
+    try:
+        yield broker
+    finally:
+        broker.stop()
+
+
+def client_app(broker: Broker) -> Any:
+    """A Celery app of the test's own that sends the page's tasks by name."""
+    from celery import Celery
+
+    app = Celery("client", broker=broker.url, backend=RESULTS)
+    app.conf.broker_connection_retry_on_startup = False
+    return app
+
+
+def wait_until(predicate: Callable[[], bool], timeout: float, what: str, log: Callable[[], str]) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, f"{what} within {timeout} s\n{log()}"
+        time.sleep(0.05)
+
+
+def status(client: httpx.Client, path: str) -> int | None:
+    try:
+        return client.get(path).status_code
+    except httpx.TransportError:
+        return None
+
+
+# -- the page's worker ----------------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def worker(
+    project: Path, starts: str, broker: Broker, log: Path, *, port: int | None = None, wait: bool = True
+) -> Iterator[tuple[ServerProcess, httpx.Client]]:
+    """Run the page's command that starts with ``starts`` in ``project``, its probe port on
+    loopback; yields once the probe port accepts (with ``wait``)."""
+    port = free_port() if port is None else port
+    env = {
+        "PYTHONPATH": str(project),
+        "CELERY_BROKER_URL": broker.url,
+        "CELERY_RESULT_BACKEND": RESULTS,
+        "PROBE_PORT": str(port),
+        "CONSUMER_MAX_INTERVAL": str(MAX_INTERVAL),
+    }
+    server = ServerProcess(doc_pages.argv(doc_pages.command(PAGE, starts), port), port, cwd=project, env=env, log=log)
+    try:
+        if wait:
+            server.wait_ready(30)
+        with httpx.Client(base_url=server.url, timeout=5) as client:
+            yield server, client
+    finally:
+        server.stop()
+
+
+def ready(server: ServerProcess, client: httpx.Client, timeout: float = 30) -> None:
+    """Wait until the three probes pass and the heartbeat is beating (not waiting)."""
+    doc_pages.wait_status(client, "/readyz", 200, timeout, log=server.output)
+    wait_until(
+        lambda: "[+]celery-consumer ok" in client.get("/livez?verbose").text,
+        timeout,
+        "the heartbeat beats",
+        server.output,
+    )
+    assert client.get("/startupz").status_code == 200
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return doc_pages.write_project(PAGE, tmp_path_factory.mktemp("celery-page"))
+
+
+@pytest.fixture(scope="module")
+def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Broker]:
+    require_service("127.0.0.1", 6379, "Redis (the result backend)")
+    with broker_in(tmp_path_factory.mktemp("broker")) as broker:
+        yield broker  # not started: the first test starts the worker before the broker
+
+
+@pytest.fixture(scope="module")
+def prefork(
+    project: Path, broker: Broker, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[tuple[ServerProcess, httpx.Client]]:
+    """The page's prefork worker (2 children), shared by the tests until the SIGTERM test
+    ends it."""
+    with worker(project, PREFORK, broker, tmp_path_factory.mktemp("prefork") / "worker.log") as running:
+        yield running
+
+
+@pytest.fixture(scope="module")
+def tasks(broker: Broker) -> Any:
+    return client_app(broker)
+
+
+# -- the page --------------------------------------------------------------------------------------
+
+
+def test_probe_block_names_the_default_paths_and_the_probe_port() -> None:
+    (spec,) = doc_pages.probe_specs(PAGE)
+    assert {key: probe["httpGet"] for key, probe in spec.items()} == {
+        "startupProbe": {"path": "/startupz", "port": "probes"},
+        "readinessProbe": {"path": "/readyz", "port": "probes"},
+        "livenessProbe": {"path": "/livez", "port": "probes"},
+    }
+    assert "{name: probes, containerPort: 8081}" in PAGE  # install(port=...) defaults to PROBE_PORT=8081
+    assert 'os.environ.get("PROBE_PORT", "8081")' in PAGE
+    # The container runs the page's first command.
+    (deployment,) = [yaml.safe_load(body) for body in doc_pages.blocks(PAGE, "yaml")]
+    (container,) = deployment["spec"]["template"]["spec"]["containers"]
+    assert container["command"] == shlex.split(doc_pages.command(PAGE, PREFORK))
+
+
+def test_every_page_command_is_run_here() -> None:
+    commands = doc_pages.commands(PAGE)
+    curls = [c for c in commands if c.startswith("curl ")]
+    assert sorted(set(commands) - set(curls)) == sorted([doc_pages.command(PAGE, PREFORK), SOLO])
+    assert len(curls) == 2
+
+
+# -- the prefork worker --------------------------------------------------------------------------
+
+
+def test_startup_waits_for_the_broker_then_a_task_runs(
+    prefork: tuple[ServerProcess, httpx.Client], broker: Broker, tasks: Any
+) -> None:
+    server, client = prefork
+    assert not broker.running
+    # Started while the broker is down: not started, not ready, alive (waiting for the broker).
+    wait_until(lambda: "consumer: Cannot connect to redis://" in server.output(), 20, "a retry", server.output)
+    for _ in range(3):
+        assert client.get("/startupz").status_code == 503
+        assert client.get("/readyz").status_code == 503
+        live = client.get("/livez?verbose")
+        assert live.status_code == 200 and "[+]celery-consumer warn" in live.text, live.text
+    broker.start()
+    ready(server, client)
+    assert "celery: worker ready; probes on 0.0.0.0:" in server.output()
+    assert tasks.send_task("proj.tasks.add", args=(2, 3)).get(timeout=20) == 5
+    # Only the main process serves: the two prefork children closed their copy of the socket.
+    children = _children(server.proc.pid)
+    assert len(children) >= 2, children
+    for child in children:
+        fds = Path(f"/proc/{child}/fd")
+        inodes = {os.readlink(fd) for fd in fds.iterdir() if os.readlink(fd).startswith("socket:")}
+        assert _listening_inode(client) not in inodes
+
+
+def _children(pid: int) -> list[int]:
+    """The process ids whose parent is ``pid`` (from /proc/<pid>/stat)."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        with contextlib.suppress(OSError):
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+            if int(fields[1]) == pid:
+                found.append(int(stat.parent.name))
+    return found
+
+
+def _listening_inode(client: httpx.Client) -> str:
+    """``socket:[inode]`` of the socket listening on the client's port (from /proc/net/tcp)."""
+    port = httpx.URL(str(client.base_url)).port
+    assert port is not None
+    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+        fields = line.split()
+        if int(fields[1].split(":")[1], 16) == port and fields[3] == "0A":  # LISTEN
+            return f"socket:[{fields[9]}]"
+    raise AssertionError(f"nothing listens on {port}")
+
+
+def test_metrics_on_the_probe_port(prefork: tuple[ServerProcess, httpx.Client], broker: Broker) -> None:
+    server, client = prefork
+    broker.start()
+    ready(server, client)
+    metrics = client.get("/metrics")
+    assert metrics.status_code == 200
+    for check in ("celery-worker", "celery-consumer", "celery-broker", "results"):
+        assert f'healthprobe_check_status{{check="{check}",status="pass"}} 1.0' in metrics.text, metrics.text
+    assert "process_resident_memory_bytes" in metrics.text
+    assert "healthprobe_in_flight_requests 0.0" in metrics.text  # no task runs
+    assert 'healthprobe_shutdown_phase{phase="serving"} 1.0' in metrics.text
+
+
+def test_broker_outage_fails_readiness_never_liveness(
+    prefork: tuple[ServerProcess, httpx.Client], broker: Broker, tasks: Any
+) -> None:
+    server, client = prefork
+    broker.start()
+    ready(server, client)
+    broker.stop()
+    stopped = time.monotonic()
+    observed: list[tuple[float, str, int | None]] = []
+    curls_done = False
+    # Observe for more than twice the heartbeat's bound: liveness always passes.
+    while time.monotonic() - stopped < 2 * MAX_INTERVAL + 1.5:
+        now = time.monotonic() - stopped
+        observed.append((now, "/livez", status(client, "/livez")))
+        observed.append((now, "/readyz", status(client, "/readyz")))
+        if not curls_done and now > MAX_INTERVAL + 0.5:
+            _curl_lines(client)  # past the heartbeat's bound: the page's outputs, as shown
+            curls_done = True
+        time.sleep(0.2)
+    log = server.output()
+    assert all(code == 200 for _, path, code in observed if path == "/livez"), (observed, log)
+    failing = [t for t, path, code in observed if path == "/readyz" and code == 503]
+    assert failing and failing[0] < 2.0, (observed, log)  # the loss is seen at once
+    assert all(code == 503 for t, path, code in observed if path == "/readyz" and t >= failing[0]), observed
+    assert curls_done
+    assert re.search(r"check celery-consumer: warn \(waiting for broker for [\d.]+ s\)", log), log
+
+    broker.start()  # the same port
+    ready(server, client, timeout=40)  # Celery's next attempt: 2, 4, 6 ... s apart
+    assert tasks.send_task("proj.tasks.add", args=(20, 22)).get(timeout=20) == 42
+    _log_lines(server.output())
+
+
+def _curl_lines(client: httpx.Client) -> None:
+    """The page's ``curl`` lines print what the page shows below them."""
+    curl = require_binary("curl", "curl")
+    port = httpx.URL(str(client.base_url)).port
+    shown = 0
+    for body in doc_pages.blocks(PAGE, "console"):
+        lines = body.splitlines()
+        for i, line in enumerate(lines):
+            if not line.startswith("$ curl "):
+                continue
+            expected = []
+            for following in lines[i + 1 :]:
+                if following.startswith("$ "):
+                    break
+                expected.append(following)
+            args = [a.replace("localhost:8081", f"127.0.0.1:{port}") for a in shlex.split(line[2:])]
+            out = subprocess.run([curl, *args[1:]], capture_output=True, text=True, timeout=10, check=False).stdout
+            assert out.splitlines() == expected, (line, out)
+            shown += 1
+    assert shown == 2
+
+
+def _log_lines(log: str) -> None:
+    """Every line of the page's log excerpt is in the worker's log (numbers may differ)."""
+    (excerpt,) = doc_pages.blocks(PAGE, "text")
+    for line in excerpt.splitlines():
+        level, message = re.fullmatch(r"\[[^:]+:[^:]+:[^:]+: (\w+)/MainProcess\] (.*)", line).groups()  # type: ignore[union-attr]
+        pattern = re.escape(f"{level}/MainProcess] {message}")
+        pattern = re.sub(r"\d+(?:\\\.\d+)?", r"[\\d.]+", pattern)
+        assert re.search(pattern, log), (line, log)
+
+
+def test_sigterm_during_a_task(prefork: tuple[ServerProcess, httpx.Client], broker: Broker, tasks: Any) -> None:
+    server, client = prefork
+    broker.start()
+    ready(server, client)
+    result = tasks.send_task("proj.tasks.long_job", args=(3.0,))
+    wait_until(lambda: "long_job started: 3.0 s" in server.output(), 20, "the task starts", server.output)
+    server.signal(signal.SIGTERM)
+    signalled = time.monotonic()
+    wait_until(lambda: status(client, "/readyz") == 503, 1.5, "readiness fails at once", server.output)
+    assert not result.ready()
+    metrics = client.get("/metrics").text
+    assert "healthprobe_in_flight_requests 1.0" in metrics, metrics  # the task, still running
+    assert 'healthprobe_shutdown_phase{phase="drain"} 1.0' in metrics, metrics
+    lives: list[int | None] = []
+    while not result.ready():
+        lives.append(status(client, "/livez"))
+        time.sleep(0.1)
+    assert result.get(timeout=10) == 3.0  # the task completed
+    assert time.monotonic() - signalled > 1.5
+    assert lives and all(code == 200 for code in lives), lives
+    assert server.wait(30) == 0, server.output()
+    log = server.output()
+    assert "worker: Warm shutdown (MainProcess)" in log
+    assert "lifecycle started -> draining" in log
+    assert "celery: warm shutdown: readiness fails, liveness passes while the running tasks finish" in log
+    assert "lifecycle draining -> stopped" in log
+    assert re.search(r"Task proj\.tasks\.long_job\[[\w-]+\] succeeded", log), log
+
+
+# -- the solo pool: a task on the consumer's loop --------------------------------------------------
+
+
+def test_solo_task_longer_than_the_bound_fails_liveness(project: Path, tmp_path: Path) -> None:
+    require_service("127.0.0.1", 6379, "Redis (the result backend)")
+    with broker_in(tmp_path) as broker:
+        broker.start()
+        tasks = client_app(broker)
+        with worker(project, SOLO, broker, tmp_path / "solo.log") as (server, client):
+            ready(server, client)
+            result = tasks.send_task("proj.tasks.long_job", args=(MAX_INTERVAL + 3.5,))
+            wait_until(lambda: "long_job started" in server.output(), 20, "the task starts", server.output)
+            wait_until(lambda: status(client, "/livez") == 503, MAX_INTERVAL + 2, "liveness fails", server.output)
+            body = client.get("/livez?verbose").text
+            assert "[-]celery-consumer failed: reason withheld" in body, body
+            assert client.get("/startupz").status_code == 200
+            assert result.get(timeout=20) == MAX_INTERVAL + 3.5
+            wait_until(lambda: status(client, "/livez") == 200, 5, "liveness recovers", server.output)
+            assert re.search(r"check celery-consumer: fail \(no heartbeat for [\d.]+ s \(max 3 s\)\)", server.output())
+
+            # SIGTERM while a task runs on the main thread: Celery's handler, and readiness
+            # with it, do not wait for the task (the probe server's threads block the signal).
+            second = tasks.send_task("proj.tasks.long_job", args=(2.5,))
+            wait_until(lambda: "long_job started: 2.5 s" in server.output(), 20, "the task starts", server.output)
+            server.signal(signal.SIGTERM)
+            wait_until(lambda: status(client, "/readyz") == 503, 1.5, "readiness fails at once", server.output)
+            assert not second.ready()
+            assert status(client, "/livez") == 200
+            assert second.get(timeout=20) == 2.5
+            assert server.wait(30) == 0, server.output()
+
+
+# -- start-up errors and misuse ------------------------------------------------------------------
+
+
+def test_probe_port_in_use_ends_the_worker_with_one_line(project: Path, tmp_path: Path) -> None:
+    with socket.socket() as taken, broker_in(tmp_path) as broker:
+        taken.bind(("0.0.0.0", 0))
+        taken.listen(1)
+        port = taken.getsockname()[1]
+        with worker(project, PREFORK, broker, tmp_path / "taken.log", port=port, wait=False) as (server, _):
+            assert server.wait(30) == 1, server.output()
+            log = server.output()
+    line = (
+        f"celery: cannot serve probes on 0.0.0.0:{port}: [Errno 98] Address already in use; "
+        "pass another port to healthprobe.celery.install(port=...)"
+    )
+    assert line in log, log
+    assert "Traceback" not in log, log
+
+
+def _app(name: str = "t") -> Any:
+    from celery import Celery
+
+    return Celery(name, broker="redis://127.0.0.1:1/0")
+
+
+def test_install_registers_the_checks_and_serves_nothing_outside_a_worker() -> None:
+    import healthprobe.celery
+
+    registry = HealthRegistry()
+    probes = healthprobe.celery.install(_app(), registry, port=0)
+    assert [c.name for c in registry.checks] == ["celery-worker", "celery-consumer", "celery-broker"]
+    assert [sorted(p.value for p in c.probes) for c in registry.checks] == [["startup"], ["liveness"], ["readiness"]]
+    assert probes.server is None and not probes.ready and not probes.connected
+    startup = registry.run("startup")
+    assert not startup.ok
+    assert startup.checks["celery-worker"].result.output == "the worker is not ready yet (no worker_ready from Celery)"
+    readiness = registry.run("readiness")
+    assert readiness.checks["celery-broker"].result.output == "the consumer is not connected to the broker"
+    assert registry.run("liveness").ok  # the clock started at install(), far from its 60 s bound
+    assert probes.heartbeat.max_interval == 60.0
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error", "message"),
+    [
+        ({"port": "8081"}, TypeError, "port must be an int, got str"),
+        ({"port": 70000}, ValueError, "port must be from 0 to 65535, got 70000"),
+        ({"host": 8081}, TypeError, "host must be a str, got 8081"),
+        ({"max_interval": 0}, ValueError, "max_interval must be a positive finite number of seconds, got 0"),
+        ({"broker_timeout": -1}, ValueError, "broker_timeout must be a positive finite number of seconds or None"),
+        ({"max_broker_wait": float("inf")}, ValueError, "max_broker_wait must be a positive finite number"),
+        ({"registry": object()}, TypeError, "registry must be a HealthRegistry, got object"),
+    ],
+)
+def test_install_refuses_bad_arguments(kwargs: dict[str, Any], error: type[Exception], message: str) -> None:
+    import healthprobe.celery
+
+    app = _app()
+    with pytest.raises(error, match=re.escape(message)):
+        healthprobe.celery.install(app, **kwargs)
+
+
+def test_install_refuses_a_second_call_a_taken_name_and_a_non_app() -> None:
+    import healthprobe.celery
+
+    app = _app()
+    healthprobe.celery.install(app)
+    with pytest.raises(RuntimeError, match=r"already called for .*: call it once per app"):
+        healthprobe.celery.install(app)
+    registry = HealthRegistry()
+    registry.add_check("celery-broker", lambda: True)
+    with pytest.raises(ValueError, match="the registry already has a check named celery-broker"):
+        healthprobe.celery.install(_app(), registry)
+    assert [c.name for c in registry.checks] == ["celery-broker"]  # nothing added
+    with pytest.raises(TypeError, match=r"app must be a celery\.Celery app, got str"):
+        healthprobe.celery.install("proj")
+
+
+def test_missing_celery_names_the_extra() -> None:
+    code = textwrap.dedent(
+        """
+        import sys
+
+        class NotInstalled:
+            def find_spec(self, fullname, path=None, target=None):
+                if fullname.partition(".")[0] == "celery":
+                    raise ModuleNotFoundError(f"No module named {fullname!r}", name=fullname)
+                return None
+
+        sys.meta_path.insert(0, NotInstalled())
+        try:
+            import healthprobe.celery
+        except ImportError as exc:
+            print(type(exc).__name__, exc.name, exc.extra, exc)
+        """
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True)
+    assert out.stdout.strip() == (
+        "MissingExtraError celery celery healthprobe.celery needs celery: pip install 'healthprobe[celery]'"
+    ), out.stderr

@@ -1,0 +1,196 @@
+"""docs/frameworks/worker.md run as written: ``python worker.py`` against a private
+redis-server on an ephemeral port, which the test stops and starts again.
+
+The jobs the page's ``redis-cli`` lines give are done; with Redis down, ``/livez`` stays 200
+for more than twice the heartbeat's bound while ``/readyz`` is 503, and with Redis back the
+worker takes jobs again; a ``SIGTERM`` during a job fails readiness at once, keeps liveness,
+lets the job finish and ends the worker with 0.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shlex
+import signal
+import subprocess
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+import yaml
+
+from . import doc_pages
+from .support import ServerProcess, free_port, require_binary, wait_for_port
+
+pytestmark = pytest.mark.slow
+
+PAGE = doc_pages.page("frameworks/worker.md")
+#: The heartbeat's bound in this test (the page reads WORKER_MAX_INTERVAL), in seconds.
+MAX_INTERVAL = 2.0
+
+
+class Redis:
+    """A private redis-server on an ephemeral loopback port, stopped and started at will."""
+
+    def __init__(self, tmp: Path) -> None:
+        self.binary = require_binary("redis-server", "redis-server")
+        self.cli = require_binary("redis-cli", "redis-tools")
+        self.port = free_port()
+        self.tmp = tmp
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.starts = 0
+
+    def start(self) -> None:
+        self.starts += 1
+        argv = [self.binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
+        with open(self.tmp / f"redis-{self.starts}.log", "wb") as log:
+            self.proc = subprocess.Popen([*argv, "--dir", str(self.tmp)], stdout=log, stderr=subprocess.STDOUT)
+        wait_for_port(self.port, proc=self.proc)
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            self.proc.wait(10)
+
+    def run(self, line: str) -> str:
+        """A page's ``redis-cli ...`` line against this server, formatted as on a terminal."""
+        args = shlex.split(line)
+        argv = [self.cli, "-p", str(self.port), "--no-raw", *args[1:]]
+        return subprocess.run(argv, capture_output=True, text=True, timeout=10, check=True).stdout
+
+    def push(self, job: dict[str, object]) -> None:
+        self.run(f"redis-cli rpush jobs {shlex.quote(json.dumps(job))}")
+
+    def done(self) -> list[str]:
+        out = subprocess.run(
+            [self.cli, "-p", str(self.port), "lrange", "jobs:done", "0", "-1"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=True,
+        ).stdout
+        return out.split()
+
+
+@pytest.fixture
+def redis(tmp_path: Path) -> Iterator[Redis]:
+    server = Redis(tmp_path)
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+def wait_until(predicate: Callable[[], bool], timeout: float, what: str, log: Callable[[], str]) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, f"{what} within {timeout} s\n{log()}"
+        time.sleep(0.05)
+
+
+def status(client: httpx.Client, path: str) -> int | None:
+    try:
+        return client.get(path).status_code
+    except httpx.TransportError:
+        return None
+
+
+def test_probe_block() -> None:
+    (spec,) = doc_pages.probe_specs(PAGE)
+    assert {key: probe["httpGet"] for key, probe in spec.items()} == {
+        "startupProbe": {"path": "/startupz", "port": "probes"},
+        "readinessProbe": {"path": "/readyz", "port": "probes"},
+        "livenessProbe": {"path": "/livez", "port": "probes"},
+    }
+    (deployment,) = [yaml.safe_load(body) for body in doc_pages.blocks(PAGE, "yaml")]
+    (container,) = deployment["spec"]["template"]["spec"]["containers"]
+    assert container["command"] == shlex.split(doc_pages.command(PAGE, "python"))
+    assert container["ports"] == [{"name": "probes", "containerPort": 8081}]
+    assert 'os.environ.get("PROBE_PORT", "8081")' in PAGE
+
+
+def test_worker_page(redis: Redis, tmp_path: Path) -> None:
+    project = doc_pages.write_project(PAGE, tmp_path / "project")
+    port = free_port()
+    env = {
+        "PYTHONPATH": str(project),
+        "REDIS_URL": f"redis://127.0.0.1:{redis.port}/0",
+        "PROBE_PORT": str(port),
+        "WORKER_MAX_INTERVAL": str(MAX_INTERVAL),
+    }
+    line = doc_pages.command(PAGE, "python")
+    server = ServerProcess(doc_pages.argv(line, port), port, cwd=project, env=env, log=tmp_path / "worker.log")
+    try:
+        server.wait_ready(30)
+        with httpx.Client(base_url=server.url, timeout=5) as client:
+            for path in ("/startupz", "/readyz", "/livez"):
+                doc_pages.wait_status(client, path, 200, log=server.output)
+
+            # The page's redis-cli lines print what the page shows.
+            cli = [c for c in doc_pages.commands(PAGE) if c.startswith("redis-cli ")]
+            assert [c.split()[1] for c in cli] == ["rpush", "lrange"]
+            for body in doc_pages.blocks(PAGE, "console"):
+                lines = body.splitlines()
+                for i, shown in enumerate(lines):
+                    if not shown.startswith("$ redis-cli "):
+                        continue
+                    expected = []
+                    for following in lines[i + 1 :]:
+                        if following.startswith("$ "):
+                            break
+                        expected.append(following)
+                    if " lrange " in shown:
+                        wait_until(lambda: redis.done() == ["job-1"], 10, "job-1 is done", server.output)
+                    assert redis.run(shown[2:]).splitlines() == expected, shown
+
+            # Redis down: readiness fails, liveness passes for more than twice its bound.
+            redis.stop()
+            stopped = time.monotonic()
+            observed: list[tuple[float, str, int | None]] = []
+            while time.monotonic() - stopped < 2 * MAX_INTERVAL + 1.0:
+                now = time.monotonic() - stopped
+                observed += [(now, "/livez", status(client, "/livez")), (now, "/readyz", status(client, "/readyz"))]
+                time.sleep(0.2)
+            assert all(code == 200 for _, path, code in observed if path == "/livez"), observed
+            failing = [t for t, path, code in observed if path == "/readyz" and code == 503]
+            assert failing and failing[0] < 2.0, observed
+            assert all(code == 503 for t, path, code in observed if path == "/readyz" and t >= failing[0]), observed
+            body = client.get("/readyz?verbose").text
+            assert "[-]redis failed: reason withheld" in body, body
+            log = server.output()
+            assert "WARNING worker: redis unavailable (" in log and "); waiting for it" in log, log
+            assert re.search(r"check worker: warn \(waiting for redis for [\d.]+ s\)", log), log
+            assert "check redis: fail (ConnectionError: " in log, log
+
+            # Redis back on the same port: both pass, the worker takes jobs again.
+            redis.start()
+            doc_pages.wait_status(client, "/readyz", 200, 20, log=server.output)
+            wait_until(lambda: "[+]worker ok" in client.get("/livez?verbose").text, 20, "beats", server.output)
+            assert "INFO worker: redis is back" in server.output()
+            redis.push({"id": "job-2", "seconds": 0})
+            wait_until(lambda: redis.done() == ["job-2"], 10, "job-2 is done", server.output)
+
+            # SIGTERM during a job: readiness fails at once, liveness passes, the job ends.
+            redis.push({"id": "job-3", "seconds": 1.5})
+            wait_until(lambda: "job job-3: 1.5 s" in server.output(), 10, "job-3 starts", server.output)
+            assert "healthprobe_in_flight_requests 1.0" in client.get("/metrics").text
+            server.signal(signal.SIGTERM)
+            wait_until(lambda: status(client, "/readyz") == 503, 1.5, "readiness fails at once", server.output)
+            assert "job-3" not in redis.done()
+            lives: list[int | None] = []
+            while "job-3" not in redis.done():
+                lives.append(status(client, "/livez"))
+                time.sleep(0.1)
+            assert lives and all(code == 200 for code in lives), lives
+            assert server.wait(30) == 0, server.output()
+        log = server.output()
+        assert "shutdown: SIGTERM received" in log
+        assert "shutdown: hook 'close_redis' finished" in log, log
+        assert "graceful shutdown is OFF" not in log
+        assert redis.done() == ["job-2", "job-3"]
+    finally:
+        server.stop()
