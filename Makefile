@@ -4,7 +4,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 # Lint what exists: a folder that is not there yet (benchmarks/) would fail ruff with E902.
-LINT_PATHS := $(wildcard src tests examples benchmarks)
+LINT_PATHS := $(wildcard src tests examples benchmarks docs/reference)
 
 .PHONY: demo demo-wsgi test lint typecheck docs bench clean
 
