@@ -1,13 +1,12 @@
-"""The framework recipes of docs/index.md, run as written: each code block is copied into a
-project of its own (Flask: a package; Django: a project made by ``django-admin
-startproject``), served by the command the docs name, probed, and stopped with SIGTERM."""
+"""The recipes of docs/index.md and README.md, run as written: each code block is copied into
+a project of its own, served by the commands the docs name, probed, and stopped with SIGTERM.
+(The framework pages of docs/frameworks/ are run by their own tests.)"""
 
 from __future__ import annotations
 
 import contextlib
 import re
 import signal
-import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -97,34 +96,15 @@ def _probe_then_stop(server: ServerProcess, workers: int) -> str:
 @pytest.mark.parametrize(
     ("name", "command", "workers"),
     [
-        ("gunicorn", [str(BIN / "gunicorn"), "-w", "2", "-b", "127.0.0.1:PORT", "myapp.main:app"], 2),
-        ("waitress", [str(BIN / "waitress-serve"), "--listen=127.0.0.1:PORT", "myapp.main:app"], 1),
+        ("gunicorn", [str(BIN / "gunicorn"), "-w", "2", "-b", "127.0.0.1:PORT", "myapp:create_app()"], 2),
+        ("waitress", [str(BIN / "waitress-serve"), "--listen=127.0.0.1:PORT", "--call", "myapp:create_app"], 1),
     ],
 )
 def test_flask_recipe(name: str, command: list[str], workers: int, tmp_path: Path) -> None:
     project = tmp_path / "project"
-    _write(project / "myapp" / "__init__.py", "")
     _write(project / "myapp" / "health.py", HEALTH)
-    (recipe,) = [b for b in re.findall(r"```python\n(.*?)```", DOC, re.S) if "from flask import Flask" in b]
-    _write(project / "myapp" / "main.py", _with_hook(recipe))
-    with _served(command, project, tmp_path, name) as server:
-        _probe_then_stop(server, workers)
-
-
-@pytest.mark.parametrize(
-    ("name", "command", "workers"),
-    [
-        ("gunicorn-wsgi", [str(BIN / "gunicorn"), "-w", "2", "-b", "127.0.0.1:PORT", "mysite.wsgi"], 2),
-        ("uvicorn-asgi", [str(BIN / "uvicorn"), "--port", "PORT", "mysite.asgi:application"], 1),
-    ],
-)
-def test_django_recipe(name: str, command: list[str], workers: int, tmp_path: Path) -> None:
-    project = tmp_path / "project"
-    project.mkdir()
-    subprocess.run([str(BIN / "django-admin"), "startproject", "mysite", str(project)], check=True, timeout=60)
-    _write(project / "mysite" / "health.py", HEALTH)
-    _write(project / "mysite" / "wsgi.py", _with_hook(block("# mysite/wsgi.py")))
-    _write(project / "mysite" / "asgi.py", _with_hook(block("# mysite/asgi.py")))
+    hook = '\nhealth.on_shutdown(lambda: print("hook ran", flush=True), name="close_pool")\n'
+    _write(project / "myapp" / "__init__.py", block("# myapp/__init__.py") + hook)
     with _served(command, project, tmp_path, name) as server:
         _probe_then_stop(server, workers)
 
