@@ -38,6 +38,7 @@ from typing import Any
 import anyio
 import anyio.lowlevel
 
+from . import _threads
 from ._types import CheckResult, Probe, Status
 from .render import one_line
 
@@ -294,8 +295,7 @@ class _CheckThread:
         self._runs: queue.SimpleQueue[_Run | None] = queue.SimpleQueue()
         self._lock = threading.Lock()
         self._retired = False
-        self._thread = threading.Thread(target=self._main, name=f"healthprobe-check-{state.check.name}", daemon=True)
-        self._thread.start()
+        self._thread = _threads.start(self._main, name=f"healthprobe-check-{state.check.name}")
 
     def submit(self, run: _Run) -> bool:
         """Queue ``run``; ``False`` if this thread takes no more runs (retired, or forked away)."""
@@ -362,8 +362,7 @@ class Runner:
         with self._lock:
             if self._loop is None or self._loop_pid != pid:
                 new_loop = asyncio.new_event_loop()
-                thread = threading.Thread(target=new_loop.run_forever, name="healthprobe-checks", daemon=True)
-                thread.start()
+                _threads.start(new_loop.run_forever, name="healthprobe-checks")
                 self._loop, self._loop_pid = new_loop, pid
             return self._loop
 

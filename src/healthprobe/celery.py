@@ -38,12 +38,12 @@ import contextlib
 import logging
 import math
 import os
-import signal
 import threading
 import time
 import weakref
 from typing import Any
 
+from . import _threads
 from ._extras import requires
 
 with requires("celery", __name__):
@@ -68,12 +68,6 @@ CHECK_NAMES = {"startup": "celery-worker", "liveness": "celery-consumer", "readi
 #: Exit status of a worker whose probe server cannot start (Celery's ``EX_FAILURE``).
 EXIT_NO_PROBES = 1
 
-#: Signals the probe server's threads leave unblocked: those a fault raises in the thread
-#: that caused it, those no process can block, and SIGPIPE (ignored by Python; blocked, it
-#: would stay pending in the thread instead of being discarded).
-_NOT_BLOCKED = frozenset(
-    {"SIGABRT", "SIGBUS", "SIGFPE", "SIGILL", "SIGKILL", "SIGPIPE", "SIGSEGV", "SIGSTOP", "SIGSYS", "SIGTRAP"}
-)
 
 # One CeleryProbes per Celery app (the consumer bootstep finds its own through its app).
 _installed: weakref.WeakKeyDictionary[Any, CeleryProbes] = weakref.WeakKeyDictionary()
@@ -234,13 +228,9 @@ class CeleryProbes:
         self._pid = os.getpid()
         self._worker = sender
         self._wait_for_broker()  # the consumer connects after the pool started
-        # The threads started here, and the ones they start (a thread per probe, the checks'),
-        # block the signals Celery handles: the kernel then delivers SIGTERM to the main
-        # thread, whose sleep or poll it interrupts, so Celery's handler runs at once, as it
-        # does in a worker without healthprobe, instead of when that call returns (a task
-        # running on the main thread with --pool=solo, the event loop's next wake-up).
-        blocked = {s for s in signal.valid_signals() if getattr(s, "name", "") not in _NOT_BLOCKED}
-        mask = signal.pthread_sigmask(signal.SIG_BLOCK, blocked)
+        # healthprobe's threads block the signals Celery handles (healthprobe._threads): the
+        # kernel delivers SIGTERM to the main thread, whose sleep or poll it interrupts, so
+        # Celery's handler runs at once (a task on the main thread with --pool=solo included).
         try:
             self.server = serve(
                 self.registry,
@@ -252,7 +242,7 @@ class CeleryProbes:
             )
             read, write = os.pipe()
             self._wake = (read, write)
-            threading.Thread(target=self._watch_shutdown, args=(read,), name="healthprobe-celery", daemon=True).start()
+            _threads.start(self._watch_shutdown, read, name="healthprobe-celery")
         except Exception as exc:
             # Celery's signal dispatch would log an exception and start the worker without
             # probes, which the kubelet would then restart for ever: end it here, on one line.
@@ -260,8 +250,6 @@ class CeleryProbes:
             fix = "; pass another port to healthprobe.celery.install(port=...)" if isinstance(exc, OSError) else ""
             logger.error("celery: cannot serve probes on %s:%d: %s%s", self.host, self.port, reason, fix)
             raise SystemExit(EXIT_NO_PROBES) from exc
-        finally:
-            signal.pthread_sigmask(signal.SIG_SETMASK, mask)
 
     def _on_worker_process_init(self, **kwargs: Any) -> None:
         # A prefork child (forked from the main process): it must not keep the probe port

@@ -44,6 +44,7 @@ import weakref
 from collections.abc import Iterable, Iterator, Sequence
 from typing import Any, Literal, Protocol
 
+from . import _threads
 from ._extras import requires
 
 with requires("prometheus", __name__):
@@ -388,7 +389,7 @@ class MultiprocessMirror:
                 return
             self._thread_pid = pid
             ref = weakref.ref(self)
-            threading.Thread(target=_refresh_forever, args=(ref, pid), name="healthprobe-metrics", daemon=True).start()
+            _threads.start(_refresh_forever, ref, pid, name="healthprobe-metrics")
 
 
 def _refresh_forever(ref: weakref.ReferenceType[MultiprocessMirror], pid: int) -> None:

@@ -32,6 +32,7 @@ from collections.abc import Mapping
 from types import TracebackType
 from typing import TYPE_CHECKING
 
+from . import _threads
 from ._extras import requires
 
 with requires("wsgi", __name__):
@@ -98,7 +99,7 @@ class ProbeServer:
         self._thread = threading.Thread(target=self._serve, name=f"healthprobe-probe-server-{self.port}", daemon=True)
 
     def _start(self) -> None:
-        self._thread.start()
+        _threads.start_thread(self._thread)
 
     def _serve(self) -> None:
         try:
@@ -127,7 +128,7 @@ class ProbeServer:
             self._stopped = True
         if threading.current_thread() is self._thread:
             # shutdown() waits for serve_forever() to return: never from inside it.
-            threading.Thread(target=self._server.shutdown, daemon=True).start()
+            _threads.start(self._server.shutdown, name="healthprobe-probe-server-stop")
             return
         if self._thread.is_alive():
             self._server.shutdown()

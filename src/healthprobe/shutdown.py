@@ -39,7 +39,7 @@ from typing import Any, TypeVar, overload
 
 import anyio
 
-from . import _launch
+from . import _launch, _threads
 from ._launch import ServerControl, SignalHandler
 from .registry import HealthRegistry
 
@@ -560,8 +560,7 @@ class GracefulShutdown:
                 return  # started in this process (a thread started before a fork is not in the child)
             self._thread_pid = pid
             self._wake = os.pipe()
-            self._thread = threading.Thread(target=self._sequence, name="healthprobe-shutdown", daemon=True)
-            self._thread.start()
+            self._thread = _threads.start(self._sequence, name="healthprobe-shutdown")
 
     def _sequence(self) -> None:
         assert self._wake is not None
@@ -570,7 +569,7 @@ class GracefulShutdown:
         if self._by_signal and self.repeat_window > 0:
             # From here on the pipe carries the handler's word of a repeated signal.
             self._repeats_thread = True
-            threading.Thread(target=self._log_repeats, name="healthprobe-shutdown-repeats", daemon=True).start()
+            _threads.start(self._log_repeats, name="healthprobe-shutdown-repeats")
         self.registry.begin_drain()
         self._draining.set()
         control = self._control
@@ -654,8 +653,7 @@ class GracefulShutdown:
                 len(closers),
                 extra={"phase": "drain", "sessions": len(closers), "drain_timeout": self.drain_timeout},
             )
-            thread = threading.Thread(target=_close_all, args=(closers,), name="healthprobe-sessions", daemon=True)
-            thread.start()
+            thread = _threads.start(_close_all, closers, name="healthprobe-sessions")
             end = time.monotonic() + SESSION_CLOSE_WAIT
             thread.join(SESSION_CLOSE_WAIT)
             while self.in_flight > 0 and time.monotonic() < end:
@@ -1066,9 +1064,7 @@ def _start_hook(func: Hook) -> tuple[threading.Thread, list[BaseException | None
         except BaseException as exc:
             outcome[0] = exc
 
-    thread = threading.Thread(target=target, name="healthprobe-shutdown-hook", daemon=True)
-    thread.start()
-    return thread, outcome
+    return _threads.start(target, name="healthprobe-shutdown-hook"), outcome
 
 
 async def _await(awaitable: Awaitable[Any]) -> None:
