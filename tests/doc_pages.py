@@ -3,9 +3,11 @@ console blocks give, and the probe block it shows for Kubernetes.
 
 A page marks a complete file by a first line that is a comment naming it, relative to the
 project root (``# myapp/main.py``, ``# gunicorn.conf.py``, ``# mysite/settings.py``); a
-``console`` block gives shell commands as ``$ command`` lines. A page test writes the files
-into a fresh project, runs one of the page's commands under a real server, probes, scrapes
-and stops it with SIGTERM, so no page can rot without a red test.
+``console`` block gives shell commands as ``$ command`` lines, each followed by the output it
+prints. A page test writes the files into a fresh project, runs one of the page's commands
+under a real server, probes, scrapes and stops it with SIGTERM, runs the page's ``curl`` (or
+``redis-cli``) lines against it and compares what they print with what the page shows
+(:func:`transcripts`, :func:`run_transcript`), so no page can rot without a red test.
 """
 
 from __future__ import annotations
@@ -14,15 +16,16 @@ import contextlib
 import re
 import shlex
 import signal
+import subprocess
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
 import httpx
 import yaml
 
-from .support import PYTHON, ROOT, ServerProcess, free_port
+from .support import PYTHON, ROOT, ServerProcess, free_port, require_binary
 
 BIN = Path(PYTHON).parent
 DOCS = ROOT / "docs"
@@ -64,6 +67,65 @@ def command(text: str, starts: str) -> str:
     """The one command of the page that starts with ``starts``."""
     (found,) = [c for c in commands(text) if c.startswith(starts)]
     return found
+
+
+#: A console block's step: a command (without the ``$ ``) and the lines the page shows under it.
+Step = tuple[str, list[str]]
+
+#: The Debian package of each client a page's transcript runs.
+_CLIENT_PACKAGES = {"curl": "curl", "redis-cli": "redis-tools"}
+
+
+def transcripts(text: str, program: str = "curl", contains: str | None = None) -> list[list[Step]]:
+    """Per ``console`` block of ``text`` (that contains ``contains``, if given) with a line
+    ``$ program ...``: each such command and the lines shown under it, up to the next ``$ ``
+    line. Blocks without one are left out, so every list returned has a step."""
+    found = []
+    for body in blocks(text, "console"):
+        if contains is not None and contains not in body:
+            continue
+        steps: list[Step] = []
+        for line in body.splitlines():
+            if line.startswith("$ "):
+                steps.append((line[2:], []))
+            elif steps:
+                steps[-1][1].append(line)
+        ours = [step for step in steps if step[0].startswith(f"{program} ")]
+        if ours:
+            found.append(ours)
+    return found
+
+
+def run_client(command: str, port: int, *, page_address: str = "localhost:8000", check: bool = True) -> str:
+    """Run a page's client command with the real binary against ``127.0.0.1:port``; its
+    standard output. ``curl``: the page's address (``page_address``) becomes
+    ``127.0.0.1:port``; ``redis-cli``: ``-p port --no-raw`` is added (output formatted as on
+    a terminal). ``check``: fail on a non-zero exit."""
+    args = shlex.split(command.replace(page_address, f"127.0.0.1:{port}"))
+    program = args[0]
+    binary = require_binary(program, _CLIENT_PACKAGES.get(program, program))
+    if program == "redis-cli":
+        args[1:1] = ["-p", str(port), "--no-raw"]
+    return subprocess.run([binary, *args[1:]], capture_output=True, text=True, timeout=10, check=check).stdout
+
+
+def run_transcript(
+    steps: list[Step],
+    port: int,
+    *,
+    page_address: str = "localhost:8000",
+    check: bool = True,
+    before: Callable[[str], None] | None = None,
+    log: Callable[[], str] | None = None,
+) -> None:
+    """Run each step's command (:func:`run_client`) and assert it prints exactly the lines
+    the page shows under it. ``before(command)`` runs ahead of each command; ``log()``, if
+    given, is added to a failure's message."""
+    for command, shown in steps:
+        if before is not None:
+            before(command)
+        out = run_client(command, port, page_address=page_address, check=check)
+        assert out == "".join(f"{line}\n" for line in shown), (command, out, log() if log else "")
 
 
 def probe_specs(text: str) -> list[dict[str, Any]]:

@@ -286,7 +286,7 @@ def test_broker_outage_fails_readiness_never_liveness(
         observed.append((now, "/livez", status(client, "/livez")))
         observed.append((now, "/readyz", status(client, "/readyz")))
         if not curls_done and now > MAX_INTERVAL + 0.5:
-            _curl_lines(client)  # past the heartbeat's bound: the page's outputs, as shown
+            _curl_lines(server)  # past the heartbeat's bound: the page's outputs, as shown
             curls_done = True
         time.sleep(0.2)
     log = server.output()
@@ -303,26 +303,11 @@ def test_broker_outage_fails_readiness_never_liveness(
     _log_lines(server.output())
 
 
-def _curl_lines(client: httpx.Client) -> None:
+def _curl_lines(server: ServerProcess) -> None:
     """The page's ``curl`` lines print what the page shows below them."""
-    curl = require_binary("curl", "curl")
-    port = httpx.URL(str(client.base_url)).port
-    shown = 0
-    for body in doc_pages.blocks(PAGE, "console"):
-        lines = body.splitlines()
-        for i, line in enumerate(lines):
-            if not line.startswith("$ curl "):
-                continue
-            expected = []
-            for following in lines[i + 1 :]:
-                if following.startswith("$ "):
-                    break
-                expected.append(following)
-            args = [a.replace("localhost:8081", f"127.0.0.1:{port}") for a in shlex.split(line[2:])]
-            out = subprocess.run([curl, *args[1:]], capture_output=True, text=True, timeout=10, check=False).stdout
-            assert out.splitlines() == expected, (line, out)
-            shown += 1
-    assert shown == 2
+    steps = [step for block in doc_pages.transcripts(PAGE) for step in block]
+    assert len(steps) == 2
+    doc_pages.run_transcript(steps, server.port, page_address="localhost:8081", check=False, log=server.output)
 
 
 def _log_lines(log: str) -> None:

@@ -38,7 +38,7 @@ import psycopg
 import pytest
 
 from . import doc_pages
-from .support import PYTHON, ROOT, ServerProcess, free_port, require_binary, require_service
+from .support import PYTHON, ROOT, ServerProcess, free_port, require_service
 
 pytestmark = pytest.mark.slow
 
@@ -349,26 +349,11 @@ def _steady(client: httpx.Client, server: ServerProcess, path: str, status: int 
         time.sleep(0.05)
 
 
-def _curl_block(site: Site, server: ServerProcess, contains: str) -> None:
+def _curl_block(server: ServerProcess, contains: str) -> None:
     """Run the ``curl`` lines of the page's console block that contains ``contains``; each
     prints what the page shows below it."""
-    curl = require_binary("curl", "curl")
-    (body,) = [b for b in doc_pages.blocks(PAGE, "console") if contains in b and "$ curl " in b]
-    lines = body.splitlines()
-    ran = 0
-    for index, line in enumerate(lines):
-        if not line.startswith("$ curl "):
-            continue
-        expected = []
-        for following in lines[index + 1 :]:
-            if following.startswith("$ "):
-                break
-            expected.append(following)
-        args = [a.replace("localhost:8000", f"127.0.0.1:{server.port}") for a in shlex.split(line[2:])]
-        out = subprocess.run([curl, *args[1:]], capture_output=True, text=True, timeout=10, check=True).stdout
-        assert out.splitlines() == expected, (line, out, server.output())
-        ran += 1
-    assert ran
+    (steps,) = doc_pages.transcripts(PAGE, contains=contains)
+    doc_pages.run_transcript(steps, server.port, log=server.output)
 
 
 def _probes_answered_before_django(client: httpx.Client) -> None:
@@ -412,7 +397,7 @@ def test_gunicorn_from_unmigrated_to_ready_then_graceful_stop(site: Site) -> Non
             _steady(client, server, "/startupz", 503)
             assert client.get("/readyz").status_code == 503
             assert client.get("/livez").status_code == 200
-            _curl_block(site, server, "/startupz")
+            _curl_block(server, "/startupz")
             assert re.search(
                 r"check migrations: fail \(\d+ unapplied migrations: run manage.py migrate\)", server.output()
             )
@@ -422,7 +407,7 @@ def test_gunicorn_from_unmigrated_to_ready_then_graceful_stop(site: Site) -> Non
             _steady(client, server, "/startupz")
             _steady(client, server, "/readyz")
             _probes_answered_before_django(client)
-            _curl_block(site, server, "%{http_code}")
+            _curl_block(server, "%{http_code}")
             log = doc_pages.stop_gracefully(server, workers=2)
     assert log.count("shutdown: hook 'flush_logs' finished") == 2, log
     assert log.count("exit code 0") == 2, log
@@ -434,7 +419,7 @@ def test_uvicorn_asgi(migrated: Site) -> None:
     with _serving(migrated, "uvicorn ", "uvicorn") as server, _client(server) as client:
         doc_pages.wait_status(client, "/readyz", log=server.output)
         _probes_answered_before_django(client)
-        _curl_block(migrated, server, "%{http_code}")
+        _curl_block(server, "%{http_code}")
         log = doc_pages.stop_gracefully(server)
     assert "shutdown: hook 'flush_logs' finished" in log, log
     assert "Application shutdown complete" in log
@@ -448,7 +433,7 @@ def test_missing_database_fails_readiness_not_liveness(migrated: Site) -> None:
         doc_pages.wait_status(client, "/livez", log=server.output)
         _steady(client, server, "/readyz", 503, times=2)
         assert client.get("/readyz/database").status_code == 503
-        _curl_block(migrated, server, "$ curl -s localhost:8000/livez")
+        _curl_block(server, "$ curl -s localhost:8000/livez")
         assert "check database: fail (OperationalError: " in server.output()
         doc_pages.stop_gracefully(server)
 

@@ -49,7 +49,7 @@ from healthprobe.shutdown import GracefulShutdown
 from healthprobe.wsgi import HealthMiddleware
 
 from . import doc_pages
-from .support import PYTHON, ServerProcess, free_port, require_binary, require_service
+from .support import PYTHON, ServerProcess, free_port, require_service
 
 FLASK_PAGE = "frameworks/flask.md"
 MIGRATION_PAGE = "migrating/py-healthcheck.md"
@@ -98,34 +98,6 @@ def wait_for(condition: Any, timeout: float, what: str, log: Any = None) -> None
                 return
         assert time.monotonic() < deadline, f"{what}\n" + (log() if log else "")
         time.sleep(0.05)
-
-
-def curl_blocks(text: str) -> list[list[tuple[str, str]]]:
-    """The page's console blocks of curl commands: per block, each ``$ curl`` line (without
-    ``$ ``) and the output the page shows under it."""
-    found = []
-    for body in doc_pages.blocks(text, "console"):
-        steps: list[tuple[str, list[str]]] = []
-        for line in body.splitlines():
-            if line.startswith("$ "):
-                steps.append((line[2:], []))
-            elif steps:
-                steps[-1][1].append(line)
-        if steps and all(command.startswith("curl ") for command, _ in steps):
-            found.append([(command, "".join(out + "\n" for out in output)) for command, output in steps])
-    return found
-
-
-def run_curl(command: str, port: int) -> str:
-    """Run a page's curl line against ``port`` with the real curl; its standard output."""
-    args = shlex.split(command.replace("localhost:8000", f"127.0.0.1:{port}"))
-    return subprocess.run(args, capture_output=True, text=True, timeout=10, check=True).stdout
-
-
-def check_curl_block(block: list[tuple[str, str]], port: int) -> None:
-    require_binary("curl", "curl")
-    for command, expected in block:
-        assert run_curl(command, port) == expected, command
 
 
 def signal_when_installed(server: ServerProcess, workers: int = 1) -> None:
@@ -247,7 +219,7 @@ def test_gunicorn_serves_probes_before_the_apps_token_check(
             return 'healthprobe_check_status{check="redis",status="pass"} 1.0' in metrics.text
 
         wait_for(scraped_pass, 10, "no worker's metrics showed redis passing", gunicorn.output)
-    check_curl_block(curl_blocks(flask_page)[0], gunicorn.port)
+    doc_pages.run_transcript(doc_pages.transcripts(flask_page)[0], gunicorn.port, log=gunicorn.output)
 
 
 @pytest.mark.slow
@@ -311,7 +283,7 @@ def test_redis_down_fails_readiness_only(flask_page: str, project: Path) -> None
     line = doc_pages.command(flask_page, "waitress-serve")
     env = {"FLASK_REDIS_URL": f"redis://127.0.0.1:{free_port()}/0"}  # nothing listens there
     with served(line, project, "waitress-no-redis", env) as server, httpx.Client(base_url=server.url) as client:
-        check_curl_block(curl_blocks(flask_page)[1], server.port)
+        doc_pages.run_transcript(doc_pages.transcripts(flask_page)[1], server.port, log=server.output)
         assert client.get("/readyz").status_code == 503
         assert client.get("/startupz").status_code == 200
         assert client.get("/livez").status_code == 200
@@ -470,8 +442,8 @@ def test_migration_before_is_what_py_healthcheck_answers(migration_project: Path
 def test_migration_after_served_as_written(migration_page: str, migration_project: Path, redis_up: None) -> None:
     line = doc_pages.command(migration_page, "gunicorn")
     with served(line, migration_project, "after") as server, httpx.Client(base_url=server.url) as client:
-        (block,) = curl_blocks(migration_page)
-        check_curl_block(block, server.port)
+        (block,) = doc_pages.transcripts(migration_page)
+        doc_pages.run_transcript(block, server.port, log=server.output)
         assert client.get("/readyz/redis").status_code == 200
         assert client.get("/healthz").status_code == 404  # not among the page's paths
         assert "healthprobe_check_status" in client.get("/metrics").text

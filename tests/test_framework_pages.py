@@ -136,27 +136,12 @@ def _admin_readiness(client: httpx.Client, check: str, ok: bool = True) -> None:
     assert document["checks"][check][0]["status"] == ("pass" if ok else "fail")
 
 
-def _curl_lines(text: str, client: httpx.Client) -> None:
+def _curl_lines(text: str, server: ServerProcess) -> None:
     """Run the page's ``curl`` lines against the server; each prints the lines the page shows
     below it."""
-    curl = require_binary("curl", "curl")
-    port = httpx.URL(str(client.base_url)).port
-    shown = 0
-    for body in doc_pages.blocks(text, "console"):
-        lines = body.splitlines()
-        for i, line in enumerate(lines):
-            if not line.startswith("$ curl "):
-                continue
-            expected = []
-            for following in lines[i + 1 :]:
-                if following.startswith("$ "):
-                    break
-                expected.append(following)
-            args = [a.replace("localhost:8000", f"127.0.0.1:{port}") for a in shlex.split(line[2:])]
-            out = subprocess.run([curl, *args[1:]], capture_output=True, text=True, timeout=10, check=True).stdout
-            assert out.splitlines() == expected, (line, out)
-            shown += 1
-    assert shown, "the page shows no curl line"
+    steps = [step for block in doc_pages.transcripts(text) for step in block]
+    assert steps, "the page shows no curl line"
+    doc_pages.run_transcript(steps, server.port, log=server.output)
 
 
 def _stop(server: ServerProcess, *, hook: str, workers: int = 1, installed_line: bool = True) -> str:
@@ -294,7 +279,7 @@ def test_fastapi_page_database_missing(tmp_path: Path) -> None:
         with _serving(FASTAPI, "uvicorn", tmp_path, "fastapi-missing", env) as (server, client):
             _dependency_fails(client, server, "database")
             _admin_readiness(client, "database", ok=False)
-            _curl_lines(FASTAPI, client)
+            _curl_lines(FASTAPI, server)
             with psycopg.connect(DATABASE_URL, autocommit=True) as admin:
                 admin.execute(f'CREATE DATABASE "{name}"')
             _wait(client, server, "/readyz", 200)
@@ -372,7 +357,7 @@ def test_starlette_page_uvicorn_redis_down_and_back(tmp_path: Path) -> None:
         assert client.post("/hits", headers={"host": POD_HOST}).status_code == 400
         # Redis stops: readiness fails, liveness passes; it starts again: readiness passes.
         _redis_stopped(client, server, redis)
-        _curl_lines(STARLETTE, client)
+        _curl_lines(STARLETTE, server)
         with _redis_again(tmp_path, argv):
             _wait(client, server, "/readyz", 200)
             assert "check redis recovered: pass" in server.output()
@@ -503,7 +488,7 @@ def test_plain_wsgi_page_database_unreachable(tmp_path: Path) -> None:
     ):
         _dependency_fails(client, server, "database")
         _admin_readiness(client, "database", ok=False)
-        _curl_lines(PLAIN, client)
+        _curl_lines(PLAIN, server)
         _stop(server, hook="close_pool")
 
 

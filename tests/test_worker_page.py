@@ -55,14 +55,8 @@ class Redis:
             self.proc.terminate()
             self.proc.wait(10)
 
-    def run(self, line: str) -> str:
-        """A page's ``redis-cli ...`` line against this server, formatted as on a terminal."""
-        args = shlex.split(line)
-        argv = [self.cli, "-p", str(self.port), "--no-raw", *args[1:]]
-        return subprocess.run(argv, capture_output=True, text=True, timeout=10, check=True).stdout
-
     def push(self, job: dict[str, object]) -> None:
-        self.run(f"redis-cli rpush jobs {shlex.quote(json.dumps(job))}")
+        doc_pages.run_client(f"redis-cli rpush jobs {shlex.quote(json.dumps(job))}", self.port)
 
     def done(self) -> list[str]:
         out = subprocess.run(
@@ -133,19 +127,13 @@ def test_worker_page(redis: Redis, tmp_path: Path) -> None:
             # The page's redis-cli lines print what the page shows.
             cli = [c for c in doc_pages.commands(PAGE) if c.startswith("redis-cli ")]
             assert [c.split()[1] for c in cli] == ["rpush", "lrange"]
-            for body in doc_pages.blocks(PAGE, "console"):
-                lines = body.splitlines()
-                for i, shown in enumerate(lines):
-                    if not shown.startswith("$ redis-cli "):
-                        continue
-                    expected = []
-                    for following in lines[i + 1 :]:
-                        if following.startswith("$ "):
-                            break
-                        expected.append(following)
-                    if " lrange " in shown:
-                        wait_until(lambda: redis.done() == ["job-1"], 10, "job-1 is done", server.output)
-                    assert redis.run(shown[2:]).splitlines() == expected, shown
+
+            def job_1_done(command: str) -> None:
+                if " lrange " in command:
+                    wait_until(lambda: redis.done() == ["job-1"], 10, "job-1 is done", server.output)
+
+            for steps in doc_pages.transcripts(PAGE, "redis-cli"):
+                doc_pages.run_transcript(steps, redis.port, before=job_1_done, log=server.output)
 
             # Redis down: readiness fails, liveness passes for more than twice its bound.
             redis.stop()
