@@ -10,20 +10,28 @@ from healthprobe import HealthRegistry
 from healthprobe.shutdown import REPEAT_WINDOW, GracefulShutdown
 
 
-def coordinator(registry: HealthRegistry) -> GracefulShutdown:
-    """The coordinator of a test app, its bounds from ``HP_DELAY``, ``HP_DRAIN``,
-    ``HP_HOOK_TIMEOUT`` and ``HP_REPEAT_WINDOW`` (seconds), logging each process's lines
-    with its pid (the coordinator's from DEBUG on)."""
+def show_logs() -> None:
+    """Log each process's lines with its pid (the coordinator's from DEBUG on)."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(process)d %(name)s %(levelname)s %(message)s")
     # "shutdown: handlers installed in process N": the tests' sign that a worker is ready.
     logging.getLogger("healthprobe.shutdown").setLevel(logging.DEBUG)
-    return GracefulShutdown(
-        registry,
-        delay=float(os.environ.get("HP_DELAY", "1.0")),
-        drain_timeout=float(os.environ.get("HP_DRAIN", "4.0")),
-        hook_timeout=float(os.environ.get("HP_HOOK_TIMEOUT", "1.0")),
-        repeat_window=repeat_window(),
-    )
+
+
+def bounds() -> dict[str, float]:
+    """The shutdown bounds of a test app, in seconds, as ``GracefulShutdown``'s keyword
+    arguments: from ``HP_DELAY``, ``HP_DRAIN``, ``HP_HOOK_TIMEOUT`` and ``HP_REPEAT_WINDOW``."""
+    return {
+        "delay": float(os.environ.get("HP_DELAY", "1.0")),
+        "drain_timeout": float(os.environ.get("HP_DRAIN", "4.0")),
+        "hook_timeout": float(os.environ.get("HP_HOOK_TIMEOUT", "1.0")),
+        "repeat_window": repeat_window(),
+    }
+
+
+def coordinator(registry: HealthRegistry) -> GracefulShutdown:
+    """The coordinator of a test app, its bounds from :func:`bounds`, with :func:`show_logs`."""
+    show_logs()
+    return GracefulShutdown(registry, **bounds())
 
 
 def repeat_window() -> float:

@@ -1,8 +1,8 @@
 """A Flask app for the launch-path tests: ``/`` answers at once, ``/slow`` after
 ``?seconds=`` (default 2.0 s).
 
-Wired as the documentation tells Flask users to: the WSGI ``HealthMiddleware`` wraps
-``app.wsgi_app``. Run by the tests under plain gunicorn (``tests.apps.flask_app:app``) and
+Wired as the documentation tells Flask users to: the ``healthprobe.flask.HealthProbe``
+extension. Run by the tests under plain gunicorn (``tests.apps.flask_app:app``) and
 ``flask --app tests.apps.flask_app run``. Timings come from the environment: ``HP_DELAY``,
 ``HP_DRAIN``, ``HP_HOOK_TIMEOUT``, ``HP_REPEAT_WINDOW`` (seconds); ``HP_OWN_HANDLER=1`` installs
 a SIGTERM handler of the application's own at import.
@@ -16,15 +16,12 @@ import time
 from flask import Flask, request
 
 from healthprobe import HealthRegistry
-from healthprobe.wsgi import HealthMiddleware
+from healthprobe.flask import HealthProbe
 
-from . import add_cleanup_sleep, coordinator
+from . import add_cleanup_sleep, bounds, show_logs
 
+show_logs()
 registry = HealthRegistry()
-shutdown = coordinator(registry)
-
-
-add_cleanup_sleep(shutdown)
 
 
 if os.environ.get("HP_OWN_HANDLER") == "1":
@@ -52,4 +49,14 @@ def slow() -> str:
     return f"slow ok {os.getpid()}"
 
 
-app.wsgi_app = HealthMiddleware(app.wsgi_app, registry, shutdown=shutdown)  # type: ignore[method-assign]
+_bounds = bounds()
+health = HealthProbe(
+    app,
+    registry,
+    shutdown_delay=_bounds["delay"],
+    drain_timeout=_bounds["drain_timeout"],
+    hook_timeout=_bounds["hook_timeout"],
+    repeat_window=_bounds["repeat_window"],
+)
+shutdown = app.extensions["healthprobe"].shutdown
+add_cleanup_sleep(shutdown)

@@ -10,10 +10,6 @@ import os
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "tests.apps.django_site.settings")
 
-from django.core.asgi import get_asgi_application
+from healthprobe.django import get_asgi_application
 
-from healthprobe.asgi import HealthMiddleware
-
-from .health import registry, shutdown
-
-application = HealthMiddleware(get_asgi_application(), registry, shutdown=shutdown)
+application = get_asgi_application()

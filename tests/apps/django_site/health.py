@@ -1,13 +1,17 @@
-"""The site's health registry and shutdown coordinator, shared by ``wsgi.py`` and ``asgi.py``."""
+"""The site's cleanup hook, registered on the coordinator ``healthprobe.django`` builds from
+``HEALTHPROBE["SHUTDOWN"]``, and a check that passes once it is registered (named in
+``HEALTHPROBE["CHECKS"]``, which imports this module as the registry is built)."""
 
 from __future__ import annotations
 
-from healthprobe import HealthRegistry
+from healthprobe.django import shutdown
 
-from .. import add_cleanup_sleep, coordinator
+from .. import add_cleanup_sleep, show_logs
 
-registry = HealthRegistry()
-shutdown = coordinator(registry)
+show_logs()
+add_cleanup_sleep(shutdown())
 
 
-add_cleanup_sleep(shutdown)
+def cleanup_registered() -> bool:
+    """Readiness: the cleanup hook is registered (it is, once this module is imported)."""
+    return True

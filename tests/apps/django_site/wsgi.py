@@ -7,10 +7,6 @@ import os
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "tests.apps.django_site.settings")
 
-from django.core.wsgi import get_wsgi_application
+from healthprobe.django import get_wsgi_application
 
-from healthprobe.wsgi import HealthMiddleware
-
-from .health import registry, shutdown
-
-application = HealthMiddleware(get_wsgi_application(), registry, shutdown=shutdown)
+application = get_wsgi_application()
