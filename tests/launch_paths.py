@@ -263,10 +263,12 @@ ROWS: tuple[LaunchPath, ...] = (
         "gunicorn-sync-preload",
         _gunicorn("-w", "2", "--preload", "-k", "sync", FLASK),
         "graceful",
-        GRACEFUL + " (the app is imported in the master; each worker runs the sequence)",
+        GRACEFUL + " (the app is imported in the master; each worker that has served a request runs the "
+        "sequence; the master warns that one which has not stops at once)",
         workers=2,
         slow_senders=1,
         warm_path="/slow?seconds=0.3",
+        log_lines=("gunicorn --preload: each worker installs the graceful shutdown at its first request",),
     ),
     # -- warns -----------------------------------------------------------------------------
     LaunchPath(

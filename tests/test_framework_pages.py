@@ -531,3 +531,35 @@ def test_migration_page_after(tmp_path: Path) -> None:
         assert client.get("/openapi.json").json()["paths"] == {}
         _metrics(client, "database")
         _stop(server, hook="close_pool")
+
+
+def test_fastapi_page_under_lifespan_off_warns_that_its_lifespan_did_not_run(tmp_path: Path) -> None:
+    """``uvicorn --lifespan off`` skips the app's lifespan, where the page opens its pool and
+    registers its check: readiness would pass with the check missing. The first request
+    logs one WARNING that says so and names the fix; an app with no lifespan of its own (the
+    plain ASGI page) gets none."""
+    require_service("127.0.0.1", 5432, "PostgreSQL")
+    project = doc_pages.write_project(FASTAPI, tmp_path / "lifespan-off")
+    line = _loopback(doc_pages.command(FASTAPI, "uvicorn")) + " --lifespan off"
+    with (
+        doc_pages.served(line, project, tmp_path / "off.log", env={"DATABASE_URL": DATABASE_URL}) as server,
+        httpx.Client(base_url=server.url, timeout=10) as client,
+    ):
+        assert client.get("/livez").status_code == 200
+        client.get("/readyz")
+        log = server.output()
+        assert log.count("the server ran no ASGI lifespan (uvicorn --lifespan off?)") == 1, log
+        assert "serve with the lifespan on (uvicorn's default, --lifespan auto)" in log, log
+        assert "WARNING" in log, log
+    with (
+        _redis(tmp_path) as (url, _redis_process, _argv),
+        doc_pages.served(
+            _loopback(doc_pages.command(PLAIN, "uvicorn")) + " --lifespan off",
+            doc_pages.write_project(PLAIN, tmp_path / "plain-off"),
+            tmp_path / "plain-off.log",
+            env={"REDIS_URL": url},
+        ) as plain,
+        httpx.Client(base_url=plain.url, timeout=10) as client,
+    ):
+        assert client.get("/livez").status_code == 200
+        assert "ran no ASGI lifespan" not in plain.output()

@@ -289,6 +289,39 @@ def server_at_import() -> str | None:
     return None
 
 
+def gunicorn_preloading() -> bool:
+    """Whether a gunicorn master is importing the application (``--preload``) without
+    healthprobe's gunicorn configuration (``-c python:healthprobe.servers.gunicorn``, imported
+    by gunicorn before it preloads): its workers, forked later, can only install the
+    coordinator at their first request."""
+    return (
+        in_main_thread()
+        and "gunicorn.arbiter" in sys.modules
+        and "healthprobe.servers.gunicorn" not in sys.modules
+        and server_handler(signal.getsignal(signal.SIGTERM)) is None
+    )
+
+
+#: Logged once by a gunicorn master that preloads the application (:func:`warn_preload`).
+PRELOAD_WARNING = (
+    "shutdown: gunicorn --preload: each worker installs the graceful shutdown at its first "
+    "request, so a worker that has served none when SIGTERM comes stops at once (no delay, no "
+    "hooks), and a gthread worker cannot install it at all; for every worker from its start, "
+    "add `-c python:healthprobe.servers.gunicorn` to the gunicorn command line"
+)
+
+
+def warn_preload() -> None:
+    """Log :data:`PRELOAD_WARNING` at WARNING, once per process."""
+    global _preload_warned
+    if not _preload_warned:
+        _preload_warned = True
+        logger.warning(PRELOAD_WARNING, extra={"server": "gunicorn"})
+
+
+_preload_warned = False
+
+
 def uvloop_or(found: Mapping[signal.Signals, SignalHandler], server: str) -> str:
     """``"uvloop"`` when one of the ``found`` handlers is uvloop's, else ``server``: the key
     of the fix to name where the coordinator cannot stop the server."""

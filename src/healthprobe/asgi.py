@@ -298,6 +298,8 @@ def HealthMiddleware(
             # Under a coordinator: its plain attributes, not its properties or methods,
             # since this is the pass-through cost of every request (docs/performance.md).
             if not shutdown._steady:
+                if not shutdown._lifespan_seen:
+                    _warn_if_lifespan_skipped(app)
                 shutdown._adopt()  # no lifespan (uvicorn --lifespan off): install on the first request
                 if shutdown._signalled and scope.get("http_version", "1.1") in ("1.0", "1.1"):
                     send = _closing(send)
@@ -329,6 +331,39 @@ def HealthMiddleware(
     middleware.endpoints = endpoints
     middleware.shutdown = shutdown
     return middleware
+
+
+#: Logged once per process (:func:`_warn_if_lifespan_skipped`).
+LIFESPAN_SKIPPED = (
+    "the server ran no ASGI lifespan (uvicorn --lifespan off?), so the application's own lifespan "
+    "did not run: what it sets up there (connection pools, checks it registers) is missing, and "
+    "the probes cannot see it; serve with the lifespan on (uvicorn's default, --lifespan auto)"
+)
+_lifespan_warned = False
+
+
+def _warn_if_lifespan_skipped(app: ASGIApp) -> None:
+    """At the first request of a process that saw no lifespan scope: a WARNING when ``app``
+    (or an app it wraps, through ``.app``) has a lifespan of its own to run: a Starlette or
+    FastAPI router with a ``lifespan=`` or startup/shutdown handlers. Apps without one
+    (Django's, plain ASGI callables) need none, and get no warning."""
+    global _lifespan_warned
+    if _lifespan_warned:
+        return
+    _lifespan_warned = True
+    current: object = app
+    for _ in range(32):  # a middleware chain, each wrapping the next as ``.app``
+        for holder in (current, getattr(current, "router", None)):
+            context = getattr(holder, "lifespan_context", None)
+            if context is None:
+                continue
+            default = type(context).__name__ == "_DefaultLifespan"  # Starlette's, for no lifespan=
+            if not default or getattr(holder, "on_startup", None) or getattr(holder, "on_shutdown", None):
+                logger.warning(LIFESPAN_SKIPPED)
+            return
+        current = getattr(current, "app", None)
+        if current is None:
+            return
 
 
 def _closing(send: Send) -> Send:

@@ -244,6 +244,8 @@ def _adopt_at_import(shutdown: GracefulShutdown) -> None:
         from .servers import waitress
 
         waitress.adopt(shutdown)
+    elif _launch.gunicorn_preloading():
+        _launch.warn_preload()
 
 
 class HealthApp:
