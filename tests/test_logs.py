@@ -194,6 +194,18 @@ def test_hypercorn_workers_0_shows_the_timeline_in_its_format(tmp_path: Path) ->
 
 
 @pytest.mark.slow
+def test_a_warning_before_the_server_logs_says_it_is_one(tmp_path: Path) -> None:
+    """hypercorn with worker processes sets up its logging after the application's import:
+    the launch-path WARNING printed before that shows its level and logger, not a bare line."""
+    port = free_port()
+    argv = [str(BIN / "hypercorn"), "--bind", f"127.0.0.1:{port}", ASGI]
+    with run_server(argv, port, tmp_path) as server:
+        _wait_for(server, "graceful shutdown is OFF", 1)
+        (line,) = _lines(server.output(), "graceful shutdown is OFF")
+    assert line.startswith("WARNING healthprobe.shutdown: shutdown: graceful shutdown is OFF in process "), line
+
+
+@pytest.mark.slow
 def test_applications_basic_config_shows_every_line_once(tmp_path: Path) -> None:
     """With the application's own logging.basicConfig, healthprobe's lines are its alone."""
     output = _serve(_uvicorn(ASGI, "--port", "{port}"), tmp_path, ready=STARTED, env={"HP_BASIC": "1"})

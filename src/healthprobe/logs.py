@@ -61,6 +61,9 @@ ACCESS_LOGGERS: tuple[str, ...] = ("uvicorn.access", "gunicorn.access", "hyperco
 #: The line format of :func:`configure`: time, level, logger, process id, message.
 FORMAT = "%(asctime)s %(levelname)s %(name)s [%(process)d] %(message)s"
 
+#: What a record that no server logger shows looks like on standard error.
+_BARE = logging.Formatter("%(levelname)s %(name)s: %(message)s")
+
 # The level this module set on the ``healthprobe`` logger, or None when the level there is
 # the application's own or unset.
 _owned_level: int | None = None
@@ -71,8 +74,10 @@ class _ServerChannel(logging.Handler):
 
     For each record: when another handler on the record's way up shows it, nothing (the
     application configured logging); else the record goes to the server's error logger's
-    handlers, or, with no server logger, to :data:`logging.lastResort` (``WARNING`` and
-    above, bare messages on standard error: what Python does without any handler).
+    handlers, or, with no server logger, to standard error for ``WARNING`` and above (what
+    Python's :data:`logging.lastResort` shows without any handler), prefixed with the level
+    and the logger's name, so that a warning printed before the server set up its logging
+    (hypercorn's) reads as one: ``WARNING healthprobe.shutdown: ...``.
     """
 
     def emit(self, record: logging.LogRecord) -> None:
@@ -85,7 +90,10 @@ class _ServerChannel(logging.Handler):
             else:
                 last = logging.lastResort
                 if last is not None and record.levelno >= last.level:
-                    last.handle(record)
+                    message = _BARE.format(record)
+                    stream = getattr(last, "stream", None) or sys.stderr
+                    stream.write(message + "\n")
+                    stream.flush()
         except Exception:
             self.handleError(record)
 
