@@ -13,7 +13,9 @@ is scraped, the page's ``curl`` lines print what it shows, and ``SIGTERM`` ends 
 gracefully. ``manage.py check`` reports a bad ``HEALTHPROBE`` with its check ids, the served
 application refuses to start with it, ``manage.py healthprobe`` exits 0 and 1 as the page
 says, an application still built by Django's own factory warns at start-up, and 300 runs of
-the checks leave no database connection open.
+the checks leave no database connection open. ``HEALTHPROBE`` is also read in-process: a check
+path that names a module (E005, naming a function of it) and a bad ``FAILURE_STATUS`` (its
+hint naming the key as written).
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import httpx
 import psycopg
@@ -39,6 +42,9 @@ import pytest
 
 from . import doc_pages
 from .support import PYTHON, ROOT, ServerProcess, free_port, require_service
+
+if TYPE_CHECKING:
+    from healthprobe.django.conf import Problem
 
 pytestmark = pytest.mark.slow
 
@@ -89,8 +95,10 @@ HEALTHPROBE = {
         "mysite.nothere.check",
         "mysite.health.CheckResult",
         {"check": "mysite.health.database_writable", "timout": 1},
+        "mysite.health",
     ],
     "DATABASES": ["defualt"],
+    "FAILURE_STATUS": {"readiness": 200},
     "EXPOSE_OUTPUT": "yes",
     "SHUTDOWN": {"drain_timeout": "20"},
 }
@@ -513,6 +521,12 @@ def test_bad_settings_are_reported_with_their_ids(migrated: Site) -> None:
         "HINT: Did you mean 'database_writable'?",
         "(healthprobe.E004) HEALTHPROBE['CHECKS'][1]: 'mysite.nothere.check' does not import: ModuleNotFoundError",
         "(healthprobe.E005) HEALTHPROBE['CHECKS'][2]: 'mysite.health.CheckResult' is a class, not a check",
+        "(healthprobe.E005) HEALTHPROBE['CHECKS'][4]: 'mysite.health' is a module, not a callable",
+        "HINT: Name a function in it (or a callable object) that takes no arguments, "
+        "such as 'mysite.health.database_writable'",
+        "(healthprobe.E003) HEALTHPROBE['FAILURE_STATUS'] is {'readiness': 200}",
+        "HINT: FAILURE_STATUS['readiness'] must be a status code from 400 to 599, not 200; write an int, "
+        "or a dict such as {'readiness': 503, 'liveness': 500}",
         "(healthprobe.E006) HEALTHPROBE['DATABASES'][0] names the alias 'defualt', which is not in settings.DATABASES",
         "HINT: Did you mean 'default'?",
         "(healthprobe.E003) HEALTHPROBE['EXPOSE_OUTPUT'] is 'yes'",
@@ -523,6 +537,12 @@ def test_bad_settings_are_reported_with_their_ids(migrated: Site) -> None:
     ]
     missing = [line for line in expected if line not in report]
     assert not missing, report
+    # What the page's table of ids quotes.
+    for quoted in (
+        "FAILURE_STATUS['readiness'] must be a status code from 400 to 599, not 200",
+        "'mysite.health' is a module, not a callable",
+    ):
+        assert f"`{quoted}`" in PAGE and quoted in report, quoted
     (sample,) = [b for b in doc_pages.blocks(PAGE, "text") if "(healthprobe.E002)" in b]
     assert sample in report, (sample, report)  # the page's sample, as Django prints it
     assert f"System check identified {report.count('(healthprobe.')} issues" in report, report
@@ -740,6 +760,77 @@ def test_every_command_of_the_pages_is_run_here() -> None:
         (install,) = [line for line in doc_pages.blocks(text, "sh")[0].splitlines() if "healthprobe[" in line]
         named = re.search(r"healthprobe\[([^\]]+)\]", install)
         assert named and set(named.group(1).split(",")) <= extras, install
+
+
+# -- HEALTHPROBE read in-process (healthprobe.django.conf, no site) -----------------------------------
+
+
+@pytest.fixture
+def package(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    """A package of checks, as a project's ``mysite`` with its ``health.py`` (not imported by
+    the package's ``__init__``), under a name of its own; forgotten after the test."""
+    name = f"site_{uuid.uuid4().hex[:8]}"
+    root = tmp_path / name
+    root.mkdir()
+    (root / "__init__.py").write_text("")
+    (root / "health.py").write_text(
+        "import os\n\n\ndef database_writable():\n    return True\n\n\ndef disk():\n    return True\n"
+    )
+    (root / "broken.py").write_text("import a_dependency_that_is_not_installed\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    yield name
+    for module in [m for m in sys.modules if m == name or m.startswith(name + ".")]:
+        del sys.modules[module]
+
+
+def _problems(**setting: object) -> list[Problem]:
+    from healthprobe.django import conf
+
+    settings = type("Settings", (), {"HEALTHPROBE": setting, "DATABASES": {}})()
+    return conf.load(settings)[2]
+
+
+def test_a_check_path_that_names_a_module_says_so(package: str) -> None:
+    """``"CHECKS": ["mysite.health"]`` names a module, not a callable: an E005 that says so
+    and names a function in it, whether or not the module was imported before (a submodule
+    is no attribute of its package until then); a module that does not import, or a name
+    that is nothing, stays an E004."""
+    for _ in range(2):  # the module not imported yet, then imported by the first round
+        (problem,) = _problems(CHECKS=[f"{package}.health"])
+        assert problem.line() == (
+            f"healthprobe.E005: HEALTHPROBE['CHECKS'][0]: '{package}.health' is a module, not a callable. "
+            f"Name a function in it (or a callable object) that takes no arguments, "
+            f"such as '{package}.health.database_writable'"
+        )
+    broken, missing, typo = _problems(CHECKS=[f"{package}.broken", f"{package}.healthz", f"{package}.health.dsik"])
+    assert [p.id for p in (broken, missing, typo)] == ["healthprobe.E004"] * 3
+    assert broken.message == (
+        f"HEALTHPROBE['CHECKS'][0]: '{package}.broken' does not import: "
+        "ModuleNotFoundError: No module named 'a_dependency_that_is_not_installed'"
+    )
+    assert missing.message == f"HEALTHPROBE['CHECKS'][1]: module '{package}' has no attribute 'healthz'"
+    assert typo.hint.startswith("Did you mean 'disk'?")
+    assert _problems(CHECKS=[f"{package}.health.disk"]) == []
+
+
+@pytest.mark.parametrize(
+    ("status", "hint"),
+    [
+        ({"readiness": 200}, "FAILURE_STATUS['readiness'] must be a status code from 400 to 599, not 200"),
+        ({"liveness": "500"}, "FAILURE_STATUS['liveness'] must be an int (a status code from 400 to 599), not '500'"),
+        ({"ready": 500}, "FAILURE_STATUS names the probe 'ready': the probes are 'startup', 'readiness', 'liveness'"),
+        (700, "FAILURE_STATUS must be a status code from 400 to 599, not 700"),
+        ("503", "FAILURE_STATUS must be an int or a dict of probe name to int, not '503'"),
+    ],
+)
+def test_a_bad_failure_status_is_named_as_written(status: object, hint: str) -> None:
+    """The hint names the key as the settings spell it, ``FAILURE_STATUS``, never
+    ``Failure_status``."""
+    (problem,) = _problems(FAILURE_STATUS=status)
+    assert problem.id == "healthprobe.E003"
+    assert problem.message == f"HEALTHPROBE['FAILURE_STATUS'] is {status!r}"
+    assert problem.hint == f"{hint}; write an int, or a dict such as {{'readiness': 503, 'liveness': 500}}"
+    assert _problems(FAILURE_STATUS={"readiness": 503, "liveness": 500}) == []
 
 
 def test_the_settings_table_names_every_key() -> None:

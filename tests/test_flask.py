@@ -12,10 +12,13 @@
 * docs/migrating/py-healthcheck.md: the "before" app answers as py-healthcheck does, the
   "after" app is served by the page's command, its curl lines print what the page shows,
   and it shuts down gracefully.
-* The extension in-process (Flask's test client): settings and their errors, ``init_app``
-  twice, the application-factory pattern with several apps in one process, hooks, and the
-  warning when another app's coordinator already serves the process; then two apps of the
-  page's factory served in one process by two real servers.
+* The extension in-process (Flask's test client): settings and their errors (each naming its
+  ``app.config`` key, a metrics path that a probe path answers included), ``init_app`` twice,
+  the application-factory pattern with several apps in one process, hooks, the grace-period
+  warning (at the app's first startup or readiness probe, counting the hooks registered after
+  ``init_app``, as the page's factory registers ``close_redis``), and the warning when another
+  app's coordinator already serves the process; then two apps of the page's factory served in
+  one process by two real servers.
 
 The real Redis on 127.0.0.1:6379 is required (skipped without it, failed under
 ``HEALTHPROBE_REQUIRE_SERVICES=1``).
@@ -158,7 +161,11 @@ def test_settings_table_lists_every_setting_with_its_default(flask_page: str) ->
 def test_error_messages_on_the_page_are_the_real_ones(flask_page: str) -> None:
     prose = " ".join(flask_page.split())
     raised: list[BaseException] = []
-    for config in ({"HEALTHPROBE_DRAIN_TIMOUT": 20}, {"HEALTHPROBE_DRAIN_TIMEOUT": "20s"}):
+    for config in (
+        {"HEALTHPROBE_DRAIN_TIMOUT": 20},
+        {"HEALTHPROBE_DRAIN_TIMEOUT": "20s"},
+        {"HEALTHPROBE_METRICS": True, "HEALTHPROBE_METRICS_PATH": "/livez"},
+    ):
         with pytest.raises((TypeError, ValueError)) as caught:
             HealthProbe().init_app(make_app("myapp", **config))
         raised.append(caught.value)
@@ -228,7 +235,7 @@ def test_gunicorn_sigterm_is_graceful_and_closes_the_pool(gunicorn: ServerProces
     assert log.count("redis connection pool closed") == 2, log
     assert log.count("shutdown: hook 'close_redis' finished") == 2, log
     # The page's log excerpt, timestamps, process ids and figures aside.
-    (excerpt,) = doc_pages.blocks(flask_page, "text")
+    (excerpt,) = [b for b in doc_pages.blocks(flask_page, "text") if "SIGTERM received" in b]
     for line in excerpt.splitlines():
         message = line.split(" ", 3)[3]
         pattern = r"\d+ " + re.sub(r"\\ ", " ", re.sub(r"\d+(?:\\\.\d+)?", r"\\d+(?:\\.\\d+)?", re.escape(message)))
@@ -610,6 +617,25 @@ def test_shutdown_off_keeps_no_hook(caplog: pytest.LogCaptureFixture) -> None:
         ({"HEALTHPROBE_PATHS": {"/r": "ready"}}, ValueError, "['/r']: unknown probe 'ready'"),
         ({"HEALTHPROBE_PATHS": {}}, ValueError, "must name at least one probe path"),
         ({"HEALTHPROBE_METRICS_PATH": "/-/metrics"}, ValueError, "set app.config['HEALTHPROBE_METRICS'] = True"),
+        # A metrics path that a probe path answers: the keys named, as every other error names its key.
+        (
+            {"HEALTHPROBE_METRICS": True, "HEALTHPROBE_METRICS_PATH": "/livez"},
+            ValueError,
+            "app.config['HEALTHPROBE_METRICS_PATH'] is '/livez', which is also a probe path of "
+            "app.config['HEALTHPROBE_PATHS']: give the metrics a path of their own, such as '/metrics'",
+        ),
+        (
+            {"HEALTHPROBE_METRICS": True, "HEALTHPROBE_METRICS_PATH": "/readyz/metrics"},
+            ValueError,
+            "app.config['HEALTHPROBE_METRICS_PATH'] is '/readyz/metrics', which the probe path '/readyz' of "
+            "app.config['HEALTHPROBE_PATHS'] answers (as /readyz/<check>): give the metrics a path of their own",
+        ),
+        (
+            {"HEALTHPROBE_METRICS": True, "HEALTHPROBE_PATHS": {"/metrics": "liveness"}},
+            ValueError,
+            "app.config['HEALTHPROBE_METRICS_PATH'] is '/metrics', which is also a probe path of "
+            "app.config['HEALTHPROBE_PATHS']: give the metrics a path of their own",
+        ),
     ],
 )
 def test_bad_settings_stop_init_app_and_change_nothing(config: dict[str, Any], error: type, message: str) -> None:
@@ -627,6 +653,9 @@ def test_bad_arguments_of_the_extension() -> None:
         HealthProbe(drain_timeout="20")  # type: ignore[arg-type]
     with pytest.raises(TypeError, match="must be a HealthRegistry"):
         HealthProbe(registry=object())  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match=re.escape("HealthProbe(metrics_path=...) is '/healthz', which is also a")):
+        HealthProbe(metrics=True, metrics_path="/healthz")
+    HealthProbe(metrics_path="/healthz")  # metrics off: the path serves nothing
     with pytest.raises(TypeError, match="needs a Flask app, got function"):
         HealthProbe().init_app(lambda: None)  # type: ignore[arg-type]
     with pytest.raises(TypeError, match="hook 'takes_one' must be callable with no arguments"):
@@ -663,6 +692,102 @@ def test_missing_flask_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delitem(sys.modules, "healthprobe.flask")
     with pytest.raises(ImportError, match=r"^healthprobe\.flask needs flask: pip install 'healthprobe\[flask\]'$"):
         importlib.import_module("healthprobe.flask")
+
+
+BUDGET = "exceeds the grace period"
+
+
+def _budget_lines(caplog: pytest.LogCaptureFixture) -> list[str]:
+    return [r.getMessage() for r in caplog.records if BUDGET in r.getMessage()]
+
+
+def test_the_grace_period_warning_counts_the_hooks_registered_after_init_app(caplog: pytest.LogCaptureFixture) -> None:
+    """The warning that delay + drain + hooks exceed the grace period counts every hook the
+    factory registers, those after ``init_app`` included: it comes at the app's first
+    startup or readiness probe, not inside ``init_app`` (where no hook of the app is in)."""
+    health = HealthProbe()
+
+    @health.on_shutdown
+    def flush() -> None: ...
+
+    app = make_app("budget", HEALTHPROBE_GRACE_PERIOD=10, HEALTHPROBE_SHUTDOWN_DELAY=0)
+    with caplog.at_level(logging.WARNING, logger="healthprobe.shutdown"):
+        probes = health.init_app(app)
+        probes.on_shutdown(lambda: None, name="close_redis")  # as the page's factory does
+        assert _budget_lines(caplog) == []
+        client = app.test_client()
+        assert client.get("/livez").status_code == 200  # liveness changes no lifecycle
+        assert _budget_lines(caplog) == []
+        assert client.get("/startupz").status_code == 200  # startup latches: the hooks are in
+        client.get("/readyz")
+        probes.on_shutdown(lambda: None, name="late")  # warned once already
+    assert _budget_lines(caplog) == [
+        "shutdown: delay 0.0 s + drain 20.0 s + 2 hook(s) x 5.0 s = 30.0 s exceeds the grace period of 10.0 s; "
+        "the process may be killed before it stops cleanly"
+    ]
+    assert probes.shutdown is not None and probes.shutdown.budget == 35.0
+
+    # Within the budget: no warning; a hook that takes it over once the app runs warns then.
+    caplog.clear()
+    roomy = make_app("roomy", HEALTHPROBE_GRACE_PERIOD=30, HEALTHPROBE_SHUTDOWN_DELAY=0)
+    with caplog.at_level(logging.WARNING, logger="healthprobe.shutdown"):
+        probes = HealthProbe().init_app(roomy)
+        probes.on_shutdown(lambda: None, name="close_redis")
+        assert roomy.test_client().get("/readyz").status_code == 200
+        assert _budget_lines(caplog) == []
+        probes.on_shutdown(lambda: None, name="flush_cache")
+        probes.on_shutdown(lambda: None, name="close_db")
+    assert _budget_lines(caplog) == [
+        "shutdown: delay 0.0 s + drain 20.0 s + 3 hook(s) x 5.0 s = 35.0 s exceeds the grace period of 30.0 s; "
+        "the process may be killed before it stops cleanly"
+    ]
+
+    # Probed by liveness alone: the shutdown itself is the first lifecycle change.
+    caplog.clear()
+    unprobed = make_app("unprobed", HEALTHPROBE_GRACE_PERIOD=10, HEALTHPROBE_SHUTDOWN_DELAY=0)
+    with caplog.at_level(logging.WARNING, logger="healthprobe.shutdown"):
+        probes = HealthProbe().init_app(unprobed)
+        probes.on_shutdown(lambda: None, name="close_redis")
+        probes.registry.begin_drain()
+    assert _budget_lines(caplog) == [
+        "shutdown: delay 0.0 s + drain 20.0 s + 1 hook(s) x 5.0 s = 25.0 s exceeds the grace period of 10.0 s; "
+        "the process may be killed before it stops cleanly"
+    ]
+
+
+GRACE = """
+import logging
+
+from myapp import create_app
+
+app = create_app({"HEALTHPROBE_GRACE_PERIOD": 10, "HEALTHPROBE_SHUTDOWN_DELAY": 0})
+logging.getLogger("myapp").warning("factory returned")
+app.test_client().get("/startupz")
+"""
+
+
+@pytest.mark.slow
+def test_the_pages_factory_warns_of_its_grace_period_with_its_hook(flask_page: str, project: Path) -> None:
+    """``create_app({"HEALTHPROBE_GRACE_PERIOD": 10})`` of the page: the warning counts
+    ``close_redis``, registered after ``init_app``, comes once the factory returned, and is
+    the line the page shows (time and process id aside)."""
+    result = subprocess.run(
+        [PYTHON, "-c", GRACE],
+        cwd=project,
+        env={"PYTHONPATH": str(project), "PATH": "/usr/bin:/bin", "KUBERNETES_SERVICE_HOST": ""},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    lines = [line for line in result.stderr.splitlines() if BUDGET in line or "factory returned" in line]
+    assert len(lines) == 2 and "factory returned" in lines[0], result.stderr
+    (shown,) = [b for b in doc_pages.blocks(flask_page, "text") if BUDGET in b]
+    assert lines[1].split(" ", 3)[3] == shown.strip().split(" ", 3)[3], (lines[1], shown)
+    assert lines[1].endswith(
+        "healthprobe.shutdown WARNING shutdown: delay 0.0 s + drain 20.0 s + 1 hook(s) x 5.0 s = 25.0 s exceeds "
+        "the grace period of 10.0 s; the process may be killed before it stops cleanly"
+    ), result.stderr
 
 
 def test_second_coordinator_in_a_serving_process_warns(caplog: pytest.LogCaptureFixture) -> None:

@@ -25,19 +25,28 @@ child):
 * ``/readyz``: ``503`` while the consumer is not connected to the broker or a fresh
   connection to the broker fails (check ``celery-broker``), and from the moment a shutdown
   signal reaches the worker (Celery's ``worker_shutting_down``) until it exits, while the
-  tasks it runs finish.
+  tasks it runs finish (the lifecycle, ``draining``, fails it).
 * ``/metrics`` with ``metrics=True`` (extra ``prometheus``).
 
 Celery handles ``SIGTERM`` itself (a warm shutdown: no new task, the running ones finish,
 exit 0); healthprobe installs no signal handler and only follows it.
+
+A normal start and warm shutdown log no ``WARNING`` from these checks: the startup check's
+first ``fail`` before ``worker_ready`` is logged at ``INFO`` (a worker that is not ready yet
+is expected at start), and from the shutdown signal on the broker and consumer checks report
+``worker shutting down`` without a change to ``warn`` or ``fail``.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
+import ipaddress
 import logging
 import math
 import os
+import re
+import socket
 import threading
 import time
 import weakref
@@ -53,7 +62,8 @@ with requires("celery", __name__):
 from ._types import CheckResult, Lifecycle, Status
 from .checks._common import elapsed_since, failure, url_secrets
 from .checks._liveness import Heartbeat
-from .registry import HealthRegistry
+from .http import MetricsSource
+from .registry import HealthRegistry, UnknownCheckError
 from .server import DEFAULT_PORT, ProbeServer, serve
 
 __all__ = ["CHECK_NAMES", "DEFAULT_MAX_INTERVAL", "CeleryProbes", "ConsumerHeartbeat", "install"]
@@ -67,6 +77,9 @@ DEFAULT_MAX_INTERVAL = 60.0
 CHECK_NAMES = {"startup": "celery-worker", "liveness": "celery-consumer", "readiness": "celery-broker"}
 #: Exit status of a worker whose probe server cannot start (Celery's ``EX_FAILURE``).
 EXIT_NO_PROBES = 1
+#: The output of the broker check from the shutdown signal on, and the start of the
+#: consumer check's.
+SHUTTING_DOWN = "worker shutting down"
 
 
 # One CeleryProbes per Celery app (the consumer bootstep finds its own through its app).
@@ -80,8 +93,8 @@ class CeleryProbes:
         app: the Celery app.
         registry: the :class:`~healthprobe.HealthRegistry` the checks are registered in; add
             your own (a result backend, a database the tasks use) to it.
-        heartbeat: the consumer's :class:`~healthprobe.checks.Heartbeat` (check
-            ``celery-consumer``, liveness).
+        heartbeat: the consumer's :class:`~healthprobe.checks.Heartbeat`, which check
+            ``celery-consumer`` (liveness) reports.
         host: the address the probe server listens on.
         port: the port it was asked to listen on (``server.port`` is the bound one).
         server: the running :class:`~healthprobe.ProbeServer` in the worker's main process,
@@ -100,7 +113,7 @@ class CeleryProbes:
         broker_check: bool,
         broker_timeout: float | None,
         max_broker_wait: float | None,
-        metrics: bool,
+        metrics: bool | MetricsSource,
         expose_output: bool,
     ) -> None:
         self.app = app
@@ -115,6 +128,7 @@ class CeleryProbes:
         self._expose_output = expose_output
         self._ready = False
         self._connected = False
+        self._stopping = False  # set by worker_shutting_down, in the worker's main process
         self._pid = 0  # the worker's main process, once worker_init came
         self._worker: Any = None
         self._lock = threading.Lock()
@@ -123,7 +137,7 @@ class CeleryProbes:
         self._wake: tuple[int, int] | None = None
         self._redis: bool | None = None
         registry.add_check(CHECK_NAMES["startup"], self._check_ready, probes=["startup"])
-        registry.add_check(CHECK_NAMES["liveness"], self.heartbeat, probes=["liveness"])
+        registry.add_check(CHECK_NAMES["liveness"], self._check_consumer, probes=["liveness"])
         if broker_check:
             registry.add_check(
                 CHECK_NAMES["readiness"], self._check_broker, probes=["readiness"], timeout=self.broker_timeout
@@ -167,9 +181,36 @@ class CeleryProbes:
     def _check_ready(self) -> CheckResult:
         if self._ready:
             return CheckResult(Status.PASS)
+        # Logged at INFO, not WARNING, when it is the check's first result (_NotReadyYet).
         return CheckResult(Status.FAIL, output="the worker is not ready yet (no worker_ready from Celery)")
 
+    def _previous_status(self, name: str) -> Status | None:
+        try:
+            previous = self.registry.last_result(name)
+        except UnknownCheckError:
+            return None
+        return None if previous is None else previous.status
+
+    def _check_consumer(self) -> CheckResult:
+        result = self.heartbeat()
+        if not self._stopping or result.status is not Status.WARN:
+            return result
+        # The wait for the shutdown (or for a broker that was already gone) is expected: it
+        # passes, or stays warn when the check already warned, so it is no new warning.
+        previous = self._previous_status(CHECK_NAMES["liveness"])
+        return CheckResult(
+            Status.WARN if previous is Status.WARN else Status.PASS,
+            output=f"{SHUTTING_DOWN}; {result.output}",
+            observed_value=result.observed_value,
+            observed_unit=result.observed_unit,
+        )
+
     def _check_broker(self) -> CheckResult:
+        if self._stopping:
+            # The consumer stops with the worker, and the lifecycle (draining) fails readiness
+            # already: the state the broker was last seen in stands, without a new attempt.
+            previous = self._previous_status(CHECK_NAMES["readiness"])
+            return CheckResult(previous or Status.PASS, output=SHUTTING_DOWN)
         if not self._connected:
             return CheckResult(Status.FAIL, output="the consumer is not connected to the broker")
         start = time.monotonic()
@@ -231,6 +272,8 @@ class CeleryProbes:
         # healthprobe's threads block the signals Celery handles (healthprobe._threads): the
         # kernel delivers SIGTERM to the main thread, whose sleep or poll it interrupts, so
         # Celery's handler runs at once (a task on the main thread with --pool=solo included).
+        quiet = _NotReadyYet(self)
+        logger.addFilter(quiet)  # before the first probe can come
         try:
             self.server = serve(
                 self.registry,
@@ -238,17 +281,17 @@ class CeleryProbes:
                 self.port,
                 metrics=self._metrics,
                 expose_output=self._expose_output,
-                shutdown=self if self._metrics else None,
+                shutdown=self if self._metrics is True else None,
             )
             read, write = os.pipe()
             self._wake = (read, write)
             _threads.start(self._watch_shutdown, read, name="healthprobe-celery")
         except Exception as exc:
+            logger.removeFilter(quiet)
             # Celery's signal dispatch would log an exception and start the worker without
             # probes, which the kubelet would then restart for ever: end it here, on one line.
             reason = " ".join(str(exc).split()) or type(exc).__name__
-            fix = "; pass another port to healthprobe.celery.install(port=...)" if isinstance(exc, OSError) else ""
-            logger.error("celery: cannot serve probes on %s:%d: %s%s", self.host, self.port, reason, fix)
+            logger.error("celery: cannot serve probes on %s:%d: %s%s", self.host, self.port, reason, _bind_fix(exc))
             raise SystemExit(EXIT_NO_PROBES) from exc
 
     def _on_worker_process_init(self, **kwargs: Any) -> None:
@@ -280,6 +323,7 @@ class CeleryProbes:
         wake = self._wake
         if wake is None or self._pid != os.getpid():
             return
+        self._stopping = True  # one attribute: the checks read it from their threads
         with contextlib.suppress(OSError):
             os.write(wake[1], b"c" if how == "Cold" else b"w")
 
@@ -383,12 +427,102 @@ class ConsumerHeartbeat(bootsteps.StartStopStep):  # type: ignore[misc]
             self.probes.heartbeat.beat()
 
 
+class _NotReadyYet(logging.Filter):
+    """Logs the startup check's first ``fail``, before Celery sent ``worker_ready``, at
+    ``INFO`` instead of ``WARNING``: a worker probed while it starts is expected to be not
+    ready yet (docs/frameworks/celery.md, "Logging"). Put on the ``healthprobe`` logger in
+    the worker's main process (``worker_init``); a no-op once the worker is ready."""
+
+    def __init__(self, probes: CeleryProbes) -> None:
+        super().__init__()
+        self._probes = weakref.ref(probes)
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno != logging.WARNING or getattr(record, "check", None) != CHECK_NAMES["startup"]:
+            return True
+        probes = self._probes()
+        if probes is None or probes._ready:
+            return True
+        if getattr(record, "status", None) != Status.FAIL.value or getattr(record, "previous_status", "") is not None:
+            return True
+        if not logging.getLogger(record.name).isEnabledFor(logging.INFO):
+            return False
+        record.levelno, record.levelname = logging.INFO, logging.getLevelName(logging.INFO)
+        return True
+
+
+#: ``errno`` values of a bind that fails for the address (the host), not for the port.
+_HOST_ERRORS = frozenset({errno.EADDRNOTAVAIL, errno.EAFNOSUPPORT})
+#: ``errno`` values of a bind that fails for the port: in use, or privileged.
+_PORT_ERRORS = frozenset({errno.EADDRINUSE, errno.EACCES})
+
+
+def _bind_fix(exc: BaseException) -> str:
+    """The advice that ends the line of a worker whose probe server cannot start: the
+    argument of :func:`install` at fault (the host for a name that does not resolve or an
+    address that is not this machine's, the port for one in use or privileged)."""
+    if isinstance(exc, socket.gaierror) or (isinstance(exc, OSError) and exc.errno in _HOST_ERRORS):
+        return "; pass another host to healthprobe.celery.install(host=...)"
+    if isinstance(exc, OSError) and exc.errno in _PORT_ERRORS:
+        return "; pass another port to healthprobe.celery.install(port=...)"
+    return ""
+
+
+def _check_host(host: str) -> None:
+    """Raise ``ValueError`` for a malformed IP address (only digits and dots, or a colon,
+    but no address): refused here rather than by the worker, which would look it up as a
+    host name. Looks nothing up."""
+    if ":" in host:
+        try:
+            ipaddress.IPv6Address(host)
+        except ValueError:
+            raise ValueError(f"host must be an IP address or a host name, got {host!r}: not an IPv6 address") from None
+    elif re.fullmatch(r"[0-9.]+", host):
+        try:
+            socket.inet_aton(host)  # what bind() accepts as an IPv4 address ("10.1", "0" too)
+        except OSError:
+            raise ValueError(f"host must be an IP address or a host name, got {host!r}: not an IPv4 address") from None
+
+
+def _flag(name: str, value: object) -> bool:
+    if not isinstance(value, bool):
+        raise TypeError(f"{name} must be True or False, got {value!r} ({type(value).__name__})")
+    return value
+
+
+def _check_seconds_type(name: str, value: object, *, none: bool = False) -> None:
+    """Raise ``TypeError`` unless ``value`` is a number (``None`` too, with ``none``)."""
+    if (value is None and none) or (isinstance(value, (int, float)) and not isinstance(value, bool)):
+        return
+    either = " or None" if none else ""
+    raise TypeError(f"{name} must be a number of seconds{either}, got {value!r} ({type(value).__name__})")
+
+
+def _seconds(name: str, value: float) -> float:
+    """``value`` as seconds: a wrong type is a ``TypeError``, a number that is not positive
+    and finite a ``ValueError``."""
+    _check_seconds_type(name, value)
+    if not math.isfinite(value) or value <= 0:
+        raise ValueError(f"{name} must be a positive finite number of seconds, got {value!r}")
+    return float(value)
+
+
 def _seconds_or_none(name: str, value: float | None) -> float | None:
+    """:func:`_seconds`, or ``None``."""
+    _check_seconds_type(name, value, none=True)
     if value is None:
         return None
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
+    if not math.isfinite(value) or value <= 0:
         raise ValueError(f"{name} must be a positive finite number of seconds or None, got {value!r}")
     return float(value)
+
+
+def _metrics(value: object) -> bool | MetricsSource:
+    """``metrics`` as the probe server takes it: a bool, or a metrics source (an object with
+    ``expose``)."""
+    if isinstance(value, bool) or callable(getattr(value, "expose", None)):
+        return value  # type: ignore[return-value]
+    raise TypeError(f"metrics must be True, False or a MetricsSource, got {value!r} ({type(value).__name__})")
 
 
 def install(
@@ -401,7 +535,7 @@ def install(
     broker_check: bool = True,
     broker_timeout: float | None = None,
     max_broker_wait: float | None = None,
-    metrics: bool = False,
+    metrics: bool | MetricsSource = False,
     expose_output: bool = False,
 ) -> CeleryProbes:
     """Serve startup, readiness and liveness probes (and metrics) for the Celery worker
@@ -422,11 +556,19 @@ def install(
       seconds from the consumer's event loop (:class:`ConsumerHeartbeat`). It fails when the
       loop has not run for ``max_interval`` seconds (a wedged consumer; with ``-P solo`` the
       tasks run on that loop, so ``max_interval`` must exceed the longest task). While the
-      consumer waits for the broker (at start and after losing it) and during a shutdown, it
-      reports ``warn`` ("waiting for broker for 12.3 s"), which passes.
+      consumer waits for the broker (at start and after losing it), it reports ``warn``
+      ("waiting for broker for 12.3 s"), which passes. During a shutdown it passes
+      ("worker shutting down; waiting for warm shutdown for 2.1 s"), or stays ``warn`` if
+      it was waiting for the broker already: an expected wait, logged as no warning.
     * ``celery-broker`` (readiness, with ``broker_check``): fails while the consumer is not
       connected, else opens a fresh connection to the broker with kombu (one attempt, no
       retry, bounded by ``broker_timeout``), which works for any broker Celery supports.
+      From the shutdown signal on it tries no connection and reports ``worker shutting
+      down`` with the status it had (``pass`` if it never ran): the consumer stops with
+      the worker, and the lifecycle fails readiness already.
+
+    The startup check's first ``fail`` (a probe before ``worker_ready``) is logged at
+    ``INFO``, not ``WARNING``: a worker that is not ready yet is expected at start.
 
     A shutdown signal (Celery's ``worker_shutting_down``: ``SIGTERM`` for the warm
     shutdown, ``SIGQUIT`` for the cold one) moves the registry to ``draining`` at once, so
@@ -440,37 +582,47 @@ def install(
         registry: the :class:`~healthprobe.HealthRegistry` to register the checks in and
             serve; a new one when ``None``. Add your own checks to it before or after.
         host: address of the probe server; ``0.0.0.0`` so the kubelet reaches the pod's IP.
+            A malformed IP address (``"999.1.1.1"``) is refused here; a host name is looked
+            up by the worker.
         port: its TCP port (8081 by default; ``0`` picks a free one, read back from
             ``probes.server.port`` in the worker).
         max_interval: seconds the consumer's event loop may go without running before
             liveness fails (60 s by default).
-        broker_check: register the ``celery-broker`` readiness check.
+        broker_check: register the ``celery-broker`` readiness check (``True`` or ``False``).
         broker_timeout: the deadline of that check in seconds; by default the registry's
             ``default_timeout`` (0.8 s, inside the kubelet's default ``timeoutSeconds`` of
             1 s). The connection attempt is given 90 % of it, so it ends by itself first.
         max_broker_wait: seconds the consumer may wait for the broker before liveness fails
             after all, or ``None`` (the default): a broker outage alone never fails
             liveness, since a restart does not bring the broker back.
-        metrics: also serve Prometheus metrics on ``/metrics`` of the probe port (extra
-            ``prometheus``): the checks and probes, ``healthprobe_in_flight_requests`` (the
-            tasks running), ``healthprobe_shutdown_phase`` (``serving``, ``drain``,
-            ``stopped``) and prometheus-client's default registry of the main process.
-        expose_output: show the checks' outputs in probe bodies (withheld by default).
+        metrics: also serve Prometheus metrics on ``/metrics`` of the probe port: ``True``
+            (extra ``prometheus``) for the checks and probes, ``healthprobe_in_flight_requests``
+            (the tasks running), ``healthprobe_shutdown_phase`` (``serving``, ``drain``,
+            ``stopped``) and prometheus-client's default registry of the main process; or a
+            :class:`~healthprobe.http.MetricsSource` of your own, as :func:`healthprobe.serve`
+            takes it.
+        expose_output: show the checks' outputs in probe bodies (withheld by default; ``True``
+            or ``False``).
 
     Returns:
         The :class:`CeleryProbes` wired for ``app`` (``registry``, ``heartbeat``, and
         ``server`` in the worker's main process once it started).
 
     Raises:
-        TypeError: ``app`` is not a Celery app, ``registry`` not a ``HealthRegistry``,
-            ``host`` not a str or ``port`` not an int.
-        ValueError: ``port`` is outside 0-65535, a duration is not a positive finite number,
-            or the registry already has a check of one of the names above.
+        TypeError: an argument of the wrong type: ``app`` is not a Celery app, ``registry``
+            not a ``HealthRegistry``, ``host`` not a str, ``port`` not an int, a duration not
+            a number (``max_interval="60"``), ``broker_check`` or ``expose_output`` not a
+            bool, ``metrics`` neither a bool nor a metrics source (``metrics="yes"``).
+        ValueError: a value out of range: ``port`` outside 0-65535, a malformed IP address
+            as ``host``, a duration that is not a positive finite number, or the registry
+            already has a check of one of the names above.
         RuntimeError: :func:`install` was already called for ``app``.
         ImportError: ``metrics=True`` without prometheus-client installed.
 
-    A worker whose probe server cannot start (the port is in use) logs one ``ERROR`` line
-    naming the port and exits with status 1 before it consumes anything.
+    A worker whose probe server cannot start logs one ``ERROR`` line and exits with status 1
+    before it consumes anything; the line ends with the argument to change: the port when
+    it is in use (or privileged), the host when it does not resolve or is not an address of
+    the machine.
     """
     if not (hasattr(app, "steps") and hasattr(app, "connection_for_read") and hasattr(app, "conf")):
         raise TypeError(f"app must be a celery.Celery app, got {type(app).__name__}")
@@ -478,12 +630,21 @@ def install(
         registry = HealthRegistry()
     elif not isinstance(registry, HealthRegistry):
         raise TypeError(f"registry must be a HealthRegistry, got {type(registry).__name__}")
+    # Every type first (TypeError), then the values (ValueError).
     if not isinstance(host, str):
         raise TypeError(f"host must be a str, got {host!r}")
     if isinstance(port, bool) or not isinstance(port, int):
         raise TypeError(f"port must be an int, got {type(port).__name__}")
+    _check_seconds_type("max_interval", max_interval)
+    _check_seconds_type("broker_timeout", broker_timeout, none=True)
+    _check_seconds_type("max_broker_wait", max_broker_wait, none=True)
+    _flag("broker_check", broker_check)
+    _flag("expose_output", expose_output)
+    metrics = _metrics(metrics)
+    _check_host(host)
     if not 0 <= port <= 65535:
         raise ValueError(f"port must be from 0 to 65535, got {port}")
+    interval = _seconds("max_interval", max_interval)
     timeout = _seconds_or_none("broker_timeout", broker_timeout)
     max_wait = _seconds_or_none("max_broker_wait", max_broker_wait)
     taken = sorted({check.name for check in registry.checks} & set(CHECK_NAMES.values()))
@@ -491,7 +652,7 @@ def install(
         raise ValueError(f"the registry already has a check named {', '.join(taken)}: healthprobe.celery registers it")
     if app in _installed:
         raise RuntimeError(f"healthprobe.celery.install() was already called for {app!r}: call it once per app")
-    if metrics:
+    if metrics is True:
         from . import prometheus  # noqa: F401 - a missing prometheus-client is reported here, at start-up
 
     probes = CeleryProbes(
@@ -499,7 +660,7 @@ def install(
         registry,
         host=host,
         port=port,
-        max_interval=max_interval,
+        max_interval=interval,
         broker_check=broker_check,
         broker_timeout=timeout,
         max_broker_wait=max_wait,

@@ -51,7 +51,7 @@ from typing import Any, TypeVar, overload
 
 from . import _launch
 from ._extras import requires
-from ._types import Probe
+from ._types import Lifecycle, Probe
 from .http import DEFAULT_PATHS, MetricsSource, _check_path
 from .registry import HealthRegistry
 from .shutdown import GracefulShutdown
@@ -98,7 +98,9 @@ class Settings:
         drain_timeout: bound in seconds on waiting for requests in flight; default 20 s.
         hook_timeout: bound in seconds on each shutdown hook; default 5 s.
         grace_period: the pod's ``terminationGracePeriodSeconds``, in seconds: a warning is
-            logged when delay + drain + hooks exceed it; default 30 s.
+            logged when delay + drain + hooks exceed it, at the app's first startup or
+            readiness probe (or at the signal, if none came), so that the hooks registered
+            after ``init_app`` count; default 30 s.
         repeat_window: seconds after the first signal during which another is a copy of it
             (docs/kubernetes.md); default 1 s.
     """
@@ -349,7 +351,7 @@ class HealthProbe:
                 DOCS,
             )
             return None
-        coordinator = GracefulShutdown(
+        coordinator = _AppShutdown(
             health,
             delay=settings.shutdown_delay,
             drain_timeout=settings.drain_timeout,
@@ -359,6 +361,7 @@ class HealthProbe:
         )
         for func, name in self._hooks:
             coordinator.add_hook(func, name=name)
+        coordinator._warn_when_hooks_are_in(health)
         return coordinator
 
     @overload
@@ -483,7 +486,7 @@ def _refuse_unknown(keys: Iterable[object], app_name: str) -> None:
 
 def _settings(values: Mapping[str, Any], where: Callable[[str], str]) -> Settings:
     """Check every value (types first, then ranges) and build :class:`Settings`."""
-    return Settings(
+    settings = Settings(
         paths=_paths(values["paths"], where("paths")),
         failure_status=_failure_status(values["failure_status"], where("failure_status")),
         expose_output=_flag(values["expose_output"], where("expose_output")),
@@ -498,6 +501,29 @@ def _settings(values: Mapping[str, Any], where: Callable[[str], str]) -> Setting
         grace_period=_seconds(values["grace_period"], where("grace_period")),
         repeat_window=_seconds(values["repeat_window"], where("repeat_window")),
     )
+    if settings.metrics is not False:
+        clash = _probe_path_of(settings.metrics_path, settings.paths)
+        if clash is not None:
+            path = settings.metrics_path
+            what = (
+                f"which is also a probe path of {where('paths')}"
+                if clash == path
+                else f"which the probe path {clash!r} of {where('paths')} answers (as {clash}/<check>)"
+            )
+            example = ", such as '/metrics'" if _probe_path_of("/metrics", settings.paths) is None else ""
+            raise ValueError(
+                f"{where('metrics_path')} is {path!r}, {what}: give the metrics a path of their own{example}"
+            )
+    return settings
+
+
+def _probe_path_of(path: str, paths: Iterable[str]) -> str | None:
+    """The probe path that answers ``path``: itself, or the probe path it is a check of
+    (``/readyz/<check>``), as :meth:`healthprobe.http.HealthEndpoints.route` matches them."""
+    for probe_path in paths:
+        if path == probe_path or (path.startswith(probe_path) and path[len(probe_path) : len(probe_path) + 1] == "/"):
+            return probe_path
+    return None
 
 
 def _got(value: object) -> str:
@@ -576,6 +602,38 @@ def _metrics(value: object, where: str) -> bool | MetricsSource:
 
 
 # -- the process -----------------------------------------------------------------------------------
+
+
+class _AppShutdown(GracefulShutdown):
+    """The :class:`GracefulShutdown` :meth:`HealthProbe.init_app` gives an app.
+
+    Its grace-period warning (``delay + drain + hooks`` above ``grace_period``) waits until
+    the app's hooks are in: a :class:`GracefulShutdown` warns as it is constructed, inside
+    ``init_app``, before the factory registers the hooks that follow it (``close_redis`` on
+    docs/frameworks/flask.md), and warns once, so it would count none of them. Here the
+    warning comes at the registry's first lifecycle change (its first startup or readiness
+    probe, served once the factory has returned; else the shutdown signal), counting every
+    hook registered by then; a hook added later warns then if it takes the budget over.
+    """
+
+    _hooks_in = False
+
+    def _warn_budget(self) -> None:
+        if self._hooks_in:
+            super()._warn_budget()
+
+    def _warn_when_hooks_are_in(self, registry: HealthRegistry) -> None:
+        if registry.lifecycle in (Lifecycle.DRAINING, Lifecycle.STOPPED):
+            return  # no change is left to come
+        ref = weakref.ref(self)
+
+        def on_lifecycle(old: Lifecycle, new: Lifecycle) -> None:
+            coordinator = ref()
+            if coordinator is not None and not coordinator._hooks_in:
+                coordinator._hooks_in = True
+                coordinator._warn_budget()
+
+        registry.add_lifecycle_listener(on_lifecycle)
 
 
 def _check_hook(func: object, name: str | None) -> None:

@@ -34,12 +34,14 @@ import difflib
 import importlib
 import importlib.util
 import inspect
+import types
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from django.core.exceptions import ImproperlyConfigured
 
 from .._runner import CheckFunc
+from .._types import Probe
 from ..http import HealthEndpoints, _check_path
 from ..registry import (
     CHECK_NAME,
@@ -358,14 +360,18 @@ def _checked_endpoints(basics: Basics) -> tuple[Basics, list[Problem]]:
         problems.append(_bad("HEALTHPROBE['PATHS']", f"is {basics.paths!r}", f"{exc} (see {DOCS})"))
         basics = dataclasses.replace(basics, paths=None)
         endpoints = HealthEndpoints(HealthRegistry())
-    try:
-        HealthEndpoints(HealthRegistry(), failure_status=basics.failure_status)
-    except Exception as exc:  # TypeError, ValueError
+    wrong = _failure_status_problem(basics.failure_status)
+    if wrong is None:
+        try:
+            HealthEndpoints(HealthRegistry(), failure_status=basics.failure_status)
+        except Exception as exc:  # TypeError, ValueError: what the rules above missed
+            wrong = f"FAILURE_STATUS is refused ({exc})"
+    if wrong is not None:
         problems.append(
             _bad(
                 "HEALTHPROBE['FAILURE_STATUS']",
                 f"is {basics.failure_status!r}",
-                f"{exc}; write an int, or a dict such as {{'readiness': 503, 'liveness': 500}}",
+                f"{wrong}; write an int, or a dict such as {{'readiness': 503, 'liveness': 500}}",
             )
         )
         basics = dataclasses.replace(basics, failure_status=503)
@@ -396,6 +402,33 @@ def _checked_endpoints(basics: Basics) -> tuple[Basics, list[Problem]]:
         else:
             return basics, problems
     return dataclasses.replace(basics, metrics_path=None), problems
+
+
+def _failure_status_problem(value: object) -> str | None:
+    """What is wrong with a ``FAILURE_STATUS``, in words that name the key as it is written
+    in the settings, or ``None``."""
+
+    def code_problem(key: str, code: object) -> str | None:
+        if isinstance(code, bool) or not isinstance(code, int):
+            return f"{key} must be an int (a status code from 400 to 599), not {code!r}"
+        if not 400 <= code <= 599:
+            return f"{key} must be a status code from 400 to 599, not {code}"
+        return None
+
+    if not isinstance(value, Mapping):
+        if isinstance(value, bool) or not isinstance(value, int):
+            return f"FAILURE_STATUS must be an int or a dict of probe name to int, not {value!r}"
+        return code_problem("FAILURE_STATUS", value)
+    for probe, code in value.items():
+        try:
+            _as_probe(probe)
+        except (ValueError, TypeError):
+            names = ", ".join(repr(p.value) for p in Probe)
+            return f"FAILURE_STATUS names the probe {probe!r}: the probes are {names}"
+        problem = code_problem(f"FAILURE_STATUS[{probe!r}]", code)
+        if problem is not None:
+            return problem
+    return None
 
 
 def _logging_problems(settings: Any) -> list[Problem]:
@@ -515,25 +548,51 @@ def _import(where: str, path: object) -> tuple[object, Problem | None]:
         # are reported by themselves, not as this path's.
         return None, None
     except Exception as exc:
-        first = (str(exc).strip().splitlines() or [""])[0]
-        return None, Problem(
-            "healthprobe.E004",
-            f"{where}: {path!r} does not import: {type(exc).__name__}: {first}",
-            hint,
-        )
+        return None, _does_not_import(where, path, exc, hint)
     try:
         return getattr(module, attribute), None
     except AttributeError:
-        names = [n for n, v in vars(module).items() if not n.startswith("_") and callable(v)]
-        return None, Problem(
-            "healthprobe.E004",
-            f"{where}: module {module_name!r} has no attribute {attribute!r}",
-            f"{_did_you_mean(attribute, names)}{hint}",
-        )
+        pass
+    # A submodule is no attribute of its package until something imports it: the path may
+    # name a module (reported as such by _callable_problem), or nothing.
+    try:
+        return importlib.import_module(path), None
+    except MisconfiguredError:
+        return None, None
+    except ModuleNotFoundError as exc:
+        if exc.name != path:  # the module exists, and imports what is not there
+            return None, _does_not_import(where, path, exc, hint)
+    except Exception as exc:
+        return None, _does_not_import(where, path, exc, hint)
+    names = [n for n, v in vars(module).items() if not n.startswith("_") and callable(v)]
+    return None, Problem(
+        "healthprobe.E004",
+        f"{where}: module {module_name!r} has no attribute {attribute!r}",
+        f"{_did_you_mean(attribute, names)}{hint}",
+    )
+
+
+def _does_not_import(where: str, path: str, exc: BaseException, hint: str) -> Problem:
+    first = (str(exc).strip().splitlines() or [""])[0]
+    return Problem("healthprobe.E004", f"{where}: {path!r} does not import: {type(exc).__name__}: {first}", hint)
 
 
 def _callable_problem(where: str, path: str, func: object) -> Problem | None:
     hint = "point at a function (or callable object) that takes no arguments and returns None, a bool or a CheckResult"
+    if isinstance(func, types.ModuleType):
+        names = [
+            name
+            for name, value in vars(func).items()
+            if not name.startswith("_")
+            and inspect.isfunction(value)
+            and getattr(value, "__module__", None) == func.__name__
+        ]
+        example = f", such as {f'{path}.{names[0]}'!r}" if names else ""
+        return Problem(
+            "healthprobe.E005",
+            f"{where}: {path!r} is a module, not a callable",
+            f"name a function in it (or a callable object) that takes no arguments{example}",
+        )
     if inspect.isclass(func):
         return Problem(
             "healthprobe.E005",
