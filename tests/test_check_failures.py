@@ -9,11 +9,9 @@ and from async callers on asyncio and trio.
 
 from __future__ import annotations
 
-import asyncio
 import decimal
 import fractions
 import json
-import sys
 import threading
 from collections.abc import Callable
 from typing import Any
@@ -132,31 +130,6 @@ def test_base_exceptions_from_async_checks_fail_at_once_from_an_async_caller(
         result = report.checks["bad"].result  # type: ignore[attr-defined]
         assert (result.status, result.error_type, result.output) == (Status.FAIL, error_type, output)
         assert not result.timed_out
-
-
-@pytest.mark.skipif(sys.version_info < (3, 11), reason="Task.cancelling() is new in Python 3.11")
-def test_cancelling_the_probes_task_from_outside_propagates_and_is_not_the_checks_failure() -> None:
-    entered: list[asyncio.Event] = []
-
-    async def slow() -> None:
-        entered[0].set()
-        await asyncio.sleep(30)
-
-    registry = registry_of(slow=slow)
-
-    async def main() -> CheckResult | None:
-        entered.append(asyncio.Event())
-        task = asyncio.create_task(registry.run_async("readiness"))
-        await entered[0].wait()
-        task.cancel()  # a native cancellation, which no cancel scope shields
-        with pytest.raises(asyncio.CancelledError):
-            await task
-        return registry.last_result("slow")
-
-    result = asyncio.run(main())
-    assert result is not None and result.status is Status.FAIL
-    assert result.error_type is None and not result.timed_out
-    assert result.output == "cancelled with the probe that ran it"
 
 
 # -- an exception whose text cannot be had -----------------------------------------------------

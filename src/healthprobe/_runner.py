@@ -15,9 +15,20 @@ callers (WSGI threads, the standalone probe server) can join the same run:
   exiting. Until that thread returns, the check is *busy*: later probes get an immediate
   ``fail`` instead of a second thread; a run that outlived its deadline retires its thread
   (the next run gets a new one), after that thread's teardowns (:func:`on_thread_exit`).
-* **Async checks** run on the caller's event loop when the caller is async (so clients bound
-  to the application's loop keep working), and on a private daemon event loop when the caller
-  is sync.
+* **Async checks** run as a task of their own, never inside a probe's task: on the caller's
+  event loop when the caller is async (so clients bound to the application's loop keep
+  working), and on a private daemon event loop when the caller is sync. At the run's deadline
+  the run is settled as ``fail`` ("timed out") and, on asyncio, the check's task is cancelled
+  **once**: a check that swallows that cancellation is left to run (*abandoned*: logged, and
+  counted in :attr:`CheckStats.abandoned`) and is never cancelled again, so it cannot turn the
+  event loop into a busy loop. Until its task ends the check is busy, as a sync check is. On
+  trio, whose cancellation is level-triggered (every checkpoint of a cancelled scope raises
+  ``Cancelled`` again), the check runs as a system task and is shielded from further
+  cancellation once the deadline's ``Cancelled`` has had two scheduling rounds to reach it.
+* **What a check wrote is bounded and redacted.** Its output, a ``str`` observed value and
+  its unit are cut to :data:`~healthprobe._types.TEXT_LIMIT` characters, and secrets are
+  withheld from the output and the observed value (:func:`healthprobe.checks.redact`: the
+  userinfo of URLs, ``password=``-like values) before anything stores, logs or serves them.
 """
 
 from __future__ import annotations
@@ -39,7 +50,8 @@ import anyio
 import anyio.lowlevel
 
 from . import _threads
-from ._types import CheckResult, Probe, Status
+from ._types import TEXT_LIMIT, CheckResult, Probe, Status
+from .checks._common import redact
 from .render import one_line
 
 logger = logging.getLogger("healthprobe")
@@ -66,7 +78,18 @@ DURATION_BUCKETS: tuple[float, ...] = (
     math.inf,
 )
 
-_OUTPUT_LIMIT = 500
+_OUTPUT_LIMIT = TEXT_LIMIT
+
+#: Seconds after an async check's task was cancelled at its deadline that it is counted as
+#: abandoned if it has not ended: a check that cleans up on cancellation (closes its
+#: connection) ends well within it.
+ABANDON_AFTER = 1.0
+
+#: trio: scheduling rounds a cancelled check gets for the deadline's ``Cancelled`` to reach it
+#: before it is shielded from further cancellation. One round delivers it to a check blocked
+#: at a checkpoint; the second covers one that was runnable at the deadline and reaches its
+#: next checkpoint in the round after (trio may run the tasks of a round in either order).
+_TRIO_CANCEL_ROUNDS = 2
 
 
 @dataclasses.dataclass(frozen=True)
@@ -99,6 +122,15 @@ class CheckStats:
 
     All fields are updated under the check's lock; readers take a consistent copy with
     :meth:`snapshot`.
+
+    Attributes:
+        runs: runs settled, by status.
+        bucket_counts: runs per bucket of :data:`DURATION_BUCKETS` (not cumulative).
+        duration_sum: seconds of all runs.
+        last_success_time: end of the latest passing run, in seconds since the Unix epoch.
+        abandoned: runs of an async check whose task had not ended :data:`ABANDON_AFTER`
+            seconds after it was cancelled at its deadline (it swallowed the cancellation):
+            each was left running, never cancelled again.
     """
 
     def __init__(self) -> None:
@@ -106,6 +138,7 @@ class CheckStats:
         self.bucket_counts: list[int] = [0] * len(DURATION_BUCKETS)
         self.duration_sum = 0.0
         self.last_success_time: float | None = None
+        self.abandoned = 0
 
     def record(self, result: CheckResult) -> None:
         self.runs[result.status] += 1
@@ -123,17 +156,26 @@ class CheckStats:
         copy.bucket_counts = list(self.bucket_counts)
         copy.duration_sum = self.duration_sum
         copy.last_success_time = self.last_success_time
+        copy.abandoned = self.abandoned
         return copy
 
 
 class _Run:
-    __slots__ = ("deadline", "future", "resolved", "started")
+    __slots__ = ("abandoned", "cut", "deadline", "ended", "future", "resolved", "scopes", "started")
 
     def __init__(self, started: float, deadline: float) -> None:
         self.started = started
         self.deadline = deadline
         self.future: concurrent.futures.Future[CheckResult] = concurrent.futures.Future()
         self.resolved = False
+        #: healthprobe cancelled the check's task at the deadline (asyncio).
+        self.cut = False
+        #: the task had not ended :data:`ABANDON_AFTER` seconds after that: left running.
+        self.abandoned = False
+        #: the check's task has ended (async checks).
+        self.ended = False
+        #: trio: the cancel scopes around the check, the outer one carrying the deadline.
+        self.scopes: tuple[Any, Any] | None = None
 
 
 class CheckState:
@@ -149,6 +191,11 @@ class CheckState:
         self.removed = False
         self.stats = CheckStats()
         self.thread: _CheckThread | None = None
+        #: The task running the async check's current run (a strong reference: asyncio keeps
+        #: only weak ones), ``None`` when none runs.
+        self.task: object | None = None
+        #: The latest run that ended was abandoned: a further abandonment is logged at DEBUG.
+        self.abandoning = False
 
     def fresh_result(self, now: float) -> CheckResult | None:
         """The cached result if it is still fresh at monotonic time ``now``."""
@@ -158,22 +205,36 @@ class CheckState:
         return None
 
 
+def bounded(text: str) -> str:
+    """``text`` as healthprobe keeps what a check wrote: secrets withheld
+    (:func:`healthprobe.checks.redact`), then cut to :data:`_OUTPUT_LIMIT` characters.
+
+    Redaction comes before the cut, so a secret is never cut in half and kept in part; only
+    the first four times the limit are read, so a huge text costs no more than a short one.
+    """
+    return redact(text[: 4 * _OUTPUT_LIMIT])[:_OUTPUT_LIMIT]
+
+
 def normalize(value: object) -> CheckResult:
     """Turn what a check returned into a :class:`CheckResult`.
 
     ``None`` and ``True`` pass, ``False`` fails, a :class:`Status` or :class:`CheckResult`
-    is taken as is; anything else is a failure ("unsupported return value").
+    is taken as is, its ``output``, ``str`` ``observed_value`` and ``observed_unit``
+    bounded (:func:`bounded`: redacted, cut to 500 characters); anything else is a failure
+    ("unsupported return value").
     """
     if value is None or value is True:
         return CheckResult(Status.PASS)
     if value is False:
         return CheckResult(Status.FAIL, output="check returned False")
     if isinstance(value, CheckResult) and isinstance(value.status, Status):
+        observed = value.observed_value
+        unit = value.observed_unit
         return CheckResult(
             status=value.status,
-            output=None if value.output is None else str(value.output)[:_OUTPUT_LIMIT],
-            observed_value=value.observed_value,
-            observed_unit=value.observed_unit,
+            output=None if value.output is None else bounded(str(value.output)),
+            observed_value=bounded(observed) if isinstance(observed, str) else observed,
+            observed_unit=unit if unit is None or len(unit) <= _OUTPUT_LIMIT else unit[:_OUTPUT_LIMIT],
         )
     if isinstance(value, Status):
         return CheckResult(value)
@@ -205,8 +266,9 @@ def _from_exception(exc: BaseException) -> CheckResult:
     """The ``fail`` result of a check that raised ``exc`` (any :class:`BaseException`).
 
     Its output is ``"<type>: <text>"``, or the type alone when the text is empty (as for a
-    bare ``KeyboardInterrupt``). Never raises: an exception whose ``__str__`` raises is
-    reported with :data:`UNPRINTABLE` as its text.
+    bare ``KeyboardInterrupt``), bounded (:func:`bounded`: secrets withheld, cut to 500
+    characters). Never raises: an exception whose ``__str__`` raises is reported with
+    :data:`UNPRINTABLE` as its text.
     """
     kind = type(exc)
     qualname = kind.__qualname__ if kind.__module__ == "builtins" else f"{kind.__module__}.{kind.__qualname__}"
@@ -215,7 +277,7 @@ def _from_exception(exc: BaseException) -> CheckResult:
     except BaseException:  # whatever __str__ raises, the failure is what counts
         text = UNPRINTABLE
     output = f"{qualname}: {text}" if text else qualname
-    return CheckResult(Status.FAIL, output=output[:_OUTPUT_LIMIT], error_type=qualname)
+    return CheckResult(Status.FAIL, output=bounded(output), error_type=qualname)
 
 
 def _timeout_result(check: Check, still_running: bool = False) -> CheckResult:
@@ -223,21 +285,9 @@ def _timeout_result(check: Check, still_running: bool = False) -> CheckResult:
     return CheckResult(Status.FAIL, output=text, timed_out=True)
 
 
-#: The result of an async check's run when the probe that led it was cancelled from outside
-#: (a native ``Task.cancel()``, which no cancel scope can shield) before the check finished.
-_INTERRUPTED = CheckResult(Status.FAIL, output="cancelled with the probe that ran it")
-
-
-def _cancel_requests() -> int | None:
-    """How many cancellation requests the current asyncio task has pending
-    (:meth:`asyncio.Task.cancelling`, Python 3.11+), or ``None`` where that cannot be known
-    (trio, Python 3.10)."""
-    try:
-        task = asyncio.current_task()
-    except RuntimeError:  # no asyncio loop running here: trio
-        return None
-    cancelling = getattr(task, "cancelling", None)
-    return cancelling() if callable(cancelling) else None
+#: The result of an async check's run when its task was cancelled by someone other than
+#: healthprobe (the event loop shutting down cancels every task) before the check finished.
+_INTERRUPTED = CheckResult(Status.FAIL, output="cancelled before it finished")
 
 
 _teardowns = threading.local()
@@ -471,67 +521,227 @@ class Runner:
         for thread in ending:
             thread.join(max(0.0, deadline - time.monotonic()))
 
-    async def lead_async_check(self, state: CheckState, run: _Run) -> None:
-        """Run an async check on the current event loop, bounded by the run's deadline.
+    def start_async_check(self, state: CheckState, run: _Run) -> None:
+        """Start an async check's run as a task of its own on the running event loop.
 
-        Shielded from outside cancellation (it is bounded by its own deadline anyway), so
-        a probe whose client went away does not fail the run for the others that joined it.
+        On asyncio it is a plain task; on trio a system task
+        (:func:`trio.lowlevel.spawn_system_task`), which needs no nursery. Either way it
+        runs in a copy of the caller's context variables, settles ``run`` when it ends or at
+        its deadline, and releases the check only when it has really ended. Never raises: a
+        task that cannot be started fails the run.
+        """
+        try:
+            try:
+                loop = asyncio.get_running_loop()
+            except RuntimeError:  # no asyncio loop in this thread: anyio runs us on trio
+                self._start_on_trio(state, run)
+            else:
+                self._start_on_asyncio(loop, state, run)
+        except BaseException as exc:  # nothing may leave the check busy for ever
+            self._release(state)
+            self.resolve(state, run, _from_exception(exc))
+
+    def start_async_check_elsewhere(self, state: CheckState, run: _Run) -> None:
+        """Start an async check's run on the private loop (for sync callers)."""
+        loop = self.private_loop()
+        try:
+            loop.call_soon_threadsafe(self._start_here, loop, state, run)
+        except RuntimeError as exc:  # the loop was closed: nothing may leave the check busy
+            self._release(state)
+            self.resolve(state, run, _from_exception(exc))
+
+    def _start_here(self, loop: asyncio.AbstractEventLoop, state: CheckState, run: _Run) -> None:
+        """:meth:`start_async_check` on ``loop``, which must be running in this thread."""
+        try:
+            self._start_on_asyncio(loop, state, run)
+        except BaseException as exc:
+            self._release(state)
+            self.resolve(state, run, _from_exception(exc))
+
+    def _start_on_asyncio(self, loop: asyncio.AbstractEventLoop, state: CheckState, run: _Run) -> None:
+        task = loop.create_task(self._asyncio_run(state, run), name=f"healthprobe-check-{state.check.name}")
+        with state.lock:
+            if not task.done():  # an eager task factory may have run it to its end already
+                state.task = task
+
+    async def _asyncio_run(self, state: CheckState, run: _Run) -> None:
+        """One run of an async check, as its own asyncio task.
+
+        At the deadline a timer settles the run as "timed out" (so every probe waiting for
+        it is answered) and cancels this task **once**. A check that swallows that
+        cancellation is abandoned :data:`ABANDON_AFTER` seconds later (logged, counted) and
+        left to end on its own, never cancelled again: a scope that cancels on every await
+        would turn such a check into a busy loop.
 
         Whatever the check raises is its failure, recorded with the exception's type at
         once: :class:`SystemExit`, :class:`KeyboardInterrupt`, :class:`GeneratorExit` and
-        other :class:`BaseException` subclasses too, so none of them reaches the server's
-        event loop (asyncio re-raises ``SystemExit`` and ``KeyboardInterrupt`` out of
-        ``run_forever``). Cancellation is the exception: the run's own deadline ends the
-        check as "timed out", and a native ``Task.cancel()`` of the probe's task (which no
-        cancel scope shields) propagates. That one is told apart from a ``CancelledError``
-        the check raised itself by the task's pending cancellation requests
-        (:meth:`asyncio.Task.cancelling`, Python 3.11+); on Python 3.10 every
-        ``CancelledError`` that is not the deadline's counts as the check's own.
-
-        Raises:
-            asyncio.CancelledError: the probe's task was cancelled from outside; the run is
-                then settled as ``fail`` ("cancelled with the probe that ran it").
+        other :class:`BaseException` subclasses too, so none of them reaches the event loop
+        (asyncio re-raises ``SystemExit`` and ``KeyboardInterrupt`` out of ``run_forever``).
+        A ``CancelledError`` is the deadline's when healthprobe cancelled the task, the
+        check's own failure when nobody did (``raise asyncio.CancelledError`` from a client
+        library), and is propagated when someone else cancelled the task (the event loop
+        shutting down), which Python 3.11+ tells by :meth:`asyncio.Task.cancelling`.
         """
         check = state.check
+        task = asyncio.current_task()
+        assert task is not None
+        loop = asyncio.get_running_loop()
+        timer = loop.call_later(max(0.0, run.deadline - time.monotonic()), self._cut_asyncio, state, run, task)
         result: CheckResult | None = None
-        requests_before = _cancel_requests()
         try:
-            # One scope, shielded and with the run's deadline (in the event loop's clock):
-            # outside cancellation cannot reach the check, its own deadline still does.
-            deadline = anyio.current_time() + max(0.0, run.deadline - time.monotonic())
-            with anyio.CancelScope(deadline=deadline, shield=True) as scope:
+            try:
+                value = check.func()
+                result = normalize(await value) if inspect.isawaitable(value) else normalize(value)
+            except asyncio.CancelledError as exc:
+                if not run.cut:
+                    cancelling = getattr(task, "cancelling", None)
+                    if callable(cancelling) and cancelling():
+                        raise  # cancelled by someone else: the event loop is shutting down
+                    # One the check raised itself (``raise asyncio.CancelledError`` from a
+                    # client library): the check's failure.
+                    result = _from_exception(exc)
+            except BaseException as exc:  # SystemExit, KeyboardInterrupt...: see the docstring
+                result = _from_exception(exc)
+        finally:
+            timer.cancel()
+            if result is None:
+                result = _timeout_result(check) if run.cut else _INTERRUPTED
+            elif run.cut or time.monotonic() > run.deadline:
+                # Past the deadline the answer is "timed out", whatever the check returned:
+                # a check that swallowed its cancellation, or one that blocked the event loop
+                # beyond its deadline, must not report pass.
+                result = _timeout_result(check)
+            self._ended(state, run, task)
+            self.resolve(state, run, result)
+
+    def _cut_asyncio(self, state: CheckState, run: _Run, task: asyncio.Task[None]) -> None:
+        """At the deadline of ``run``: settle it as timed out, cancel its task once, and
+        look again :data:`ABANDON_AFTER` seconds later."""
+        if task.done():
+            return
+        run.cut = True
+        self.resolve(state, run, _timeout_result(state.check))
+        task.cancel()
+        task.get_loop().call_later(ABANDON_AFTER, self._abandon_if_running, state, run, task.done)
+
+    def _start_on_trio(self, state: CheckState, run: _Run) -> None:
+        import contextvars
+
+        import trio
+
+        trio.lowlevel.spawn_system_task(
+            self._trio_run,
+            state,
+            run,
+            name=f"healthprobe-check-{state.check.name}",
+            context=contextvars.copy_context(),
+        )
+
+    async def _trio_run(self, state: CheckState, run: _Run) -> None:
+        """One run of an async check, as a trio system task.
+
+        The check runs inside two cancel scopes: the outer one carries the run's deadline,
+        the inner one is there to be shielded. trio's cancellation is level-triggered (every
+        checkpoint inside a cancelled scope raises ``Cancelled``), so a check that swallowed
+        it would get it again at once, for ever: a busy loop. So the probes waiting for the
+        run, the first of them at the deadline, have it watched (:meth:`_watch_on_trio`):
+        once the deadline's ``Cancelled`` has had :data:`_TRIO_CANCEL_ROUNDS` scheduling
+        rounds to reach the check, the inner scope is shielded and the check, if it is still
+        running, is left alone. Exceptions as :meth:`_asyncio_run`; the ``Cancelled`` of the
+        trio run ending (system tasks are cancelled when the main task returns) propagates.
+        """
+        import trio
+
+        check = state.check
+        result: CheckResult | None = None
+        try:
+            remaining = max(0.0, run.deadline - time.monotonic())
+            with trio.CancelScope(deadline=trio.current_time() + remaining) as outer, trio.CancelScope() as inner:
+                run.scopes = (outer, inner)
                 try:
                     value = check.func()
                     result = normalize(await value) if inspect.isawaitable(value) else normalize(value)
-                except (anyio.get_cancelled_exc_class(), asyncio.CancelledError) as exc:
-                    if scope.cancel_called:
-                        raise  # the deadline's own cancellation: the scope ends it below
-                    requests = _cancel_requests()
-                    if requests is not None and requests_before is not None and requests > requests_before:
-                        raise  # the probe's task was cancelled from outside: not the check's doing
-                    # One the check raised itself (``raise asyncio.CancelledError`` from a
-                    # client library): the check's failure, not the probe's, and it must not
-                    # cancel the probe.
+                except trio.Cancelled:
+                    raise  # the deadline's (the outer scope ends it) or the trio run's end
+                except BaseException as exc:  # see the docstring
                     result = _from_exception(exc)
-                except BaseException as exc:  # SystemExit, KeyboardInterrupt...: see the docstring
-                    result = _from_exception(exc)
-            if result is None or scope.cancel_called or time.monotonic() > run.deadline:
-                # Past the deadline the answer is "timed out", whatever the check returned:
-                # a check that swallowed its cancellation, or one that blocked the event
-                # loop beyond its deadline, must not report pass.
-                result = _timeout_result(check)
         finally:
-            if result is None:  # cancelled from outside
+            if result is None:
                 result = _timeout_result(check) if time.monotonic() >= run.deadline else _INTERRUPTED
-            self._release(state)
+            elif run.cut or time.monotonic() > run.deadline:
+                result = _timeout_result(check)
+            self._ended(state, run, None)
             self.resolve(state, run, result)
 
-    def start_async_check_elsewhere(self, state: CheckState, run: _Run) -> None:
-        """Lead an async check on the private loop (for sync callers)."""
-        asyncio.run_coroutine_threadsafe(self._lead_on_asyncio(state, run), self.private_loop())
+    def _watch_on_trio(self, state: CheckState, run: _Run) -> None:
+        """Watch ``run``, which outlived its deadline (trio; once per run): cancel it, let
+        the ``Cancelled`` reach the check, then shield the check from further cancellation,
+        and count it as abandoned if it is still running :data:`ABANDON_AFTER` seconds
+        later."""
+        import trio
 
-    async def _lead_on_asyncio(self, state: CheckState, run: _Run) -> None:
-        await self.lead_async_check(state, run)
+        if run.cut or run.ended:
+            return
+        run.cut = True
+        scopes = run.scopes
+
+        async def watch() -> None:
+            if scopes is not None:
+                outer, inner = scopes
+                outer.cancel()  # in case trio's clock has not reached the deadline yet
+                for _ in range(_TRIO_CANCEL_ROUNDS):
+                    await trio.lowlevel.checkpoint()
+                if not run.ended:
+                    inner.shield = True
+            await trio.sleep(ABANDON_AFTER)
+            self._abandon_if_running(state, run, lambda: run.ended)
+
+        trio.lowlevel.spawn_system_task(watch, name=f"healthprobe-watch-{state.check.name}")
+
+    def _abandon_if_running(self, state: CheckState, run: _Run, ended: Callable[[], bool]) -> None:
+        """Count and log ``run`` as abandoned if its task has not ended: once per run, at
+        WARNING unless the check's previous run was abandoned too (then at DEBUG)."""
+        if ended():
+            return
+        check = state.check
+        with state.lock:
+            if run.abandoned:
+                return
+            run.abandoned = True
+            state.stats.abandoned += 1
+            count = state.stats.abandoned
+            repeated, state.abandoning = state.abandoning, True
+        logger.log(
+            logging.DEBUG if repeated else logging.WARNING,
+            "check %s: still running %.1f s after it was cancelled at its %g s deadline; abandoned, "
+            "not cancelled again (it swallows its cancellation: see 'What a check must not do' in "
+            "docs/checks.md); probes fail at once until it ends",
+            check.name,
+            ABANDON_AFTER,
+            check.timeout,
+            extra={
+                "check": check.name,
+                "probes": sorted(probe.value for probe in check.probes),
+                "abandoned": count,
+            },
+        )
+
+    def _ended(self, state: CheckState, run: _Run, task: object | None) -> None:
+        """The task of ``run`` has ended: release the check for the next run."""
+        run.ended = True
+        with state.lock:
+            if task is None or state.task is task:
+                state.task = None
+            if not run.abandoned:
+                state.abandoning = False
+            state.busy = False
+        if run.abandoned:
+            logger.debug(
+                "check %s: its abandoned run ended %.1f s after its deadline",
+                state.check.name,
+                time.monotonic() - run.deadline,
+                extra={"check": state.check.name},
+            )
 
     # -- waiting -------------------------------------------------------------------------
 
@@ -550,14 +760,28 @@ class Runner:
         future = run.future
         if not future.done():
             remaining = run.deadline - time.monotonic()
-            if remaining > 0:
+            token = anyio.lowlevel.current_token().native_token
+            if remaining <= 0:
+                pass
+            elif isinstance(token, asyncio.AbstractEventLoop):
+                # asyncio's own primitives: a future woken by the run or by a timer, at a
+                # fraction of the cost of an anyio event inside a cancel scope.
+                waiter = token.create_future()
+                future.add_done_callback(lambda _: _wake(token, lambda: _settle(waiter)))
+                timer = token.call_later(remaining, _settle, waiter)
+                try:
+                    await waiter
+                finally:
+                    timer.cancel()
+            else:
                 event = anyio.Event()
-                token = anyio.lowlevel.current_token().native_token
                 future.add_done_callback(lambda _: _wake(token, event.set))
                 with anyio.move_on_after(remaining):
                     await event.wait()
             if not future.done():
                 self.resolve(state, run, _timeout_result(state.check))
+                if state.check.is_async and not run.ended and not isinstance(token, asyncio.AbstractEventLoop):
+                    self._watch_on_trio(state, run)  # on asyncio, the run's own timer does this
         return future.result()
 
     # -- whole probes --------------------------------------------------------------------
@@ -580,31 +804,28 @@ class Runner:
         return results
 
     async def run_async(self, states: Iterable[CheckState]) -> list[tuple[CheckResult, bool]]:
-        """Run ``states`` in parallel from an async caller, without blocking its loop."""
+        """Run ``states`` in parallel from an async caller, without blocking its loop.
+
+        Every check runs in a task or thread of its own, so the caller only waits: for each
+        run in the order of their deadlines, which settles each one at its own deadline at
+        the latest and returns by the latest of them.
+        """
         claims = [(state, *self.claim(state)) for state in states]
         results: list[tuple[CheckResult, bool] | None] = [None] * len(claims)
-        pending: list[int] = []
+        pending: list[tuple[float, int, CheckState, _Run]] = []
         for index, (state, run, lead) in enumerate(claims):
             if isinstance(run, CheckResult):
                 results[index] = (run, True)
                 continue
-            if lead and not state.check.is_async:
-                self.start_sync_check(state, run)
-            pending.append(index)
-
-        async def settle(index: int) -> None:
-            state, run, lead = claims[index]
-            assert isinstance(run, _Run)
-            if lead and state.check.is_async:
-                await self.lead_async_check(state, run)
+            if lead:
+                if state.check.is_async:
+                    self.start_async_check(state, run)
+                else:
+                    self.start_sync_check(state, run)
+            pending.append((run.deadline, index, state, run))
+        pending.sort(key=lambda entry: entry[0])
+        for _deadline, index, state, run in pending:
             results[index] = (await self.wait_async(state, run), False)
-
-        if len(pending) == 1:
-            await settle(pending[0])
-        elif pending:
-            async with anyio.create_task_group() as group:
-                for index in pending:
-                    group.start_soon(settle, index)
         return [entry for entry in results if entry is not None]
 
     # -- background checks ---------------------------------------------------------------
@@ -640,18 +861,31 @@ class Runner:
             if isinstance(run, _Run):
                 if lead:
                     if state.check.is_async:
-                        await self.lead_async_check(state, run)
+                        self.start_async_check(state, run)
                     else:
                         self.start_sync_check(state, run)
                 await self.wait_async(state, run)
             await asyncio.sleep(interval)
 
 
+def _settle(waiter: asyncio.Future[None]) -> None:
+    if not waiter.done():
+        waiter.set_result(None)
+
+
 def _wake(token: object, callback: Callable[[], Any]) -> None:
-    """Call ``callback`` soon on the event loop behind ``token``, from any thread."""
+    """Call ``callback`` on the event loop behind ``token``, from any thread: at once when
+    called on that loop (a check's own task settling its run), else soon."""
     try:
         if isinstance(token, asyncio.AbstractEventLoop):
-            token.call_soon_threadsafe(callback)
+            try:
+                running: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
+            except RuntimeError:
+                running = None
+            if running is token:
+                callback()
+            else:
+                token.call_soon_threadsafe(callback)
         else:  # trio: TrioToken.run_sync_soon
             token.run_sync_soon(callback)  # type: ignore[attr-defined]
     except RuntimeError:  # the loop has closed: nobody is waiting any more
@@ -669,14 +903,21 @@ def _fields(check: Check, previous: CheckResult | None, result: CheckResult) -> 
     }
 
 
+def _logged(output: str | None) -> str | None:
+    """What a log line shows of a check's output: redacted (:func:`healthprobe.checks.redact`;
+    a check run's output already is, this covers every other way a result is made) and
+    escaped onto one line (:func:`one_line`)."""
+    return None if output is None else one_line(redact(output))
+
+
 def _log_transition(check: Check, previous: CheckResult | None, result: CheckResult) -> None:
     if previous is not None and previous.status is result.status:
-        if result.status is not Status.PASS:
+        if result.status is not Status.PASS and logger.isEnabledFor(logging.DEBUG):
             logger.debug(
                 "check %s still %s: %s",
                 check.name,
                 result.status.value,
-                one_line(result.output),
+                _logged(result.output),
                 extra=_fields(check, previous, result),
             )
         return
@@ -692,7 +933,7 @@ def _log_transition(check: Check, previous: CheckResult | None, result: CheckRes
         "check %s: %s (%s)%s",
         check.name,
         result.status.value,
-        one_line(result.output) or "no output",
+        _logged(result.output) or "no output",
         f" [{result.error_type}]" if result.error_type else "",
         extra={
             **_fields(check, previous, result),

@@ -53,6 +53,11 @@ class Lifecycle(str, enum.Enum):
 
 _PLAIN_VALUES = (int, float, str)
 
+#: The most characters of a check's ``output``, of a ``str`` ``observed_value`` and of an
+#: ``observed_unit`` that healthprobe keeps from a check run (and serves): what a check
+#: writes is cut there, so no check can make a probe body or a log line grow without bound.
+TEXT_LIMIT = 500
+
 
 def _observed_value(value: object) -> float | int | str:
     """``value`` as an ``observed_value``: ints, floats and strs (subclasses too, ``bool``
@@ -79,15 +84,20 @@ class CheckResult:
         status: ``pass``, ``warn`` or ``fail`` (a :class:`Status`, or its value as a string).
         output: a human-readable message from the check. Served in HTTP bodies only when
             the operator opted in (``expose_output=True``), since it may carry details of
-            the dependency.
+            the dependency. From a check run, at most :data:`TEXT_LIMIT` (500) characters
+            are kept, with secrets withheld (:func:`healthprobe.checks.redact`).
         observed_value: a measured value (an ``int``, a ``float`` or a short ``str``), served
-            in the ``application/health+json`` body as ``observedValue``. Other numbers
-            (:class:`numbers.Integral` and :class:`numbers.Real` ones such as NumPy's, and
-            :class:`decimal.Decimal`) are converted to ``int`` or ``float``. NaN and the
-            infinities are kept here and served as ``null``, since JSON has no such numbers
-            (RFC 8259, section 6).
+            in the ``application/health+json`` body as ``observedValue`` **always**, whether
+            or not the operator opted in to outputs: it is a measurement for monitoring
+            (latency, bytes), so never put a secret or a dependency's details in it. Other
+            numbers (:class:`numbers.Integral` and :class:`numbers.Real` ones such as
+            NumPy's, and :class:`decimal.Decimal`) are converted to ``int`` or ``float``.
+            NaN, the infinities and integers beyond the range of a float are kept here and
+            served as ``null``, since JSON has no such numbers (RFC 8259, section 6). From a
+            check run, a ``str`` is cut to :data:`TEXT_LIMIT` (500) characters and redacted
+            as ``output`` is.
         observed_unit: the unit of ``observed_value`` (``"s"``, ``"bytes"``, ``"%"`` ...),
-            served as ``observedUnit``.
+            served as ``observedUnit`` (cut to :data:`TEXT_LIMIT` characters).
 
     Raises:
         ValueError: ``status`` is not ``pass``, ``warn`` or ``fail``.

@@ -12,7 +12,9 @@ check a list of objects with ``componentId``, ``status``, ``time``, ``observedVa
 
 What a check itself wrote (its output or exception text) is shown only when
 ``expose_output`` is ``True``; otherwise the reason is ``reason withheld``. Words that
-healthprobe writes itself (``timed out after 0.8 s``, ``draining``) are always shown. In text,
+healthprobe writes itself (``timed out after 0.8 s``, ``draining``) are always shown, and so
+are a check's ``observedValue`` and ``observedUnit`` (measurements: a check must not put a
+secret there; a string is cut to 500 characters). In text,
 every reason is escaped onto its line by :func:`one_line`, so what a check wrote cannot add
 ``[+]`` lines or a closing line of its own; JSON escapes control characters itself.
 """
@@ -24,7 +26,7 @@ import json
 import math
 from typing import Any, overload
 
-from ._types import CheckReport, Probe, Report, Status
+from ._types import TEXT_LIMIT, CheckReport, Probe, Report, Status
 
 #: The path word of each probe in kube-apiserver style text (``livez``, ``readyz``, ...).
 PROBE_WORD = {Probe.LIVENESS: "livez", Probe.READINESS: "readyz", Probe.STARTUP: "startupz"}
@@ -104,13 +106,25 @@ def _rfc3339(epoch: float) -> str:
 
 
 def _json_value(value: object) -> float | int | str | None:
-    """``value`` as JSON can carry it. JSON (RFC 8259, section 6) has no NaN or Infinity: a
-    non-finite number is sent as null ("no number to show"), keeping the field's type a
-    number or null. Anything but a number or a str (which :class:`CheckResult` refuses, but a
-    hand-made report may hold) is null too, never its ``repr``."""
+    """``value`` as JSON can carry it, in a bounded size. JSON (RFC 8259, section 6) has no
+    NaN or Infinity: a non-finite number is sent as null ("no number to show"), keeping the
+    field's type a number or null; so is an integer beyond the range of a float (about
+    1.8e308, 309 digits), which most JSON parsers cannot read and whose digits Python will
+    not even write past 4,300 (:func:`sys.set_int_max_str_digits`). A str is cut to
+    :data:`~healthprobe._types.TEXT_LIMIT` characters. Anything but a number or a str (which
+    :class:`CheckResult` refuses, but a hand-made report may hold) is null too, never its
+    ``repr``."""
     if isinstance(value, float):
         return value if math.isfinite(value) else None
-    return value if isinstance(value, (int, str)) else None
+    if isinstance(value, int):
+        try:
+            float(value)
+        except OverflowError:
+            return None
+        return value
+    if isinstance(value, str):
+        return value if len(value) <= TEXT_LIMIT else value[:TEXT_LIMIT]
+    return None
 
 
 def render_json(report: Report, *, expose_output: bool = False) -> dict[str, Any]:
@@ -123,8 +137,11 @@ def render_json(report: Report, *, expose_output: bool = False) -> dict[str, Any
 
     Returns:
         ``{"status": ..., "checks": {name: [{...}]}, ...}`` with IETF draft field names. A
-        check's ``observedValue`` is its number or string as is, or ``null`` for NaN and the
-        infinities, which JSON cannot represent (RFC 8259, section 6).
+        check's ``observedValue`` is its number or string as is, or ``null`` for NaN, the
+        infinities and integers beyond the range of a float, which JSON cannot carry
+        (RFC 8259, section 6). ``observedValue`` and ``observedUnit`` are shown whatever
+        ``expose_output`` says (they are measurements, not messages); a string is cut to
+        500 characters, so the document stays small whatever a report holds.
     """
     checks: dict[str, list[dict[str, Any]]] = {}
     for entry in report.checks.values():
@@ -135,8 +152,9 @@ def render_json(report: Report, *, expose_output: bool = False) -> dict[str, Any
         if result.observed_value is not None:
             value = result.observed_value
             item["observedValue"] = _json_value(value)
-            if isinstance(result.observed_unit, str):
-                item["observedUnit"] = result.observed_unit
+            unit = result.observed_unit
+            if isinstance(unit, str):
+                item["observedUnit"] = unit if len(unit) <= TEXT_LIMIT else unit[:TEXT_LIMIT]
         reason = _reason(entry, expose_output)
         if reason is not None:
             item["output"] = reason
