@@ -180,6 +180,12 @@ MISSING_CASES = {
         "metrics=True",
     ),
     "probe server": ("wsgi", "werkzeug", "healthprobe.serve", "healthprobe.server"),
+    "servers.gunicorn_probes": (
+        "wsgi",
+        "werkzeug",
+        "import healthprobe.servers.gunicorn_probes",
+        "healthprobe.servers.gunicorn_probes",
+    ),
     "servers.werkzeug": ("wsgi", "werkzeug", "import healthprobe.servers.werkzeug", "healthprobe.servers.werkzeug"),
     "servers.uvicorn": ("uvicorn", "uvicorn", "import healthprobe.servers.uvicorn", "healthprobe.servers.uvicorn"),
     "servers.hypercorn": (

@@ -312,6 +312,10 @@ def HealthMiddleware(
                 if shutdown.is_stopping:  # cut by the server's own shutdown bound
                     shutdown.request_cancelled()
                 raise
+            except BaseException as exc:
+                if not isinstance(exc, Exception):  # SystemExit, KeyboardInterrupt: cut, not drained
+                    shutdown.request_cut(exc)
+                raise
             finally:
                 if requests:  # never below zero, whatever else counts here
                     requests.pop()

@@ -13,7 +13,11 @@ then SIGKILL after ``terminationGracePeriodSeconds``)::
 
 A second signal during the sequence exits at once with ``128 + signal number``; a signal
 within :data:`REPEAT_WINDOW` (1 s) of the first is a copy of it (an init that signals the
-whole process group, then the supervisor passing it on) and changes nothing.
+whole process group, then the supervisor passing it on) and changes nothing. A signalled
+shutdown ends by its budget, ``delay + drain_timeout + hook_timeout x max(1, hooks)``
+seconds after the signal (:attr:`GracefulShutdown.budget`): hooks are cut there, and a
+process that has not finished exits with code 1 (see :class:`GracefulShutdown`). Each line
+of the log gives the seconds measured for its step.
 
 The coordinator itself imports no web framework. Servers are driven through a *stop*
 callable given to :meth:`GracefulShutdown.install` (see :mod:`healthprobe.servers`), and
@@ -35,7 +39,7 @@ import threading
 import time
 from collections.abc import Awaitable, Callable, Iterable
 from types import FrameType
-from typing import Any, TypeVar, overload
+from typing import Any, NoReturn, TypeVar, overload
 
 import anyio
 
@@ -84,20 +88,25 @@ class GracefulShutdown:
             load balancers stop sending new requests. ``None`` means 5 s when the
             ``KUBERNETES_SERVICE_HOST`` environment variable is set (inside a pod), else 0.
         drain_timeout: bound in seconds on waiting for in-flight requests once the server
-            stops accepting (default 20 s).
-        hook_timeout: bound in seconds on each cleanup hook (default 5 s).
+            stops accepting, counted from the end of the delay (default 20 s).
+        hook_timeout: bound in seconds on each cleanup hook (default 5 s); the budget counts
+            it once per hook, and at least once.
         grace_period: the pod's ``terminationGracePeriodSeconds`` (default 30 s); a warning
-            is logged at construction when ``delay + drain_timeout + hooks`` exceeds it.
+            is logged at construction when :attr:`budget` exceeds it.
         signals: the signals that begin shutdown (default SIGTERM and SIGINT).
         repeat_window: seconds after the first signal during which another of ``signals``
             is a copy of the first (logged, otherwise ignored), not a second signal
             (default :data:`REPEAT_WINDOW`, 1 s; 0 makes every later signal a second one).
 
-    A shutdown begun by a signal always ends: a second signal, more than
-    ``repeat_window`` seconds after the first, exits at once with ``128 + signal number``,
-    and if the server or worker loop has not called :meth:`finish` by ``drain_timeout +
-    hook_timeout * hooks + FORCED_EXIT_MARGIN`` seconds after the delay ended (a wedged
-    loop), the process exits with :data:`FORCED_EXIT_CODE`.
+    A shutdown begun by a signal always ends, by :attr:`budget` seconds after the signal
+    at the latest: a second signal, more than ``repeat_window`` seconds after the first,
+    exits at once with ``128 + signal number``; hooks that would outlast the budget are cut
+    at its end; if the server or worker loop has not called :meth:`finish` by then (a
+    wedged loop, a sync worker still serving a request), the process exits with
+    :data:`FORCED_EXIT_CODE`. Where a server was stopped (not a worker loop), a process
+    whose sequence has ended exits within :data:`EXIT_TIMEOUT` seconds, and by the end of
+    the budget, with the exit code it logged, even if a task or thread it left does not
+    end.
 
     Raises:
         TypeError: ``registry`` is not a :class:`HealthRegistry`.
@@ -141,7 +150,16 @@ class GracefulShutdown:
         # takes no lock on the path every request passes (docs/performance.md). Never
         # replaced: the middlewares hold this list.
         self._requests: list[None] = []
-        self._cut: list[None] = []
+        # One item per request the server ended unfinished: "" for one it cancelled (the
+        # ASGI middleware), else the name of what ended it (SystemExit, KeyboardInterrupt).
+        # Appended before the request's count is dropped, so a drain that sees no request
+        # in flight sees the cut ones too.
+        self._cut: list[str] = []
+        # Set by a server integration when the server stops at once on a signal of its own
+        # (gunicorn's quick shutdown), to say so in the drain's line; and a callable telling
+        # whether connections wait in the server's listen backlog (gunicorn sync workers).
+        self._quick: str | None = None
+        self._backlog: Callable[[], bool] | None = None
         # Open WebSocket sessions: a callable per session that closes it with code 1001
         # (the ASGI middleware adds and discards them; called when the drain bound is reached).
         self._sessions: set[Callable[[], None]] = set()
@@ -192,10 +210,18 @@ class GracefulShutdown:
         self._draining = threading.Event()
         self._stopping = threading.Event()
         self._stopped = threading.Event()
+        # Set once finish() (or its async forms) began: the server returned, so a sequence
+        # still in its delay has nothing left to stop.
+        self._finishing = threading.Event()
         self._hooks_claimed = False
         self._hooks_done = threading.Event()
+        self._hook_running: str | None = None
         self._t0 = 0.0
         self._stop_at = 0.0
+        self._stopped_at = 0.0
+        # The asyncio loop the sequence finished on, to name the tasks left on it if the
+        # process does not exit (see _exit_late).
+        self._loop: Any = None
         self._logged: set[str] = set()
         self.exit_code = 0
         self._warned_budget = False
@@ -260,20 +286,35 @@ class GracefulShutdown:
 
     @property
     def budget(self) -> float:
-        """Worst-case seconds from the signal to exit: ``delay + drain_timeout +
-        hook_timeout x hooks``."""
-        return self.delay + self.drain_timeout + self.hook_timeout * len(self._hooks)
+        """Worst-case seconds from the signal to the exit: ``delay + drain_timeout +
+        hook_timeout x max(1, hooks)``.
+
+        The hooks' share counts at least one ``hook_timeout``, which also bounds the
+        server's return after the drain (cancelling what it still runs) and the checks'
+        teardowns when no hook is registered. A signalled process exits by then: hooks are
+        cut at its end and a process that has not stopped exits with
+        :data:`FORCED_EXIT_CODE` (see :class:`GracefulShutdown`).
+        """
+        return self.delay + self._after_delay()
+
+    def _after_delay(self) -> float:
+        """Seconds the sequence may take once the delay ended: the budget without the delay."""
+        return self.drain_timeout + self.hook_timeout * max(1, len(self._hooks))
+
+    def _hooks_text(self) -> str:
+        if self._hooks:
+            return f"{len(self._hooks)} hook(s) x {self.hook_timeout:.1f} s"
+        return f"{self.hook_timeout:.1f} s of hook time (no hook registered)"
 
     def _warn_budget(self) -> None:
         if self.budget > self.grace_period and not self._warned_budget:
             self._warned_budget = True
             logger.warning(
-                "shutdown: delay %.1f s + drain %.1f s + %d hook(s) x %.1f s = %.1f s exceeds the grace period "
+                "shutdown: delay %.1f s + drain %.1f s + %s = %.1f s exceeds the grace period "
                 "of %.1f s; the process may be killed before it stops cleanly",
                 self.delay,
                 self.drain_timeout,
-                len(self._hooks),
-                self.hook_timeout,
+                self._hooks_text(),
                 self.budget,
                 self.grace_period,
                 extra={"seconds": self.budget, "grace_period": self.grace_period},
@@ -590,12 +631,22 @@ class GracefulShutdown:
             extra={"signal": _name(self._signum or signal.SIGTERM), "delay": delay, "in_flight": in_flight},
         )
         if delay > 0:
-            self._stopped.wait(delay)
-        if self._stopped.is_set():
-            return  # a worker loop finished during the delay: nothing is left to stop
+            self._finishing.wait(delay)
+        if self._finishing.is_set():
+            # A worker loop (or a server that stopped by itself) finished during the delay:
+            # nothing is left to stop.
+            if self._by_signal and self._control is not None:
+                self._stopped.wait()  # the hooks, each bounded, then the checks' threads (1 s)
+                self._exit_after_stop(None)
+            return
         with self._lock:
             self._stop_at = time.monotonic()
             self._stopping.set()
+        if self._by_signal:
+            # A signalled process must end by the end of its budget, whatever the server's
+            # stop, the drain or the hooks do in this thread or another: its own thread
+            # counts from here, where the drain bound starts.
+            _threads.start(self._watch_exit, name="healthprobe-shutdown-exit")
         self._phase(
             "drain",
             "shutdown: delay over after %.2f s; stopping accepting, draining %d in-flight request(s) (bound %.1f s)",
@@ -609,13 +660,6 @@ class GracefulShutdown:
         self._watch_drain()
         if control is not None and control.release is not None:
             self._call(control.release, "letting the server return")
-        if self._by_signal:
-            # A signalled process must end: if the server or worker loop never comes back
-            # to finish() (a wedged loop, a server that ignores its stop), exit once drain
-            # and hooks have had their time, rather than wait for the kubelet's SIGKILL.
-            bound = self.drain_timeout + self.hook_timeout * max(1, len(self._hooks)) + FORCED_EXIT_MARGIN
-            if not self._stopped.wait(max(0.0, self._stop_at + bound - time.monotonic())):
-                self._forced_exit(bound)
 
     def _call(self, func: Callable[[], object], what: str) -> None:
         try:
@@ -641,7 +685,8 @@ class GracefulShutdown:
     def _watch_drain(self) -> None:
         """Wait until no request, stream or WebSocket session is in flight, or the drain
         bound is reached; at the bound, close the WebSocket sessions still open with code
-        1001 ("going away", RFC 6455 section 7.4.1) and give them a moment to end."""
+        1001 ("going away", RFC 6455 section 7.4.1) and give them up to
+        :data:`SESSION_CLOSE_WAIT` seconds to end."""
         deadline = self._stop_at + self.drain_timeout
         while self.in_flight > 0 and time.monotonic() < deadline:
             time.sleep(_POLL)
@@ -656,7 +701,9 @@ class GracefulShutdown:
             thread = _threads.start(_close_all, closers, name="healthprobe-sessions")
             end = time.monotonic() + SESSION_CLOSE_WAIT
             thread.join(SESSION_CLOSE_WAIT)
-            while self.in_flight > 0 and time.monotonic() < end:
+            # Wait for these sessions only: a stream still running goes on until the server
+            # is released, and waiting for it would take the hooks' time for nothing.
+            while any(close in self._sessions for close in closers) and time.monotonic() < end:
                 time.sleep(_POLL)
         self._drained()
 
@@ -691,17 +738,95 @@ class GracefulShutdown:
                 return
             os.read(self._wake[0], 1)  # a repeat ("r"), or the end of the sequence ("f")
 
-    def _forced_exit(self, bound: float) -> None:
+    def _exit_deadline(self) -> float | None:
+        """When a signalled process must have exited (``time.monotonic()``): the end of its
+        budget, counted from the end of the delay; ``None`` before the delay ended or when
+        no signal began the shutdown."""
+        if not self._by_signal or not self._stopping.is_set():
+            return None
+        return self._stop_at + self._after_delay()
+
+    def _watch_exit(self) -> None:
+        """Exit by force at the end of the budget unless the sequence finished by then, then
+        see to it that the process exits (:meth:`_exit_after_stop`). Runs in a thread of its
+        own from the end of the delay, so that nothing the sequence waits for delays it."""
+        while True:
+            deadline = self._exit_deadline()
+            assert deadline is not None
+            if self._stopped.wait(max(0.0, deadline - time.monotonic())):
+                break
+            if time.monotonic() >= (self._exit_deadline() or deadline):  # a hook added meanwhile moves it
+                self._forced_exit()
+        self._exit_after_stop(self._exit_deadline())
+
+    def _exit_after_stop(self, deadline: float | None) -> None:
+        """Once a signalled sequence has finished, exit with the logged exit code if the
+        process is still running :data:`EXIT_TIMEOUT` seconds later, or at ``deadline``
+        (the end of the budget), whichever comes first: a task that ignores its cancellation
+        or a thread that never ends would otherwise keep it running until the kubelet's
+        ``SIGKILL``. Not for a worker loop or an unknown server's process (no server was
+        stopped by the coordinator): after :meth:`finish` returns, that process is the
+        program's."""
+        if self._control is None:
+            return
+        end = self._stopped_at + EXIT_TIMEOUT
+        if deadline is not None:
+            end = min(end, deadline)
+        time.sleep(max(0.0, end - time.monotonic()))
+        self._exit_late()
+
+    def _exit_late(self) -> NoReturn:
+        now = time.monotonic()
+        logger.warning(
+            "shutdown: still running %.2f s after it stopped (%.2f s after the signal)%s; exiting with code %d",
+            (after := now - self._stopped_at),
+            now - self._t0,
+            _leftovers(self._loop),
+            self.exit_code,
+            extra={"phase": "exit", "seconds": after, "exit_code": self.exit_code},
+        )
+        _flush_logs()
+        os._exit(self.exit_code)
+
+    def _forced_exit(self) -> NoReturn:
         self.exit_code = FORCED_EXIT_CODE
+        now = time.monotonic()
+        state = f"in phase {self.phase}"
+        if self._hook_running is not None:
+            state += f" (hook {self._hook_running!r} running)"
+        backlog = self._backlog_note()
         logger.error(
-            "shutdown: not stopped %.1f s after the delay ended (drain + hooks + %.0f s); exiting with code %d",
-            bound,
-            FORCED_EXIT_MARGIN,
+            "shutdown: not stopped %.2f s after the delay ended (%.2f s after the signal), at the end of its budget "
+            "of drain %.1f s + %s; %d request(s) in flight %s%s; exiting with code %d",
+            (after := now - self._stop_at),
+            now - self._t0,
+            self.drain_timeout,
+            self._hooks_text(),
+            (in_flight := self.in_flight),
+            state,
+            backlog,
             FORCED_EXIT_CODE,
-            extra={"phase": "forced_exit", "seconds": bound, "exit_code": FORCED_EXIT_CODE},
+            extra={
+                "phase": "forced_exit",
+                "seconds": after,
+                "bound": self._after_delay(),
+                "in_flight": in_flight,
+                "exit_code": FORCED_EXIT_CODE,
+            },
         )
         _flush_logs()
         os._exit(FORCED_EXIT_CODE)
+
+    def _backlog_note(self) -> str:
+        """``"; connection(s) ..."`` when the server says connections wait in its listen
+        backlog (they are reset when the process exits), else ``""``."""
+        waiting = self._backlog
+        try:
+            if waiting is None or not waiting():
+                return ""
+        except Exception:  # a listener closed meanwhile: nothing waits in it
+            return ""
+        return "; connection(s) waiting in the listen backlog are reset unless another worker accepts them"
 
     @property
     def is_draining(self) -> bool:
@@ -765,8 +890,32 @@ class GracefulShutdown:
 
     def request_cancelled(self) -> None:
         """Record that the server cancelled an in-flight request while draining (the ASGI
-        middleware calls this), so the drain is not logged as clean."""
-        self._cut.append(None)
+        middleware calls this, before :meth:`request_finished`), so the drain is not logged
+        as clean."""
+        self._cut.append("")
+
+    def request_cut(self, error: BaseException) -> None:
+        """Record that an in-flight request was ended unfinished by ``error``, an exception
+        that ends a process rather than a request (``SystemExit``, ``KeyboardInterrupt``:
+        gunicorn's quick shutdown and its worker timeout raise ``SystemExit`` in the request),
+        so that it is counted and logged as cut, never as drained. The WSGI middleware calls
+        this before it counts the request finished.
+
+        Args:
+            error: the exception that ended the request; its type names it in the log.
+        """
+        self._cut.append(type(error).__name__)
+
+    def _cut_text(self) -> str:
+        """What the server cut, for the log: ``"2 request(s) cancelled by the server
+        unfinished"``, ``"1 request(s) ended unfinished by SystemExit"``; ``""`` if nothing."""
+        cut = list(self._cut)
+        parts = []
+        if cancelled := cut.count(""):
+            parts.append(f"{cancelled} request(s) cancelled by the server unfinished")
+        for name in sorted(set(cut) - {""}):
+            parts.append(f"{cut.count(name)} request(s) ended unfinished by {name}")
+        return "; ".join(parts)
 
     def request_finished(self) -> None:
         """Count one in-flight request as finished (the middleware calls this, once per
@@ -788,7 +937,8 @@ class GracefulShutdown:
     def drain(self) -> bool:
         """Block until no request is in flight, within what is left of ``drain_timeout``.
 
-        Returns ``True`` when drained, ``False`` when the bound was reached first.
+        Returns ``True`` when drained cleanly, ``False`` when the bound was reached first
+        or the server cut requests (:meth:`request_cancelled`, :meth:`request_cut`).
         """
         deadline = time.monotonic() + self._drain_left()
         while self.in_flight > 0 and time.monotonic() < deadline:
@@ -803,50 +953,62 @@ class GracefulShutdown:
         return self._drained()
 
     def _drained(self) -> bool:
+        """Log how the drain ended, once, with the measured seconds and what the server cut;
+        whether it was clean (no request left in flight, none cut)."""
         left = self.in_flight
-        start = self._stop_at or self._t0 or time.monotonic()
-        if not self._signalled:
+        now = time.monotonic()
+        cut = self._cut_text()
+        tail = (f"; {cut}" if cut else "") + self._backlog_note()
+        clean = left == 0 and not cut
+        quick = f"; {self._quick}" if self._quick else ""
+        extra: dict[str, object] = {"in_flight": left, "cancelled": len(self._cut)}
+        args: tuple[object, ...]
+        if not self._signalled and self._quick is not None:
+            # The server stopped at once on a signal of its own: no delay, no drain.
+            message = (
+                "shutdown: %s in process %d: readiness did not fail first, no delay and no drain; "
+                "%d request(s) in flight%s"
+            )
+            args = (self._quick, os.getpid(), left, tail)
+            clean = False
+        elif not self._signalled:
             # The server stopped by itself (its own signal handling, a parent process, a
             # request limit): nothing here knows what it did to its requests.
-            self._phase(
-                "drained",
+            message = (
                 "shutdown: the server stopped with no shutdown signal received by healthprobe in process %d: "
-                "readiness did not fail before it stopped accepting; %d request(s) in flight",
-                os.getpid(),
-                left,
-                level=logging.INFO if left == 0 else logging.WARNING,
-                extra={"in_flight": left},
+                "readiness did not fail before it stopped accepting; %d request(s) in flight%s"
             )
-            return left == 0
-        if left > 0:
-            self._phase(
-                "drained",
-                "shutdown: drain bound of %.1f s reached with %d request(s) still in flight",
-                self.drain_timeout,
-                left,
-                level=logging.WARNING,
-                extra={"seconds": self.drain_timeout, "in_flight": left},
+            args = (os.getpid(), left, tail)
+        elif not self._stopping.is_set() and not (clean and not tail):
+            took = now - self._t0
+            message = (
+                "shutdown: the server stopped during the delay, %.2f s after the signal%s; %d request(s) in flight%s"
             )
-            return False
-        cut = len(self._cut)
-        if cut:  # the server ended them at its own bound (uvicorn's timeout_graceful_shutdown)
-            if self._phase(
-                "drained",
-                "shutdown: drain ended after %.2f s; %d request(s) cancelled by the server unfinished",
-                (took := time.monotonic() - start),
-                cut,
-                level=logging.WARNING,
-                extra={"seconds": took, "in_flight": 0, "cancelled": cut},
-            ):
-                self._logged.add("cut")  # said here: not again when the process stops
-            return False
-        self._phase(
-            "drained",
-            "shutdown: drained after %.2f s",
-            (took := time.monotonic() - start),
-            extra={"seconds": took, "in_flight": 0},
-        )
-        return True
+            args = (took, quick, left, tail)
+            extra["seconds"] = took
+            clean = False
+        elif left > 0:
+            took = now - self._stop_at
+            message = (
+                "shutdown: drain bound of %.1f s reached with %d request(s) still in flight "
+                "(%.2f s after the delay ended)%s"
+            )
+            args = (self.drain_timeout, left, took, tail)
+            extra.update(seconds=took, drain_timeout=self.drain_timeout)
+        elif tail:  # the server ended them (uvicorn at its timeout_graceful_shutdown, gunicorn's quick shutdown)
+            took = now - (self._stop_at or self._t0)
+            message = "shutdown: drain ended after %.2f s%s%s"
+            args = (took, quick, tail)
+            extra["seconds"] = took
+        else:  # from the end of the delay; from the signal for a worker loop that finished during it
+            took = now - (self._stop_at or self._t0)
+            message = "shutdown: drained after %.2f s"
+            args = (took,)
+            extra["seconds"] = took
+        level = logging.INFO if clean and not tail else logging.WARNING
+        if self._phase("drained", message, *args, level=level, extra=extra) and tail:
+            self._logged.add("cut")  # said here: not again when the process stops
+        return clean
 
     # -- hooks ----------------------------------------------------------------------------------
 
@@ -859,15 +1021,23 @@ class GracefulShutdown:
 
     def run_hooks(self) -> None:
         """Run the cleanup hooks once, last registered first, each bounded by
-        ``hook_timeout``. Later calls (from any thread or loop) do nothing."""
+        ``hook_timeout`` and, in a signalled shutdown, by the end of the :attr:`budget`.
+        Later calls (from any thread or loop) do nothing."""
         if not self._claim_hooks():
             return
         start = time.monotonic()
         for name, func in reversed(self._hooks):
+            bound, by_budget = self._hook_bound()
+            if bound <= 0:
+                self._report_hook(name, [None], "skipped", 0.0)
+                continue
             began = time.monotonic()
+            self._hook_running = name
             thread, outcome = _start_hook(func)
-            thread.join(self.hook_timeout)
-            self._report_hook(name, outcome, thread.is_alive(), time.monotonic() - began)
+            thread.join(bound)
+            self._hook_running = None
+            cut = ("budget" if by_budget else "bound") if thread.is_alive() else ""
+            self._report_hook(name, outcome, cut, time.monotonic() - began)
         self._hooks_finished(start)
 
     async def run_hooks_async(self) -> None:
@@ -877,9 +1047,14 @@ class GracefulShutdown:
             return
         start = time.monotonic()
         for name, func in reversed(self._hooks):
+            bound, by_budget = self._hook_bound()
+            if bound <= 0:
+                self._report_hook(name, [None], "skipped", 0.0)
+                continue
             began = time.monotonic()
+            self._hook_running = name
             outcome: list[BaseException | None] = [None]
-            with anyio.CancelScope(shield=True, deadline=anyio.current_time() + self.hook_timeout) as scope:
+            with anyio.CancelScope(shield=True, deadline=anyio.current_time() + bound) as scope:
                 if _is_async(func):
                     try:
                         await func()
@@ -888,11 +1063,49 @@ class GracefulShutdown:
                 else:
                     thread, outcome = _start_hook(func)
                     await _until(lambda t=thread: not t.is_alive())  # type: ignore[misc]
-            self._report_hook(name, outcome, scope.cancelled_caught, time.monotonic() - began)
+            self._hook_running = None
+            cut = ("budget" if by_budget else "bound") if scope.cancelled_caught else ""
+            self._report_hook(name, outcome, cut, time.monotonic() - began)
         self._hooks_finished(start)
 
-    def _report_hook(self, name: str, outcome: list[BaseException | None], cut: bool, took: float) -> None:
-        if cut:
+    def _close_timeout(self) -> float:
+        """Seconds to wait for the sync checks' threads to end after the hooks: 1 s, less
+        what the budget of a signalled shutdown no longer has."""
+        deadline = self._exit_deadline()
+        if deadline is None:
+            return 1.0
+        return max(0.0, min(1.0, deadline - _EXIT_RESERVE / 2 - time.monotonic()))
+
+    def _hook_bound(self) -> tuple[float, bool]:
+        """Seconds the next hook may run, and whether the end of the budget (rather than
+        ``hook_timeout``) sets them: in a signalled shutdown, hooks end
+        :data:`_EXIT_RESERVE` seconds before the budget does, so that the process exits
+        within it."""
+        deadline = self._exit_deadline()
+        if deadline is None:
+            return self.hook_timeout, False
+        left = deadline - _EXIT_RESERVE - time.monotonic()
+        if left < self.hook_timeout:
+            return max(0.0, left), True
+        return self.hook_timeout, False
+
+    def _report_hook(self, name: str, outcome: list[BaseException | None], cut: str, took: float) -> None:
+        if cut == "skipped":
+            logger.error(
+                "shutdown: hook %r not run: the shutdown budget of %.1f s is spent",
+                name,
+                self.budget,
+                extra={"phase": "hook", "hook": name, "seconds": 0.0, "timed_out": True},
+            )
+        elif cut == "budget":
+            logger.error(
+                "shutdown: hook %r cut after %.2f s, at the end of the shutdown budget of %.1f s",
+                name,
+                took,
+                self.budget,
+                extra={"phase": "hook", "hook": name, "seconds": took, "timed_out": True},
+            )
+        elif cut:
             logger.error(
                 "shutdown: hook %r cut at its bound of %.1f s",
                 name,
@@ -931,17 +1144,20 @@ class GracefulShutdown:
     def finish(self) -> int:
         """Drain, run the hooks (once), mark the registry stopped and restore the signal
         handlers. Returns the exit code: 0 (a forced exit never returns here)."""
+        self._finishing.set()
         self.drain()
         self.run_hooks()
-        self.registry.close()  # the sync checks' threads, with their teardowns
+        self.registry.close(self._close_timeout())  # the sync checks' threads, with their teardowns
         return self._finished()
 
     async def finish_async(self) -> int:
         """:meth:`finish` for async callers (shielded from cancellation)."""
+        self._loop = _asyncio_loop()
+        self._finishing.set()
         with anyio.CancelScope(shield=True):
             await self.drain_async()
             await self.run_hooks_async()
-            await anyio.to_thread.run_sync(self.registry.close)
+            await anyio.to_thread.run_sync(self.registry.close, self._close_timeout())
         return self._finished()
 
     async def finish_cancelled(self) -> int:
@@ -949,6 +1165,8 @@ class GracefulShutdown:
         embedding program's Ctrl-C, a task group ending): the hooks run at once, on this
         loop, shielded and each bounded by ``hook_timeout``, without waiting for a drain
         (the server's requests are being cancelled with it). Returns the exit code."""
+        self._loop = _asyncio_loop()
+        self._finishing.set()
         with anyio.CancelScope(shield=True):
             if not self._stopped.is_set():
                 logger.info(
@@ -959,21 +1177,23 @@ class GracefulShutdown:
             # this one lets the cancellation go on, and with it the event loop.
             deadline = time.monotonic() + self.hook_timeout * len(self._hooks) + _POLL
             await _until(lambda: self._hooks_done.is_set() or time.monotonic() >= deadline)
-            await anyio.to_thread.run_sync(self.registry.close)
+            await anyio.to_thread.run_sync(self.registry.close, self._close_timeout())
         return self._finished()
 
     def _finished(self) -> int:
         if self._cut:  # after the drain was logged: the server cut them at its own bound
             self._phase(
                 "cut",
-                "shutdown: %d request(s) cancelled by the server unfinished",
-                len(self._cut),
+                "shutdown: %s",
+                self._cut_text(),
                 level=logging.WARNING,
                 extra={"cancelled": len(self._cut)},
             )
         self.registry.mark_stopped()
         self.uninstall()
         if not self._stopped.is_set():
+            self._stopped_at = time.monotonic()
+            self._finishing.set()
             self._stopped.set()
             if self._repeats_thread and self._wake is not None:
                 os.write(self._wake[1], b"f")  # let the thread logging repeats end
@@ -1007,11 +1227,18 @@ class GracefulShutdown:
 PHASES: tuple[str, ...] = GracefulShutdown.phases
 
 
-#: Seconds allowed past drain and hooks before a signalled shutdown that has not finished
-#: exits by force (with :data:`FORCED_EXIT_CODE`).
-FORCED_EXIT_MARGIN = 2.0
-#: Exit code of a shutdown forced because it did not finish in time.
+#: Exit code of a signalled shutdown that had not finished at the end of its budget
+#: (:attr:`GracefulShutdown.budget`).
 FORCED_EXIT_CODE = 1
+#: Seconds a process whose signalled shutdown sequence has finished (``stopped ... exit code
+#: N`` logged) may take to exit, after its server returned, before it exits with that code by
+#: force: a task that ignores its cancellation (it keeps ``asyncio.run`` waiting for it) or a
+#: thread that never ends would otherwise keep it running until the kubelet's ``SIGKILL``.
+#: Never later than the end of the budget.
+EXIT_TIMEOUT = 2.0
+#: Seconds before the end of the budget at which the hooks of a signalled shutdown are cut,
+#: so that the process can exit within it.
+_EXIT_RESERVE = 0.25
 
 
 def _seconds(what: str, value: object) -> float:
@@ -1026,6 +1253,41 @@ def _flush_logs() -> None:
             handler.flush()
         except Exception:
             pass
+
+
+def _asyncio_loop() -> Any:
+    """The running asyncio event loop, or ``None`` (under trio, or no loop)."""
+    import asyncio
+
+    try:
+        return asyncio.get_running_loop()
+    except RuntimeError:
+        return None
+
+
+def _leftovers(loop: Any) -> str:
+    """What may keep a stopped process running, for its last log line: the tasks still
+    pending on ``loop`` (an asyncio loop, or ``None``) and the threads other than the main
+    thread that the interpreter waits for (non-daemon); ``""`` if none is found."""
+    import asyncio
+
+    found: list[str] = []
+    if loop is not None:
+        try:
+            tasks = [task for task in asyncio.all_tasks(loop) if not task.done()]
+        except Exception:  # read from another thread: the set may change meanwhile
+            tasks = []
+        for task in tasks[:5]:
+            coro = task.get_coro()
+            found.append(f"task {task.get_name()!r} ({getattr(coro, '__qualname__', type(coro).__name__)})")
+        if len(tasks) > 5:
+            found.append(f"{len(tasks) - 5} more task(s)")
+    main = threading.main_thread()
+    threads = [t.name for t in threading.enumerate() if t is not main and not t.daemon]
+    found += [f"thread {name!r}" for name in threads[:5]]
+    if len(threads) > 5:
+        found.append(f"{len(threads) - 5} more thread(s)")
+    return f": left running: {', '.join(found)}" if found else ""
 
 
 def _name(signum: int) -> str:

@@ -16,6 +16,7 @@ never holds the worker beyond it.
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Iterable, Iterator, Mapping
 from typing import TYPE_CHECKING, Protocol, cast
 
@@ -81,17 +82,30 @@ class _InFlight:
     server closes it, whichever comes first: what the client sees. (PEP 3333 requires
     servers to call ``close()``, but some call it late: Werkzeug's server only once the
     peer closes a keep-alive connection.) Closes the app's iterable once, and counts the
-    request finished once, however often either happens."""
+    request finished once, however often either happens.
 
-    __slots__ = ("_closed", "_iterable", "_requests")
+    A body ended by an exception that ends a process rather than a request
+    (``SystemExit``: gunicorn's quick shutdown and worker timeout; ``KeyboardInterrupt``),
+    raised while the body is produced or while the server writes it (``close()`` is then
+    called with it propagating), is counted as cut (:meth:`GracefulShutdown.request_cut`),
+    never as finished cleanly."""
 
-    def __init__(self, iterable: Iterable[bytes], requests: list[None]) -> None:
+    __slots__ = ("_closed", "_iterable", "_requests", "_shutdown")
+
+    def __init__(self, iterable: Iterable[bytes], requests: list[None], shutdown: GracefulShutdown) -> None:
         self._iterable = iterable
         self._requests: list[None] | None = requests
+        self._shutdown = shutdown
         self._closed = False
 
     def __iter__(self) -> Iterator[bytes]:
-        yield from self._iterable
+        try:
+            yield from self._iterable
+        except (Exception, GeneratorExit):  # the app's error, or the server stopped iterating
+            raise
+        except BaseException as exc:
+            self._cut(exc)
+            raise
         self._finished()
 
     def _finished(self) -> None:
@@ -99,10 +113,19 @@ class _InFlight:
         if requests:  # never below zero, whatever else counts there
             requests.pop()
 
+    def _cut(self, error: BaseException) -> None:
+        if self._requests is not None:  # counted once, before the count drops
+            self._shutdown.request_cut(error)
+            self._finished()
+
     def close(self) -> None:
         if self._closed:
             return
         self._closed = True
+        if self._requests is not None:  # closed before the body was exhausted
+            error = sys.exc_info()[1]  # what propagates through the server's finally, if any
+            if error is not None and not isinstance(error, (Exception, GeneratorExit)):
+                self._cut(error)
         try:
             close = getattr(self._iterable, "close", None)
             if close is not None:
@@ -146,15 +169,17 @@ def HealthMiddleware(
             ``metrics=True`` also serves Prometheus metrics on ``/metrics``.
         shutdown: a :class:`GracefulShutdown` to serve: requests to ``app`` are counted
             as in flight until their body is exhausted or the server closes the response
-            iterable, whichever comes first (PEP 3333). The coordinator's signal handlers
-            are installed in the serving process: here, as a gunicorn sync or ``gthread``
-            worker or ``waitress-serve`` imports the application; else at the first
-            request, when it runs in the main thread (gunicorn with ``--preload``). Where
-            the server cannot be stopped that way, a WARNING at the first request names the
-            fix; under a development server (``flask run``, ``manage.py runserver``) nothing
-            is installed. No ``Connection`` header is added while draining: hop-by-hop
-            headers belong to the server, not the application (PEP 3333); the server stops
-            accepting instead.
+            iterable, whichever comes first (PEP 3333); one ended by ``SystemExit`` or
+            ``KeyboardInterrupt`` (gunicorn's quick shutdown, its worker timeout) is counted
+            as cut, not drained. The coordinator's signal handlers are installed in the
+            serving process: here, as a gunicorn sync or ``gthread`` worker or
+            ``waitress-serve`` imports the application; else at the first request, when it
+            runs in the main thread (gunicorn with ``--preload``). Where the server cannot
+            be stopped that way, a WARNING at the first request names the fix; under a
+            development server (``flask run``, ``manage.py runserver``) nothing is
+            installed. No ``Connection`` header is added while draining: hop-by-hop headers
+            belong to the server, not the application (PEP 3333); the server stops accepting
+            instead.
 
     Returns:
         A :class:`ProbeMiddleware`: the WSGI application to serve, with ``app``,
@@ -219,11 +244,13 @@ def HealthMiddleware(
         requests.append(None)
         try:
             iterable = app(environ, start_response)
-        except BaseException:
+        except BaseException as exc:
+            if not isinstance(exc, Exception):  # SystemExit, KeyboardInterrupt: the request is cut
+                shutdown.request_cut(exc)  # before the count drops, so no drain sees it clean
             if requests:
                 requests.pop()
             raise
-        return _InFlight(iterable, requests)
+        return _InFlight(iterable, requests, shutdown)
 
     middleware = cast(ProbeMiddleware, health_middleware)
     middleware.app = app

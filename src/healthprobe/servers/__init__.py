@@ -11,6 +11,9 @@ only when imported itself:
   shutdown trigger.
 * :mod:`healthprobe.servers.gunicorn`: configuration hooks for sync, gthread and uvicorn
   workers (a second signal to the master ends every process at once).
+* :mod:`healthprobe.servers.gunicorn_probes`: the probe server in gunicorn's master, on a
+  port of its own (``-c python:healthprobe.servers.gunicorn_probes``), with the hooks of
+  :mod:`healthprobe.servers.gunicorn`.
 * :mod:`healthprobe.servers.waitress`: waitress from code (``serve``); ``waitress-serve``
   needs only the WSGI middleware.
 * :mod:`healthprobe.servers.werkzeug`: a server from ``werkzeug.serving.make_server``.

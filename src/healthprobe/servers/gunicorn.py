@@ -25,6 +25,14 @@ requests its threads run or have queued, within ``graceful_timeout``, before it 
 second ``SIGTERM`` or ``SIGINT`` to the master is forwarded to the workers, which exit at
 once, and the master exits with ``128 + signal number``; one within the repeat window of the
 first (:data:`healthprobe.shutdown.REPEAT_WINDOW`, 1 s) is a copy of it and changes nothing.
+
+A worker still serving a request when its budget ends (``delay + drain_timeout +
+hook_timeout x max(1, hooks)`` after the signal) is ended by its coordinator with exit code
+1, before its hooks; connections still waiting in its listen backlog then are reset, and
+the log says so. A first ``SIGINT`` or ``SIGQUIT`` to the master is gunicorn's quick
+shutdown: it sends ``SIGQUIT`` to the workers, whose handler raises ``SystemExit`` in the
+request being served (answered ``500``); the log names the quick shutdown and counts that
+request as ended unfinished by ``SystemExit``, never as drained.
 """
 
 from __future__ import annotations
@@ -33,7 +41,10 @@ import logging
 import os
 import select
 import signal
+import threading
 import time
+from collections.abc import Callable
+from pathlib import Path
 from types import FrameType
 from typing import Any
 
@@ -129,17 +140,29 @@ def control(worker: Any, shutdown: GracefulShutdown) -> ServerControl:
     ``handle_exit`` handler), with or without this configuration module.
 
     When the delay ends, the worker first accepts and serves the connections already
-    waiting in the listen backlog, then stops the way its own ``SIGTERM`` handler would
-    (``alive = False``) and is woken at once; it finishes the requests it serves or has
-    queued, within gunicorn's ``graceful_timeout``. The hooks then run from ``worker_exit``
-    (this module) or, without this module, when the worker's interpreter exits.
+    waiting in the listen backlog, within what is left of the drain bound, then stops the
+    way its own ``SIGTERM`` handler would (``alive = False``) and is woken at once; it
+    finishes the requests it serves or has queued, within gunicorn's ``graceful_timeout``.
+    The hooks then run from ``worker_exit`` (this module) or, without this module, when the
+    worker's interpreter exits.
+
+    The worker's ``SIGQUIT`` handler (gunicorn's quick shutdown: the master sends ``SIGQUIT``
+    on ``SIGINT`` or ``SIGQUIT``, and the worker raises ``SystemExit`` in the request it
+    serves) is wrapped so that the coordinator's log names it; and the log says when
+    connections still wait in the listen backlog as the worker stops, since they are reset
+    when it exits.
     """
     _warn_graceful_timeout(worker, shutdown)
+    sockets = list(worker.sockets)
+    shutdown._backlog = lambda: _backlog_waiting(sockets) and _master_closed(sockets)
+    _wrap_quick_shutdown(worker, shutdown)
 
     def stop() -> None:
         # Connections the kernel has already accepted into the listen backlog while this
         # worker was busy would be reset when the last copy of the socket closes: keep the
-        # accept loop running until no listener has one waiting (bounded by the drain).
+        # accept loop running until no listener has one waiting, within the drain bound
+        # (this wait is part of the drain, which counts from the end of the delay). The
+        # drain's line says when some still wait at the bound.
         _wait_for_empty_backlog(worker.sockets, shutdown.drain_remaining())
         # What the SIGTERM the coordinator took over would have done: ``alive = False``, and
         # for gthread a wake-up of its poller, which does not watch the pipe below (without
@@ -153,18 +176,60 @@ def control(worker: Any, shutdown: GracefulShutdown) -> ServerControl:
     return ServerControl("gunicorn", stop)
 
 
-def _wait_for_empty_backlog(listeners: list[Any], bound: float) -> None:
-    """Return once no listening socket has a connection waiting to be accepted (a
-    listening socket is readable while its accept queue is not empty), or after ``bound``
-    seconds. The worker's own loop accepts and serves them meanwhile."""
-    deadline = time.monotonic() + bound
-    while time.monotonic() < deadline:
+def _wrap_quick_shutdown(worker: Any, shutdown: GracefulShutdown) -> None:
+    """Put a wrapper over the worker's own ``SIGQUIT`` handler (``handle_quit``, which raises
+    ``SystemExit`` in the request being served): the wrapper records the quick shutdown on
+    the coordinator (plain attribute writes: it runs between two bytecodes of whatever the
+    main thread was doing) and calls gunicorn's handler. Main thread only; once per worker."""
+    if not hasattr(signal, "SIGQUIT") or threading.current_thread() is not threading.main_thread():
+        return
+    handler = signal.getsignal(signal.SIGQUIT)
+    if not callable(handler) or getattr(handler, "__self__", None) is not worker:
+        return  # not gunicorn's handle_quit (ours already, or the application's)
+    handle_quit: Callable[[int, FrameType | None], Any] = handler
+
+    def on_quit(signum: int, frame: FrameType | None) -> None:
+        shutdown._quick = "gunicorn's quick shutdown (SIGQUIT from its master, on SIGINT or SIGQUIT to the master)"
+        handle_quit(signum, frame)
+
+    signal.signal(signal.SIGQUIT, on_quit)
+
+
+def _backlog_waiting(listeners: list[Any]) -> bool:
+    """Whether a connection waits to be accepted on one of ``listeners`` (a listening
+    socket is readable while its accept queue is not empty)."""
+    try:
+        ready, _, _ = select.select(listeners, [], [], 0)
+    except (OSError, ValueError):  # a listener already closed: nothing more to accept
+        return False
+    return bool(ready)
+
+
+def _master_closed(listeners: list[Any]) -> bool:
+    """Whether the master has closed its copies of ``listeners`` (it does as it shuts
+    down), so that connections waiting in their backlog are reset once the last worker
+    holding them exits; while it holds them (a worker recycled after ``--max-requests``, or
+    replaced on ``SIGHUP``) they wait for the next worker. Read from ``/proc`` (Linux);
+    ``False`` where it cannot be told."""
+    try:
+        ours = {f"socket:[{os.fstat(listener.fileno()).st_ino}]" for listener in listeners}
+        fds = list(Path(f"/proc/{os.getppid()}/fd").iterdir())
+    except (OSError, ValueError):  # no /proc, or a listener closed
+        return False
+    for fd in fds:
         try:
-            ready, _, _ = select.select(listeners, [], [], 0)
-        except (OSError, ValueError):  # a listener already closed: nothing more to accept
-            return
-        if not ready:
-            return
+            if os.readlink(fd) in ours:
+                return False
+        except OSError:  # closed meanwhile
+            continue
+    return True
+
+
+def _wait_for_empty_backlog(listeners: list[Any], bound: float) -> None:
+    """Return once no listening socket has a connection waiting to be accepted, or after
+    ``bound`` seconds. The worker's own loop accepts and serves them meanwhile."""
+    deadline = time.monotonic() + bound
+    while _backlog_waiting(listeners) and time.monotonic() < deadline:
         time.sleep(0.01)
 
 

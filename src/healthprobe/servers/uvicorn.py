@@ -139,6 +139,23 @@ class Server(uvicorn.Server):
                 self.coordinator.uninstall()
 
 
+def _nodelay(sockets: list[socket.socket]) -> None:
+    """Set ``TCP_NODELAY`` on the TCP listening sockets of ``sockets``; the connections they
+    accept inherit it (Linux, the BSDs, macOS).
+
+    asyncio sets it on an accepted connection only when the listening socket object was
+    created with ``proto=IPPROTO_TCP`` (``asyncio.base_events._set_nodelay``), as uvicorn's
+    own ``Config.bind_socket`` does; a socket made with ``socket.socket(AF_INET,
+    SOCK_STREAM)`` has ``proto`` 0, and every response after the first on a kept-alive
+    connection then waits about 40 ms for the client's delayed ACK (Nagle's algorithm,
+    RFC 896).
+    """
+    for sock in sockets:
+        if sock.family in (socket.AF_INET, socket.AF_INET6) and sock.type == socket.SOCK_STREAM:
+            with contextlib.suppress(OSError):
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+
 async def serve(config: uvicorn.Config, shutdown: GracefulShutdown, sockets: list[socket.socket] | None = None) -> int:
     """Serve ``config`` until shutdown completes; run the hooks if the lifespan did not.
 
@@ -146,12 +163,17 @@ async def serve(config: uvicorn.Config, shutdown: GracefulShutdown, sockets: lis
     ends), the cleanup hooks still run, shielded and each bounded by ``hook_timeout``, and
     the cancellation goes on.
 
+    ``sockets``, listening sockets bound by the caller, get ``TCP_NODELAY`` (inherited by
+    the connections they accept), whatever ``proto`` they were created with.
+
     Returns:
         The exit code, 0 after a clean shutdown (a second signal exits the process at once).
 
     Raises:
         asyncio.CancelledError: the task was cancelled (after the hooks ran).
     """
+    if sockets is not None:
+        _nodelay(sockets)
     try:
         await Server(config, shutdown).serve(sockets=sockets)
     except asyncio.CancelledError:
@@ -188,8 +210,8 @@ class Supervisor(Multiprocess):
     * :attr:`exit_code` is the workers' status: 0 when every worker exited 0.
 
     Like uvicorn's, it waits for its workers without a bound of its own: each worker's
-    coordinator bounds its shutdown (a forced exit with code 1 after delay + drain + hooks
-    + 2 s), and the kubelet's ``SIGKILL`` ends the grace period.
+    coordinator bounds its shutdown (a forced exit with code 1 at the end of its budget,
+    delay + drain + hooks), and the kubelet's ``SIGKILL`` ends the grace period.
 
     Args:
         config: the ``uvicorn.Config``; ``config.app`` must be an import string, since
@@ -313,6 +335,7 @@ def run_workers(config: uvicorn.Config, *, repeat_window: float = REPEAT_WINDOW)
         raise TypeError("uvicorn worker processes import the application: pass it as an import string, 'module:app'")
     _seconds("repeat_window", repeat_window)  # before binding the socket
     sock = config.bind_socket()
+    _nodelay([sock])  # inherited by every worker's connections, whatever the event loop
     kwargs: dict[str, Any] = {}
     if "target" in inspect.signature(Multiprocess.__init__).parameters:
         # Earlier uvicorn supervisors are given the worker's entry point, as uvicorn.main.run did.

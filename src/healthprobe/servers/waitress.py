@@ -17,6 +17,14 @@ drain bound is reached) and waitress has written what it holds, every connection
 that loop, which ends it: ``run()`` returns, and the hooks run. ``waitress.serve(app)`` called
 by an application of its own cannot be stopped this way from a request thread: a WARNING
 says so at the first request.
+
+waitress reads requests on its main loop, but holds at most ``connection_limit`` (100)
+connections and answers with ``threads`` (4) threads: a client that opens connections and
+sends half a request leaves the probes on the application's port unanswered. With
+``probe_port`` the probes are also answered by the standalone probe server
+(:func:`healthprobe.serve`), which no client can starve, on a port of their own::
+
+    sys.exit(healthprobe.servers.waitress.serve(app, shutdown, listen="0.0.0.0:8080", probe_port=8081))
 """
 
 from __future__ import annotations
@@ -32,29 +40,61 @@ with requires("waitress", __name__):
     from waitress.server import BaseWSGIServer, create_server
 
 from .._launch import ServerControl
+from ..http import HealthEndpoints
 from ..shutdown import GracefulShutdown
 
 #: Seconds allowed for waitress to write out the responses it holds once the drain is over.
 FLUSH_TIMEOUT = 1.0
 
 
-def serve(app: Any, shutdown: GracefulShutdown, **kwargs: Any) -> int:
+def serve(
+    app: Any,
+    shutdown: GracefulShutdown,
+    *,
+    probe_port: int | None = None,
+    probe_host: str = "0.0.0.0",
+    **kwargs: Any,
+) -> int:
     """Serve the WSGI ``app`` with waitress until shutdown completes.
 
     Args:
         app: the WSGI application, normally wrapped in ``HealthMiddleware(shutdown=shutdown)``.
         shutdown: the :class:`GracefulShutdown` of this process.
+        probe_port: when given, also serve the probes with the standalone probe server
+            (:func:`healthprobe.serve`, extra ``wsgi``) on this TCP port, from the endpoints
+            of ``app`` when it is a ``HealthMiddleware`` (same paths, statuses and metrics),
+            else from ``shutdown``'s registry. It answers through the drain (readiness 503,
+            liveness 200) and stops when the registry enters ``stopped``.
+        probe_host: the probe server's address (``0.0.0.0``: the kubelet probes the pod's IP).
         kwargs: waitress's settings (``listen="0.0.0.0:8080"``, ``threads=8``, ...), as for
             ``waitress.serve``.
 
     Returns:
         The exit code, 0 after a clean shutdown. Must run in the main thread.
+
+    Raises:
+        OSError: an address cannot be bound (a port is in use); the probe server is bound
+            first, and stopped again when the application's address cannot be bound.
     """
-    server = create_server(app, **kwargs)
-    shutdown._install(control=control(shutdown, server))
-    server.print_listen("Serving on http://{}:{}")
-    server.run()
-    return shutdown.finish()
+    probes = None
+    if probe_port is not None:
+        with requires("wsgi", "healthprobe.servers.waitress.serve(probe_port=...)"):
+            from ..server import serve as serve_probes
+
+        endpoints = getattr(app, "endpoints", None)
+        source = endpoints if isinstance(endpoints, HealthEndpoints) else shutdown.registry
+        probes = serve_probes(source, probe_host, probe_port)
+    try:
+        server = create_server(app, **kwargs)
+        shutdown._install(control=control(shutdown, server))
+        server.print_listen("Serving on http://{}:{}")
+        if probes is not None:
+            server.log_info(f"Serving probes on http://{probe_host}:{probes.port}")
+        server.run()
+        return shutdown.finish()
+    finally:
+        if probes is not None:
+            probes.stop()
 
 
 def adopt(shutdown: GracefulShutdown) -> None:
