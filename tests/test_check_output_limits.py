@@ -1,4 +1,4 @@
-"""What a check writes is bounded and redacted (issue 13, items 2 and 3).
+"""What a check writes is bounded and redacted.
 
 * A check's ``output``, a ``str`` ``observed_value`` and its ``observed_unit`` are cut to 500
   characters, so ``CheckResult(..., observed_value="z" * 2_000_000)`` gives a JSON body of a

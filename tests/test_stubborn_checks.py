@@ -1,6 +1,6 @@
-"""Async checks that swallow their cancellation (issue 13, item 1).
+"""Async checks that swallow their cancellation.
 
-The check of the issue, ``while True: try: await asyncio.sleep(5); return True except
+The reported check, ``while True: try: await asyncio.sleep(5); return True except
 CancelledError: continue``, must not break the promise "a probe is always answered by its
 deadline": the probe is answered (``timed out``), the check's task is cancelled once and
 abandoned (counted in ``CheckStats.abandoned``, logged once with the check's name), never
@@ -40,7 +40,7 @@ from tests.support import ServerProcess, free_port
 
 BIN = Path(sys.executable).parent
 
-#: The deadline of the stubborn checks, in seconds (as in the issue).
+#: The deadline of the stubborn checks, in seconds.
 TIMEOUT = 0.5
 #: The CPU a server may use over the window beyond what the idle server used, as a fraction of
 #: one core. A check re-cancelled on every await keeps a core busy (0.96 to 1.00 measured with
@@ -53,7 +53,7 @@ ABANDONED = "still running 1.0 s after it was cancelled at its 0.5 s deadline; a
 
 
 def stubborn_asyncio(counter: list[int], seconds: float = 5.0) -> Callable[[], object]:
-    """The check of the issue (sleeping ``seconds``); ``counter[0]`` counts the cancellations
+    """The reported check (sleeping ``seconds``); ``counter[0]`` counts the cancellations
     it swallowed."""
 
     async def stubborn() -> bool:

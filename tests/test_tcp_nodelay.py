@@ -205,7 +205,7 @@ def _wait_for(predicate: Callable[[], bool], what: str, timeout: float = 20.0) -
 
 
 def test_node_demo_asgi_keeps_alive_without_delayed_acks(tmp_path: Path) -> None:
-    """The issue's case: the ASGI demo binds its own socket and hands it to uvicorn."""
+    """The reported case: the ASGI demo binds its own socket and hands it to uvicorn."""
     port = free_port()
     env = {"HOST": "127.0.0.1", "PORT": str(port), "HEALTHY_FILE": str(tmp_path / "healthy")}
     with (

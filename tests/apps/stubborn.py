@@ -5,7 +5,7 @@ tests/test_check_output_limits.py.
 registry and one coordinator:
 
 * readiness: ``stubborn`` (``timeout=0.5``), an async check that swallows its cancellation in
-  a loop, as some client libraries do: the asyncio version of issue 13, or with
+  a loop, as some client libraries do: in its asyncio form, or with
   ``HP_STUBBORN=anyio`` the same loop written with anyio (for trio);
 * liveness: ``leaky``, which raises with a connection string holding the password
   ``S3cretPW``, and ``huge``, whose observed value is 2,000,000 characters long and whose
