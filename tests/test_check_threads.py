@@ -245,3 +245,27 @@ def test_the_example_of_docs_index_md(postgres: object) -> None:
     assert not conn.closed
     registry.close()
     assert conn.closed
+
+
+def test_an_idle_check_thread_ends_with_its_teardowns(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A registry no longer probed leaves no thread behind: after ``CHECK_THREAD_IDLE``
+    seconds without a run the thread ends (teardowns run); the next run starts another."""
+    from healthprobe import _runner
+
+    monkeypatch.setattr(_runner, "CHECK_THREAD_IDLE", 0.2)
+    ended = threading.Event()
+    threads: list[threading.Thread] = []
+
+    def check() -> None:
+        threads.append(threading.current_thread())
+        if len(threads) == 1:
+            on_thread_exit(ended.set)
+
+    registry = _registry()
+    registry.add_check("c", check, cache_ttl=0)
+    registry.run("readiness")
+    assert ended.wait(5)
+    threads[0].join(5)
+    assert not threads[0].is_alive()
+    assert registry.run("readiness").status is Status.PASS
+    assert threads[1] is not threads[0]

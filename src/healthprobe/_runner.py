@@ -12,8 +12,9 @@ callers (WSGI threads, the standalone probe server) can join the same run:
   check keeps per thread (a ``threading.local()`` connection, an ORM's per-thread handle)
   lives across runs instead of being made anew each time. One that blocks forever holds
   exactly that thread, never blocks an event loop, and never keeps the interpreter from
-  exiting. Until that thread returns, the check is *busy*: later probes get an immediate
-  ``fail`` instead of a second thread; a run that outlived its deadline retires its thread
+  exiting; an idle one ends after :data:`CHECK_THREAD_IDLE` seconds. Until that thread
+  returns, the check is *busy*: later probes get an immediate ``fail`` instead of a second
+  thread; a run that outlived its deadline retires its thread
   (the next run gets a new one), after that thread's teardowns (:func:`on_thread_exit`).
 * **Async checks** run as a task of their own, never inside a probe's task: on the caller's
   event loop when the caller is async (so clients bound to the application's loop keep
@@ -298,7 +299,8 @@ def on_thread_exit(callback: Callable[[], object]) -> None:
 
     A sync check runs in a long-lived thread of its own, reused by every run, so a resource
     kept per thread (``threading.local()``) is made once, not once per run. That thread ends
-    when the check is removed, when the registry is closed (:meth:`HealthRegistry.close`, which
+    after :data:`CHECK_THREAD_IDLE` (60) seconds without a run, when the check is removed,
+    when the registry is closed (:meth:`HealthRegistry.close`, which
     :class:`healthprobe.GracefulShutdown` calls once its hooks are done), or after a run that
     outlived its deadline (the next run gets a fresh thread, and so a fresh resource). Call
     this from inside a sync check, once per resource it opens::
@@ -331,8 +333,15 @@ def on_thread_exit(callback: Callable[[], object]) -> None:
     callbacks.append(callback)
 
 
+#: Seconds a sync check's thread waits for its next run before it ends (with its teardowns):
+#: above the kubelet's default probe period (10 s) and a background check's usual interval,
+#: so a probed check keeps its thread, while a registry no longer used leaves none behind.
+CHECK_THREAD_IDLE = 60.0
+
+
 class _CheckThread:
-    """The daemon thread that runs one sync check's runs, one at a time, in arrival order.
+    """The daemon thread that runs one sync check's runs, one at a time, in arrival order;
+    it ends after :data:`CHECK_THREAD_IDLE` seconds without one (the next run starts another).
 
     Not started again after a fork (threads do not survive ``fork``): :meth:`submit` refuses
     in another process, and the runner starts a new one.
@@ -370,7 +379,17 @@ class _CheckThread:
     def _main(self) -> None:
         _teardowns.callbacks = []
         try:
-            while (run := self._runs.get()) is not None:
+            while True:
+                try:
+                    run = self._runs.get(timeout=CHECK_THREAD_IDLE)
+                except queue.Empty:
+                    with self._lock:  # no run was queued meanwhile: take no more, end
+                        if self._runs.empty():
+                            self._retired = True
+                            break
+                    continue
+                if run is None:
+                    break
                 self._runner._call_sync(self._state, run, self)
         finally:
             callbacks: list[Callable[[], object]] = _teardowns.callbacks
