@@ -10,7 +10,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -306,3 +306,50 @@ def assert_metrics_route_rules(client: httpx.Client, path: str = "/metrics") -> 
     openmetrics = client.get(path, headers={"accept": "application/openmetrics-text; version=1.0.0"})
     assert openmetrics.headers["content-type"].startswith("application/openmetrics-text")
     assert openmetrics.text.endswith("# EOF\n")
+
+
+class PrivateRedis:
+    """A private redis-server on an ephemeral loopback port that a test stops and starts at
+    will, always on the same port (a broker or queue that goes away and comes back)."""
+
+    def __init__(self, tmp: Path) -> None:
+        self.binary = require_binary("redis-server", "redis-server")
+        self.port = free_port()
+        self.url = f"redis://127.0.0.1:{self.port}/0"
+        self.tmp = tmp
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.starts = 0
+
+    @property
+    def running(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def start(self) -> None:
+        if self.running:
+            return
+        self.starts += 1
+        argv = [self.binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
+        with open(self.tmp / f"redis-{self.starts}.log", "wb") as log:
+            self.proc = subprocess.Popen([*argv, "--dir", str(self.tmp)], stdout=log, stderr=subprocess.STDOUT)
+        wait_for_port(self.port, proc=self.proc)
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            self.proc.wait(10)
+
+
+def wait_until(predicate: Callable[[], bool], timeout: float, what: str, log: Callable[[], str]) -> None:
+    """Poll ``predicate`` until it holds; fail with ``what`` and ``log()`` after ``timeout`` s."""
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, f"{what} within {timeout} s\n{log()}"
+        time.sleep(0.05)
+
+
+def status(client: httpx.Client, path: str) -> int | None:
+    """The status of ``GET path``, or ``None`` when the server does not answer."""
+    try:
+        return client.get(path).status_code
+    except httpx.TransportError:
+        return None

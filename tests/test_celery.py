@@ -33,7 +33,7 @@ import subprocess
 import sys
 import textwrap
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -45,7 +45,14 @@ import yaml
 from healthprobe import HealthRegistry
 
 from . import doc_pages
-from .support import ServerProcess, free_port, require_binary, require_service, wait_for_port
+from .support import (
+    PrivateRedis,
+    ServerProcess,
+    free_port,
+    require_service,
+    status,
+    wait_until,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -61,35 +68,8 @@ SOLO = "celery -A proj worker --loglevel=INFO --pool=solo"
 # -- a broker that can be stopped and started again ---------------------------------------------
 
 
-class Broker:
-    """A private redis-server on an ephemeral loopback port, started and stopped at will
-    (always on the same port)."""
-
-    def __init__(self, tmp: Path) -> None:
-        self.binary = require_binary("redis-server", "redis-server")
-        self.port = free_port()
-        self.url = f"redis://127.0.0.1:{self.port}/0"
-        self.tmp = tmp
-        self.proc: subprocess.Popen[bytes] | None = None
-        self.starts = 0
-
-    @property
-    def running(self) -> bool:
-        return self.proc is not None and self.proc.poll() is None
-
-    def start(self) -> None:
-        if self.running:
-            return
-        self.starts += 1
-        argv = [self.binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
-        with open(self.tmp / f"redis-{self.starts}.log", "wb") as log:
-            self.proc = subprocess.Popen([*argv, "--dir", str(self.tmp)], stdout=log, stderr=subprocess.STDOUT)
-        wait_for_port(self.port, proc=self.proc)
-
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            self.proc.wait(10)
+class Broker(PrivateRedis):
+    """The broker: a private redis-server, stopped and started at will (same port)."""
 
 
 @contextlib.contextmanager
@@ -108,20 +88,6 @@ def client_app(broker: Broker) -> Any:
     app = Celery("client", broker=broker.url, backend=RESULTS)
     app.conf.broker_connection_retry_on_startup = False
     return app
-
-
-def wait_until(predicate: Callable[[], bool], timeout: float, what: str, log: Callable[[], str]) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, f"{what} within {timeout} s\n{log()}"
-        time.sleep(0.05)
-
-
-def status(client: httpx.Client, path: str) -> int | None:
-    try:
-        return client.get(path).status_code
-    except httpx.TransportError:
-        return None
 
 
 # -- the page's worker ----------------------------------------------------------------------------

@@ -15,7 +15,7 @@ import shlex
 import signal
 import subprocess
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -23,7 +23,7 @@ import pytest
 import yaml
 
 from . import doc_pages
-from .support import ServerProcess, free_port, require_binary, wait_for_port
+from .support import PrivateRedis, ServerProcess, free_port, require_binary, status, wait_until
 
 pytestmark = pytest.mark.slow
 
@@ -32,28 +32,12 @@ PAGE = doc_pages.page("frameworks/worker.md")
 MAX_INTERVAL = 2.0
 
 
-class Redis:
+class Redis(PrivateRedis):
     """A private redis-server on an ephemeral loopback port, stopped and started at will."""
 
     def __init__(self, tmp: Path) -> None:
-        self.binary = require_binary("redis-server", "redis-server")
+        super().__init__(tmp)
         self.cli = require_binary("redis-cli", "redis-tools")
-        self.port = free_port()
-        self.tmp = tmp
-        self.proc: subprocess.Popen[bytes] | None = None
-        self.starts = 0
-
-    def start(self) -> None:
-        self.starts += 1
-        argv = [self.binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
-        with open(self.tmp / f"redis-{self.starts}.log", "wb") as log:
-            self.proc = subprocess.Popen([*argv, "--dir", str(self.tmp)], stdout=log, stderr=subprocess.STDOUT)
-        wait_for_port(self.port, proc=self.proc)
-
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            self.proc.wait(10)
 
     def push(self, job: dict[str, object]) -> None:
         doc_pages.run_client(f"redis-cli rpush jobs {shlex.quote(json.dumps(job))}", self.port)
@@ -77,20 +61,6 @@ def redis(tmp_path: Path) -> Iterator[Redis]:
         yield server
     finally:
         server.stop()
-
-
-def wait_until(predicate: Callable[[], bool], timeout: float, what: str, log: Callable[[], str]) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, f"{what} within {timeout} s\n{log()}"
-        time.sleep(0.05)
-
-
-def status(client: httpx.Client, path: str) -> int | None:
-    try:
-        return client.get(path).status_code
-    except httpx.TransportError:
-        return None
 
 
 def test_probe_block() -> None:
