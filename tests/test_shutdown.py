@@ -170,11 +170,21 @@ def test_budget_warning_and_defaults(monkeypatch: pytest.MonkeyPatch, caplog: py
     assert "exceeds the grace period" not in caplog.text
     quiet.add_hook(lambda: None)
     assert "exceeds the grace period" not in caplog.text
-    quiet.add_hook(lambda: None)  # 5 + 20 + 2 x 5 = 35 s > 30 s
-    assert "= 35.0 s exceeds the grace period of 30.0 s" in caplog.text
+    quiet.add_hook(lambda: None)  # 5 + 20 + 2 x 5 = 35 s > 30 s, but the app is not started yet:
+    quiet.add_hook(lambda: None)  # hooks registered before it starts are all counted
+    assert "exceeds the grace period" not in caplog.text
+    quiet.registry.mark_started()  # the first lifecycle change
+    assert "= 40.0 s exceeds the grace period of 30.0 s" in caplog.text
     caplog.clear()
-    GracefulShutdown(HealthRegistry(), delay=10, drain_timeout=25)
+    started = HealthRegistry()
+    started.mark_started()
+    GracefulShutdown(started, delay=10, drain_timeout=25)  # built after the start: at once
     assert "exceeds the grace period" in caplog.text
+    caplog.clear()
+    late = GracefulShutdown(HealthRegistry(), delay=10, drain_timeout=25)
+    assert "exceeds the grace period" not in caplog.text
+    late.registry.begin_drain()  # the shutdown begins before any start: then
+    assert "= 40.0 s exceeds the grace period of 30.0 s" in caplog.text
 
 
 @pytest.mark.parametrize(

@@ -51,7 +51,7 @@ from typing import Any, TypeVar, overload
 
 from . import _launch
 from ._extras import requires
-from ._types import Lifecycle, Probe
+from ._types import Probe
 from .http import DEFAULT_PATHS, MetricsSource, _check_path
 from .registry import HealthRegistry
 from .shutdown import GracefulShutdown
@@ -351,7 +351,7 @@ class HealthProbe:
                 DOCS,
             )
             return None
-        coordinator = _AppShutdown(
+        coordinator = GracefulShutdown(
             health,
             delay=settings.shutdown_delay,
             drain_timeout=settings.drain_timeout,
@@ -361,7 +361,6 @@ class HealthProbe:
         )
         for func, name in self._hooks:
             coordinator.add_hook(func, name=name)
-        coordinator._warn_when_hooks_are_in(health)
         return coordinator
 
     @overload
@@ -602,38 +601,6 @@ def _metrics(value: object, where: str) -> bool | MetricsSource:
 
 
 # -- the process -----------------------------------------------------------------------------------
-
-
-class _AppShutdown(GracefulShutdown):
-    """The :class:`GracefulShutdown` :meth:`HealthProbe.init_app` gives an app.
-
-    Its grace-period warning (``delay + drain + hooks`` above ``grace_period``) waits until
-    the app's hooks are in: a :class:`GracefulShutdown` warns as it is constructed, inside
-    ``init_app``, before the factory registers the hooks that follow it (``close_redis`` on
-    docs/frameworks/flask.md), and warns once, so it would count none of them. Here the
-    warning comes at the registry's first lifecycle change (its first startup or readiness
-    probe, served once the factory has returned; else the shutdown signal), counting every
-    hook registered by then; a hook added later warns then if it takes the budget over.
-    """
-
-    _hooks_in = False
-
-    def _warn_budget(self) -> None:
-        if self._hooks_in:
-            super()._warn_budget()
-
-    def _warn_when_hooks_are_in(self, registry: HealthRegistry) -> None:
-        if registry.lifecycle in (Lifecycle.DRAINING, Lifecycle.STOPPED):
-            return  # no change is left to come
-        ref = weakref.ref(self)
-
-        def on_lifecycle(old: Lifecycle, new: Lifecycle) -> None:
-            coordinator = ref()
-            if coordinator is not None and not coordinator._hooks_in:
-                coordinator._hooks_in = True
-                coordinator._warn_budget()
-
-        registry.add_lifecycle_listener(on_lifecycle)
 
 
 def _check_hook(func: object, name: str | None) -> None:

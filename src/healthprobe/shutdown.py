@@ -37,6 +37,7 @@ import os
 import signal
 import threading
 import time
+import weakref
 from collections.abc import Awaitable, Callable, Iterable
 from types import FrameType
 from typing import Any, NoReturn, TypeVar, overload
@@ -45,6 +46,7 @@ import anyio
 
 from . import _launch, _threads
 from ._launch import ServerControl, SignalHandler
+from ._types import Lifecycle
 from .registry import HealthRegistry
 
 logger = logging.getLogger("healthprobe.shutdown")
@@ -92,7 +94,9 @@ class GracefulShutdown:
         hook_timeout: bound in seconds on each cleanup hook (default 5 s); the budget counts
             it once per hook, and at least once.
         grace_period: the pod's ``terminationGracePeriodSeconds`` (default 30 s); a warning
-            is logged at construction when :attr:`budget` exceeds it.
+            is logged when :attr:`budget` exceeds it, at the registry's first lifecycle
+            change (startup passing, or the shutdown beginning), so that every hook the
+            application registered by then counts, and at each :meth:`add_hook` after it.
         signals: the signals that begin shutdown (default SIGTERM and SIGINT).
         repeat_window: seconds after the first signal during which another of ``signals``
             is a copy of the first (logged, otherwise ignored), not a second signal
@@ -225,10 +229,11 @@ class GracefulShutdown:
         self._logged: set[str] = set()
         self.exit_code = 0
         self._warned_budget = False
+        self._budget_due = False
         from .logs import use_server_logger
 
-        use_server_logger()  # the budget warning below shows in the server's log too
-        self._warn_budget()
+        use_server_logger()  # the budget warning shows in the server's log too
+        self._warn_budget_when_started()
         global _current
         _current = self
 
@@ -306,8 +311,28 @@ class GracefulShutdown:
             return f"{len(self._hooks)} hook(s) x {self.hook_timeout:.1f} s"
         return f"{self.hook_timeout:.1f} s of hook time (no hook registered)"
 
+    def _warn_budget_when_started(self) -> None:
+        """Check the budget against the grace period at the registry's first lifecycle
+        change (startup passing, or the shutdown beginning), not at construction: the
+        application registers its hooks after building the coordinator (in a factory after
+        ``init_app``, in a lifespan, in a module imported later), and a warning made before
+        them would count none. After that, :meth:`add_hook` checks again."""
+        if self.registry.lifecycle is not Lifecycle.STARTING:
+            self._budget_due = True
+            self._warn_budget()
+            return
+        ref = weakref.ref(self)
+
+        def on_lifecycle(old: Lifecycle, new: Lifecycle) -> None:
+            coordinator = ref()
+            if coordinator is not None and not coordinator._budget_due:
+                coordinator._budget_due = True
+                coordinator._warn_budget()
+
+        self.registry.add_lifecycle_listener(on_lifecycle)
+
     def _warn_budget(self) -> None:
-        if self.budget > self.grace_period and not self._warned_budget:
+        if self._budget_due and self.budget > self.grace_period and not self._warned_budget:
             self._warned_budget = True
             logger.warning(
                 "shutdown: delay %.1f s + drain %.1f s + %s = %.1f s exceeds the grace period "
