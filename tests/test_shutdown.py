@@ -248,7 +248,7 @@ def test_an_unknown_servers_handler_is_kept_and_named(restore_signals: None, cap
     registry = HealthRegistry()
     shutdown = GracefulShutdown(registry, delay=0.1, drain_timeout=0.5, signals=(signal.SIGUSR1,))
     signal.signal(signal.SIGUSR1, OtherServer().on_term)  # after the coordinator was built
-    shutdown._install(automatic="")
+    shutdown.install_automatically("")
     assert "an unknown server's signal handler" in caplog.text and shutdown.server is None
     os.kill(os.getpid(), signal.SIGUSR1)
     deadline = time.monotonic() + 5

@@ -44,15 +44,13 @@ from healthprobe import HealthRegistry
 from healthprobe.shutdown import EXIT_TIMEOUT, GracefulShutdown
 from healthprobe.wsgi import HealthMiddleware
 
-from .support import PYTHON, ROOT, ServerProcess, free_port
+from .support import BIN, INSTALLED, PYTHON, ROOT, ServerProcess, free_port, run_server
 
 pytestmark = pytest.mark.slow
 
 #: Seconds a logged duration may differ from the one the clients measure (signals pass
 #: through gunicorn's master; a loaded machine wakes threads late).
 TOLERANCE = 0.6
-#: The serving process's coordinator logs this once its handlers are in place.
-INSTALLED = "shutdown: handlers installed in process"
 WSGI = "tests.apps.bounds_wsgi:app"
 
 
@@ -91,16 +89,6 @@ class Client(threading.Thread):
         self.answer.status = int(match.group(1)) if match else None
 
 
-def _wait_for(server: ServerProcess, text: str, timeout: float = 20.0) -> str:
-    deadline = time.monotonic() + timeout
-    while text not in (log := server.output()):
-        if server.proc.poll() is not None:
-            raise AssertionError(f"server exited with {server.proc.returncode} before {text!r}:\n{log}")
-        assert time.monotonic() < deadline, f"{text!r} not logged within {timeout} s:\n{log}"
-        time.sleep(0.02)
-    return log
-
-
 def _seconds(log: str, pattern: str) -> float:
     """The number the one line matching ``pattern`` (a regex with one group) logged."""
     found = re.findall(pattern, log)
@@ -112,13 +100,9 @@ def _seconds(log: str, pattern: str) -> float:
 def _serve(tmp_path: Path, command: list[str], port: int, env: dict[str, str]) -> Iterator[ServerProcess]:
     """Start ``command`` (serving on ``port``), wait until its coordinator is installed,
     and always kill it in the end."""
-    server = ServerProcess(command, port, env=env, log=tmp_path / "server.log")
-    try:
-        server.wait_ready()
-        _wait_for(server, INSTALLED)
+    with run_server(command, port, tmp_path, env=env) as server:
+        server.wait_for_output(INSTALLED, interval=0.02)
         yield server
-    finally:
-        server.stop()
 
 
 def _bounds(delay: float, drain: float, hook_timeout: float, **more: str) -> dict[str, str]:
@@ -149,7 +133,7 @@ def _as_documented(log: str, start: str) -> None:
 def _busy_with_one_queued(server: ServerProcess, seconds: float) -> tuple[Client, Client]:
     """A slow request the single worker is serving, and a connection queued behind it."""
     slow = Client(server.port, f"/slow?seconds={seconds}")
-    _wait_for(server, "slow start")
+    server.wait_for_output("slow start", interval=0.02)
     queued = Client(server.port, "/")
     return slow, queued
 
@@ -238,8 +222,6 @@ def test_requests_within_the_drain_are_answered_and_the_logged_seconds_match(tmp
 
 # -- docs/kubernetes.md, "Requests that outlast the drain": every row ---------------------------------
 
-BIN = Path(PYTHON).parent
-
 
 @dataclass(frozen=True)
 class Outlast:
@@ -282,7 +264,7 @@ def test_a_request_that_outlasts_the_drain_as_the_table_says(name: str, tmp_path
     port = free_port()
     with _serve(tmp_path, row.command(port), port, _bounds(0, 1.5, 4.0)) as server:
         slow = Client(port, "/slow?seconds=6")
-        _wait_for(server, "slow start")
+        server.wait_for_output("slow start", interval=0.02)
         signalled = time.monotonic()
         server.signal(signal.SIGTERM)
         code = server.wait(timeout=OUTLAST_BUDGET + 15)
@@ -479,7 +461,10 @@ def test_a_request_ended_by_systemexit_is_counted_as_cut() -> None:
     environ = EnvironBuilder(path="/").get_environ()
     with pytest.raises(SystemExit):
         HealthMiddleware(raises, registry, shutdown=shutdown)(environ, lambda *a: None)  # type: ignore[arg-type]
-    assert (shutdown.in_flight, shutdown._cut_text()) == (0, "1 request(s) ended unfinished by SystemExit")
+    assert (shutdown.in_flight, shutdown.requests_in_flight.cut_text()) == (
+        0,
+        "1 request(s) ended unfinished by SystemExit",
+    )
 
     body = HealthMiddleware(streams, registry, shutdown=shutdown)(environ, lambda *a: None)  # type: ignore[arg-type]
     chunks = iter(body)
@@ -487,7 +472,10 @@ def test_a_request_ended_by_systemexit_is_counted_as_cut() -> None:
     with pytest.raises(SystemExit):
         next(chunks)
     getattr(body, "close")()  # noqa: B009 - as PEP 3333 servers call it
-    assert (shutdown.in_flight, shutdown._cut_text()) == (0, "2 request(s) ended unfinished by SystemExit")
+    assert (shutdown.in_flight, shutdown.requests_in_flight.cut_text()) == (
+        0,
+        "2 request(s) ended unfinished by SystemExit",
+    )
 
     body = HealthMiddleware(plain, registry, shutdown=shutdown)(environ, lambda *a: None)  # type: ignore[arg-type]
     try:  # the server's write is interrupted: it closes the body in its finally clause
@@ -498,7 +486,7 @@ def test_a_request_ended_by_systemexit_is_counted_as_cut() -> None:
     except KeyboardInterrupt:
         pass
     assert shutdown.in_flight == 0
-    assert shutdown._cut_text() == (
+    assert shutdown.requests_in_flight.cut_text() == (
         "1 request(s) ended unfinished by KeyboardInterrupt; 2 request(s) ended unfinished by SystemExit"
     )
 
@@ -506,4 +494,4 @@ def test_a_request_ended_by_systemexit_is_counted_as_cut() -> None:
         HealthMiddleware(fails, registry, shutdown=shutdown)(environ, lambda *a: None)  # type: ignore[arg-type]
     body = HealthMiddleware(plain, registry, shutdown=shutdown)(environ, lambda *a: None)  # type: ignore[arg-type]
     getattr(body, "close")()  # noqa: B009 - closed unread: the client went away
-    assert shutdown.in_flight == 0 and len(shutdown._cut) == 3
+    assert shutdown.in_flight == 0 and len(shutdown.requests_in_flight.cut) == 3

@@ -15,6 +15,11 @@ how to stop that server when the shutdown delay ends:
   the coordinator hands it a ``SIGINT`` in the main thread when the delay ends, which trio
   raises in its main task, as a Ctrl-C does.
 
+The first two through the factory registered under the server's name
+(:func:`register_control`): importing :mod:`healthprobe.servers` registers them (``import
+healthprobe`` does), and this module imports no server integration. Integrations that know their server
+pass its :class:`ServerControl` to ``install`` instead.
+
 Any other Python handler found is the application's own (or an unknown server's) and is
 called once when the delay ends. Where nothing can stop the server, the adapters do not
 install the coordinator and log one WARNING naming the fix (:func:`unsupported`).
@@ -36,6 +41,10 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from .shutdown import GracefulShutdown
+
+    #: Builds the :class:`ServerControl` of a recognised server from the object its signal
+    #: handler is bound to and the coordinator.
+    ControlFactory = Callable[[Any, GracefulShutdown], "ServerControl"]
 
 logger = logging.getLogger("healthprobe.shutdown")
 
@@ -107,36 +116,48 @@ def _derives_from(owner: object, module: str) -> bool:
     return any(cls.__module__ == module for cls in type(owner).__mro__)
 
 
-def control_for(shutdown: GracefulShutdown, found: Mapping[signal.Signals, SignalHandler]) -> ServerControl | None:
+_controls: dict[str, ControlFactory] = {}
+
+
+def register_control(server: str, factory: ControlFactory) -> None:
+    """Have :func:`control_for` drive a server whose signal handler :func:`server_handler`
+    names ``server`` (``"uvicorn"``, ``"gunicorn"``) with what ``factory(owner, shutdown)``
+    returns, ``owner`` being the object the handler is bound to. A later registration for
+    the same name replaces the earlier one."""
+    _controls[server] = factory
+
+
+def control_for(
+    shutdown: GracefulShutdown,
+    found: Mapping[signal.Signals, SignalHandler],
+    deliver: Callable[[int, SignalHandler], None],
+) -> ServerControl | None:
     """A :class:`ServerControl` for the server whose handlers are in ``found`` (signal
     number to the handler in place), or ``None`` when none is recognised.
 
     Called in the main thread by :meth:`GracefulShutdown.install` before it installs its
-    own handlers. For an asyncio loop's handlers, it removes them from the loop (the
-    coordinator's handlers take their place) and calls the server's callback on the loop
-    when the delay ends.
+    own handlers. A uvicorn or gunicorn handler is recognised when a factory was registered
+    for it (:func:`register_control`). For an asyncio loop's handlers, it removes them from
+    the loop (the coordinator's handlers take their place) and calls the server's callback
+    on the loop when the delay ends. For trio's, ``deliver(signal number, handler)`` hands
+    the handler a ``SIGINT`` in the main thread when the delay ends.
     """
     for handler in found.values():
-        owner, _ = owner_of(handler)
         name = server_handler(handler)
-        if name == "uvicorn":
-            from .servers import uvicorn
-
-            return uvicorn.control(owner, shutdown)  # type: ignore[arg-type]
-        if name == "gunicorn":
-            from .servers import gunicorn
-
-            return gunicorn.control(owner, shutdown)
-    loop_control = _asyncio_control(shutdown, found)
+        factory = _controls.get(name) if name is not None else None
+        if factory is not None:
+            owner, _ = owner_of(handler)
+            return factory(owner, shutdown)
+    loop_control = _asyncio_control(found)
     if loop_control is not None:
         return loop_control
     ki = found.get(signal.SIGINT)
     if ki is not None and server_handler(ki) == "trio":
-        return ServerControl("trio", lambda: shutdown._deliver_in_main_thread(signal.SIGINT, ki))
+        return ServerControl("trio", lambda: deliver(signal.SIGINT, ki))
     return None
 
 
-def _asyncio_control(shutdown: GracefulShutdown, found: Mapping[signal.Signals, SignalHandler]) -> ServerControl | None:
+def _asyncio_control(found: Mapping[signal.Signals, SignalHandler]) -> ServerControl | None:
     if not any(server_handler(handler) == "asyncio" for handler in found.values()):
         return None
     try:

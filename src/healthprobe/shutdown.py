@@ -19,40 +19,65 @@ seconds after the signal (:attr:`GracefulShutdown.budget`): hooks are cut there,
 process that has not finished exits with code 1 (see :class:`GracefulShutdown`). Each line
 of the log gives the seconds measured for its step.
 
-The coordinator itself imports no web framework. Servers are driven through a *stop*
-callable given to :meth:`GracefulShutdown.install` (see :mod:`healthprobe.servers`), and
-requests are counted by the ``shutdown=`` argument of the ASGI and WSGI
-``HealthMiddleware``. Without any server, a worker loop reads :attr:`~GracefulShutdown.is_draining`,
-blocks in :meth:`~GracefulShutdown.wait` or awaits :meth:`~GracefulShutdown.wait_draining`,
-then calls :meth:`~GracefulShutdown.finish`.
+The coordinator itself imports no web framework and no server integration. Servers are
+driven through a *stop* callable or a :class:`ServerControl` given to
+:meth:`GracefulShutdown.install` (the integrations of :mod:`healthprobe.servers` pass their
+own), or recognised by the signal handler they installed, and requests are counted in
+:attr:`GracefulShutdown.requests_in_flight` (:class:`InFlight`) by the ``shutdown=`` argument
+of the ASGI and WSGI ``HealthMiddleware``. Without any server, a worker loop reads
+:attr:`~GracefulShutdown.is_draining`, blocks in :meth:`~GracefulShutdown.wait` or awaits
+:meth:`~GracefulShutdown.wait_draining`, then calls :meth:`~GracefulShutdown.finish`.
+
+:class:`GracefulShutdown` composes one private part per concept: its signal handlers and
+the repeat-window rule (``_handlers``, ``_signals``), the phases and their log lines
+(``_timeline``), the in-flight accounting and the drain's waiting (``_inflight``), and the
+cleanup hooks with their share of the budget (``_hooks``); which server put a handler in
+place, and how to stop it, is ``_launch``'s.
 """
 
 from __future__ import annotations
 
 import atexit
-import inspect
 import logging
-import math
 import os
 import signal
 import threading
 import time
+import typing
 import weakref
-from collections.abc import Awaitable, Callable, Iterable
-from types import FrameType
-from typing import Any, NoReturn, TypeVar, overload
 
 import anyio
 
-from . import _launch, _threads
-from ._launch import ServerControl, SignalHandler
-from ._types import Lifecycle
-from .registry import HealthRegistry
+from . import _handlers, _hooks, _inflight, _launch, _signals, _threads, _timeline, _types
+from . import registry as _registry
+from ._hooks import Hook
+from ._inflight import InFlight
+from ._launch import ServerControl
 
-logger = logging.getLogger("healthprobe.shutdown")
+if typing.TYPE_CHECKING:
+    from collections.abc import Callable, Iterable
+    from types import FrameType
+    from typing import Any, NoReturn
 
-Hook = Callable[[], Any]
-H = TypeVar("H", bound=Hook)
+    from ._hooks import H
+    from ._types import Lifecycle
+    from .registry import HealthRegistry
+
+__all__ = [
+    "EXIT_TIMEOUT",
+    "FORCED_EXIT_CODE",
+    "KUBERNETES_DELAY",
+    "PHASES",
+    "REPEAT_WINDOW",
+    "SESSION_CLOSE_WAIT",
+    "GracefulShutdown",
+    "Hook",
+    "InFlight",
+    "ServerControl",
+    "current",
+]
+
+_logger = logging.getLogger("healthprobe.shutdown")
 
 #: Delay in seconds used when ``KUBERNETES_SERVICE_HOST`` is set and no delay is given: long
 #: enough for the endpoints controller and kube-proxy or an ingress to drop the pod.
@@ -66,7 +91,6 @@ KUBERNETES_DELAY = 5.0
 REPEAT_WINDOW = 1.0
 #: Seconds given to WebSocket sessions to end once they were closed at the drain bound.
 SESSION_CLOSE_WAIT = 1.0
-_POLL = 0.05
 
 _current: GracefulShutdown | None = None
 
@@ -119,7 +143,7 @@ class GracefulShutdown:
     """
 
     #: Every value :attr:`phase` can take, in order.
-    phases: tuple[str, ...] = ("serving", "delay", "drain", "hooks", "stopped")
+    phases: tuple[str, ...] = _timeline.PHASES
 
     def __init__(
         self,
@@ -132,104 +156,61 @@ class GracefulShutdown:
         signals: Iterable[int] = (signal.SIGTERM, signal.SIGINT),
         repeat_window: float = REPEAT_WINDOW,
     ) -> None:
-        if not isinstance(registry, HealthRegistry):
+        if not isinstance(registry, _registry.HealthRegistry):
             raise TypeError(f"registry must be a HealthRegistry, got {type(registry).__name__}")
         if delay is None:
             delay = KUBERNETES_DELAY if os.environ.get("KUBERNETES_SERVICE_HOST") else 0.0
         self.registry = registry
-        self.delay = _seconds("delay", delay)
-        self.drain_timeout = _seconds("drain_timeout", drain_timeout)
-        self.hook_timeout = _seconds("hook_timeout", hook_timeout)
-        self.grace_period = _seconds("grace_period", grace_period)
-        self.repeat_window = _seconds("repeat_window", repeat_window)
+        self.delay = _signals.check_seconds("delay", delay)
+        self.drain_timeout = _signals.check_seconds("drain_timeout", drain_timeout)
+        self.hook_timeout = _signals.check_seconds("hook_timeout", hook_timeout)
+        self.grace_period = _signals.check_seconds("grace_period", grace_period)
+        self.repeat_window = _signals.check_seconds("repeat_window", repeat_window)
         self.signals = tuple(signal.Signals(s) for s in signals)
         if not self.signals:
             raise ValueError("signals must name at least one signal")
         uncatchable = [s.name for s in self.signals if s in (signal.SIGKILL, signal.SIGSTOP)]
         if uncatchable:
             raise ValueError(f"{', '.join(uncatchable)} cannot be handled by a process")
-        self._lock = threading.RLock()
-        self._hooks: list[tuple[str, Hook]] = []
-        # One item per request in flight: list.append and list.pop are atomic, so counting
-        # takes no lock on the path every request passes (docs/performance.md). Never
-        # replaced: the middlewares hold this list.
-        self._requests: list[None] = []
-        # One item per request the server ended unfinished: "" for one it cancelled (the
-        # ASGI middleware), else the name of what ended it (SystemExit, KeyboardInterrupt).
-        # Appended before the request's count is dropped, so a drain that sees no request
-        # in flight sees the cut ones too.
-        self._cut: list[str] = []
-        # Set by a server integration when the server stops at once on a signal of its own
-        # (gunicorn's quick shutdown), to say so in the drain's line; and a callable telling
-        # whether connections wait in the server's listen backlog (gunicorn sync workers).
-        self._quick: str | None = None
-        self._backlog: Callable[[], bool] | None = None
-        # Open WebSocket sessions: a callable per session that closes it with code 1001
-        # (the ASGI middleware adds and discards them; called when the drain bound is reached).
-        self._sessions: set[Callable[[], None]] = set()
-        # The handlers found by the latest install (per signal), and the application's own
-        # handler per signal: the one in place before any server's or ours, found at
-        # construction or at the first install in this process. It is called once when the
-        # delay ends, restored by uninstall(), and given the signals that come after the
-        # sequence ended.
-        self._previous: dict[int, SignalHandler] = {}
-        self._original: dict[int, SignalHandler] = {}
-        self._original_pid = os.getpid()
-        self._handler = self._on_signal
-        self._record_original()
-        self._control: ServerControl | None = None
-        # A signal this coordinator sends to the main thread for another handler (trio's
-        # KeyboardInterrupt, for example): (signal number, the handler to give it to).
-        self._pass: tuple[int, SignalHandler] | None = None
-        self._pid: int | None = None
-        # Process id of the last automatic install that could not stop the server (warned).
-        self._auto_failed_pid = 0
-        # Whether an ASGI lifespan reached the middleware: without one the hooks run when
-        # the server returns (healthprobe.servers.uvicorn) or at interpreter exit.
-        self._lifespan_seen = False
-        self._atexit_pid = 0
-        # Process id where an adapter installed the coordinator by itself: there the hooks
-        # also run when the interpreter exits without a signal (a worker its server recycles).
-        self._automatic_pid = 0
-        self._signum: int | None = None
-        self._frame: FrameType | None = None
+        #: The requests and sessions in flight (:class:`InFlight`; the adapters count in its
+        #: ``slots``): created once and never replaced, since the adapters hold its lists.
+        self.requests_in_flight = InFlight()
+        #: ``True`` while installed in this process and no shutdown signal came (nor
+        #: :meth:`begin`): all a request then needs from the coordinator is to be counted.
+        #: A plain attribute, read by the adapters per request; read-only for callers.
+        self.steady = False
+        #: The exit code the sequence logged: 0, ``128 + signal number`` after a second
+        #: signal, :data:`FORCED_EXIT_CODE` at the end of the budget.
+        self.exit_code = 0
         # Set by the signal handler, which takes no lock (a lock held by the interrupted
         # code of the same thread would never be released); the coordinator's thread,
         # woken through a pipe, does the rest.
         self._signalled = False
-        # When the first signal came (time.monotonic(); 0 while none came, even after
-        # begin()), and the copies of it that came within repeat_window, as (signal number,
-        # seconds after the first): appended by the handler, logged by the coordinator's
-        # thread.
-        self._signal_at = 0.0
-        self._repeats: list[tuple[int, float]] = []
-        self._repeats_thread = False
-        # Installed in this process and not signalled: all a request then needs from the
-        # coordinator is to be counted (one attribute the ASGI middleware reads per request).
-        self._steady = False
-        self._by_signal = False
-        self._wake: tuple[int, int] | None = None
-        self._thread: threading.Thread | None = None
-        self._thread_pid = 0
-        self._draining = threading.Event()
-        self._stopping = threading.Event()
-        self._stopped = threading.Event()
-        # Set once finish() (or its async forms) began: the server returned, so a sequence
-        # still in its delay has nothing left to stop.
-        self._finishing = threading.Event()
-        self._hooks_claimed = False
-        self._hooks_done = threading.Event()
-        self._hook_running: str | None = None
-        self._t0 = 0.0
-        self._stop_at = 0.0
-        self._stopped_at = 0.0
+        self._lock = threading.RLock()
+        self._timeline = _timeline.Timeline()
+        self._hooks = _hooks.Hooks(self._timeline, self.hook_timeout)
+        self._handlers = _handlers.SignalHandlers(
+            self._on_signal,
+            self.signals,
+            self.repeat_window,
+            first=self._first_signal,
+            wake=self._notify,
+            second=self._fast_exit,
+            ended=self._timeline.stopped.is_set,
+        )
+        self._control: ServerControl | None = None
+        # Process id of the last automatic install that could not stop the server (warned).
+        self._auto_failed_pid = 0
+        # Process id where an adapter installed the coordinator by itself: there the hooks
+        # also run when the interpreter exits without a signal (a worker its server recycles).
+        self._automatic_pid = 0
+        # Whether an ASGI lifespan reached the middleware: without one the hooks run when
+        # the server returns (healthprobe.servers.uvicorn) or at interpreter exit.
+        self._lifespan_seen = False
+        self._own = _OwnThread()
         # The asyncio loop the sequence finished on, to name the tasks left on it if the
         # process does not exit (see _exit_late).
         self._loop: Any = None
-        self._logged: set[str] = set()
-        self.exit_code = 0
-        self._warned_budget = False
-        self._budget_due = False
         from .logs import use_server_logger
 
         use_server_logger()  # the budget warning shows in the server's log too
@@ -253,26 +234,13 @@ class GracefulShutdown:
         Raises:
             TypeError: ``func`` is not callable, or not callable without arguments.
         """
-        if not callable(func):
-            raise TypeError(f"hook must be callable, got {type(func).__name__}")
-        hook_name = name or str(getattr(func, "__name__", repr(func)))
-        try:
-            inspect.signature(func).bind()
-        except TypeError:
-            raise TypeError(f"hook {hook_name!r} must be callable with no arguments") from None
-        except ValueError:  # no signature to read (some builtins)
-            pass
-        if self._hooks_claimed:
-            logger.warning(
-                "shutdown: hook %r added after the hooks ran; it will not run", hook_name, extra={"hook": hook_name}
-            )
-        self._hooks.append((hook_name, func))
+        self._hooks.add(func, name)
         self._warn_budget()
 
-    @overload
+    @typing.overload
     def hook(self, func: H, /) -> H: ...
 
-    @overload
+    @typing.overload
     def hook(self, func: None = None, /, *, name: str | None = None) -> Callable[[H], H]: ...
 
     def hook(self, func: H | None = None, /, *, name: str | None = None) -> H | Callable[[H], H]:
@@ -304,12 +272,7 @@ class GracefulShutdown:
 
     def _after_delay(self) -> float:
         """Seconds the sequence may take once the delay ended: the budget without the delay."""
-        return self.drain_timeout + self.hook_timeout * max(1, len(self._hooks))
-
-    def _hooks_text(self) -> str:
-        if self._hooks:
-            return f"{len(self._hooks)} hook(s) x {self.hook_timeout:.1f} s"
-        return f"{self.hook_timeout:.1f} s of hook time (no hook registered)"
+        return self.drain_timeout + self._hooks.share()
 
     def _warn_budget_when_started(self) -> None:
         """Check the budget against the grace period at the registry's first lifecycle
@@ -317,37 +280,29 @@ class GracefulShutdown:
         application registers its hooks after building the coordinator (in a factory after
         ``init_app``, in a lifespan, in a module imported later), and a warning made before
         them would count none. After that, :meth:`add_hook` checks again."""
-        if self.registry.lifecycle is not Lifecycle.STARTING:
-            self._budget_due = True
-            self._warn_budget()
+        if self.registry.lifecycle is not _types.Lifecycle.STARTING:
+            self._budget_became_due()
             return
-        ref = weakref.ref(self)
+        became_due = weakref.WeakMethod(self._budget_became_due)  # the registry may outlive us
 
         def on_lifecycle(old: Lifecycle, new: Lifecycle) -> None:
-            coordinator = ref()
-            if coordinator is not None and not coordinator._budget_due:
-                coordinator._budget_due = True
-                coordinator._warn_budget()
+            method = became_due()
+            if method is not None:
+                method()
 
         self.registry.add_lifecycle_listener(on_lifecycle)
 
+    def _budget_became_due(self) -> None:
+        if not self._hooks.budget_due:
+            self._hooks.budget_due = True
+            self._warn_budget()
+
     def _warn_budget(self) -> None:
-        if self._budget_due and self.budget > self.grace_period and not self._warned_budget:
-            self._warned_budget = True
-            logger.warning(
-                "shutdown: delay %.1f s + drain %.1f s + %s = %.1f s exceeds the grace period "
-                "of %.1f s; the process may be killed before it stops cleanly",
-                self.delay,
-                self.drain_timeout,
-                self._hooks_text(),
-                self.budget,
-                self.grace_period,
-                extra={"seconds": self.budget, "grace_period": self.grace_period},
-            )
+        self._hooks.warn_budget(self.delay, self.drain_timeout, self.grace_period)
 
     # -- signal handlers -----------------------------------------------------------------------
 
-    def install(self, stop: Callable[[], None] | None = None) -> bool:
+    def install(self, stop: Callable[[], None] | None = None, *, control: ServerControl | None = None) -> bool:
         """Install the signal handlers in this (serving) process, on top of the current ones.
 
         Call it from the process that serves, after the server installed its own handlers
@@ -355,7 +310,7 @@ class GracefulShutdown:
         of any handler set in between, so the order against the server's own installation
         does not matter.
 
-        What the coordinator does with the handlers it finds (see :mod:`healthprobe._launch`):
+        What the coordinator does with the handlers it finds:
 
         * the application's own handler (a Python callable in place before any server's or
           ours, found at construction or at the first install) is called once, from the
@@ -363,8 +318,9 @@ class GracefulShutdown:
           and a signal that comes once the sequence has ended is given to it (or, where
           there was none, gets the default action), whatever the install order;
         * a recognised server's handler (uvicorn, a gunicorn worker, an asyncio loop's,
-          trio's) tells how to stop that server when the delay ends, unless ``stop`` is
-          given.
+          trio's) tells how to stop that server when the delay ends, unless ``stop`` or
+          ``control`` is given (uvicorn and gunicorn through the factories that
+          :mod:`healthprobe.servers` registers; ``import healthprobe`` imports it).
 
         Args:
             stop: called once, from the coordinator's thread, when the delay ends, to make
@@ -372,12 +328,55 @@ class GracefulShutdown:
                 handler found by the latest install, if it is a Python callable other than
                 the application's and than the default ``KeyboardInterrupt`` raiser, is
                 called instead (an unknown server's handler, which stops it).
+            control: how to drive the server through the sequence, for the integrations of
+                :mod:`healthprobe.servers`, which know their server; ignored when ``stop``
+                is given.
 
         Returns:
             ``True`` if a handler was installed now; ``False`` outside the main thread
             (signals can only be handled there) or when already in place.
         """
-        return self._install(stop)
+        return self._install(stop, control=control)
+
+    def install_automatically(self, server: str, *, control: ServerControl | None = None) -> bool:
+        """Install as an adapter does by itself (at ASGI lifespan startup, as a WSGI worker
+        imports the application, under ``waitress-serve``): only where the server can be
+        stopped when the delay ends, else a WARNING naming the fix (once per process) and
+        nothing installed; under a development server, nothing (an INFO line says so).
+
+        Args:
+            server: the server's name (``"gunicorn"``, ``"hypercorn"``, ``"waitress"``, ...)
+                as the adapter knows it, or ``""`` when unknown; it selects the fix named
+                in the warning.
+            control: how to drive the server, when the caller knows it (see :meth:`install`).
+
+        Returns:
+            ``True`` if a handler was installed now, as :meth:`install` does.
+        """
+        return self._install(automatic=server, control=control)
+
+    def adopt(self, server: str = "") -> None:
+        """Install automatically (:meth:`install_automatically`), as an adapter does at a
+        process's first request, unless installed in this process already, found unable to
+        stop its server here, or signalled.
+
+        Args:
+            server: the server's name as the adapter knows it, or ``""`` when unknown.
+        """
+        pid = os.getpid()
+        if self._handlers.pid != pid and self._auto_failed_pid != pid and not self._signalled:
+            self._install(automatic=server)
+
+    def note_lifespan(self) -> None:
+        """Record that an ASGI lifespan reached the adapter (it calls this): the hooks then
+        run at the lifespan's shutdown, not when the server returns (see
+        :attr:`lifespan_seen`)."""
+        self._lifespan_seen = True
+
+    @property
+    def lifespan_seen(self) -> bool:
+        """Whether an ASGI lifespan reached the adapter (:meth:`note_lifespan`)."""
+        return self._lifespan_seen
 
     def _install(
         self,
@@ -387,10 +386,7 @@ class GracefulShutdown:
         control: ServerControl | None = None,
     ) -> bool:
         """:meth:`install`; with ``automatic`` (the server's name, or ``""`` when unknown),
-        as an adapter does it by itself: only when the server can be stopped, else a
-        WARNING naming the fix (once per process) and nothing installed; under a
-        development server, nothing (an INFO line says so). ``control`` says how to stop
-        the server, for integrations that know it."""
+        :meth:`install_automatically`."""
         from .logs import use_server_logger  # the server's logging is set up by now (docs/logging.md)
 
         use_server_logger()
@@ -404,123 +400,74 @@ class GracefulShutdown:
             if development is not None:
                 if self._auto_failed_pid != pid:
                     self._auto_failed_pid = pid
-                    logger.info(
+                    _logger.info(
                         "shutdown: %s is a development server: SIGTERM stops it at once, with no shutdown delay",
                         development,
                         extra={"server": development},
                     )
                 return False
+        handlers = self._handlers
         if not _launch.in_main_thread():
-            if automatic is not None and self._pid != pid:
+            if automatic is not None and handlers.pid != pid:
                 self._cannot_stop(automatic if automatic in ("gunicorn", "waitress", "werkzeug") else "thread")
             else:
-                logger.debug("shutdown: not installing signal handlers outside the main thread")
+                _logger.debug("shutdown: not installing signal handlers outside the main thread")
             return False
-        if self._original_pid != pid:  # a new process (a fork): what this one had before us
-            self._original, self._original_pid = {}, pid
-            self._record_original()
-        found = {sig: signal.getsignal(sig) for sig in self.signals}
-        if self._pid == pid and all(handler == self._handler for handler in found.values()):
+        handlers.renew_original(pid)
+        found = handlers.found()
+        if handlers.pid == pid and handlers.in_place(found):
             self._warn_budget()
             return False
-        if self._pid != pid and self._control is not None and control is None and self._control.server != "given":
+        if handlers.pid != pid and self._control is not None and control is None and self._control.server != "given":
             self._control = None  # recognised in another process (before a fork)
         if self._control is None:
-            self._control = _launch.control_for(self, found)
-            found = {sig: signal.getsignal(sig) for sig in self.signals}  # an asyncio loop's were taken off
+            self._control = _launch.control_for(self, found, handlers.deliver_in_main_thread)
+            found = handlers.found()  # an asyncio loop's were taken off
         if automatic is not None and self._control is None:
-            unknown = self._fallback_stop(found)
+            unknown = handlers.fallback_stop(found)
             if unknown is None:
                 self._cannot_stop(_launch.uvloop_or(found, automatic))
                 return False
             if self._auto_failed_pid != pid:
-                logger.warning(_launch.unknown_server(unknown), extra={"server": _launch.owner_of(unknown)[1] or None})
+                _logger.warning(_launch.unknown_server(unknown), extra={"server": _launch.owner_of(unknown)[1] or None})
         if automatic is not None:
             self._automatic_pid = pid
-        first = self._pid != pid
-        for sig, handler in found.items():
-            if handler == self._handler:
-                continue
-            if first and self._callable_handler(handler):
-                self._original[sig] = handler  # the application's, installed since construction
-            elif sig not in self._original:
-                self._original[sig] = _launch.uninstalled_handler(sig) if _launch.server_handler(handler) else handler
-            self._previous[sig] = handler
-            signal.signal(sig, self._handler)
+        handlers.take_over(found, pid)
         self._start_thread()
-        self._pid = pid
-        self._steady = not self._signalled
+        handlers.pid = pid
+        self.steady = not self._signalled
         control = self._control
-        logger.debug(
+        _logger.debug(
             "shutdown: handlers installed in process %d for %s (server: %s)",
             pid,
-            self._signal_names(),
+            handlers.names(),
             control.server if control is not None else "none recognised",
             extra={"server": control.server if control is not None else None},
         )
         self._warn_budget()
         return True
 
-    def _adopt(self, server: str = "") -> None:
-        """Install automatically, from an adapter's first request, unless installed in this
-        process already or found unable to stop its server (see :meth:`_install`)."""
-        pid = os.getpid()
-        if self._pid != pid and self._auto_failed_pid != pid and not self._signalled:
-            self._install(automatic=server)
-
-    def _record_original(self) -> None:
-        # The application's handlers in place at construction, when it runs in the main
-        # thread; a server's own handler, or another coordinator's, is not the application's.
-        if not _launch.in_main_thread():
-            return
-        for sig in self.signals:
-            handler = signal.getsignal(sig)
-            if not _launch.server_handler(handler):
-                self._original[sig] = handler
-
-    def _fallback_stop(self, found: dict[signal.Signals, SignalHandler]) -> SignalHandler:
-        """A handler of ``found`` that, called when the delay ends, may stop an unknown
-        server: a Python callable other than the application's own; ``None`` if none."""
-        for sig, handler in found.items():
-            if self._callable_handler(handler) and handler != self._original.get(sig):
-                return handler
-        return None
-
-    def _callable_handler(self, handler: SignalHandler) -> bool:
-        return (
-            callable(handler)
-            and handler is not signal.default_int_handler
-            and handler != self._handler
-            and _launch.server_handler(handler) is None
-        )
-
     def _cannot_stop(self, server: str) -> None:
         pid = os.getpid()
         if self._auto_failed_pid != pid:
             self._auto_failed_pid = pid
-            logger.warning(_launch.unsupported(server), extra={"server": server or None})
+            _logger.warning(_launch.unsupported(server), extra={"server": server or None})
 
     def uninstall(self) -> None:
         """Where our handler is still in place, put back the one it replaced: the server's
         own, which the server replaces in turn with what it found when it returns, or the
         application's (see :meth:`install`)."""
-        if not _launch.in_main_thread():
-            return
-        for sig in self.signals:
-            if signal.getsignal(sig) == self._handler:
-                replaced = self._previous.get(sig, self._original.get(sig, _launch.uninstalled_handler(sig)))
-                signal.signal(sig, replaced if replaced is not None else signal.SIG_DFL)
-        self._previous.clear()
+        self._handlers.uninstall()
 
     @property
     def pid(self) -> int | None:
         """The id of the process where :meth:`install` last installed handlers, or ``None``."""
-        return self._pid
+        return self._handlers.pid
 
     @property
     def installed(self) -> bool:
         """Whether our handler is in place for every configured signal."""
-        return all(signal.getsignal(s) == self._handler for s in self.signals)
+        return self._handlers.installed
 
     @property
     def server(self) -> str | None:
@@ -529,71 +476,26 @@ class GracefulShutdown:
         ``stop`` passed to :meth:`install`), or ``None`` when none is known."""
         return self._control.server if self._control is not None else None
 
-    def _signal_names(self) -> str:
-        return ", ".join(s.name for s in self.signals)
-
     def _on_signal(self, signum: int, frame: FrameType | None) -> None:
-        # Runs in the main thread between two bytecodes of whatever it was doing: set
-        # plain attributes and write to a pipe, nothing that takes a lock (logging does).
-        passing = self._pass
-        if passing is not None and passing[0] == signum:
-            # Sent by this coordinator for another handler, to run in the main thread.
-            self._pass = None
-            if callable(passing[1]):
-                passing[1](signum, frame)
-            return
-        now = time.monotonic()
-        if not self._signalled:
-            self._signalled = True
-            self._steady = False
-            self._by_signal = True
-            self._signum, self._frame, self._t0, self._signal_at = signum, frame, now, now
-            if self._wake is not None:
-                os.write(self._wake[1], b"s")
-            return
-        if self._stopped.is_set():
-            # The sequence has ended, yet this handler is in place (a server restored it):
-            # the signal goes where it would have gone without us.
-            self._pass_on(signum, frame)
-            return
-        if self._signal_at and now - self._signal_at < self.repeat_window:
-            # A copy of the first signal (the whole process group signalled, then the
-            # supervisor passing it on): the same shutdown. list.append takes no lock.
-            self._repeats.append((signum, now - self._signal_at))
-            if self._wake is not None:
-                os.write(self._wake[1], b"r")
-            return
-        self._fast_exit(signum)
+        # The handler in place: it names this coordinator as its owner; the rule is _handlers'.
+        self._handlers.on_signal(signum, frame)
 
-    def _pass_on(self, signum: int, frame: FrameType | None) -> None:
-        original = self._original.get(signum, _launch.uninstalled_handler(signum))
-        if callable(original):
-            original(signum, frame)
-        elif original != signal.SIG_IGN:  # the default action: restore it and let it happen
-            signal.signal(signum, signal.SIG_DFL)
-            signal.raise_signal(signum)
+    def _first_signal(self, now: float) -> None:
+        # Called by the signal handler on the first signal: plain attributes and a pipe.
+        self._signalled = True
+        self.steady = False
+        self._timeline.t0 = now
+        self._notify(b"s")
 
-    def _deliver_in_main_thread(self, signum: int, handler: SignalHandler) -> None:
-        """Have ``handler`` called with ``signum`` in the main thread, as a signal it
-        handles would (trio's ``KeyboardInterrupt``, the default one of ``SIGINT``)."""
-        self._pass = (signum, handler)
-        if signal.getsignal(signum) != self._handler:
-            self._pass = None
-        main = threading.main_thread().ident
-        if main is not None:
-            signal.pthread_kill(main, signum)
+    def _notify(self, word: bytes) -> None:
+        if self._own.pipe is not None:
+            os.write(self._own.pipe[1], word)
 
     def _fast_exit(self, signum: int) -> None:
         code = 128 + signum
         self.exit_code = code
-        logger.error(
-            "shutdown: second signal %s %.2f s after the first; exiting at once with code %d",
-            _name(signum),
-            (elapsed := time.monotonic() - self._t0),
-            code,
-            extra={"phase": "second_signal", "signal": _name(signum), "seconds": elapsed, "exit_code": code},
-        )
-        _flush_logs()
+        self._timeline.second_signal(signum, code)
+        _signals.flush_logs()
         os._exit(code)
 
     # -- the sequence ---------------------------------------------------------------------------
@@ -608,80 +510,68 @@ class GracefulShutdown:
         with self._lock:
             if self._signalled:
                 return False
+            self._handlers.begun(signum, frame)
             self._signalled = True
-            self._steady = False
-            self._signum, self._frame, self._t0 = signum, frame, time.monotonic()
-        assert self._wake is not None
-        os.write(self._wake[1], b"b")
-        self._draining.wait(5.0)
+            self.steady = False
+            self._timeline.t0 = time.monotonic()
+        self._notify(b"b")
+        self._timeline.draining.wait(5.0)
         return True
 
     def _start_thread(self) -> None:
+        own = self._own
         with self._lock:
             pid = os.getpid()
-            if self._atexit_pid != pid:
-                self._atexit_pid = pid
+            if own.atexit_pid != pid:
+                own.atexit_pid = pid
                 atexit.register(self._at_exit)
-            if self._thread is not None and self._thread_pid == pid:
+            if own.thread is not None and own.pid == pid:
                 return  # started in this process (a thread started before a fork is not in the child)
-            self._thread_pid = pid
-            self._wake = os.pipe()
-            self._thread = _threads.start(self._sequence, name="healthprobe-shutdown")
+            own.pid = pid
+            own.pipe = os.pipe()
+            own.thread = _threads.start(self._sequence, name="healthprobe-shutdown")
 
     def _sequence(self) -> None:
-        assert self._wake is not None
+        own = self._own
         while not self._signalled:  # the pipe stays open: a late writer never meets a reused fd
-            os.read(self._wake[0], 1)
-        if self._by_signal and self.repeat_window > 0:
+            own.read()
+        handlers, timeline = self._handlers, self._timeline
+        if handlers.by_signal and self.repeat_window > 0:
             # From here on the pipe carries the handler's word of a repeated signal.
-            self._repeats_thread = True
+            own.logs_repeats = True
             _threads.start(self._log_repeats, name="healthprobe-shutdown-repeats")
         self.registry.begin_drain()
-        self._draining.set()
+        timeline.draining.set()
         control = self._control
         delay = self.delay
         if control is not None and control.development:
             delay = 0.0
-            logger.info(
+            _logger.info(
                 "shutdown: %s runs under a development reloader: no shutdown delay",
                 control.server,
                 extra={"server": control.server},
             )
-        self._phase(
-            "signal",
-            "shutdown: %s received; readiness fails, serving on for the %.1f s delay (%d request(s) in flight)",
-            _name(self._signum or signal.SIGTERM),
-            delay,
-            (in_flight := self.in_flight),
-            extra={"signal": _name(self._signum or signal.SIGTERM), "delay": delay, "in_flight": in_flight},
-        )
+        timeline.began(handlers.signum or signal.SIGTERM, delay, self.in_flight)
         if delay > 0:
-            self._finishing.wait(delay)
-        if self._finishing.is_set():
+            timeline.finishing.wait(delay)
+        if timeline.finishing.is_set():
             # A worker loop (or a server that stopped by itself) finished during the delay:
             # nothing is left to stop.
-            if self._by_signal and self._control is not None:
-                self._stopped.wait()  # the hooks, each bounded, then the checks' threads (1 s)
+            if handlers.by_signal and self._control is not None:
+                timeline.stopped.wait()  # the hooks, each bounded, then the checks' threads (1 s)
                 self._exit_after_stop(None)
             return
         with self._lock:
-            self._stop_at = time.monotonic()
-            self._stopping.set()
-        if self._by_signal:
+            timeline.stop_at = time.monotonic()
+            timeline.stopping.set()
+        if handlers.by_signal:
             # A signalled process must end by the end of its budget, whatever the server's
             # stop, the drain or the hooks do in this thread or another: its own thread
             # counts from here, where the drain bound starts.
             _threads.start(self._watch_exit, name="healthprobe-shutdown-exit")
-        self._phase(
-            "drain",
-            "shutdown: delay over after %.2f s; stopping accepting, draining %d in-flight request(s) (bound %.1f s)",
-            self._stop_at - self._t0,
-            (in_flight := self.in_flight),
-            self.drain_timeout,
-            extra={"seconds": self._stop_at - self._t0, "in_flight": in_flight, "drain_timeout": self.drain_timeout},
-        )
+        timeline.delay_over(self.in_flight, self.drain_timeout)
         self._call_original()
-        self._call(control.stop if control is not None else self._fallback, "stopping the server")
+        self._call(control.stop if control is not None else handlers.call_unknown_server, "stopping the server")
         self._watch_drain()
         if control is not None and control.release is not None:
             self._call(control.release, "letting the server return")
@@ -690,46 +580,24 @@ class GracefulShutdown:
         try:
             func()
         except BaseException:  # SystemExit from a handler included: the sequence goes on
-            logger.exception("shutdown: %s raised", what, extra={"phase": self.phase})
+            _logger.exception("shutdown: %s raised", what, extra={"phase": self.phase})
 
     def _call_original(self) -> None:
         """Call the application's own handler of the first signal, once (see :meth:`install`)."""
-        signum = self._signum or signal.SIGTERM
-        original = self._original.get(signum)
-        if callable(original) and self._callable_handler(original):
-            self._call(lambda: original(signum, self._frame), f"the application's {_name(signum)} handler")
-
-    def _fallback(self) -> None:
-        # No server recognised and no stop given: the handler found by the latest install,
-        # when it is not the application's (already called), is an unknown server's.
-        signum = self._signum or signal.SIGTERM
-        previous = self._previous.get(signum)
-        if callable(previous) and self._callable_handler(previous) and previous != self._original.get(signum):
-            previous(signum, self._frame)
+        handlers = self._handlers
+        original = handlers.application_handler()
+        if original is not None:
+            signum = handlers.signum or signal.SIGTERM
+            name = _signals.signal_name(signum)
+            self._call(lambda: original(signum, handlers.frame), f"the application's {name} handler")
 
     def _watch_drain(self) -> None:
         """Wait until no request, stream or WebSocket session is in flight, or the drain
         bound is reached; at the bound, close the WebSocket sessions still open with code
         1001 ("going away", RFC 6455 section 7.4.1) and give them up to
         :data:`SESSION_CLOSE_WAIT` seconds to end."""
-        deadline = self._stop_at + self.drain_timeout
-        while self.in_flight > 0 and time.monotonic() < deadline:
-            time.sleep(_POLL)
-        if self._sessions and self.in_flight > 0:
-            closers = list(self._sessions)
-            logger.info(
-                "shutdown: drain bound of %.1f s reached; closing %d WebSocket session(s) with code 1001",
-                self.drain_timeout,
-                len(closers),
-                extra={"phase": "drain", "sessions": len(closers), "drain_timeout": self.drain_timeout},
-            )
-            thread = _threads.start(_close_all, closers, name="healthprobe-sessions")
-            end = time.monotonic() + SESSION_CLOSE_WAIT
-            thread.join(SESSION_CLOSE_WAIT)
-            # Wait for these sessions only: a stream still running goes on until the server
-            # is released, and waiting for it would take the hooks' time for nothing.
-            while any(close in self._sessions for close in closers) and time.monotonic() < end:
-                time.sleep(_POLL)
+        _inflight.wait_empty(self.requests_in_flight, self._timeline.stop_at + self.drain_timeout)
+        _inflight.close_sessions(self.requests_in_flight, self.drain_timeout, SESSION_CLOSE_WAIT)
         self._drained()
 
     def _at_exit(self) -> None:
@@ -739,37 +607,30 @@ class GracefulShutdown:
         # here and the server ended the process by itself (a gunicorn worker recycled after
         # --max-requests): drain what is left and run the hooks now.
         pid = os.getpid()
-        installed_here = self._by_signal or (self._automatic_pid == pid and self._pid == pid)
-        if installed_here and self._thread_pid == pid and not self._stopped.is_set():
+        installed_here = self._handlers.by_signal or (self._automatic_pid == pid and self._handlers.pid == pid)
+        if installed_here and self._own.pid == pid and not self._timeline.stopped.is_set():
             self.finish()
 
     def _log_repeats(self) -> None:
-        assert self._wake is not None
+        copies = self._handlers.copies
         logged = 0
         while True:
-            done = self._stopped.is_set()  # before reading what is to be logged
-            while logged < len(self._repeats):
-                signum, after = self._repeats[logged]
+            done = self._timeline.stopped.is_set()  # before reading what is to be logged
+            while logged < len(copies):
+                signum, after = copies[logged]
                 logged += 1
-                logger.info(
-                    "shutdown: %s again %.3f s after the first signal, within the %.1f s repeat window; "
-                    "taken as the same shutdown",
-                    _name(signum),
-                    after,
-                    self.repeat_window,
-                    extra={"phase": "repeat", "signal": _name(signum), "seconds": after},
-                )
+                self._timeline.repeat(signum, after, self.repeat_window)
             if done:
                 return
-            os.read(self._wake[0], 1)  # a repeat ("r"), or the end of the sequence ("f")
+            self._own.read()  # a repeat ("r"), or the end of the sequence ("f")
 
     def _exit_deadline(self) -> float | None:
         """When a signalled process must have exited (``time.monotonic()``): the end of its
         budget, counted from the end of the delay; ``None`` before the delay ended or when
         no signal began the shutdown."""
-        if not self._by_signal or not self._stopping.is_set():
+        if not self._handlers.by_signal or not self._timeline.stopping.is_set():
             return None
-        return self._stop_at + self._after_delay()
+        return self._timeline.stop_at + self._after_delay()
 
     def _watch_exit(self) -> None:
         """Exit by force at the end of the budget unless the sequence finished by then, then
@@ -778,7 +639,7 @@ class GracefulShutdown:
         while True:
             deadline = self._exit_deadline()
             assert deadline is not None
-            if self._stopped.wait(max(0.0, deadline - time.monotonic())):
+            if self._timeline.stopped.wait(max(0.0, deadline - time.monotonic())):
                 break
             if time.monotonic() >= (self._exit_deadline() or deadline):  # a hook added meanwhile moves it
                 self._forced_exit()
@@ -794,64 +655,40 @@ class GracefulShutdown:
         program's."""
         if self._control is None:
             return
-        end = self._stopped_at + EXIT_TIMEOUT
+        end = self._timeline.stopped_at + EXIT_TIMEOUT
         if deadline is not None:
             end = min(end, deadline)
         time.sleep(max(0.0, end - time.monotonic()))
         self._exit_late()
 
     def _exit_late(self) -> NoReturn:
-        now = time.monotonic()
-        logger.warning(
-            "shutdown: still running %.2f s after it stopped (%.2f s after the signal)%s; exiting with code %d",
-            (after := now - self._stopped_at),
-            now - self._t0,
-            _leftovers(self._loop),
-            self.exit_code,
-            extra={"phase": "exit", "seconds": after, "exit_code": self.exit_code},
-        )
-        _flush_logs()
+        self._timeline.exit_late(self.exit_code, self._loop)
+        _signals.flush_logs()
         os._exit(self.exit_code)
 
     def _forced_exit(self) -> NoReturn:
         self.exit_code = FORCED_EXIT_CODE
-        now = time.monotonic()
         state = f"in phase {self.phase}"
-        if self._hook_running is not None:
-            state += f" (hook {self._hook_running!r} running)"
-        backlog = self._backlog_note()
-        logger.error(
-            "shutdown: not stopped %.2f s after the delay ended (%.2f s after the signal), at the end of its budget "
-            "of drain %.1f s + %s; %d request(s) in flight %s%s; exiting with code %d",
-            (after := now - self._stop_at),
-            now - self._t0,
-            self.drain_timeout,
-            self._hooks_text(),
-            (in_flight := self.in_flight),
-            state,
-            backlog,
-            FORCED_EXIT_CODE,
-            extra={
-                "phase": "forced_exit",
-                "seconds": after,
-                "bound": self._after_delay(),
-                "in_flight": in_flight,
-                "exit_code": FORCED_EXIT_CODE,
-            },
+        running = self._hooks.running
+        if running is not None:
+            state += f" (hook {running!r} running)"
+        self._timeline.forced_exit(
+            state=state,
+            drain_timeout=self.drain_timeout,
+            hooks=self._hooks.text(),
+            bound=self._after_delay(),
+            in_flight=self.in_flight,
+            backlog=self.requests_in_flight.backlog_note(),
+            exit_code=FORCED_EXIT_CODE,
         )
-        _flush_logs()
+        _signals.flush_logs()
         os._exit(FORCED_EXIT_CODE)
 
-    def _backlog_note(self) -> str:
-        """``"; connection(s) ..."`` when the server says connections wait in its listen
-        backlog (they are reset when the process exits), else ``""``."""
-        waiting = self._backlog
-        try:
-            if waiting is None or not waiting():
-                return ""
-        except Exception:  # a listener closed meanwhile: nothing waits in it
-            return ""
-        return "; connection(s) waiting in the listen backlog are reset unless another worker accepts them"
+    @property
+    def signalled(self) -> bool:
+        """``True`` once a first shutdown signal came or :meth:`begin` was called (the
+        same as :attr:`is_draining`)."""
+        return self._signalled
 
     @property
     def is_draining(self) -> bool:
@@ -861,27 +698,19 @@ class GracefulShutdown:
     @property
     def is_stopping(self) -> bool:
         """``True`` once the delay is over and the server should stop accepting."""
-        return self._stopping.is_set()
+        return self._timeline.stopping.is_set()
 
     @property
     def is_stopped(self) -> bool:
         """``True`` once :meth:`finish` has completed."""
-        return self._stopped.is_set()
+        return self._timeline.stopped.is_set()
 
     @property
     def phase(self) -> str:
         """The current phase, one of :data:`PHASES`: ``serving`` before any signal, then
         ``delay`` (readiness fails, still serving), ``drain`` (not accepting, waiting for
         in-flight requests), ``hooks`` (cleanup hooks running), ``stopped``."""
-        if self._stopped.is_set():
-            return "stopped"
-        if self._hooks_claimed:
-            return "hooks"
-        if self._stopping.is_set():
-            return "drain"
-        if self._signalled:
-            return "delay"
-        return "serving"
+        return self._timeline.phase(self._signalled, self._hooks.claimed)
 
     def wait(self, timeout: float | None = None) -> bool:
         """Block until shutdown begins, like :meth:`threading.Event.wait`.
@@ -892,32 +721,32 @@ class GracefulShutdown:
         Returns:
             ``True`` if draining, ``False`` on timeout.
         """
-        return self._draining.wait(timeout)
+        return self._timeline.draining.wait(timeout)
 
     async def wait_draining(self) -> None:
         """Return once shutdown has begun (asyncio or trio; polls every 50 ms)."""
-        await _until(self._draining.is_set)
+        await _timeline.until(self._timeline.draining.is_set)
 
     async def wait_stopping(self) -> None:
         """Return once the delay is over: usable as hypercorn's ``shutdown_trigger``."""
-        await _until(self._stopping.is_set)
+        await _timeline.until(self._timeline.stopping.is_set)
 
     # -- in-flight requests ---------------------------------------------------------------------
 
     @property
     def in_flight(self) -> int:
         """Requests counted by the middleware that have not finished."""
-        return len(self._requests)
+        return len(self.requests_in_flight.slots)
 
     def request_started(self) -> None:
         """Count one request as in flight (the middleware calls this)."""
-        self._requests.append(None)
+        self.requests_in_flight.slots.append(None)
 
     def request_cancelled(self) -> None:
         """Record that the server cancelled an in-flight request while draining (the ASGI
         middleware calls this, before :meth:`request_finished`), so the drain is not logged
         as clean."""
-        self._cut.append("")
+        self.requests_in_flight.cut.append("")
 
     def request_cut(self, error: BaseException) -> None:
         """Record that an in-flight request was ended unfinished by ``error``, an exception
@@ -929,31 +758,21 @@ class GracefulShutdown:
         Args:
             error: the exception that ended the request; its type names it in the log.
         """
-        self._cut.append(type(error).__name__)
-
-    def _cut_text(self) -> str:
-        """What the server cut, for the log: ``"2 request(s) cancelled by the server
-        unfinished"``, ``"1 request(s) ended unfinished by SystemExit"``; ``""`` if nothing."""
-        cut = list(self._cut)
-        parts = []
-        if cancelled := cut.count(""):
-            parts.append(f"{cancelled} request(s) cancelled by the server unfinished")
-        for name in sorted(set(cut) - {""}):
-            parts.append(f"{cut.count(name)} request(s) ended unfinished by {name}")
-        return "; ".join(parts)
+        self.requests_in_flight.cut.append(type(error).__name__)
 
     def request_finished(self) -> None:
         """Count one in-flight request as finished (the middleware calls this, once per
         :meth:`request_started`)."""
         try:
-            self._requests.pop()
+            self.requests_in_flight.slots.pop()
         except IndexError:  # more finishes than starts: a caller's bug, never a negative count
-            logger.warning("shutdown: request_finished() called with no request in flight")
+            _logger.warning("shutdown: request_finished() called with no request in flight")
 
     def _drain_left(self) -> float:
-        if not self._stopping.is_set():
+        timeline = self._timeline
+        if not timeline.stopping.is_set():
             return self.drain_timeout
-        return max(0.0, self._stop_at + self.drain_timeout - time.monotonic())
+        return max(0.0, timeline.stop_at + self.drain_timeout - time.monotonic())
 
     def drain_remaining(self) -> float:
         """Seconds left of the drain bound (the full bound before the delay has ended)."""
@@ -965,133 +784,43 @@ class GracefulShutdown:
         Returns ``True`` when drained cleanly, ``False`` when the bound was reached first
         or the server cut requests (:meth:`request_cancelled`, :meth:`request_cut`).
         """
-        deadline = time.monotonic() + self._drain_left()
-        while self.in_flight > 0 and time.monotonic() < deadline:
-            time.sleep(_POLL)
+        _inflight.wait_empty(self.requests_in_flight, time.monotonic() + self._drain_left())
         return self._drained()
 
     async def drain_async(self) -> bool:
         """:meth:`drain` for async callers (shielded from cancellation)."""
         with anyio.CancelScope(shield=True):
-            deadline = time.monotonic() + self._drain_left()
-            await _until(lambda: self.in_flight <= 0 or time.monotonic() >= deadline)
+            await _inflight.wait_empty_async(self.requests_in_flight, time.monotonic() + self._drain_left())
         return self._drained()
 
     def _drained(self) -> bool:
-        """Log how the drain ended, once, with the measured seconds and what the server cut;
-        whether it was clean (no request left in flight, none cut)."""
-        left = self.in_flight
-        now = time.monotonic()
-        cut = self._cut_text()
-        tail = (f"; {cut}" if cut else "") + self._backlog_note()
-        clean = left == 0 and not cut
-        quick = f"; {self._quick}" if self._quick else ""
-        extra: dict[str, object] = {"in_flight": left, "cancelled": len(self._cut)}
-        args: tuple[object, ...]
-        if not self._signalled and self._quick is not None:
-            # The server stopped at once on a signal of its own: no delay, no drain.
-            message = (
-                "shutdown: %s in process %d: readiness did not fail first, no delay and no drain; "
-                "%d request(s) in flight%s"
-            )
-            args = (self._quick, os.getpid(), left, tail)
-            clean = False
-        elif not self._signalled:
-            # The server stopped by itself (its own signal handling, a parent process, a
-            # request limit): nothing here knows what it did to its requests.
-            message = (
-                "shutdown: the server stopped with no shutdown signal received by healthprobe in process %d: "
-                "readiness did not fail before it stopped accepting; %d request(s) in flight%s"
-            )
-            args = (os.getpid(), left, tail)
-        elif not self._stopping.is_set() and not (clean and not tail):
-            took = now - self._t0
-            message = (
-                "shutdown: the server stopped during the delay, %.2f s after the signal%s; %d request(s) in flight%s"
-            )
-            args = (took, quick, left, tail)
-            extra["seconds"] = took
-            clean = False
-        elif left > 0:
-            took = now - self._stop_at
-            message = (
-                "shutdown: drain bound of %.1f s reached with %d request(s) still in flight "
-                "(%.2f s after the delay ended)%s"
-            )
-            args = (self.drain_timeout, left, took, tail)
-            extra.update(seconds=took, drain_timeout=self.drain_timeout)
-        elif tail:  # the server ended them (uvicorn at its timeout_graceful_shutdown, gunicorn's quick shutdown)
-            took = now - (self._stop_at or self._t0)
-            message = "shutdown: drain ended after %.2f s%s%s"
-            args = (took, quick, tail)
-            extra["seconds"] = took
-        else:  # from the end of the delay; from the signal for a worker loop that finished during it
-            took = now - (self._stop_at or self._t0)
-            message = "shutdown: drained after %.2f s"
-            args = (took,)
-            extra["seconds"] = took
-        level = logging.INFO if clean and not tail else logging.WARNING
-        if self._phase("drained", message, *args, level=level, extra=extra) and tail:
-            self._logged.add("cut")  # said here: not again when the process stops
-        return clean
+        """Log how the drain ended, once; whether it was clean (see :meth:`Timeline.drained`)."""
+        accounting = self.requests_in_flight
+        return self._timeline.drained(
+            left=self.in_flight,
+            cut=accounting.cut_text(),
+            cancelled=len(accounting.cut),
+            backlog=accounting.backlog_note(),
+            quick=accounting.quick,
+            signalled=self._signalled,
+            drain_timeout=self.drain_timeout,
+        )
 
     # -- hooks ----------------------------------------------------------------------------------
-
-    def _claim_hooks(self) -> bool:
-        with self._lock:
-            if self._hooks_claimed:
-                return False
-            self._hooks_claimed = True
-            return True
 
     def run_hooks(self) -> None:
         """Run the cleanup hooks once, last registered first, each bounded by
         ``hook_timeout`` and, in a signalled shutdown, by the end of the :attr:`budget`.
         Later calls (from any thread or loop) do nothing."""
-        if not self._claim_hooks():
-            return
-        start = time.monotonic()
-        for name, func in reversed(self._hooks):
-            bound, by_budget = self._hook_bound()
-            if bound <= 0:
-                self._report_hook(name, [None], "skipped", 0.0)
-                continue
-            began = time.monotonic()
-            self._hook_running = name
-            thread, outcome = _start_hook(func)
-            thread.join(bound)
-            self._hook_running = None
-            cut = ("budget" if by_budget else "bound") if thread.is_alive() else ""
-            self._report_hook(name, outcome, cut, time.monotonic() - began)
-        self._hooks_finished(start)
+        self._hooks.run(self._exit_deadline, self._budget_now)
 
     async def run_hooks_async(self) -> None:
         """:meth:`run_hooks` from an event loop: async hooks are awaited on this loop, in a
         cancel scope shielded from the server's own cancellation."""
-        if not self._claim_hooks():
-            return
-        start = time.monotonic()
-        for name, func in reversed(self._hooks):
-            bound, by_budget = self._hook_bound()
-            if bound <= 0:
-                self._report_hook(name, [None], "skipped", 0.0)
-                continue
-            began = time.monotonic()
-            self._hook_running = name
-            outcome: list[BaseException | None] = [None]
-            with anyio.CancelScope(shield=True, deadline=anyio.current_time() + bound) as scope:
-                if _is_async(func):
-                    try:
-                        await func()
-                    except Exception as exc:
-                        outcome[0] = exc
-                else:
-                    thread, outcome = _start_hook(func)
-                    await _until(lambda t=thread: not t.is_alive())  # type: ignore[misc]
-            self._hook_running = None
-            cut = ("budget" if by_budget else "bound") if scope.cancelled_caught else ""
-            self._report_hook(name, outcome, cut, time.monotonic() - began)
-        self._hooks_finished(start)
+        await self._hooks.run_async(self._exit_deadline, self._budget_now)
+
+    def _budget_now(self) -> float:
+        return self.budget
 
     def _close_timeout(self) -> float:
         """Seconds to wait for the sync checks' threads to end after the hooks: 1 s, less
@@ -1099,77 +828,14 @@ class GracefulShutdown:
         deadline = self._exit_deadline()
         if deadline is None:
             return 1.0
-        return max(0.0, min(1.0, deadline - _EXIT_RESERVE / 2 - time.monotonic()))
-
-    def _hook_bound(self) -> tuple[float, bool]:
-        """Seconds the next hook may run, and whether the end of the budget (rather than
-        ``hook_timeout``) sets them: in a signalled shutdown, hooks end
-        :data:`_EXIT_RESERVE` seconds before the budget does, so that the process exits
-        within it."""
-        deadline = self._exit_deadline()
-        if deadline is None:
-            return self.hook_timeout, False
-        left = deadline - _EXIT_RESERVE - time.monotonic()
-        if left < self.hook_timeout:
-            return max(0.0, left), True
-        return self.hook_timeout, False
-
-    def _report_hook(self, name: str, outcome: list[BaseException | None], cut: str, took: float) -> None:
-        if cut == "skipped":
-            logger.error(
-                "shutdown: hook %r not run: the shutdown budget of %.1f s is spent",
-                name,
-                self.budget,
-                extra={"phase": "hook", "hook": name, "seconds": 0.0, "timed_out": True},
-            )
-        elif cut == "budget":
-            logger.error(
-                "shutdown: hook %r cut after %.2f s, at the end of the shutdown budget of %.1f s",
-                name,
-                took,
-                self.budget,
-                extra={"phase": "hook", "hook": name, "seconds": took, "timed_out": True},
-            )
-        elif cut:
-            logger.error(
-                "shutdown: hook %r cut at its bound of %.1f s",
-                name,
-                self.hook_timeout,
-                extra={"phase": "hook", "hook": name, "seconds": took, "timed_out": True},
-            )
-        elif outcome and outcome[0] is not None:
-            error = outcome[0]
-            logger.error(
-                "shutdown: hook %r raised %s",
-                name,
-                type(error).__name__,
-                exc_info=error,
-                extra={"phase": "hook", "hook": name, "seconds": took, "error_type": type(error).__name__},
-            )
-        else:
-            logger.info(
-                "shutdown: hook %r finished in %.2f s",
-                name,
-                took,
-                extra={"phase": "hook", "hook": name, "seconds": took},
-            )
-
-    def _hooks_finished(self, start: float) -> None:
-        self._hooks_done.set()
-        self._phase(
-            "hooks",
-            "shutdown: %d hook(s) done in %.2f s",
-            len(self._hooks),
-            (took := time.monotonic() - start),
-            extra={"hooks": len(self._hooks), "seconds": took},
-        )
+        return max(0.0, min(1.0, deadline - _hooks.EXIT_RESERVE / 2 - time.monotonic()))
 
     # -- the end --------------------------------------------------------------------------------
 
     def finish(self) -> int:
         """Drain, run the hooks (once), mark the registry stopped and restore the signal
         handlers. Returns the exit code: 0 (a forced exit never returns here)."""
-        self._finishing.set()
+        self._timeline.finishing.set()
         self.drain()
         self.run_hooks()
         self.registry.close(self._close_timeout())  # the sync checks' threads, with their teardowns
@@ -1178,7 +844,7 @@ class GracefulShutdown:
     async def finish_async(self) -> int:
         """:meth:`finish` for async callers (shielded from cancellation)."""
         self._loop = _asyncio_loop()
-        self._finishing.set()
+        self._timeline.finishing.set()
         with anyio.CancelScope(shield=True):
             await self.drain_async()
             await self.run_hooks_async()
@@ -1191,60 +857,35 @@ class GracefulShutdown:
         loop, shielded and each bounded by ``hook_timeout``, without waiting for a drain
         (the server's requests are being cancelled with it). Returns the exit code."""
         self._loop = _asyncio_loop()
-        self._finishing.set()
+        self._timeline.finishing.set()
         with anyio.CancelScope(shield=True):
-            if not self._stopped.is_set():
-                logger.info(
+            if not self._timeline.stopped.is_set():
+                _logger.info(
                     "shutdown: the serving task was cancelled; running the cleanup hooks", extra={"phase": "cancelled"}
                 )
             await self.run_hooks_async()
             # Hooks another task runs (the lifespan's, on its shutdown message) end before
             # this one lets the cancellation go on, and with it the event loop.
-            deadline = time.monotonic() + self.hook_timeout * len(self._hooks) + _POLL
-            await _until(lambda: self._hooks_done.is_set() or time.monotonic() >= deadline)
+            hooks = self._hooks
+            deadline = time.monotonic() + self.hook_timeout * len(hooks) + _timeline.POLL
+            await _timeline.until(lambda: hooks.done.is_set() or time.monotonic() >= deadline)
             await anyio.to_thread.run_sync(self.registry.close, self._close_timeout())
         return self._finished()
 
     def _finished(self) -> int:
-        if self._cut:  # after the drain was logged: the server cut them at its own bound
-            self._phase(
-                "cut",
-                "shutdown: %s",
-                self._cut_text(),
-                level=logging.WARNING,
-                extra={"cancelled": len(self._cut)},
-            )
+        accounting, timeline = self.requests_in_flight, self._timeline
+        if accounting.cut:  # after the drain was logged: the server cut them at its own bound
+            timeline.cut(accounting.cut_text(), len(accounting.cut))
         self.registry.mark_stopped()
         self.uninstall()
-        if not self._stopped.is_set():
-            self._stopped_at = time.monotonic()
-            self._finishing.set()
-            self._stopped.set()
-            if self._repeats_thread and self._wake is not None:
-                os.write(self._wake[1], b"f")  # let the thread logging repeats end
-            if self._t0:
-                self._phase(
-                    "stopped",
-                    "shutdown: stopped %.2f s after the signal; exit code %d",
-                    time.monotonic() - self._t0,
-                    self.exit_code,
-                    extra={"seconds": time.monotonic() - self._t0, "exit_code": self.exit_code},
-                )
-            else:  # the server ended by itself: its exit status is its own, not known here
-                self._phase("stopped", "shutdown: stopped without a signal", extra={"seconds": None})
+        if not timeline.stopped.is_set():
+            timeline.stopped_at = time.monotonic()
+            timeline.finishing.set()
+            timeline.stopped.set()
+            if self._own.logs_repeats:
+                self._notify(b"f")  # let the thread logging repeats end
+            timeline.stopped_line(self.exit_code)
         return self.exit_code
-
-    def _phase(
-        self, phase: str, message: str, *args: object, level: int = logging.INFO, extra: dict[str, object] | None = None
-    ) -> bool:
-        """Log the line of ``phase`` unless it was logged already, with ``phase`` and ``extra``
-        as the record's fields (docs/logging.md); whether it was logged now."""
-        with self._lock:
-            if phase in self._logged:
-                return False
-            self._logged.add(phase)
-        logger.log(level, message, *args, extra={"phase": phase, **(extra or {})})
-        return True
 
 
 #: The shutdown phases in order, as :attr:`GracefulShutdown.phase` names them (DESIGN.md's
@@ -1261,23 +902,26 @@ FORCED_EXIT_CODE = 1
 #: thread that never ends would otherwise keep it running until the kubelet's ``SIGKILL``.
 #: Never later than the end of the budget.
 EXIT_TIMEOUT = 2.0
-#: Seconds before the end of the budget at which the hooks of a signalled shutdown are cut,
-#: so that the process can exit within it.
-_EXIT_RESERVE = 0.25
 
 
-def _seconds(what: str, value: object) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
-        raise ValueError(f"{what} must be a finite number of seconds >= 0, got {value!r}")
-    return float(value)
+class _OwnThread:
+    """The coordinator's thread in one process and the pipe that wakes it: the signal
+    handler writes ``s`` for the first signal and ``r`` for a copy of it, :meth:`begin`
+    ``b``, and the end of the sequence ``f`` for the thread that logs the copies."""
 
+    __slots__ = ("atexit_pid", "logs_repeats", "pid", "pipe", "thread")
 
-def _flush_logs() -> None:
-    for handler in logging.getLogger().handlers + logger.handlers:
-        try:
-            handler.flush()
-        except Exception:
-            pass
+    def __init__(self) -> None:
+        self.pipe: tuple[int, int] | None = None
+        self.thread: threading.Thread | None = None
+        self.pid = 0  # the process it was started in
+        self.atexit_pid = 0  # the process where GracefulShutdown._at_exit was registered
+        self.logs_repeats = False  # a second thread reads the pipe: the one logging copies
+
+    def read(self) -> None:
+        """Wait for one word on the pipe."""
+        assert self.pipe is not None
+        os.read(self.pipe[0], 1)
 
 
 def _asyncio_loop() -> Any:
@@ -1288,79 +932,3 @@ def _asyncio_loop() -> Any:
         return asyncio.get_running_loop()
     except RuntimeError:
         return None
-
-
-def _leftovers(loop: Any) -> str:
-    """What may keep a stopped process running, for its last log line: the tasks still
-    pending on ``loop`` (an asyncio loop, or ``None``) and the threads other than the main
-    thread that the interpreter waits for (non-daemon); ``""`` if none is found."""
-    import asyncio
-
-    found: list[str] = []
-    if loop is not None:
-        try:
-            tasks = [task for task in asyncio.all_tasks(loop) if not task.done()]
-        except Exception:  # read from another thread: the set may change meanwhile
-            tasks = []
-        for task in tasks[:5]:
-            coro = task.get_coro()
-            found.append(f"task {task.get_name()!r} ({getattr(coro, '__qualname__', type(coro).__name__)})")
-        if len(tasks) > 5:
-            found.append(f"{len(tasks) - 5} more task(s)")
-    main = threading.main_thread()
-    threads = [t.name for t in threading.enumerate() if t is not main and not t.daemon]
-    found += [f"thread {name!r}" for name in threads[:5]]
-    if len(threads) > 5:
-        found.append(f"{len(threads) - 5} more thread(s)")
-    return f": left running: {', '.join(found)}" if found else ""
-
-
-def _name(signum: int) -> str:
-    try:
-        return signal.Signals(signum).name
-    except ValueError:
-        return f"signal {signum}"
-
-
-def _is_async(func: object) -> bool:
-    return inspect.iscoroutinefunction(func) or inspect.iscoroutinefunction(type(func).__call__)
-
-
-async def _until(done: Callable[[], bool]) -> None:
-    # The state changes in signal handlers and other threads, which cannot set an
-    # anyio.Event of this loop; polling works the same under asyncio and trio.
-    while not done():  # noqa: ASYNC110
-        await anyio.sleep(_POLL)
-
-
-def _start_hook(func: Hook) -> tuple[threading.Thread, list[BaseException | None]]:
-    outcome: list[BaseException | None] = [None]
-
-    def target() -> None:
-        try:
-            if _is_async(func):
-
-                async def call() -> None:
-                    await func()
-
-                anyio.run(call)
-            else:
-                result = func()
-                if inspect.isawaitable(result):
-                    anyio.run(_await, result)
-        except BaseException as exc:
-            outcome[0] = exc
-
-    return _threads.start(target, name="healthprobe-shutdown-hook"), outcome
-
-
-async def _await(awaitable: Awaitable[Any]) -> None:
-    await awaitable
-
-
-def _close_all(closers: list[Callable[[], None]]) -> None:
-    for close in closers:
-        try:
-            close()
-        except Exception:  # a session that ended meanwhile, or a loop that is gone
-            logger.debug("shutdown: closing a WebSocket session failed", exc_info=True)

@@ -39,26 +39,32 @@ from __future__ import annotations
 
 import logging
 import os
+import pathlib
 import select
 import signal
 import threading
 import time
-from collections.abc import Callable
-from pathlib import Path
-from types import FrameType
-from typing import Any
+import typing
 
-from .._launch import ServerControl
-from ..logs import use_server_logger
-from ..shutdown import REPEAT_WINDOW, GracefulShutdown, current
+from .. import _signals, logs
+from .. import shutdown as _shutdown
 
-logger = logging.getLogger("healthprobe.shutdown")
+if typing.TYPE_CHECKING:
+    from collections.abc import Callable
+    from types import FrameType
+    from typing import Any
+
+    from ..shutdown import GracefulShutdown, ServerControl
+
+__all__ = ["control", "post_worker_init", "when_ready", "worker_exit"]
+
+_logger = logging.getLogger("healthprobe.shutdown")
 
 
 def _coordinator() -> GracefulShutdown | None:
-    shutdown = current()
+    shutdown = _shutdown.current()
     if shutdown is None:
-        logger.warning("shutdown: no GracefulShutdown was constructed by the application; gunicorn hooks do nothing")
+        _logger.warning("shutdown: no GracefulShutdown was constructed by the application; gunicorn hooks do nothing")
     return shutdown
 
 
@@ -70,21 +76,19 @@ def when_ready(arbiter: Any) -> None:
     application's ``GracefulShutdown.repeat_window`` when the master has one (the app
     preloaded), else :data:`healthprobe.shutdown.REPEAT_WINDOW` (1 s).
     """
-    use_server_logger()  # the master's lines go to gunicorn's error log
-    shutdown = current()
-    window = shutdown.repeat_window if shutdown is not None else REPEAT_WINDOW
-    first_at: list[float] = []
+    logs.use_server_logger()  # the master's lines go to gunicorn's error log
+    shutdown = _shutdown.current()
+    window = _signals.RepeatWindow(shutdown.repeat_window if shutdown is not None else _shutdown.REPEAT_WINDOW)
     previous: dict[int, Any] = {sig: signal.getsignal(sig) for sig in (signal.SIGTERM, signal.SIGINT)}
 
     def on_signal(signum: int, frame: FrameType | None) -> None:
-        now = time.monotonic()
-        if not first_at:
-            first_at.append(now)
+        kind = window.classify(time.monotonic())
+        if kind == _signals.FIRST:
             handler = previous[signum]
             if callable(handler):
                 handler(signum, frame)
             return
-        if now - first_at[0] < window:
+        if kind == _signals.COPY:
             return  # a copy of the first signal: the same shutdown
         for pid in list(arbiter.WORKERS):
             try:
@@ -117,7 +121,7 @@ def post_worker_init(worker: Any) -> None:
     # Whatever handler is in place (gunicorn's, or one the application installed over it,
     # which is then called once when the delay ends), the worker is stopped as its own
     # SIGTERM handler would.
-    shutdown._install(control=control(worker, shutdown))
+    shutdown.install(control=control(worker, shutdown))
 
 
 _warned: set[int] = set()
@@ -127,7 +131,7 @@ def _warn_graceful_timeout(worker: Any, shutdown: GracefulShutdown) -> None:
     graceful = float(worker.cfg.graceful_timeout)
     if shutdown.budget > graceful and os.getpid() not in _warned:
         _warned.add(os.getpid())
-        logger.warning(
+        _logger.warning(
             "shutdown: gunicorn graceful_timeout of %.1f s is below the shutdown budget of %.1f s; "
             "the master may kill workers before they stop cleanly",
             graceful,
@@ -154,7 +158,7 @@ def control(worker: Any, shutdown: GracefulShutdown) -> ServerControl:
     """
     _warn_graceful_timeout(worker, shutdown)
     sockets = list(worker.sockets)
-    shutdown._backlog = lambda: _backlog_waiting(sockets) and _master_closed(sockets)
+    shutdown.requests_in_flight.backlog = lambda: _backlog_waiting(sockets) and _master_closed(sockets)
     _wrap_quick_shutdown(worker, shutdown)
 
     def stop() -> None:
@@ -173,7 +177,7 @@ def control(worker: Any, shutdown: GracefulShutdown) -> ServerControl:
         except OSError:
             pass
 
-    return ServerControl("gunicorn", stop)
+    return _shutdown.ServerControl("gunicorn", stop)
 
 
 def _wrap_quick_shutdown(worker: Any, shutdown: GracefulShutdown) -> None:
@@ -189,7 +193,9 @@ def _wrap_quick_shutdown(worker: Any, shutdown: GracefulShutdown) -> None:
     handle_quit: Callable[[int, FrameType | None], Any] = handler
 
     def on_quit(signum: int, frame: FrameType | None) -> None:
-        shutdown._quick = "gunicorn's quick shutdown (SIGQUIT from its master, on SIGINT or SIGQUIT to the master)"
+        shutdown.requests_in_flight.quick = (
+            "gunicorn's quick shutdown (SIGQUIT from its master, on SIGINT or SIGQUIT to the master)"
+        )
         handle_quit(signum, frame)
 
     signal.signal(signal.SIGQUIT, on_quit)
@@ -213,7 +219,7 @@ def _master_closed(listeners: list[Any]) -> bool:
     ``False`` where it cannot be told."""
     try:
         ours = {f"socket:[{os.fstat(listener.fileno()).st_ino}]" for listener in listeners}
-        fds = list(Path(f"/proc/{os.getppid()}/fd").iterdir())
+        fds = list(pathlib.Path(f"/proc/{os.getppid()}/fd").iterdir())
     except (OSError, ValueError):  # no /proc, or a listener closed
         return False
     for fd in fds:
@@ -235,6 +241,6 @@ def _wait_for_empty_backlog(listeners: list[Any], bound: float) -> None:
 
 def worker_exit(server: Any, worker: Any) -> None:
     """gunicorn hook (worker, at exit): drain, run the hooks if not yet run, mark stopped."""
-    shutdown = current()
+    shutdown = _shutdown.current()
     if shutdown is not None:
         shutdown.finish()

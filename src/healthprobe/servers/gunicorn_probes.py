@@ -19,7 +19,7 @@ Settings come from the environment of the master (``-e NAME=value`` on gunicorn'
 line sets it too):
 
 * ``HEALTHPROBE_PROBE_PORT``: the probe server's TCP port, default ``8081``
-  (:data:`healthprobe.server.DEFAULT_PORT`);
+  (:data:`healthprobe.probe_server.DEFAULT_PORT`);
 * ``HEALTHPROBE_PROBE_HOST``: its address, default ``0.0.0.0`` (the kubelet probes the pod's IP).
 
 What the master answers: it knows that it runs, not what the application's checks say. Its
@@ -39,20 +39,26 @@ from __future__ import annotations
 import logging
 import os
 import signal
-from collections.abc import Callable
-from types import FrameType
-from typing import Any
+import typing
 
-from .._extras import requires
-from ..registry import HealthRegistry
+from .. import _extras
+from ..registry import HealthRegistry as _HealthRegistry
 
-with requires("wsgi", __name__):  # the probe server is Werkzeug's request handler
-    from ..server import DEFAULT_PORT, ProbeServer, serve
+with _extras.requires("wsgi", __name__):  # the probe server is Werkzeug's request handler
+    from ..probe_server import DEFAULT_PORT as _DEFAULT_PORT
+    from ..probe_server import serve as _serve
 from . import gunicorn as _hooks
+
+if typing.TYPE_CHECKING:
+    from collections.abc import Callable
+    from types import FrameType
+    from typing import Any
+
+    from ..probe_server import ProbeServer
 
 __all__ = ["ENV_HOST", "ENV_PORT", "on_exit", "post_worker_init", "registry", "when_ready", "worker_exit"]
 
-logger = logging.getLogger("healthprobe")
+_logger = logging.getLogger("healthprobe")
 
 #: The environment variable naming the probe server's port (default 8081).
 ENV_PORT = "HEALTHPROBE_PROBE_PORT"
@@ -61,7 +67,7 @@ ENV_HOST = "HEALTHPROBE_PROBE_HOST"
 
 #: The registry the master's probe server answers from; started when the master listens,
 #: draining from its first stop signal, stopped when it exits.
-registry = HealthRegistry()
+registry = _HealthRegistry()
 
 _server: list[ProbeServer] = []  # the master's probe server, once started (one per process)
 
@@ -74,13 +80,13 @@ def _address() -> tuple[str, int]:
     """The probe server's host and port from the environment; raises ``SystemExit(1)``
     after one log line naming the variable when the port is not a TCP port number."""
     host = os.environ.get(ENV_HOST, "0.0.0.0")
-    raw = os.environ.get(ENV_PORT, str(DEFAULT_PORT))
+    raw = os.environ.get(ENV_PORT, str(_DEFAULT_PORT))
     try:
         port = int(raw)
     except ValueError:
         port = -1
     if not 0 <= port <= 65535:
-        logger.error("probe server: %s=%r is not a TCP port number (0 to 65535)", ENV_PORT, raw)
+        _logger.error("probe server: %s=%r is not a TCP port number (0 to 65535)", ENV_PORT, raw)
         raise SystemExit(1)
     return host, port
 
@@ -101,11 +107,11 @@ def when_ready(arbiter: Any) -> None:
         return
     host, port = _address()
     try:
-        server = serve(registry, host, port)
+        server = _serve(registry, host, port)
     except OSError as exc:
         reason = " ".join(str(exc).split())
         if getattr(arbiter, "master_pid", 0):
-            logger.warning(
+            _logger.warning(
                 "probe server: cannot listen on %s:%d (%s, %s): %s; the old master still serves the probes "
                 "until it exits",
                 host,
@@ -115,7 +121,7 @@ def when_ready(arbiter: Any) -> None:
                 reason,
             )
             return
-        logger.error("probe server: cannot listen on %s:%d (%s, %s): %s", host, port, ENV_HOST, ENV_PORT, reason)
+        _logger.error("probe server: cannot listen on %s:%d (%s, %s): %s", host, port, ENV_HOST, ENV_PORT, reason)
         raise SystemExit(1) from None
     _server[:] = [server]
     registry.mark_started()

@@ -25,19 +25,25 @@ is what stops hypercorn when the delay ends).
 from __future__ import annotations
 
 import asyncio
-from typing import Any
+import typing
 
 import anyio
 
-from .._extras import requires
+from .. import _extras
+from .. import shutdown as _shutdown
 
-with requires("hypercorn", __name__):
-    from hypercorn.config import Config
+with _extras.requires("hypercorn", __name__):
+    import hypercorn.config
 
-from ..shutdown import SESSION_CLOSE_WAIT, GracefulShutdown
+if typing.TYPE_CHECKING:
+    from typing import Any
+
+    from ..shutdown import GracefulShutdown
+
+__all__ = ["serve"]
 
 
-async def serve(app: Any, config: Config, shutdown: GracefulShutdown) -> int:
+async def serve(app: Any, config: hypercorn.config.Config, shutdown: GracefulShutdown) -> int:
     """Serve the ASGI ``app`` with hypercorn until shutdown completes, under asyncio
     (``hypercorn.asyncio.serve``) or trio (``hypercorn.trio.serve``), whichever runs it.
 
@@ -52,7 +58,7 @@ async def serve(app: Any, config: Config, shutdown: GracefulShutdown) -> int:
         running it is cancelled, the cleanup hooks still run (shielded, each bounded by
         ``hook_timeout``) and the cancellation goes on.
     """
-    config.graceful_timeout = max(config.graceful_timeout, shutdown.drain_timeout + SESSION_CLOSE_WAIT + 1.0)
+    config.graceful_timeout = max(config.graceful_timeout, shutdown.drain_timeout + _shutdown.SESSION_CLOSE_WAIT + 1.0)
     if _backend() == "trio":
         from hypercorn.trio import serve as serve_trio
 

@@ -41,26 +41,35 @@ import logging
 import os
 import signal
 import socket
+import threading
 import time
-from collections.abc import Generator
-from types import FrameType
-from typing import Any
+import typing
 
-from .._extras import requires
+from .. import _extras, _signals
 
-with requires("uvicorn", __name__):
+with _extras.requires("uvicorn", __name__):
     import uvicorn
-    from uvicorn.supervisors import Multiprocess
+    import uvicorn.supervisors
 
-from .._launch import ServerControl
-from ..logs import use_server_logger
-from ..shutdown import REPEAT_WINDOW, GracefulShutdown, _flush_logs, _name, _seconds
+from .. import logs
+from .. import shutdown as _shutdown
 
-logger = logging.getLogger("healthprobe.shutdown")
+if typing.TYPE_CHECKING:
+    from collections.abc import Generator
+    from types import FrameType
+    from typing import Any
+
+    from ..shutdown import GracefulShutdown, ServerControl
+
+__all__ = ["Server", "Supervisor", "control", "run", "run_workers", "serve"]
+
+_logger = logging.getLogger("healthprobe.shutdown")
 
 
 def control(server: uvicorn.Server, shutdown: GracefulShutdown) -> ServerControl:
-    """How the coordinator drives ``server`` (recognised by its ``handle_exit`` handler).
+    """How the coordinator drives ``server``: given by :class:`Server`, or built when the
+    coordinator finds the server's ``handle_exit`` handler (``uvicorn module:app``,
+    gunicorn's uvicorn workers).
 
     When the delay ends, the server's listening sockets are closed on its event loop: it
     accepts no new connection, while open requests, streams and WebSocket sessions go on
@@ -91,9 +100,9 @@ def control(server: uvicorn.Server, shutdown: GracefulShutdown) -> ServerControl
             server.config.timeout_graceful_shutdown = left  # type: ignore[assignment]
         server.should_exit = True
 
-    if not shutdown._lifespan_seen:
+    if not shutdown.lifespan_seen:
         _finish_after_lifespan(server, shutdown)
-    return ServerControl("uvicorn", stop, release, development=bool(server.config.reload))
+    return _shutdown.ServerControl("uvicorn", stop, release, development=bool(server.config.reload))
 
 
 def _close_listeners(server: uvicorn.Server) -> None:
@@ -132,7 +141,11 @@ class Server(uvicorn.Server):
     @contextlib.contextmanager
     def capture_signals(self) -> Generator[None, None, None]:
         with super().capture_signals():
-            self.coordinator.install()  # recognises this server's handle_exit: see control()
+            if threading.current_thread() is threading.main_thread():
+                # This server's own stop, not one recognised from its handle_exit.
+                self.coordinator.install(control=control(self, self.coordinator))
+            else:
+                self.coordinator.install()  # signal handlers can only be installed in the main thread
             try:
                 yield
             finally:
@@ -187,7 +200,7 @@ def run(config: uvicorn.Config, shutdown: GracefulShutdown) -> int:
     return asyncio.run(serve(config, shutdown))
 
 
-class Supervisor(Multiprocess):
+class Supervisor(uvicorn.supervisors.Multiprocess):
     """uvicorn's multiprocess supervisor (``uvicorn --workers N``), with the signal handling
     a graceful shutdown of its workers needs.
 
@@ -232,16 +245,16 @@ class Supervisor(Multiprocess):
         config: uvicorn.Config,
         sockets: list[socket.socket],
         *,
-        repeat_window: float = REPEAT_WINDOW,
+        repeat_window: float = _shutdown.REPEAT_WINDOW,
         **kwargs: Any,
     ) -> None:
-        self.repeat_window = _seconds("repeat_window", repeat_window)
-        use_server_logger()  # this process never builds the app: its lines go to uvicorn's log here
+        self.repeat_window = _signals.check_seconds("repeat_window", repeat_window)
+        logs.use_server_logger()  # this process never builds the app: its lines go to uvicorn's log here
         super().__init__(config, sockets=sockets, **kwargs)
         #: Exit status of the supervisor once :meth:`run` returns.
         self.exit_code = 0
         self._first: int | None = None
-        self._first_at = 0.0
+        self._window = _signals.RepeatWindow(self.repeat_window)
         self._passed_on: set[int] = set()
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, self._on_signal)
@@ -250,18 +263,22 @@ class Supervisor(Multiprocess):
         # Runs in the main thread between two bytecodes of the supervisor's loop: it sends
         # signals and appends to a list, and takes no lock the loop may hold (setting
         # should_exit would), save for the log line of a second signal before the exit.
-        now = time.monotonic()
-        if self._first is None:
-            self._first, self._first_at = signum, now
+        kind = self._window.classify(time.monotonic())
+        if kind == _signals.FIRST:
+            self._first = signum
             self._pass_on(signum)
             self.signal_queue.append(signum)  # uvicorn's loop then sets should_exit
             return
-        if now - self._first_at < self.repeat_window:
+        if kind == _signals.COPY:
             return  # a copy of the first signal: the same shutdown
         self._pass_on(signum)
         code = 128 + signum
-        logger.error("shutdown: second signal %s; passed on to the workers, exiting with code %d", _name(signum), code)
-        _flush_logs()
+        _logger.error(
+            "shutdown: second signal %s; passed on to the workers, exiting with code %d",
+            _signals.signal_name(signum),
+            code,
+        )
+        _signals.flush_logs()
         os._exit(code)
 
     def _pass_on(self, signum: int) -> None:
@@ -287,9 +304,9 @@ class Supervisor(Multiprocess):
         for sock in self.sockets:
             sock.close()
         if self._first is not None:
-            logger.info(
+            _logger.info(
                 "shutdown: %s passed on to %d worker(s); waiting for them to stop",
-                _name(self._first),
+                _signals.signal_name(self._first),
                 len(self._passed_on),
             )
         for process in self.processes:
@@ -308,7 +325,7 @@ class Supervisor(Multiprocess):
                 break
 
 
-def run_workers(config: uvicorn.Config, *, repeat_window: float = REPEAT_WINDOW) -> int:
+def run_workers(config: uvicorn.Config, *, repeat_window: float = _shutdown.REPEAT_WINDOW) -> int:
     """Serve ``config`` with ``config.workers`` worker processes under :class:`Supervisor`:
     what ``uvicorn module:app --workers N`` does, with a graceful shutdown of the workers.
 
@@ -333,11 +350,11 @@ def run_workers(config: uvicorn.Config, *, repeat_window: float = REPEAT_WINDOW)
     """
     if not isinstance(config.app, str):
         raise TypeError("uvicorn worker processes import the application: pass it as an import string, 'module:app'")
-    _seconds("repeat_window", repeat_window)  # before binding the socket
+    _signals.check_seconds("repeat_window", repeat_window)  # before binding the socket
     sock = config.bind_socket()
     _nodelay([sock])  # inherited by every worker's connections, whatever the event loop
     kwargs: dict[str, Any] = {}
-    if "target" in inspect.signature(Multiprocess.__init__).parameters:
+    if "target" in inspect.signature(uvicorn.supervisors.Multiprocess.__init__).parameters:
         # Earlier uvicorn supervisors are given the worker's entry point, as uvicorn.main.run did.
         kwargs["target"] = uvicorn.Server(config).run
     supervisor = Supervisor(config, [sock], repeat_window=repeat_window, **kwargs)

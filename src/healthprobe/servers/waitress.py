@@ -31,17 +31,22 @@ from __future__ import annotations
 
 import gc
 import time
-from typing import Any
+import typing
 
-from .._extras import requires
+from .. import _extras
+from .. import shutdown as _shutdown
+from ..http import HealthEndpoints as _HealthEndpoints
 
-with requires("waitress", __name__):
+with _extras.requires("waitress", __name__):
+    import waitress.server
     from waitress import wasyncore
-    from waitress.server import BaseWSGIServer, create_server
 
-from .._launch import ServerControl
-from ..http import HealthEndpoints
-from ..shutdown import GracefulShutdown
+if typing.TYPE_CHECKING:
+    from typing import Any
+
+    from ..shutdown import GracefulShutdown, ServerControl
+
+__all__ = ["FLUSH_TIMEOUT", "adopt", "control", "serve"]
 
 #: Seconds allowed for waitress to write out the responses it holds once the drain is over.
 FLUSH_TIMEOUT = 1.0
@@ -78,15 +83,15 @@ def serve(
     """
     probes = None
     if probe_port is not None:
-        with requires("wsgi", "healthprobe.servers.waitress.serve(probe_port=...)"):
-            from ..server import serve as serve_probes
+        with _extras.requires("wsgi", "healthprobe.servers.waitress.serve(probe_port=...)"):
+            from ..probe_server import serve as serve_probes
 
         endpoints = getattr(app, "endpoints", None)
-        source = endpoints if isinstance(endpoints, HealthEndpoints) else shutdown.registry
+        source = endpoints if isinstance(endpoints, _HealthEndpoints) else shutdown.registry
         probes = serve_probes(source, probe_host, probe_port)
     try:
-        server = create_server(app, **kwargs)
-        shutdown._install(control=control(shutdown, server))
+        server = waitress.server.create_server(app, **kwargs)
+        shutdown.install(control=control(shutdown, server))
         server.print_listen("Serving on http://{}:{}")
         if probes is not None:
             server.log_info(f"Serving probes on http://{probe_host}:{probes.port}")
@@ -100,17 +105,17 @@ def serve(
 def adopt(shutdown: GracefulShutdown) -> None:
     """Install the coordinator in a process that ``waitress-serve`` is starting (called by
     the WSGI middleware as the command imports the application, before the server exists)."""
-    shutdown._install(control=control(shutdown), automatic="waitress")
+    shutdown.install_automatically("waitress", control=control(shutdown))
 
 
 def control(shutdown: GracefulShutdown, server: Any = None) -> ServerControl:
     """How the coordinator stops waitress: ``server`` from ``create_server``, or every
     waitress server of this process when ``None`` (found when the delay ends)."""
 
-    def servers() -> list[BaseWSGIServer]:
+    def servers() -> list[waitress.server.BaseWSGIServer]:
         if server is None:
-            return [o for o in gc.get_objects() if isinstance(o, BaseWSGIServer)]
-        return [server] if isinstance(server, BaseWSGIServer) else [*_listeners(server)]
+            return [o for o in gc.get_objects() if isinstance(o, waitress.server.BaseWSGIServer)]
+        return [server] if isinstance(server, waitress.server.BaseWSGIServer) else [*_listeners(server)]
 
     def stop() -> None:
         for listener in servers():
@@ -127,15 +132,15 @@ def control(shutdown: GracefulShutdown, server: Any = None) -> ServerControl:
             # waitress's main loop (``while map: poll``): run() returns.
             listener.trigger.pull_trigger(lambda listener=listener: wasyncore.close_all(listener._map))
 
-    return ServerControl("waitress", stop, release)
+    return _shutdown.ServerControl("waitress", stop, release)
 
 
-def _listeners(server: Any) -> list[BaseWSGIServer]:
+def _listeners(server: Any) -> list[waitress.server.BaseWSGIServer]:
     # A MultiSocketServer (several listen addresses) holds its listeners in its socket map.
-    return [o for o in getattr(server, "map", {}).values() if isinstance(o, BaseWSGIServer)]
+    return [o for o in getattr(server, "map", {}).values() if isinstance(o, waitress.server.BaseWSGIServer)]
 
 
-def _flushed(listener: BaseWSGIServer) -> bool:
+def _flushed(listener: waitress.server.BaseWSGIServer) -> bool:
     try:
         channels = list(getattr(listener, "active_channels", {}).values())
         return all(not channel.total_outbufs_len and not channel.requests for channel in channels)

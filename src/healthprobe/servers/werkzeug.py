@@ -13,15 +13,20 @@ through the middleware's in-flight count, then the hooks run.
 
 from __future__ import annotations
 
-from .._extras import requires
+import typing
 
-with requires("wsgi", __name__):
-    from werkzeug.serving import BaseWSGIServer
+from .. import _extras
 
-from ..shutdown import GracefulShutdown
+with _extras.requires("wsgi", __name__):
+    import werkzeug.serving
+
+if typing.TYPE_CHECKING:
+    from ..shutdown import GracefulShutdown
+
+__all__ = ["serve"]
 
 
-def serve(server: BaseWSGIServer, shutdown: GracefulShutdown) -> int:
+def serve(server: werkzeug.serving.BaseWSGIServer, shutdown: GracefulShutdown) -> int:
     """Run ``server.serve_forever()`` with the coordinator's signal handlers installed.
 
     Args:
