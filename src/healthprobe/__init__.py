@@ -5,7 +5,9 @@ The core imports no web framework; the adapters live in :mod:`healthprobe.asgi` 
 ``asgi``) and :mod:`healthprobe.wsgi` (extra ``wsgi``).
 """
 
-from typing import TYPE_CHECKING, Any
+from __future__ import annotations
+
+import typing
 
 from ._runner import Check, on_thread_exit
 from ._types import CheckReport, CheckResult, Lifecycle, Probe, Report, Status, aggregate
@@ -14,8 +16,14 @@ from .registry import HealthRegistry, UnknownCheckError
 from .render import render_json, render_text
 from .shutdown import GracefulShutdown
 
-if TYPE_CHECKING:
-    from .server import ProbeServer, serve
+# The package of server integrations registers how the coordinator stops the servers it
+# recognises by their signal handlers (uvicorn, gunicorn workers); it imports no server.
+from . import servers as _servers  # noqa: F401  # isort: skip
+
+if typing.TYPE_CHECKING:
+    from typing import Any
+
+    from .probe_server import ProbeServer, serve
 
 __all__ = [
     "Check",
@@ -45,9 +53,9 @@ def __getattr__(name: str) -> Any:
     # The standalone probe server needs Werkzeug (extra ``wsgi``): imported on first use,
     # so importing the core never imports an extra.
     if name in _LAZY:
-        from . import server
+        from . import probe_server
 
-        return getattr(server, name)
+        return getattr(probe_server, name)
     raise AttributeError(f"module 'healthprobe' has no attribute {name!r}")
 
 

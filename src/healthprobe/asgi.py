@@ -19,43 +19,40 @@ request's scope, so that a route handler finds it with :func:`registry_of`.
 from __future__ import annotations
 
 import asyncio
+import collections.abc
 import logging
-from collections.abc import Mapping, MutableMapping
-from typing import Protocol, cast
+import typing
 
 import anyio
 import anyio.from_thread
 import anyio.lowlevel
 
-from ._extras import requires
+from . import _extras
 
-with requires("asgi", __name__):
+with _extras.requires("asgi", __name__):
+    import starlette.types  # noqa: F401 -- the extra this adapter is documented and tested with
+
+from . import _launch, http
+from . import registry as _registry
+from . import shutdown as _shutdown
+
+if typing.TYPE_CHECKING:
     from starlette.types import ASGIApp, Message, Receive, Scope, Send
+    from typing_extensions import Unpack
 
-from . import _launch
-from ._types import Probe
-from .http import (
-    HealthEndpoints,
-    MetricsSource,
-    Response,
-    check_app,
-    check_shutdown,
-    endpoints_for,
-    plain_response,
-)
-from .registry import HealthRegistry, _Stamp
-from .shutdown import SESSION_CLOSE_WAIT, GracefulShutdown
+    from .http import Answer, EndpointOptions, HealthEndpoints, Response
+    from .registry import HealthRegistry
+    from .shutdown import GracefulShutdown
 
-logger = logging.getLogger("healthprobe.shutdown")
+__all__ = ["LIFESPAN_SKIPPED", "HealthApp", "HealthMiddleware", "ProbeMiddleware", "SessionClosed", "registry_of"]
 
-#: Most distinct raw requests whose remembered answers the middleware can send directly.
-_HITS_LIMIT = 256
+_logger = logging.getLogger("healthprobe.shutdown")
 
 #: The key of the registry in the lifespan state (and so in every request's ``scope["state"]``).
 _STATE_KEY = "healthprobe.registry"
 
 
-class _HasScope(Protocol):
+class _HasScope(typing.Protocol):
     """A connection object of a framework (Starlette's ``Request`` and ``WebSocket``)."""
 
     @property
@@ -66,7 +63,7 @@ def _share(scope: Scope, registry: HealthRegistry) -> None:
     """Put ``registry`` into the lifespan ``state`` of ``scope``, if the server gives one
     (ASGI specification, Lifespan Protocol: ``state``, optional)."""
     state = scope.get("state")
-    if isinstance(state, MutableMapping):
+    if isinstance(state, collections.abc.MutableMapping):
         state[_STATE_KEY] = registry
 
 
@@ -97,10 +94,10 @@ def registry_of(source: Scope | _HasScope) -> HealthRegistry:
             :class:`HealthApp`, which never sees the lifespan (Starlette's ``Mount`` does not
             pass it on). The message names the fix.
     """
-    scope = source if isinstance(source, Mapping) else source.scope
+    scope = source if isinstance(source, collections.abc.Mapping) else source.scope
     state = scope.get("state")
-    registry = state.get(_STATE_KEY) if isinstance(state, Mapping) else None
-    if isinstance(registry, HealthRegistry):
+    registry = state.get(_STATE_KEY) if isinstance(state, collections.abc.Mapping) else None
+    if isinstance(registry, _registry.HealthRegistry):
         return registry
     raise LookupError(
         "no healthprobe registry in this request's scope['state']: wrap the app in "
@@ -119,22 +116,45 @@ def _route_path(scope: Scope) -> str:
     return path or "/"
 
 
-def _accept(scope: Scope) -> str | None:
+def _raw_accept(scope: Scope) -> bytes | None:
+    """The first ``Accept`` header of ``scope``, as the server gave it, or ``None``."""
     for key, value in scope.get("headers", ()):
         if key == b"accept":
-            return str(value.decode("latin-1"))
+            return bytes(value)
     return None
 
 
-async def _send(response: Response, scope: Scope, receive: Receive, send: Send) -> None:
-    # The two messages Starlette's Response sends, without building one per probe. The
-    # headers already carry the length of the GET body, which HEAD repeats (RFC 9110
-    # section 9.3.2); the list is copied since a wrapping send may append to it.
+async def _answer(endpoints: HealthEndpoints, path: str, scope: Scope, send: Send) -> bool:
+    """Answer a request at ``path`` from ``endpoints``; ``False`` if they do not answer it.
+
+    The answer is remembered under the raw request values (method, path, raw query, raw
+    ``Accept``), which the middleware's fast path looks up without decoding anything
+    (docs/performance.md). The two messages are sent here, as Starlette's ``Response``
+    sends them, without building one; the header list is copied, since a wrapping ``send``
+    may append to it.
+    """
+    method: str = scope["method"]
+    raw_query: bytes = scope.get("query_string", b"")
+    raw_accept = _raw_accept(scope)
+    query, accept = raw_query.decode("latin-1"), None if raw_accept is None else raw_accept.decode("latin-1")
+    key = (method, path, raw_query, raw_accept)
+    response = endpoints.cached(method, path, query, accept, key)
+    if response is None:
+        response = await endpoints.handle_async(method, path, query, accept, key)
+    if response is None:
+        return False
+    await _send(response, send)
+    return True
+
+
+async def _send(response: Response, send: Send) -> None:
+    # The headers already carry the length of the GET body, which HEAD repeats (RFC 9110
+    # section 9.3.2).
     await send({"type": "http.response.start", "status": response.status, "headers": list(response.raw_headers)})
     await send({"type": "http.response.body", "body": response.body})
 
 
-class ProbeMiddleware(Protocol):
+class ProbeMiddleware(typing.Protocol):
     """What :func:`HealthMiddleware` returns: an ASGI 3.0 application, with the parts it was
     built from as read-only attributes."""
 
@@ -148,71 +168,21 @@ class ProbeMiddleware(Protocol):
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None: ...
 
 
-class _Probes:
-    """The probe side of one middleware: which paths are its own, and answering them."""
-
-    def __init__(self, endpoints: HealthEndpoints) -> None:
-        self.endpoints = endpoints
-        # Every path answered here is one of these or starts with one of the prefixes.
-        self.exact = frozenset([*endpoints.paths, *([endpoints.metrics_path] if endpoints.metrics else [])])
-        self.prefixes = tuple(path.rstrip("/") + "/" for path in endpoints.paths)
-        # (path, raw query, raw Accept, method) -> (registry generation, stamp or None when
-        # only the generation matters, status, headers, body) of an answer the endpoints
-        # remembered: a repeated probe is answered from one lookup on the raw request values
-        # and one validity test, without decoding anything (docs/performance.md).
-        self.hits: dict[
-            tuple[str, bytes, bytes | None, str],
-            tuple[int, _Stamp | None, int, tuple[tuple[bytes, bytes], ...], bytes],
-        ] = {}
-
-    async def answer(self, path: str, scope: Scope, send: Send) -> bool:
-        """Answer a probe or metrics request at ``path`` (one of ours); ``False`` if
-        nothing here answers it after all."""
-        method, query, accept = scope["method"], scope.get("query_string", b"").decode("latin-1"), _accept(scope)
-        endpoints = self.endpoints
-        response = endpoints.cached(method, path, query, accept)
-        if response is None:
-            response = await endpoints.handle_async(method, path, query, accept)
-        if response is None:
-            return False
-        entry = endpoints._answers.get((method, path, query, accept))
-        if entry is not None and entry[1] is response and path in self.exact:
-            stamp = entry[0]
-            raw_accept = None if accept is None else accept.encode("latin-1")
-            key = (path, scope.get("query_string", b""), raw_accept, method)
-            hits = self.hits
-            if len(hits) >= _HITS_LIMIT and key not in hits:
-                hits.clear()  # bounded, as the endpoints' own answers are
-            hits[key] = (
-                stamp.generation,
-                stamp if stamp.pairs else None,
-                response.status,
-                tuple(response.raw_headers),
-                response.body,
-            )
-        await send({"type": "http.response.start", "status": response.status, "headers": list(response.raw_headers)})
-        await send({"type": "http.response.body", "body": response.body})
-        return True
-
-
 def HealthMiddleware(
     app: ASGIApp,
     registry: HealthRegistry | HealthEndpoints,
     *,
-    paths: Mapping[str, Probe | str] | None = None,
-    failure_status: int | Mapping[Probe | str, int] = 503,
-    expose_output: bool = False,
-    metrics: bool | MetricsSource = False,
-    metrics_path: str = "/metrics",
     shutdown: GracefulShutdown | None = None,
+    **options: Unpack[EndpointOptions],
 ) -> ProbeMiddleware:
     """Wrap an ASGI app so that probe paths are answered before it sees them.
 
     Args:
         app: the ASGI application to protect and pass other requests to.
         registry: a :class:`HealthRegistry`, or a configured :class:`HealthEndpoints`.
-        paths, failure_status, expose_output, metrics, metrics_path: as
-            :class:`HealthEndpoints` (ignored when ``registry`` is a :class:`HealthEndpoints`);
+        **options: the endpoint options, :class:`~healthprobe.http.EndpointOptions`
+            (``paths``, ``failure_status``, ``expose_output``, ``metrics``,
+            ``metrics_path``), ignored when ``registry`` is a :class:`HealthEndpoints`;
             ``metrics=True`` also serves Prometheus metrics on ``/metrics``.
         shutdown: a :class:`GracefulShutdown` to serve: HTTP requests to ``app`` are
             counted as in flight until the app returns; the HTTP/1.x response of every
@@ -232,7 +202,9 @@ def HealthMiddleware(
         ``app``, ``endpoints`` and ``shutdown`` as attributes.
 
     Raises:
-        ValueError, ImportError: as :class:`HealthEndpoints`.
+        TypeError, ValueError, ImportError: as :class:`HealthEndpoints`; ``TypeError`` also
+            for an ``app`` that is not an ASGI application (a WSGI one, a class) or a
+            ``shutdown`` that is not a coordinator of the same registry.
 
     Every scope other than an HTTP request to a probe path (lifespan, websocket, other
     paths) is passed to ``app``; without ``shutdown`` it is passed unchanged, except that
@@ -243,98 +215,150 @@ def HealthMiddleware(
     ``app.add_middleware(HealthMiddleware, registry=registry)`` in Starlette and FastAPI. It
     is a function returning a closure because every request of the application passes
     through it, and CPython calls a function markedly faster than an object's
-    ``__call__`` (docs/performance.md).
+    ``__call__`` (docs/performance.md); and the function built is chosen once, here: with a
+    coordinator, one that counts requests in flight, without, one that passes them on as
+    they are.
     """
-    check_app(app, "asgi")
-    check_shutdown(app, shutdown, registry)
-    endpoints = endpoints_for(registry, paths, failure_status, expose_output, metrics, metrics_path, shutdown)
-    probes = _Probes(endpoints)
-    exact, prefixes, hits, answer = probes.exact, probes.prefixes, probes.hits, probes.answer
-    health = endpoints.registry
-    requests = shutdown._requests if shutdown is not None else []  # the in-flight count
+    http.check_app(app, "asgi")
+    http.check_shutdown(app, shutdown, registry)
+    endpoints = http.endpoints_for(registry, options, shutdown)
+    middleware = _probes(app, endpoints) if shutdown is None else _counting(app, endpoints, shutdown)
+    built = typing.cast(ProbeMiddleware, middleware)
+    built.app, built.endpoints, built.shutdown = app, endpoints, shutdown
+    return built
+
+
+def _remembered(endpoints: HealthEndpoints) -> typing.Callable[[Scope, str], Answer | None]:
+    """The lookup of a repeated probe, shared by both middlewares: the answer the endpoints
+    remembered for this request, if it may be given again now, else ``None``.
+
+    One lookup on the raw request values (method, path below ``root_path``, raw query, raw
+    ``Accept``) and the test of :meth:`HealthEndpoints.is_current` written out, without
+    decoding anything: a plain function, since a coroutine would cost a repeated probe
+    more than everything else it does (docs/performance.md)."""
+    answers, health = endpoints.answers, endpoints.registry
+
+    def remembered(scope: Scope, path: str) -> Answer | None:
+        try:
+            for key, accept in scope["headers"]:  # noqa: B007 -- kept after the break
+                if key == b"accept":
+                    break
+            else:
+                accept = None
+            answer = answers[scope["method"], path, scope["query_string"], accept]
+        except (KeyError, TypeError, ValueError):  # not remembered, or a malformed scope
+            return None
+        if answer.generation == health.generation and (answer.stamp is None or health.still_current(answer.stamp)):
+            return answer
+        return None
+
+    return remembered
+
+
+def _probes(app: ASGIApp, endpoints: HealthEndpoints) -> ASGIApp:
+    """The middleware without a coordinator: probe requests answered, every other scope
+    passed to ``app`` as it is (the lifespan's ``state`` given the registry)."""
+    exact, prefixes, health = endpoints.exact_paths, endpoints.prefixes, endpoints.registry
+    remembered = _remembered(endpoints)
 
     async def health_middleware(scope: Scope, receive: Receive, send: Send) -> None:
         # Every request of the application passes here: whether it is ours is decided by a
         # set lookup (and one startswith for other paths), without a call or a coroutine
         # (docs/performance.md).
-        if scope["type"] == "http":
-            path: str = scope["path"]
-            try:
-                if scope["root_path"]:
-                    path = _route_path(scope)
-            except KeyError:  # root_path is optional (ASGI 3.0 HTTP scope)
-                pass
-            if path in exact:
-                # A repeated probe whose answer is still current: one lookup on the raw
-                # request values and one validity test. Not while draining (the answer
-                # then needs Connection: close) nor before the coordinator is installed.
-                if shutdown is None or shutdown._steady:
-                    try:
-                        for key, accept in scope["headers"]:  # noqa: B007 -- kept after the break
-                            if key == b"accept":
-                                break
-                        else:
-                            accept = None
-                        generation, stamp, status, headers, body = hits[
-                            (path, scope["query_string"], accept, scope["method"])
-                        ]
-                    except (KeyError, TypeError, ValueError):  # not remembered, or a malformed scope
-                        pass
-                    else:
-                        if generation == health._generation and (stamp is None or health._current(stamp)):
-                            await send({"type": "http.response.start", "status": status, "headers": [*headers]})
-                            await send({"type": "http.response.body", "body": body})
-                            return
-                mine = True
-            elif path:
-                mine = path.startswith(prefixes) and endpoints.matches(path)
-            else:  # an empty path is the root, as Starlette's router reads it
-                path = "/"
-                mine = endpoints.matches(path)
-            if shutdown is None:
-                if not (mine and await answer(path, scope, send)):
-                    await app(scope, receive, send)
-                return
-            # Under a coordinator: its plain attributes, not its properties or methods,
-            # since this is the pass-through cost of every request (docs/performance.md).
-            if not shutdown._steady:
-                if not shutdown._lifespan_seen:
-                    _warn_if_lifespan_skipped(app)
-                shutdown._adopt()  # no lifespan (uvicorn --lifespan off): install on the first request
-                if shutdown._signalled and scope.get("http_version", "1.1") in ("1.0", "1.1"):
-                    send = _closing(send)
-            if mine and await answer(path, scope, send):
-                return
-            requests.append(None)
-            try:
-                await app(scope, receive, send)
-            except (asyncio.CancelledError, anyio.get_cancelled_exc_class()):
-                if shutdown.is_stopping:  # cut by the server's own shutdown bound
-                    shutdown.request_cancelled()
-                raise
-            except BaseException as exc:
-                if not isinstance(exc, Exception):  # SystemExit, KeyboardInterrupt: cut, not drained
-                    shutdown.request_cut(exc)
-                raise
-            finally:
-                if requests:  # never below zero, whatever else counts here
-                    requests.pop()
+        if scope["type"] != "http":
+            if scope["type"] == "lifespan":
+                _share(scope, health)
+            await app(scope, receive, send)
             return
-        if scope["type"] == "lifespan":
-            _share(scope, health)
-            if shutdown is not None:
-                await _lifespan(app, scope, receive, send, shutdown)
+        try:
+            path: str = _route_path(scope) if scope["root_path"] else scope["path"] or "/"
+        except KeyError:  # root_path is optional (ASGI 3.0 HTTP scope)
+            path = scope["path"] or "/"  # an empty path is the root, as Starlette's router reads it
+        if path in exact:
+            answer = remembered(scope, path)  # a repeated probe whose answer is still current
+            if answer is not None:
+                await send({"type": "http.response.start", "status": answer.status, "headers": [*answer.raw_headers]})
+                await send({"type": "http.response.body", "body": answer.body})
                 return
-        elif shutdown is not None and scope["type"] == "websocket":
-            await _session(app, scope, receive, send, shutdown)
+        elif not (path.startswith(prefixes) and endpoints.matches(path)):
+            await app(scope, receive, send)
             return
+        if not await _answer(endpoints, path, scope, send):
+            await app(scope, receive, send)
+
+    return health_middleware
+
+
+def _counting(app: ASGIApp, endpoints: HealthEndpoints, shutdown: GracefulShutdown) -> ASGIApp:
+    """The middleware with a coordinator: HTTP requests to ``app`` counted in flight, probe
+    requests answered (a repeated one from the remembered answer while the coordinator is
+    installed here and no shutdown has begun; else the first request installs the
+    coordinator, and answers while draining carry ``Connection: close``), lifespan and
+    WebSocket scopes served for the coordinator."""
+    exact, prefixes = endpoints.exact_paths, endpoints.prefixes
+    slots = shutdown.requests_in_flight.slots
+    remembered = _remembered(endpoints)
+
+    async def health_middleware(scope: Scope, receive: Receive, send: Send) -> None:
+        # The coordinator's plain attributes, not its properties or methods, on the path
+        # every request passes (docs/performance.md).
+        if scope["type"] != "http":
+            await _not_http(app, scope, receive, send, shutdown, endpoints.registry)
+            return
+        try:
+            path: str = _route_path(scope) if scope["root_path"] else scope["path"] or "/"
+        except KeyError:  # root_path is optional (ASGI 3.0 HTTP scope)
+            path = scope["path"] or "/"
+        mine = path in exact or (path.startswith(prefixes) and endpoints.matches(path))
+        if not shutdown.steady:
+            send = _unsteady(app, scope, send, shutdown)
+        elif path in exact and (answer := remembered(scope, path)) is not None:  # a repeated probe, still current
+            await send({"type": "http.response.start", "status": answer.status, "headers": [*answer.raw_headers]})
+            await send({"type": "http.response.body", "body": answer.body})
+            return
+        if mine and await _answer(endpoints, path, scope, send):
+            return
+        slots.append(None)
+        try:
+            await app(scope, receive, send)
+        except (asyncio.CancelledError, anyio.get_cancelled_exc_class()):
+            if shutdown.is_stopping:  # cut by the server's own shutdown bound
+                shutdown.request_cancelled()
+            raise
+        except BaseException as exc:
+            if not isinstance(exc, Exception):  # SystemExit, KeyboardInterrupt: cut, not drained
+                shutdown.request_cut(exc)
+            raise
+        finally:
+            if slots:  # never below zero, whatever else counts here
+                slots.pop()
+
+    return health_middleware
+
+
+async def _not_http(
+    app: ASGIApp, scope: Scope, receive: Receive, send: Send, shutdown: GracefulShutdown, registry: HealthRegistry
+) -> None:
+    """A lifespan, WebSocket or other scope under a coordinator."""
+    if scope["type"] == "lifespan":
+        _share(scope, registry)
+        await _lifespan(app, scope, receive, send, shutdown)
+    elif scope["type"] == "websocket":
+        await _session(app, scope, receive, send, shutdown)
+    else:
         await app(scope, receive, send)
 
-    middleware = cast(ProbeMiddleware, health_middleware)
-    middleware.app = app
-    middleware.endpoints = endpoints
-    middleware.shutdown = shutdown
-    return middleware
+
+def _unsteady(app: ASGIApp, scope: Scope, send: Send, shutdown: GracefulShutdown) -> Send:
+    """For a request that comes while the coordinator is not installed in this process or
+    is draining: install it (no lifespan, as with ``uvicorn --lifespan off``: at the first
+    request), and the ``send`` to answer with (adding ``Connection: close`` once draining)."""
+    if not shutdown.lifespan_seen:
+        _warn_if_lifespan_skipped(app)
+    shutdown.adopt()
+    if shutdown.signalled and scope.get("http_version", "1.1") in ("1.0", "1.1"):
+        return _closing(send)
+    return send
 
 
 #: Logged once per process (:func:`_warn_if_lifespan_skipped`).
@@ -363,7 +387,7 @@ def _warn_if_lifespan_skipped(app: ASGIApp) -> None:
                 continue
             default = type(context).__name__ == "_DefaultLifespan"  # Starlette's, for no lifespan=
             if not default or getattr(holder, "on_startup", None) or getattr(holder, "on_shutdown", None):
-                logger.warning(LIFESPAN_SKIPPED)
+                _logger.warning(LIFESPAN_SKIPPED)
             return
         current = getattr(current, "app", None)
         if current is None:
@@ -401,7 +425,7 @@ async def _lifespan(app: ASGIApp, scope: Scope, receive: Receive, send: Send, sh
     as Django's ``ASGIHandler`` raises on a lifespan scope) gets it spoken for it, so that
     the coordinator is installed and its hooks run on the server's event loop all the same.
     """
-    shutdown._lifespan_seen = True
+    shutdown.note_lifespan()
     server = ""
     config = _launch.hypercorn_config(receive)
     if config is not None:
@@ -409,7 +433,7 @@ async def _lifespan(app: ASGIApp, scope: Scope, receive: Receive, send: Send, sh
         # hypercorn cancels what is still running graceful_timeout seconds after it stops
         # accepting (3 s by default): let the drain bound, and the closing of WebSocket
         # sessions at it, come first.
-        bound = shutdown.drain_timeout + SESSION_CLOSE_WAIT + 1.0
+        bound = shutdown.drain_timeout + _shutdown.SESSION_CLOSE_WAIT + 1.0
         if getattr(config, "graceful_timeout", bound) < bound:
             config.graceful_timeout = bound
     read = False
@@ -423,7 +447,7 @@ async def _lifespan(app: ASGIApp, scope: Scope, receive: Receive, send: Send, sh
             raise
         read = True
         if message["type"] == "lifespan.startup":
-            shutdown._install(automatic=server)
+            shutdown.install_automatically(server)
         elif message["type"] == "lifespan.shutdown":
             await shutdown.finish_async()
         return message
@@ -438,7 +462,7 @@ async def _lifespan(app: ASGIApp, scope: Scope, receive: Receive, send: Send, sh
         if read:
             return
         reason = "it returned"
-    logger.info("the application does not speak the ASGI lifespan protocol (%s): healthprobe answers it", reason)
+    _logger.info("the application does not speak the ASGI lifespan protocol (%s): healthprobe answers it", reason)
     await _complete_lifespan(wrapped, send)
 
 
@@ -492,19 +516,20 @@ class _Session:
 
 
 async def _session(app: ASGIApp, scope: Scope, receive: Receive, send: Send, shutdown: GracefulShutdown) -> None:
-    if not shutdown._steady:
-        shutdown._adopt()
+    if not shutdown.steady:
+        shutdown.adopt()
     session = _Session(send)
     closer = session.close_from_thread
-    requests = shutdown._requests
-    requests.append(None)
-    shutdown._sessions.add(closer)
+    in_flight = shutdown.requests_in_flight
+    slots = in_flight.slots
+    slots.append(None)
+    in_flight.sessions.add(closer)
     try:
         await app(scope, receive, session.send)
     finally:
-        shutdown._sessions.discard(closer)
-        if requests:
-            requests.pop()
+        in_flight.sessions.discard(closer)
+        if slots:
+            slots.pop()
 
 
 class HealthApp:
@@ -512,9 +537,9 @@ class HealthApp:
 
     Args:
         registry: a :class:`HealthRegistry`, or a configured :class:`HealthEndpoints`.
-        paths, failure_status, expose_output, metrics, metrics_path: as
-            :class:`HealthEndpoints`; ``metrics=True`` also serves Prometheus metrics on
-            ``/metrics``.
+        **options: the endpoint options, :class:`~healthprobe.http.EndpointOptions`,
+            ignored when ``registry`` is a :class:`HealthEndpoints`; ``metrics=True`` also
+            serves Prometheus metrics on ``/metrics``.
 
     Under a Starlette ``Mount("/health", ...)`` the probe paths are relative to the mount
     (``/health/livez``): the ``root_path`` prefix is removed from ``path`` first, as
@@ -523,17 +548,8 @@ class HealthApp:
     :func:`registry_of`); mounted, it never sees the lifespan.
     """
 
-    def __init__(
-        self,
-        registry: HealthRegistry | HealthEndpoints,
-        *,
-        paths: Mapping[str, Probe | str] | None = None,
-        failure_status: int | Mapping[Probe | str, int] = 503,
-        expose_output: bool = False,
-        metrics: bool | MetricsSource = False,
-        metrics_path: str = "/metrics",
-    ) -> None:
-        self.endpoints = endpoints_for(registry, paths, failure_status, expose_output, metrics, metrics_path)
+    def __init__(self, registry: HealthRegistry | HealthEndpoints, **options: Unpack[EndpointOptions]) -> None:
+        self.endpoints = http.endpoints_for(registry, options)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
@@ -544,11 +560,5 @@ class HealthApp:
         if kind != "http":
             await send({"type": "websocket.close", "code": 1000})
             return
-        path = _route_path(scope)
-        method, query, accept = scope["method"], scope.get("query_string", b"").decode("latin-1"), _accept(scope)
-        response = self.endpoints.cached(method, path, query, accept)
-        if response is None:
-            response = await self.endpoints.handle_async(method, path, query, accept)
-        if response is None:
-            response = plain_response(404, "not found", scope["method"] == "HEAD")
-        await _send(response, scope, receive, send)
+        if not await _answer(self.endpoints, _route_path(scope), scope, send):
+            await _send(http.plain_response(404, "not found", scope["method"] == "HEAD"), send)

@@ -3,6 +3,10 @@
 An adapter turns its protocol's request into ``(method, path, query_string, accept)``,
 calls :meth:`HealthEndpoints.handle_sync` or :meth:`HealthEndpoints.handle_async`, and
 writes back the :class:`Response` (or passes the request on when the answer is ``None``).
+The endpoints remember the answers they may give again (:attr:`HealthEndpoints.answers`,
+each an :class:`Answer` carrying what an adapter sends, ready-made), under the key the
+adapter passes: its own raw request values, so that it finds a repeated probe's answer
+without decoding anything.
 
 Rules (Kubernetes "Configure Liveness, Readiness and Startup Probes": any code from 200 to
 399 is success; kube-apiserver "Kubernetes API health endpoints" for paths and queries):
@@ -32,61 +36,129 @@ Rules (Kubernetes "Configure Liveness, Readiness and Startup Probes": any code f
 
 from __future__ import annotations
 
+import collections.abc
 import dataclasses
 import functools
 import inspect
 import logging
 import re
+import typing
 import urllib.parse
-from collections.abc import Mapping, Sequence
-from http import HTTPStatus
-from typing import TYPE_CHECKING, Protocol
+from http import HTTPStatus as _HTTPStatus
 
 import anyio
 import anyio.to_thread
 
-from ._types import Probe, Report
-from .registry import CHECK_NAME, HealthRegistry, UnknownCheckError, _as_probe, _Stamp
-from .render import PROBE_WORD, dumps, render_json, render_text
+from . import _types
+from . import registry as _registry
+from . import render as _render
 
-if TYPE_CHECKING:
+if typing.TYPE_CHECKING:
+    from collections.abc import Hashable, Mapping, Sequence
+
+    from typing_extensions import Unpack
+
+    from ._types import Probe, Report
     from .prometheus import ShutdownView
+    from .registry import HealthRegistry
 
-logger = logging.getLogger("healthprobe")
+__all__ = [
+    "ALLOW",
+    "DEFAULT_PATHS",
+    "HEALTH_JSON",
+    "MAX_QUERY_FIELDS",
+    "MAX_QUERY_LENGTH",
+    "TEXT",
+    "Answer",
+    "EndpointOptions",
+    "HealthEndpoints",
+    "MetricsSource",
+    "ProbeRequest",
+    "Response",
+    "check_app",
+    "check_path",
+    "check_shutdown",
+    "endpoints_for",
+    "plain_response",
+    "prefers_json",
+]
+
+_logger = logging.getLogger("healthprobe")
 
 #: Default probe paths. ``/healthz`` is an alias of ``/livez`` so manifests written for the
 #: seed server (``httpGet: path: /healthz``) keep working.
 DEFAULT_PATHS: Mapping[str, Probe] = {
-    "/livez": Probe.LIVENESS,
-    "/healthz": Probe.LIVENESS,
-    "/readyz": Probe.READINESS,
-    "/startupz": Probe.STARTUP,
+    "/livez": _types.Probe.LIVENESS,
+    "/healthz": _types.Probe.LIVENESS,
+    "/readyz": _types.Probe.READINESS,
+    "/startupz": _types.Probe.STARTUP,
 }
 
-#: Longest query string accepted, in characters, and most parameters in one query: a probe
-#: needs a few; more is a malformed request and gets 400, so nothing large is echoed back.
+#: Longest query string accepted, in characters: a probe needs a few; a longer query is a
+#: malformed request and gets 400, so nothing large is echoed back.
 MAX_QUERY_LENGTH = 2048
+#: Most parameters in one query; more is a malformed request and gets 400.
 MAX_QUERY_FIELDS = 64
 
+#: The media type of JSON probe bodies (IETF draft-inadarei-api-health-check).
 HEALTH_JSON = "application/health+json"
+#: The media type of text probe bodies and of every error answer.
 TEXT = "text/plain; charset=utf-8"
+#: The ``Allow`` header of a ``405`` answer: the methods a probe path answers.
 ALLOW = "GET, HEAD"
 _TRUE = {"", "1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off"}
 _REASONS = {200: "OK", 400: "Bad Request", 404: "Not Found", 405: "Method Not Allowed", 503: "Service Unavailable"}
-#: Most distinct requests (method, path, query, Accept) whose answers are remembered.
+#: Most distinct requests whose answers are remembered (:attr:`HealthEndpoints.answers`).
 _ANSWERS_LIMIT = 256
 #: Longest check name (``registry.CHECK_NAME``): a longer name in a path is not echoed back.
 _LONGEST_NAME = 63
 _NOT_UTF8_PATH = "not found: the path is not valid percent-encoded UTF-8"
 
 
-class MetricsSource(Protocol):
+class MetricsSource(typing.Protocol):
     """What a metrics route serves; :class:`healthprobe.prometheus.PrometheusMetrics` is one."""
 
     def expose(self, accept: str | None, names: Sequence[str] = ()) -> tuple[str, bytes]:
         """``(content type, body)`` for a request's ``Accept`` header and ``name[]`` filter."""
         ...
+
+
+class EndpointOptions(typing.TypedDict, total=False):
+    """The options of the probe endpoints, every one optional: keyword arguments of
+    :class:`HealthEndpoints`, of ``HealthMiddleware`` and ``HealthApp`` in
+    :mod:`healthprobe.asgi` and :mod:`healthprobe.wsgi`, and of :func:`healthprobe.serve`
+    (``HealthMiddleware(app, registry, metrics=True)``). Another keyword is a ``TypeError``,
+    as for any function.
+    """
+
+    #: Path -> probe (a :class:`~healthprobe.Probe` or its name: ``"liveness"``,
+    #: ``"readiness"``, ``"startup"``); default ``None``: :data:`DEFAULT_PATHS`. Each path must
+    #: be ASCII, start with ``/`` and not end with one.
+    paths: collections.abc.Mapping[str, _types.Probe | str] | None
+    #: Status code of a failing probe, one for all or one per probe (400-599; the kubelet
+    #: counts anything outside 200-399 as failure). Default 503.
+    failure_status: int | collections.abc.Mapping[_types.Probe | str, int]
+    #: Show what checks wrote (their output and exception text) in bodies. Default
+    #: ``False``: such text can reveal hosts, users or queries.
+    expose_output: bool
+    #: Serve Prometheus metrics on ``metrics_path``: ``True`` builds a
+    #: :class:`healthprobe.prometheus.PrometheusMetrics` of the registry (extra
+    #: ``prometheus``), or pass any :class:`MetricsSource`. Default ``False``.
+    metrics: bool | MetricsSource
+    #: The path of the metrics route; default ``"/metrics"``. Another path needs ``metrics``
+    #: on.
+    metrics_path: str
+
+
+def _refuse_unknown(options: Mapping[str, object]) -> None:
+    """Raise ``TypeError`` for a keyword that is not one of :class:`EndpointOptions`."""
+    known = EndpointOptions.__optional_keys__
+    for name in options:
+        if name not in known:
+            raise TypeError(
+                f"unexpected keyword argument {name!r}: the endpoint options are {', '.join(sorted(known))}"
+            )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -101,7 +173,7 @@ class Response:
     def reason(self) -> str:
         """The standard reason phrase of ``status`` (for WSGI status lines)."""
         try:
-            return HTTPStatus(self.status).phrase
+            return _HTTPStatus(self.status).phrase
         except ValueError:
             return _REASONS.get(self.status, "Unknown")
 
@@ -117,11 +189,39 @@ class Response:
         return [(k.encode("latin-1"), v.encode("latin-1")) for k, v in self.headers]
 
 
+@dataclasses.dataclass(frozen=True, slots=True, eq=False)
+class Answer:
+    """A remembered answer (:attr:`HealthEndpoints.answers`): the :class:`Response` and, ready
+    for an adapter's fast path, what it sends and what it may be sent again under.
+    Read-only; made by the endpoints.
+
+    It may be sent again while :meth:`HealthEndpoints.is_current` holds for it.
+    """
+
+    #: The registry's :attr:`~healthprobe.registry.HealthRegistry.generation` when it was made.
+    generation: int
+    #: What the check results it shows must still be, or ``None`` when it shows none (then
+    #: ``generation`` alone decides).
+    stamp: _registry.AnswerStamp | None
+    #: The response itself.
+    response: Response
+    #: Its status code.
+    status: int
+    #: Its WSGI status line (``"200 OK"``).
+    status_line: str
+    #: Its headers as ``str`` pairs (WSGI); copy before handing them on.
+    headers: tuple[tuple[str, str], ...]
+    #: Its headers as latin-1 byte pairs (ASGI); copy into a list before handing them on.
+    raw_headers: tuple[tuple[bytes, bytes], ...]
+    #: Its body (empty for ``HEAD``).
+    body: bytes
+
+
 @dataclasses.dataclass(frozen=True)
 class ProbeRequest:
     """A parsed, valid probe request."""
 
-    probe: Probe
+    probe: _types.Probe
     only: str | None
     exclude: tuple[str, ...]
     verbose: bool
@@ -129,17 +229,24 @@ class ProbeRequest:
     head: bool
 
 
-def plain_response(status: int, text: str, head: bool = False, extra: tuple[tuple[str, str], ...] = ()) -> Response:
-    """A one-line ``text/plain`` answer (empty body for ``HEAD``), with ``no-store``."""
-    body = (text + "\n").encode()
+def _response(
+    status: int, content_type: str, body: bytes, head: bool, extra: tuple[tuple[str, str], ...] = ()
+) -> Response:
+    """An answer with the headers every answer here carries (``no-store``, ``nosniff``); the
+    length is that of ``body`` also for ``HEAD``, which gets no body (RFC 9110 section 9.3.2)."""
     headers = [
-        ("content-type", TEXT),
+        ("content-type", content_type),
         ("content-length", str(len(body))),
         ("cache-control", "no-store"),
         ("x-content-type-options", "nosniff"),
         *extra,
     ]
     return Response(status, headers, b"" if head else body)
+
+
+def plain_response(status: int, text: str, head: bool = False, extra: tuple[tuple[str, str], ...] = ()) -> Response:
+    """A one-line ``text/plain`` answer (empty body for ``HEAD``), with ``no-store``."""
+    return _response(status, TEXT, (text + "\n").encode(), head, extra)
 
 
 def prefers_json(accept: str | None) -> bool:
@@ -172,47 +279,37 @@ def prefers_json(accept: str | None) -> bool:
 
 
 class HealthEndpoints:
-    """Maps probe paths to a registry and answers probe requests.
+    """Maps probe paths to a registry, answers probe requests, and remembers the answers it
+    may give again.
 
     Args:
         registry: the :class:`HealthRegistry` to answer from.
-        paths: path -> probe (``"liveness"``, ``"readiness"``, ``"startup"``); defaults to
-            :data:`DEFAULT_PATHS`. Each path must be ASCII, start with ``/`` and not end
-            with one.
-        failure_status: status code of a failing probe, one for all or one per probe
-            (400-599; the kubelet counts anything outside 200-399 as failure). 503 by default.
-        expose_output: show what checks wrote (their output and exception text) in bodies.
-            Off by default: such text can reveal hosts, users or queries.
-        metrics: serve Prometheus metrics on ``metrics_path``: ``True`` builds a
-            :class:`healthprobe.prometheus.PrometheusMetrics` of ``registry`` (extra
-            ``prometheus``), or pass any :class:`MetricsSource`. Off by default.
-        metrics_path: the path of the metrics route (``/metrics``).
         shutdown: with ``metrics=True``, the graceful-shutdown coordinator whose in-flight
             requests and shutdown phase the metrics include (the adapters pass their own
             ``shutdown=``); ignored otherwise.
+        **options: the endpoint options, :class:`EndpointOptions` (``paths``,
+            ``failure_status``, ``expose_output``, ``metrics``, ``metrics_path``).
 
     Raises:
         TypeError: an argument of the wrong type (``registry`` not a :class:`HealthRegistry`,
-            ``expose_output`` not a bool, ...).
+            ``expose_output`` not a bool, ...), or a keyword that is not an option.
         ValueError: on a malformed path (the metrics path too, even while metrics are off),
             a metrics path that is also a probe path, or an out-of-range status code.
         ImportError: ``metrics=True`` without prometheus-client installed.
     """
 
     def __init__(
-        self,
-        registry: HealthRegistry,
-        *,
-        paths: Mapping[str, Probe | str] | None = None,
-        failure_status: int | Mapping[Probe | str, int] = 503,
-        expose_output: bool = False,
-        metrics: bool | MetricsSource = False,
-        metrics_path: str = "/metrics",
-        shutdown: ShutdownView | None = None,
+        self, registry: HealthRegistry, *, shutdown: ShutdownView | None = None, **options: Unpack[EndpointOptions]
     ) -> None:
-        if not isinstance(registry, HealthRegistry):
+        _refuse_unknown(options)
+        paths = options.get("paths")
+        failure_status = options.get("failure_status", 503)
+        expose_output = options.get("expose_output", False)
+        metrics = options.get("metrics", False)
+        metrics_path = options.get("metrics_path", "/metrics")
+        if not isinstance(registry, _registry.HealthRegistry):
             raise TypeError(f"registry must be a HealthRegistry, got {type(registry).__name__}")
-        if paths is not None and not isinstance(paths, Mapping):
+        if paths is not None and not isinstance(paths, collections.abc.Mapping):
             raise TypeError(f"paths must be a mapping of path to probe, got {type(paths).__name__}")
         if not isinstance(expose_output, bool):
             raise TypeError(f"expose_output must be True or False, got {expose_output!r}")
@@ -220,38 +317,45 @@ class HealthEndpoints:
             raise TypeError(f"metrics must be True, False or a MetricsSource, got {type(metrics).__name__}")
         if not isinstance(metrics_path, str):
             raise TypeError(f"metrics_path must be a str, got {type(metrics_path).__name__}")
-        _check_path("metrics", metrics_path)  # checked even while off: a typo is caught now
+        check_path("metrics", metrics_path)  # checked even while off: a typo is caught now
         if metrics is False and metrics_path != "/metrics":
             raise ValueError(f"metrics_path={metrics_path!r} is given but metrics are off: add metrics=True")
-        if not isinstance(failure_status, (int, Mapping)):
+        if not isinstance(failure_status, (int, collections.abc.Mapping)):
             raise TypeError(
                 f"failure_status must be an int or a mapping of probe to int, got {type(failure_status).__name__}"
             )
+        #: The registry answered from.
         self.registry = registry
+        #: Whether bodies show what checks wrote.
         self.expose_output = expose_output
+        #: Probe path -> probe.
         self.paths: dict[str, Probe] = {}
         for path, probe in (DEFAULT_PATHS if paths is None else paths).items():
-            _check_path("probe", path)
-            self.paths[path] = _as_probe(probe)
+            check_path("probe", path)
+            self.paths[path] = _registry.as_probe(probe)
         self._exact = {path: (probe, None) for path, probe in self.paths.items()}
-        self._prefixes = tuple(path.rstrip("/") + "/" for path in self.paths)
+        #: The probe paths, each followed by ``/``: where the paths of single checks begin.
+        self.prefixes = tuple(path.rstrip("/") + "/" for path in self.paths)
+        #: What the metrics route serves, or ``None`` when metrics are off.
         self.metrics: MetricsSource | None = None
+        #: The path of the metrics route.
         self.metrics_path = metrics_path
         if metrics is not False:
             if self.route(metrics_path) is not None:
                 raise ValueError(f"metrics path {metrics_path!r} is also a probe path")
             self.metrics = _metrics_source(registry, shutdown) if metrics is True else metrics
-        if isinstance(failure_status, int):
-            statuses = {probe: failure_status for probe in Probe}
-        else:
-            statuses = {probe: 503 for probe in Probe}
-            statuses.update({_as_probe(k): v for k, v in failure_status.items()})
-        for code in statuses.values():
-            if isinstance(code, bool) or not isinstance(code, int) or not 400 <= code <= 599:
-                raise ValueError(f"failure_status must be an int from 400 to 599, got {code!r}")
-        self.failure_status = statuses
-        # (method, path, query, Accept) -> the stamp and answer of the last run for it.
-        self._answers: dict[tuple[str, str, str, str | None], tuple[_Stamp, Response]] = {}
+        #: Probe -> status code of its failure.
+        self.failure_status = _failure_statuses(failure_status)
+        #: Every path answered here as it is: the probe paths, and the metrics path when
+        #: metrics are on. Any other path answered here starts with one of :attr:`prefixes`
+        #: (and :meth:`matches` it): so an adapter tells a request to pass on by a set lookup
+        #: and one ``startswith``.
+        self.exact_paths = frozenset([*self.paths, *([metrics_path] if self.metrics is not None else [])])
+        #: The answers that may be given again, by the key of their request (see
+        #: :meth:`handle_sync`): at most 256 (all are forgotten when a new one would make
+        #: more). Read-only for callers: adapters look repeated requests up here, and give
+        #: an :class:`Answer` again while :meth:`is_current` holds for it.
+        self.answers: dict[Hashable, Answer] = {}
 
     # -- routing -----------------------------------------------------------------------------
 
@@ -265,7 +369,7 @@ class HealthEndpoints:
         exact = self._exact.get(path)
         if exact is not None:
             return exact
-        if not path.startswith(self._prefixes):
+        if not path.startswith(self.prefixes):
             return None
         for prefix, probe in self.paths.items():
             if path.startswith(prefix) and path[len(prefix) : len(prefix) + 1] == "/":
@@ -289,85 +393,48 @@ class HealthEndpoints:
         probe, only = routed
         head = method == "HEAD"
         if method not in ("GET", "HEAD"):
-            return plain_response(405, f"method {method[:20]} not allowed; use GET or HEAD", extra=(("allow", ALLOW),))
+            return _not_allowed(method)
         if only is not None:
-            # Adapters pass the path percent-decoded as UTF-8, undecodable bytes replaced by
-            # U+FFFD (as ASGI servers do); no check name can hold either of these, nor be longer.
-            if "/" in only:
-                return plain_response(404, "not found", head)
-            if "\ufffd" in only:
-                return plain_response(404, _NOT_UTF8_PATH, head)
-            if len(only) > _LONGEST_NAME:
-                return plain_response(404, f"not found: check names have at most {_LONGEST_NAME} characters", head)
-        verbose: bool | None = None
-        fmt: str | None = None
-        exclude: list[str] = []
-        if query_string:
-            pairs = _query_pairs(query_string)
-            if isinstance(pairs, str):
-                return plain_response(400, pairs, head)
-            for key, value in pairs:
-                if key == "verbose":
-                    lowered = value.lower()
-                    if lowered not in _TRUE and lowered not in _FALSE:
-                        return plain_response(400, "verbose takes no value, or one of 1, true, 0, false", head)
-                    # Given again, it must mean the same (``verbose&verbose=1``), as format.
-                    if verbose is not None and verbose != (lowered in _TRUE):
-                        return plain_response(400, "verbose given twice with different values", head)
-                    verbose = lowered in _TRUE
-                elif key == "exclude":
-                    if not value:
-                        return plain_response(400, "exclude needs a check name", head)
-                    if not CHECK_NAME.fullmatch(value):
-                        return plain_response(400, "exclude: not a valid check name", head)
-                    exclude.append(value)
-                elif key == "format":
-                    if value not in ("json", "text"):
-                        return plain_response(400, "format must be json or text", head)
-                    if fmt is not None and fmt != value:
-                        return plain_response(400, "format given twice with different values", head)
-                    fmt = value
-                else:
-                    return plain_response(400, f"unknown query parameter {key[:40]!r}", head)
+            refused = _refused_name(only)
+            if refused is not None:
+                return plain_response(404, refused, head)
+        query = _read_query(query_string) if query_string else (None, None, ())
+        if isinstance(query, str):
+            return plain_response(400, query, head)
+        verbose, fmt, exclude = query
         if only is not None and exclude:
             return plain_response(400, "exclude applies to a whole probe, not to one check", head)
         wants_json = fmt == "json" if fmt is not None else prefers_json(accept)
-        return ProbeRequest(probe, only, tuple(exclude), bool(verbose), wants_json, head)
+        return ProbeRequest(probe, only, exclude, bool(verbose), wants_json, head)
 
     def respond(self, request: ProbeRequest, report: Report) -> Response:
         """Turn a report into the probe's :class:`Response`."""
         status = 200 if report.ok else self.failure_status[request.probe]
         if request.json:
-            body = dumps(render_json(report, expose_output=self.expose_output))
-            content_type = HEALTH_JSON
-        else:
-            body = render_text(report, verbose=request.verbose, expose_output=self.expose_output).encode()
-            content_type = TEXT
-        headers = [
-            ("content-type", content_type),
-            ("content-length", str(len(body))),
-            ("cache-control", "no-store"),
-            ("x-content-type-options", "nosniff"),
-        ]
-        return Response(status, headers, b"" if request.head else body)
+            body = _render.dumps(_render.render_json(report, expose_output=self.expose_output))
+            return _response(status, HEALTH_JSON, body, request.head)
+        text = _render.render_text(report, verbose=request.verbose, expose_output=self.expose_output)
+        return _response(status, TEXT, text.encode(), request.head)
 
-    def _unknown(self, request: ProbeRequest) -> Response:
-        word = PROBE_WORD[request.probe]
-        return plain_response(404, f"no {word} check named {request.only!r}", request.head)
+    def _failed(self, request: ProbeRequest, error: Exception) -> Response:
+        """The answer of a run that raised ``error`` (called while it is handled)."""
+        if isinstance(error, _registry.UnknownCheckError):
+            word = _render.PROBE_WORD[request.probe]
+            return plain_response(404, f"no {word} check named {request.only!r}", request.head)
+        return self._internal_error(request)
 
     def _internal_error(self, request: ProbeRequest) -> Response:
-        logger.exception("healthprobe failed to answer a %s probe", request.probe.value)
-        return plain_response(503, f"{PROBE_WORD[request.probe]} check failed: internal error", request.head)
+        _logger.exception("healthprobe failed to answer a %s probe", request.probe.value)
+        return plain_response(503, f"{_render.PROBE_WORD[request.probe]} check failed: internal error", request.head)
 
     # -- metrics -----------------------------------------------------------------------------
 
     def _metrics_request(self, method: str, query_string: str) -> tuple[str, ...] | Response:
-        head = method == "HEAD"
         if method not in ("GET", "HEAD"):
-            return plain_response(405, f"method {method[:20]} not allowed; use GET or HEAD", extra=(("allow", ALLOW),))
+            return _not_allowed(method)
         pairs = _query_pairs(query_string)
         if isinstance(pairs, str):
-            return plain_response(400, pairs, head)
+            return plain_response(400, pairs, method == "HEAD")
         return tuple(value for key, value in pairs if key == "name[]")
 
     def _metrics_response(self, method: str, accept: str | None, names: tuple[str, ...]) -> Response:
@@ -375,99 +442,199 @@ class HealthEndpoints:
         try:
             content_type, body = self.metrics.expose(accept, names)
         except Exception:
-            logger.exception("healthprobe failed to render metrics")
+            _logger.exception("healthprobe failed to render metrics")
             return plain_response(503, "metrics unavailable: internal error", method == "HEAD")
-        headers = [
-            ("content-type", content_type),
-            ("content-length", str(len(body))),
-            ("cache-control", "no-store"),
-            ("x-content-type-options", "nosniff"),
-        ]
-        return Response(200, headers, b"" if method == "HEAD" else body)
+        return _response(200, content_type, body, method == "HEAD")
 
     # -- answering again ---------------------------------------------------------------------
 
-    def cached(self, method: str, path: str, query_string: str, accept: str | None) -> Response | None:
-        """The answer last given to this same request, if it may be given again now: no
-        check result it shows has expired or changed, nor the lifecycle, the manual
-        switches or the set of checks. ``None`` means: call :meth:`handle_sync` or
+    def is_current(self, answer: Answer) -> bool:
+        """Whether a remembered ``answer`` may be given again now: the one rule of reuse.
+
+        It may while the registry's :attr:`~HealthRegistry.generation` is still the one it
+        was made under (no check added or removed, no lifecycle change, no manual switch
+        since) and, when it shows check results (its ``stamp``), while none of them has
+        expired or been replaced (:meth:`HealthRegistry.still_current`). Answers made while
+        ``starting``, or showing a non-critical failure as ``warn``, are never remembered
+        (:meth:`HealthRegistry.stamp`).
+
+        The adapters' fast paths repeat this test once each, on the same public attributes
+        (``answer.generation == registry.generation and (answer.stamp is None or
+        registry.still_current(answer.stamp))``), to spare a call per probe.
+        """
+        registry = self.registry
+        return answer.generation == registry.generation and (
+            answer.stamp is None or registry.still_current(answer.stamp)
+        )
+
+    def cached(
+        self, method: str, path: str, query_string: str, accept: str | None, key: Hashable | None = None
+    ) -> Response | None:
+        """The answer last given to this same request, if it may be given again now
+        (:meth:`is_current`). ``None`` means: call :meth:`handle_sync` or
         :meth:`handle_async`.
 
         A probe answered here runs nothing and is the same bytes as the last answer; it
         leaves :attr:`HealthRegistry.last_reports` as that answer's run left it.
+
+        Args:
+            method, path, query_string, accept: the request, as :meth:`handle_sync` takes it.
+            key: the ``key`` passed to :meth:`handle_sync` or :meth:`handle_async` for this
+                request, if one was.
         """
-        entry = self._answers.get((method, path, query_string, accept))
-        if entry is None:
-            return None
-        stamp, response = entry
-        registry = self.registry
-        if stamp.generation == registry._generation and (not stamp.pairs or registry._current(stamp)):
-            return response
+        answer = self.answers.get((method, path, query_string, accept) if key is None else key)
+        if answer is not None and self.is_current(answer):
+            return answer.response
         return None
 
-    def _remember(
-        self, key: tuple[str, str, str, str | None], generation: int, report: Report, response: Response
-    ) -> None:
-        stamp = self.registry._stamp(report, generation)
+    def _remember(self, key: Hashable, generation: int, report: Report, response: Response) -> None:
+        stamp = self.registry.stamp(report, generation)
         if stamp is None:
             return
-        answers = self._answers
+        answers = self.answers
         if len(answers) >= _ANSWERS_LIMIT and key not in answers:
             answers.clear()  # bounded: odd queries and Accept values cannot grow it
-        answers[key] = (stamp, response)
+        answers[key] = Answer(
+            stamp.generation,
+            stamp if stamp.pairs else None,
+            response,
+            response.status,
+            response.status_line,
+            tuple(response.headers),
+            tuple(response.raw_headers),
+            response.body,
+        )
 
     # -- whole requests ----------------------------------------------------------------------
 
-    def handle_sync(self, method: str, path: str, query_string: str, accept: str | None) -> Response | None:
-        """Answer a request from a sync caller; ``None`` if ``path`` is not answered here."""
+    def _request(
+        self, method: str, path: str, query_string: str, accept: str | None
+    ) -> tuple[str, ...] | ProbeRequest | Response | None:
+        """What a request asks: metric names, a probe to run, an error answer, or ``None``."""
         if self.metrics is not None and path == self.metrics_path:
-            names = self._metrics_request(method, query_string)
-            if isinstance(names, Response):
-                return names
-            return self._metrics_response(method, accept, names)
-        request = self.prepare(method, path, query_string, accept)
+            return self._metrics_request(method, query_string)
+        return self.prepare(method, path, query_string, accept)
+
+    def _finish(self, request: ProbeRequest, report: Report, generation: int, key: Hashable) -> Response:
+        try:
+            response = self.respond(request, report)
+        except Exception:  # rendering is ours too: a failure is a failed probe, never a 500
+            return self._internal_error(request)
+        self._remember(key, generation, report, response)
+        return response
+
+    def handle_sync(
+        self, method: str, path: str, query_string: str, accept: str | None, key: Hashable | None = None
+    ) -> Response | None:
+        """Answer a request from a sync caller, running the checks; ``None`` if ``path`` is
+        not answered here. An answer that may be given again is remembered
+        (:attr:`answers`) under ``key``.
+
+        Args:
+            method: the request method (``"GET"``).
+            path: the path below any mount prefix, percent-decoded as UTF-8 (an undecodable
+                byte as U+FFFD, as ASGI servers decode it).
+            query_string: the raw query, without ``?``.
+            accept: the ``Accept`` header, or ``None``.
+            key: what to remember the answer under, for an adapter that looks repeated
+                requests up by its own raw values (any hashable that differs for requests
+                that differ in these four values); default ``(method, path, query_string,
+                accept)``.
+        """
+        request = self._request(method, path, query_string, accept)
+        if isinstance(request, tuple):
+            return self._metrics_response(method, accept, request)
         if not isinstance(request, ProbeRequest):
             return request
-        generation = self.registry._generation
+        generation = self.registry.generation
         try:
             report = self.registry.run(request.probe, exclude=request.exclude, only=request.only)
-        except UnknownCheckError:
-            return self._unknown(request)
-        except Exception:
-            return self._internal_error(request)
-        try:
-            response = self.respond(request, report)
-        except Exception:  # rendering is ours too: a failure is a failed probe, never a 500
-            return self._internal_error(request)
-        self._remember((method, path, query_string, accept), generation, report, response)
-        return response
+        except Exception as exc:
+            return self._failed(request, exc)
+        return self._finish(request, report, generation, (method, path, query_string, accept) if key is None else key)
 
-    async def handle_async(self, method: str, path: str, query_string: str, accept: str | None) -> Response | None:
-        """Answer a request from async code; ``None`` if ``path`` is not answered here.
-
-        Metrics are rendered in a worker thread (in multiprocess mode that reads files).
-        """
-        if self.metrics is not None and path == self.metrics_path:
-            names = self._metrics_request(method, query_string)
-            if isinstance(names, Response):
-                return names
-            return await anyio.to_thread.run_sync(self._metrics_response, method, accept, names)
-        request = self.prepare(method, path, query_string, accept)
+    async def handle_async(
+        self, method: str, path: str, query_string: str, accept: str | None, key: Hashable | None = None
+    ) -> Response | None:
+        """Answer a request from async code, as :meth:`handle_sync` does; checks run as
+        :meth:`HealthRegistry.run_async` runs them. Metrics are rendered in a worker thread
+        (in multiprocess mode that reads files)."""
+        request = self._request(method, path, query_string, accept)
+        if isinstance(request, tuple):
+            return await anyio.to_thread.run_sync(self._metrics_response, method, accept, request)
         if not isinstance(request, ProbeRequest):
             return request
-        generation = self.registry._generation
+        generation = self.registry.generation
         try:
             report = await self.registry.run_async(request.probe, exclude=request.exclude, only=request.only)
-        except UnknownCheckError:
-            return self._unknown(request)
-        except Exception:
-            return self._internal_error(request)
-        try:
-            response = self.respond(request, report)
-        except Exception:  # rendering is ours too: a failure is a failed probe, never a 500
-            return self._internal_error(request)
-        self._remember((method, path, query_string, accept), generation, report, response)
-        return response
+        except Exception as exc:
+            return self._failed(request, exc)
+        return self._finish(request, report, generation, (method, path, query_string, accept) if key is None else key)
+
+
+def _failure_statuses(failure_status: int | Mapping[Probe | str, int]) -> dict[Probe, int]:
+    """Probe -> failure status code, from the ``failure_status`` option."""
+    if isinstance(failure_status, int):
+        statuses = {probe: failure_status for probe in _types.Probe}
+    else:
+        statuses = {probe: 503 for probe in _types.Probe}
+        statuses.update({_registry.as_probe(k): v for k, v in failure_status.items()})
+    for code in statuses.values():
+        if isinstance(code, bool) or not isinstance(code, int) or not 400 <= code <= 599:
+            raise ValueError(f"failure_status must be an int from 400 to 599, got {code!r}")
+    return statuses
+
+
+def _not_allowed(method: str) -> Response:
+    return plain_response(405, f"method {method[:20]} not allowed; use GET or HEAD", extra=(("allow", ALLOW),))
+
+
+def _refused_name(only: str) -> str | None:
+    """Why a check name in a path cannot name a check (the text of a 404), or ``None``.
+
+    Adapters pass the path percent-decoded as UTF-8, undecodable bytes replaced by U+FFFD (as
+    ASGI servers do); no check name can hold either of these, nor be longer than 63."""
+    if "/" in only:
+        return "not found"
+    if "\ufffd" in only:
+        return _NOT_UTF8_PATH
+    if len(only) > _LONGEST_NAME:
+        return f"not found: check names have at most {_LONGEST_NAME} characters"
+    return None
+
+
+def _read_query(query_string: str) -> tuple[bool | None, str | None, tuple[str, ...]] | str:
+    """``(verbose, format, exclude)`` of a probe's query, or the reason for a ``400``."""
+    pairs = _query_pairs(query_string)
+    if isinstance(pairs, str):
+        return pairs
+    verbose: bool | None = None
+    fmt: str | None = None
+    exclude: list[str] = []
+    for key, value in pairs:
+        if key == "verbose":
+            lowered = value.lower()
+            if lowered not in _TRUE and lowered not in _FALSE:
+                return "verbose takes no value, or one of 1, true, 0, false"
+            # Given again, it must mean the same (``verbose&verbose=1``), as format.
+            if verbose is not None and verbose != (lowered in _TRUE):
+                return "verbose given twice with different values"
+            verbose = lowered in _TRUE
+        elif key == "exclude":
+            if not value:
+                return "exclude needs a check name"
+            if not _registry.CHECK_NAME.fullmatch(value):
+                return "exclude: not a valid check name"
+            exclude.append(value)
+        elif key == "format":
+            if value not in ("json", "text"):
+                return "format must be json or text"
+            if fmt is not None and fmt != value:
+                return "format given twice with different values"
+            fmt = value
+        else:
+            return f"unknown query parameter {key[:40]!r}"
+    return verbose, fmt, tuple(exclude)
 
 
 #: A ``%`` that does not start a percent-encoded octet (RFC 3986 section 2.1: ``%`` and two
@@ -504,11 +671,22 @@ def _query_pairs(query_string: str) -> list[tuple[str, str]] | str:
         return f"more than {MAX_QUERY_FIELDS} query parameters"
 
 
-def _check_path(what: str, path: str) -> None:
-    """Raise ``ValueError`` unless ``path`` is an ASCII path starting with ``/`` and not
-    ending with one. ASCII because the WSGI adapter matches probe paths against ``PATH_INFO``
-    before decoding it (PEP 3333 gives its bytes as latin-1), so a non-ASCII path would be
-    answered by one adapter and passed on by the other."""
+def check_path(what: str, path: str) -> None:
+    """Refuse a probe or metrics path given as an option.
+
+    ASCII only, because the WSGI adapter matches probe paths against ``PATH_INFO`` before
+    decoding it (PEP 3333 gives its bytes as latin-1), so a non-ASCII path would be answered
+    by one adapter and passed on by the other.
+
+    Args:
+        what: what the path is for, for the message (``"probe"``, ``"metrics"``).
+        path: the path given.
+
+    Raises:
+        ValueError: ``path`` does not start with ``/``, ends with one (``/`` alone is
+            accepted), is not ASCII, or holds a query, a fragment, a space or a control
+            character.
+    """
     if not path.startswith("/") or (len(path) > 1 and path.endswith("/")):
         raise ValueError(f"{what} path {path!r} must start with '/' and not end with '/'")
     if not path.isascii():
@@ -528,7 +706,7 @@ def check_app(app: object, protocol: str) -> None:
             specification); a plain callable taking exactly ``(environ, start_response)`` is
             WSGI (PEP 3333). An app whose protocol cannot be told is accepted.
     """
-    if isinstance(app, (HealthRegistry, HealthEndpoints)):
+    if isinstance(app, (_registry.HealthRegistry, HealthEndpoints)):
         raise TypeError("the app comes first: HealthMiddleware(app, registry, ...)")
     if not callable(app):
         raise TypeError(f"app must be an {protocol.upper()} application (a callable), got {type(app).__name__}")
@@ -561,7 +739,7 @@ def check_shutdown(app: object, shutdown: object, registry: object = None) -> No
     if not isinstance(shutdown, GracefulShutdown):
         raise TypeError(f"shutdown must be a GracefulShutdown, got {type(shutdown).__name__}")
     served = registry.registry if isinstance(registry, HealthEndpoints) else registry
-    if isinstance(served, HealthRegistry) and shutdown.registry is not served:
+    if isinstance(served, _registry.HealthRegistry) and shutdown.registry is not served:
         raise ValueError(
             "the GracefulShutdown was built on another HealthRegistry than the middleware's, so readiness "
             "would not fail at shutdown: build both on the same registry"
@@ -610,27 +788,25 @@ def _protocol_of(app: object) -> str | None:
 
 
 def endpoints_for(
-    registry: HealthRegistry | HealthEndpoints,
-    paths: Mapping[str, Probe | str] | None = None,
-    failure_status: int | Mapping[Probe | str, int] = 503,
-    expose_output: bool = False,
-    metrics: bool | MetricsSource = False,
-    metrics_path: str = "/metrics",
-    shutdown: ShutdownView | None = None,
+    registry: HealthRegistry | HealthEndpoints, options: EndpointOptions, shutdown: ShutdownView | None = None
 ) -> HealthEndpoints:
-    """``registry`` itself if it is a :class:`HealthEndpoints`, else one built from the
-    arguments (the adapters accept either)."""
+    """The endpoints an adapter serves: ``registry`` itself if it is a
+    :class:`HealthEndpoints` (``options`` are then ignored), else endpoints built on it.
+
+    Args:
+        registry: a :class:`HealthRegistry`, or configured :class:`HealthEndpoints`.
+        options: the :class:`EndpointOptions` the adapter was given as keyword arguments.
+        shutdown: as :class:`HealthEndpoints` takes it.
+
+    Raises:
+        TypeError, ValueError, ImportError: as :class:`HealthEndpoints`; a key of ``options``
+            that is not an option (``shutdown`` given to a mounted app, a typo) is a
+            ``TypeError`` also when ``registry`` is endpoints.
+    """
+    _refuse_unknown(options)
     if isinstance(registry, HealthEndpoints):
         return registry
-    return HealthEndpoints(
-        registry,
-        paths=paths,
-        failure_status=failure_status,
-        expose_output=expose_output,
-        metrics=metrics,
-        metrics_path=metrics_path,
-        shutdown=shutdown,
-    )
+    return HealthEndpoints(registry, shutdown=shutdown, **options)
 
 
 def _metrics_source(registry: HealthRegistry, shutdown: ShutdownView | None = None) -> MetricsSource:

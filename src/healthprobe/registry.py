@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import collections.abc
 import dataclasses
 import inspect
 import logging
@@ -9,18 +10,40 @@ import math
 import re
 import threading
 import time
-from collections.abc import Callable, Iterable
-from typing import TypeVar, overload
+import typing
 
-from ._runner import Check, CheckFunc, CheckState, Runner
-from ._types import CheckReport, CheckResult, Lifecycle, Probe, Report, Status, aggregate
+from . import _runner, _types
 
-logger = logging.getLogger("healthprobe")
+if typing.TYPE_CHECKING:
+    from collections.abc import Callable, Iterable
 
-F = TypeVar("F", bound=CheckFunc)
-LifecycleListener = Callable[[Lifecycle, Lifecycle], None]
-ResultListener = Callable[[Check, CheckResult], None]
-ReportListener = Callable[[Report], None]
+    from ._runner import Check, CheckFunc, CheckState
+    from ._types import CheckReport, CheckResult, Lifecycle, Probe, Report
+
+__all__ = [
+    "CHECK_NAME",
+    "DEFAULT_CACHE_TTL",
+    "DEFAULT_TIMEOUT",
+    "RESERVED_NAMES",
+    "AnswerStamp",
+    "HealthRegistry",
+    "LifecycleListener",
+    "ReportListener",
+    "ResultListener",
+    "UnknownCheckError",
+    "as_probe",
+    "check_seconds",
+]
+
+_logger = logging.getLogger("healthprobe")
+
+_F = typing.TypeVar("_F", bound="CheckFunc")
+#: A lifecycle listener: called as ``listener(old, new)`` after every lifecycle change.
+LifecycleListener = collections.abc.Callable[[_types.Lifecycle, _types.Lifecycle], None]
+#: A result listener: called as ``listener(check, result)`` after every completed check run.
+ResultListener = collections.abc.Callable[[_runner.Check, _types.CheckResult], None]
+#: A report listener: called as ``listener(report)`` after every whole-probe answer.
+ReportListener = collections.abc.Callable[[_types.Report], None]
 
 #: Default deadline of one check run, in seconds: below the kubelet's default
 #: ``timeoutSeconds`` of 1 s, so a probe is answered before the kubelet gives up.
@@ -39,13 +62,24 @@ class UnknownCheckError(LookupError):
     """Raised when a check name is not registered (or not a member of the probe asked)."""
 
 
-def _as_probe(value: Probe | str) -> Probe:
-    if type(value) is Probe:  # the hot path: adapters pass probes, not names
+def as_probe(value: Probe | str) -> Probe:
+    """The :class:`~healthprobe.Probe` named by ``value``.
+
+    Args:
+        value: a probe, or its name: ``"startup"``, ``"readiness"`` or ``"liveness"``.
+
+    Returns:
+        The probe (``value`` itself when it is one).
+
+    Raises:
+        ValueError: ``value`` names no probe; the message lists the names.
+    """
+    if type(value) is _types.Probe:  # the hot path: adapters pass probes, not names
         return value
     try:
-        return Probe(value)
+        return _types.Probe(value)
     except ValueError:
-        names = ", ".join(p.value for p in Probe)
+        names = ", ".join(p.value for p in _types.Probe)
         raise ValueError(f"unknown probe {value!r}: expected one of {names}") from None
 
 
@@ -93,25 +127,26 @@ class HealthRegistry:
     def __init__(
         self, *, default_timeout: float = DEFAULT_TIMEOUT, default_cache_ttl: float = DEFAULT_CACHE_TTL
     ) -> None:
-        _check_seconds("default_timeout", default_timeout, positive=True)
-        _check_seconds("default_cache_ttl", default_cache_ttl, positive=False)
+        check_seconds("default_timeout", default_timeout, positive=True)
+        check_seconds("default_cache_ttl", default_cache_ttl, positive=False)
         self.default_timeout = default_timeout
         self.default_cache_ttl = default_cache_ttl
         self._lock = threading.Lock()
         self._states: dict[str, CheckState] = {}
-        self._lifecycle = Lifecycle.STARTING
-        self._not_ready: str | None = None
-        self._not_live: str | None = None
+        self._lifecycle = _types.Lifecycle.STARTING
+        # The reasons of set_ready(False) and set_live(False), by probe: None while not set.
+        self._marked: dict[Probe, str | None] = {_types.Probe.READINESS: None, _types.Probe.LIVENESS: None}
         self._listeners: list[LifecycleListener] = []
         self._result_listeners: list[ResultListener] = []
         self._report_listeners: list[ReportListener] = []
-        self._runner = Runner()
+        self._runner = _runner.Runner()
         self._runner.on_result = self._notify_result
         self.last_reports: dict[Probe, Report] = {}
-        # Bumped by every change a report depends on other than check results (checks added
-        # or removed, lifecycle, manual switches): a report stamped with an older generation
-        # is never served again (see _stamp).
-        self._generation = 0
+        #: Counts every change a report depends on besides check results (checks added or
+        #: removed, lifecycle, manual switches): a report stamped with an older generation is
+        #: never served again (:meth:`stamp`). Read-only for callers; a plain attribute,
+        #: since the adapters read it on every repeated probe.
+        self.generation = 0
 
     # -- registration ----------------------------------------------------------------------
 
@@ -120,7 +155,7 @@ class HealthRegistry:
         name: str,
         func: CheckFunc,
         *,
-        probes: Iterable[Probe | str] = (Probe.READINESS,),
+        probes: Iterable[Probe | str] = (_types.Probe.READINESS,),
         timeout: float | None = None,
         critical: bool = True,
         cache_ttl: float | None = None,
@@ -169,16 +204,16 @@ class HealthRegistry:
             raise TypeError(f"check {name!r}: func must be callable with no arguments") from None
         except ValueError:  # no signature to read (some builtins): found out at the first run
             pass
-        probe_set = frozenset(_as_probe(p) for p in ([probes] if isinstance(probes, str) else probes))
+        probe_set = frozenset(as_probe(p) for p in ([probes] if isinstance(probes, str) else probes))
         if not probe_set:
             raise ValueError(f"check {name!r} must belong to at least one probe")
         timeout = self.default_timeout if timeout is None else timeout
         cache_ttl = self.default_cache_ttl if cache_ttl is None else cache_ttl
-        _check_seconds("timeout", timeout, positive=True)
-        _check_seconds("cache_ttl", cache_ttl, positive=False)
+        check_seconds("timeout", timeout, positive=True)
+        check_seconds("cache_ttl", cache_ttl, positive=False)
         if interval is not None:
-            _check_seconds("interval", interval, positive=True)
-        check = Check(
+            check_seconds("interval", interval, positive=True)
+        check = _runner.Check(
             name=name,
             func=func,
             probes=probe_set,
@@ -188,40 +223,40 @@ class HealthRegistry:
             interval=None if interval is None else float(interval),
             is_async=_is_async(func),
         )
-        state = CheckState(check)
+        state = _runner.CheckState(check)
         with self._lock:
             if name in self._states:
                 raise ValueError(f"a check named {name!r} is already registered")
             self._states = {**self._states, name: state}
-            self._generation += 1
+            self.generation += 1
         self._runner.add_background(state)
         return check
 
-    @overload
-    def check(self, name: F, /) -> F: ...
+    @typing.overload
+    def check(self, name: _F, /) -> _F: ...
 
-    @overload
+    @typing.overload
     def check(
         self,
         name: str | None = None,
         *,
-        probes: Iterable[Probe | str] = (Probe.READINESS,),
+        probes: Iterable[Probe | str] = (_types.Probe.READINESS,),
         timeout: float | None = None,
         critical: bool = True,
         cache_ttl: float | None = None,
         interval: float | None = None,
-    ) -> Callable[[F], F]: ...
+    ) -> Callable[[_F], _F]: ...
 
     def check(
         self,
-        name: str | F | None = None,
+        name: str | _F | None = None,
         *,
-        probes: Iterable[Probe | str] = (Probe.READINESS,),
+        probes: Iterable[Probe | str] = (_types.Probe.READINESS,),
         timeout: float | None = None,
         critical: bool = True,
         cache_ttl: float | None = None,
         interval: float | None = None,
-    ) -> Callable[[F], F] | F:
+    ) -> Callable[[_F], _F] | _F:
         """Decorator form of :meth:`add_check`; the name defaults to the function's name.
 
         Used with arguments (``@registry.check("db", timeout=0.5)``), with none
@@ -233,7 +268,7 @@ class HealthRegistry:
             self.add_check(str(getattr(func, "__name__", "")), func)
             return func
 
-        def register(func: F) -> F:
+        def register(func: _F) -> _F:
             self.add_check(
                 name or str(getattr(func, "__name__", "")),
                 func,
@@ -255,7 +290,7 @@ class HealthRegistry:
             state = self._states[name]
             state.removed = True  # ends its background loop, if any
             self._states = {k: v for k, v in self._states.items() if k != name}
-            self._generation += 1
+            self.generation += 1
         self._runner.close_threads([state], timeout=0)
 
     def close(self, timeout: float = 1.0) -> None:
@@ -323,7 +358,7 @@ class HealthRegistry:
             try:
                 listener(state.check, result)
             except Exception:
-                logger.exception("result listener %r raised", listener, extra={"check": state.check.name})
+                _logger.exception("result listener %r raised", listener, extra={"check": state.check.name})
 
     def _transition(self, allowed: tuple[Lifecycle, ...], new: Lifecycle) -> bool:
         with self._lock:
@@ -331,15 +366,15 @@ class HealthRegistry:
             if old not in allowed:
                 return False
             self._lifecycle = new
-            self._generation += 1
-        logger.info(
+            self.generation += 1
+        _logger.info(
             "lifecycle %s -> %s", old.value, new.value, extra={"lifecycle": new.value, "previous_lifecycle": old.value}
         )
         for listener in list(self._listeners):
             try:
                 listener(old, new)
             except Exception:
-                logger.exception(
+                _logger.exception(
                     "lifecycle listener %r raised",
                     listener,
                     extra={"lifecycle": new.value, "previous_lifecycle": old.value},
@@ -351,18 +386,20 @@ class HealthRegistry:
 
         Returns ``True`` if the state changed.
         """
-        return self._transition((Lifecycle.STARTING,), Lifecycle.STARTED)
+        return self._transition((_types.Lifecycle.STARTING,), _types.Lifecycle.STARTED)
 
     def begin_drain(self) -> bool:
         """Enter ``draining``: readiness fails from now on, liveness is unaffected.
 
         Returns ``True`` if the state changed (``False`` if already draining or stopped).
         """
-        return self._transition((Lifecycle.STARTING, Lifecycle.STARTED), Lifecycle.DRAINING)
+        return self._transition((_types.Lifecycle.STARTING, _types.Lifecycle.STARTED), _types.Lifecycle.DRAINING)
 
     def mark_stopped(self) -> bool:
         """Enter ``stopped`` (final). Returns ``True`` if the state changed."""
-        return self._transition((Lifecycle.STARTING, Lifecycle.STARTED, Lifecycle.DRAINING), Lifecycle.STOPPED)
+        return self._transition(
+            (_types.Lifecycle.STARTING, _types.Lifecycle.STARTED, _types.Lifecycle.DRAINING), _types.Lifecycle.STOPPED
+        )
 
     def set_ready(self, ready: bool, reason: str | None = None) -> None:
         """Switch readiness by hand (for maintenance, warm-up, back-pressure).
@@ -371,9 +408,7 @@ class HealthRegistry:
             ready: ``False`` fails readiness until called again with ``True``.
             reason: short operator text shown in probe bodies as ``not ready: <reason>``.
         """
-        with self._lock:  # no bump of the generation may be lost to a concurrent one
-            self._not_ready = None if ready else (reason or "marked not ready")
-            self._generation += 1
+        self._mark(_types.Probe.READINESS, None if ready else (reason or "marked not ready"))
 
     def set_live(self, live: bool, reason: str | None = None) -> None:
         """Switch liveness by hand: ``False`` makes the kubelet restart the container once
@@ -383,14 +418,17 @@ class HealthRegistry:
             live: ``False`` fails liveness until called again with ``True``.
             reason: short operator text shown in probe bodies as ``not live: <reason>``.
         """
+        self._mark(_types.Probe.LIVENESS, None if live else (reason or "marked not live"))
+
+    def _mark(self, probe: Probe, reason: str | None) -> None:
         with self._lock:  # no bump of the generation may be lost to a concurrent one
-            self._not_live = None if live else (reason or "marked not live")
-            self._generation += 1
+            self._marked[probe] = reason
+            self.generation += 1
 
     # -- running probes --------------------------------------------------------------------
 
     def _plan(self, probe: Probe | str, exclude: Iterable[str], only: str | None) -> _Plan:
-        probe = _as_probe(probe)
+        probe = as_probe(probe)
         states = [s for s in self._states.values() if probe in s.check.probes]
         self._runner.ensure_background(self._states.values())
         if only is not None:
@@ -401,13 +439,13 @@ class HealthRegistry:
         excluded = {exclude} if isinstance(exclude, str) else set(exclude)
         unknown = tuple(sorted(excluded - {s.check.name for s in states}))
         states = [s for s in states if s.check.name not in excluded]
-        if probe is Probe.STARTUP and self._lifecycle is not Lifecycle.STARTING:
+        if probe is _types.Probe.STARTUP and self._lifecycle is not _types.Lifecycle.STARTING:
             states = []  # latched: startup checks never run again
         startup = None
-        if probe is Probe.READINESS and self._lifecycle is Lifecycle.STARTING:
+        if probe is _types.Probe.READINESS and self._lifecycle is _types.Lifecycle.STARTING:
             # Readiness cannot pass before startup has: run the startup checks alongside the
             # readiness checks (one deadline for both), then let the startup report latch.
-            startup = self._plan(Probe.STARTUP, (), None)
+            startup = self._plan(_types.Probe.STARTUP, (), None)
         return _Plan(probe, states, unknown, narrowed=bool(excluded), startup=startup)
 
     def _finish(self, plan: _Plan, results: list[tuple[CheckResult, bool]]) -> Report:
@@ -422,9 +460,9 @@ class HealthRegistry:
         for state, (result, cached) in zip(plan.states, results, strict=True):
             check = state.check
             shown = result
-            if result.status is Status.FAIL and not check.critical:
-                shown = CheckResult(
-                    Status.WARN,
+            if result.status is _types.Status.FAIL and not check.critical:
+                shown = _types.CheckResult(
+                    _types.Status.WARN,
                     output=result.output,
                     observed_value=result.observed_value,
                     observed_unit=result.observed_unit,
@@ -433,36 +471,35 @@ class HealthRegistry:
                     error_type=result.error_type,
                     timed_out=result.timed_out,
                 )
-            entries[check.name] = CheckReport(check.name, check.critical, shown, result.status, cached)
+            entries[check.name] = _types.CheckReport(check.name, check.critical, shown, result.status, cached)
         reasons: tuple[str, ...] = ()
         if only is None:
             reasons = self._reasons(probe)
-        status = aggregate(entries, reasons)
+        status = _types.aggregate(entries, reasons)
         whole = only is None and not plan.narrowed
-        if probe is Probe.STARTUP and whole and status.ok:
+        if probe is _types.Probe.STARTUP and whole and status.ok:
             # Only a run of every startup check may latch startup: ``?exclude`` narrows
             # what one answer looks at, never the process's state.
             self.mark_started()
-        report = Report(probe, status, entries, reasons, self._lifecycle, unknown)
+        report = _types.Report(probe, status, entries, reasons, self._lifecycle, unknown)
         if whole:
             self.last_reports[probe] = report
             for listener in list(self._report_listeners):
                 try:
                     listener(report)
                 except Exception:
-                    logger.exception("report listener %r raised", listener, extra={"probe": probe.value})
+                    _logger.exception("report listener %r raised", listener, extra={"probe": probe.value})
         return report
 
     def _reasons(self, probe: Probe) -> tuple[str, ...]:
-        lifecycle = self._lifecycle
-        if probe is Probe.READINESS:
-            reasons = [] if lifecycle is Lifecycle.STARTED else [lifecycle.value]
-            if self._not_ready is not None:
-                reasons.append(f"not ready: {self._not_ready}")
+        marked = self._marked.get(probe)  # None for startup, which has no switch
+        if probe is _types.Probe.READINESS:
+            lifecycle = self._lifecycle
+            reasons = [] if lifecycle is _types.Lifecycle.STARTED else [lifecycle.value]
+            if marked is not None:
+                reasons.append(f"not ready: {marked}")
             return tuple(reasons)
-        if probe is Probe.LIVENESS and self._not_live is not None:
-            return (f"not live: {self._not_live}",)
-        return ()
+        return () if marked is None else (f"not live: {marked}",)
 
     def run(self, probe: Probe | str, *, exclude: Iterable[str] = (), only: str | None = None) -> Report:
         """Answer a probe from a sync caller (a WSGI thread, a worker loop, a script).
@@ -499,16 +536,24 @@ class HealthRegistry:
 
     # -- serving a report again -------------------------------------------------------------
 
-    def _stamp(self, report: Report, generation: int) -> _Stamp | None:
+    def stamp(self, report: Report, generation: int) -> AnswerStamp | None:
         """What must still hold for ``report`` to be served again without a new run, or
         ``None`` if it must not be reused.
 
-        ``generation`` is :attr:`_generation` read before the run that made the report. A
-        report is reused only while no check result it shows has expired or been replaced,
-        and nothing else it depends on has changed. Never while ``starting``: readiness then
-        also runs the startup checks, and startup must get the chance to latch.
+        A report is reused only while no check result it shows has expired or been replaced,
+        and nothing else it depends on has changed (:attr:`generation`). Never while
+        ``starting``: readiness then also runs the startup checks, and startup must get the
+        chance to latch. Never when it shows a non-critical failure as ``warn`` (the result
+        it shows is a copy, not the check's own).
+
+        Args:
+            report: a report this registry made.
+            generation: :attr:`generation` read before the run that made ``report``.
+
+        Returns:
+            An :class:`AnswerStamp` for :meth:`still_current`, or ``None``.
         """
-        if generation != self._generation or self._lifecycle is Lifecycle.STARTING:
+        if generation != self.generation or self._lifecycle is _types.Lifecycle.STARTING:
             return None
         pairs: list[tuple[CheckState, CheckResult]] = []
         fresh_until = math.inf
@@ -518,11 +563,13 @@ class HealthRegistry:
                 return None
             fresh_until = min(fresh_until, state.fresh_until)
             pairs.append((state, entry.result))
-        return _Stamp(generation, fresh_until, tuple(pairs))
+        return AnswerStamp(generation, fresh_until, tuple(pairs))
 
-    def _current(self, stamp: _Stamp) -> bool:
-        """Whether a report stamped with ``stamp`` may still be served."""
-        if stamp.generation != self._generation:
+    def still_current(self, stamp: AnswerStamp) -> bool:
+        """Whether a report stamped with ``stamp`` (by :meth:`stamp`) may still be served:
+        :attr:`generation` is the stamp's, and, if the report shows check results, none of
+        them has expired (``time.monotonic()`` before ``fresh_until``) or been replaced."""
+        if stamp.generation != self.generation:
             return False
         if stamp.pairs:
             if time.monotonic() >= stamp.fresh_until:
@@ -533,18 +580,34 @@ class HealthRegistry:
         return True
 
 
-class _Stamp:
-    """The conditions under which one report may be served again (see ``_stamp``)."""
+@dataclasses.dataclass(frozen=True, slots=True, eq=False)
+class AnswerStamp:
+    """The conditions under which one report may be served again: made by
+    :meth:`HealthRegistry.stamp`, tested by :meth:`HealthRegistry.still_current`.
+    Read-only."""
 
-    __slots__ = ("fresh_until", "generation", "pairs")
+    #: :attr:`HealthRegistry.generation` when the report was made.
+    generation: int
+    #: ``time.monotonic()`` at which the first check result shown expires (``inf`` when
+    #: the report shows none).
+    fresh_until: float
+    #: Each check result the report shows, with the live state of its check: the report
+    #: is stale once a state's latest result is another one.
+    pairs: tuple[tuple[_runner.CheckState, _types.CheckResult], ...]
 
-    def __init__(self, generation: int, fresh_until: float, pairs: tuple[tuple[CheckState, CheckResult], ...]) -> None:
-        self.generation = generation
-        self.fresh_until = fresh_until
-        self.pairs = pairs
 
+def check_seconds(what: str, value: float, *, positive: bool) -> None:
+    """Refuse a number of seconds given as an option.
 
-def _check_seconds(what: str, value: float, *, positive: bool) -> None:
+    Args:
+        what: the option's name, for the message (``"timeout"``).
+        value: the value given.
+        positive: ``True`` when ``0`` is refused too.
+
+    Raises:
+        ValueError: ``value`` is not a finite ``int`` or ``float`` (a ``bool`` is refused),
+            is negative, or is ``0`` while ``positive``.
+    """
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
         raise ValueError(f"{what} must be a finite number of seconds, got {value!r}")
     if value < 0 or (positive and value == 0):

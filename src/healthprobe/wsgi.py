@@ -17,28 +17,24 @@ never holds the worker beyond it.
 from __future__ import annotations
 
 import sys
-from collections.abc import Iterable, Iterator, Mapping
-from typing import TYPE_CHECKING, Protocol, cast
+import typing
 
-from . import _launch
-from ._types import Probe
-from .http import (
-    HealthEndpoints,
-    MetricsSource,
-    Response,
-    check_app,
-    check_shutdown,
-    endpoints_for,
-    plain_response,
-)
-from .registry import HealthRegistry
-from .shutdown import GracefulShutdown
+from . import _launch, http
 
-if TYPE_CHECKING:
+if typing.TYPE_CHECKING:
+    from collections.abc import Iterable, Iterator
+
     from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
+    from typing_extensions import Unpack
+
+    from .http import EndpointOptions, HealthEndpoints, Response
+    from .registry import HealthRegistry
+    from .shutdown import GracefulShutdown
+
+__all__ = ["HealthApp", "HealthMiddleware", "ProbeMiddleware"]
 
 
-def _answer(response: Response, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
+def _answer(response: Response, start_response: StartResponse) -> Iterable[bytes]:
     # PEP 3333: status line and a list of (name, value) str pairs, then the body. The headers
     # already carry the length of the GET body, which HEAD repeats (RFC 9110 section 9.3.2);
     # the list is copied since servers add to it (wsgiref adds Date and Server).
@@ -90,11 +86,11 @@ class _InFlight:
     called with it propagating), is counted as cut (:meth:`GracefulShutdown.request_cut`),
     never as finished cleanly."""
 
-    __slots__ = ("_closed", "_iterable", "_requests", "_shutdown")
+    __slots__ = ("_closed", "_iterable", "_shutdown", "_slots")
 
-    def __init__(self, iterable: Iterable[bytes], requests: list[None], shutdown: GracefulShutdown) -> None:
+    def __init__(self, iterable: Iterable[bytes], slots: list[None], shutdown: GracefulShutdown) -> None:
         self._iterable = iterable
-        self._requests: list[None] | None = requests
+        self._slots: list[None] | None = slots
         self._shutdown = shutdown
         self._closed = False
 
@@ -109,12 +105,12 @@ class _InFlight:
         self._finished()
 
     def _finished(self) -> None:
-        requests, self._requests = self._requests, None
-        if requests:  # never below zero, whatever else counts there
-            requests.pop()
+        slots, self._slots = self._slots, None
+        if slots:  # never below zero, whatever else counts there
+            slots.pop()
 
     def _cut(self, error: BaseException) -> None:
-        if self._requests is not None:  # counted once, before the count drops
+        if self._slots is not None:  # counted once, before the count drops
             self._shutdown.request_cut(error)
             self._finished()
 
@@ -122,7 +118,7 @@ class _InFlight:
         if self._closed:
             return
         self._closed = True
-        if self._requests is not None:  # closed before the body was exhausted
+        if self._slots is not None:  # closed before the body was exhausted
             error = sys.exc_info()[1]  # what propagates through the server's finally, if any
             if error is not None and not isinstance(error, (Exception, GeneratorExit)):
                 self._cut(error)
@@ -134,7 +130,7 @@ class _InFlight:
             self._finished()
 
 
-class ProbeMiddleware(Protocol):
+class ProbeMiddleware(typing.Protocol):
     """What :func:`HealthMiddleware` returns: a WSGI application (PEP 3333), with the parts
     it was built from as read-only attributes."""
 
@@ -152,20 +148,17 @@ def HealthMiddleware(
     app: WSGIApplication,
     registry: HealthRegistry | HealthEndpoints,
     *,
-    paths: Mapping[str, Probe | str] | None = None,
-    failure_status: int | Mapping[Probe | str, int] = 503,
-    expose_output: bool = False,
-    metrics: bool | MetricsSource = False,
-    metrics_path: str = "/metrics",
     shutdown: GracefulShutdown | None = None,
+    **options: Unpack[EndpointOptions],
 ) -> ProbeMiddleware:
     """Wrap a WSGI app so that probe paths are answered before it sees them.
 
     Args:
         app: the WSGI application to pass other requests to.
         registry: a :class:`HealthRegistry`, or a configured :class:`HealthEndpoints`.
-        paths, failure_status, expose_output, metrics, metrics_path: as
-            :class:`HealthEndpoints` (ignored when ``registry`` is a :class:`HealthEndpoints`);
+        **options: the endpoint options, :class:`~healthprobe.http.EndpointOptions`
+            (``paths``, ``failure_status``, ``expose_output``, ``metrics``,
+            ``metrics_path``), ignored when ``registry`` is a :class:`HealthEndpoints`;
             ``metrics=True`` also serves Prometheus metrics on ``/metrics``.
         shutdown: a :class:`GracefulShutdown` to serve: requests to ``app`` are counted
             as in flight until their body is exhausted or the server closes the response
@@ -186,77 +179,99 @@ def HealthMiddleware(
         ``endpoints`` and ``shutdown`` as attributes.
 
     Raises:
-        ValueError, ImportError: as :class:`HealthEndpoints`.
+        TypeError, ValueError, ImportError: as :class:`HealthEndpoints`; ``TypeError`` also
+            for an ``app`` that is not a WSGI application (an ASGI one, a class) or a
+            ``shutdown`` that is not a coordinator of the same registry.
 
     Use it like a middleware class: ``app.wsgi_app = HealthMiddleware(app.wsgi_app,
     registry)``. It is a function returning a closure because every request of the
     application passes through it, and CPython calls a function markedly faster than an
-    object's ``__call__`` (docs/performance.md).
+    object's ``__call__`` (docs/performance.md); and the function built is chosen once, here:
+    with a coordinator, one that counts requests in flight, without, one that passes them on
+    as they are.
     """
-    check_app(app, "wsgi")
-    check_shutdown(app, shutdown, registry)
-    endpoints = endpoints_for(registry, paths, failure_status, expose_output, metrics, metrics_path, shutdown)
+    http.check_app(app, "wsgi")
+    http.check_shutdown(app, shutdown, registry)
+    endpoints = http.endpoints_for(registry, options, shutdown)
+    probes = _probes(app, endpoints)
     if shutdown is not None:
         _adopt_at_import(shutdown)
-    # Every path answered here is one of these or starts with one of the prefixes.
-    exact = frozenset([*endpoints.paths, *([endpoints.metrics_path] if endpoints.metrics else [])])
-    prefixes = tuple(path.rstrip("/") + "/" for path in endpoints.paths)
-    answers = endpoints._answers
-    health = endpoints.registry
+    middleware = probes if shutdown is None else _counting(app, endpoints, probes, shutdown)
+    built = typing.cast(ProbeMiddleware, middleware)
+    built.app, built.endpoints, built.shutdown = app, endpoints, shutdown
+    return built
+
+
+def _probes(app: WSGIApplication, endpoints: HealthEndpoints) -> WSGIApplication:
+    """The middleware without a coordinator: probe requests answered, others passed to
+    ``app`` as they are; with a coordinator, what answers its probe requests."""
+    exact, prefixes, answers, health = endpoints.exact_paths, endpoints.prefixes, endpoints.answers, endpoints.registry
 
     def health_middleware(environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
         # Every request passes here: a set lookup (and one startswith for other paths)
         # decides whether it is ours; a repeated probe whose answer is still current is
         # answered from the endpoints' remembered answers by one lookup on the raw environ
-        # values and one validity test, without a call in between (docs/performance.md).
-        if shutdown is not None and not shutdown._steady:
-            # Not installed in this process yet (--preload), or draining: a probe is often
-            # a process's first request, so it is the one to install, or to warn.
-            shutdown._adopt(_launch.server_name(environ.get("SERVER_SOFTWARE", "")))
+        # values and the test of HealthEndpoints.is_current written out, without a call in
+        # between (docs/performance.md).
         try:
             path = environ["PATH_INFO"] or "/"
         except KeyError:  # PATH_INFO may be absent (PEP 3333)
             path = "/"
         if path in exact:
             try:
-                entry = answers.get(
-                    (environ["REQUEST_METHOD"], path, environ["QUERY_STRING"], environ.get("HTTP_ACCEPT"))
-                )
-            except KeyError:  # QUERY_STRING may be absent (PEP 3333): answered below
-                entry = None
-            if entry is not None:
-                stamp, answer = entry
-                if stamp.generation == health._generation and (not stamp.pairs or health._current(stamp)):
+                answer = answers[environ["REQUEST_METHOD"], path, environ["QUERY_STRING"], environ.get("HTTP_ACCEPT")]
+            except KeyError:  # not remembered, or QUERY_STRING absent (PEP 3333): answered below
+                pass
+            else:
+                if answer.generation == health.generation and (
+                    answer.stamp is None or health.still_current(answer.stamp)
+                ):
                     start_response(answer.status_line, [*answer.headers])
                     return [answer.body]
-            mine = True
-        else:
-            mine = path.startswith(prefixes) and endpoints.matches(path)
-        if mine:
-            response = _handle(endpoints, environ)
-            if response is not None:
-                return _answer(response, environ, start_response)
-        if shutdown is None:
+        elif not (path.startswith(prefixes) and endpoints.matches(path)):
             return app(environ, start_response)
+        response = _handle(endpoints, environ)
+        if response is None:
+            return app(environ, start_response)
+        return _answer(response, start_response)
+
+    return health_middleware
+
+
+def _counting(
+    app: WSGIApplication, endpoints: HealthEndpoints, probes: WSGIApplication, shutdown: GracefulShutdown
+) -> WSGIApplication:
+    """The middleware with a coordinator: requests to ``app`` counted in flight until their
+    body is sent or closed, probe requests answered by ``probes``; a request that comes
+    while the coordinator is not installed here installs it (or warns)."""
+    exact, prefixes = endpoints.exact_paths, endpoints.prefixes
+    slots = shutdown.requests_in_flight.slots
+
+    def health_middleware(environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
+        if not shutdown.steady:
+            # Not installed in this process yet (--preload), or draining: a probe is often
+            # a process's first request, so it is the one to install, or to warn.
+            shutdown.adopt(_launch.server_name(environ.get("SERVER_SOFTWARE", "")))
+        try:
+            path = environ["PATH_INFO"] or "/"
+        except KeyError:  # PATH_INFO may be absent (PEP 3333)
+            path = "/"
+        if path in exact or (path.startswith(prefixes) and endpoints.matches(path)):
+            return probes(environ, start_response)
         # The coordinator's own list, not its methods: this is the pass-through cost of
         # every request (docs/performance.md).
-        requests = shutdown._requests
-        requests.append(None)
+        slots.append(None)
         try:
             iterable = app(environ, start_response)
         except BaseException as exc:
             if not isinstance(exc, Exception):  # SystemExit, KeyboardInterrupt: the request is cut
                 shutdown.request_cut(exc)  # before the count drops, so no drain sees it clean
-            if requests:
-                requests.pop()
+            if slots:
+                slots.pop()
             raise
-        return _InFlight(iterable, requests, shutdown)
+        return _InFlight(iterable, slots, shutdown)
 
-    middleware = cast(ProbeMiddleware, health_middleware)
-    middleware.app = app
-    middleware.endpoints = endpoints
-    middleware.shutdown = shutdown
-    return middleware
+    return health_middleware
 
 
 def _adopt_at_import(shutdown: GracefulShutdown) -> None:
@@ -266,7 +281,7 @@ def _adopt_at_import(shutdown: GracefulShutdown) -> None:
     threads, where signal handlers cannot be installed."""
     server = _launch.server_at_import()
     if server == "gunicorn":
-        shutdown._install(automatic=server)
+        shutdown.install_automatically(server)
     elif server == "waitress":
         from .servers import waitress
 
@@ -281,25 +296,16 @@ class HealthApp:
 
     Args:
         registry: a :class:`HealthRegistry`, or a configured :class:`HealthEndpoints`.
-        paths, failure_status, expose_output, metrics, metrics_path: as
-            :class:`HealthEndpoints`; ``metrics=True`` also serves Prometheus metrics on
-            ``/metrics``.
+        **options: the endpoint options, :class:`~healthprobe.http.EndpointOptions`,
+            ignored when ``registry`` is a :class:`HealthEndpoints`; ``metrics=True`` also
+            serves Prometheus metrics on ``/metrics``.
     """
 
-    def __init__(
-        self,
-        registry: HealthRegistry | HealthEndpoints,
-        *,
-        paths: Mapping[str, Probe | str] | None = None,
-        failure_status: int | Mapping[Probe | str, int] = 503,
-        expose_output: bool = False,
-        metrics: bool | MetricsSource = False,
-        metrics_path: str = "/metrics",
-    ) -> None:
-        self.endpoints = endpoints_for(registry, paths, failure_status, expose_output, metrics, metrics_path)
+    def __init__(self, registry: HealthRegistry | HealthEndpoints, **options: Unpack[EndpointOptions]) -> None:
+        self.endpoints = http.endpoints_for(registry, options)
 
     def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
         response = _handle(self.endpoints, environ)
         if response is None:
-            response = plain_response(404, "not found", environ.get("REQUEST_METHOD") == "HEAD")
-        return _answer(response, environ, start_response)
+            response = http.plain_response(404, "not found", environ.get("REQUEST_METHOD") == "HEAD")
+        return _answer(response, start_response)

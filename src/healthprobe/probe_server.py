@@ -40,29 +40,30 @@ import selectors
 import socket
 import threading
 import time
+import typing
 import weakref
-from collections.abc import Mapping
-from types import TracebackType
-from typing import TYPE_CHECKING, Any, cast
 
-from . import _threads
-from ._extras import requires
+from . import _extras, _threads, _types, http, wsgi
 
-with requires("wsgi", __name__):
-    from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, select_address_family
+with _extras.requires("wsgi", __name__):
+    import werkzeug.serving
 
-from ._types import Lifecycle, Probe
-from .http import HealthEndpoints, MetricsSource, endpoints_for
-from .registry import HealthRegistry
-from .wsgi import HealthApp
+if typing.TYPE_CHECKING:
+    from types import TracebackType
+    from typing import Any
 
-if TYPE_CHECKING:
     from _typeshed import WriteableBuffer
     from _typeshed.wsgi import WSGIApplication
+    from typing_extensions import Unpack
 
+    from ._types import Lifecycle
+    from .http import EndpointOptions, HealthEndpoints
     from .prometheus import ShutdownView
+    from .registry import HealthRegistry
 
-logger = logging.getLogger("healthprobe")
+__all__ = ["DEFAULT_IDLE_TIMEOUT", "DEFAULT_MAX_CONNECTIONS", "DEFAULT_PORT", "MAX_HEAD_BYTES", "ProbeServer", "serve"]
+
+_logger = logging.getLogger("healthprobe")
 
 #: Default port of the standalone probe server: next to the conventional 8080 of the app.
 DEFAULT_PORT = 8081
@@ -145,7 +146,7 @@ class _HeadFirst(io.RawIOBase):
             self._sock.settimeout(self._timeout)
 
 
-class _Handler(WSGIRequestHandler):
+class _Handler(werkzeug.serving.WSGIRequestHandler):
     """Werkzeug's request handler reading the head the server received for it first, with
     ``TCP_NODELAY`` on its connection. Werkzeug answers with ``Connection: close``, so each
     connection carries one request."""
@@ -182,7 +183,7 @@ class _Waiting:
         self.head = bytearray()
 
 
-class _Server(BaseWSGIServer):
+class _Server(werkzeug.serving.BaseWSGIServer):
     """Werkzeug's WSGI server with one thread waiting on the listening socket and on every
     connection whose request head is incomplete (selectors), and one thread per connection
     being answered, started once its head is complete.
@@ -247,7 +248,7 @@ class _Server(BaseWSGIServer):
                     if key.fileobj is self.socket:
                         accept = True
                     else:
-                        self._receive(cast(socket.socket, key.fileobj))
+                        self._receive(typing.cast(socket.socket, key.fileobj))
                 if accept and not self._accept():
                     selector.unregister(self.socket)  # no descriptor left: try again shortly
                     listening, resume_at = False, time.monotonic() + 0.1
@@ -383,7 +384,7 @@ class _Server(BaseWSGIServer):
         now = time.monotonic()
         if now - self._warned.get(kind, -math.inf) >= _WARN_EVERY:
             self._warned[kind] = now
-            logger.warning(message, *args)
+            _logger.warning(message, *args)
 
     def _close_inherited(self) -> None:
         """In a child forked from this process: close the copies of the listening socket,
@@ -436,7 +437,9 @@ class ProbeServer:
     enters ``stopped``, so probes are answered through ``draining`` until then.
     """
 
-    def __init__(self, server: BaseWSGIServer, host: str, endpoints: HealthEndpoints | None = None) -> None:
+    def __init__(
+        self, server: werkzeug.serving.BaseWSGIServer, host: str, endpoints: HealthEndpoints | None = None
+    ) -> None:
         self._server = server
         self.host = host
         self.port = int(server.server_address[1])
@@ -459,7 +462,7 @@ class ProbeServer:
         try:
             self._server.serve_forever(poll_interval=0.2)
         except Exception:  # pragma: no cover - socketserver handles request errors itself
-            logger.exception("probe server on port %d stopped unexpectedly", self.port)
+            _logger.exception("probe server on port %d stopped unexpectedly", self.port)
 
     @property
     def running(self) -> bool:
@@ -488,14 +491,23 @@ class ProbeServer:
             self._server.shutdown()
             self._thread.join(timeout)
         self._server.server_close()
-        logger.info("probe server on port %d stopped", self.port)
+        _logger.info("probe server on port %d stopped", self.port)
 
     close = stop
+
+    def close_after_fork(self) -> None:
+        """In a process forked from the one serving (a prefork worker's child): close this
+        process's copy of the listening socket, so that the port does not stay open after
+        the serving process ends. The server thread is not copied into a child, so it
+        serves nothing there; the serving process's server is not affected. Nothing else
+        of this object is to be used in that process afterwards."""
+        with contextlib.suppress(OSError):
+            self._server.socket.close()
 
     def on_lifecycle(self, old: Lifecycle, new: Lifecycle) -> None:
         """A lifecycle listener (``registry.add_lifecycle_listener(server.on_lifecycle)``)
         that stops the server when the lifecycle enters ``stopped``."""
-        if new is Lifecycle.STOPPED:
+        if new is _types.Lifecycle.STOPPED:
             self.stop()
 
     def __enter__(self) -> ProbeServer:
@@ -511,7 +523,7 @@ class ProbeServer:
 
 
 def _listen(host: str, port: int) -> socket.socket:
-    family = select_address_family(host, port)
+    family = werkzeug.serving.select_address_family(host, port)
     sock = socket.socket(family, socket.SOCK_STREAM)
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -535,16 +547,12 @@ def serve(
     host: str = "0.0.0.0",
     port: int = DEFAULT_PORT,
     *,
-    paths: Mapping[str, Probe | str] | None = None,
-    failure_status: int | Mapping[Probe | str, int] = 503,
-    expose_output: bool = False,
-    metrics: bool | MetricsSource = False,
-    metrics_path: str = "/metrics",
     shutdown: ShutdownView | None = None,
     access_log: bool = False,
     stop_on_stopped: bool = True,
     idle_timeout: float = DEFAULT_IDLE_TIMEOUT,
     max_connections: int = DEFAULT_MAX_CONNECTIONS,
+    **options: Unpack[EndpointOptions],
 ) -> ProbeServer:
     """Serve the probe endpoints (and, with ``metrics``, Prometheus metrics) on
     ``host:port`` from a daemon background thread.
@@ -577,11 +585,6 @@ def serve(
         host: address to listen on; ``0.0.0.0`` (all IPv4 interfaces) so the kubelet, which
             probes the pod's IP, reaches it. ``"::"`` for IPv6.
         port: TCP port; ``0`` picks a free one (read it from the returned ``port``).
-        paths, failure_status, expose_output, metrics, metrics_path: as
-            :class:`HealthEndpoints`: ``metrics=True`` serves a
-            :class:`healthprobe.prometheus.PrometheusMetrics` of ``registry`` (extra
-            ``prometheus``; in multiprocess mode the merge of every process's metrics), or
-            pass any :class:`~healthprobe.http.MetricsSource`. Off by default.
         shutdown: with ``metrics=True``, the shutdown coordinator whose requests in flight
             and phase the metrics show (``healthprobe_in_flight_requests``,
             ``healthprobe_shutdown_phase``): a
@@ -599,10 +602,15 @@ def serve(
         max_connections: connections (int >= 1) held at once, waiting for their request or
             being answered; the server runs at most this many request threads, plus the one
             that accepts. Default :data:`DEFAULT_MAX_CONNECTIONS` (64).
+        **options: the endpoint options, :class:`~healthprobe.http.EndpointOptions`
+            (``paths``, ``failure_status``, ``expose_output``, ``metrics``,
+            ``metrics_path``): ``metrics=True`` serves a
+            :class:`healthprobe.prometheus.PrometheusMetrics` of ``registry`` (extra
+            ``prometheus``; in multiprocess mode the merge of every process's metrics), or
+            pass any :class:`~healthprobe.http.MetricsSource`. Off by default.
 
-    When ``registry`` is a :class:`HealthEndpoints`, ``paths``, ``failure_status``,
-    ``expose_output``, ``metrics``, ``metrics_path`` and ``shutdown`` are ignored (configure
-    them there), and ``stop_on_stopped`` listens to its registry.
+    When ``registry`` is a :class:`HealthEndpoints`, ``options`` and ``shutdown`` are ignored
+    (configure them there), and ``stop_on_stopped`` listens to its registry.
 
     Returns:
         A running :class:`ProbeServer` (``url``, ``port``, ``metrics_url``, ``stop()``; a
@@ -616,7 +624,7 @@ def serve(
             ``max_connections`` below 1.
         TypeError: ``shutdown`` has no ``in_flight`` or no ``phase``; ``host`` is not a str,
             ``port`` or ``max_connections`` not an int (``serve(registry, 8080)`` takes 8080
-            for the host).
+            for the host); an option of the wrong type, or a keyword that is not one.
         ImportError: ``metrics=True`` without prometheus-client installed.
     """
     if not isinstance(host, str):
@@ -629,7 +637,7 @@ def serve(
     if max_connections < 1:
         raise ValueError(f"max_connections must be at least 1, got {max_connections}")
     if shutdown is not None:
-        if metrics is not True:
+        if options.get("metrics", False) is not True:
             raise ValueError(
                 "shutdown= feeds the metrics that metrics=True builds: pass metrics=True too, or give your "
                 "MetricsSource the coordinator (PrometheusMetrics(registry, shutdown=...))"
@@ -638,7 +646,7 @@ def serve(
             raise TypeError(
                 f"shutdown must have in_flight and phase (a GracefulShutdown), got {type(shutdown).__name__}"
             )
-    app = HealthApp(endpoints_for(registry, paths, failure_status, expose_output, metrics, metrics_path, shutdown))
+    app = wsgi.HealthApp(http.endpoints_for(registry, options, shutdown))
     sock = _listen(host, port)
     try:
         handler = _Handler if access_log else _QuietHandler
@@ -650,7 +658,7 @@ def serve(
     if stop_on_stopped:
         app.endpoints.registry.add_lifecycle_listener(server.on_lifecycle)
     if server.metrics_url is not None:
-        logger.info("probe server listening on %s:%d, metrics on %s", host, server.port, app.endpoints.metrics_path)
+        _logger.info("probe server listening on %s:%d, metrics on %s", host, server.port, app.endpoints.metrics_path)
     else:
-        logger.info("probe server listening on %s:%d", host, server.port)
+        _logger.info("probe server listening on %s:%d", host, server.port)
     return server
