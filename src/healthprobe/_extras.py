@@ -16,7 +16,10 @@ This module imports nothing beyond the standard library, so the core may import 
 from __future__ import annotations
 
 import sys
-from types import TracebackType
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from types import TracebackType
 
 __all__ = ["EXTRAS", "MissingExtraError", "requires"]
 

@@ -44,16 +44,20 @@ import os
 import queue
 import threading
 import time
-from collections.abc import Awaitable, Callable, Iterable
-from typing import Any
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING
 
 import anyio
 import anyio.lowlevel
 
 from . import _threads
-from ._types import TEXT_LIMIT, CheckResult, Probe, Status
+from ._types import TEXT_LIMIT, CheckResult, Probe, Status  # Probe: Check's field, for typing.get_type_hints
 from .checks._common import redact
 from .render import one_line
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable
+    from typing import Any
 
 logger = logging.getLogger("healthprobe")
 

@@ -20,8 +20,11 @@ from __future__ import annotations
 
 import signal
 import threading
-from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+    from typing import Any
 
 #: Left unblocked: the signals a thread raises on itself by what it executes (blocking them
 #: would turn a fault into undefined behaviour, sigprocmask(2)), SIGPIPE (ignored by Python;

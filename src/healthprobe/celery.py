@@ -49,26 +49,36 @@ import re
 import socket
 import threading
 import time
+import typing
 import weakref
-from typing import Any
 
-from . import _threads
-from ._extras import requires
+from . import _extras, _threads, _types, probe_server
+from . import registry as _registry
+from .checks import _common, _liveness
 
-with requires("celery", __name__):
+with _extras.requires("celery", __name__):
     from celery import bootsteps, signals  # type: ignore[import-untyped]
     from celery.worker import state as worker_state  # type: ignore[import-untyped]
 
-from ._types import CheckResult, Lifecycle, Status
-from .checks._common import elapsed_since, failure, url_secrets
-from .checks._liveness import Heartbeat
-from .http import MetricsSource
-from .registry import HealthRegistry, UnknownCheckError
-from .server import DEFAULT_PORT, ProbeServer, serve
+if typing.TYPE_CHECKING:
+    from typing import Any
 
-__all__ = ["CHECK_NAMES", "DEFAULT_MAX_INTERVAL", "CeleryProbes", "ConsumerHeartbeat", "install"]
+    from ._types import CheckResult, Status
+    from .http import MetricsSource
+    from .probe_server import ProbeServer
+    from .registry import HealthRegistry
 
-logger = logging.getLogger("healthprobe")
+__all__ = [
+    "CHECK_NAMES",
+    "DEFAULT_MAX_INTERVAL",
+    "EXIT_NO_PROBES",
+    "SHUTTING_DOWN",
+    "CeleryProbes",
+    "ConsumerHeartbeat",
+    "install",
+]
+
+_logger = logging.getLogger("healthprobe")
 
 #: Default ``max_interval`` in seconds: how long the consumer's event loop may go without
 #: running before liveness fails.
@@ -120,7 +130,7 @@ class CeleryProbes:
         self.registry = registry
         self.host = host
         self.port = port
-        self.heartbeat = Heartbeat(max_interval)
+        self.heartbeat = _liveness.Heartbeat(max_interval)
         self.server: ProbeServer | None = None
         self.max_broker_wait = max_broker_wait
         self.broker_timeout = broker_timeout if broker_timeout is not None else registry.default_timeout
@@ -172,34 +182,36 @@ class CeleryProbes:
         """``serving``, ``drain`` from the shutdown signal while the running tasks finish,
         then ``stopped``; shown by ``/metrics`` as ``healthprobe_shutdown_phase``."""
         lifecycle = self.registry.lifecycle
-        if lifecycle is Lifecycle.DRAINING:
+        if lifecycle is _types.Lifecycle.DRAINING:
             return "drain"
-        return "stopped" if lifecycle is Lifecycle.STOPPED else "serving"
+        return "stopped" if lifecycle is _types.Lifecycle.STOPPED else "serving"
 
     # -- checks ------------------------------------------------------------------------------
 
     def _check_ready(self) -> CheckResult:
         if self._ready:
-            return CheckResult(Status.PASS)
+            return _types.CheckResult(_types.Status.PASS)
         # Logged at INFO, not WARNING, when it is the check's first result (_NotReadyYet).
-        return CheckResult(Status.FAIL, output="the worker is not ready yet (no worker_ready from Celery)")
+        return _types.CheckResult(
+            _types.Status.FAIL, output="the worker is not ready yet (no worker_ready from Celery)"
+        )
 
     def _previous_status(self, name: str) -> Status | None:
         try:
             previous = self.registry.last_result(name)
-        except UnknownCheckError:
+        except _registry.UnknownCheckError:
             return None
         return None if previous is None else previous.status
 
     def _check_consumer(self) -> CheckResult:
         result = self.heartbeat()
-        if not self._stopping or result.status is not Status.WARN:
+        if not self._stopping or result.status is not _types.Status.WARN:
             return result
         # The wait for the shutdown (or for a broker that was already gone) is expected: it
         # passes, or stays warn when the check already warned, so it is no new warning.
         previous = self._previous_status(CHECK_NAMES["liveness"])
-        return CheckResult(
-            Status.WARN if previous is Status.WARN else Status.PASS,
+        return _types.CheckResult(
+            _types.Status.WARN if previous is _types.Status.WARN else _types.Status.PASS,
             output=f"{SHUTTING_DOWN}; {result.output}",
             observed_value=result.observed_value,
             observed_unit=result.observed_unit,
@@ -210,9 +222,9 @@ class CeleryProbes:
             # The consumer stops with the worker, and the lifecycle (draining) fails readiness
             # already: the state the broker was last seen in stands, without a new attempt.
             previous = self._previous_status(CHECK_NAMES["readiness"])
-            return CheckResult(previous or Status.PASS, output=SHUTTING_DOWN)
+            return _types.CheckResult(previous or _types.Status.PASS, output=SHUTTING_DOWN)
         if not self._connected:
-            return CheckResult(Status.FAIL, output="the consumer is not connected to the broker")
+            return _types.CheckResult(_types.Status.FAIL, output="the consumer is not connected to the broker")
         start = time.monotonic()
         # The attempt ends by itself before the check's deadline, so no thread outlives it.
         timeout = self.broker_timeout * 0.9
@@ -227,11 +239,11 @@ class CeleryProbes:
             # One attempt per broker URL (failover alternates too), no sleep between them.
             conn.ensure_connection(max_retries=max(0, len(conn.alt) - 1), timeout=timeout)
         except Exception as exc:
-            return failure(exc, url_secrets(url))
+            return _common.failure(exc, _common.url_secrets(url))
         finally:
             with contextlib.suppress(Exception):
                 conn.release()
-        return CheckResult(Status.PASS, observed_value=elapsed_since(start), observed_unit="s")
+        return _types.CheckResult(_types.Status.PASS, observed_value=_common.elapsed_since(start), observed_unit="s")
 
     # -- the consumer's connection (called by ConsumerHeartbeat, in the consumer's thread) ---
 
@@ -253,7 +265,7 @@ class CeleryProbes:
         """The consumer restarts after a connection error: it reconnects from now on."""
         self._connected = False
         self._wait_for_broker()
-        logger.warning(
+        _logger.warning(
             "celery: the consumer lost the broker; liveness waits for it, readiness fails",
             extra={"check": CHECK_NAMES["readiness"]},
         )
@@ -273,9 +285,9 @@ class CeleryProbes:
         # kernel delivers SIGTERM to the main thread, whose sleep or poll it interrupts, so
         # Celery's handler runs at once (a task on the main thread with --pool=solo included).
         quiet = _NotReadyYet(self)
-        logger.addFilter(quiet)  # before the first probe can come
+        _logger.addFilter(quiet)  # before the first probe can come
         try:
-            self.server = serve(
+            self.server = probe_server.serve(
                 self.registry,
                 self.host,
                 self.port,
@@ -287,11 +299,11 @@ class CeleryProbes:
             self._wake = (read, write)
             _threads.start(self._watch_shutdown, read, name="healthprobe-celery")
         except Exception as exc:
-            logger.removeFilter(quiet)
+            _logger.removeFilter(quiet)
             # Celery's signal dispatch would log an exception and start the worker without
             # probes, which the kubelet would then restart for ever: end it here, on one line.
             reason = " ".join(str(exc).split()) or type(exc).__name__
-            logger.error("celery: cannot serve probes on %s:%d: %s%s", self.host, self.port, reason, _bind_fix(exc))
+            _logger.error("celery: cannot serve probes on %s:%d: %s%s", self.host, self.port, reason, _bind_fix(exc))
             raise SystemExit(EXIT_NO_PROBES) from exc
 
     def _on_worker_process_init(self, **kwargs: Any) -> None:
@@ -300,8 +312,7 @@ class CeleryProbes:
         # the main process's socket listening.
         server = self.server
         if server is not None and self._pid != os.getpid():
-            with contextlib.suppress(OSError):
-                server._server.socket.close()
+            server.close_after_fork()
             self.server = None
 
     def _on_worker_ready(self, sender: Any = None, **kwargs: Any) -> None:
@@ -309,7 +320,7 @@ class CeleryProbes:
             return
         self._ready = True
         port = self.server.port if self.server is not None else self.port
-        logger.info(
+        _logger.info(
             "celery: worker ready; probes on %s:%d (startup /startupz, readiness /readyz, liveness /livez)",
             self.host,
             port,
@@ -344,7 +355,7 @@ class CeleryProbes:
                 stack.enter_context(self.heartbeat.waiting(f"{how} shutdown"))
                 self._shutdown_wait = stack
         if self.registry.begin_drain():
-            logger.info(
+            _logger.info(
                 "celery: %s shutdown: readiness fails, liveness passes while the running tasks finish",
                 how,
                 extra={"phase": "signal"},
@@ -443,7 +454,10 @@ class _NotReadyYet(logging.Filter):
         probes = self._probes()
         if probes is None or probes._ready:
             return True
-        if getattr(record, "status", None) != Status.FAIL.value or getattr(record, "previous_status", "") is not None:
+        if (
+            getattr(record, "status", None) != _types.Status.FAIL.value
+            or getattr(record, "previous_status", "") is not None
+        ):
             return True
         if not logging.getLogger(record.name).isEnabledFor(logging.INFO):
             return False
@@ -530,7 +544,7 @@ def install(
     registry: HealthRegistry | None = None,
     *,
     host: str = "0.0.0.0",
-    port: int = DEFAULT_PORT,
+    port: int = probe_server.DEFAULT_PORT,
     max_interval: float = DEFAULT_MAX_INTERVAL,
     broker_check: bool = True,
     broker_timeout: float | None = None,
@@ -627,8 +641,8 @@ def install(
     if not (hasattr(app, "steps") and hasattr(app, "connection_for_read") and hasattr(app, "conf")):
         raise TypeError(f"app must be a celery.Celery app, got {type(app).__name__}")
     if registry is None:
-        registry = HealthRegistry()
-    elif not isinstance(registry, HealthRegistry):
+        registry = _registry.HealthRegistry()
+    elif not isinstance(registry, _registry.HealthRegistry):
         raise TypeError(f"registry must be a HealthRegistry, got {type(registry).__name__}")
     # Every type first (TypeError), then the values (ValueError).
     if not isinstance(host, str):

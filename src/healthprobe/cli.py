@@ -35,12 +35,27 @@ import math
 import re
 import socket
 import sys
+import typing
 import urllib.parse
-from collections.abc import Sequence
-from typing import Any, NamedTuple, NoReturn
 
 from . import __version__
 
+if typing.TYPE_CHECKING:
+    from collections.abc import Sequence
+    from typing import Any, NoReturn
+
+__all__ = [
+    "MAX_BODY_BYTES",
+    "MAX_DETAIL_BYTES",
+    "MAX_DETAIL_LINE",
+    "MAX_DETAIL_LINES",
+    "USER_AGENT",
+    "failing_lines",
+    "main",
+    "probe",
+]
+
+#: The ``User-Agent`` header sent unless ``--header`` gives another (``healthprobe/<version>``).
 USER_AGENT = f"healthprobe/{__version__}"
 #: A space, a C0 control character or DEL: never part of a URL (RFC 3986 section 2);
 #: ``urlsplit`` would silently drop some of them (tab, CR, LF) and keep the others.
@@ -64,7 +79,7 @@ MAX_DETAIL_LINE = 200
 _FAIL_WORDS = frozenset({"fail", "error", "down"})
 
 
-class _Answer(NamedTuple):
+class _Answer(typing.NamedTuple):
     ok: bool
     description: str
     content_type: str | None

@@ -38,6 +38,7 @@ or out of range raises at ``init_app`` with one line naming the key and the fix.
 
 from __future__ import annotations
 
+import collections.abc
 import dataclasses
 import difflib
 import inspect
@@ -45,24 +46,43 @@ import logging
 import math
 import os
 import signal
+import typing
 import weakref
-from collections.abc import Callable, Iterable, Mapping
-from typing import Any, TypeVar, overload
 
-from . import _launch
-from ._extras import requires
-from ._types import Probe
-from .http import DEFAULT_PATHS, MetricsSource, _check_path
-from .registry import HealthRegistry
-from .shutdown import GracefulShutdown
-from .wsgi import HealthMiddleware, ProbeMiddleware
+from . import _extras, _launch, _types, http, wsgi
+from . import registry as _registry
+from . import shutdown as _shutdown
 
-with requires("flask", __name__):
-    from flask import Flask, current_app, has_app_context
+with _extras.requires("flask", __name__):
+    import flask
 
-__all__ = ["EXTENSION_KEY", "SETTINGS", "HealthProbe", "ProbeState", "Settings", "registry", "state"]
+if typing.TYPE_CHECKING:
+    from collections.abc import Callable, Iterable, Mapping
+    from typing import Any, TypeVar
 
-logger = logging.getLogger("healthprobe")
+    from flask import Flask
+
+    from ._types import Probe
+    from .http import MetricsSource
+    from .registry import HealthRegistry
+    from .shutdown import GracefulShutdown
+
+    Hook = Callable[[], Any]
+    H = TypeVar("H", bound=Hook)
+
+__all__ = [
+    "DOCS",
+    "EXTENSION_KEY",
+    "PREFIX",
+    "SETTINGS",
+    "HealthProbe",
+    "ProbeState",
+    "Settings",
+    "registry",
+    "state",
+]
+
+_logger = logging.getLogger("healthprobe")
 
 #: The key of ``app.extensions`` holding an app's :class:`ProbeState`.
 EXTENSION_KEY = "healthprobe"
@@ -70,9 +90,6 @@ EXTENSION_KEY = "healthprobe"
 PREFIX = "HEALTHPROBE_"
 #: Where the settings and the launch commands are documented.
 DOCS = "docs/frameworks/flask.md"
-
-Hook = Callable[[], Any]
-H = TypeVar("H", bound=Hook)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -105,10 +122,13 @@ class Settings:
             (docs/kubernetes.md); default 1 s.
     """
 
-    paths: Mapping[str, Probe] = dataclasses.field(default_factory=lambda: dict(DEFAULT_PATHS))
-    failure_status: int | Mapping[str, int] = 503
+    # Annotations by module, which typing.get_type_hints resolves at run time.
+    paths: collections.abc.Mapping[str, _types.Probe] = dataclasses.field(
+        default_factory=lambda: dict(http.DEFAULT_PATHS)
+    )
+    failure_status: int | collections.abc.Mapping[str, int] = 503
     expose_output: bool = False
-    metrics: bool | MetricsSource = False
+    metrics: bool | http.MetricsSource = False
     metrics_path: str = "/metrics"
     shutdown: bool = True
     shutdown_delay: float | None = None
@@ -139,16 +159,16 @@ class ProbeState:
     """
 
     extension: HealthProbe
-    registry: HealthRegistry
-    shutdown: GracefulShutdown | None
-    middleware: ProbeMiddleware
+    registry: _registry.HealthRegistry
+    shutdown: _shutdown.GracefulShutdown | None
+    middleware: wsgi.ProbeMiddleware
     settings: Settings
     app_name: str
 
-    @overload
+    @typing.overload
     def on_shutdown(self, func: H, /) -> H: ...
 
-    @overload
+    @typing.overload
     def on_shutdown(self, func: None = None, /, *, name: str | None = None) -> Callable[[H], H]: ...
 
     def on_shutdown(self, func: H | None = None, /, *, name: str | None = None) -> H | Callable[[H], H]:
@@ -164,19 +184,11 @@ class ProbeState:
             TypeError: ``func`` is not callable without arguments
                 (:meth:`GracefulShutdown.add_hook`).
         """
-        if func is not None:
-            self._add(func, name)
-            return func
-
-        def register(hook: H) -> H:
-            self._add(hook, name)
-            return hook
-
-        return register
+        return _hook_or_decorator(self._add, func, name)
 
     def _add(self, func: Hook, name: str | None) -> None:
         if self.shutdown is None:
-            logger.info(
+            _logger.info(
                 "healthprobe.flask: app %r has no graceful shutdown (HEALTHPROBE_SHUTDOWN is False): "
                 "shutdown hook %r will not run",
                 self.app_name,
@@ -225,10 +237,10 @@ class HealthProbe:
         grace_period: float = 30.0,
         repeat_window: float = 1.0,
     ) -> None:
-        if registry is not None and not isinstance(registry, HealthRegistry):
+        if registry is not None and not isinstance(registry, _registry.HealthRegistry):
             raise TypeError(f"HealthProbe(registry=...) must be a HealthRegistry, got {type(registry).__name__}")
         given = {
-            "paths": DEFAULT_PATHS if paths is None else paths,
+            "paths": http.DEFAULT_PATHS if paths is None else paths,
             "failure_status": failure_status,
             "expose_output": expose_output,
             "metrics": metrics,
@@ -261,8 +273,8 @@ class HealthProbe:
             RuntimeError: outside such a context, when no registry was given to the
                 constructor.
         """
-        if has_app_context():
-            found = current_app.extensions.get(EXTENSION_KEY)
+        if flask.has_app_context():
+            found = flask.current_app.extensions.get(EXTENSION_KEY)
             if isinstance(found, ProbeState) and found.extension is self:
                 return found.registry
         if self._registry is None:
@@ -294,9 +306,9 @@ class HealthProbe:
             ImportError: ``HEALTHPROBE_METRICS`` is on without prometheus-client
                 (``pip install 'healthprobe[prometheus]'``).
         """
-        if not isinstance(app, Flask):
+        if not isinstance(app, flask.Flask):
             raise TypeError(f"HealthProbe.init_app needs a Flask app, got {type(app).__name__}")
-        if registry is not None and not isinstance(registry, HealthRegistry):
+        if registry is not None and not isinstance(registry, _registry.HealthRegistry):
             raise TypeError(f"init_app(registry=...) must be a HealthRegistry, got {type(registry).__name__}")
         if EXTENSION_KEY in app.extensions:
             raise RuntimeError(
@@ -309,9 +321,9 @@ class HealthProbe:
                 "remove that line, HealthProbe wraps app.wsgi_app itself"
             )
         settings = _settings_of(app, self._defaults)
-        health = registry or self._registry or HealthRegistry()
+        health = registry or self._registry or _registry.HealthRegistry()
         coordinator = self._coordinator(app, health, settings)
-        middleware = HealthMiddleware(
+        middleware = wsgi.HealthMiddleware(
             app.wsgi_app,
             health,
             paths=settings.paths,
@@ -325,7 +337,7 @@ class HealthProbe:
         probe_state = ProbeState(self, health, coordinator, middleware, settings, app.name)
         app.extensions[EXTENSION_KEY] = probe_state
         self._states.add(probe_state)
-        logger.debug(
+        _logger.debug(
             "healthprobe.flask: app %r answers %s%s; graceful shutdown %s",
             app.name,
             ", ".join(settings.paths),
@@ -341,7 +353,7 @@ class HealthProbe:
         if other is not None:
             # A process shuts down once, and only one coordinator's handlers can be in place:
             # a second one would fail to install at its first request.
-            logger.warning(
+            _logger.warning(
                 "healthprobe.flask: Flask app %r gets no graceful shutdown: the GracefulShutdown of an app set up "
                 "earlier already serves process %d, so this app's requests are not counted in its drain and its "
                 "readiness does not fail on SIGTERM; give the graceful shutdown to the app the server serves and "
@@ -351,7 +363,7 @@ class HealthProbe:
                 DOCS,
             )
             return None
-        coordinator = GracefulShutdown(
+        coordinator = _shutdown.GracefulShutdown(
             health,
             delay=settings.shutdown_delay,
             drain_timeout=settings.drain_timeout,
@@ -363,10 +375,10 @@ class HealthProbe:
             coordinator.add_hook(func, name=name)
         return coordinator
 
-    @overload
+    @typing.overload
     def on_shutdown(self, func: H, /) -> H: ...
 
-    @overload
+    @typing.overload
     def on_shutdown(self, func: None = None, /, *, name: str | None = None) -> Callable[[H], H]: ...
 
     def on_shutdown(self, func: H | None = None, /, *, name: str | None = None) -> H | Callable[[H], H]:
@@ -381,15 +393,7 @@ class HealthProbe:
         Raises:
             TypeError: ``func`` is not callable without arguments.
         """
-        if func is not None:
-            self._add_hook(func, name)
-            return func
-
-        def register(hook: H) -> H:
-            self._add_hook(hook, name)
-            return hook
-
-        return register
+        return _hook_or_decorator(self._add_hook, func, name)
 
     def _add_hook(self, func: Hook, name: str | None) -> None:
         _check_hook(func, name)  # here, where the mistake is made, even before any app is set up
@@ -413,7 +417,7 @@ def state(app: Flask | None = None) -> ProbeState:
         RuntimeError: no app given outside an application context (Flask's own error), or
             the app was not set up by a :class:`HealthProbe`.
     """
-    target: Flask = current_app if app is None else app
+    target: Flask = flask.current_app if app is None else app
     found = target.extensions.get(EXTENSION_KEY)
     if not isinstance(found, ProbeState):
         raise RuntimeError(
@@ -456,8 +460,8 @@ def _settings_of(app: Flask, defaults: Settings) -> Settings:
         )
     for key, field in SETTINGS.items():
         value = getattr(settings, field)
-        if isinstance(value, Mapping):  # plain words, as a config file would give them
-            value = {str(k): v.value if isinstance(v, Probe) else v for k, v in value.items()}
+        if isinstance(value, collections.abc.Mapping):  # plain words, as a config file would give them
+            value = {str(k): v.value if isinstance(v, _types.Probe) else v for k, v in value.items()}
         config.setdefault(key, value)
     return settings
 
@@ -547,24 +551,24 @@ def _path(value: object, where: str, what: str) -> str:
     if not isinstance(value, str):
         raise TypeError(f"{where} must be a path (str), {_got(value)}")
     try:
-        _check_path(what, value)
+        http.check_path(what, value)
     except ValueError as exc:
         raise ValueError(f"{where}: {exc}") from None
     return value
 
 
 def _probe(value: object, where: str) -> Probe:
-    if isinstance(value, Probe):
+    if isinstance(value, _types.Probe):
         return value
     try:
-        return Probe(value)
+        return _types.Probe(value)
     except ValueError:
-        names = ", ".join(repr(p.value) for p in Probe)
+        names = ", ".join(repr(p.value) for p in _types.Probe)
         raise ValueError(f"{where}: unknown probe {value!r}, expected one of {names}") from None
 
 
 def _paths(value: object, where: str) -> dict[str, Probe]:
-    if not isinstance(value, Mapping):
+    if not isinstance(value, collections.abc.Mapping):
         raise TypeError(
             f"{where} must be a mapping of path to probe, such as {{'/readyz': 'readiness'}}, {_got(value)}"
         )
@@ -582,7 +586,7 @@ def _status(value: object, where: str) -> int:
 
 
 def _failure_status(value: object, where: str) -> int | dict[str, int]:
-    if isinstance(value, Mapping):
+    if isinstance(value, collections.abc.Mapping):
         return {_probe(probe, where).value: _status(code, f"{where}[{probe!r}]") for probe, code in value.items()}
     if isinstance(value, bool) or not isinstance(value, int):
         raise TypeError(
@@ -603,6 +607,22 @@ def _metrics(value: object, where: str) -> bool | MetricsSource:
 # -- the process -----------------------------------------------------------------------------------
 
 
+def _hook_or_decorator(
+    add: Callable[[Hook, str | None], None], func: H | None, name: str | None
+) -> H | Callable[[H], H]:
+    """What ``on_shutdown`` returns: ``func`` once ``add`` took it, or, without ``func``
+    (``@on_shutdown(name=...)``), the decorator that does so."""
+    if func is not None:
+        add(func, name)
+        return func
+
+    def register(hook: H) -> H:
+        add(hook, name)
+        return hook
+
+    return register
+
+
 def _check_hook(func: object, name: str | None) -> None:
     """Raise ``TypeError`` as :meth:`GracefulShutdown.add_hook` would for ``func``."""
     if not callable(func):
@@ -617,9 +637,7 @@ def _check_hook(func: object, name: str | None) -> None:
 
 
 def _is_probe_middleware(app: object) -> bool:
-    from .http import HealthEndpoints
-
-    return isinstance(getattr(app, "endpoints", None), HealthEndpoints) and hasattr(app, "shutdown")
+    return isinstance(getattr(app, "endpoints", None), http.HealthEndpoints) and hasattr(app, "shutdown")
 
 
 def _serving_coordinator() -> GracefulShutdown | None:
@@ -628,6 +646,6 @@ def _serving_coordinator() -> GracefulShutdown | None:
     if not _launch.in_main_thread():
         return None
     owner = getattr(signal.getsignal(signal.SIGTERM), "__self__", None)
-    if isinstance(owner, GracefulShutdown) and owner.pid == os.getpid() and not owner.is_stopped:
+    if isinstance(owner, _shutdown.GracefulShutdown) and owner.pid == os.getpid() and not owner.is_stopped:
         return owner
     return None

@@ -30,19 +30,23 @@ This module imports no server.
 
 from __future__ import annotations
 
+import collections.abc
 import logging
 import sys
-from collections.abc import Iterable, Mapping
-from typing import TYPE_CHECKING, TextIO
+import typing
 
-from .http import DEFAULT_PATHS
+from . import http
 
-if TYPE_CHECKING:
+if typing.TYPE_CHECKING:
+    from collections.abc import Iterable
+    from typing import TextIO
+
     from .http import HealthEndpoints
 
 __all__ = [
     "ACCESS_LOGGERS",
     "FORMAT",
+    "LOGGER",
     "SERVER_LOGGERS",
     "ProbeAccessFilter",
     "configure",
@@ -63,6 +67,9 @@ FORMAT = "%(asctime)s %(levelname)s %(name)s [%(process)d] %(message)s"
 
 #: What a record that no server logger shows looks like on standard error.
 _BARE = logging.Formatter("%(levelname)s %(name)s: %(message)s")
+
+#: Marks the handler installed by configure, which a later call replaces.
+_CONFIGURE_MARK = "_healthprobe_configure"
 
 # The level this module set on the ``healthprobe`` logger, or None when the level there is
 # the application's own or unset.
@@ -234,11 +241,11 @@ def configure(level: int | str = "INFO", *, stream: TextIO | None = None) -> log
     logger.setLevel(level)  # raises on an unknown level, before anything changed
     _owned_level = None
     for handler in list(logger.handlers):
-        if getattr(handler, "_healthprobe_configure", False):
+        if getattr(handler, _CONFIGURE_MARK, False):
             logger.removeHandler(handler)
     handler = logging.StreamHandler(stream if stream is not None else sys.stderr)
     handler.setFormatter(logging.Formatter(FORMAT))
-    handler._healthprobe_configure = True  # type: ignore[attr-defined]
+    setattr(handler, _CONFIGURE_MARK, True)
     logger.addHandler(handler)
     logger.propagate = False
     return handler
@@ -286,12 +293,12 @@ class ProbeAccessFilter(logging.Filter):
         super().__init__()
         endpoints = getattr(paths, "endpoints", paths)
         probe_paths: Iterable[object]
-        if endpoints is not None and isinstance(getattr(endpoints, "paths", None), Mapping):
+        if endpoints is not None and isinstance(getattr(endpoints, "paths", None), collections.abc.Mapping):
             probe_paths = list(endpoints.paths)  # type: ignore[union-attr]
             if metrics_path is None:
                 metrics_path = getattr(endpoints, "metrics_path", None)
         elif paths is None:
-            probe_paths = list(DEFAULT_PATHS)
+            probe_paths = list(http.DEFAULT_PATHS)
         elif isinstance(paths, (str, bytes)):
             raise TypeError("paths must be an iterable of paths, not a single string")
         else:
@@ -343,7 +350,7 @@ def _path_and_status(args: object) -> tuple[str, int] | None:
         if len(args) == 5 and isinstance(args[2], str) and isinstance(args[4], int):
             return args[2], args[4]
         return None
-    if isinstance(args, Mapping):
+    if isinstance(args, collections.abc.Mapping):
         # gunicorn and hypercorn: a dict of atoms. dict.get, not [], which both override to
         # answer "-" for a missing atom.
         path = dict.get(args, "U") if isinstance(args, dict) else args.get("U")

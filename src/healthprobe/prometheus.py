@@ -40,24 +40,29 @@ import glob
 import logging
 import os
 import threading
+import typing
 import weakref
-from collections.abc import Iterable, Iterator, Sequence
-from typing import Any, Literal, Protocol
 
-from . import _threads
-from ._extras import requires
+from . import _extras, _runner, _threads, _types
 
-with requires("prometheus", __name__):
-    from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
-    from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
-    from prometheus_client.exposition import choose_encoder
-    from prometheus_client.multiprocess import MultiProcessCollector
-    from prometheus_client.registry import REGISTRY, Collector
-    from prometheus_client.utils import floatToGoString
+with _extras.requires("prometheus", __name__):
+    import prometheus_client
+    import prometheus_client.core
+    import prometheus_client.exposition
+    import prometheus_client.multiprocess
+    import prometheus_client.registry
+    import prometheus_client.utils
 
-from ._runner import DURATION_BUCKETS, Check
-from ._types import CheckResult, Lifecycle, Probe, Report, Status
-from .registry import HealthRegistry
+if typing.TYPE_CHECKING:
+    from collections.abc import Iterable, Iterator, Sequence
+    from typing import Any
+
+    from prometheus_client import CollectorRegistry
+    from prometheus_client.core import Metric
+
+    from ._runner import Check
+    from ._types import CheckResult, Lifecycle, Report
+    from .registry import HealthRegistry
 
 __all__ = [
     "MULTIPROC_ENV",
@@ -69,34 +74,34 @@ __all__ = [
     "multiprocess_mirror",
 ]
 
-logger = logging.getLogger("healthprobe")
+_logger = logging.getLogger("healthprobe")
 
 #: The environment variable that puts prometheus-client in multiprocess mode. It must be set
 #: before ``prometheus_client`` is first imported, in the environment of the server's master.
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 
-CHECK_STATUS = "healthprobe_check_status"
-CHECK_DURATION = "healthprobe_check_duration_seconds"
-CHECK_RUNS = "healthprobe_check_runs"  # exposed as healthprobe_check_runs_total
-CHECK_LAST_SUCCESS = "healthprobe_check_last_success_timestamp_seconds"
-PROBE_STATUS = "healthprobe_probe_status"
-LIFECYCLE_STATE = "healthprobe_lifecycle_state"
-IN_FLIGHT = "healthprobe_in_flight_requests"
-SHUTDOWN_PHASE = "healthprobe_shutdown_phase"
+_CHECK_STATUS = "healthprobe_check_status"
+_CHECK_DURATION = "healthprobe_check_duration_seconds"
+_CHECK_RUNS = "healthprobe_check_runs"  # exposed as healthprobe_check_runs_total
+_CHECK_LAST_SUCCESS = "healthprobe_check_last_success_timestamp_seconds"
+_PROBE_STATUS = "healthprobe_probe_status"
+_LIFECYCLE_STATE = "healthprobe_lifecycle_state"
+_IN_FLIGHT = "healthprobe_in_flight_requests"
+_SHUTDOWN_PHASE = "healthprobe_shutdown_phase"
 
 _HELP = {
-    CHECK_STATUS: "Status of the latest run of a check: 1 for its status (pass, warn or fail), 0 for the others.",
-    CHECK_DURATION: "Duration of check runs in seconds.",
-    CHECK_RUNS: "Check runs by status.",
-    CHECK_LAST_SUCCESS: "End of the latest passing run of a check, in seconds since the Unix epoch.",
-    PROBE_STATUS: "Status of the latest answer to a probe: 1 for its status (pass, warn or fail), 0 for the others.",
-    LIFECYCLE_STATE: "Lifecycle state of the process: 1 for the current one (starting, started, draining, stopped).",
-    IN_FLIGHT: "Requests being served right now.",
-    SHUTDOWN_PHASE: "Phase of graceful shutdown: 1 for the current phase.",
+    _CHECK_STATUS: "Status of the latest run of a check: 1 for its status (pass, warn or fail), 0 for the others.",
+    _CHECK_DURATION: "Duration of check runs in seconds.",
+    _CHECK_RUNS: "Check runs by status.",
+    _CHECK_LAST_SUCCESS: "End of the latest passing run of a check, in seconds since the Unix epoch.",
+    _PROBE_STATUS: "Status of the latest answer to a probe: 1 for its status (pass, warn or fail), 0 for the others.",
+    _LIFECYCLE_STATE: "Lifecycle state of the process: 1 for the current one (starting, started, draining, stopped).",
+    _IN_FLIGHT: "Requests being served right now.",
+    _SHUTDOWN_PHASE: "Phase of graceful shutdown: 1 for the current phase.",
 }
 
 
-class ShutdownView(Protocol):
+class ShutdownView(typing.Protocol):
     """What the collector reads from a shutdown coordinator: any object with these two
     attributes (plain attributes or properties) will do.
 
@@ -136,46 +141,46 @@ def _gauge_view(
             last = state.last
             success_time = state.stats.last_success_time
         name = state.check.name
-        for word in Status:
+        for word in _types.Status:
             status.append(((name, word.value), 1.0 if last is not None and last.status is word else 0.0))
         if success_time is not None:
             last_success.append(((name,), success_time))
     reports = registry.last_reports.copy()
     probes: _Samples = []
-    for probe in Probe:
+    for probe in _types.Probe:
         report = reports.get(probe)
-        for word in Status:
+        for word in _types.Status:
             probes.append(((probe.value, word.value), 1.0 if report is not None and report.status is word else 0.0))
     lifecycle = registry.lifecycle
     view: dict[str, tuple[tuple[str, ...], _Samples]] = {
-        CHECK_STATUS: (("check", "status"), status),
-        CHECK_LAST_SUCCESS: (("check",), last_success),
-        PROBE_STATUS: (("probe", "status"), probes),
-        LIFECYCLE_STATE: (("state",), [((s.value,), 1.0 if s is lifecycle else 0.0) for s in Lifecycle]),
+        _CHECK_STATUS: (("check", "status"), status),
+        _CHECK_LAST_SUCCESS: (("check",), last_success),
+        _PROBE_STATUS: (("probe", "status"), probes),
+        _LIFECYCLE_STATE: (("state",), [((s.value,), 1.0 if s is lifecycle else 0.0) for s in _types.Lifecycle]),
     }
     if shutdown is not None:
         try:
             in_flight = float(shutdown.in_flight)
             phase = str(shutdown.phase)
         except Exception:  # a misbehaving coordinator must not break the scrape
-            logger.exception("reading in-flight requests and shutdown phase failed")
+            _logger.exception("reading in-flight requests and shutdown phase failed")
         else:
             names = list(dict.fromkeys([*phases, phase]))
-            view[IN_FLIGHT] = ((), [((), in_flight)])
-            view[SHUTDOWN_PHASE] = (("phase",), [((p,), 1.0 if p == phase else 0.0) for p in names])
+            view[_IN_FLIGHT] = ((), [((), in_flight)])
+            view[_SHUTDOWN_PHASE] = (("phase",), [((p,), 1.0 if p == phase else 0.0) for p in names])
     return view
 
 
 def _cumulative(bucket_counts: Sequence[int]) -> list[tuple[str, float]]:
     total = 0
     buckets: list[tuple[str, float]] = []
-    for bound, count in zip(DURATION_BUCKETS, bucket_counts, strict=True):
+    for bound, count in zip(_runner.DURATION_BUCKETS, bucket_counts, strict=True):
         total += count
-        buckets.append((floatToGoString(bound), float(total)))  # type: ignore[no-untyped-call]
+        buckets.append((prometheus_client.utils.floatToGoString(bound), float(total)))  # type: ignore[no-untyped-call]
     return buckets
 
 
-class HealthCollector(Collector):
+class HealthCollector(prometheus_client.registry.Collector):
     """A prometheus-client collector that reads a :class:`HealthRegistry` at scrape time.
 
     Register it with a ``CollectorRegistry`` (``REGISTRY.register(HealthCollector(registry))``)
@@ -209,31 +214,33 @@ class HealthCollector(Collector):
 
     def _families(self, *, with_samples: bool) -> Iterator[Metric]:
         view = _gauge_view(self.registry, self.shutdown, self.phases) if with_samples else None
-        yield from self._gauges(view, CHECK_STATUS, ("check", "status"))
-        duration = HistogramMetricFamily(CHECK_DURATION, _HELP[CHECK_DURATION], labels=("check",), unit="seconds")
-        runs = CounterMetricFamily(CHECK_RUNS, _HELP[CHECK_RUNS], labels=("check", "status"))
+        yield from self._gauges(view, _CHECK_STATUS, ("check", "status"))
+        duration = prometheus_client.core.HistogramMetricFamily(
+            _CHECK_DURATION, _HELP[_CHECK_DURATION], labels=("check",), unit="seconds"
+        )
+        runs = prometheus_client.core.CounterMetricFamily(_CHECK_RUNS, _HELP[_CHECK_RUNS], labels=("check", "status"))
         if with_samples:
             for state in self.registry.check_states():
                 with state.lock:
                     stats = state.stats.snapshot()
                 name = state.check.name
                 duration.add_metric((name,), _cumulative(stats.bucket_counts), stats.duration_sum)
-                for word in Status:
+                for word in _types.Status:
                     runs.add_metric((name, word.value), float(stats.runs[word]))
         yield duration
         yield runs
-        yield from self._gauges(view, CHECK_LAST_SUCCESS, ("check",), unit="seconds")
-        yield from self._gauges(view, PROBE_STATUS, ("probe", "status"))
-        yield from self._gauges(view, LIFECYCLE_STATE, ("state",))
+        yield from self._gauges(view, _CHECK_LAST_SUCCESS, ("check",), unit="seconds")
+        yield from self._gauges(view, _PROBE_STATUS, ("probe", "status"))
+        yield from self._gauges(view, _LIFECYCLE_STATE, ("state",))
         if self.shutdown is not None:
-            yield from self._gauges(view, IN_FLIGHT, ())
-            yield from self._gauges(view, SHUTDOWN_PHASE, ("phase",))
+            yield from self._gauges(view, _IN_FLIGHT, ())
+            yield from self._gauges(view, _SHUTDOWN_PHASE, ("phase",))
 
     @staticmethod
     def _gauges(
         view: dict[str, tuple[tuple[str, ...], _Samples]] | None, name: str, labels: Sequence[str], unit: str = ""
     ) -> Iterator[Metric]:
-        family = GaugeMetricFamily(name, _HELP[name], labels=labels, unit=unit)
+        family = prometheus_client.core.GaugeMetricFamily(name, _HELP[name], labels=labels, unit=unit)
         if view is not None:
             if name not in view:
                 return  # the shutdown source could not be read: leave the family out
@@ -244,23 +251,23 @@ class HealthCollector(Collector):
 
 # -- multiprocess ------------------------------------------------------------------------------
 
-_Mode = Literal["livemax", "max", "livesum"]
+_Mode = typing.Literal["livemax", "max", "livesum"]
 _GAUGE_MODES: dict[str, _Mode] = {
-    CHECK_STATUS: "livemax",
+    _CHECK_STATUS: "livemax",
     # A success seen by a worker that has since exited is still the latest success.
-    CHECK_LAST_SUCCESS: "max",
-    PROBE_STATUS: "livemax",
-    LIFECYCLE_STATE: "livemax",
-    IN_FLIGHT: "livesum",
-    SHUTDOWN_PHASE: "livemax",
+    _CHECK_LAST_SUCCESS: "max",
+    _PROBE_STATUS: "livemax",
+    _LIFECYCLE_STATE: "livemax",
+    _IN_FLIGHT: "livesum",
+    _SHUTDOWN_PHASE: "livemax",
 }
 _GAUGE_LABELS: dict[str, tuple[str, ...]] = {
-    CHECK_STATUS: ("check", "status"),
-    CHECK_LAST_SUCCESS: ("check",),
-    PROBE_STATUS: ("probe", "status"),
-    LIFECYCLE_STATE: ("state",),
-    IN_FLIGHT: (),
-    SHUTDOWN_PHASE: ("phase",),
+    _CHECK_STATUS: ("check", "status"),
+    _CHECK_LAST_SUCCESS: ("check",),
+    _PROBE_STATUS: ("probe", "status"),
+    _LIFECYCLE_STATE: ("state",),
+    _IN_FLIGHT: (),
+    _SHUTDOWN_PHASE: ("phase",),
 }
 _metrics_lock = threading.Lock()
 _mp_metrics: dict[str, Any] = {}
@@ -276,14 +283,16 @@ def _multiprocess_metrics() -> dict[str, Any]:
     would show 0 even without a ``shutdown`` source.
     """
     with _metrics_lock:
-        if CHECK_RUNS not in _mp_metrics:
-            _mp_metrics[CHECK_RUNS] = Counter(CHECK_RUNS, _HELP[CHECK_RUNS], ("check", "status"), registry=None)
-            _mp_metrics[CHECK_DURATION] = Histogram(
-                CHECK_DURATION,
-                _HELP[CHECK_DURATION],
+        if _CHECK_RUNS not in _mp_metrics:
+            _mp_metrics[_CHECK_RUNS] = prometheus_client.Counter(
+                _CHECK_RUNS, _HELP[_CHECK_RUNS], ("check", "status"), registry=None
+            )
+            _mp_metrics[_CHECK_DURATION] = prometheus_client.Histogram(
+                _CHECK_DURATION,
+                _HELP[_CHECK_DURATION],
                 ("check",),
                 registry=None,
-                buckets=DURATION_BUCKETS,
+                buckets=_runner.DURATION_BUCKETS,
                 unit="seconds",
             )
         return _mp_metrics
@@ -297,8 +306,8 @@ def _multiprocess_gauge(name: str) -> Any:
         with _metrics_lock:
             gauge = _mp_metrics.get(name)
             if gauge is None:
-                unit = "seconds" if name == CHECK_LAST_SUCCESS else ""
-                gauge = _mp_metrics[name] = Gauge(
+                unit = "seconds" if name == _CHECK_LAST_SUCCESS else ""
+                gauge = _mp_metrics[name] = prometheus_client.Gauge(
                     name,
                     _HELP[name],
                     _GAUGE_LABELS[name],
@@ -368,8 +377,8 @@ class MultiprocessMirror:
                     (gauge.labels(*values) if values else gauge).set(value)
 
     def _on_result(self, check: Check, result: CheckResult) -> None:
-        self._metrics[CHECK_RUNS].labels(check.name, result.status.value).inc()
-        self._metrics[CHECK_DURATION].labels(check.name).observe(result.duration)
+        self._metrics[_CHECK_RUNS].labels(check.name, result.status.value).inc()
+        self._metrics[_CHECK_DURATION].labels(check.name).observe(result.duration)
         self.refresh()
 
     def _on_report(self, report: Report) -> None:
@@ -401,7 +410,7 @@ def _refresh_forever(ref: weakref.ReferenceType[MultiprocessMirror], pid: int) -
         try:
             mirror.refresh()
         except Exception:
-            logger.exception("refreshing the multiprocess metrics failed")
+            _logger.exception("refreshing the multiprocess metrics failed")
         del mirror
         threading.Event().wait(interval)
 
@@ -450,7 +459,7 @@ _HEADER_BYTES = 8
 _unreadable_logged: set[str] = set()
 
 
-class _MultiProcessFiles(MultiProcessCollector):
+class _MultiProcessFiles(prometheus_client.multiprocess.MultiProcessCollector):
     """prometheus-client's ``MultiProcessCollector``, except that a file that cannot be read
     is left out of the merge instead of failing the whole scrape.
 
@@ -476,7 +485,7 @@ class _MultiProcessFiles(MultiProcessCollector):
 def _readable(path: str) -> bool:
     """Whether prometheus-client can merge the multiprocess file ``path`` on its own."""
     try:
-        MultiProcessCollector.merge([path], accumulate=True)  # type: ignore[no-untyped-call]
+        prometheus_client.multiprocess.MultiProcessCollector.merge([path], accumulate=True)  # type: ignore[no-untyped-call]
     except Exception:
         try:
             empty = os.path.getsize(path) < _HEADER_BYTES
@@ -484,7 +493,7 @@ def _readable(path: str) -> bool:
             return False
         if not empty and path not in _unreadable_logged and len(_unreadable_logged) < 1000:
             _unreadable_logged.add(path)
-            logger.warning("multiprocess metrics file %s cannot be read; left out", path, exc_info=True)
+            _logger.warning("multiprocess metrics file %s cannot be read; left out", path, exc_info=True)
         return False
     return True
 
@@ -492,7 +501,7 @@ def _readable(path: str) -> bool:
 # -- exposition -----------------------------------------------------------------------------
 
 
-class _Forward(Collector):
+class _Forward(prometheus_client.registry.Collector):
     """Serves another registry's metrics inside ours (prometheus-client's default one),
     leaving out ``healthprobe_*`` families: ours come from our own collector, and a second
     copy (a :class:`HealthCollector` also registered there) would duplicate every series."""
@@ -504,7 +513,7 @@ class _Forward(Collector):
         return [family for family in self.source.collect() if not family.name.startswith("healthprobe_")]
 
 
-class _Only(Collector):
+class _Only(prometheus_client.registry.Collector):
     """The families of ``source`` that have samples named in ``names``, with only those
     samples (the ``name[]`` filter; works for collectors that do not describe themselves,
     such as ``MultiProcessCollector``)."""
@@ -517,7 +526,7 @@ class _Only(Collector):
         for family in self.source.collect():
             samples = [sample for sample in family.samples if sample.name in self.names]
             if samples:
-                kept = Metric(family.name, family.documentation, family.type, family.unit)
+                kept = prometheus_client.core.Metric(family.name, family.documentation, family.type, family.unit)
                 kept.samples = samples
                 yield kept
 
@@ -559,7 +568,7 @@ class PrometheusMetrics:
     ) -> None:
         if multiprocess is None:
             multiprocess = bool(os.environ.get(MULTIPROC_ENV))
-        self.collectors = CollectorRegistry()
+        self.collectors = prometheus_client.CollectorRegistry()
         self.mirror: MultiprocessMirror | None = None
         if multiprocess:
             self.mirror = multiprocess_mirror(registry, shutdown=shutdown, phases=phases)
@@ -567,7 +576,7 @@ class PrometheusMetrics:
         else:
             self.collectors.register(HealthCollector(registry, shutdown=shutdown, phases=phases))
             if include_default:
-                self.collectors.register(_Forward(REGISTRY))
+                self.collectors.register(_Forward(prometheus_client.REGISTRY))
 
     def expose(self, accept: str | None, names: Sequence[str] = ()) -> tuple[str, bytes]:
         """Render the metrics in the format ``accept`` asks for.
@@ -581,9 +590,9 @@ class PrometheusMetrics:
         Returns:
             ``(content type, body bytes)``.
         """
-        encoder, content_type = choose_encoder(accept or "")
+        encoder, content_type = prometheus_client.exposition.choose_encoder(accept or "")
         if names:
-            restricted = CollectorRegistry()
+            restricted = prometheus_client.CollectorRegistry()
             restricted.register(_Only(self.collectors, frozenset(names)))
             return content_type, encoder(restricted)
         return content_type, encoder(self.collectors)

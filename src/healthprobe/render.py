@@ -24,19 +24,27 @@ from __future__ import annotations
 import datetime
 import json
 import math
-from typing import Any, overload
+import typing
 
-from ._types import TEXT_LIMIT, CheckReport, Probe, Report, Status
+from . import _types
+
+if typing.TYPE_CHECKING:
+    from typing import Any
+
+    from ._types import CheckReport, Report
+
+__all__ = ["PROBE_WORD", "WITHHELD", "dumps", "one_line", "render_json", "render_text"]
 
 #: The path word of each probe in kube-apiserver style text (``livez``, ``readyz``, ...).
-PROBE_WORD = {Probe.LIVENESS: "livez", Probe.READINESS: "readyz", Probe.STARTUP: "startupz"}
+PROBE_WORD = {_types.Probe.LIVENESS: "livez", _types.Probe.READINESS: "readyz", _types.Probe.STARTUP: "startupz"}
 
+#: What a body shows in place of the reason a check wrote, unless ``expose_output`` is on.
 WITHHELD = "reason withheld"
 
 
-@overload
+@typing.overload
 def one_line(text: str) -> str: ...
-@overload
+@typing.overload
 def one_line(text: None) -> None: ...
 def one_line(text: str | None) -> str | None:
     """``text`` with every character :meth:`str.isprintable` refuses written as its Python
@@ -58,7 +66,7 @@ def _reason(entry: CheckReport, expose_output: bool) -> str | None:
         return result.output
     if expose_output:
         return result.output
-    if result.status is Status.PASS:
+    if result.status is _types.Status.PASS:
         return None
     return WITHHELD
 
@@ -83,9 +91,9 @@ def render_text(report: Report, *, verbose: bool = False, expose_output: bool = 
     lines = []
     for entry in report.checks.values():
         reason = one_line(_reason(entry, expose_output))
-        if entry.status is Status.PASS:
+        if entry.status is _types.Status.PASS:
             lines.append(f"[+]{entry.name} ok" + (f": {reason}" if reason and expose_output else ""))
-        elif entry.status is Status.WARN:
+        elif entry.status is _types.Status.WARN:
             lines.append(f"[+]{entry.name} warn: {reason or WITHHELD}")
         else:
             lines.append(f"[-]{entry.name} failed: {reason or WITHHELD}")
@@ -123,7 +131,7 @@ def _json_value(value: object) -> float | int | str | None:
             return None
         return value
     if isinstance(value, str):
-        return value if len(value) <= TEXT_LIMIT else value[:TEXT_LIMIT]
+        return value if len(value) <= _types.TEXT_LIMIT else value[: _types.TEXT_LIMIT]
     return None
 
 
@@ -154,7 +162,7 @@ def render_json(report: Report, *, expose_output: bool = False) -> dict[str, Any
             item["observedValue"] = _json_value(value)
             unit = result.observed_unit
             if isinstance(unit, str):
-                item["observedUnit"] = unit if len(unit) <= TEXT_LIMIT else unit[:TEXT_LIMIT]
+                item["observedUnit"] = unit if len(unit) <= _types.TEXT_LIMIT else unit[: _types.TEXT_LIMIT]
         reason = _reason(entry, expose_output)
         if reason is not None:
             item["output"] = reason

@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
-import contextlib
 import re
 import time
 import urllib.parse
-from collections.abc import Iterable
+from typing import TYPE_CHECKING
 
 import anyio
 
 from .._types import CheckResult, Status
+
+if TYPE_CHECKING:
+    import contextlib
+    from collections.abc import Iterable
 
 #: What a secret is replaced with.
 MASK = "***"

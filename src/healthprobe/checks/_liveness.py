@@ -9,12 +9,15 @@ import itertools
 import math
 import threading
 import time
-from types import TracebackType
+from typing import TYPE_CHECKING
 
 import anyio
 
 from .._types import CheckResult, Status
 from ._common import within
+
+if TYPE_CHECKING:
+    from types import TracebackType
 
 
 def _seconds(name: str, value: float) -> float:

@@ -4,8 +4,8 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable, Mapping
-from typing import TYPE_CHECKING, Any
+from collections.abc import Mapping
+from typing import TYPE_CHECKING
 
 import anyio
 
@@ -14,6 +14,9 @@ from .._types import CheckResult, Status
 from ._common import check_timeout, deadline, elapsed_since, failure, redact, url_secrets
 
 if TYPE_CHECKING:
+    from collections.abc import Iterable
+    from typing import Any
+
     import httpx
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 import traceback
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import anyio
 
@@ -13,6 +13,8 @@ from .._types import CheckResult, Status
 from ._common import check_timeout, deadline, elapsed_since, failure, redact, url_secrets
 
 if TYPE_CHECKING:
+    from typing import Any
+
     from psycopg_pool import AsyncConnectionPool, ConnectionPool
 
 #: ``application_name`` of the connections a DSN check opens (unless the DSN sets one), so

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import anyio
 
@@ -12,6 +12,8 @@ from .._types import CheckResult, Status
 from ._common import check_timeout, deadline, elapsed_since, failure, redact, url_secrets
 
 if TYPE_CHECKING:
+    from typing import Any
+
     import redis as redis_sync
     import redis.asyncio as redis_async
 

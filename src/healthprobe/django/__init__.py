@@ -32,9 +32,9 @@ What it gives a project:
 Settings and commands are documented in docs/frameworks/django.md.
 """
 
-from .._extras import requires
+from .. import _extras
 
-with requires("django", __name__):
+with _extras.requires("django", __name__):
     import django  # noqa: F401
 
 from . import checks

@@ -8,9 +8,7 @@ import logging
 import os
 import sys
 import threading
-from collections.abc import Iterable
-from types import FrameType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from .._extras import requires
 from ..registry import HealthRegistry
@@ -18,6 +16,10 @@ from ..shutdown import GracefulShutdown
 from . import conf
 
 if TYPE_CHECKING:
+    from collections.abc import Iterable
+    from types import FrameType
+    from typing import Any
+
     from .. import asgi, wsgi
 
 logger = logging.getLogger("healthprobe.django")

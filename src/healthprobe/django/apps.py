@@ -3,13 +3,15 @@
 
 from __future__ import annotations
 
-from django.apps import AppConfig
+import django.apps
+
+__all__ = ["TAG", "HealthprobeConfig"]
 
 #: The tag of healthprobe's system checks: ``python manage.py check --tag healthprobe``.
 TAG = "healthprobe"
 
 
-class HealthprobeConfig(AppConfig):  # type: ignore[misc]
+class HealthprobeConfig(django.apps.AppConfig):  # type: ignore[misc]
     """Registers the system check of the ``HEALTHPROBE`` setting and watches for an
     application served without :func:`healthprobe.django.get_wsgi_application` or
     :func:`~healthprobe.django.get_asgi_application` (``healthprobe.W001``)."""

@@ -24,13 +24,18 @@ import contextlib
 import os
 import socket
 import time
+import typing
 import uuid
-from typing import Any
 
-from .._types import CheckResult, Status
-from ..checks._common import elapsed_since, failure, url_secrets
+from .. import _types
+from ..checks import _common
 
-__all__ = ["CacheCheck", "DatabaseCheck", "MigrationsCheck", "cache", "database", "migrations"]
+if typing.TYPE_CHECKING:
+    from typing import Any
+
+    from .._types import CheckResult
+
+__all__ = ["CACHE_KEY_EXPIRY", "CacheCheck", "DatabaseCheck", "MigrationsCheck", "cache", "database", "migrations"]
 
 #: Seconds a cache check's key lives in the cache, should its delete not happen.
 CACHE_KEY_EXPIRY = 10
@@ -57,7 +62,7 @@ def _cache_secrets(alias: str) -> list[str]:
 
     location = (getattr(settings, "CACHES", None) or {}).get(alias, {}).get("LOCATION")
     locations = [location] if isinstance(location, str) else location if isinstance(location, list) else []
-    return [secret for item in locations if isinstance(item, str) for secret in url_secrets(item)]
+    return [secret for item in locations if isinstance(item, str) for secret in _common.url_secrets(item)]
 
 
 def _close(connection: Any) -> None:
@@ -90,12 +95,12 @@ class DatabaseCheck:
                 cursor.execute("SELECT 1" + connection.features.bare_select_suffix)
                 row = cursor.fetchone()
         except Exception as exc:
-            return failure(exc, _database_secrets(connection.settings_dict))
+            return _common.failure(exc, _database_secrets(connection.settings_dict))
         finally:
             _close(connection)
         if not row or row[0] != 1:
-            return CheckResult(Status.FAIL, output="SELECT 1 did not answer 1")
-        return CheckResult(Status.PASS, observed_value=elapsed_since(start), observed_unit="s")
+            return _types.CheckResult(_types.Status.FAIL, output="SELECT 1 did not answer 1")
+        return _types.CheckResult(_types.Status.PASS, observed_value=_common.elapsed_since(start), observed_unit="s")
 
 
 class CacheCheck:
@@ -121,13 +126,13 @@ class CacheCheck:
             read = cache.get(key)
             cache.delete(key)
         except Exception as exc:
-            return failure(exc, _cache_secrets(self.alias))
+            return _common.failure(exc, _cache_secrets(self.alias))
         finally:
             with contextlib.suppress(Exception):
                 cache.close()  # what Django does at the end of a request
         if read != value:
-            return CheckResult(Status.FAIL, output="the value read back is not the one written")
-        return CheckResult(Status.PASS, observed_value=elapsed_since(start), observed_unit="s")
+            return _types.CheckResult(_types.Status.FAIL, output="the value read back is not the one written")
+        return _types.CheckResult(_types.Status.PASS, observed_value=_common.elapsed_since(start), observed_unit="s")
 
 
 class MigrationsCheck:
@@ -149,18 +154,18 @@ class MigrationsCheck:
             executor = MigrationExecutor(connection)
             plan = executor.migration_plan(executor.loader.graph.leaf_nodes())
         except Exception as exc:
-            return failure(exc, _database_secrets(connection.settings_dict))
+            return _common.failure(exc, _database_secrets(connection.settings_dict))
         finally:
             _close(connection)
         count = len(plan)
         if count:
-            return CheckResult(
-                Status.FAIL,
+            return _types.CheckResult(
+                _types.Status.FAIL,
                 output=f"{count} unapplied migration{'s' if count != 1 else ''}: run manage.py migrate",
                 observed_value=count,
                 observed_unit="migrations",
             )
-        return CheckResult(Status.PASS, observed_value=0, observed_unit="migrations")
+        return _types.CheckResult(_types.Status.PASS, observed_value=0, observed_unit="migrations")
 
 
 def database(alias: str = "default") -> DatabaseCheck:

@@ -29,33 +29,30 @@ that names the fix.
 
 from __future__ import annotations
 
+import collections.abc
 import dataclasses
 import difflib
 import importlib
 import importlib.util
 import inspect
 import types
-from collections.abc import Callable, Iterable, Mapping
-from typing import Any
+import typing
 
-from django.core.exceptions import ImproperlyConfigured
+import django.core.exceptions
 
-from .._runner import CheckFunc
-from .._types import Probe
-from ..http import HealthEndpoints, _check_path
-from ..registry import (
-    CHECK_NAME,
-    DEFAULT_CACHE_TTL,
-    DEFAULT_TIMEOUT,
-    RESERVED_NAMES,
-    HealthRegistry,
-    _as_probe,
-    _check_seconds,
-)
+from .. import _runner, _types, http, registry
 from . import checks as builtin
 
+if typing.TYPE_CHECKING:
+    from collections.abc import Callable, Iterable, Mapping
+    from typing import Any
+
+    from .._runner import CheckFunc
+
 __all__ = [
+    "BUILTIN_KEYS",
     "CHECK_KEYS",
+    "DOCS",
     "KEYS",
     "SETTING",
     "SHUTDOWN_KEYS",
@@ -94,7 +91,7 @@ BUILTIN_KEYS = ("alias", "name", "probes", "timeout", "critical", "cache_ttl", "
 SHUTDOWN_KEYS = ("delay", "drain_timeout", "hook_timeout", "grace_period", "repeat_window")
 
 
-class MisconfiguredError(ImproperlyConfigured):  # type: ignore[misc]
+class MisconfiguredError(django.core.exceptions.ImproperlyConfigured):  # type: ignore[misc]
     """``HEALTHPROBE`` has errors: raised by :func:`healthprobe.django.registry` and the
     application factories, one line per error (:meth:`Problem.line`)."""
 
@@ -143,7 +140,7 @@ class CheckSpec:
     """
 
     name: str
-    func: CheckFunc
+    func: _runner.CheckFunc  # by module, which typing.get_type_hints resolves at run time
     probes: tuple[str, ...]
     timeout: float | None
     critical: bool
@@ -170,8 +167,8 @@ class Basics:
     failure_status: int | dict[str, int] = 503
     expose_output: bool = False
     metrics_path: str | None = None
-    default_timeout: float = DEFAULT_TIMEOUT
-    default_cache_ttl: float = DEFAULT_CACHE_TTL
+    default_timeout: float = registry.DEFAULT_TIMEOUT
+    default_cache_ttl: float = registry.DEFAULT_CACHE_TTL
     shutdown: dict[str, float | None] = dataclasses.field(default_factory=dict)
 
     def endpoint_options(self) -> dict[str, Any]:
@@ -186,9 +183,7 @@ class Basics:
 
     def probe_paths(self) -> tuple[str, ...]:
         """Every path the probes (and the metrics) are answered on."""
-        from ..http import DEFAULT_PATHS
-
-        paths = tuple(DEFAULT_PATHS if self.paths is None else self.paths)
+        paths = tuple(http.DEFAULT_PATHS if self.paths is None else self.paths)
         return paths + ((self.metrics_path,) if self.metrics_path else ())
 
 
@@ -232,7 +227,7 @@ def _seconds(where: str, value: object, *, positive: bool, none: bool = True) ->
     if value is None and none:
         return None, None
     try:
-        _check_seconds(where, value, positive=positive)  # type: ignore[arg-type]
+        registry.check_seconds(where, value, positive=positive)  # type: ignore[arg-type]
     except ValueError:
         wanted = f"a finite number of seconds {'> 0' if positive else '>= 0'}" + (", or None" if none else "")
         return None, _bad(where, f"is {value!r}", f"give {wanted} (see {DOCS})")
@@ -260,7 +255,7 @@ def load_basics(settings: Any = None) -> tuple[Basics, list[Problem]]:
     problems: list[Problem] = []
     if raw is None:
         return Basics(), _logging_problems(settings)
-    if not isinstance(raw, Mapping):
+    if not isinstance(raw, collections.abc.Mapping):
         problems.append(
             Problem(
                 "healthprobe.E001",
@@ -274,7 +269,7 @@ def load_basics(settings: Any = None) -> tuple[Basics, list[Problem]]:
 
     paths = raw.get("PATHS")
     if paths is not None:
-        if not isinstance(paths, Mapping) or not paths or not all(isinstance(k, str) for k in paths):
+        if not isinstance(paths, collections.abc.Mapping) or not paths or not all(isinstance(k, str) for k in paths):
             problems.append(
                 _bad(
                     "HEALTHPROBE['PATHS']",
@@ -287,7 +282,7 @@ def load_basics(settings: Any = None) -> tuple[Basics, list[Problem]]:
             values["paths"] = dict(paths)
 
     status = raw.get("FAILURE_STATUS", 503)
-    if isinstance(status, Mapping):
+    if isinstance(status, collections.abc.Mapping):
         values["failure_status"] = dict(status)
     else:
         values["failure_status"] = status
@@ -324,7 +319,7 @@ def load_basics(settings: Any = None) -> tuple[Basics, list[Problem]]:
                 values[field] = value
 
     shutdown = raw.get("SHUTDOWN", {})
-    if not isinstance(shutdown, Mapping):
+    if not isinstance(shutdown, collections.abc.Mapping):
         problems.append(
             _bad(
                 "HEALTHPROBE['SHUTDOWN']",
@@ -355,15 +350,15 @@ def _checked_endpoints(basics: Basics) -> tuple[Basics, list[Problem]]:
     a registry of no check, which runs nothing); a wrong value is replaced by its default."""
     problems: list[Problem] = []
     try:
-        endpoints = HealthEndpoints(HealthRegistry(), paths=basics.paths)
+        endpoints = http.HealthEndpoints(registry.HealthRegistry(), paths=basics.paths)
     except Exception as exc:  # TypeError, ValueError; AttributeError for a path that is no str
         problems.append(_bad("HEALTHPROBE['PATHS']", f"is {basics.paths!r}", f"{exc} (see {DOCS})"))
         basics = dataclasses.replace(basics, paths=None)
-        endpoints = HealthEndpoints(HealthRegistry())
+        endpoints = http.HealthEndpoints(registry.HealthRegistry())
     wrong = _failure_status_problem(basics.failure_status)
     if wrong is None:
         try:
-            HealthEndpoints(HealthRegistry(), failure_status=basics.failure_status)
+            http.HealthEndpoints(registry.HealthRegistry(), failure_status=basics.failure_status)
         except Exception as exc:  # TypeError, ValueError: what the rules above missed
             wrong = f"FAILURE_STATUS is refused ({exc})"
     if wrong is not None:
@@ -379,7 +374,7 @@ def _checked_endpoints(basics: Basics) -> tuple[Basics, list[Problem]]:
     if path is None:
         return basics, problems
     try:
-        _check_path("metrics", path)
+        http.check_path("metrics", path)
     except ValueError as exc:
         problems.append(_bad("HEALTHPROBE['METRICS']", f"is {path!r}", f"{exc}, such as '/metrics'"))
     else:
@@ -415,15 +410,15 @@ def _failure_status_problem(value: object) -> str | None:
             return f"{key} must be a status code from 400 to 599, not {code}"
         return None
 
-    if not isinstance(value, Mapping):
+    if not isinstance(value, collections.abc.Mapping):
         if isinstance(value, bool) or not isinstance(value, int):
             return f"FAILURE_STATUS must be an int or a dict of probe name to int, not {value!r}"
         return code_problem("FAILURE_STATUS", value)
     for probe, code in value.items():
         try:
-            _as_probe(probe)
+            registry.as_probe(probe)
         except (ValueError, TypeError):
-            names = ", ".join(repr(p.value) for p in Probe)
+            names = ", ".join(repr(p.value) for p in _types.Probe)
             return f"FAILURE_STATUS names the probe {probe!r}: the probes are {names}"
         problem = code_problem(f"FAILURE_STATUS[{probe!r}]", code)
         if problem is not None:
@@ -440,12 +435,12 @@ def _logging_problems(settings: Any) -> list[Problem]:
     if getattr(settings, "LOGGING_CONFIG", "logging.config.dictConfig") != "logging.config.dictConfig":
         return []  # Django does not configure logging, or does it its own way
     logging_config = getattr(settings, "LOGGING", None)
-    if not isinstance(logging_config, Mapping) or not logging_config:
+    if not isinstance(logging_config, collections.abc.Mapping) or not logging_config:
         return []
     if logging_config.get("disable_existing_loggers", True) is False:
         return []
     loggers = logging_config.get("loggers") or {}
-    if isinstance(loggers, Mapping) and "healthprobe" in loggers:
+    if isinstance(loggers, collections.abc.Mapping) and "healthprobe" in loggers:
         return []
     return [
         Problem(
@@ -463,8 +458,8 @@ def _default_alias(settings: Any) -> str | None:
     """``"default"`` when the project has a default database with a real engine (Django's
     dummy engine stands for no database at all)."""
     databases = getattr(settings, "DATABASES", None) or {}
-    default = databases.get("default") if isinstance(databases, Mapping) else None
-    if not isinstance(default, Mapping):
+    default = databases.get("default") if isinstance(databases, collections.abc.Mapping) else None
+    if not isinstance(default, collections.abc.Mapping):
         return None
     engine = default.get("ENGINE") or ""
     if not engine or engine == "django.db.backends.dummy":
@@ -486,7 +481,7 @@ def _entry_options(where: str, entry: Mapping[str, Any]) -> tuple[dict[str, Any]
             )
         else:
             try:
-                options["probes"] = tuple(_as_probe(name).value for name in names)
+                options["probes"] = tuple(registry.as_probe(name).value for name in names)
             except (ValueError, TypeError) as exc:
                 problems.append(_bad(f"{where}['probes']", f"is {probes!r}", str(exc)))
     for key, positive in (("timeout", True), ("cache_ttl", False), ("interval", True)):
@@ -505,14 +500,14 @@ def _entry_options(where: str, entry: Mapping[str, Any]) -> tuple[dict[str, Any]
 
 
 def _name_problem(where: str, name: object) -> Problem | None:
-    if not isinstance(name, str) or not CHECK_NAME.fullmatch(name):
+    if not isinstance(name, str) or not registry.CHECK_NAME.fullmatch(name):
         return _bad(
             where,
             f"gives the check name {name!r}",
             "a check name has 1-63 letters, digits, '_', '.' or '-', starting and ending with a letter or digit: "
             "give one with 'name'",
         )
-    if name in RESERVED_NAMES:
+    if name in registry.RESERVED_NAMES:
         return _bad(where, f"gives the check name {name!r}, which healthprobe uses itself", "give another 'name'")
     return None
 
@@ -627,7 +622,7 @@ def _user_checks(raw: object) -> tuple[list[CheckSpec], list[Problem]]:
         where = f"HEALTHPROBE['CHECKS'][{index}]"
         if isinstance(entry, str):
             entry = {"check": entry}
-        if not isinstance(entry, Mapping):
+        if not isinstance(entry, collections.abc.Mapping):
             problems.append(
                 _bad(where, f"is {entry!r}", "give a dotted path, or a dict with 'check' and add_check's arguments")
             )
@@ -660,19 +655,30 @@ def _user_checks(raw: object) -> tuple[list[CheckSpec], list[Problem]]:
     return specs, problems
 
 
-def _builtins(
-    key: str,
-    raw: object,
-    *,
-    aliases: Iterable[str],
-    setting: str,
-    word: str,
-    probes: tuple[str, ...],
-    factory: Callable[[str], CheckFunc],
-) -> tuple[list[CheckSpec], list[Problem]]:
+@dataclasses.dataclass(frozen=True)
+class _Builtin:
+    """A key of ``HEALTHPROBE`` that names aliases of a Django setting to check."""
+
+    key: str  # DATABASES, CACHES or MIGRATIONS
+    setting: str  # the Django setting whose aliases it names
+    word: str  # the check's name ("<word>-<alias>" for an alias but "default")
+    probes: tuple[str, ...]
+    factory: Callable[[str], CheckFunc]
+
+
+#: The built-in checks, in the order they are registered.
+_BUILTINS = (
+    _Builtin("DATABASES", "DATABASES", "database", ("readiness",), builtin.database),
+    _Builtin("CACHES", "CACHES", "cache", ("readiness",), builtin.cache),
+    _Builtin("MIGRATIONS", "DATABASES", "migrations", ("startup",), builtin.migrations),
+)
+
+
+def _builtins(kind: _Builtin, raw: object, settings: Any) -> tuple[list[CheckSpec], list[Problem]]:
     """The checks of ``DATABASES``, ``CACHES`` (a list of entries) or ``MIGRATIONS`` (one
     entry): each entry an alias, or a dict with ``alias`` and add_check's arguments."""
-    known = list(aliases)
+    key, setting, word = kind.key, kind.setting, kind.word
+    known = list(getattr(settings, setting, None) or {})
     if key == "MIGRATIONS":
         entries = [raw]
     elif isinstance(raw, (list, tuple)):
@@ -691,7 +697,7 @@ def _builtins(
         where = f"HEALTHPROBE[{key!r}]" if key == "MIGRATIONS" else f"HEALTHPROBE[{key!r}][{index}]"
         if isinstance(entry, str):
             entry = {"alias": entry}
-        if not isinstance(entry, Mapping):
+        if not isinstance(entry, collections.abc.Mapping):
             problems.append(
                 _bad(where, f"is {entry!r}", f"give an alias of settings.{setting}, or a dict with 'alias'")
             )
@@ -715,7 +721,7 @@ def _builtins(
             problems.append(problem)
             continue
         if not found:
-            specs.append(_spec(where, name, factory(alias), probes, options))
+            specs.append(_spec(where, name, kind.factory(alias), kind.probes, options))
     return specs, problems
 
 
@@ -737,49 +743,22 @@ def load_checks(settings: Any = None) -> tuple[list[CheckSpec], list[Problem]]:
     raw = _raw(settings)
     if raw is None:
         raw = {}
-    if not isinstance(raw, Mapping):
+    if not isinstance(raw, collections.abc.Mapping):
         return [], []  # reported by load_basics
     default = _default_alias(settings)
-    databases = list(getattr(settings, "DATABASES", None) or {})
-    caches = list(getattr(settings, "CACHES", None) or {})
+    migrations = raw.get("MIGRATIONS", default is not None)
+    given = {
+        "DATABASES": raw.get("DATABASES", [default] if default else []),
+        "CACHES": raw.get("CACHES", []),
+        "MIGRATIONS": "default" if migrations is True else migrations,
+    }
     specs: list[CheckSpec] = []
     problems: list[Problem] = []
-
-    found = _builtins(
-        "DATABASES",
-        raw.get("DATABASES", [default] if default else []),
-        aliases=databases,
-        setting="DATABASES",
-        word="database",
-        probes=("readiness",),
-        factory=builtin.database,
-    )
-    specs += found[0]
-    problems += found[1]
-    found = _builtins(
-        "CACHES",
-        raw.get("CACHES", []),
-        aliases=caches,
-        setting="CACHES",
-        word="cache",
-        probes=("readiness",),
-        factory=builtin.cache,
-    )
-    specs += found[0]
-    problems += found[1]
-    migrations = raw.get("MIGRATIONS", default is not None)
-    if migrations is True:
-        migrations = "default"
-    if migrations is not False and migrations is not None:
-        found = _builtins(
-            "MIGRATIONS",
-            migrations,
-            aliases=databases,
-            setting="DATABASES",
-            word="migrations",
-            probes=("startup",),
-            factory=builtin.migrations,
-        )
+    for kind in _BUILTINS:
+        value = given[kind.key]
+        if kind.key == "MIGRATIONS" and (value is False or value is None):
+            continue  # off
+        found = _builtins(kind, value, settings)
         specs += found[0]
         problems += found[1]
     found = _user_checks(raw.get("CHECKS"))

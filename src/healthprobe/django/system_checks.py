@@ -22,9 +22,12 @@ and :func:`~healthprobe.django.get_asgi_application`, when the served applicatio
 
 from __future__ import annotations
 
-from typing import Any
+import typing
 
 from . import conf
+
+if typing.TYPE_CHECKING:
+    from typing import Any
 
 __all__ = ["check_settings"]
 

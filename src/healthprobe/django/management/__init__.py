@@ -1,1 +1,3 @@
 """Management commands of the ``healthprobe.django`` app."""
+
+__all__: list[str] = []

@@ -1,1 +1,3 @@
 """``manage.py healthprobe``: see :mod:`.healthprobe`."""
+
+__all__: list[str] = []

@@ -31,22 +31,23 @@ keep their meaning; ``--verbose`` is ``-v 2``.
 from __future__ import annotations
 
 import sys
-from typing import Any
+import typing
 
-from django.core.exceptions import ImproperlyConfigured
-from django.core.management.base import BaseCommand, CommandError
+from django.core import exceptions, management
 
-from ...._types import Lifecycle, Probe
-from ....cli import failing_lines
-from ....render import PROBE_WORD, render_text
-from ... import conf
-from ..._wiring import registry
+from .... import _types, cli, render
+from ... import _wiring, conf
+
+if typing.TYPE_CHECKING:
+    from typing import Any
+
+__all__ = ["PROBES", "Command"]
 
 #: The probes the command runs, by the names of the registry.
 PROBES = ("liveness", "readiness", "startup")
 
 
-class Command(BaseCommand):  # type: ignore[misc]
+class Command(management.BaseCommand):  # type: ignore[misc]
     """``manage.py healthprobe``: see the module's docstring."""
 
     help = (
@@ -78,24 +79,29 @@ class Command(BaseCommand):  # type: ignore[misc]
         probe: str = options["probe"]
         verbosity = int(options["verbosity"])
         try:
-            health = registry()
-        except ImproperlyConfigured as exc:
-            raise CommandError(str(exc)) from None
+            health = _wiring.registry()
+        except exceptions.ImproperlyConfigured as exc:
+            raise management.CommandError(str(exc)) from None
         basics, _ = conf.load_basics()
         report = health.run(probe)
         verbose = verbosity >= 2
-        body = render_text(report, verbose=verbose, expose_output=basics.expose_output)
-        startup = health.last_reports.get(Probe.STARTUP)
-        if report.probe is Probe.READINESS and report.lifecycle is Lifecycle.STARTING and startup and not startup.ok:
+        body = render.render_text(report, verbose=verbose, expose_output=basics.expose_output)
+        startup = health.last_reports.get(_types.Probe.STARTUP)
+        if (
+            report.probe is _types.Probe.READINESS
+            and report.lifecycle is _types.Lifecycle.STARTING
+            and startup
+            and not startup.ok
+        ):
             # Readiness failed for the startup probe's sake: say which startup check failed.
-            body = render_text(startup, verbose=verbose, expose_output=basics.expose_output) + body
+            body = render.render_text(startup, verbose=verbose, expose_output=basics.expose_output) + body
         if verbosity > 0:
             if report.ok:
                 self.stdout.write(body, ending="")
             elif verbose:
                 self.stderr.write(body, ending="")
             else:
-                lines = failing_lines(body.encode(), "text/plain")
-                self.stderr.write("\n".join([*lines, f"{PROBE_WORD[report.probe]} check failed"]))
+                lines = cli.failing_lines(body.encode(), "text/plain")
+                self.stderr.write("\n".join([*lines, f"{render.PROBE_WORD[report.probe]} check failed"]))
         if not report.ok:
             sys.exit(1)
