@@ -16,8 +16,10 @@ from starlette.requests import Request
 from starlette.responses import PlainTextResponse
 from starlette.routing import Route
 
-from healthprobe import CheckResult, HealthRegistry, Status
+from healthprobe import CheckResult, Status
 from healthprobe.asgi import HealthMiddleware
+
+from .apps import started_registry
 
 #: Deadline of every check, in seconds: far longer than an immediate failure takes.
 TIMEOUT = 10.0
@@ -78,8 +80,5 @@ async def hello(request: Request) -> PlainTextResponse:
 
 def asgi_app() -> Any:
     """Factory (``uvicorn --factory tests.check_apps:asgi_app``)."""
-    registry = HealthRegistry(default_timeout=TIMEOUT, default_cache_ttl=0.0)
-    for name, func in CHECKS.items():
-        registry.add_check(name, func)
-    registry.mark_started()
+    registry = started_registry(CHECKS, default_timeout=TIMEOUT, default_cache_ttl=0.0)
     return HealthMiddleware(Starlette(routes=[Route("/", hello)]), registry, expose_output=True)

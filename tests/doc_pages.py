@@ -15,9 +15,7 @@ from __future__ import annotations
 import contextlib
 import re
 import shlex
-import signal
 import subprocess
-import time
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -25,9 +23,8 @@ from typing import Any
 import httpx
 import yaml
 
-from .support import PYTHON, ROOT, ServerProcess, free_port, require_binary
+from .support import BIN, PYTHON, ROOT, ServerProcess, free_port, require_binary, run_server, wait_until
 
-BIN = Path(PYTHON).parent
 DOCS = ROOT / "docs"
 
 _BLOCK = re.compile(r"^```([\w+-]*)[^\n]*\n(.*?)^```", re.S | re.M)
@@ -42,6 +39,17 @@ def page(name: str) -> str:
 def blocks(text: str, language: str | None = None) -> list[str]:
     """The fenced code blocks of ``text`` (their bodies), of ``language`` if given."""
     return [body for lang, body in _BLOCK.findall(text) if language is None or lang == language]
+
+
+def block(text: str, language: str, *, starts: str | None = None, contains: str | None = None) -> str:
+    """The one ``language`` block of ``text`` whose body starts with ``starts`` and contains
+    ``contains`` (each when given)."""
+    (found,) = [
+        body
+        for body in blocks(text, language)
+        if (starts is None or body.startswith(starts)) and (contains is None or contains in body)
+    ]
+    return found
 
 
 def files(text: str) -> dict[str, str]:
@@ -147,8 +155,23 @@ def probe_specs(text: str) -> list[dict[str, Any]]:
     return found
 
 
+def probe_port_container(text: str) -> dict[str, Any]:
+    """Assert that the page's one probe block has the three probes ask the default paths on
+    the container port named ``probes``; return the one container of its one YAML block."""
+    (spec,) = probe_specs(text)
+    assert {key: probe["httpGet"] for key, probe in spec.items()} == {
+        "startupProbe": {"path": "/startupz", "port": "probes"},
+        "readinessProbe": {"path": "/readyz", "port": "probes"},
+        "livenessProbe": {"path": "/livez", "port": "probes"},
+    }
+    (deployment,) = [yaml.safe_load(body) for body in blocks(text, "yaml")]
+    (container,) = deployment["spec"]["template"]["spec"]["containers"]
+    assert isinstance(container, dict)
+    return container
+
+
 #: Written beside a page's files: shows healthprobe's DEBUG line "shutdown: handlers installed
-#: in process N", which :func:`stop_gracefully` waits for, whatever logging the page sets up.
+#: in process N", which :func:`tests.support.stop_gracefully` waits for, whatever logging the page sets up.
 SITECUSTOMIZE = """\
 import logging
 
@@ -186,37 +209,17 @@ def served(
 ) -> Iterator[ServerProcess]:
     """Run a page's command (see :func:`argv`) in ``cwd`` until it listens; kill it at the end."""
     port = free_port()
-    server = ServerProcess(argv(line, port), port, cwd=cwd, env={"PYTHONPATH": str(cwd), **(env or {})}, log=log)
-    try:
-        server.wait_ready(timeout)
+    full_env = {"PYTHONPATH": str(cwd), **(env or {})}
+    with run_server(
+        argv(line, port), port, log.parent, env=full_env, name=log.stem, cwd=cwd, timeout=timeout
+    ) as server:
         yield server
-    finally:
-        server.stop()
 
 
 def wait_status(client: httpx.Client, path: str, status: int = 200, timeout: float = 20, *, log: Any = None) -> None:
-    """Poll ``path`` until it answers ``status``; fail with ``log()`` (if given) on timeout."""
-    deadline = time.monotonic() + timeout
-    while True:
-        with contextlib.suppress(httpx.TransportError):
-            if client.get(path).status_code == status:
-                return
-        assert time.monotonic() < deadline, f"{path} never answered {status}\n" + (log() if log else "")
-        time.sleep(0.1)
-
-
-def stop_gracefully(server: ServerProcess, *, workers: int = 1, timeout: float = 30) -> str:
-    """SIGTERM the server once every worker has installed its handlers; assert a graceful
-    exit (code 0, no "graceful shutdown is OFF" warning, one SIGTERM line per worker) and
-    return the log."""
-    deadline = time.monotonic() + 20
-    while server.output().count("shutdown: handlers installed in process") < workers:
-        assert time.monotonic() < deadline, server.output()
-        time.sleep(0.05)
-    server.signal(signal.SIGTERM)
-    code = server.wait(timeout)
-    log = server.output()
-    assert code == 0, log
-    assert "graceful shutdown is OFF" not in log, log
-    assert log.count("shutdown: SIGTERM received") == workers, log
-    return log
+    """Poll ``path`` until it answers ``status`` (no answer counts as another status); fail
+    with ``log()`` (if given) on timeout."""
+    what = f"{path} answering {status}"
+    wait_until(
+        lambda: client.get(path).status_code == status, timeout, what, log, interval=0.1, retry=(httpx.TransportError,)
+    )

@@ -37,7 +37,7 @@ from pathlib import Path
 import httpx
 
 from .launch_paths import rows as launch_path_rows
-from .support import PYTHON, Outcome, ServerProcess, free_port
+from .support import INSTALLED, PYTHON, Outcome, ServerProcess, free_port
 
 #: Seconds: the coordinator's delay, long enough for HAProxy's ``fall 2`` at 200 ms plus
 #: the time of a check to mark a draining instance DOWN.
@@ -77,9 +77,6 @@ MIN_REQUESTS = 200
 MIN_WS_SESSIONS = 6
 #: The fewest requests that must start between each SIGTERM and that instance's exit.
 MIN_DURING_STOP = 20
-
-#: Logged by each gunicorn worker once its coordinator's handlers are in place.
-INSTALLED = "shutdown: handlers installed in process"
 
 
 def stop_bound(delay: float = DELAY) -> float:
@@ -608,13 +605,8 @@ class _Instances:
 
     def wait_logged(self, server: ServerProcess, timeout: float = 30.0) -> None:
         """Wait until ``server`` logged its ``ready`` line once per worker (if the row has one)."""
-        deadline = time.monotonic() + timeout
-        while self.row.ready is not None and server.output().count(self.row.ready) < self.row.workers:
-            if server.proc.poll() is not None:
-                raise RuntimeError(f"server exited with {server.proc.returncode}:\n{server.output()}")
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"{self.row.ready!r} not logged {self.row.workers} times:\n{server.output()}")
-            time.sleep(0.05)
+        if self.row.ready is not None:
+            server.wait_for_output(self.row.ready, self.row.workers, timeout)
 
     def stop_all(self) -> None:
         for server in self.started:

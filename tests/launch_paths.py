@@ -21,13 +21,9 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Literal
 
-from .support import PYTHON
-
-#: The directory of the interpreter's console scripts (the virtual environment's ``bin``).
-BIN = Path(PYTHON).parent
+from .support import BIN, PYTHON
 
 #: Shutdown bounds in seconds of the ``graceful`` and ``warns`` rows: a delay long enough to
 #: observe ``/readyz`` failing while ``/livez`` passes, a drain longer than the 2 s requests.

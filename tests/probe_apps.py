@@ -18,17 +18,12 @@ from typing import TYPE_CHECKING, Any
 import healthprobe
 from healthprobe import checks
 
+from .apps import started_registry
+
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIEnvironment
 
 PROBE_PORT = int(os.environ.get("PROBE_PORT", "0"))
-
-
-def _sync_registry() -> healthprobe.HealthRegistry:
-    registry = healthprobe.HealthRegistry()
-    registry.add_check("disk", checks.disk("/", min_free_ratio=0.0001), probes=["readiness", "liveness"])
-    registry.mark_started()
-    return registry
 
 
 def sync_app(environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
@@ -76,4 +71,7 @@ def asgi_app() -> Any:
 
 if PROBE_PORT and os.environ.get("PROBE_APP") == "sync":
     # Imported in gunicorn's worker process (no --preload): one probe server per worker.
-    SERVER = healthprobe.serve(_sync_registry(), "127.0.0.1", PROBE_PORT)
+    disk = checks.disk("/", min_free_ratio=0.0001)
+    SERVER = healthprobe.serve(
+        started_registry({"disk": (disk, {"probes": ["readiness", "liveness"]})}), "127.0.0.1", PROBE_PORT
+    )

@@ -31,6 +31,8 @@ from healthprobe import HealthRegistry
 from healthprobe import asgi as hp_asgi
 from healthprobe import wsgi as hp_wsgi
 
+from .apps import CheckSpec, started_registry
+
 #: Deadline of the hanging check, in seconds.
 HANG_TIMEOUT = 0.5
 SECRET = "password=hunter2"
@@ -43,13 +45,13 @@ def _broken() -> None:
 def build_registry(hang: threading.Event | None = None) -> HealthRegistry:
     """A started registry: ``hang`` (blocks on ``hang``, forever by default), ``broken``
     (raises), ``db`` (readiness and liveness) and ``heart`` (liveness), no result cache."""
-    registry = HealthRegistry(default_cache_ttl=0)
-    registry.add_check("hang", (hang or threading.Event()).wait, timeout=HANG_TIMEOUT)
-    registry.add_check("broken", _broken)
-    registry.add_check("db", lambda: True, probes=["readiness", "liveness"])
-    registry.add_check("heart", lambda: True, probes=["liveness"])
-    registry.mark_started()
-    return registry
+    checks: dict[str, CheckSpec] = {
+        "hang": ((hang or threading.Event()).wait, {"timeout": HANG_TIMEOUT}),
+        "broken": _broken,
+        "db": (lambda: True, {"probes": ["readiness", "liveness"]}),
+        "heart": (lambda: True, {"probes": ["liveness"]}),
+    }
+    return started_registry(checks, default_cache_ttl=0)
 
 
 # -- ASGI ------------------------------------------------------------------------------------

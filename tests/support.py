@@ -1,24 +1,54 @@
-"""Helpers shared by the tests: ephemeral ports, real server processes, service discovery."""
+"""Helpers shared by the tests: ephemeral ports, real server processes, the machine's
+services, waiting, registries, metrics, and a client that behaves like a load balancer.
+
+Fixtures several test files use are in ``tests/conftest.py``."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import json
 import os
 import signal
 import socket
 import subprocess
 import sys
+import textwrap
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, TypeVar
 
 import httpx
 import pytest
 
+# The registries' one builder lives with the apps, which server processes import (no pytest there).
+from .apps import CheckSpec as CheckSpec
+from .apps import started_registry as started_registry
+
+T = TypeVar("T")
+
 ROOT = Path(__file__).resolve().parent.parent
 PYTHON = sys.executable
+#: The directory of the interpreter's console scripts (the virtual environment's ``bin``).
+BIN = Path(PYTHON).parent
+
+#: Logged at DEBUG by each serving process of the test apps (and of the pages run as written)
+#: once its coordinator's handlers are in place: the sign that a worker is ready.
+INSTALLED = "shutdown: handlers installed in process"
+
+#: The Host header of a kubelet's probe: the pod's IP address, which no host check allows.
+POD_HOST = "10.1.2.3:8000"
+
+#: The machine's PostgreSQL and Redis (``require_service`` skips a test without them; the
+#: ``postgres_up`` and ``redis_up`` fixtures of conftest.py do so for a whole test).
+POSTGRES = ("127.0.0.1", 5432)
+REDIS = ("127.0.0.1", 6379)
+#: A libpq connection string to the machine's PostgreSQL, as its superuser, on the database
+#: ``test``: what the tests use to look at or prepare the server.
+POSTGRES_ADMIN = "host=127.0.0.1 port=5432 user=postgres dbname=test"
 
 
 def free_port() -> int:
@@ -29,18 +59,25 @@ def free_port() -> int:
 
 
 def wait_for_port(
-    port: int, *, host: str = "127.0.0.1", timeout: float = 20.0, proc: subprocess.Popen[bytes] | None = None
+    port: int,
+    *,
+    host: str = "127.0.0.1",
+    timeout: float = 20.0,
+    proc: subprocess.Popen[bytes] | None = None,
+    output: Callable[[], str] | None = None,
 ) -> None:
-    """Wait until something accepts TCP connections on ``host:port``."""
+    """Wait until something accepts TCP connections on ``host:port``; fail when ``proc``
+    exits first (``RuntimeError``) or after ``timeout`` seconds (``TimeoutError``), with
+    ``output()`` (by default what ``proc`` wrote to a pipe, if it did)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc is not None and proc.poll() is not None:
-            out = proc.stdout.read().decode(errors="replace") if proc.stdout else ""
+            out = output() if output else proc.stdout.read().decode(errors="replace") if proc.stdout else ""
             raise RuntimeError(f"server exited with {proc.returncode} before listening:\n{out}")
         with contextlib.suppress(OSError), socket.create_connection((host, port), timeout=0.2):
             return
         time.sleep(0.05)
-    raise TimeoutError(f"nothing listened on {host}:{port} within {timeout} s")
+    raise TimeoutError(f"nothing listened on {host}:{port} within {timeout} s:\n{output() if output else ''}")
 
 
 class ServerProcess:
@@ -59,18 +96,26 @@ class ServerProcess:
         )
 
     def wait_ready(self, timeout: float = 20.0) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"server exited with {self.proc.returncode}:\n{self.output()}")
-            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", self.port), timeout=0.2):
-                return
-            time.sleep(0.05)
-        raise TimeoutError(f"server did not listen on {self.port} within {timeout} s:\n{self.output()}")
+        """Wait until the server accepts connections on its port (see :func:`wait_for_port`)."""
+        wait_for_port(self.port, timeout=timeout, proc=self.proc, output=self.output)
 
     def output(self) -> str:
         self._log.flush()
         return self.log_path.read_text(errors="replace")
+
+    def wait_for_output(self, text: str, count: int = 1, timeout: float = 20.0, *, interval: float = 0.05) -> str:
+        """Wait until ``text`` shows ``count`` times (or more) in the output, and return the
+        output. Fails (``AssertionError``, with the output) when the process exits without it
+        or after ``timeout`` seconds."""
+        deadline = time.monotonic() + timeout
+        while (log := self.output()).count(text) < count:
+            if self.proc.poll() is not None:
+                log = self.output()  # what it wrote just before it exited
+                assert log.count(text) >= count, f"exited with {self.proc.returncode} before {text!r} x {count}:\n{log}"
+                return log
+            assert time.monotonic() < deadline, f"{text!r} not seen {count} time(s) within {timeout} s:\n{log}"
+            time.sleep(interval)
+        return log
 
     def signal_group(self, sig: int = signal.SIGTERM) -> None:
         """Send ``sig`` to every process of the server's process group at once (the server
@@ -94,15 +139,44 @@ class ServerProcess:
 
 @contextlib.contextmanager
 def run_server(
-    args: Sequence[str], port: int, tmp_path: Path, *, env: dict[str, str] | None = None, name: str = "server"
+    args: Sequence[str],
+    port: int,
+    tmp_path: Path,
+    *,
+    env: dict[str, str] | None = None,
+    name: str = "server",
+    cwd: Path = ROOT,
+    timeout: float | None = 20.0,
 ) -> Iterator[ServerProcess]:
-    """Start ``args`` as a process, wait until ``port`` accepts, and always kill it at the end."""
-    server = ServerProcess(args, port, env=env, log=tmp_path / f"{name}.log")
+    """Start ``args`` in ``cwd`` as a process whose output goes to ``tmp_path/<name>.log``,
+    wait up to ``timeout`` seconds until ``port`` accepts (not at all with ``None``), and
+    always kill it at the end."""
+    server = ServerProcess(args, port, env=env, cwd=cwd, log=tmp_path / f"{name}.log")
     try:
-        server.wait_ready()
+        if timeout is not None:
+            server.wait_ready(timeout)
         yield server
     finally:
         server.stop()
+
+
+def stop_gracefully(
+    server: ServerProcess, *, workers: int = 1, timeout: float = 30, installed_line: bool = True
+) -> str:
+    """SIGTERM the server once every worker has installed its handlers (their DEBUG line
+    :data:`INSTALLED`, waited for unless ``installed_line=False``: hypercorn, for one, sets
+    up its logging only after the application's lifespan started); assert a graceful exit
+    (code 0, no "graceful shutdown is OFF" warning, one SIGTERM line per worker) and return
+    the log."""
+    if installed_line:
+        server.wait_for_output(INSTALLED, workers)
+    server.signal(signal.SIGTERM)
+    code = server.wait(timeout)
+    log = server.output()
+    assert code == 0, log
+    assert "graceful shutdown is OFF" not in log, log
+    assert log.count("shutdown: SIGTERM received") == workers, log
+    return log
 
 
 def http_client(server: ServerProcess, timeout: float = 5.0) -> httpx.Client:
@@ -272,16 +346,15 @@ class LoadBalancer:
 
 @contextlib.contextmanager
 def werkzeug_server(app: object) -> Iterator[str]:
-    """Serve the WSGI ``app`` with Werkzeug's threaded server on a loopback port; yields its
-    base URL."""
+    """Serve the WSGI ``app`` with Werkzeug's threaded server on an ephemeral loopback port,
+    in a thread of this process; yields its base URL."""
     from werkzeug.serving import make_server
 
-    port = free_port()
-    server = make_server("127.0.0.1", port, app, threaded=True)  # type: ignore[arg-type]
+    server = make_server("127.0.0.1", 0, app, threaded=True)  # type: ignore[arg-type]
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:
-        yield f"http://127.0.0.1:{port}"
+        yield f"http://127.0.0.1:{server.server_port}"
     finally:
         server.shutdown()
         server.server_close()
@@ -310,15 +383,25 @@ def assert_metrics_route_rules(client: httpx.Client, path: str = "/metrics") -> 
 
 class PrivateRedis:
     """A private redis-server on an ephemeral loopback port that a test stops and starts at
-    will, always on the same port (a broker or queue that goes away and comes back)."""
+    will, always on the same port (a broker or queue that goes away and comes back).
 
-    def __init__(self, tmp: Path) -> None:
+    Started at once with ``start=True``; as a context manager, stopped at the end."""
+
+    def __init__(self, tmp: Path, *, start: bool = False) -> None:
         self.binary = require_binary("redis-server", "redis-server")
         self.port = free_port()
         self.url = f"redis://127.0.0.1:{self.port}/0"
         self.tmp = tmp
         self.proc: subprocess.Popen[bytes] | None = None
         self.starts = 0
+        if start:
+            self.start()
+
+    def __enter__(self: T) -> T:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
 
     @property
     def running(self) -> bool:
@@ -331,7 +414,11 @@ class PrivateRedis:
         argv = [self.binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
         with open(self.tmp / f"redis-{self.starts}.log", "wb") as log:
             self.proc = subprocess.Popen([*argv, "--dir", str(self.tmp)], stdout=log, stderr=subprocess.STDOUT)
-        wait_for_port(self.port, proc=self.proc)
+        try:
+            wait_for_port(self.port, proc=self.proc)
+        except BaseException:
+            self.stop()
+            raise
 
     def stop(self) -> None:
         if self.proc is not None and self.proc.poll() is None:
@@ -339,12 +426,32 @@ class PrivateRedis:
             self.proc.wait(10)
 
 
-def wait_until(predicate: Callable[[], bool], timeout: float, what: str, log: Callable[[], str]) -> None:
-    """Poll ``predicate`` until it holds; fail with ``what`` and ``log()`` after ``timeout`` s."""
+def wait_until(
+    predicate: Callable[[], T],
+    timeout: float,
+    what: str = "the condition",
+    log: Callable[[], str] | None = None,
+    *,
+    interval: float = 0.05,
+    retry: tuple[type[BaseException], ...] = (),
+) -> T:
+    """Call ``predicate`` every ``interval`` seconds until it returns a true value, and return
+    that value; an exception of a ``retry`` type counts as false (a server not answering yet).
+    Fails (``AssertionError``) with ``what``, the last such exception and ``log()`` after
+    ``timeout`` seconds."""
     deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, f"{what} within {timeout} s\n{log()}"
-        time.sleep(0.05)
+    last: BaseException | None = None
+    while True:
+        try:
+            result = predicate()
+        except retry as exc:
+            last = exc
+        else:
+            if result:
+                return result
+        error = f" (last error: {last!r})" if last is not None else ""
+        assert time.monotonic() < deadline, f"{what} not seen within {timeout} s{error}\n{log() if log else ''}"
+        time.sleep(interval)
 
 
 def status(client: httpx.Client, path: str) -> int | None:
@@ -353,3 +460,117 @@ def status(client: httpx.Client, path: str) -> int | None:
         return client.get(path).status_code
     except httpx.TransportError:
         return None
+
+
+# -- metrics ------------------------------------------------------------------------------------
+
+#: The samples of a Prometheus text exposition: ``(sample name, labels)`` to value.
+Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
+
+
+def samples(text: str) -> Samples:
+    """Every sample of a Prometheus text exposition, keyed by (sample name, labels)."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    return {
+        (sample.name, frozenset(sample.labels.items())): sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+    }
+
+
+def sample_value(found: Samples, name: str, **labels: str) -> float | None:
+    """The value of sample ``name`` with exactly ``labels`` in ``found``, or ``None``."""
+    return found.get((name, frozenset(labels.items())))
+
+
+def promtool_check_metrics(text: str) -> None:
+    """``promtool check metrics`` finds nothing to say about the exposition ``text``."""
+    promtool = require_binary("promtool", "prometheus")
+    done = subprocess.run([promtool, "check", "metrics"], input=text.encode(), capture_output=True, timeout=30)
+    report = (done.stdout + done.stderr).decode()
+    assert done.returncode == 0, report
+    assert report.strip() == "", report
+
+
+# -- an interpreter without a package -----------------------------------------------------------
+
+# Makes the named top-level packages unimportable, as if not installed (a meta path finder
+# first in line), or, with BLOCK_MODE=none, by ``sys.modules[name] = None``; then runs the
+# statement and prints what it raised as JSON.
+_WITHOUT = textwrap.dedent(
+    """
+    import json, os, sys
+
+    names = set(os.environ["BLOCK"].split(","))
+
+    class NotInstalled:
+        def find_spec(self, fullname, path=None, target=None):
+            if fullname.partition(".")[0] in names:
+                raise ModuleNotFoundError(f"No module named {fullname!r}", name=fullname)
+            return None
+
+    if os.environ.get("BLOCK_MODE") == "none":
+        for name in names:
+            sys.modules[name] = None
+    else:
+        sys.meta_path.insert(0, NotInstalled())
+
+    import healthprobe
+    from healthprobe import checks
+
+    try:
+        exec(os.environ["STATEMENT"])
+    except BaseException as exc:
+        cause = exc.__cause__
+        print(json.dumps({
+            "type": [c.__name__ for c in type(exc).__mro__],
+            "message": str(exc),
+            "name": getattr(exc, "name", None),
+            "extra": getattr(exc, "extra", None),
+            "cause": None if cause is None else [type(cause).__name__, getattr(cause, "name", None)],
+        }))
+    else:
+        print(json.dumps(None))
+    """
+)
+
+
+def clean_env() -> dict[str, str]:
+    """This environment without what would point an interpreter at this checkout or venv."""
+    return {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV", "PYTHONHOME")}
+
+
+def raised_without(block: str, statement: str, mode: str = "finder") -> dict[str, Any] | None:
+    """Run ``statement`` in a fresh interpreter (``healthprobe`` and ``healthprobe.checks``
+    imported) where the top-level packages ``block`` (comma-separated) are missing: hidden by
+    a meta path finder, or with ``mode="none"`` by ``sys.modules[name] = None``. Returns what
+    it raised (``type``: the names of its class's MRO, ``message``, ``name``, ``extra`` and
+    ``cause``: ``[type name, name]``), or ``None`` when it raised nothing."""
+    env = {**clean_env(), "BLOCK": block, "STATEMENT": statement, "BLOCK_MODE": mode}
+    done = subprocess.run(
+        [sys.executable, "-c", _WITHOUT], env=env, capture_output=True, text=True, timeout=60, check=False
+    )
+    assert done.returncode == 0, done.stderr
+    result: dict[str, Any] | None = json.loads(done.stdout.splitlines()[-1])
+    return result
+
+
+# -- ASGI ---------------------------------------------------------------------------------------
+
+
+def asgi_call(app: Any, scope: dict[str, Any]) -> tuple[int, dict[bytes, bytes], bytes]:
+    """One request with an empty body straight into an ASGI app, on a new asyncio event loop:
+    ``(status, headers, body)``."""
+    sent: list[dict[str, Any]] = []
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    asyncio.run(app(scope, receive, send))
+    start = next(m for m in sent if m["type"] == "http.response.start")
+    body = b"".join(m.get("body", b"") for m in sent if m["type"] == "http.response.body")
+    return start["status"], dict(start.get("headers", [])), body

@@ -1,5 +1,5 @@
-"""Answers reused between probes (HealthEndpoints.cached): served again only while nothing
-they show has changed, through both adapters."""
+"""Answers reused between probes (HealthEndpoints.answers, .cached, .is_current): served again
+only while nothing they show has changed, through both adapters."""
 
 from __future__ import annotations
 
@@ -15,6 +15,8 @@ from healthprobe import CheckResult, HealthEndpoints, HealthRegistry, Status
 from healthprobe.asgi import HealthMiddleware as AsgiMiddleware
 from healthprobe.http import Response
 from healthprobe.wsgi import HealthMiddleware as WsgiMiddleware
+
+from .support import started_registry
 
 
 def _inner_wsgi(environ: dict[str, Any], start_response: Any) -> list[bytes]:
@@ -32,14 +34,8 @@ async def _get_asgi(app: Any, url: str, **kwargs: Any) -> httpx.Response:
         return await client.get(url, **kwargs)
 
 
-def _started() -> HealthRegistry:
-    registry = HealthRegistry()
-    registry.mark_started()
-    return registry
-
-
 def test_cached_answer_is_the_same_response_until_a_switch_changes() -> None:
-    registry = _started()
+    registry = started_registry()
     endpoints = HealthEndpoints(registry)
     first = endpoints.handle_sync("GET", "/livez", "", "*/*")
     assert first is not None and first.status == 200
@@ -63,7 +59,7 @@ def test_cached_answer_is_the_same_response_until_a_switch_changes() -> None:
     ids=["set_ready", "begin_drain", "add_check", "remove_check"],
 )
 def test_any_state_change_invalidates(change: Any) -> None:
-    registry = _started()
+    registry = started_registry()
     registry.add_check("db", lambda: True)
     endpoints = HealthEndpoints(registry)
     assert endpoints.handle_sync("GET", "/readyz", "", None) is not None
@@ -73,7 +69,7 @@ def test_any_state_change_invalidates(change: Any) -> None:
 
 
 def test_check_runs_again_once_its_result_expires() -> None:
-    registry = _started()
+    registry = started_registry()
     calls: list[float] = []
     registry.add_check("db", lambda: calls.append(time.monotonic()), cache_ttl=0.2)
     app = WsgiMiddleware(_inner_wsgi, registry)
@@ -86,7 +82,7 @@ def test_check_runs_again_once_its_result_expires() -> None:
 
 
 def test_uncached_check_is_never_served_from_an_old_answer() -> None:
-    registry = _started()
+    registry = started_registry()
     results = iter([True, False, True])
     registry.add_check("flaky", lambda: next(results), cache_ttl=0)
     app = WsgiMiddleware(_inner_wsgi, registry)
@@ -94,7 +90,7 @@ def test_uncached_check_is_never_served_from_an_old_answer() -> None:
 
 
 def test_background_result_replaces_a_cached_answer() -> None:
-    registry = _started()
+    registry = started_registry()
     state = {"ok": True}
     registry.add_check("bg", lambda: state["ok"], interval=0.05, timeout=0.5)
     endpoints = HealthEndpoints(registry)
@@ -124,10 +120,38 @@ def test_non_critical_failure_and_starting_are_not_reused() -> None:
 
 
 def test_remembered_answers_are_bounded() -> None:
-    endpoints = HealthEndpoints(_started())
+    endpoints = HealthEndpoints(started_registry())
     for index in range(1000):
         endpoints.handle_sync("GET", "/livez", "", f"text/plain;q=0.{index % 10}, x/{index}")
-    assert len(endpoints._answers) <= 256
+    assert 0 < len(endpoints.answers) <= 256
+
+
+def test_answers_the_asgi_middleware_remembers_are_bounded_too() -> None:
+    app = AsgiMiddleware(Starlette(), started_registry())
+
+    async def run() -> None:
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as client:
+            for index in range(300):
+                assert (await client.get("/livez", headers={"accept": f"text/plain, x/{index}"})).status_code == 200
+
+    asyncio.run(run())
+    assert 0 < len(app.endpoints.answers) <= 256
+
+
+def test_an_answer_is_current_until_what_it_shows_changes() -> None:
+    """HealthEndpoints.is_current is the rule the adapters' fast paths write out."""
+    registry = started_registry()
+    registry.add_check("db", lambda: True, cache_ttl=60)
+    endpoints = HealthEndpoints(registry)
+    endpoints.handle_sync("GET", "/livez", "", None)
+    endpoints.handle_sync("GET", "/readyz", "", None)
+    livez, readyz = endpoints.answers[("GET", "/livez", "", None)], endpoints.answers[("GET", "/readyz", "", None)]
+    assert livez.stamp is None and readyz.stamp is not None  # /livez shows no check result
+    assert endpoints.is_current(livez) and endpoints.is_current(readyz)
+    assert (readyz.status, readyz.status_line, readyz.body) == (200, "200 OK", b"ok\n")
+    assert dict(readyz.raw_headers) == {k.encode(): v.encode() for k, v in readyz.headers}
+    registry.set_live(True)  # a switch, even one that changes nothing shown
+    assert not endpoints.is_current(livez) and not endpoints.is_current(readyz)
 
 
 class _AppendHeader:
@@ -149,7 +173,7 @@ class _AppendHeader:
 def test_asgi_cached_answers_keep_headers_intact_under_a_wrapping_middleware() -> None:
     """A reused answer must not collect the headers an outer middleware adds, request after
     request."""
-    app = _AppendHeader(AsgiMiddleware(Starlette(), _started()))
+    app = _AppendHeader(AsgiMiddleware(Starlette(), started_registry()))
 
     async def run() -> list[httpx.Response]:
         return [await _get_asgi(app, "/livez") for _ in range(5)]
@@ -161,7 +185,7 @@ def test_asgi_cached_answers_keep_headers_intact_under_a_wrapping_middleware() -
 
 
 def test_head_repeats_get_length_and_wsgi_status_line() -> None:
-    app = WsgiMiddleware(_inner_wsgi, _started())
+    app = WsgiMiddleware(_inner_wsgi, started_registry())
     with httpx.Client(transport=httpx.WSGITransport(app=app), base_url="http://t") as client:
         for _ in range(2):  # first run, then the reused answer
             head = client.head("/livez")
@@ -195,7 +219,7 @@ def _reference(registry: HealthRegistry, method: str, url: str, headers: dict[st
 def test_both_middlewares_answer_repeats_like_a_fresh_run() -> None:
     """Repeated requests answered from what the middleware remembered are, request by
     request, the answer a fresh run gives, also after a switch changes it."""
-    registry = _started()
+    registry = started_registry()
     asgi = AsgiMiddleware(Starlette(), registry)
     wsgi = WsgiMiddleware(_inner_wsgi, registry)
     # Count the requests that reach the endpoints: a repeat answered from what the ASGI
@@ -203,9 +227,9 @@ def test_both_middlewares_answer_repeats_like_a_fresh_run() -> None:
     reached: list[str] = []
     cached = asgi.endpoints.cached
 
-    def counting_cached(method: str, path: str, query: str, accept: str | None) -> Response | None:
+    def counting_cached(method: str, path: str, query: str, accept: str | None, key: Any = None) -> Response | None:
         reached.append(path)
-        return cached(method, path, query, accept)
+        return cached(method, path, query, accept, key)
 
     asgi.endpoints.cached = counting_cached  # type: ignore[method-assign]
 
@@ -238,7 +262,7 @@ def test_both_middlewares_answer_repeats_like_a_fresh_run() -> None:
 
 
 def test_asgi_root_path_repeats_answer_below_the_root() -> None:
-    registry = _started()
+    registry = started_registry()
     app = AsgiMiddleware(Starlette(), registry)
 
     async def run() -> list[httpx.Response]:

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
+from .support import ROOT
 
 PEERS = {
     "fastapi-health": ("fastapi_health", "1 ASGI"),

@@ -29,9 +29,6 @@ import re
 import shlex
 import signal
 import socket
-import subprocess
-import sys
-import textwrap
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -40,7 +37,6 @@ from typing import Any
 
 import httpx
 import pytest
-import yaml
 
 from healthprobe import HealthRegistry
 
@@ -49,7 +45,8 @@ from .support import (
     PrivateRedis,
     ServerProcess,
     free_port,
-    require_service,
+    raised_without,
+    run_server,
     status,
     wait_until,
 )
@@ -70,15 +67,6 @@ SOLO = "celery -A proj worker --loglevel=INFO --pool=solo"
 
 class Broker(PrivateRedis):
     """The broker: a private redis-server, stopped and started at will (same port)."""
-
-
-@contextlib.contextmanager
-def broker_in(tmp: Path) -> Iterator[Broker]:
-    broker = Broker(tmp)
-    try:
-        yield broker
-    finally:
-        broker.stop()
 
 
 def client_app(broker: Broker) -> Any:
@@ -107,14 +95,12 @@ def worker(
         "PROBE_PORT": str(port),
         "CONSUMER_MAX_INTERVAL": str(MAX_INTERVAL),
     }
-    server = ServerProcess(doc_pages.argv(doc_pages.command(PAGE, starts), port), port, cwd=project, env=env, log=log)
-    try:
-        if wait:
-            server.wait_ready(30)
-        with httpx.Client(base_url=server.url, timeout=5) as client:
-            yield server, client
-    finally:
-        server.stop()
+    argv = doc_pages.argv(doc_pages.command(PAGE, starts), port)
+    with (
+        run_server(argv, port, log.parent, env=env, name=log.stem, cwd=project, timeout=30 if wait else None) as server,
+        httpx.Client(base_url=server.url, timeout=5) as client,
+    ):
+        yield server, client
 
 
 def ready(server: ServerProcess, client: httpx.Client, timeout: float = 30) -> None:
@@ -135,9 +121,9 @@ def project(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Broker]:
-    require_service("127.0.0.1", 6379, "Redis (the result backend)")
-    with broker_in(tmp_path_factory.mktemp("broker")) as broker:
+def broker(tmp_path_factory: pytest.TempPathFactory, redis_up: None) -> Iterator[Broker]:
+    """Needs the machine's Redis too, the result backend."""
+    with Broker(tmp_path_factory.mktemp("broker")) as broker:
         yield broker  # not started: the first test starts the worker before the broker
 
 
@@ -160,17 +146,10 @@ def tasks(broker: Broker) -> Any:
 
 
 def test_probe_block_names_the_default_paths_and_the_probe_port() -> None:
-    (spec,) = doc_pages.probe_specs(PAGE)
-    assert {key: probe["httpGet"] for key, probe in spec.items()} == {
-        "startupProbe": {"path": "/startupz", "port": "probes"},
-        "readinessProbe": {"path": "/readyz", "port": "probes"},
-        "livenessProbe": {"path": "/livez", "port": "probes"},
-    }
+    container = doc_pages.probe_port_container(PAGE)
     assert "{name: probes, containerPort: 8081}" in PAGE  # install(port=...) defaults to PROBE_PORT=8081
     assert 'os.environ.get("PROBE_PORT", "8081")' in PAGE
     # The container runs the page's first command.
-    (deployment,) = [yaml.safe_load(body) for body in doc_pages.blocks(PAGE, "yaml")]
-    (container,) = deployment["spec"]["template"]["spec"]["containers"]
     assert container["command"] == shlex.split(doc_pages.command(PAGE, PREFORK))
 
 
@@ -229,7 +208,7 @@ def test_startup_waits_for_the_broker_then_a_task_runs(
     server, client = prefork
     assert not broker.running
     # Started while the broker is down: not started, not ready, alive (waiting for the broker).
-    wait_until(lambda: "consumer: Cannot connect to redis://" in server.output(), 20, "a retry", server.output)
+    server.wait_for_output("consumer: Cannot connect to redis://", timeout=20)
     for _ in range(3):
         assert client.get("/startupz").status_code == 503
         assert client.get("/readyz").status_code == 503
@@ -327,7 +306,7 @@ def _curl_lines(server: ServerProcess, contains: str = BROKER_DOWN) -> None:
 def _log_lines(log: str, contains: str = BROKER_LOST) -> None:
     """Every line of the page's log excerpt (the one that ``contains``) is in the worker's
     log (numbers may differ)."""
-    (excerpt,) = [b for b in doc_pages.blocks(PAGE, "text") if contains in b]
+    excerpt = doc_pages.block(PAGE, "text", contains=contains)
     for line in excerpt.splitlines():
         level, message = re.fullmatch(r"\[[^:]+:[^:]+:[^:]+: (\w+)/MainProcess\] (.*)", line).groups()  # type: ignore[union-attr]
         pattern = re.escape(f"{level}/MainProcess] {message}")
@@ -340,7 +319,7 @@ def test_sigterm_during_a_task(prefork: tuple[ServerProcess, httpx.Client], brok
     broker.start()
     ready(server, client)
     result = tasks.send_task("proj.tasks.long_job", args=(3.0,))
-    wait_until(lambda: "long_job started: 3.0 s" in server.output(), 20, "the task starts", server.output)
+    server.wait_for_output("long_job started: 3.0 s", timeout=20)
     server.signal(signal.SIGTERM)
     signalled = time.monotonic()
     wait_until(lambda: status(client, "/readyz") == 503, 1.5, "readiness fails at once", server.output)
@@ -369,26 +348,26 @@ def test_sigterm_during_a_task(prefork: tuple[ServerProcess, httpx.Client], brok
 HEALTHPROBE_WARNING = re.compile(r"^.*WARNING/\w+\] (?:check |celery: |lifecycle |probe server ).*$", re.M)
 
 
+@pytest.mark.usefixtures("redis_up")  # the result backend
 def test_a_normal_start_and_warm_shutdown_log_no_warning_from_the_checks(project: Path, tmp_path: Path) -> None:
     """Probed as the kubelet probes it (``/startupz`` until it passes, then the three probes,
     through a warm shutdown that lets a task finish), a worker logs no WARNING from
     healthprobe: the startup check's first fail before ``worker_ready`` is logged at INFO,
     and from the signal on the broker and consumer checks report ``worker shutting down``
     in the state they were in (pass), so readiness fails by the lifecycle alone."""
-    require_service("127.0.0.1", 6379, "Redis (the result backend)")
-    with broker_in(tmp_path) as broker:
+    with Broker(tmp_path) as broker:
         tasks = client_app(broker)
         # The page's worker as the page runs it: its log excerpt is checked below.
         with worker(project, PREFORK, broker, tmp_path / "quiet.log") as (server, client):
             # Not ready until the broker answers: the startup check fails, as it should.
-            wait_until(lambda: "consumer: Cannot connect to redis://" in server.output(), 20, "a retry", server.output)
+            server.wait_for_output("consumer: Cannot connect to redis://", timeout=20)
             for _ in range(3):
                 assert client.get("/startupz").status_code == 503
             broker.start()
             doc_pages.wait_status(client, "/startupz", 200, 30, log=server.output)
             ready(server, client)
             result = tasks.send_task("proj.tasks.long_job", args=(3.0,))
-            wait_until(lambda: "long_job started: 3.0 s" in server.output(), 20, "the task starts", server.output)
+            server.wait_for_output("long_job started: 3.0 s", timeout=20)
             server.signal(signal.SIGTERM)
             wait_until(lambda: status(client, "/readyz") == 503, 1.5, "readiness fails at once", server.output)
             _curl_lines(server, DRAINING)  # what the page shows during the drain
@@ -498,15 +477,15 @@ def test_the_startup_checks_first_fail_is_logged_at_info(
 # -- the solo pool: a task on the consumer's loop --------------------------------------------------
 
 
+@pytest.mark.usefixtures("redis_up")  # the result backend
 def test_solo_task_longer_than_the_bound_fails_liveness(project: Path, tmp_path: Path) -> None:
-    require_service("127.0.0.1", 6379, "Redis (the result backend)")
-    with broker_in(tmp_path) as broker:
+    with Broker(tmp_path) as broker:
         broker.start()
         tasks = client_app(broker)
         with worker(project, SOLO, broker, tmp_path / "solo.log") as (server, client):
             ready(server, client)
             result = tasks.send_task("proj.tasks.long_job", args=(MAX_INTERVAL + 3.5,))
-            wait_until(lambda: "long_job started" in server.output(), 20, "the task starts", server.output)
+            server.wait_for_output("long_job started", timeout=20)
             wait_until(lambda: status(client, "/livez") == 503, MAX_INTERVAL + 2, "liveness fails", server.output)
             body = client.get("/livez?verbose").text
             assert "[-]celery-consumer failed: reason withheld" in body, body
@@ -522,7 +501,7 @@ def test_solo_task_longer_than_the_bound_fails_liveness(project: Path, tmp_path:
             # SIGTERM while a task runs on the main thread: Celery's handler, and readiness
             # with it, do not wait for the task (the probe server's threads block the signal).
             second = tasks.send_task("proj.tasks.long_job", args=(2.5,))
-            wait_until(lambda: "long_job started: 2.5 s" in server.output(), 20, "the task starts", server.output)
+            server.wait_for_output("long_job started: 2.5 s", timeout=20)
             server.signal(signal.SIGTERM)
             wait_until(lambda: status(client, "/readyz") == 503, 1.5, "readiness fails at once", server.output)
             assert not second.ready()
@@ -535,7 +514,7 @@ def test_solo_task_longer_than_the_bound_fails_liveness(project: Path, tmp_path:
 
 
 def test_probe_port_in_use_ends_the_worker_with_one_line(project: Path, tmp_path: Path) -> None:
-    with socket.socket() as taken, broker_in(tmp_path) as broker:
+    with socket.socket() as taken, Broker(tmp_path) as broker:
         taken.bind(("0.0.0.0", 0))
         taken.listen(1)
         port = taken.getsockname()[1]
@@ -711,7 +690,7 @@ def test_a_probe_server_that_cannot_start_names_the_argument_at_fault(
         def refuse(*args: Any, **kwargs: Any) -> Any:
             raise error
 
-        monkeypatch.setattr(healthprobe.celery, "serve", refuse)
+        monkeypatch.setattr(healthprobe.probe_server, "serve", refuse)
     app = _app()
     port = free_port()
     probes = healthprobe.celery.install(app, host=host, port=port)
@@ -740,24 +719,11 @@ def test_install_refuses_a_second_call_a_taken_name_and_a_non_app() -> None:
 
 
 def test_missing_celery_names_the_extra() -> None:
-    code = textwrap.dedent(
-        """
-        import sys
-
-        class NotInstalled:
-            def find_spec(self, fullname, path=None, target=None):
-                if fullname.partition(".")[0] == "celery":
-                    raise ModuleNotFoundError(f"No module named {fullname!r}", name=fullname)
-                return None
-
-        sys.meta_path.insert(0, NotInstalled())
-        try:
-            import healthprobe.celery
-        except ImportError as exc:
-            print(type(exc).__name__, exc.name, exc.extra, exc)
-        """
+    raised = raised_without("celery", "import healthprobe.celery")
+    assert raised is not None and "ImportError" in raised["type"]
+    assert (raised["type"][0], raised["name"], raised["extra"], raised["message"]) == (
+        "MissingExtraError",
+        "celery",
+        "celery",
+        "healthprobe.celery needs celery: pip install 'healthprobe[celery]'",
     )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True)
-    assert out.stdout.strip() == (
-        "MissingExtraError celery celery healthprobe.celery needs celery: pip install 'healthprobe[celery]'"
-    ), out.stderr

@@ -25,7 +25,7 @@ from healthprobe import CheckReport, CheckResult, HealthRegistry, Probe, Report,
 from healthprobe import wsgi as hp_wsgi
 from healthprobe.render import dumps, one_line, render_json
 from tests import check_apps
-from tests.support import PYTHON, free_port, run_server
+from tests.support import PYTHON, free_port, run_server, started_registry
 
 #: Deadline of the checks below, in seconds. A failure that waited for it says "timed out".
 TIMEOUT = 3.0
@@ -55,11 +55,8 @@ BASE_EXCEPTIONS = [
 
 
 def registry_of(**checks: Callable[[], Any]) -> HealthRegistry:
-    registry = HealthRegistry(default_timeout=TIMEOUT, default_cache_ttl=0.0)
-    for name, func in checks.items():
-        registry.add_check(name, func)
-    registry.mark_started()
-    return registry
+    """A started registry of ``checks`` with the :data:`TIMEOUT` deadline and no result cache."""
+    return started_registry(checks, default_timeout=TIMEOUT, default_cache_ttl=0.0)
 
 
 async def ok_async() -> bool:

@@ -18,9 +18,7 @@ import decimal
 import json
 import logging
 import re
-import sys
 from collections.abc import Callable, Iterator
-from pathlib import Path
 from typing import Any
 
 import anyio
@@ -31,19 +29,15 @@ from healthprobe import CheckReport, CheckResult, HealthRegistry, Probe, Report,
 from healthprobe.render import dumps, render_json, render_text
 from tests import doc_pages
 from tests.apps.stubborn import SECRET
-from tests.support import ServerProcess, free_port
+from tests.support import BIN, ServerProcess, free_port, run_server, started_registry
 
-BIN = Path(sys.executable).parent
 DSN = f"postgres://admin:{SECRET}@db:5432/x"
 REDACTED = "postgres://***@db:5432/x"
 
 
 def started(**checks: Callable[[], object]) -> HealthRegistry:
-    registry = HealthRegistry(default_cache_ttl=0.0)
-    registry.mark_started()
-    for name, func in checks.items():
-        registry.add_check(name, func)
-    return registry
+    """A started registry of ``checks``, without a result cache."""
+    return started_registry(checks, default_cache_ttl=0.0)
 
 
 def both_kinds(value: Callable[[], object]) -> list[Callable[[], object]]:
@@ -200,12 +194,8 @@ def server(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFact
         command = [str(BIN / "uvicorn"), f"{APP}:asgi", "--port", str(port)]
     else:
         command = [str(BIN / "waitress-serve"), f"--listen=127.0.0.1:{port}", "--threads=4", f"{APP}:wsgi"]
-    process = ServerProcess(command, port, log=tmp_path_factory.mktemp(request.param) / "server.log")
-    try:
-        process.wait_ready()
+    with run_server(command, port, tmp_path_factory.mktemp(request.param)) as process:
         yield process
-    finally:
-        process.stop()
 
 
 @pytest.mark.slow

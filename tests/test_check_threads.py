@@ -14,21 +14,14 @@ import pytest
 
 from healthprobe import GracefulShutdown, HealthRegistry, Status, on_thread_exit
 
-from .support import require_service
+from .support import POSTGRES_ADMIN, started_registry
 
-PG = "host=127.0.0.1 port=5432 user=postgres dbname=test connect_timeout=3"
-
-
-def _registry() -> HealthRegistry:
-    registry = HealthRegistry()
-    registry.mark_started()
-    return registry
+PG = f"{POSTGRES_ADMIN} connect_timeout=3"
 
 
 @pytest.fixture
-def postgres() -> Iterator[object]:
+def postgres(postgres_up: None) -> Iterator[object]:
     psycopg = pytest.importorskip("psycopg")
-    require_service("127.0.0.1", 5432, "PostgreSQL")
     with psycopg.connect(PG, autocommit=True) as admin:
         yield admin
 
@@ -65,7 +58,7 @@ def test_thread_local_connection_is_made_once(postgres: object) -> None:
             on_thread_exit(local.handler.conn.close)
         local.handler.conn.execute("SELECT 1")
 
-    registry = _registry()
+    registry = started_registry()
     registry.add_check("database", database, cache_ttl=0, timeout=5)
     gc.disable()
     try:
@@ -86,7 +79,7 @@ def test_async_callers_share_the_same_thread() -> None:
     import anyio
 
     seen: set[int] = set()
-    registry = _registry()
+    registry = started_registry()
     registry.add_check("where", lambda: seen.add(threading.get_ident()), cache_ttl=0)
 
     async def main() -> None:
@@ -112,7 +105,7 @@ def test_late_run_retires_its_thread_after_its_teardowns() -> None:
         if len(threads) == 1:
             gate.wait(10)
 
-    registry = _registry()
+    registry = started_registry()
     registry.add_check("slow", slow, timeout=0.2, cache_ttl=0)
     result = registry.run("readiness").checks["slow"].result
     assert result.timed_out
@@ -136,7 +129,7 @@ def test_removing_a_check_ends_its_thread() -> None:
             on_thread_exit(done.set)
 
     local = threading.local()
-    registry = _registry()
+    registry = started_registry()
     registry.add_check("c", check, cache_ttl=0)
     registry.run("readiness")
     registry.remove_check("c")
@@ -156,7 +149,7 @@ def test_teardowns_run_last_first_and_a_raising_one_does_not_stop_the_others(
         on_thread_exit(boom)
         on_thread_exit(lambda: order.append("last"))
 
-    registry = _registry()
+    registry = started_registry()
     registry.add_check("c", check, cache_ttl=0)
     registry.run("readiness")
     with caplog.at_level(logging.WARNING, logger="healthprobe"):
@@ -175,7 +168,7 @@ def test_graceful_shutdown_closes_the_check_threads_after_its_hooks() -> None:
             on_thread_exit(lambda: order.append("teardown"))
 
     local = threading.local()
-    registry = _registry()
+    registry = started_registry()
     registry.add_check("c", check, cache_ttl=0)
     registry.run("readiness")
     shutdown = GracefulShutdown(registry, delay=0)
@@ -195,7 +188,7 @@ def test_misuse_is_refused() -> None:
         except TypeError as exc:
             errors.append(exc)
 
-    registry = _registry()
+    registry = started_registry()
     registry.add_check("c", check, cache_ttl=0)
     registry.run("readiness")
     assert errors and "callable" in str(errors[0])
@@ -206,7 +199,7 @@ def _run_in_child(registry: HealthRegistry, out: multiprocessing.Queue[object]) 
 
 
 def test_a_forked_child_gets_its_own_thread() -> None:
-    registry = _registry()
+    registry = started_registry()
     registry.add_check("c", lambda: True, cache_ttl=0)
     assert registry.run("readiness").status is Status.PASS  # the parent's thread exists
     context = multiprocessing.get_context("fork")
@@ -261,7 +254,7 @@ def test_an_idle_check_thread_ends_with_its_teardowns(monkeypatch: pytest.Monkey
         if len(threads) == 1:
             on_thread_exit(ended.set)
 
-    registry = _registry()
+    registry = started_registry()
     registry.add_check("c", check, cache_ttl=0)
     registry.run("readiness")
     assert ended.wait(5)

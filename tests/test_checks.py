@@ -17,10 +17,8 @@ import pytest
 from healthprobe import CheckResult, HealthRegistry, Status, checks
 from healthprobe.checks import redact
 
-from .support import free_port, require_service
+from .support import POSTGRES, POSTGRES_ADMIN, REDIS, free_port, started_registry, werkzeug_server
 
-PG = ("127.0.0.1", 5432)
-REDIS = ("127.0.0.1", 6379)
 SECRET = "S3cr3t-pa55"
 
 pytestmark = pytest.mark.timeout(150)
@@ -41,16 +39,6 @@ def run(check: object) -> CheckResult:
 
 def open_fds() -> int:
     return len(os.listdir("/proc/self/fd"))
-
-
-@pytest.fixture
-def pg() -> None:
-    require_service(*PG, "PostgreSQL")
-
-
-@pytest.fixture
-def rd() -> None:
-    require_service(*REDIS, "Redis")
 
 
 class SilentServer:
@@ -110,22 +98,21 @@ def closed_port() -> int:
     return free_port()
 
 
-def registry_with(name: str, check: object, timeout: float = 1.0) -> HealthRegistry:
-    registry = HealthRegistry(default_cache_ttl=0.0)
-    registry.add_check(name, check, timeout=timeout)  # type: ignore[arg-type]
-    registry.mark_started()
-    return registry
-
-
 def timed_probe(registry: HealthRegistry, name: str) -> tuple[CheckResult, float]:
     start = time.monotonic()
     report = registry.run("readiness")
     return report.checks[name].result, time.monotonic() - start
 
 
-def fails_within_timeout_without_leaks(registry: HealthRegistry, silent: SilentServer) -> None:
-    """Probe ``registry`` (checks ``closed`` and ``silent``, 1 s timeout) a few times: each
-    fails within timeout + 2 s, and no socket, descriptor or thread is left behind."""
+def fails_within_timeout_without_leaks(check_on: Callable[[int], object], silent: SilentServer) -> None:
+    """Probe a registry (1 s timeout) of two checks made by ``check_on(port)``, ``closed`` on a
+    port with no listener and ``silent`` on the ``silent`` server's, a few times: each fails
+    within timeout + 2 s, and no socket, descriptor or thread is left behind."""
+    registry = started_registry(
+        {"closed": check_on(closed_port()), "silent": check_on(silent.port)},  # type: ignore[dict-item]
+        default_cache_ttl=0.0,
+        default_timeout=1.0,
+    )
 
     def probe() -> None:
         start = time.monotonic()
@@ -191,8 +178,8 @@ def test_redact_removes_literal_secrets_in_any_form() -> None:
 # -- tcp and http ------------------------------------------------------------------------------
 
 
-def test_tcp_passes_with_latency_and_fails_on_closed_port(pg: None) -> None:
-    result = run(checks.tcp(*PG))
+def test_tcp_passes_with_latency_and_fails_on_closed_port(postgres_up: None) -> None:
+    result = run(checks.tcp(*POSTGRES))
     assert result.status is Status.PASS
     assert result.observed_unit == "s" and isinstance(result.observed_value, float)
     assert 0 <= result.observed_value < 5
@@ -208,7 +195,6 @@ def test_tcp_own_timeout_on_unroutable_times_out(silent: SilentServer) -> None:
 
 @pytest.fixture
 def http_server() -> Iterator[str]:
-    from werkzeug.serving import make_server
     from werkzeug.wrappers import Request, Response
 
     @Request.application  # type: ignore[arg-type]
@@ -222,14 +208,8 @@ def http_server() -> Iterator[str]:
             return Response("", status=200 if ok else 401)
         return Response("ok")
 
-    server = make_server("127.0.0.1", 0, app, threaded=True)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_port}"
-    finally:
-        server.shutdown()
-        server.server_close()
+    with werkzeug_server(app) as url:
+        yield url
 
 
 @pytest.mark.parametrize(
@@ -283,11 +263,7 @@ def test_http_headers_sent_and_never_shown(http_server: str, silent: SilentServe
 
 
 def test_http_fails_within_registry_timeout_on_silent_and_closed(silent: SilentServer) -> None:
-    registry = HealthRegistry(default_cache_ttl=0.0, default_timeout=1.0)
-    registry.add_check("closed", checks.http(f"http://127.0.0.1:{closed_port()}/?token={SECRET}"))
-    registry.add_check("silent", checks.http(f"http://127.0.0.1:{silent.port}/?token={SECRET}"))
-    registry.mark_started()
-    fails_within_timeout_without_leaks(registry, silent)
+    fails_within_timeout_without_leaks(lambda port: checks.http(f"http://127.0.0.1:{port}/?token={SECRET}"), silent)
 
 
 # -- disk, memory, file ------------------------------------------------------------------------
@@ -364,20 +340,20 @@ def pg_dsn(app: str, *, db: str = "test", user: str = "postgres", port: int = 54
 def pg_count(app: str) -> int:
     import psycopg
 
-    with psycopg.connect("host=127.0.0.1 user=postgres dbname=test", autocommit=True) as conn:
+    with psycopg.connect(POSTGRES_ADMIN, autocommit=True) as conn:
         row = conn.execute("SELECT count(*) FROM pg_stat_activity WHERE application_name = %s", (app,)).fetchone()
     assert row is not None
     return int(row[0])
 
 
-def test_postgres_dsn_passes_and_closes_its_connection(pg: None) -> None:
+def test_postgres_dsn_passes_and_closes_its_connection(postgres_up: None) -> None:
     app = f"hp-{uuid.uuid4().hex[:12]}"
     check = checks.postgres(pg_dsn(app))
     result = run(check)
     assert result.status is Status.PASS, result.output
     assert result.observed_unit == "s" and isinstance(result.observed_value, float)
     assert SECRET not in repr(check)
-    registry = registry_with("database", check, timeout=5.0)
+    registry = started_registry({"database": (check, {"timeout": 5.0})}, default_cache_ttl=0.0)
     assert registry.run("readiness").ok  # starts the private loop that sync callers use
     fds = open_fds()
     for _ in range(50):
@@ -387,7 +363,7 @@ def test_postgres_dsn_passes_and_closes_its_connection(pg: None) -> None:
 
 
 @pytest.mark.parametrize("target", ["wrong_db", "wrong_user"])
-def test_postgres_wrong_database_or_user_fails_redacted(pg: None, target: str) -> None:
+def test_postgres_wrong_database_or_user_fails_redacted(postgres_up: None, target: str) -> None:
     dsn = pg_dsn("hp-wrong", db="no_such_db") if target == "wrong_db" else pg_dsn("hp-wrong", user="no_such_user")
     keyword_dsn = f"host=127.0.0.1 dbname=no_such_db user=postgres password={SECRET}"
     for check in (checks.postgres(dsn), checks.postgres(keyword_dsn)):
@@ -397,12 +373,8 @@ def test_postgres_wrong_database_or_user_fails_redacted(pg: None, target: str) -
         assert SECRET not in result.output and SECRET not in repr(check)
 
 
-def test_postgres_closed_port_and_silent_server_fail_within_timeout(pg: None, silent: SilentServer) -> None:
-    registry = HealthRegistry(default_cache_ttl=0.0, default_timeout=1.0)
-    registry.add_check("closed", checks.postgres(pg_dsn("hp-down", port=closed_port())))
-    registry.add_check("silent", checks.postgres(pg_dsn("hp-down", port=silent.port)))
-    registry.mark_started()
-    fails_within_timeout_without_leaks(registry, silent)
+def test_postgres_closed_port_and_silent_server_fail_within_timeout(postgres_up: None, silent: SilentServer) -> None:
+    fails_within_timeout_without_leaks(lambda port: checks.postgres(pg_dsn("hp-down", port=port)), silent)
     own = checks.postgres(pg_dsn("hp-down", port=silent.port), timeout=0.5)
     assert run(own).output == "timed out after 0.5 s"
 
@@ -433,7 +405,7 @@ async def hammer(check: Callable[[], Awaitable[CheckResult]], connections: Calla
     return failures, peak
 
 
-def test_postgres_async_pool_never_exceeds_pool_size(pg: None) -> None:
+def test_postgres_async_pool_never_exceeds_pool_size(postgres_up: None) -> None:
     from psycopg_pool import AsyncConnectionPool
 
     app = f"hp-{uuid.uuid4().hex[:12]}"
@@ -453,7 +425,7 @@ def test_postgres_async_pool_never_exceeds_pool_size(pg: None) -> None:
     assert after == 0
 
 
-def test_postgres_async_pool_run_cancelled_at_deadline_gives_its_connection_back(pg: None) -> None:
+def test_postgres_async_pool_run_cancelled_at_deadline_gives_its_connection_back(postgres_up: None) -> None:
     from psycopg_pool import AsyncConnectionPool
 
     app = f"hp-{uuid.uuid4().hex[:12]}"
@@ -487,7 +459,7 @@ def test_postgres_async_pool_run_cancelled_at_deadline_gives_its_connection_back
     assert pg_count(app) == 0
 
 
-def test_postgres_sync_pool_check(pg: None) -> None:
+def test_postgres_sync_pool_check(postgres_up: None) -> None:
     from psycopg_pool import ConnectionPool
 
     app = f"hp-{uuid.uuid4().hex[:12]}"
@@ -496,7 +468,7 @@ def test_postgres_sync_pool_check(pg: None) -> None:
     ) as pool:
         pool.wait()
         check = checks.postgres(pool, timeout=2.0)
-        registry = registry_with("database", check, timeout=3.0)
+        registry = started_registry({"database": (check, {"timeout": 3.0})}, default_cache_ttl=0.0)
         threads = threading.active_count()
         for _ in range(300):
             assert registry.run("readiness").ok
@@ -518,13 +490,13 @@ def redis_count(name: str) -> int:
         client.close()
 
 
-def test_redis_url_passes_and_closes_its_connection(rd: None) -> None:
+def test_redis_url_passes_and_closes_its_connection(redis_up: None) -> None:
     name = f"hp-{uuid.uuid4().hex[:12]}"
     check = checks.redis(f"redis://127.0.0.1:6379/0?client_name={name}")
     result = run(check)
     assert result.status is Status.PASS, result.output
     assert result.observed_unit == "s"
-    registry = registry_with("cache", check, timeout=5.0)
+    registry = started_registry({"cache": (check, {"timeout": 5.0})}, default_cache_ttl=0.0)
     assert registry.run("readiness").ok  # starts the private loop that sync callers use
     fds = open_fds()
     for _ in range(100):
@@ -533,7 +505,7 @@ def test_redis_url_passes_and_closes_its_connection(rd: None) -> None:
     assert open_fds() <= fds + 2
 
 
-def test_redis_wrong_credentials_and_database_fail_redacted(rd: None) -> None:
+def test_redis_wrong_credentials_and_database_fail_redacted(redis_up: None) -> None:
     wrong_user = checks.redis(f"redis://no_such_user:{SECRET}@127.0.0.1:6379/0")
     result = run(wrong_user)
     assert result.status is Status.FAIL and result.output
@@ -543,17 +515,13 @@ def test_redis_wrong_credentials_and_database_fail_redacted(rd: None) -> None:
     assert bad_db.status is Status.FAIL and bad_db.output and "out of range" in bad_db.output
 
 
-def test_redis_closed_port_and_silent_server_fail_within_timeout(rd: None, silent: SilentServer) -> None:
-    registry = HealthRegistry(default_cache_ttl=0.0, default_timeout=1.0)
-    registry.add_check("closed", checks.redis(f"redis://:{SECRET}@127.0.0.1:{closed_port()}/0"))
-    registry.add_check("silent", checks.redis(f"redis://:{SECRET}@127.0.0.1:{silent.port}/0"))
-    registry.mark_started()
-    fails_within_timeout_without_leaks(registry, silent)
+def test_redis_closed_port_and_silent_server_fail_within_timeout(redis_up: None, silent: SilentServer) -> None:
+    fails_within_timeout_without_leaks(lambda port: checks.redis(f"redis://:{SECRET}@127.0.0.1:{port}/0"), silent)
     own = checks.redis(f"redis://127.0.0.1:{silent.port}/0", timeout=0.5)
     assert run(own).output == "timed out after 0.5 s"
 
 
-def test_redis_async_client_never_exceeds_its_pool(rd: None) -> None:
+def test_redis_async_client_never_exceeds_its_pool(redis_up: None) -> None:
     import redis.asyncio
 
     name = f"hp-{uuid.uuid4().hex[:12]}"
@@ -577,13 +545,13 @@ def test_redis_async_client_never_exceeds_its_pool(rd: None) -> None:
     assert redis_count(name) == 0
 
 
-def test_redis_sync_client_check(rd: None) -> None:
+def test_redis_sync_client_check(redis_up: None) -> None:
     import redis
 
     name = f"hp-{uuid.uuid4().hex[:12]}"
     client = redis.Redis(host=REDIS[0], port=REDIS[1], client_name=name, socket_timeout=1.0, max_connections=1)
     try:
-        registry = registry_with("cache", checks.redis(client), timeout=2.0)
+        registry = started_registry({"cache": (checks.redis(client), {"timeout": 2.0})}, default_cache_ttl=0.0)
         for _ in range(300):
             assert registry.run("readiness").ok
         assert redis_count(name) == 1
@@ -594,7 +562,7 @@ def test_redis_sync_client_check(rd: None) -> None:
 # -- SQLAlchemy --------------------------------------------------------------------------------
 
 
-def test_sqlalchemy_engine_pool_bound(pg: None) -> None:
+def test_sqlalchemy_engine_pool_bound(postgres_up: None) -> None:
     import sqlalchemy
 
     app = f"hp-{uuid.uuid4().hex[:12]}"
@@ -629,7 +597,7 @@ def test_sqlalchemy_engine_pool_bound(pg: None) -> None:
     assert pg_count(app) == 0
 
 
-def test_sqlalchemy_async_engine_and_wrong_database(pg: None) -> None:
+def test_sqlalchemy_async_engine_and_wrong_database(postgres_up: None) -> None:
     from sqlalchemy.ext.asyncio import create_async_engine
 
     async def main() -> tuple[CheckResult, CheckResult]:
@@ -647,7 +615,9 @@ def test_sqlalchemy_async_engine_and_wrong_database(pg: None) -> None:
     assert SECRET not in failed.output
 
 
-def test_sync_clients_against_silent_server_hold_one_thread_at_most(pg: None, rd: None, silent: SilentServer) -> None:
+def test_sync_clients_against_silent_server_hold_one_thread_at_most(
+    postgres_up: None, redis_up: None, silent: SilentServer
+) -> None:
     """Sync checks (pools and clients of sync drivers) run in a thread of their own: against a
     server that never answers, probes still fail within the deadline, and the check holds at
     most one thread until the driver's own timeout ends it."""
@@ -687,7 +657,9 @@ def test_sync_clients_against_silent_server_hold_one_thread_at_most(pg: None, rd
 # -- secrets never reach bodies or logs --------------------------------------------------------
 
 
-def test_secrets_absent_from_logs_and_exposed_bodies(pg: None, rd: None, caplog: pytest.LogCaptureFixture) -> None:
+def test_secrets_absent_from_logs_and_exposed_bodies(
+    postgres_up: None, redis_up: None, caplog: pytest.LogCaptureFixture
+) -> None:
     from healthprobe.render import render_json, render_text
 
     registry = HealthRegistry(default_cache_ttl=0.0)

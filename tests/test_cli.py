@@ -23,7 +23,7 @@ from healthprobe import HealthRegistry
 from healthprobe.cli import failing_lines, main, probe
 from healthprobe.wsgi import HealthMiddleware
 
-from .support import PYTHON, ServerProcess, free_port, run_server
+from .support import PYTHON, ServerProcess, free_port, run_server, started_registry, werkzeug_server
 
 seen_headers: dict[str, str] = {}
 
@@ -40,15 +40,8 @@ def _app(request: Request) -> Response:
 
 @pytest.fixture(scope="module")
 def base_url() -> Iterator[str]:
-    registry = HealthRegistry()
-    registry.mark_started()
-    registry.add_check("db", lambda: False)
-    server = make_server("127.0.0.1", 0, HealthMiddleware(_app, registry), threaded=True)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_port}"
-    server.shutdown()
-    thread.join(5)
+    with werkzeug_server(HealthMiddleware(_app, started_registry({"db": lambda: False}))) as url:
+        yield url
 
 
 def echo_app(environ: dict[str, object], start_response: Callable[..., object]) -> Iterable[bytes]:

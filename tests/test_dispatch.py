@@ -11,6 +11,8 @@ import httpx
 from healthprobe import GracefulShutdown, HealthRegistry
 from healthprobe.wsgi import HealthMiddleware
 
+from .support import asgi_call
+
 
 class _Body:
     """A response iterable that records whether the server closed it."""
@@ -60,24 +62,6 @@ def test_wsgi_counts_a_request_until_the_server_closes_its_body_once() -> None:
 # -- ASGI --------------------------------------------------------------------------------------
 
 
-def _asgi_call(app: Any, scope: dict[str, Any]) -> tuple[int, dict[bytes, bytes], bytes]:
-    """One request straight into an ASGI app: (status, headers, body)."""
-    import asyncio
-
-    sent: list[dict[str, Any]] = []
-
-    async def receive() -> dict[str, Any]:
-        return {"type": "http.request", "body": b"", "more_body": False}
-
-    async def send(message: dict[str, Any]) -> None:
-        sent.append(message)
-
-    asyncio.run(app(scope, receive, send))
-    start = next(m for m in sent if m["type"] == "http.response.start")
-    body = b"".join(m.get("body", b"") for m in sent if m["type"] == "http.response.body")
-    return start["status"], dict(start.get("headers", [])), body
-
-
 async def _inner(scope: dict[str, Any], receive: Any, send: Any) -> None:
     await send({"type": "http.response.start", "status": 299, "headers": []})
     await send({"type": "http.response.body", "body": scope["type"].encode()})
@@ -93,11 +77,11 @@ def test_asgi_answers_scopes_without_the_optional_keys_every_time() -> None:
     app = AsgiMiddleware(_inner, registry)
     bare = {"type": "http", "method": "GET", "path": "/livez"}
     for _ in range(3):
-        status, headers, body = _asgi_call(app, dict(bare))
+        status, headers, body = asgi_call(app, dict(bare))
         assert (status, headers[b"content-type"], body) == (200, b"text/plain; charset=utf-8", b"ok\n")
-    assert _asgi_call(app, {**bare, "path": "/orders"})[0] == 299
+    assert asgi_call(app, {**bare, "path": "/orders"})[0] == 299
     registry.set_live(False, "wedged")
-    assert _asgi_call(app, dict(bare))[0] == 503
+    assert asgi_call(app, dict(bare))[0] == 503
 
 
 def test_asgi_empty_path_is_the_root_and_websockets_pass() -> None:
@@ -107,10 +91,10 @@ def test_asgi_empty_path_is_the_root_and_websockets_pass() -> None:
     registry.mark_started()
     app = AsgiMiddleware(_inner, registry, paths={"/": "liveness"})
     scope = {"type": "http", "method": "GET", "path": "", "root_path": "", "query_string": b"", "headers": []}
-    assert _asgi_call(app, scope)[2] == b"ok\n"
-    assert _asgi_call(app, {**scope, "path": "/"})[2] == b"ok\n"
-    assert _asgi_call(app, {**scope, "path": "/other"})[0] == 299
-    assert _asgi_call(app, {**scope, "type": "websocket", "path": "/"}) == (299, {}, b"websocket")
+    assert asgi_call(app, scope)[2] == b"ok\n"
+    assert asgi_call(app, {**scope, "path": "/"})[2] == b"ok\n"
+    assert asgi_call(app, {**scope, "path": "/other"})[0] == 299
+    assert asgi_call(app, {**scope, "type": "websocket", "path": "/"}) == (299, {}, b"websocket")
 
 
 def test_asgi_first_accept_line_decides_on_repeats_too() -> None:
@@ -126,5 +110,5 @@ def test_asgi_first_accept_line_decides_on_repeats_too() -> None:
     text_first = [(b"host", b"t"), (b"accept", b"text/plain"), (b"accept", b"application/health+json")]
     for _ in range(3):
         for headers, kind in ((json_first, b"application/health+json"), (text_first, b"text/plain; charset=utf-8")):
-            status, sent_headers, _body = _asgi_call(app, {**scope, "headers": list(headers)})
+            status, sent_headers, _body = asgi_call(app, {**scope, "headers": list(headers)})
             assert status == 200 and sent_headers[b"content-type"] == kind

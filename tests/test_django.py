@@ -29,7 +29,6 @@ import shlex
 import signal
 import subprocess
 import sys
-import textwrap
 import time
 import uuid
 from collections.abc import Iterator
@@ -41,7 +40,18 @@ import psycopg
 import pytest
 
 from . import doc_pages
-from .support import PYTHON, ROOT, ServerProcess, free_port, require_service
+from .support import (
+    BIN,
+    POD_HOST,
+    POSTGRES_ADMIN,
+    PYTHON,
+    ROOT,
+    ServerProcess,
+    free_port,
+    raised_without,
+    run_server,
+    stop_gracefully,
+)
 
 if TYPE_CHECKING:
     from healthprobe.django.conf import Problem
@@ -53,10 +63,6 @@ MIGRATION = doc_pages.page("migrating/django-health-check.md")
 #: The first line of the page's settings block, which is added to the generated settings.py.
 SETTINGS_BLOCK = "# mysite/settings.py: add at the end\n"
 MIGRATION_SETTINGS_BLOCK = "# mysite/settings.py: in place of the health_check apps and HEALTH_CHECK\n"
-#: A kubelet's Host header: the pod's IP address, which the site's ALLOWED_HOSTS refuses.
-POD_HOST = "10.1.2.3:8000"
-ADMIN_DSN = "host=127.0.0.1 port=5432 user=postgres dbname=test"
-BIN = doc_pages.BIN
 
 #: Added after the page's settings: a site whose own pages refuse the kubelet's Host, redirect
 #: plain HTTP to HTTPS, add slashes, and want a login.
@@ -192,7 +198,7 @@ health = registry()
 name = os.environ["HP_APP_NAME"]
 query = "SELECT count(*) FROM pg_stat_activity WHERE application_name = %s"
 counts, waits, failed = [], [], []
-with psycopg.connect(os.environ["HP_ADMIN_DSN"], autocommit=True) as observer:
+with psycopg.connect(os.environ["HP_POSTGRES_ADMIN"], autocommit=True) as observer:
     before = observer.execute(query, (name,)).fetchone()[0]
     for run in range(300):
         report = health.run("readiness")
@@ -242,13 +248,8 @@ class Site:
 # -- the project -------------------------------------------------------------------------------
 
 
-def _settings_block(text: str, first_line: str) -> str:
-    (found,) = [body for body in doc_pages.blocks(text, "python") if body.startswith(first_line)]
-    return found
-
-
 def _admin(sql: str) -> None:
-    with psycopg.connect(ADMIN_DSN, autocommit=True) as connection:
+    with psycopg.connect(POSTGRES_ADMIN, autocommit=True) as connection:
         connection.execute(sql)  # type: ignore[arg-type]
 
 
@@ -286,9 +287,8 @@ def _manage(site: Site, *args: str, env: dict[str, str] | None = None) -> subpro
 
 
 @pytest.fixture(scope="module")
-def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
+def site(tmp_path_factory: pytest.TempPathFactory, postgres_up: None) -> Iterator[Site]:
     """``django-admin startproject`` as the page says, then the page's files and settings."""
-    require_service("127.0.0.1", 5432, "PostgreSQL")
     root = tmp_path_factory.mktemp("django")
     project = root / "project"
     project.mkdir()
@@ -302,7 +302,7 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
         "mysite/wsgi_plain.py": (mysite / "wsgi.py").read_text(),
         "mysite/asgi_plain.py": (mysite / "asgi.py").read_text(),
         "mysite/settings_startproject.py": generated,
-        "mysite/settings.py": generated + "\n" + _settings_block(PAGE, SETTINGS_BLOCK) + HARDENING,
+        "mysite/settings.py": generated + "\n" + doc_pages.block(PAGE, "python", starts=SETTINGS_BLOCK) + HARDENING,
         "mysite/urls_site.py": URLS_SITE,
         "mysite/settings_bad.py": SETTINGS_BAD,
         "mysite/settings_runserver.py": SETTINGS_RUNSERVER,
@@ -416,7 +416,7 @@ def test_gunicorn_from_unmigrated_to_ready_then_graceful_stop(site: Site) -> Non
             _steady(client, server, "/readyz")
             _probes_answered_before_django(client)
             _curl_block(server, "%{http_code}")
-            log = doc_pages.stop_gracefully(server, workers=2)
+            log = stop_gracefully(server, workers=2)
     assert log.count("shutdown: hook 'flush_logs' finished") == 2, log
     assert log.count("exit code 0") == 2, log
 
@@ -428,7 +428,7 @@ def test_uvicorn_asgi(migrated: Site) -> None:
         doc_pages.wait_status(client, "/readyz", log=server.output)
         _probes_answered_before_django(client)
         _curl_block(server, "%{http_code}")
-        log = doc_pages.stop_gracefully(server)
+        log = stop_gracefully(server)
     assert "shutdown: hook 'flush_logs' finished" in log, log
     assert "Application shutdown complete" in log
 
@@ -443,7 +443,7 @@ def test_missing_database_fails_readiness_not_liveness(migrated: Site) -> None:
         assert client.get("/readyz/database").status_code == 503
         _curl_block(server, "$ curl -s localhost:8000/livez")
         assert "check database: fail (OperationalError: " in server.output()
-        doc_pages.stop_gracefully(server)
+        stop_gracefully(server)
 
     line = doc_pages.command(PAGE, "POSTGRES_DB=nowhere python manage.py healthprobe readiness")
     done = _run(migrated, line)
@@ -543,7 +543,7 @@ def test_bad_settings_are_reported_with_their_ids(migrated: Site) -> None:
         "'mysite.health' is a module, not a callable",
     ):
         assert f"`{quoted}`" in PAGE and quoted in report, quoted
-    (sample,) = [b for b in doc_pages.blocks(PAGE, "text") if "(healthprobe.E002)" in b]
+    sample = doc_pages.block(PAGE, "text", contains="(healthprobe.E002)")
     assert sample in report, (sample, report)  # the page's sample, as Django prints it
     assert f"System check identified {report.count('(healthprobe.')} issues" in report, report
     assert _manage(migrated, "check", "--tag", "healthprobe").returncode == 0
@@ -590,21 +590,15 @@ def test_an_application_that_is_not_wrapped_warns(migrated: Site) -> None:
         port = free_port()
         argv = [PYTHON, "manage.py", "runserver", "--noreload", f"127.0.0.1:{port}"]
         env = {"PYTHONPATH": str(migrated.project), **migrated.env, "DJANGO_SETTINGS_MODULE": settings}
-        server = ServerProcess(argv, port, cwd=migrated.project, env=env, log=migrated.logs / f"{settings}.log")
-        try:
-            server.wait_ready(30)
+        with run_server(argv, port, migrated.logs, env=env, name=settings, cwd=migrated.project, timeout=30) as server:
             with _client(server) as client:
                 assert client.get("/readyz").status_code == status
-            deadline = time.monotonic() + 10
-            while status == 400 and "healthprobe.W001: a probe request (/readyz) reached Django" not in server.output():
-                assert time.monotonic() < deadline, server.output()
-                time.sleep(0.05)
+            if status == 400:
+                server.wait_for_output("healthprobe.W001: a probe request (/readyz) reached Django", timeout=10)
             if status == 200:
                 assert "healthprobe.W001" not in server.output(), server.output()
             server.signal(signal.SIGINT)
             assert server.wait(10) == 0, server.output()  # runserver stops at once, as it should
-        finally:
-            server.stop()
 
 
 def test_logging_that_disables_healthprobe_is_reported_and_undone(migrated: Site) -> None:
@@ -616,11 +610,8 @@ def test_logging_that_disables_healthprobe_is_reported_and_undone(migrated: Site
         assert "WARNING healthprobe.django" in server.output() and "healthprobe.W002: LOGGING disables" in (
             server.output()
         )
-        deadline = time.monotonic() + 10
-        while "INFO healthprobe " not in server.output():  # "lifecycle starting -> started"
-            assert time.monotonic() < deadline, server.output()
-            time.sleep(0.05)
-        doc_pages.stop_gracefully(server)
+        server.wait_for_output("INFO healthprobe ", timeout=10)  # "lifecycle starting -> started"
+        stop_gracefully(server)
 
 
 def test_factories_without_the_app_warn(migrated: Site) -> None:
@@ -640,7 +631,7 @@ def test_factories_without_the_app_warn(migrated: Site) -> None:
 def test_checks_in_code(migrated: Site) -> None:
     """The page's "Checks in code" block: a check added to registry() in code is probed with
     the configured ones."""
-    (block,) = [b for b in doc_pages.blocks(PAGE, "python") if "registry().add_check(" in b]
+    block = doc_pages.block(PAGE, "python", contains="registry().add_check(")
     env = {
         **os.environ,
         "PYTHONPATH": str(migrated.project),
@@ -672,7 +663,7 @@ def test_database_connections_stay_flat_over_300_runs(migrated: Site) -> None:
     env = {
         "DJANGO_SETTINGS_MODULE": "mysite.settings_flat",
         "HP_APP_NAME": name,
-        "HP_ADMIN_DSN": f"{ADMIN_DSN} application_name=hp-flat-observer",
+        "HP_POSTGRES_ADMIN": f"{POSTGRES_ADMIN} application_name=hp-flat-observer",
     }
     done = _run(migrated, "python flat.py", env)
     assert done.returncode == 0, done.stderr
@@ -685,10 +676,10 @@ def test_database_connections_stay_flat_over_300_runs(migrated: Site) -> None:
     assert result["runs"] == {"database": 300, "database-writable": 300, "migrations": 1}, result["runs"]
 
 
+@pytest.mark.usefixtures("redis_up")
 def test_cache_checks_against_redis(migrated: Site) -> None:
     """``CACHES``: a Redis cache passes its set/get check; a non-critical alias whose server
     is down warns without failing the probe."""
-    require_service("127.0.0.1", 6379, "Redis")
     done = _manage(migrated, "healthprobe", "readiness", "-v", env={"DJANGO_SETTINGS_MODULE": "mysite.settings_cache"})
     assert done.returncode == 0, done.stderr
     assert done.stdout.splitlines() == [
@@ -704,16 +695,16 @@ def test_cache_checks_against_redis(migrated: Site) -> None:
 # -- the migration guide -------------------------------------------------------------------------
 
 
+@pytest.mark.usefixtures("redis_up")
 def test_migration_guide_as_written(migrated: Site) -> None:
     """docs/migrating/django-health-check.md: its check module and settings block, on the
     project ``startproject`` made (SQLite), pass ``manage.py check``; its exec command prints
     what it shows; the old ``/ht/`` URL answers the readiness probe."""
-    require_service("127.0.0.1", 6379, "Redis")
     project = migrated.project
     for path, contents in doc_pages.files(MIGRATION).items():
         (project / path).write_text(contents)
     startproject = (project / "mysite" / "settings_startproject.py").read_text()
-    block = _settings_block(MIGRATION, MIGRATION_SETTINGS_BLOCK)
+    block = doc_pages.block(MIGRATION, "python", starts=MIGRATION_SETTINGS_BLOCK)
     (project / "mysite" / "settings_migrated.py").write_text(startproject + "\n" + block)
     env = {"DJANGO_SETTINGS_MODULE": "mysite.settings_migrated"}
 
@@ -846,28 +837,11 @@ def test_the_settings_table_names_every_key() -> None:
         assert f"`{key}`" in table
 
 
-MISSING_DJANGO = textwrap.dedent(
-    """
-    import sys
-
-    class NotInstalled:
-        def find_spec(self, fullname, path=None, target=None):
-            if fullname.partition(".")[0] == "django":
-                raise ModuleNotFoundError(f"No module named {fullname!r}", name=fullname)
-            return None
-
-    sys.meta_path.insert(0, NotInstalled())
-    try:
-        import healthprobe.django
-    except ImportError as exc:
-        print(type(exc).__name__, exc.name, exc, sep="|")
-    """
-)
-
-
 def test_without_django_the_import_names_the_extra() -> None:
-    done = subprocess.run([sys.executable, "-c", MISSING_DJANGO], capture_output=True, text=True, timeout=60)
-    assert done.returncode == 0, done.stderr
-    assert done.stdout.strip() == (
-        "MissingExtraError|django|healthprobe.django needs django: pip install 'healthprobe[django]'"
+    raised = raised_without("django", "import healthprobe.django")
+    assert raised is not None and "ImportError" in raised["type"]
+    assert (raised["type"][0], raised["name"], raised["message"]) == (
+        "MissingExtraError",
+        "django",
+        "healthprobe.django needs django: pip install 'healthprobe[django]'",
     )

@@ -4,8 +4,6 @@ JSON is valid, and its Kubernetes manifest probes paths that healthprobe serves.
 from __future__ import annotations
 
 import json
-import re
-from pathlib import Path
 
 import httpx
 import yaml
@@ -14,29 +12,33 @@ from healthprobe import CheckResult, HealthRegistry, Status
 from healthprobe.http import DEFAULT_PATHS
 from healthprobe.wsgi import HealthApp
 
-DOC = (Path(__file__).resolve().parent.parent / "docs" / "index.md").read_text()
+from . import doc_pages
+from .support import started_registry
+
+DOC = doc_pages.page("index.md")
 
 
 def blocks(language: str) -> list[str]:
-    return re.findall(rf"```{language}\n(.*?)```", DOC, re.S)
+    return doc_pages.blocks(DOC, language)
+
+
+def _disk() -> CheckResult:
+    return CheckResult(Status.WARN, output="91% used", observed_value=91.2, observed_unit="%")
+
+
+def _cache() -> None:
+    raise ConnectionError("connection refused")
 
 
 def docs_registry() -> HealthRegistry:
     """The checks the examples show: database passes, disk warns, cache raises."""
-    registry = HealthRegistry()
-    registry.add_check("database", lambda: True, probes=["readiness", "liveness"])
-    registry.add_check(
-        "disk",
-        lambda: CheckResult(Status.WARN, output="91% used", observed_value=91.2, observed_unit="%"),
-        critical=False,
+    return started_registry(
+        {
+            "database": (lambda: True, {"probes": ["readiness", "liveness"]}),
+            "disk": (_disk, {"critical": False}),
+            "cache": _cache,
+        }
     )
-
-    def cache() -> None:
-        raise ConnectionError("connection refused")
-
-    registry.add_check("cache", cache)
-    registry.mark_started()
-    return registry
 
 
 def client(registry: HealthRegistry, **options: object) -> httpx.Client:
@@ -107,7 +109,7 @@ def test_every_launch_path_is_in_the_table_of_kubernetes_md() -> None:
     from .haproxy import CONTROL, ROWS
     from .launch_paths import ROWS as LAUNCH_PATHS
 
-    text = (Path(__file__).resolve().parent.parent / "docs" / "kubernetes.md").read_text()
+    text = doc_pages.page("kubernetes.md")
     missing = [row.name for row in LAUNCH_PATHS if f"`{row.name}`" not in text]
     missing += [name for name in [*ROWS, *CONTROL] if f"| {name} |" not in text]
     assert not missing, missing
@@ -124,8 +126,7 @@ def test_the_stream_that_ends_itself_at_shutdown_as_kubernetes_md_shows_it() -> 
 
     from healthprobe.shutdown import GracefulShutdown
 
-    text = (Path(__file__).resolve().parent.parent / "docs" / "kubernetes.md").read_text()
-    (snippet,) = [b for b in re.findall(r"```python\n(.*?)```", text, re.S) if "wait_stopping()" in b]
+    snippet = doc_pages.block(doc_pages.page("kubernetes.md"), "python", contains="wait_stopping()")
     registry = HealthRegistry()
     shutdown = GracefulShutdown(registry, delay=0.3)
     namespace: dict[str, object] = {

@@ -5,21 +5,19 @@ a project of its own, served by the commands the docs name, probed, and stopped 
 from __future__ import annotations
 
 import contextlib
-import re
 import signal
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
 
-from .support import PYTHON, ROOT, ServerProcess, free_port
+from . import doc_pages
+from .support import BIN, ROOT, ServerProcess, free_port, run_server, stop_gracefully, wait_until
 
 pytestmark = pytest.mark.slow
 
-DOC = (ROOT / "docs" / "index.md").read_text()
-BIN = Path(PYTHON).parent
+DOC = doc_pages.page("index.md")
 
 #: Stands for the docs' ``health.py``: a registry with one check, and logging that shows
 #: healthprobe's lines.
@@ -33,12 +31,6 @@ logging.getLogger("healthprobe.shutdown").setLevel(logging.DEBUG)  # "handlers i
 registry = HealthRegistry()
 registry.add_check("database", lambda: True)
 """
-
-
-def block(first_line: str) -> str:
-    """The python block of docs/index.md that starts with ``first_line``."""
-    (found,) = [b for b in re.findall(r"```python\n(.*?)```", DOC, re.S) if b.startswith(first_line + "\n")]
-    return found
 
 
 def _write(path: Path, text: str) -> None:
@@ -62,32 +54,22 @@ def _with_hook(recipe: str) -> str:
 def _served(command: list[str], cwd: Path, tmp_path: Path, name: str) -> Iterator[ServerProcess]:
     port = free_port()
     argv = [c.replace("PORT", str(port)) for c in command]
-    server = ServerProcess(argv, port, cwd=cwd, env={"PYTHONPATH": str(cwd)}, log=tmp_path / f"{name}.log")
-    try:
-        server.wait_ready(30)
+    with run_server(argv, port, tmp_path, env={"PYTHONPATH": str(cwd)}, name=name, cwd=cwd, timeout=30) as server:
         yield server
-    finally:
-        server.stop()
+
+
+def _ready(server: ServerProcess, client: httpx.Client) -> None:
+    wait_until(
+        lambda: client.get("/readyz").status_code == 200, 20, "/readyz answering 200", server.output, interval=0.1
+    )
 
 
 def _probe_then_stop(server: ServerProcess, workers: int) -> str:
     with httpx.Client(base_url=server.url, timeout=5) as client:
-        deadline = time.monotonic() + 20
-        while client.get("/readyz").status_code != 200:
-            assert time.monotonic() < deadline, server.output()
-            time.sleep(0.1)
+        _ready(server, client)
         assert client.get("/livez").status_code == 200
         assert client.get("/").status_code in (200, 404)  # the app answers (the recipe adds no route)
-    deadline = time.monotonic() + 20
-    while server.output().count("shutdown: handlers installed in process") < workers:  # every worker booted
-        assert time.monotonic() < deadline, server.output()
-        time.sleep(0.05)
-    server.signal(signal.SIGTERM)
-    code = server.wait(30)
-    log = server.output()
-    assert code == 0, log
-    assert "graceful shutdown is OFF" not in log, log
-    assert log.count("shutdown: SIGTERM received") == workers, log
+    log = stop_gracefully(server, workers=workers)  # once every worker booted
     assert log.count("hook ran") == workers, log
     assert log.count("exit code 0") == workers, log
     return log
@@ -104,7 +86,7 @@ def test_flask_recipe(name: str, command: list[str], workers: int, tmp_path: Pat
     project = tmp_path / "project"
     _write(project / "myapp" / "health.py", HEALTH)
     hook = '\nhealth.on_shutdown(lambda: print("hook ran", flush=True), name="close_pool")\n'
-    _write(project / "myapp" / "__init__.py", block("# myapp/__init__.py") + hook)
+    _write(project / "myapp" / "__init__.py", doc_pages.block(DOC, "python", starts="# myapp/__init__.py\n") + hook)
     with _served(command, project, tmp_path, name) as server:
         _probe_then_stop(server, workers)
 
@@ -127,18 +109,15 @@ def test_readme_quickstart(name: str, command: list[str], tmp_path: Path) -> Non
     """The README's first code block, as ``app.py``, under each command its shell block
     names: it serves the app, the probes and metrics (the coordinator's in-flight series
     included), and stops on SIGTERM with its hook run."""
-    (quickstart,) = [b for b in re.findall(r"```python\n(.*?)```", README, re.S) if b.startswith("# app.py\n")]
-    shell = re.findall(r"```sh\n(.*?)```", README, re.S)[0]
+    quickstart = doc_pages.block(README, "python", starts="# app.py\n")
+    shell = doc_pages.blocks(README, "sh")[0]
     assert "uvicorn app:app" in shell and "uvicorn_worker.UvicornWorker app:app" in shell
     assert "hypercorn --workers 0 app:app" in shell
     project = tmp_path / "project"
     _write(project / "app.py", _with_hook(quickstart))
     with _served(command, project, tmp_path, name) as server:
         with httpx.Client(base_url=server.url, timeout=5) as client:
-            deadline = time.monotonic() + 20
-            while client.get("/readyz").status_code != 200:
-                assert time.monotonic() < deadline, server.output()
-                time.sleep(0.1)
+            _ready(server, client)
             assert client.get("/").json() == {"hello": "world"}
             metrics = client.get("/metrics").text
             assert 'healthprobe_check_status{check="disk"' in metrics

@@ -52,12 +52,10 @@ from healthprobe.shutdown import GracefulShutdown
 from healthprobe.wsgi import HealthMiddleware
 
 from . import doc_pages
-from .support import PYTHON, ServerProcess, free_port, require_service
+from .support import INSTALLED, PYTHON, ServerProcess, free_port, run_server, stop_gracefully, wait_until
 
 FLASK_PAGE = "frameworks/flask.md"
 MIGRATION_PAGE = "migrating/py-healthcheck.md"
-#: Logged at DEBUG by each serving process once its coordinator's handlers are in place.
-INSTALLED = "shutdown: handlers installed in process"
 TOKEN = "s3cret-token"
 
 
@@ -76,44 +74,22 @@ def served(
 ) -> Iterator[ServerProcess]:
     """Run a page's command in ``project`` until it listens; kill its process group at the end."""
     port = port or free_port()
-    server = ServerProcess(
-        argv(line, port),
-        port,
-        cwd=project,
-        # Outside a pod whatever runs the tests: the shutdown delay is 0 unless set.
-        env={"PYTHONPATH": str(project), "KUBERNETES_SERVICE_HOST": "", **(env or {})},
-        log=project / f"{name}.log",
-    )
-    try:
-        server.wait_ready(30)
+    # Outside a pod whatever runs the tests: the shutdown delay is 0 unless set.
+    full_env = {"PYTHONPATH": str(project), "KUBERNETES_SERVICE_HOST": "", **(env or {})}
+    with run_server(argv(line, port), port, project, env=full_env, name=name, cwd=project, timeout=30) as server:
         yield server
-    finally:
-        server.stop()
 
 
-def wait_for(condition: Any, timeout: float, what: str, log: Any = None) -> None:
-    """Poll ``condition()`` until true (a connection error counts as false); fail with
-    ``what`` and ``log()`` after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        with contextlib.suppress(httpx.TransportError):
-            if condition():
-                return
-        assert time.monotonic() < deadline, f"{what}\n" + (log() if log else "")
-        time.sleep(0.05)
+#: What a server that does not answer yet raises to a client (:func:`wait_until` tries again).
+NOT_YET = (httpx.TransportError,)
 
 
 def signal_when_installed(server: ServerProcess, workers: int = 1) -> None:
-    wait_for(lambda: server.output().count(INSTALLED) >= workers, 20, "no coordinator installed", server.output)
+    server.wait_for_output(INSTALLED, workers)
     server.signal(signal.SIGTERM)
 
 
 # -- the page's project ------------------------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def redis_up() -> None:
-    require_service("127.0.0.1", 6379, "Redis")
 
 
 @pytest.fixture(scope="module")
@@ -225,17 +201,17 @@ def test_gunicorn_serves_probes_before_the_apps_token_check(
             assert metrics.status_code == 200, metrics.text  # no token needed
             return 'healthprobe_check_status{check="redis",status="pass"} 1.0' in metrics.text
 
-        wait_for(scraped_pass, 10, "no worker's metrics showed redis passing", gunicorn.output)
+        wait_until(scraped_pass, 10, "a worker's metrics showing redis passing", gunicorn.output, retry=NOT_YET)
     doc_pages.run_transcript(doc_pages.transcripts(flask_page)[0], gunicorn.port, log=gunicorn.output)
 
 
 @pytest.mark.slow
 def test_gunicorn_sigterm_is_graceful_and_closes_the_pool(gunicorn: ServerProcess, flask_page: str) -> None:
-    log = doc_pages.stop_gracefully(gunicorn, workers=2)
+    log = stop_gracefully(gunicorn, workers=2)
     assert log.count("redis connection pool closed") == 2, log
     assert log.count("shutdown: hook 'close_redis' finished") == 2, log
     # The page's log excerpt, timestamps, process ids and figures aside.
-    (excerpt,) = [b for b in doc_pages.blocks(flask_page, "text") if "SIGTERM received" in b]
+    excerpt = doc_pages.block(flask_page, "text", contains="SIGTERM received")
     for line in excerpt.splitlines():
         message = line.split(" ", 3)[3]
         pattern = r"\d+ " + re.sub(r"\\ ", " ", re.sub(r"\d+(?:\\\.\d+)?", r"\\d+(?:\\.\\d+)?", re.escape(message)))
@@ -249,9 +225,9 @@ def test_gunicorn_gthread_workers(flask_page: str, project: Path, redis_up: None
     installed as the worker calls the factory."""
     line = doc_pages.command(flask_page, "gunicorn").replace(" -w 4 ", " -w 1 -k gthread --threads 4 ")
     with served(line, project, "gunicorn-gthread") as server, httpx.Client(base_url=server.url) as client:
-        wait_for(lambda: client.get("/readyz").status_code == 200, 10, "not ready", server.output)
+        wait_until(lambda: client.get("/readyz").status_code == 200, 10, "ready", server.output, retry=NOT_YET)
         assert client.get("/").status_code == 401
-        log = doc_pages.stop_gracefully(server, workers=1)
+        log = stop_gracefully(server, workers=1)
     assert "(server: gunicorn)" in log and log.count("redis connection pool closed") == 1, log
 
 
@@ -271,7 +247,9 @@ def test_waitress_serves_with_settings_from_the_environment(flask_page: str, pro
         signal_when_installed(server)
         signalled = time.monotonic()
         # The signal handler only wakes the coordinator's thread: readiness fails a moment later.
-        wait_for(lambda: client.get("/readyz").status_code == 503, 0.5, "readiness still passes", server.output)
+        wait_until(
+            lambda: client.get("/readyz").status_code == 503, 0.5, "readiness failing", server.output, retry=NOT_YET
+        )
         answers = []
         while time.monotonic() - signalled < 1.0:
             answers.append((client.get("/readyz").status_code, client.get("/livez").status_code))
@@ -296,7 +274,7 @@ def test_redis_down_fails_readiness_only(flask_page: str, project: Path) -> None
         assert client.get("/livez").status_code == 200
         metrics = client.get("/metrics").text
         assert 'healthprobe_check_status{check="redis",status="fail"} 1.0' in metrics
-        wait_for(lambda: "check redis: fail (ConnectionError" in server.output(), 5, "no log line", server.output)
+        server.wait_for_output("check redis: fail (ConnectionError", timeout=5)
 
 
 @pytest.mark.slow
@@ -304,7 +282,7 @@ def test_flask_run_is_left_alone(flask_page: str, project: Path, redis_up: None)
     line = doc_pages.command(flask_page, "flask")
     with served(line, project, "flask-run") as server, httpx.Client(base_url=server.url) as client:
         assert client.get("/readyz").status_code == 200
-        wait_for(lambda: "flask run is a development server" in server.output(), 5, "no INFO line", server.output)
+        server.wait_for_output("flask run is a development server", timeout=5)
         server.signal(signal.SIGTERM)
         signalled = time.monotonic()
         server.wait(10)
@@ -391,7 +369,7 @@ def test_two_apps_of_one_factory_in_one_process(project: Path, redis_up: None) -
         httpx.Client(base_url=server.url) as api,
         httpx.Client(base_url=f"http://127.0.0.1:{admin_port}") as admin,
     ):
-        wait_for(lambda: admin.get("/-/live").status_code == 200, 10, "admin server", server.output)
+        wait_until(lambda: admin.get("/-/live").status_code == 200, 10, "admin server", server.output, retry=NOT_YET)
         assert api.get("/readyz").status_code == 200
         assert admin.get("/-/ready").status_code == 503  # its own registry, its own Redis URL
         assert admin.get("/readyz").status_code == 401  # not its path: the app's own answer
@@ -454,7 +432,7 @@ def test_migration_after_served_as_written(migration_page: str, migration_projec
         assert client.get("/readyz/redis").status_code == 200
         assert client.get("/healthz").status_code == 404  # not among the page's paths
         assert "healthprobe_check_status" in client.get("/metrics").text
-        log = doc_pages.stop_gracefully(server, workers=2)
+        log = stop_gracefully(server, workers=2)
     assert log.count("hook 'close_cache' finished") == 2, log
 
 
@@ -782,7 +760,7 @@ def test_the_pages_factory_warns_of_its_grace_period_with_its_hook(flask_page: s
     assert result.returncode == 0, result.stderr
     lines = [line for line in result.stderr.splitlines() if BUDGET in line or "factory returned" in line]
     assert len(lines) == 2 and "factory returned" in lines[0], result.stderr
-    (shown,) = [b for b in doc_pages.blocks(flask_page, "text") if BUDGET in b]
+    shown = doc_pages.block(flask_page, "text", contains=BUDGET)
     assert lines[1].split(" ", 3)[3] == shown.strip().split(" ", 3)[3], (lines[1], shown)
     assert lines[1].endswith(
         "healthprobe.shutdown WARNING shutdown: delay 0.0 s + drain 20.0 s + 1 hook(s) x 5.0 s = 25.0 s exceeds "

@@ -16,7 +16,6 @@ import contextlib
 import os
 import re
 import shlex
-import signal
 import subprocess
 import time
 import warnings
@@ -33,7 +32,7 @@ from healthprobe import HealthRegistry
 from healthprobe.asgi import HealthApp, HealthMiddleware
 
 from . import doc_pages
-from .support import PYTHON, ROOT, ServerProcess, free_port, require_binary, require_service, wait_for_port
+from .support import POD_HOST, PYTHON, ROOT, PrivateRedis, ServerProcess, free_port, stop_gracefully
 
 with warnings.catch_warnings():  # Starlette 1.x: "Using `httpx` with `starlette.testclient` is deprecated"
     warnings.filterwarnings("ignore", message="Using `httpx` with `starlette.testclient` is deprecated")
@@ -44,8 +43,6 @@ pytestmark = pytest.mark.slow
 DATABASE_URL = "postgresql://postgres@127.0.0.1:5432/test"
 #: A database that does not exist: the server refuses every connection to it.
 MISSING_DATABASE_URL = "postgresql://postgres@127.0.0.1:5432/healthprobe_no_such_database"
-#: A Host header of a kubelet's probe: the pod's IP address, which no host check allows.
-POD_HOST = "10.1.2.3:8000"
 PROBES = ("/startupz", "/readyz", "/livez")
 
 FASTAPI = doc_pages.page("frameworks/fastapi.md")
@@ -150,56 +147,18 @@ def _stop(server: ServerProcess, *, hook: str, workers: int = 1, installed_line:
     ``installed_line=False`` for hypercorn, which sets up its logging only after the
     application's lifespan started, so the DEBUG line of the install never shows: there the
     install is done once the port accepts (hypercorn binds after the lifespan startup)."""
-    if installed_line:
-        log = doc_pages.stop_gracefully(server, workers=workers)
-    else:
-        server.signal(signal.SIGTERM)
-        code = server.wait(30)
-        log = server.output()
-        assert code == 0, log
-        assert "graceful shutdown is OFF" not in log, log
-        assert log.count("shutdown: SIGTERM received") == workers, log
+    log = stop_gracefully(server, workers=workers, installed_line=installed_line)
     assert log.count(f"shutdown: hook '{hook}' finished") == workers, log
     assert log.count("exit code 0") == workers, log
     return log
 
 
-@contextlib.contextmanager
-def _redis(tmp_path: Path, name: str = "redis") -> Iterator[tuple[str, subprocess.Popen[bytes], list[str]]]:
-    """A private redis-server on an ephemeral loopback port: ``(url, process, argv)``."""
-    binary = require_binary("redis-server", "redis-server")
-    port = free_port()
-    argv = [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
-    argv += ["--dir", str(tmp_path)]
-    with open(tmp_path / f"{name}.log", "wb") as log:
-        proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT)
-        try:
-            wait_for_port(port, proc=proc)
-            yield f"redis://127.0.0.1:{port}/0", proc, argv
-        finally:
-            proc.terminate()
-            proc.wait(10)
-
-
-def _redis_stopped(client: httpx.Client, server: ServerProcess, redis: subprocess.Popen[bytes]) -> None:
+def _redis_stopped(client: httpx.Client, server: ServerProcess, redis: PrivateRedis) -> None:
     """Stop Redis: readiness fails on the check, liveness and startup pass, the route that
     reaches the registry reports the failure."""
-    redis.terminate()
-    redis.wait(10)
+    redis.stop()
     _dependency_fails(client, server, "redis")
     _admin_readiness(client, "redis", ok=False)
-
-
-@contextlib.contextmanager
-def _redis_again(tmp_path: Path, argv: list[str]) -> Iterator[None]:
-    """Start Redis again on the same port."""
-    with open(tmp_path / "redis-again.log", "wb") as log:
-        proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT)
-        try:
-            yield
-        finally:
-            proc.terminate()
-            proc.wait(10)
 
 
 # -- the install lines -------------------------------------------------------------------------
@@ -248,8 +207,8 @@ def test_yaml_commands_are_the_pages_commands(text: str) -> None:
 
 
 @pytest.mark.parametrize(("starts", "workers"), [("uvicorn", 1), ("gunicorn", 2)])
+@pytest.mark.usefixtures("postgres_up")
 def test_fastapi_page(starts: str, workers: int, tmp_path: Path) -> None:
-    require_service("127.0.0.1", 5432, "PostgreSQL")
     env = {"DATABASE_URL": DATABASE_URL}
     with _serving(FASTAPI, starts, tmp_path, f"fastapi-{starts}", env) as (server, client):
         _probes_pass(client, server)
@@ -271,11 +230,11 @@ def test_fastapi_page(starts: str, workers: int, tmp_path: Path) -> None:
         _stop(server, hook="close_pool", workers=workers)
 
 
+@pytest.mark.usefixtures("postgres_up")
 def test_fastapi_page_database_missing(tmp_path: Path) -> None:
     """The database named does not exist: the process starts and serves, readiness fails on
     the check, liveness passes, and the page's curl lines print what it shows. Once the
     database is created, readiness passes by itself; the shutdown closes the pool."""
-    require_service("127.0.0.1", 5432, "PostgreSQL")
     name = f"healthprobe_pages_{os.getpid()}_{time.monotonic_ns()}"
     env = {"DATABASE_URL": f"postgresql://postgres@127.0.0.1:5432/{name}"}
     try:
@@ -344,8 +303,8 @@ def test_fastapi_schema_leaves_out_middleware_and_mounted_probes() -> None:
 
 def test_starlette_page_uvicorn_redis_down_and_back(tmp_path: Path) -> None:
     with (
-        _redis(tmp_path) as (url, redis, argv),
-        _serving(STARLETTE, "uvicorn myapp.main", tmp_path, "starlette-uvicorn", {"REDIS_URL": url}) as (
+        PrivateRedis(tmp_path, start=True) as redis,
+        _serving(STARLETTE, "uvicorn myapp.main", tmp_path, "starlette-uvicorn", {"REDIS_URL": redis.url}) as (
             server,
             client,
         ),
@@ -361,16 +320,16 @@ def test_starlette_page_uvicorn_redis_down_and_back(tmp_path: Path) -> None:
         # Redis stops: readiness fails, liveness passes; it starts again: readiness passes.
         _redis_stopped(client, server, redis)
         _curl_lines(STARLETTE, server)
-        with _redis_again(tmp_path, argv):
-            _wait(client, server, "/readyz", 200)
-            assert "check redis recovered: pass" in server.output()
-            _stop(server, hook="close_redis")
+        redis.start()  # again, on the same port
+        _wait(client, server, "/readyz", 200)
+        assert "check redis recovered: pass" in server.output()
+        _stop(server, hook="close_redis")
 
 
 def test_starlette_page_hypercorn(tmp_path: Path) -> None:
     with (
-        _redis(tmp_path) as (url, _redis_proc, _argv),
-        _serving(STARLETTE, "hypercorn", tmp_path, "starlette-hypercorn", {"REDIS_URL": url}) as (server, client),
+        PrivateRedis(tmp_path, start=True) as redis,
+        _serving(STARLETTE, "hypercorn", tmp_path, "starlette-hypercorn", {"REDIS_URL": redis.url}) as (server, client),
     ):
         _probes_pass(client, server)
         _yaml_paths(STARLETTE, client)
@@ -386,8 +345,8 @@ def test_starlette_page_mounted(tmp_path: Path) -> None:
     """The mounted variant: probes under /health only, /metrics, the registry from a route
     and the graceful shutdown kept by the middleware without probe paths."""
     with (
-        _redis(tmp_path) as (url, _redis_proc, _argv),
-        _serving(STARLETTE, "uvicorn myapp.mounted", tmp_path, "starlette-mounted", {"REDIS_URL": url}) as (
+        PrivateRedis(tmp_path, start=True) as redis,
+        _serving(STARLETTE, "uvicorn myapp.mounted", tmp_path, "starlette-mounted", {"REDIS_URL": redis.url}) as (
             server,
             client,
         ),
@@ -451,8 +410,8 @@ with TestClient(app) as client:
 
 def test_plain_asgi_page_uvicorn(tmp_path: Path) -> None:
     with (
-        _redis(tmp_path) as (url, redis, argv),
-        _serving(PLAIN, "uvicorn", tmp_path, "plain-asgi", {"REDIS_URL": url}) as (server, client),
+        PrivateRedis(tmp_path, start=True) as redis,
+        _serving(PLAIN, "uvicorn", tmp_path, "plain-asgi", {"REDIS_URL": redis.url}) as (server, client),
     ):
         _probes_pass(client, server)
         _yaml_paths(PLAIN, client)
@@ -462,14 +421,14 @@ def test_plain_asgi_page_uvicorn(tmp_path: Path) -> None:
         _metrics(client, "redis")
         assert "does not speak the ASGI lifespan protocol (it returned): healthprobe answers it" in server.output()
         _redis_stopped(client, server, redis)
-        with _redis_again(tmp_path, argv):
-            _wait(client, server, "/readyz", 200)
-            _stop(server, hook="close_redis")
+        redis.start()  # again, on the same port
+        _wait(client, server, "/readyz", 200)
+        _stop(server, hook="close_redis")
 
 
 @pytest.mark.parametrize(("starts", "workers"), [("gunicorn", 2), ("waitress-serve", 1)])
+@pytest.mark.usefixtures("postgres_up")
 def test_plain_wsgi_page(starts: str, workers: int, tmp_path: Path) -> None:
-    require_service("127.0.0.1", 5432, "PostgreSQL")
     env = {"DATABASE_URL": DATABASE_URL}
     with _serving(PLAIN, starts, tmp_path, f"plain-{starts}", env) as (server, client):
         _probes_pass(client, server)
@@ -498,12 +457,12 @@ def test_plain_wsgi_page_database_unreachable(tmp_path: Path) -> None:
 # -- migrating from fastapi-health -------------------------------------------------------------
 
 
+@pytest.mark.usefixtures("postgres_up")
 def test_migration_page_before(tmp_path: Path) -> None:
     """The page's "before" app, with fastapi-health, does what the table says of it: its
     route is in the API schema, its failure body is the handler's, and there is no probe
     path but its own."""
     pytest.importorskip("fastapi_health")
-    require_service("127.0.0.1", 5432, "PostgreSQL")
     project = doc_pages.write_project(MIGRATION, tmp_path / "migration")
     line = "uvicorn myapp.main:app --host 127.0.0.1 --port 8000"
     env = {"DATABASE_URL": MISSING_DATABASE_URL}
@@ -518,11 +477,11 @@ def test_migration_page_before(tmp_path: Path) -> None:
         assert client.get("/livez").status_code == 404
 
 
+@pytest.mark.usefixtures("postgres_up")
 def test_migration_page_after(tmp_path: Path) -> None:
     """The page's "after" app under its command: the three probes, the kept /health route
     with the readiness report, no health path in the API schema, metrics, and a graceful
     shutdown that closes the pool."""
-    require_service("127.0.0.1", 5432, "PostgreSQL")
     with _serving(MIGRATION, "uvicorn", tmp_path, "migration-after", {"DATABASE_URL": DATABASE_URL}) as (
         server,
         client,
@@ -536,12 +495,12 @@ def test_migration_page_after(tmp_path: Path) -> None:
         _stop(server, hook="close_pool")
 
 
+@pytest.mark.usefixtures("postgres_up")
 def test_fastapi_page_under_lifespan_off_warns_that_its_lifespan_did_not_run(tmp_path: Path) -> None:
     """``uvicorn --lifespan off`` skips the app's lifespan, where the page opens its pool and
     registers its check: readiness would pass with the check missing. The first request
     logs one WARNING that says so and names the fix; an app with no lifespan of its own (the
     plain ASGI page) gets none."""
-    require_service("127.0.0.1", 5432, "PostgreSQL")
     project = doc_pages.write_project(FASTAPI, tmp_path / "lifespan-off")
     line = _loopback(doc_pages.command(FASTAPI, "uvicorn")) + " --lifespan off"
     with (
@@ -555,12 +514,12 @@ def test_fastapi_page_under_lifespan_off_warns_that_its_lifespan_did_not_run(tmp
         assert "serve with the lifespan on (uvicorn's default, --lifespan auto)" in log, log
         assert "WARNING" in log, log
     with (
-        _redis(tmp_path) as (url, _redis_process, _argv),
+        PrivateRedis(tmp_path, start=True) as redis,
         doc_pages.served(
             _loopback(doc_pages.command(PLAIN, "uvicorn")) + " --lifespan off",
             doc_pages.write_project(PLAIN, tmp_path / "plain-off"),
             tmp_path / "plain-off.log",
-            env={"REDIS_URL": url},
+            env={"REDIS_URL": redis.url},
         ) as plain,
         httpx.Client(base_url=plain.url, timeout=10) as client,
     ):

@@ -19,12 +19,11 @@ import anyio
 import httpx
 import pytest
 from werkzeug.middleware.dispatcher import DispatcherMiddleware
-from werkzeug.serving import make_server
 
 from healthprobe import HealthRegistry
 from healthprobe import asgi as hp_asgi
 from healthprobe import wsgi as hp_wsgi
-from tests.support import free_port
+from tests.support import CheckSpec, free_port, started_registry, werkzeug_server
 
 SLACK = 2.0
 HANG = 0.4
@@ -42,28 +41,21 @@ def registry() -> Iterator[HealthRegistry]:
         await anyio.sleep(0.01)
         return True
 
-    registry = HealthRegistry(default_cache_ttl=0)
-    registry.add_check("db", lambda: True, probes=["readiness", "liveness"])
-    registry.add_check("cache", cache)
-    registry.add_check("hang", hang.wait, timeout=HANG)
-    registry.add_check("warm", warm, probes=["startup"])
-    yield registry
+    checks: dict[str, CheckSpec] = {
+        "db": (lambda: True, {"probes": ["readiness", "liveness"]}),
+        "cache": cache,
+        "hang": (hang.wait, {"timeout": HANG}),
+        "warm": (warm, {"probes": ["startup"]}),
+    }
+    yield started_registry(checks, started=False, default_cache_ttl=0)
     hang.set()
 
 
 @contextlib.contextmanager
-def werkzeug_server(app: Any) -> Iterator[httpx.Client]:
-    port = free_port()
-    server = make_server("127.0.0.1", port, app, threaded=True)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=10) as client:
-            yield client
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(10)
+def werkzeug_client(app: Any) -> Iterator[httpx.Client]:
+    """A client of ``app`` served by Werkzeug's threaded server (:func:`werkzeug_server`)."""
+    with werkzeug_server(app) as url, httpx.Client(base_url=url, timeout=10) as client:
+        yield client
 
 
 @contextlib.contextmanager
@@ -145,7 +137,7 @@ def flask_app(registry: HealthRegistry) -> Any:
 
 
 def test_flask_behind_werkzeug_server(registry: HealthRegistry) -> None:
-    with werkzeug_server(flask_app(registry)) as client:
+    with werkzeug_client(flask_app(registry)) as client:
         check_contract(client, registry)
 
 
@@ -228,7 +220,7 @@ def django_app(registry: HealthRegistry) -> Any:
 
 
 def test_django_behind_werkzeug_server(registry: HealthRegistry) -> None:
-    with werkzeug_server(django_app(registry)) as client:
+    with werkzeug_client(django_app(registry)) as client:
         check_contract(client, registry)
 
 

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import contextlib
 import threading
-import time
 from collections.abc import Callable
 
 import anyio
@@ -18,15 +17,14 @@ from healthprobe import CheckResult, HealthRegistry, Status
 from healthprobe.checks import Heartbeat, heartbeat
 
 from . import doc_pages
+from .support import wait_until
 
 BOUND = 0.05
 
 
-def wait_for(condition: Callable[[], bool], timeout: float = 5.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "condition not met"
-        time.sleep(0.005)
+def wait_for(condition: Callable[[], bool]) -> None:
+    """Poll ``condition`` closely (the bound is 50 ms) until it holds, at most 5 s."""
+    wait_until(condition, 5.0, interval=0.005)
 
 
 def past_bound(hb: Heartbeat) -> None:

@@ -29,6 +29,8 @@ from healthprobe import CheckResult, HealthEndpoints, HealthRegistry, Probe, Sta
 from healthprobe import asgi as hp_asgi
 from healthprobe import wsgi as hp_wsgi
 
+from .support import started_registry
+
 SLACK = 2.0
 SECRET = "password=hunter2"
 
@@ -81,13 +83,6 @@ MODES = ["asgi-middleware", "asgi-mount", "wsgi-middleware", "wsgi-mount"]
 ClientFactory = Callable[..., tuple[Any, str]]
 
 
-@pytest.fixture
-def release() -> Iterator[threading.Event]:
-    event = threading.Event()
-    yield event
-    event.set()
-
-
 @pytest.fixture(params=MODES)
 def make_client(request: pytest.FixtureRequest) -> Iterator[ClientFactory]:
     """``make_client(registry, **HealthEndpoints options) -> (client, prefix)``."""
@@ -121,11 +116,8 @@ def make_client(request: pytest.FixtureRequest) -> Iterator[ClientFactory]:
 
 
 def registry_with(**checks: Callable[[], object]) -> HealthRegistry:
-    registry = HealthRegistry(default_cache_ttl=0)
-    registry.mark_started()
-    for name, func in checks.items():
-        registry.add_check(name, func)
-    return registry
+    """A started registry holding ``checks`` (readiness), whose results are never reused."""
+    return started_registry(checks, default_cache_ttl=0)
 
 
 def assert_probe_headers(response: httpx.Response) -> None:
@@ -657,3 +649,28 @@ def test_non_finite_observed_value_keeps_the_json_valid(make_client: ClientFacto
     assert document["checks"]["ratio"][0]["observedValue"] is None
     assert document["checks"]["ratio"][0]["observedUnit"] == "%"
     assert document["checks"]["load"][0]["observedValue"] is None
+
+
+@pytest.mark.parametrize(
+    "build",
+    [
+        lambda registry, options: HealthEndpoints(registry, **options),
+        lambda registry, options: hp_asgi.HealthMiddleware(asgi_inner(), registry, **options),
+        lambda registry, options: hp_asgi.HealthApp(registry, **options),
+        lambda registry, options: hp_wsgi.HealthMiddleware(wsgi_inner, registry, **options),
+        lambda registry, options: hp_wsgi.HealthApp(registry, **options),
+        lambda registry, options: hp_asgi.HealthApp(HealthEndpoints(registry), **options),
+    ],
+    ids=["endpoints", "asgi-middleware", "asgi-app", "wsgi-middleware", "wsgi-app", "given-endpoints"],
+)
+def test_every_adapter_takes_the_endpoint_options_and_no_other_keyword(build: Any) -> None:
+    registry = HealthRegistry()
+    options = {
+        "paths": {"/alive": "liveness"},
+        "failure_status": 500,
+        "expose_output": True,
+        "metrics_path": "/metrics",
+    }
+    build(registry, options)
+    with pytest.raises(TypeError, match=r"unexpected keyword argument 'path'.*failure_status"):
+        build(registry, {"path": "/alive"})

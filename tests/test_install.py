@@ -5,7 +5,6 @@ command that installs it; README and docs/index.md list every extra of pyproject
 from __future__ import annotations
 
 import json
-import os
 import re
 import subprocess
 import sys
@@ -16,7 +15,7 @@ import pytest
 
 from healthprobe._extras import EXTRAS, MissingExtraError, requires
 
-ROOT = Path(__file__).resolve().parent.parent
+from .support import ROOT, clean_env, raised_without
 
 #: Extras whose packages the core must never import.
 EXTRA_MODULES = sorted({module for modules in EXTRAS.values() for module in modules})
@@ -25,14 +24,9 @@ EXTRA_MODULES = sorted({module for modules in EXTRAS.values() for module in modu
 SERVER_INDEPENDENT = "asgi,wsgi,prometheus,postgres,redis,sqlalchemy,http"
 
 
-def _env() -> dict[str, str]:
-    """This environment without what would point an interpreter at this checkout or venv."""
-    return {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV", "PYTHONHOME")}
-
-
 def _run(args: list[str | Path], cwd: Path, timeout: float = 120) -> str:
     done = subprocess.run(
-        [str(a) for a in args], cwd=cwd, env=_env(), capture_output=True, text=True, timeout=timeout, check=False
+        [str(a) for a in args], cwd=cwd, env=clean_env(), capture_output=True, text=True, timeout=timeout, check=False
     )
     shown = " ".join("<script>" if "\n" in str(a) else str(a) for a in args)
     assert done.returncode == 0, f"{shown} exited {done.returncode}:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
@@ -127,45 +121,6 @@ def test_guarded_extras_are_in_pyproject() -> None:
 
 # -- in a child interpreter: a missing package ---------------------------------------------
 
-# Makes the named top-level packages unimportable, as if not installed (a meta path finder
-# first in line), or, with BLOCK_MODE=none, by ``sys.modules[name] = None``; then runs the
-# statement and prints what it raised as JSON.
-_MISSING = textwrap.dedent(
-    """
-    import json, os, sys
-
-    names = set(os.environ["BLOCK"].split(","))
-
-    class NotInstalled:
-        def find_spec(self, fullname, path=None, target=None):
-            if fullname.partition(".")[0] in names:
-                raise ModuleNotFoundError(f"No module named {fullname!r}", name=fullname)
-            return None
-
-    if os.environ.get("BLOCK_MODE") == "none":
-        for name in names:
-            sys.modules[name] = None
-    else:
-        sys.meta_path.insert(0, NotInstalled())
-
-    import healthprobe
-    from healthprobe import checks
-
-    try:
-        exec(os.environ["STATEMENT"])
-    except BaseException as exc:
-        cause = exc.__cause__
-        print(json.dumps({
-            "type": [c.__name__ for c in type(exc).__mro__],
-            "message": str(exc),
-            "name": getattr(exc, "name", None),
-            "cause": None if cause is None else [type(cause).__name__, getattr(cause, "name", None)],
-        }))
-    else:
-        print(json.dumps(None))
-    """
-)
-
 # (extra, blocked packages, statement, what the message starts with)
 MISSING_CASES = {
     "flask": ("flask", "flask", "import healthprobe.flask", "healthprobe.flask"),
@@ -179,7 +134,7 @@ MISSING_CASES = {
         "healthprobe.HealthEndpoints(healthprobe.HealthRegistry(), metrics=True)",
         "metrics=True",
     ),
-    "probe server": ("wsgi", "werkzeug", "healthprobe.serve", "healthprobe.server"),
+    "probe server": ("wsgi", "werkzeug", "healthprobe.serve", "healthprobe.probe_server"),
     "servers.gunicorn_probes": (
         "wsgi",
         "werkzeug",
@@ -208,20 +163,10 @@ MISSING_CASES = {
 }
 
 
-def _missing(block: str, statement: str, mode: str = "finder") -> dict[str, object] | None:
-    env = {**_env(), "BLOCK": block, "STATEMENT": statement, "BLOCK_MODE": mode}
-    done = subprocess.run(
-        [sys.executable, "-c", _MISSING], env=env, capture_output=True, text=True, timeout=60, check=False
-    )
-    assert done.returncode == 0, done.stderr
-    result: dict[str, object] | None = json.loads(done.stdout.splitlines()[-1])
-    return result
-
-
 @pytest.mark.parametrize("case", MISSING_CASES)
 def test_missing_extra_names_the_fix(case: str) -> None:
     extra, block, statement, what = MISSING_CASES[case]
-    raised = _missing(block, statement)
+    raised = raised_without(block, statement)
     assert raised is not None, f"{statement} worked with {block} missing"
     package = block.split(",")[0]
     distribution = EXTRAS[extra][package]
@@ -234,7 +179,7 @@ def test_missing_extra_names_the_fix(case: str) -> None:
 @pytest.mark.parametrize(
     ("block", "statement", "message"),
     [
-        ("werkzeug", "healthprobe.serve", "healthprobe.server needs werkzeug: pip install 'healthprobe[wsgi]'"),
+        ("werkzeug", "healthprobe.serve", "healthprobe.probe_server needs werkzeug: pip install 'healthprobe[wsgi]'"),
         ("starlette", "import healthprobe.asgi", "healthprobe.asgi needs starlette: pip install 'healthprobe[asgi]'"),
     ],
     ids=["probe server", "asgi"],
@@ -242,7 +187,7 @@ def test_missing_extra_names_the_fix(case: str) -> None:
 def test_missing_extra_blocked_in_sys_modules(block: str, statement: str, message: str) -> None:
     """``sys.modules[name] = None``, the usual way to hide a package in a test, reports a
     submodule import as ``'werkzeug' is not a package``: still the extra's package missing."""
-    raised = _missing(block, statement, mode="none")
+    raised = raised_without(block, statement, mode="none")
     assert raised is not None
     assert raised["message"] == message
     assert raised["name"] == block
@@ -251,7 +196,7 @@ def test_missing_extra_blocked_in_sys_modules(block: str, statement: str, messag
 def test_wsgi_adapter_needs_no_extra() -> None:
     """healthprobe.wsgi speaks PEP 3333 itself: Django under gunicorn needs no Werkzeug."""
     statement = "import healthprobe.wsgi; healthprobe.wsgi.HealthApp(healthprobe.HealthRegistry())"
-    assert _missing("werkzeug", statement) is None
+    assert raised_without("werkzeug", statement) is None
 
 
 _CORE = textwrap.dedent(
@@ -265,7 +210,7 @@ _CORE = textwrap.dedent(
 
 def test_core_imports_no_extra() -> None:
     done = subprocess.run(
-        [sys.executable, "-c", _CORE, *EXTRA_MODULES], env=_env(), capture_output=True, text=True, timeout=60
+        [sys.executable, "-c", _CORE, *EXTRA_MODULES], env=clean_env(), capture_output=True, text=True, timeout=60
     )
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout) == []
@@ -284,7 +229,7 @@ _BARE = textwrap.dedent(
     assert not extras, extras
     for module, message in [
         ("healthprobe.prometheus", "pip install 'healthprobe[prometheus]'"),
-        ("healthprobe.server", "pip install 'healthprobe[wsgi]'"),
+        ("healthprobe.probe_server", "pip install 'healthprobe[wsgi]'"),
     ]:
         try:
             __import__(module)

@@ -33,8 +33,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from .launch_paths import BIN, DELAY, DEV_DELAY, DEV_EXIT_BOUND, ENV, FLASK, LaunchPath, rows
-from .support import LoadBalancer, Outcome, ServerProcess, free_port
+from .launch_paths import DELAY, DEV_DELAY, DEV_EXIT_BOUND, ENV, FLASK, LaunchPath, rows
+from .support import BIN, INSTALLED, LoadBalancer, Outcome, ServerProcess, free_port, run_server
 
 pytestmark = pytest.mark.slow
 
@@ -43,8 +43,6 @@ RecordProperty = Callable[[str, object], None]
 
 #: Seconds of slack on a loaded two-core machine on top of a row's worst-case budget.
 SLACK = 3.0
-#: Logged at DEBUG by each serving process once its coordinator's handlers are in place.
-INSTALLED = "shutdown: handlers installed in process"
 #: Seconds a ``warns`` row has to log its warning after the first request.
 WARNING_WAIT = 5.0
 #: Seconds a ``warns`` row is given to exit after SIGTERM before it is recorded as not exiting.
@@ -56,14 +54,14 @@ def _launched(row: LaunchPath, tmp_path: Path, suffix: str = "") -> Iterator[Ser
     """Start ``row`` on a free port, wait until the port accepts, and at the end kill every
     process of its process group (children a supervisor or reloader left behind included)."""
     port = free_port()
-    server = ServerProcess(row.command(port), port, env=dict(row.env), log=tmp_path / f"{row.name}{suffix}.log")
-    try:
-        server.wait_ready(timeout=30.0)
-        yield server
-    finally:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(server.proc.pid, signal.SIGKILL)
-        server.stop()
+    with run_server(
+        row.command(port), port, tmp_path, env=dict(row.env), name=f"{row.name}{suffix}", timeout=30
+    ) as server:
+        try:
+            yield server
+        finally:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(server.proc.pid, signal.SIGKILL)
 
 
 def _pid_of(response: httpx.Response) -> int | None:
@@ -115,11 +113,10 @@ def _wait_serving(server: ServerProcess, row: LaunchPath, timeout: float = 30.0)
 def _wait_installed(server: ServerProcess, row: LaunchPath, timeout: float = 5.0) -> bool:
     """Whether every serving process logged that its coordinator is installed, within
     ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while server.output().count(INSTALLED) < row.workers:
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.05)
+    try:
+        server.wait_for_output(INSTALLED, row.workers, timeout)
+    except AssertionError:
+        return False
     return True
 
 
@@ -447,18 +444,10 @@ def test_a_worker_its_server_recycles_runs_its_hooks(tmp_path: Path) -> None:
     configuration module), with an INFO line rather than a WARNING."""
     port = free_port()
     command = [str(BIN / "gunicorn"), "-w", "1", "--max-requests", "3", "-b", f"127.0.0.1:{port}", FLASK]
-    server = ServerProcess(command, port, env=dict(ENV), log=tmp_path / "max-requests.log")
-    try:
-        server.wait_ready(30.0)
+    with run_server(command, port, tmp_path, env=dict(ENV), name="max-requests", timeout=30) as server:
         with httpx.Client(base_url=server.url, timeout=10.0) as client:
             for _ in range(9):  # three workers' worth: two recycled
                 assert client.get("/").status_code == 200
-        deadline = time.monotonic() + 20
-        while server.output().count("cleanup_sleep done") < 2:
-            assert time.monotonic() < deadline, server.output()
-            time.sleep(0.1)
-        log = server.output()
-    finally:
-        server.stop()
+        log = server.wait_for_output("cleanup_sleep done", 2, interval=0.1)
     assert "no shutdown signal received by healthprobe" in log, log
     assert not _warning("no shutdown signal").search(log), log

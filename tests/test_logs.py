@@ -33,8 +33,8 @@ import pytest
 from healthprobe import HealthRegistry, logs
 from healthprobe.shutdown import GracefulShutdown
 
-from .launch_paths import BIN
-from .support import ROOT, ServerProcess, free_port, run_server
+from . import doc_pages
+from .support import BIN, free_port, run_server
 
 ASGI = "tests.apps.unconfigured:asgi"
 WSGI = "tests.apps.unconfigured:wsgi"
@@ -87,14 +87,6 @@ def _hypercorn(*args: str) -> list[str]:
     return [str(BIN / "hypercorn"), *args]
 
 
-def _wait_for(server: ServerProcess, marker: str, count: int, timeout: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout
-    while server.output().count(marker) < count:
-        if server.proc.poll() is not None or time.monotonic() > deadline:
-            raise AssertionError(f"{marker!r} not seen {count} time(s):\n{server.output()}")
-        time.sleep(0.05)
-
-
 def _serve(
     command: list[str],
     tmp_path: Path,
@@ -110,7 +102,7 @@ def _serve(
     port = free_port()
     argv = [arg.replace("{port}", str(port)) for arg in command]
     with run_server(argv, port, tmp_path, env=env) as server:
-        _wait_for(server, ready, workers)
+        server.wait_for_output(ready, workers)
         with httpx.Client(base_url=server.url, timeout=5.0) as client:
             for path, status, _kept in requests:
                 assert client.get(path).status_code == status, (path, server.output())
@@ -200,7 +192,7 @@ def test_a_warning_before_the_server_logs_says_it_is_one(tmp_path: Path) -> None
     port = free_port()
     argv = [str(BIN / "hypercorn"), "--bind", f"127.0.0.1:{port}", ASGI]
     with run_server(argv, port, tmp_path) as server:
-        _wait_for(server, "graceful shutdown is OFF", 1)
+        server.wait_for_output("graceful shutdown is OFF")
         (line,) = _lines(server.output(), "graceful shutdown is OFF")
     assert line.startswith("WARNING healthprobe.shutdown: shutdown: graceful shutdown is OFF in process "), line
 
@@ -277,12 +269,7 @@ def test_access_log_lines_are_all_there_without_the_filter(tmp_path: Path) -> No
     _assert_access(output, tuple((path, status, True) for path, status, _ in ACCESS))
 
 
-DOC = (ROOT / "docs" / "logging.md").read_text()
-
-
-def _doc_block(language: str, containing: str) -> str:
-    (block,) = [b for b in re.findall(rf"```{language}\n(.*?)```", DOC, re.S) if containing in b]
-    return block
+DOC = doc_pages.page("logging.md")
 
 
 @pytest.mark.slow
@@ -290,7 +277,7 @@ def test_documented_uvicorn_log_config(tmp_path: Path) -> None:
     """docs/logging.md's ``--log-config`` file: filtered access lines, and healthprobe's
     lines through uvicorn's handler."""
     config = tmp_path / "log.json"
-    config.write_text(_doc_block("json", "ProbeAccessFilter"))
+    config.write_text(doc_pages.block(DOC, "json", contains="ProbeAccessFilter"))
     json.loads(config.read_text())
     output = _serve(
         _uvicorn(ASGI, "--log-config", str(config), "--port", "{port}"), tmp_path, ready=STARTED, requests=ACCESS
@@ -303,7 +290,7 @@ def test_documented_uvicorn_log_config(tmp_path: Path) -> None:
 def test_documented_gunicorn_logconfig_dict(tmp_path: Path) -> None:
     """docs/logging.md's ``logconfig_dict`` for gunicorn.conf.py."""
     config = tmp_path / "gunicorn_conf.py"
-    config.write_text(_doc_block("python", "logconfig_dict"))
+    config.write_text(doc_pages.block(DOC, "python", contains="logconfig_dict"))
     output = _serve(
         _gunicorn("--bind", "127.0.0.1:{port}", "-c", str(config), WSGI), tmp_path, ready=IMPORTED, requests=ACCESS
     )

@@ -28,8 +28,10 @@ from tests.support import (
     ServerProcess,
     free_port,
     http_client,
-    require_binary,
+    promtool_check_metrics,
     run_server,
+    samples,
+    stop_gracefully,
 )
 
 FLAVOURS = {"asgi": "examples.node_demo.asgi_app", "wsgi": "examples.node_demo.wsgi_app"}
@@ -50,14 +52,6 @@ def demo(flavour: str, tmp_path: Path, **env: str) -> Iterator[tuple[ServerProce
     full_env = {"HOST": "127.0.0.1", "PORT": str(port), "HEALTHY_FILE": str(healthy), "SHUTDOWN_DELAY": "0", **env}
     with run_server([PYTHON, "-m", FLAVOURS[flavour]], port, tmp_path, env=full_env, name=flavour) as server:
         yield server, healthy
-
-
-def wait_for_output(server: ServerProcess, text: str, timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while text not in server.output():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{text!r} not logged within {timeout} s:\n{server.output()}")
-        time.sleep(0.05)
 
 
 def refused(port: int, timeout: float) -> bool:
@@ -167,7 +161,7 @@ def test_signal_drains_open_request(flavour: str, sig: signal.Signals, tmp_path:
     slow = 3.0
     with demo(flavour, tmp_path) as (server, healthy), concurrent.futures.ThreadPoolExecutor(1) as pool:
         future = pool.submit(httpx.get, f"{server.url}/slow", params={"seconds": str(slow)}, timeout=slow + 20)
-        wait_for_output(server, "Request for /slow received.")
+        server.wait_for_output("Request for /slow received.", timeout=10)
         server.signal(sig)
 
         assert refused(server.port, timeout=slow + 5), "new connections are still accepted"
@@ -309,9 +303,9 @@ def test_second_sigint_forces_exit(flavour: str, tmp_path: Path) -> None:
     slow = 30.0
     with demo(flavour, tmp_path) as (server, _), concurrent.futures.ThreadPoolExecutor(1) as pool:
         future = pool.submit(httpx.get, f"{server.url}/slow", params={"seconds": str(slow)}, timeout=slow + 10)
-        wait_for_output(server, "Request for /slow received.")
+        server.wait_for_output("Request for /slow received.", timeout=10)
         server.signal(signal.SIGINT)
-        wait_for_output(server, "shutdown: SIGINT received")
+        server.wait_for_output("shutdown: SIGINT received", timeout=10)
         time.sleep(REPEAT_WINDOW + 0.5)  # a signal within the window would be a copy of the first
         server.signal(signal.SIGINT)
         # The coordinator's forced exit: 128 + signal number, the shell's code for a
@@ -349,17 +343,9 @@ def test_app_serves_under_other_servers(command: list[str], tmp_path: Path) -> N
         assert (response.status_code, response.text) == (200, common.TEXT_HEALTHY)
         assert client.get("/readyz").status_code == 200
         assert client.get("/nothing").text == common.TEXT_HELLO
-        wait_for_output(server, "Request for /nothing received.")
-        deadline = time.monotonic() + 20
-        while server.output().count("touched") < workers:
-            assert time.monotonic() < deadline, server.output()  # every process has built the app
-            time.sleep(0.05)
-        server.signal(signal.SIGTERM)
-        code = server.wait(timeout=30)
-        log = server.output()
-    assert code == 0, log
-    assert "graceful shutdown is OFF" not in log, log
-    assert log.count("shutdown: SIGTERM received") == workers, log
+        server.wait_for_output("Request for /nothing received.", timeout=10)
+        server.wait_for_output("touched", workers)  # every process has built the app
+        log = stop_gracefully(server, workers=workers, installed_line=False)
     assert log.count("exit code 0") == workers, log
     assert not healthy.exists(), log  # the cleanup hook ran
 
@@ -404,16 +390,6 @@ def test_sigterm_under_load_loses_no_request(flavour: str, tmp_path: Path) -> No
 
 @pytest.mark.slow
 def test_metrics_pass_promtool_and_show_the_shutdown(flavour: str, tmp_path: Path) -> None:
-    from prometheus_client.parser import text_string_to_metric_families
-
-    def samples(text: str) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
-        return {
-            (s.name, frozenset(s.labels.items())): s.value
-            for family in text_string_to_metric_families(text)
-            for s in family.samples
-        }
-
-    promtool = require_binary("promtool", "prometheus")
     with (
         demo(flavour, tmp_path, SHUTDOWN_DELAY="3") as (server, _),
         http_client(server) as client,
@@ -423,8 +399,7 @@ def test_metrics_pass_promtool_and_show_the_shutdown(flavour: str, tmp_path: Pat
         answer = client.get("/metrics")
         assert answer.status_code == 200
         assert answer.headers["content-type"].startswith("text/plain; version=0.0.4")
-        checked = subprocess.run([promtool, "check", "metrics"], input=answer.content, capture_output=True, timeout=30)
-        assert checked.returncode == 0 and (checked.stdout + checked.stderr).strip() == b"", checked
+        promtool_check_metrics(answer.text)
         seen = samples(answer.text)
         assert seen[("healthprobe_check_status", frozenset({("check", "healthy-file"), ("status", "pass")}))] == 1.0
         assert seen[("healthprobe_shutdown_phase", frozenset({("phase", "serving")}))] == 1.0
@@ -432,9 +407,9 @@ def test_metrics_pass_promtool_and_show_the_shutdown(flavour: str, tmp_path: Pat
 
         # A request in flight and the delay phase are visible to a scrape during shutdown.
         future = pool.submit(httpx.get, f"{server.url}/slow", params={"seconds": "2"}, timeout=20)
-        wait_for_output(server, "Request for /slow received.")
+        server.wait_for_output("Request for /slow received.", timeout=10)
         server.signal(signal.SIGTERM)
-        wait_for_output(server, "shutdown: SIGTERM received")
+        server.wait_for_output("shutdown: SIGTERM received", timeout=10)
         seen = samples(client.get("/metrics").text)
         assert seen[("healthprobe_shutdown_phase", frozenset({("phase", "delay")}))] == 1.0
         assert seen[("healthprobe_shutdown_phase", frozenset({("phase", "serving")}))] == 0.0

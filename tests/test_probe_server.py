@@ -28,8 +28,11 @@ from .support import (
     ROOT,
     assert_metrics_route_rules,
     free_port,
-    require_binary,
+    promtool_check_metrics,
     run_server,
+    sample_value,
+    samples,
+    started_registry,
     wait_for_port,
 )
 
@@ -38,9 +41,7 @@ pytestmark = pytest.mark.timeout(90)
 
 @pytest.fixture
 def registry() -> HealthRegistry:
-    registry = HealthRegistry(default_cache_ttl=0.0)
-    registry.mark_started()
-    return registry
+    return started_registry(default_cache_ttl=0.0)
 
 
 def refused(url: str) -> bool:
@@ -57,32 +58,24 @@ def check_entry(response: httpx.Response, name: str) -> dict[str, Any]:
     return entry
 
 
-Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
-
-
-def samples(text: str) -> Samples:
-    """Every sample of a Prometheus text exposition, keyed by (sample name, labels)."""
-    from prometheus_client.parser import text_string_to_metric_families
-
-    return {
-        (sample.name, frozenset(sample.labels.items())): sample.value
-        for family in text_string_to_metric_families(text)
-        for sample in family.samples
-    }
-
-
-def sample(text: str, name: str, **labels: str) -> float | None:
-    return samples(text).get((name, frozenset(labels.items())))
-
-
-def promtool_check_metrics(text: str) -> None:
-    promtool = require_binary("promtool", "prometheus")
-    done = subprocess.run([promtool, "check", "metrics"], input=text.encode(), capture_output=True, timeout=30)
-    report = (done.stdout + done.stderr).decode()
-    assert done.returncode == 0 and report.strip() == "", report
-
-
 # -- the server itself -------------------------------------------------------------------------
+
+
+def test_a_forked_child_closes_its_copy_and_the_parent_keeps_serving(registry: HealthRegistry) -> None:
+    """ProbeServer.close_after_fork, as a Celery prefork child calls it: the port stays the
+    serving process's."""
+    with healthprobe.serve(registry, "127.0.0.1", 0) as server:
+        pid = os.fork()
+        if pid == 0:  # the child: close its copy, and leave without running anything else
+            code = 1
+            try:
+                server.close_after_fork()
+                code = 0
+            finally:
+                os._exit(code)
+        _, status = os.waitpid(pid, 0)
+        assert os.waitstatus_to_exitcode(status) == 0
+        assert httpx.get(f"{server.url}/livez", timeout=5.0).text == "ok\n"
 
 
 def test_serve_answers_probes_and_stops(registry: HealthRegistry) -> None:
@@ -159,12 +152,13 @@ def test_serve_metrics_on_the_probe_port(registry: HealthRegistry) -> None:
         assert answer.headers["content-type"].startswith("text/plain; version=0.0.4")
         assert answer.headers["cache-control"] == "no-store"
         text = answer.text
-        assert sample(text, "healthprobe_check_status", check="database", status="pass") == 1.0
-        assert sample(text, "healthprobe_check_status", check="cache", status="fail") == 1.0
-        assert sample(text, "healthprobe_probe_status", probe="readiness", status="warn") == 1.0
-        assert sample(text, "healthprobe_lifecycle_state", state="started") == 1.0
-        assert sample(text, "healthprobe_in_flight_requests") is None  # no shutdown source given
-        assert any(name.startswith("process_") or name == "python_info" for name, _ in samples(text))
+        found = samples(text)
+        assert sample_value(found, "healthprobe_check_status", check="database", status="pass") == 1.0
+        assert sample_value(found, "healthprobe_check_status", check="cache", status="fail") == 1.0
+        assert sample_value(found, "healthprobe_probe_status", probe="readiness", status="warn") == 1.0
+        assert sample_value(found, "healthprobe_lifecycle_state", state="started") == 1.0
+        assert sample_value(found, "healthprobe_in_flight_requests") is None  # no shutdown source given
+        assert any(name.startswith("process_") or name == "python_info" for name, _ in found)
         promtool_check_metrics(text)
 
         assert_metrics_route_rules(client)
@@ -202,7 +196,7 @@ def test_serve_metrics_on_another_path_and_from_any_source(registry: HealthRegis
         assert server.metrics_url == f"{server.url}/internal/metrics"
         assert client.get("/metrics").status_code == 404
         answer = client.get("/internal/metrics", params={"name[]": "jobs_done_total"}, headers={"accept": "*/*"})
-        assert answer.status_code == 200 and sample(answer.text, "jobs_done_total") == 3.0
+        assert answer.status_code == 200 and sample_value(samples(answer.text), "jobs_done_total") == 3.0
         assert source.calls[-1] == ("*/*", ("jobs_done_total",))
         promtool_check_metrics(answer.text)
         broken = client.get("/internal/metrics", params={"name[]": "broken"})
@@ -218,24 +212,25 @@ def test_serve_metrics_show_the_shutdown_coordinator(registry: HealthRegistry) -
         assert server.metrics_url is not None
         with httpx.Client(timeout=5.0) as client:
             text = client.get(server.metrics_url).text
-            assert sample(text, "healthprobe_in_flight_requests") == 0.0  # probe requests are not counted
-            assert sample(text, "healthprobe_shutdown_phase", phase="serving") == 1.0
-            assert {labels for name, labels in samples(text) if name == "healthprobe_shutdown_phase"} == {
+            found = samples(text)
+            assert sample_value(found, "healthprobe_in_flight_requests") == 0.0  # probe requests are not counted
+            assert sample_value(found, "healthprobe_shutdown_phase", phase="serving") == 1.0
+            assert {labels for name, labels in found if name == "healthprobe_shutdown_phase"} == {
                 frozenset({("phase", phase)}) for phase in GracefulShutdown.phases
             }
             promtool_check_metrics(text)
             shutdown.request_started()  # a worker's job, say
-            assert sample(client.get(server.metrics_url).text, "healthprobe_in_flight_requests") == 1.0
+            assert sample_value(samples(client.get(server.metrics_url).text), "healthprobe_in_flight_requests") == 1.0
             shutdown.begin()  # readiness fails; the coordinator waits for the job
             deadline = time.monotonic() + 5
             while shutdown.phase != "drain" and time.monotonic() < deadline:
                 time.sleep(0.02)
-            text = client.get(server.metrics_url).text
-            assert sample(text, "healthprobe_shutdown_phase", phase="drain") == 1.0
-            assert sample(text, "healthprobe_lifecycle_state", state="draining") == 1.0
+            found = samples(client.get(server.metrics_url).text)
+            assert sample_value(found, "healthprobe_shutdown_phase", phase="drain") == 1.0
+            assert sample_value(found, "healthprobe_lifecycle_state", state="draining") == 1.0
             assert client.get(f"{server.url}/readyz").status_code == 503
             shutdown.request_finished()
-            assert sample(client.get(server.metrics_url).text, "healthprobe_in_flight_requests") == 0.0
+            assert sample_value(samples(client.get(server.metrics_url).text), "healthprobe_in_flight_requests") == 0.0
         assert shutdown.finish() == 0
         assert not server.running  # stopped with the registry
     finally:
@@ -262,7 +257,8 @@ def test_serve_configured_endpoints_serve_their_own_metrics(registry: HealthRegi
     with healthprobe.serve(endpoints, "127.0.0.1", 0) as server:
         assert server.endpoints is endpoints and server.metrics_url == f"{server.url}/m"
         assert httpx.get(f"{server.url}/alive", timeout=5.0).status_code == 200
-        assert sample(httpx.get(server.metrics_url, timeout=5.0).text, "healthprobe_lifecycle_state", state="started")
+        found = samples(httpx.get(server.metrics_url, timeout=5.0).text)
+        assert sample_value(found, "healthprobe_lifecycle_state", state="started")
 
 
 # -- heartbeat ---------------------------------------------------------------------------------
@@ -334,14 +330,15 @@ def test_worker_serves_metrics_on_its_probe_port(tmp_path: Path) -> None:
         assert f"metrics on {worker.url}/metrics" in worker.output()
         deadline = time.monotonic() + 10
         text = client.get("/metrics").text
-        while sample(text, "healthprobe_in_flight_requests") != 1.0:  # a job is being worked on
+        while sample_value(samples(text), "healthprobe_in_flight_requests") != 1.0:  # a job is being worked on
             assert time.monotonic() < deadline, text
             time.sleep(0.05)
             text = client.get("/metrics").text
-        assert sample(text, "healthprobe_check_status", check="worker", status="pass") == 1.0
-        assert sample(text, "healthprobe_probe_status", probe="liveness", status="pass") == 1.0
-        assert sample(text, "healthprobe_shutdown_phase", phase="serving") == 1.0
-        assert sample(text, "healthprobe_lifecycle_state", state="started") == 1.0
+        found = samples(text)
+        assert sample_value(found, "healthprobe_check_status", check="worker", status="pass") == 1.0
+        assert sample_value(found, "healthprobe_probe_status", probe="liveness", status="pass") == 1.0
+        assert sample_value(found, "healthprobe_shutdown_phase", phase="serving") == 1.0
+        assert sample_value(found, "healthprobe_lifecycle_state", state="started") == 1.0
         promtool_check_metrics(text)
         worker.signal(signal.SIGTERM)
         assert worker.wait(timeout=10) == 0, worker.output()

@@ -22,7 +22,7 @@ import signal
 import socket
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -31,10 +31,10 @@ import yaml
 
 import healthprobe
 from healthprobe import HealthRegistry
-from healthprobe.server import DEFAULT_IDLE_TIMEOUT, DEFAULT_MAX_CONNECTIONS, MAX_HEAD_BYTES
+from healthprobe.probe_server import DEFAULT_IDLE_TIMEOUT, DEFAULT_MAX_CONNECTIONS, MAX_HEAD_BYTES
 
 from .doc_pages import argv, blocks, command, files, page, write_project
-from .support import PYTHON, ServerProcess, free_port
+from .support import PYTHON, ServerProcess, free_port, run_server, started_registry, wait_until
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(120)]
 
@@ -152,20 +152,12 @@ def rss_mib(pid: int) -> float:
     return int(line.split()[1]) / 1024
 
 
-def wait_for(predicate: Callable[[], bool], what: str, timeout: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, what
-        time.sleep(0.05)
-
-
 # -- the probe server's bounds, in this process -------------------------------------------------
 
 
 @pytest.fixture
 def registry() -> Iterator[HealthRegistry]:
-    registry = HealthRegistry(default_cache_ttl=0.0)
-    registry.mark_started()
+    registry = started_registry(default_cache_ttl=0.0)
     yield registry
     registry.close()
 
@@ -197,7 +189,7 @@ def test_at_the_cap_the_oldest_waiting_connection_makes_room(
     caplog.set_level(logging.WARNING, logger="healthprobe")
     with healthprobe.serve(registry, "127.0.0.1", 0, idle_timeout=30.0, max_connections=4) as server:
         with half_requests(server.port, 10) as held:
-            wait_for(lambda: closed_by_server(held[5], 0.01), "the sixth connection was never closed")
+            wait_until(lambda: closed_by_server(held[5], 0.01), 20.0, "the sixth connection closed")
             assert all(closed_by_server(sock, 1.0) for sock in held[:6])
             assert not any(closed_by_server(sock, 0.05) for sock in held[6:])  # the newest 4 are kept
             assert answered(probes(server.port)) == 6  # each probe takes the place of the oldest
@@ -213,7 +205,7 @@ def test_at_the_cap_with_every_connection_answered_a_new_one_is_closed_without_a
     with healthprobe.serve(registry, "127.0.0.1", 0, max_connections=2) as server:
         with ThreadPoolExecutor(2) as pool:
             held = [pool.submit(probe, server.port, "/livez", 10.0) for _ in range(2)]
-            wait_for(lambda: _request_threads(server.port) == 2, "the two probes are not being answered")
+            wait_until(lambda: _request_threads(server.port) == 2, 20.0, "the two probes being answered")
             threads = threading.active_count()
             with socket.create_connection(("127.0.0.1", server.port), timeout=5.0) as third:
                 third.sendall(b"GET /livez HTTP/1.1\r\nHost: x\r\n\r\n")
@@ -221,7 +213,7 @@ def test_at_the_cap_with_every_connection_answered_a_new_one_is_closed_without_a
             assert threading.active_count() == threads
             release.set()
             assert [future.result()[0] for future in held] == [200, 200]
-        wait_for(lambda: _request_threads(server.port) == 0, "request threads did not end")
+        wait_until(lambda: _request_threads(server.port) == 0, 20.0, "the request threads ending")
         assert probe(server.port)[0] == 200
 
 
@@ -272,7 +264,7 @@ def test_a_forked_child_closes_its_copies_of_the_servers_sockets(registry: Healt
         healthprobe.serve(registry, "127.0.0.1", 0, idle_timeout=0.5) as server,
         half_requests(server.port, 1) as (half,),
     ):
-        wait_for(lambda: bool(server._server._waiting), "the connection was not accepted")  # type: ignore[attr-defined]
+        wait_until(lambda: bool(server._server._waiting), 20.0, "the connection accepted")  # type: ignore[attr-defined]
         listener = server._server.socket.fileno()  # type: ignore[attr-defined]
         pid = os.fork()
         if pid == 0:  # the child: its copy of the listening socket is closed; it lives on 3 s
@@ -314,14 +306,10 @@ def project(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def run(line: str, project: Path, port: int, probe_port: int, name: str) -> Iterator[ServerProcess]:
     env = {"PYTHONPATH": str(project), "HEALTHPROBE_PROBE_PORT": str(probe_port), "PORT": str(port)}
     env["PROBE_PORT"] = str(probe_port)
-    server = ServerProcess(argv(line, port), port, cwd=project, env=env, log=project / f"{name}.log")
-    try:
-        server.wait_ready(timeout=30)
-        wait_for(lambda: probe(port, "/readyz")[0] == 200, f"the application never got ready:\n{server.output()}")
-        wait_for(lambda: probe(probe_port)[0] == 200, f"the probe port never answered:\n{server.output()}")
+    with run_server(argv(line, port), port, project, env=env, name=name, cwd=project, timeout=30) as server:
+        wait_until(lambda: probe(port, "/readyz")[0] == 200, 20.0, "the application ready", server.output)
+        wait_until(lambda: probe(probe_port)[0] == 200, 20.0, "the probe port answering", server.output)
         yield server
-    finally:
-        server.stop()
 
 
 def probing_pid(server: ServerProcess, probe_port: int) -> int:
@@ -386,7 +374,7 @@ def assert_drains_then_stops(server: ServerProcess, probe_port: int) -> None:
     """SIGTERM: the probe port answers ``/readyz`` 503 and ``/livez`` 200 during the delay,
     the process exits 0, and the probe port is closed."""
     server.signal(signal.SIGTERM)
-    wait_for(lambda: probe(probe_port, "/readyz")[0] == 503, f"readiness never failed:\n{server.output()}", 5.0)
+    wait_until(lambda: probe(probe_port, "/readyz")[0] == 503, 5.0, "readiness failing", server.output)
     assert probe(probe_port, "/livez")[0] == 200
     assert server.wait(timeout=20) == 0, server.output()
     with pytest.raises(ConnectionRefusedError):
@@ -425,16 +413,12 @@ def test_the_first_table_as_measured(row: str, server: str, extra: list[str], tm
     expected = 6 if "| 6 of 6" in line else 0
     assert expected == 6 or "| **0 of 6** |" in line, line
     port = free_port()
-    process = ServerProcess(_starved_row_command(server, port, extra), port, log=tmp_path / "server.log")
-    try:
-        process.wait_ready(timeout=30)
-        wait_for(lambda: probe(port)[0] == 200, f"/livez never answered:\n{process.output()}")
+    with run_server(_starved_row_command(server, port, extra), port, tmp_path, timeout=30) as process:
+        wait_until(lambda: probe(port)[0] == 200, 20.0, "/livez answering", process.output)
         with half_requests(port, 200):
             time.sleep(0.3)
             results = concurrent_probes(port)
         assert answered(results) == expected, (results, process.output()[-2000:])
-    finally:
-        process.stop()
 
 
 def test_the_page_names_the_servers_that_need_it() -> None:
@@ -470,12 +454,9 @@ def test_gunicorn_refuses_to_start_on_a_probe_port_in_use(project: Path) -> None
         probe_port = busy.getsockname()[1]
         port = free_port()
         env = {"PYTHONPATH": str(project), "HEALTHPROBE_PROBE_PORT": str(probe_port)}
-        server = ServerProcess(argv(line, port), port, cwd=project, env=env, log=project / "busy.log")
-        try:
+        with run_server(argv(line, port), port, project, env=env, name="busy", cwd=project, timeout=None) as server:
             assert server.wait(timeout=30) == 1
             log = server.output()
-        finally:
-            server.stop()
     errors = [entry for entry in log.splitlines() if "probe server: cannot listen on" in entry]
     assert len(errors) == 1 and "(HEALTHPROBE_PROBE_HOST, HEALTHPROBE_PROBE_PORT)" in errors[0], log
     assert "Traceback" not in log, log
@@ -485,12 +466,9 @@ def test_gunicorn_refuses_a_probe_port_that_is_not_a_number(project: Path) -> No
     line = command(section(), "gunicorn ")
     port = free_port()
     env = {"PYTHONPATH": str(project), "HEALTHPROBE_PROBE_PORT": "eighty"}
-    server = ServerProcess(argv(line, port), port, cwd=project, env=env, log=project / "nan.log")
-    try:
+    with run_server(argv(line, port), port, project, env=env, name="nan", cwd=project, timeout=None) as server:
         assert server.wait(timeout=30) == 1
         log = server.output()
-    finally:
-        server.stop()
     assert re.search(r"HEALTHPROBE_PROBE_PORT='eighty' is not a TCP port number", log), log
     assert "Traceback" not in log, log
 
@@ -523,12 +501,11 @@ def test_waitress_serve_stops_the_probe_server_when_its_own_port_is_taken(projec
             "    print('probe port free')\n"
         )
         env = {"PYTHONPATH": str(project)}
-        server = ServerProcess([PYTHON, "-c", code], port, cwd=project, env=env, log=project / "taken.log")
-        try:
+        with run_server(
+            [PYTHON, "-c", code], port, project, env=env, name="taken", cwd=project, timeout=None
+        ) as server:
             assert server.wait(timeout=30) == 0, server.output()
             log = server.output()
-        finally:
-            server.stop()
     assert "refused:" in log and "probe port free" in log, log
 
 

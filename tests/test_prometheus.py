@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import re
 import signal
 import subprocess
 import threading
@@ -18,39 +17,30 @@ import httpx
 import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.openmetrics.parser import text_string_to_metric_families as parse_openmetrics
-from prometheus_client.parser import text_string_to_metric_families
 
 from healthprobe import CheckResult, HealthRegistry, Lifecycle, Status
 from healthprobe.prometheus import HealthCollector, PrometheusMetrics
 
+from . import doc_pages
 from .support import (
     MALFORMED,
     PYTHON,
     ROOT,
+    Samples,
     ServerProcess,
     assert_metrics_route_rules,
     free_port,
+    promtool_check_metrics,
     require_binary,
     run_server,
+    wait_until,
 )
+from .support import sample_value as value
+from .support import samples as parse
 
 T = TypeVar("T")
-Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
 ALERTS = ROOT / "examples" / "prometheus"
 STATES = [state.value for state in Lifecycle]
-
-
-def parse(text: str) -> Samples:
-    """Every sample of a text exposition, keyed by (sample name, labels)."""
-    out: Samples = {}
-    for family in text_string_to_metric_families(text):
-        for sample in family.samples:
-            out[(sample.name, frozenset(sample.labels.items()))] = sample.value
-    return out
-
-
-def value(samples: Samples, name: str, **labels: str) -> float | None:
-    return samples.get((name, frozenset(labels.items())))
 
 
 def scrape(collector: HealthCollector) -> str:
@@ -60,28 +50,11 @@ def scrape(collector: HealthCollector) -> str:
 
 
 def eventually(probe: Callable[[], T | None], timeout: float, what: str, interval: float = 0.2) -> T:
-    """Call ``probe`` until it returns something other than ``None`` (bounded by ``timeout``)."""
-    deadline = time.monotonic() + timeout
-    last: object = None
-    while time.monotonic() < deadline:
-        try:
-            result = probe()
-        except (httpx.HTTPError, OSError) as exc:
-            result, last = None, exc
-        if result is not None:
-            return result
-        time.sleep(interval)
-    raise AssertionError(f"{what} not seen within {timeout} s (last error: {last})")
-
-
-def promtool_check_metrics(text: str) -> None:
-    promtool = require_binary("promtool", "prometheus")
-    done = subprocess.run(
-        [promtool, "check", "metrics"], input=text.encode(), capture_output=True, timeout=30, check=False
-    )
-    report = (done.stdout + done.stderr).decode()
-    assert done.returncode == 0, report
-    assert report.strip() == "", report
+    """Call ``probe`` every ``interval`` seconds until it returns something other than
+    ``None`` (bounded by ``timeout``; a failed request counts as ``None``), and return it."""
+    result = wait_until(probe, timeout, what, interval=interval, retry=(httpx.HTTPError, OSError))
+    assert result is not None
+    return result
 
 
 class View:
@@ -631,7 +604,7 @@ def test_real_prometheus_scrapes_and_sees_a_check_fail(tmp_path: Path) -> None:
             return rules
 
         # Every PromQL example of docs/metrics.md is valid and evaluates on real data.
-        queries = re.findall(r"```promql\n(.*?)```", (ROOT / "docs" / "metrics.md").read_text(), re.S)
+        queries = doc_pages.blocks(doc_pages.page("metrics.md"), "promql")
         assert len(queries) >= 8
         for query in queries:
             answer = client.get("/api/v1/query", params={"query": query})
@@ -683,7 +656,7 @@ def test_real_prometheus_scrapes_the_node_demo_and_sees_its_check_fail(tmp_path:
         liveness = _query(client, 'healthprobe_probe_status{job="node-demo",probe="liveness",status="fail"}')
         assert [r["value"][1] for r in liveness] == ["1"]
         # The first PromQL example of docs/metrics.md (failing checks) names the check.
-        queries = re.findall(r"```promql\n(.*?)```", (ROOT / "docs" / "metrics.md").read_text(), re.S)
+        queries = doc_pages.blocks(doc_pages.page("metrics.md"), "promql")
         assert [r["metric"]["check"] for r in _query(client, queries[0])] == ["healthy-file"]
 
 

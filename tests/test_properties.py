@@ -12,6 +12,8 @@ from hypothesis import strategies as st
 from healthprobe import CheckReport, CheckResult, HealthRegistry, Lifecycle, Probe, Report, Status, aggregate
 from healthprobe.render import dumps, render_json, render_text
 
+from .support import started_registry
+
 PROPERTY = settings(max_examples=60, deadline=2000)
 STATEFUL = settings(max_examples=40, deadline=5000)
 
@@ -29,12 +31,11 @@ check_specs = st.dictionaries(names, st.tuples(statuses, st.booleans(), probe_se
 
 
 def build(specs: dict[str, tuple[Status, bool, set[Probe]]], *, started: bool = True) -> HealthRegistry:
-    registry = HealthRegistry(default_cache_ttl=0)
-    for name, (status, critical, probes) in specs.items():
-        registry.add_check(name, returning(status), probes=probes, critical=critical)
-    if started:
-        registry.mark_started()
-    return registry
+    checks = {
+        name: (returning(status), {"probes": probes, "critical": critical})
+        for name, (status, critical, probes) in specs.items()
+    }
+    return started_registry(checks, started=started, default_cache_ttl=0)
 
 
 @PROPERTY

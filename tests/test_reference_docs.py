@@ -27,7 +27,8 @@ import yaml
 
 import healthprobe
 
-ROOT = Path(__file__).resolve().parent.parent
+from .support import ROOT
+
 SRC = ROOT / "src"
 REFERENCE = ROOT / "docs" / "reference"
 EXTENSION = REFERENCE / "griffe_docstrings.py"

@@ -8,7 +8,6 @@ import logging
 import threading
 import time
 import warnings
-from collections.abc import Iterator
 
 import anyio
 import anyio.lowlevel
@@ -16,22 +15,10 @@ import pytest
 
 from healthprobe import CheckResult, HealthRegistry, Lifecycle, Probe, Status, UnknownCheckError
 
+from .support import started_registry
+
 # A generous allowance on top of a deadline: a loaded 2-core machine still meets it.
 SLACK = 2.0
-
-
-@pytest.fixture
-def release() -> Iterator[threading.Event]:
-    """An event that hanging checks wait on; set at teardown so no thread outlives its test."""
-    event = threading.Event()
-    yield event
-    event.set()
-
-
-def started_registry(**kwargs: float) -> HealthRegistry:
-    registry = HealthRegistry(**kwargs)
-    registry.mark_started()
-    return registry
 
 
 def only_result(registry: HealthRegistry, name: str, probe: str = "readiness") -> CheckResult:

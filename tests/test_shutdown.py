@@ -27,6 +27,8 @@ from healthprobe.asgi import HealthMiddleware as AsgiHealthMiddleware
 from healthprobe.shutdown import REPEAT_WINDOW, GracefulShutdown, current
 from healthprobe.wsgi import HealthMiddleware as WsgiHealthMiddleware
 
+from .support import asgi_call
+
 
 @pytest.fixture
 def restore_signals() -> Iterator[None]:
@@ -321,14 +323,6 @@ def test_asgi_sets_no_connection_header_on_http2(restore_signals: None) -> None:
     app = AsgiHealthMiddleware(
         Starlette(routes=[Route("/", lambda request: PlainTextResponse("ok"))]), registry, shutdown=shutdown
     )
-    sent: list[dict[str, Any]] = []
-
-    async def receive() -> dict[str, Any]:
-        return {"type": "http.request", "body": b"", "more_body": False}
-
-    async def send(message: dict[str, Any]) -> None:
-        sent.append(message)
-
     scope = {
         "type": "http",
         "http_version": "2",
@@ -341,9 +335,9 @@ def test_asgi_sets_no_connection_header_on_http2(restore_signals: None) -> None:
         "headers": [],
         "server": ("test", 443),
     }
-    anyio.run(app, scope, receive, send)
-    assert sent[0]["status"] == 200
-    assert all(name != b"connection" for name, _ in sent[0]["headers"])
+    status, headers, _ = asgi_call(app, scope)
+    assert status == 200
+    assert b"connection" not in headers
 
 
 def test_wsgi_counts_until_the_body_is_sent_or_closed_and_sets_no_hop_by_hop_header() -> None:

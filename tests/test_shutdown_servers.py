@@ -22,7 +22,7 @@ import pytest
 
 from healthprobe.shutdown import REPEAT_WINDOW
 
-from .support import PYTHON, LoadBalancer, ServerProcess, free_port, run_server
+from .support import INSTALLED, PYTHON, LoadBalancer, ServerProcess, free_port, run_server
 
 pytestmark = pytest.mark.slow
 
@@ -33,11 +33,6 @@ HOOKS = 2  # cleanup_sleep (0.5 s) and cleanup_hang (cut at HOOK_TIMEOUT)
 #: Slack for a loaded two-core machine on top of the worst case delay + drain + hooks.
 SLACK = 3.0
 ENV = {"HP_DELAY": str(DELAY), "HP_DRAIN": str(DRAIN), "HP_HOOK_TIMEOUT": str(HOOK_TIMEOUT)}
-
-
-#: Logged by each worker once its coordinator's handlers are in place (gunicorn's "Booting
-#: worker" comes from the master before that).
-INSTALLED = "shutdown: handlers installed in process"
 
 
 def _gunicorn(worker_class: str, app: str, port: int, *extra: str) -> list[str]:
@@ -250,7 +245,7 @@ def test_a_copy_of_the_first_signal_to_the_supervisor_changes_nothing(name: str,
         first = time.monotonic()
         server.signal(signal.SIGTERM)
         # Both workers have it from the supervisor: its handler has run.
-        _wait_for_log(server, "serving on for the", count=2, timeout=window)
+        server.wait_for_output("serving on for the", 2, timeout=window)
         copy = time.monotonic()
         server.signal(signal.SIGTERM)
         code = server.wait(timeout=DELAY + DRAIN + HOOKS * HOOK_TIMEOUT + SLACK + 5)
@@ -323,14 +318,6 @@ def test_requests_the_server_cuts_at_its_bound_are_not_logged_as_a_clean_drain(t
     assert "drained after" not in log, log
 
 
-def _wait_for_log(server: ServerProcess, line: str, count: int = 1, timeout: float = 10.0) -> str:
-    deadline = time.monotonic() + timeout
-    while (log := server.output()).count(line) < count:
-        assert time.monotonic() < deadline, f"{line!r} not logged {count} time(s):\n{log}"
-        time.sleep(0.05)
-    return log
-
-
 def _worker_pids(log: str) -> list[int]:
     return [int(pid) for pid in re.findall(r"Started server process \[(\d+)\]", log)]
 
@@ -355,8 +342,8 @@ def test_connections_after_every_worker_stopped_accepting(name: str, tmp_path: P
         time.sleep(0.3)  # the 2 s request is in flight
         server.signal(signal.SIGTERM)
         if name == "uvicorn-workers":
-            _wait_for_log(server, "passed on to 2 worker(s)")  # logged once its own copy is closed
-        _wait_for_log(server, "Shutting down", count=2)  # each worker closes its listener next
+            server.wait_for_output("passed on to 2 worker(s)", timeout=10.0)  # logged once its own copy is closed
+        server.wait_for_output("Shutting down", 2, timeout=10.0)  # each worker closes its listener next
         time.sleep(0.5)
         error: httpx.HTTPError | None = None
         try:
@@ -384,8 +371,10 @@ def test_supervisor_exit_status_after_a_worker_was_killed(name: str, expected: i
         assert len(pids) == 2, server.output()
         server.signal(signal.SIGTERM)
         # Both workers are in their delay and the supervisor will start no other one.
-        _wait_for_log(server, "serving on for the", count=2)
-        _wait_for_log(server, "passed on to 2 worker(s)" if name == "uvicorn-workers" else "Received SIGTERM")
+        server.wait_for_output("serving on for the", 2, timeout=10.0)
+        server.wait_for_output(
+            "passed on to 2 worker(s)" if name == "uvicorn-workers" else "Received SIGTERM", timeout=10.0
+        )
         os.kill(pids[0], signal.SIGKILL)
         code = server.wait(timeout=DELAY + DRAIN + HOOKS * HOOK_TIMEOUT + SLACK + 5)
         log = server.output()
@@ -401,8 +390,8 @@ def test_uvicorn_supervisor_does_not_act_on_a_second_signal(tmp_path: Path) -> N
     with _server("uvicorn-cli-workers", tmp_path, HP_DELAY=str(delay)) as (server, _):
         first = time.monotonic()
         server.signal(signal.SIGTERM)
-        _wait_for_log(server, "Received SIGTERM")
-        _wait_for_log(server, "serving on for the", count=2)
+        server.wait_for_output("Received SIGTERM", timeout=10.0)
+        server.wait_for_output("serving on for the", 2, timeout=10.0)
         server.signal(signal.SIGTERM)
         code = server.wait(timeout=delay + DRAIN + HOOKS * HOOK_TIMEOUT + SLACK + 5)
         took = time.monotonic() - first

@@ -36,9 +36,7 @@ from healthprobe import HealthRegistry, Report, Status
 from healthprobe._runner import ABANDON_AFTER
 from healthprobe.render import render_text
 from tests import doc_pages
-from tests.support import ServerProcess, free_port
-
-BIN = Path(sys.executable).parent
+from tests.support import BIN, ServerProcess, free_port, started_registry, wait_until
 
 #: The deadline of the stubborn checks, in seconds.
 TIMEOUT = 0.5
@@ -91,11 +89,8 @@ async def until(condition: Callable[[], bool]) -> None:
 
 
 def started(**checks: Callable[[], object]) -> HealthRegistry:
-    registry = HealthRegistry()
-    registry.mark_started()
-    for name, func in checks.items():
-        registry.add_check(name, func, timeout=TIMEOUT, cache_ttl=0)
-    return registry
+    """A started registry of ``checks``, each with the :data:`TIMEOUT` deadline and no cache."""
+    return started_registry(checks, check_options={"timeout": TIMEOUT, "cache_ttl": 0})
 
 
 # -- in process ---------------------------------------------------------------------------------
@@ -189,14 +184,14 @@ def test_sync_callers_run_the_check_on_the_private_loop_and_cancel_it_once() -> 
     assert TIMEOUT <= answered < TIMEOUT + 0.4, answered
     assert report.checks["stubborn"].result.timed_out
     cpu = time.process_time()
-    assert _wait_for(lambda: state.stats.abandoned == 1, 5.0)
+    wait_until(lambda: state.stats.abandoned == 1, 5.0, "one abandoned run", interval=0.02)
     assert counter[0] == 1
     begun = time.monotonic()
     again = registry.run("readiness")
     assert time.monotonic() - begun < 0.2
     assert again.checks["stubborn"].result.output == "timed out, previous run still running"
     assert time.process_time() - cpu < 0.2  # the private loop is not spinning
-    assert _wait_for(lambda: not state.busy, 10.0)
+    wait_until(lambda: not state.busy, 10.0, "the check ending", interval=0.02)
     assert counter[0] == 1
 
 
@@ -247,7 +242,7 @@ def test_the_example_of_the_docs_is_answered_at_its_deadline_and_abandoned_once(
         assert render_text(report) == "[-]stubborn failed: timed out after 0.5 s\nreadyz check failed\n"
         assert section.count("`503`, `[-]stubborn failed: timed out after 0.5 s`") == 1
         # Counted, then logged, by the private loop's thread.
-        assert _wait_for(lambda: any("abandoned" in r.getMessage() for r in caplog.records), 5.0)
+        wait_until(lambda: any("abandoned" in r.getMessage() for r in caplog.records), 5.0, "the log", interval=0.02)
     assert state.stats.abandoned == 1
     [line] = [r.getMessage() for r in caplog.records if "abandoned" in r.getMessage()]
     documented = (
@@ -256,15 +251,6 @@ def test_the_example_of_the_docs_is_answered_at_its_deadline_and_abandoned_once(
     )
     assert documented in section
     assert line.startswith(documented.replace("\n  ", " ").removesuffix(" (...)"))
-
-
-def _wait_for(condition: Callable[[], bool], timeout: float) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(0.02)
-    return condition()
 
 
 # -- real servers -------------------------------------------------------------------------------
@@ -436,7 +422,7 @@ def test_no_cpu_is_burnt_after_the_deadline(fleet: Fleet) -> None:
 @pytest.mark.parametrize("name", SERVERS)
 def test_the_abandonment_is_counted_and_logged_once(fleet: Fleet, name: str) -> None:
     server = fleet.servers[name]
-    assert _wait_for(lambda: f"check stubborn: {ABANDONED}" in server.output(), 5.0), server.output()
+    server.wait_for_output(f"check stubborn: {ABANDONED}", timeout=5.0, interval=0.02)
     assert _stats(server)["stubborn"]["abandoned"] == 1
     lines = [line for line in server.output().splitlines() if "abandoned" in line]
     assert len(lines) == 1 and f"check stubborn: {ABANDONED}" in lines[0], server.output()
@@ -446,12 +432,24 @@ def test_the_abandonment_is_counted_and_logged_once(fleet: Fleet, name: str) -> 
 @pytest.mark.parametrize("name", SERVERS)
 def test_the_check_runs_again_once_its_abandoned_run_has_ended(fleet: Fleet, name: str) -> None:
     server = fleet.servers[name]
-    assert _wait_for(lambda: _stats(server)["stubborn"]["busy"] is False, 10.0), _stats(server)
+    wait_until(
+        lambda: _stats(server)["stubborn"]["busy"] is False,
+        10.0,
+        "not busy",
+        lambda: str(_stats(server)),
+        interval=0.02,
+    )
     begun = time.monotonic()
     response = httpx.get(f"{server.url}/readyz?format=json", timeout=5.0)
     seconds = time.monotonic() - begun
     [entry] = response.json()["checks"]["stubborn"]
     assert entry["output"] == "timed out after 0.5 s" and TIMEOUT <= seconds < TIMEOUT + 0.5, (entry, seconds)
     # The second abandonment in a row is counted and logged at DEBUG only.
-    assert _wait_for(lambda: _stats(server)["stubborn"]["abandoned"] == 2, 5.0), _stats(server)
+    wait_until(
+        lambda: _stats(server)["stubborn"]["abandoned"] == 2,
+        5.0,
+        "two abandoned",
+        lambda: str(_stats(server)),
+        interval=0.02,
+    )
     assert sum("abandoned" in line for line in server.output().splitlines()) == 1, server.output()

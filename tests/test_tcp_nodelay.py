@@ -28,7 +28,6 @@ import statistics
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -36,7 +35,7 @@ import pytest
 import healthprobe
 from healthprobe import HealthRegistry
 
-from .support import PYTHON, ServerProcess, free_port
+from .support import PYTHON, free_port, run_server, wait_until
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(120)]
 
@@ -178,27 +177,8 @@ def assert_fast_keep_alive(sock: socket.socket) -> float:
     return median
 
 
-@contextlib.contextmanager
-def started(
-    args: list[str], port: int, tmp_path: Path, name: str, env: dict[str, str] | None = None
-) -> Iterator[ServerProcess]:
-    server = ServerProcess(args, port, env=env, log=tmp_path / f"{name}.log")
-    try:
-        server.wait_ready(timeout=30)
-        yield server
-    finally:
-        server.stop()
-
-
 def connect(port: int) -> socket.socket:
     return socket.create_connection(("127.0.0.1", port), timeout=10.0)
-
-
-def _wait_for(predicate: Callable[[], bool], what: str, timeout: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, what
-        time.sleep(0.05)
 
 
 # -- the servers -------------------------------------------------------------------------------
@@ -209,7 +189,9 @@ def test_node_demo_asgi_keeps_alive_without_delayed_acks(tmp_path: Path) -> None
     port = free_port()
     env = {"HOST": "127.0.0.1", "PORT": str(port), "HEALTHY_FILE": str(tmp_path / "healthy")}
     with (
-        started([PYTHON, "-m", "examples.node_demo.asgi_app"], port, tmp_path, "asgi-demo", env) as server,
+        run_server(
+            [PYTHON, "-m", "examples.node_demo.asgi_app"], port, tmp_path, env=env, name="asgi-demo", timeout=30
+        ) as server,
         connect(port) as client,
     ):
         assert_fast_keep_alive(client)
@@ -222,7 +204,9 @@ def test_node_demo_wsgi_sets_the_option(tmp_path: Path) -> None:
     port = free_port()
     env = {"HOST": "127.0.0.1", "PORT": str(port), "HEALTHY_FILE": str(tmp_path / "healthy")}
     with (
-        started([PYTHON, "-m", "examples.node_demo.wsgi_app"], port, tmp_path, "wsgi-demo", env) as server,
+        run_server(
+            [PYTHON, "-m", "examples.node_demo.wsgi_app"], port, tmp_path, env=env, name="wsgi-demo", timeout=30
+        ) as server,
         connect(port) as client,
     ):
         client.sendall(b"GET /livez HTTP/1.1\r\n")  # half a request: the connection stays open
@@ -254,7 +238,9 @@ def test_servers_uvicorn_serve_sets_it_on_a_socket_of_the_callers(tmp_path: Path
     ``socket.socket(AF_INET, SOCK_STREAM)``: asyncio's own rule would leave Nagle on."""
     port = free_port()
     with (
-        started([PYTHON, "-c", SOCKET_OF_ITS_OWN, str(port)], port, tmp_path, "uvicorn-own-socket") as server,
+        run_server(
+            [PYTHON, "-c", SOCKET_OF_ITS_OWN, str(port)], port, tmp_path, name="uvicorn-own-socket", timeout=30
+        ) as server,
         connect(port) as client,
     ):
         assert_fast_keep_alive(client)
@@ -287,7 +273,7 @@ def test_worker_processes_have_it(command: list[str], tmp_path: Path) -> None:
     it in each worker: both are measured, so that a change in uvicorn shows here."""
     port = free_port()
     args = [PYTHON, *(part.format(port=port) for part in command)]
-    with started(args, port, tmp_path, "workers") as server, connect(port) as client:
+    with run_server(args, port, tmp_path, name="workers", timeout=30) as server, connect(port) as client:
         keep_alive_latencies(client, requests=1)  # answered: a worker holds the connection
         assert_fast_keep_alive(client)
         assert_nodelay(server.proc.pid, port, client)
@@ -307,7 +293,9 @@ def test_probe_server_sets_it_while_waiting_and_while_answering() -> None:
             assert server_nodelay(os.getpid(), server.port, waiting) == 1
         with connect(server.port) as answering:
             answering.sendall(b"GET /livez HTTP/1.1\r\nHost: x\r\n\r\n")
-            _wait_for(lambda: "probe-request" in " ".join(t.name for t in threading.enumerate()), "no request thread")
+            wait_until(
+                lambda: "probe-request" in " ".join(t.name for t in threading.enumerate()), 20, "a request thread"
+            )
             assert server_nodelay(os.getpid(), server.port, answering) == 1
             release.set()
             buffer = bytearray()

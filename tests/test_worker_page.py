@@ -20,10 +20,9 @@ from pathlib import Path
 
 import httpx
 import pytest
-import yaml
 
 from . import doc_pages
-from .support import PrivateRedis, ServerProcess, free_port, require_binary, status, wait_until
+from .support import PrivateRedis, free_port, require_binary, run_server, status, wait_until
 
 pytestmark = pytest.mark.slow
 
@@ -55,23 +54,13 @@ class Redis(PrivateRedis):
 
 @pytest.fixture
 def redis(tmp_path: Path) -> Iterator[Redis]:
-    server = Redis(tmp_path)
-    server.start()
-    try:
+    with Redis(tmp_path) as server:
+        server.start()
         yield server
-    finally:
-        server.stop()
 
 
 def test_probe_block() -> None:
-    (spec,) = doc_pages.probe_specs(PAGE)
-    assert {key: probe["httpGet"] for key, probe in spec.items()} == {
-        "startupProbe": {"path": "/startupz", "port": "probes"},
-        "readinessProbe": {"path": "/readyz", "port": "probes"},
-        "livenessProbe": {"path": "/livez", "port": "probes"},
-    }
-    (deployment,) = [yaml.safe_load(body) for body in doc_pages.blocks(PAGE, "yaml")]
-    (container,) = deployment["spec"]["template"]["spec"]["containers"]
+    container = doc_pages.probe_port_container(PAGE)
     assert container["command"] == shlex.split(doc_pages.command(PAGE, "python"))
     assert container["ports"] == [{"name": "probes", "containerPort": 8081}]
     assert 'os.environ.get("PROBE_PORT", "8081")' in PAGE
@@ -82,14 +71,13 @@ def test_worker_page(redis: Redis, tmp_path: Path) -> None:
     port = free_port()
     env = {
         "PYTHONPATH": str(project),
-        "REDIS_URL": f"redis://127.0.0.1:{redis.port}/0",
+        "REDIS_URL": redis.url,
         "PROBE_PORT": str(port),
         "WORKER_MAX_INTERVAL": str(MAX_INTERVAL),
     }
     line = doc_pages.command(PAGE, "python")
-    server = ServerProcess(doc_pages.argv(line, port), port, cwd=project, env=env, log=tmp_path / "worker.log")
-    try:
-        server.wait_ready(30)
+    argv = doc_pages.argv(line, port)
+    with run_server(argv, port, tmp_path, env=env, name="worker", cwd=project, timeout=30) as server:
         with httpx.Client(base_url=server.url, timeout=5) as client:
             for path in ("/startupz", "/readyz", "/livez"):
                 doc_pages.wait_status(client, path, 200, log=server.output)
@@ -134,7 +122,7 @@ def test_worker_page(redis: Redis, tmp_path: Path) -> None:
 
             # SIGTERM during a job: readiness fails at once, liveness passes, the job ends.
             redis.push({"id": "job-3", "seconds": 1.5})
-            wait_until(lambda: "job job-3: 1.5 s" in server.output(), 10, "job-3 starts", server.output)
+            server.wait_for_output("job job-3: 1.5 s", timeout=10)
             assert "healthprobe_in_flight_requests 1.0" in client.get("/metrics").text
             server.signal(signal.SIGTERM)
             wait_until(lambda: status(client, "/readyz") == 503, 1.5, "readiness fails at once", server.output)
@@ -150,5 +138,3 @@ def test_worker_page(redis: Redis, tmp_path: Path) -> None:
         assert "shutdown: hook 'close_redis' finished" in log, log
         assert "graceful shutdown is OFF" not in log
         assert redis.done() == ["job-2", "job-3"]
-    finally:
-        server.stop()

@@ -1,13 +1,105 @@
-"""Apps the shutdown tests start as real server processes."""
+"""Apps the tests start as real server processes, and their building blocks.
+
+Kept light (healthprobe and the standard library only, other packages imported where used),
+since every server process of the tests imports it: :func:`started_registry` builds the
+registries of the tests and of the apps; :func:`plain_apps` is a bare ASGI and WSGI app pair;
+:func:`echo_session` the WebSocket echo route; the rest sets up an app's coordinator.
+"""
 
 from __future__ import annotations
 
 import logging
 import os
 import time
+from collections.abc import Awaitable, Callable, Iterable, Mapping, MutableMapping
+from typing import TYPE_CHECKING, Any
 
 from healthprobe import HealthRegistry
 from healthprobe.shutdown import REPEAT_WINDOW, GracefulShutdown
+
+if TYPE_CHECKING:
+    from starlette.websockets import WebSocket
+
+#: A check given to :func:`started_registry`: the function, or the function and the
+#: keyword arguments of ``HealthRegistry.add_check`` for it.
+CheckSpec = Callable[[], Any] | tuple[Callable[[], Any], Mapping[str, Any]]
+
+
+def started_registry(
+    checks: Mapping[str, CheckSpec] | None = None,
+    /,
+    *,
+    started: bool = True,
+    check_options: Mapping[str, Any] | None = None,
+    **registry_options: Any,
+) -> HealthRegistry:
+    """A ``HealthRegistry(**registry_options)`` holding ``checks``, marked started.
+
+    Args:
+        checks: check name to check function, or to ``(function, add_check keyword
+            arguments)``; added in order.
+        started: ``False`` leaves the registry in ``starting``.
+        check_options: ``add_check`` keyword arguments given to every check (a check's own
+            arguments take precedence).
+        registry_options: keyword arguments of ``HealthRegistry``.
+    """
+    registry = HealthRegistry(**registry_options)
+    for name, spec in (checks or {}).items():
+        func, options = spec if isinstance(spec, tuple) else (spec, {})
+        registry.add_check(name, func, **{**(check_options or {}), **options})
+    if started:
+        registry.mark_started()
+    return registry
+
+
+def plain_apps(
+    routes: Mapping[str, Callable[[], bytes]] | None = None,
+) -> tuple[Callable[..., Awaitable[None]], Callable[..., Iterable[bytes]]]:
+    """An ASGI app and a WSGI app without a framework that answer alike: ``/`` with
+    ``ok <pid>``, each path of ``routes`` with the bytes its function returns, anything else
+    ``404`` ``not found``, all as ``text/plain``. The ASGI app completes the lifespan."""
+    extra = dict(routes or {})
+
+    def answer(path: str) -> tuple[int, bytes]:
+        if path == "/":
+            return 200, f"ok {os.getpid()}".encode()
+        if path in extra:
+            return 200, extra[path]()
+        return 404, b"not found"
+
+    async def asgi(scope: MutableMapping[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] == "lifespan":
+            while True:
+                message = await receive()
+                if message["type"] == "lifespan.startup":
+                    await send({"type": "lifespan.startup.complete"})
+                elif message["type"] == "lifespan.shutdown":
+                    await send({"type": "lifespan.shutdown.complete"})
+                    return
+        status, body = answer(scope["path"])
+        await send({"type": "http.response.start", "status": status, "headers": [(b"content-type", b"text/plain")]})
+        await send({"type": "http.response.body", "body": body})
+
+    def wsgi(environ: dict[str, Any], start_response: Any) -> Iterable[bytes]:
+        status, body = answer(environ.get("PATH_INFO") or "/")
+        start_response("200 OK" if status == 200 else "404 Not Found", [("Content-Type", "text/plain")])
+        return [body]
+
+    return asgi, wsgi
+
+
+async def echo_session(websocket: WebSocket) -> int:
+    """Accept the WebSocket and answer each text message with ``echo: <text>`` until the
+    client closes; returns the close code."""
+    from starlette.websockets import WebSocketDisconnect
+
+    await websocket.accept()
+    try:
+        while True:
+            text = await websocket.receive_text()
+            await websocket.send_text(f"echo: {text}")
+    except WebSocketDisconnect as exc:
+        return exc.code
 
 
 def show_logs() -> None:

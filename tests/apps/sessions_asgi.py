@@ -24,12 +24,12 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import StreamingResponse
 from starlette.routing import Route, WebSocketRoute
-from starlette.websockets import WebSocket, WebSocketDisconnect
+from starlette.websockets import WebSocket
 
 from healthprobe import HealthRegistry
 from healthprobe.asgi import HealthMiddleware
 
-from . import coordinator
+from . import coordinator, echo_session
 
 registry = HealthRegistry()
 shutdown = coordinator(registry)
@@ -41,13 +41,8 @@ async def cleanup() -> None:
 
 
 async def echo(websocket: WebSocket) -> None:
-    await websocket.accept()
-    try:
-        while True:
-            text = await websocket.receive_text()
-            await websocket.send_text(f"echo: {text}")
-    except WebSocketDisconnect as exc:
-        print(f"ws ended with {exc.code}", flush=True)
+    code = await echo_session(websocket)
+    print(f"ws ended with {code}", flush=True)
 
 
 async def _ticks(until_stopping: bool) -> AsyncIterator[str]:

@@ -20,12 +20,11 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse
 from starlette.routing import Route, WebSocketRoute
-from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from healthprobe import HealthRegistry
 from healthprobe.asgi import HealthMiddleware
 
-from . import coordinator, repeat_window
+from . import coordinator, echo_session, repeat_window
 
 registry = HealthRegistry()
 shutdown = coordinator(registry)
@@ -55,19 +54,8 @@ async def slow(request: Request) -> PlainTextResponse:
     return PlainTextResponse(f"slow ok {os.getpid()}")
 
 
-async def echo(websocket: WebSocket) -> None:
-    """Answer each text message with ``echo: <text>`` until the client closes."""
-    await websocket.accept()
-    try:
-        while True:
-            text = await websocket.receive_text()
-            await websocket.send_text(f"echo: {text}")
-    except WebSocketDisconnect:
-        pass
-
-
 app = HealthMiddleware(
-    Starlette(routes=[Route("/", fast), Route("/slow", slow), WebSocketRoute("/ws", echo)]),
+    Starlette(routes=[Route("/", fast), Route("/slow", slow), WebSocketRoute("/ws", echo_session)]),
     registry,
     shutdown=shutdown,
 )

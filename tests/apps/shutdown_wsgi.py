@@ -21,7 +21,7 @@ from werkzeug.wrappers import Request, Response
 from healthprobe import HealthRegistry
 from healthprobe.wsgi import HealthMiddleware
 
-from . import coordinator
+from . import add_cleanup_sleep, coordinator
 
 registry = HealthRegistry()
 shutdown = coordinator(registry)
@@ -35,11 +35,7 @@ if os.environ.get("HP_NO_HANG_HOOK") != "1":
     shutdown.hook(cleanup_hang)
 
 
-@shutdown.hook
-def cleanup_sleep() -> None:
-    print(f"cleanup_sleep start {os.getpid()} {time.time():.3f}", flush=True)
-    time.sleep(0.5)
-    print(f"cleanup_sleep done in {os.getpid()}", flush=True)
+add_cleanup_sleep(shutdown)
 
 
 @Request.application  # type: ignore[arg-type]

@@ -20,8 +20,6 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-from collections.abc import Iterable, MutableMapping
-from typing import Any
 
 import anyio
 
@@ -29,6 +27,8 @@ from healthprobe import CheckResult, HealthRegistry, Status
 from healthprobe.asgi import HealthMiddleware as AsgiMiddleware
 from healthprobe.shutdown import GracefulShutdown
 from healthprobe.wsgi import HealthMiddleware as WsgiMiddleware
+
+from . import plain_apps
 
 #: The password the ``leaky`` check's exception text holds.
 SECRET = "S3cretPW"
@@ -78,33 +78,7 @@ def _stats() -> bytes:
     ).encode()
 
 
-def _body(path: str) -> tuple[int, bytes]:
-    if path == "/":
-        return 200, f"ok {os.getpid()}".encode()
-    if path == "/stats":
-        return 200, _stats()
-    return 404, b"not found"
-
-
-async def _asgi_app(scope: MutableMapping[str, Any], receive: Any, send: Any) -> None:
-    if scope["type"] == "lifespan":
-        while True:
-            message = await receive()
-            if message["type"] == "lifespan.startup":
-                await send({"type": "lifespan.startup.complete"})
-            elif message["type"] == "lifespan.shutdown":
-                await send({"type": "lifespan.shutdown.complete"})
-                return
-    status, body = _body(scope["path"])
-    await send({"type": "http.response.start", "status": status, "headers": [(b"content-type", b"text/plain")]})
-    await send({"type": "http.response.body", "body": body})
-
-
-def _wsgi_app(environ: dict[str, Any], start_response: Any) -> Iterable[bytes]:
-    status, body = _body(environ.get("PATH_INFO") or "/")
-    start_response("200 OK" if status == 200 else "404 Not Found", [("Content-Type", "text/plain")])
-    return [body]
-
+_asgi_app, _wsgi_app = plain_apps({"/stats": _stats})
 
 asgi = AsgiMiddleware(_asgi_app, registry, shutdown=shutdown)
 wsgi = WsgiMiddleware(_wsgi_app, registry, shutdown=shutdown)

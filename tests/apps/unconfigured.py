@@ -20,8 +20,6 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Iterable
-from typing import Any
 
 if os.environ.get("HP_BASIC") == "1":
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(process)d %(name)s %(levelname)s %(message)s")
@@ -31,6 +29,8 @@ from healthprobe.asgi import HealthMiddleware as AsgiMiddleware
 from healthprobe.logs import quiet_probe_access_logs
 from healthprobe.shutdown import GracefulShutdown
 from healthprobe.wsgi import HealthMiddleware as WsgiMiddleware
+
+from . import plain_apps
 
 if os.environ.get("HP_LEVEL"):
     logging.getLogger("healthprobe").setLevel(os.environ["HP_LEVEL"])
@@ -59,28 +59,7 @@ def close_pool() -> None:
 PATHS = {"/live": "liveness", "/ready": "readiness", "/started": "startup"} if os.environ.get("HP_PATHS") else None
 
 
-async def _asgi_app(scope: dict[str, Any], receive: Any, send: Any) -> None:
-    if scope["type"] == "lifespan":
-        while True:
-            message = await receive()
-            if message["type"] == "lifespan.startup":
-                await send({"type": "lifespan.startup.complete"})
-            elif message["type"] == "lifespan.shutdown":
-                await send({"type": "lifespan.shutdown.complete"})
-                return
-    ok = scope["path"] == "/"
-    body = f"ok {os.getpid()}".encode() if ok else b"not found"
-    await send(
-        {"type": "http.response.start", "status": 200 if ok else 404, "headers": [(b"content-type", b"text/plain")]}
-    )
-    await send({"type": "http.response.body", "body": body})
-
-
-def _wsgi_app(environ: dict[str, Any], start_response: Any) -> Iterable[bytes]:
-    ok = environ.get("PATH_INFO") == "/"
-    start_response("200 OK" if ok else "404 Not Found", [("Content-Type", "text/plain")])
-    return [f"ok {os.getpid()}".encode() if ok else b"not found"]
-
+_asgi_app, _wsgi_app = plain_apps()
 
 asgi = AsgiMiddleware(_asgi_app, registry, paths=PATHS, metrics=True, shutdown=shutdown)
 wsgi = WsgiMiddleware(_wsgi_app, registry, paths=PATHS, metrics=True, shutdown=shutdown)
