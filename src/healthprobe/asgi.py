@@ -40,7 +40,7 @@ if typing.TYPE_CHECKING:
     from starlette.types import ASGIApp, Message, Receive, Scope, Send
     from typing_extensions import Unpack
 
-    from .http import Answer, EndpointOptions, HealthEndpoints, Response
+    from .http import EndpointOptions, HealthEndpoints, Response
     from .registry import HealthRegistry
     from .shutdown import GracefulShutdown
 
@@ -228,38 +228,10 @@ def HealthMiddleware(
     return built
 
 
-def _remembered(endpoints: HealthEndpoints) -> typing.Callable[[Scope, str], Answer | None]:
-    """The lookup of a repeated probe, shared by both middlewares: the answer the endpoints
-    remembered for this request, if it may be given again now, else ``None``.
-
-    One lookup on the raw request values (method, path below ``root_path``, raw query, raw
-    ``Accept``) and the test of :meth:`HealthEndpoints.is_current` written out, without
-    decoding anything: a plain function, since a coroutine would cost a repeated probe
-    more than everything else it does (docs/performance.md)."""
-    answers, health = endpoints.answers, endpoints.registry
-
-    def remembered(scope: Scope, path: str) -> Answer | None:
-        try:
-            for key, accept in scope["headers"]:  # noqa: B007 -- kept after the break
-                if key == b"accept":
-                    break
-            else:
-                accept = None
-            answer = answers[scope["method"], path, scope["query_string"], accept]
-        except (KeyError, TypeError, ValueError):  # not remembered, or a malformed scope
-            return None
-        if answer.generation == health.generation and (answer.stamp is None or health.still_current(answer.stamp)):
-            return answer
-        return None
-
-    return remembered
-
-
 def _probes(app: ASGIApp, endpoints: HealthEndpoints) -> ASGIApp:
     """The middleware without a coordinator: probe requests answered, every other scope
     passed to ``app`` as it is (the lifespan's ``state`` given the registry)."""
-    exact, prefixes, health = endpoints.exact_paths, endpoints.prefixes, endpoints.registry
-    remembered = _remembered(endpoints)
+    exact, prefixes, answers, health = endpoints.exact_paths, endpoints.prefixes, endpoints.answers, endpoints.registry
 
     async def health_middleware(scope: Scope, receive: Receive, send: Send) -> None:
         # Every request of the application passes here: whether it is ours is decided by a
@@ -275,11 +247,28 @@ def _probes(app: ASGIApp, endpoints: HealthEndpoints) -> ASGIApp:
         except KeyError:  # root_path is optional (ASGI 3.0 HTTP scope)
             path = scope["path"] or "/"  # an empty path is the root, as Starlette's router reads it
         if path in exact:
-            answer = remembered(scope, path)  # a repeated probe whose answer is still current
-            if answer is not None:
-                await send({"type": "http.response.start", "status": answer.status, "headers": [*answer.raw_headers]})
-                await send({"type": "http.response.body", "body": answer.body})
-                return
+            # A repeated probe whose answer is still current: one lookup on the raw request
+            # values and the test of HealthEndpoints.is_current written out. Written again in
+            # the middleware with a coordinator: a shared function costs every probe a call,
+            # 5% of the floor (docs/performance.md).
+            try:
+                for key, accept in scope["headers"]:  # noqa: B007 -- kept after the break
+                    if key == b"accept":
+                        break
+                else:
+                    accept = None
+                answer = answers[scope["method"], path, scope["query_string"], accept]
+            except (KeyError, TypeError, ValueError):  # not remembered, or a malformed scope
+                pass
+            else:
+                if answer.generation == health.generation and (
+                    answer.stamp is None or health.still_current(answer.stamp)
+                ):
+                    await send(
+                        {"type": "http.response.start", "status": answer.status, "headers": [*answer.raw_headers]}
+                    )
+                    await send({"type": "http.response.body", "body": answer.body})
+                    return
         elif not (path.startswith(prefixes) and endpoints.matches(path)):
             await app(scope, receive, send)
             return
@@ -297,7 +286,7 @@ def _counting(app: ASGIApp, endpoints: HealthEndpoints, shutdown: GracefulShutdo
     WebSocket scopes served for the coordinator."""
     exact, prefixes = endpoints.exact_paths, endpoints.prefixes
     slots = shutdown.requests_in_flight.slots
-    remembered = _remembered(endpoints)
+    answers, health = endpoints.answers, endpoints.registry
 
     async def health_middleware(scope: Scope, receive: Receive, send: Send) -> None:
         # The coordinator's plain attributes, not its properties or methods, on the path
@@ -309,13 +298,33 @@ def _counting(app: ASGIApp, endpoints: HealthEndpoints, shutdown: GracefulShutdo
             path: str = _route_path(scope) if scope["root_path"] else scope["path"] or "/"
         except KeyError:  # root_path is optional (ASGI 3.0 HTTP scope)
             path = scope["path"] or "/"
-        mine = path in exact or (path.startswith(prefixes) and endpoints.matches(path))
+        if path in exact:
+            if shutdown.steady:
+                # A repeated probe, as in the middleware without a coordinator (not while
+                # draining: the answer then needs Connection: close).
+                try:
+                    for key, accept in scope["headers"]:  # noqa: B007 -- kept after the break
+                        if key == b"accept":
+                            break
+                    else:
+                        accept = None
+                    answer = answers[scope["method"], path, scope["query_string"], accept]
+                except (KeyError, TypeError, ValueError):  # not remembered, or a malformed scope
+                    pass
+                else:
+                    if answer.generation == health.generation and (
+                        answer.stamp is None or health.still_current(answer.stamp)
+                    ):
+                        await send(
+                            {"type": "http.response.start", "status": answer.status, "headers": [*answer.raw_headers]}
+                        )
+                        await send({"type": "http.response.body", "body": answer.body})
+                        return
+            mine = True
+        else:
+            mine = path.startswith(prefixes) and endpoints.matches(path)
         if not shutdown.steady:
             send = _unsteady(app, scope, send, shutdown)
-        elif path in exact and (answer := remembered(scope, path)) is not None:  # a repeated probe, still current
-            await send({"type": "http.response.start", "status": answer.status, "headers": [*answer.raw_headers]})
-            await send({"type": "http.response.body", "body": answer.body})
-            return
         if mine and await _answer(endpoints, path, scope, send):
             return
         slots.append(None)
