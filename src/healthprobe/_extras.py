@@ -43,6 +43,7 @@ EXTRAS: dict[str, dict[str, str]] = {
     "flask": {"flask": "flask", "werkzeug": "werkzeug"},
     "fastapi": {"fastapi": "fastapi", "starlette": "starlette"},
     "celery": {"celery": "celery", "werkzeug": "werkzeug"},
+    "grpc": {"grpc": "grpcio", "grpc_health": "grpcio-health-checking"},
 }
 
 
