@@ -27,6 +27,7 @@ SUITES: dict[str, Callable[..., list[Row]]] = {
     "5": suites.storm,
     "6": suites.hung_check,
     "7": suites.memory,
+    "8": suites.grpc_check,
 }
 
 
@@ -60,6 +61,8 @@ PACKAGES = (
     "uvicorn",
     "httptools",
     "anyio",
+    "grpcio",
+    "grpcio-health-checking",
 )
 
 
@@ -93,7 +96,7 @@ def run(
     counts = suites.QUICK if quick else suites.FULL
     rows: list[Row] = []
     series: dict[str, list[tuple[int, float]]] = {}
-    for key in ["1", "2", "3", "4", "5", "6", "7"]:
+    for key in ["1", "2", "3", "4", "5", "6", "7", "8"]:
         if only is not None and key not in only:
             continue
         started = time.monotonic()

@@ -1,4 +1,4 @@
-"""The seven measurements of the benchmark, each returning rows of the result table."""
+"""The eight measurements of the benchmark, each returning rows of the result table."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import concurrent.futures
 import contextlib
 import dataclasses
 import gc
+import math
 import os
 import re
 import shutil
@@ -15,6 +16,7 @@ import socket
 import statistics
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -50,6 +52,13 @@ class Counts:
     hung_probes: int = 10_000
     rss_probes: int = 100_000
     rss_warmup: int = 10_000
+    #: gRPC Check latency: rounds of sequential calls (as ``rounds``/``calls``), then rounds
+    #: of ``grpc_load_seconds`` of ``grpc_concurrency`` concurrent calls per server
+    grpc_rounds: int = 21
+    grpc_calls: int = 2000
+    grpc_load_rounds: int = 5
+    grpc_load_seconds: float = 1.0
+    grpc_concurrency: int = 32
 
 
 FULL = Counts()
@@ -67,6 +76,11 @@ QUICK = Counts(
     hung_probes=200,
     rss_probes=1000,
     rss_warmup=200,
+    grpc_rounds=3,
+    grpc_calls=50,
+    grpc_load_rounds=1,
+    grpc_load_seconds=0.2,
+    grpc_concurrency=8,
 )
 
 
@@ -648,3 +662,194 @@ def _rss_row(what: str, counts: Counts, run: Callable[[int], float]) -> Row:
         growth < 1024 * 1024,
         growth / 1024,
     )
+
+
+# -- (8) gRPC health checks ------------------------------------------------------------------
+
+#: The servers compared (``benchmarks/grpc_serve.py``): the first is the baseline.
+GRPC_SIDES = ("stock", "healthprobe", "interceptor")
+
+
+class _GrpcServer:
+    """A ``python -m benchmarks.grpc_serve SIDE FLAVOUR`` process and a channel to it."""
+
+    def __init__(self, side: str, flavour: str) -> None:
+        import grpc
+        from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+        self.side = side
+        self.errors = tempfile.TemporaryFile()  # noqa: SIM115 - closed by close()
+        env = {**os.environ, "PYTHONPATH": str(ROOT)}
+        args = [sys.executable, "-m", "benchmarks.grpc_serve", side, flavour]
+        self.proc = subprocess.Popen(
+            args, cwd=ROOT, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self.errors, text=True
+        )
+        timer = threading.Timer(30, self.proc.kill)  # a server that never says its port
+        timer.start()
+        try:
+            assert self.proc.stdout is not None
+            line = self.proc.stdout.readline()
+        finally:
+            timer.cancel()
+        if not line.strip().isdigit():
+            self.close()
+            self.errors.seek(0)
+            raise RuntimeError(f"grpc_serve {side} {flavour} did not start: {self.errors.read().decode()[-2000:]}")
+        self.target = f"127.0.0.1:{int(line)}"
+        self.channel = grpc.insecure_channel(self.target)
+        self.stub = health_pb2_grpc.HealthStub(self.channel)
+        self.request = health_pb2.HealthCheckRequest(service="")
+        answer = self.stub.Check(self.request, timeout=10)
+        if answer.status != health_pb2.HealthCheckResponse.SERVING:  # a broken side proves nothing
+            self.close()
+            raise RuntimeError(f"grpc_serve {side} {flavour} answered {answer.status}, not SERVING")
+
+    def calls(self, n: int) -> float:
+        """``n`` sequential Checks on one channel; seconds taken."""
+        check, request = self.stub.Check, self.request
+        start = time.perf_counter()
+        for _ in range(n):
+            check(request, timeout=10)
+        return time.perf_counter() - start
+
+    def cpu_seconds(self) -> float:
+        """CPU time (user + system, every thread) the server process has used
+        (``/proc/PID/stat``; ``nan`` where there is none)."""
+        try:
+            with open(f"/proc/{self.proc.pid}/stat") as stat:
+                fields = stat.read().rsplit(")", 1)[1].split()
+        except OSError:
+            return math.nan
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+    def close(self) -> None:
+        with contextlib.suppress(AttributeError):
+            self.channel.close()
+        if self.proc.stdin is not None:
+            with contextlib.suppress(OSError):
+                self.proc.stdin.close()
+        try:
+            self.proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(timeout=5)
+        self.errors.close()
+
+
+async def _load(target: str, seconds: float, concurrency: int) -> tuple[int, float]:
+    """``concurrency`` Checks in flight at all times for ``seconds``, from the stock stub on a
+    ``grpc.aio`` channel; ``(calls answered, seconds taken)``."""
+    import grpc
+    from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+    async with grpc.aio.insecure_channel(target) as channel:
+        stub = health_pb2_grpc.HealthStub(channel)
+        request = health_pb2.HealthCheckRequest(service="")
+        await stub.Check(request, timeout=10)
+        end = time.monotonic() + seconds
+
+        async def caller() -> int:
+            done = 0
+            while time.monotonic() < end:
+                await stub.Check(request, timeout=10)
+                done += 1
+            return done
+
+        start = time.perf_counter()
+        counts = await asyncio.gather(*(caller() for _ in range(concurrency)))
+        return sum(counts), time.perf_counter() - start
+
+
+def grpc_check(counts: Counts) -> list[Row]:
+    rows: list[Row] = []
+    try:
+        import grpc  # noqa: F401
+        import grpc_health  # noqa: F401
+    except ImportError:
+        return [Row("8", "gRPC Check", "skipped: pip install 'healthprobe[grpc]'", "-", None)]
+    for flavour in ("sync", "aio"):
+        rows.extend(_grpc_flavour(flavour, counts))
+    return rows
+
+
+def _grpc_flavour(flavour: str, counts: Counts) -> list[Row]:
+    item = f"8 {flavour}"
+    servers: dict[str, _GrpcServer] = {}
+    loop = asyncio.new_event_loop()
+    try:
+        for side in GRPC_SIDES:
+            servers[side] = _GrpcServer(side, flavour)
+        latency = compare(
+            {side: server.calls for side, server in servers.items()},
+            "stock",
+            rounds=counts.grpc_rounds,
+            n=counts.grpc_calls,
+        )
+        rps: dict[str, list[float]] = {side: [] for side in servers}
+        cpu: dict[str, list[float]] = {side: [] for side in servers}
+        for index in range(counts.grpc_load_rounds):
+            order = list(GRPC_SIDES) if index % 2 == 0 else list(GRPC_SIDES)[::-1]
+            for side in order:
+                server = servers[side]
+                before = server.cpu_seconds()
+                done, seconds = loop.run_until_complete(
+                    _load(server.target, counts.grpc_load_seconds, counts.grpc_concurrency)
+                )
+                rps[side].append(done / seconds)
+                cpu[side].append((server.cpu_seconds() - before) / max(1, done))
+    finally:
+        loop.close()
+        for server in servers.values():
+            server.close()
+
+    def ratio(values: dict[str, list[float]], side: str) -> float:
+        return statistics.median(a / b if b else math.nan for a, b in zip(values[side], values["stock"], strict=True))
+
+    def median(values: dict[str, list[float]], side: str) -> float:
+        return statistics.median(values[side])
+
+    speed = ratio(rps, "healthprobe")
+    cost = ratio(cpu, "healthprobe")
+    ours = latency.ratios["healthprobe"]
+    scale = latency.ratios["interceptor"]
+    server = "grpc.server, 16 threads" if flavour == "sync" else "grpc.aio.server"
+    return [
+        Row(
+            item,
+            f"Check latency ({server}), healthprobe's servicer vs the stock one "
+            f"({us(latency.per_call['healthprobe'])} vs {us(latency.per_call['stock'])}, sequential calls)",
+            fmt_ratio(ours),
+            "<= 1.50x",
+            ours <= 1.5,
+            ours,
+        ),
+        Row(
+            item,
+            f"Check throughput ({server}), healthprobe's servicer vs the stock one "
+            f"({median(rps, 'healthprobe'):.0f} vs {median(rps, 'stock'):.0f} req/s, "
+            f"{counts.grpc_concurrency} concurrent calls)",
+            fmt_ratio(speed),
+            ">= 0.67x",
+            speed >= 1 / 1.5 if math.isfinite(speed) else None,
+            speed,
+        ),
+        Row(
+            item,
+            f"server CPU per Check ({server}), healthprobe's servicer vs the stock one "
+            f"({us(median(cpu, 'healthprobe'))} vs {us(median(cpu, 'stock'))}, under that load)",
+            fmt_ratio(cost),
+            "<= 1.50x",
+            cost <= 1.5 if math.isfinite(cost) else None,
+            cost if math.isfinite(cost) else None,
+        ),
+        Row(
+            item,
+            f"for scale: healthprobe's servicer behind the in-flight interceptor, Check latency "
+            f"({us(latency.per_call['interceptor'])}) vs the stock servicer",
+            fmt_ratio(scale),
+            "no target",
+            None,
+            scale,
+            f"throughput {ratio(rps, 'interceptor'):.2f}x, server CPU per Check {ratio(cpu, 'interceptor'):.2f}x",
+        ),
+    ]

@@ -64,7 +64,7 @@ CORE = {
 }
 #: What the core must never import: the server integrations and the adapters (``healthprobe.<name>``
 #: and the modules under it).
-ABOVE_CORE = {"servers", "asgi", "wsgi", "flask", "django", "celery"}
+ABOVE_CORE = {"servers", "asgi", "wsgi", "flask", "django", "celery", "grpc"}
 #: The top-level packages the extras bring, which the core must not import when imported.
 OPTIONAL = sorted({module for modules in _extras.EXTRAS.values() for module in modules})
 

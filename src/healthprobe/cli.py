@@ -1,9 +1,11 @@
-"""The ``healthprobe`` command: probe an HTTP endpoint the way the kubelet does, for
-``exec`` probes and Docker ``HEALTHCHECK`` in images that have no curl or wget.
+"""The ``healthprobe`` command: probe an HTTP endpoint or a gRPC health service the way the
+kubelet does, for ``exec`` probes and Docker ``HEALTHCHECK`` in images that have no curl,
+wget or grpc_health_probe.
 
 Usage::
 
     healthprobe probe http://127.0.0.1:8080/readyz [--timeout 1] [--header 'Name: value'] [--verbose]
+    healthprobe probe grpc://127.0.0.1:50051[/SERVICE] [--timeout 1] [--verbose]
 
 A failing answer prints its status line on stderr (``503 Service Unavailable``); with
 ``--verbose`` a passing one prints it on stdout, and a failing one also prints what its body
@@ -24,11 +26,25 @@ Probes": ``httpHeaders`` can override ``Host`` and ``User-Agent``): a given ``Ho
 ``User-Agent`` replaces the default one; an empty ``Host`` keeps the default, an empty
 ``User-Agent`` sends none. Credentials in the URL are refused (the kubelet's ``httpGet`` has
 none; send ``--header 'Authorization: ...'``), and no message ever shows them.
+
+A ``grpc://HOST:PORT[/SERVICE]`` URL calls ``grpc.health.v1.Health/Check`` (gRPC docs
+"Health Checking") with ``SERVICE`` as the service name (percent-decoded; none is ``""``, the
+server as a whole) over plaintext HTTP/2, as the kubelet's ``grpc`` probe does
+(``pkg/probe/grpc/grpc.go``; it has no TLS, no headers and no default port): exit status 0
+only when the answer is ``SERVING``; 1 for ``NOT_SERVING``, ``UNKNOWN``, an error status such
+as ``NOT_FOUND`` (a service the server does not know) or ``UNIMPLEMENTED`` (no health
+service), a timeout or a refused connection, with the kubelet's one-line messages on stderr
+(:func:`probe_grpc`); 2 for a usage error, and when grpcio is not installed (the ``grpc``
+extra). ``--verbose`` prints ``service healthy`` on stdout for ``SERVING``, and after a
+failing answer of healthprobe's own servicer what failed, one line per failing check or
+lifecycle reason (its ``healthprobe-reason`` trailer, :data:`healthprobe.grpc.REASON_KEY`),
+bounded as for HTTP.
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import http.client
 import json
 import math
@@ -38,7 +54,7 @@ import sys
 import typing
 import urllib.parse
 
-from . import __version__
+from . import __version__, _extras
 
 if typing.TYPE_CHECKING:
     from collections.abc import Sequence
@@ -53,6 +69,7 @@ __all__ = [
     "failing_lines",
     "main",
     "probe",
+    "probe_grpc",
 ]
 
 #: The ``User-Agent`` header sent unless ``--header`` gives another (``healthprobe/<version>``).
@@ -148,6 +165,110 @@ def _get(url: str, *, timeout: float, headers: Sequence[tuple[str, str]]) -> _An
     # The reason phrase is the server's text: shown escaped and bounded, as the body is.
     description = f"{response.status} {_printable(response.reason, MAX_DETAIL_LINE)}"
     return _Answer(ok, description, response.getheader("Content-Type"), body)
+
+
+def probe_grpc(url: str, *, timeout: float = 1.0) -> tuple[bool, str]:
+    """Call ``grpc.health.v1.Health/Check`` at a ``grpc://HOST:PORT[/SERVICE]`` URL and judge
+    the answer as the kubelet's ``grpc`` probe does (``pkg/probe/grpc/grpc.go``; Kubernetes
+    "Configure Liveness, Readiness and Startup Probes": only ``SERVING`` succeeds).
+
+    The call goes over plaintext HTTP/2 (no TLS, as the kubelet's), straight to the address
+    (no HTTP proxy from the environment), with ``User-Agent`` :data:`USER_AGENT`; a refused
+    connection fails at once rather than being retried until the timeout. It runs an event
+    loop of its own (``asyncio.run``), so it is not for a coroutine: call it from a thread.
+
+    Args:
+        url: ``grpc://HOST:PORT`` (the service ``""``, the server as a whole) or
+            ``grpc://HOST:PORT/SERVICE``; ``SERVICE`` is percent-decoded and may hold ``/``
+            (``grpc://127.0.0.1:50051/readiness/postgres``).
+        timeout: seconds for connecting and for the answer together (the kubelet's
+            ``timeoutSeconds``, default 1).
+
+    Returns:
+        ``(success, description)``: success only for ``SERVING``; the description is one of
+        the kubelet's lines: ``service healthy``, ``service unhealthy (responded with
+        "NOT_SERVING")`` (or ``"UNKNOWN"``), ``timeout: failed to connect service
+        "HOST:PORT" within 1s``, ``timeout: health rpc did not complete within 1s``,
+        ``error: failed to connect service at "HOST:PORT": <reason>`` (refused, unresolved,
+        not HTTP/2), ``error: this server does not implement the grpc health protocol
+        (grpc.health.v1.Health): <details>``, or ``error: health rpc probe failed: <CODE>:
+        <details>`` for another status, such as ``NOT_FOUND (no service "SERVICE" on this
+        server)``, the protocol's answer for a service the server does not know; the
+        server's text escaped and cut to :data:`MAX_DETAIL_LINE` characters.
+
+    Raises:
+        ValueError: if ``url`` is not such a URL: another scheme, no host or no port, port
+            0, credentials, a query or fragment, a space, a control or non-ASCII character,
+            or a service name that is not UTF-8 once decoded (one line, without credentials).
+        ImportError: grpcio or grpcio-health-checking is not installed
+            (``pip install 'healthprobe[grpc]'``; the message says so).
+    """
+    ok, description, _reason = _check_grpc(url, timeout=timeout)
+    return ok, description
+
+
+def _check_grpc(url: str, *, timeout: float) -> tuple[bool, str, str]:
+    """:func:`probe_grpc`, with the text of the answer's ``healthprobe-reason`` trailer
+    (:data:`healthprobe.grpc.REASON_KEY`: what failed, from healthprobe's servicer), ``""``
+    when there is none.
+
+    Raises:
+        ValueError, ImportError: see :func:`probe_grpc`.
+    """
+    target, service = _split_grpc(url)
+    with _extras.requires("grpc", "probing grpc:// URLs"):
+        import grpc
+        import grpc.aio
+        from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+        from .grpc import REASON_KEY
+
+    def reason(trailers: Any) -> str:
+        return next((str(value) for key, value in trailers or () if key == REASON_KEY), "")
+
+    async def check() -> tuple[bool, str, str]:
+        options = [("grpc.primary_user_agent", USER_AGENT), ("grpc.enable_http_proxy", 0)]
+        async with grpc.aio.insecure_channel(target, options=options) as channel:
+            call = health_pb2_grpc.HealthStub(channel).Check(
+                health_pb2.HealthCheckRequest(service=service), timeout=timeout
+            )
+            try:
+                response = await call
+            except grpc.aio.AioRpcError as exc:
+                connected = channel.get_state() is grpc.ChannelConnectivity.READY
+                failure = _grpc_failure(grpc, exc.code(), exc.details() or "", target, service, timeout, connected)
+                return False, failure, reason(exc.trailing_metadata())
+            trailers = await call.trailing_metadata()
+        if response.status == health_pb2.HealthCheckResponse.SERVING:
+            return True, "service healthy", ""
+        try:
+            name = health_pb2.HealthCheckResponse.ServingStatus.Name(response.status)
+        except ValueError:  # a value the proto does not define (its enum is open)
+            name = str(response.status)
+        return False, f'service unhealthy (responded with "{name}")', reason(trailers)
+
+    return asyncio.run(check())
+
+
+def _grpc_failure(
+    grpc: Any, code: Any, details: str, target: str, service: str, timeout: float, connected: bool
+) -> str:
+    """The kubelet's line for a health RPC to ``service`` that ended with status ``code`` (a
+    ``grpc.StatusCode``) and ``details``; ``connected``: the channel had reached ``READY``."""
+    details = _printable(details, MAX_DETAIL_LINE)
+    within = f"{timeout:g}s"
+    if code == grpc.StatusCode.DEADLINE_EXCEEDED:
+        if connected:
+            return f"timeout: health rpc did not complete within {within}"
+        return f'timeout: failed to connect service "{target}" within {within}'
+    if code == grpc.StatusCode.UNAVAILABLE and not connected:
+        return f'error: failed to connect service at "{target}": {details}'
+    if code == grpc.StatusCode.UNIMPLEMENTED:
+        return f"error: this server does not implement the grpc health protocol (grpc.health.v1.Health): {details}"
+    line = f"error: health rpc probe failed: {code.name}"
+    if code == grpc.StatusCode.NOT_FOUND:  # the protocol's answer for a service it does not know
+        line += f' (no service "{_printable(service, MAX_DETAIL_LINE)}" on this server)'
+    return line + (f": {details}" if details else "")
 
 
 def failing_lines(body: bytes, content_type: str | None) -> list[str]:
@@ -271,6 +392,25 @@ def _split(url: str) -> tuple[urllib.parse.SplitResult, str, int]:
         ValueError: with a one-line reason (the URL is shown by ``repr``, so a control
             character in it cannot break the line, and without its credentials).
     """
+    parts, port = _url_parts(
+        url, "the kubelet's httpGet has no place for them); send them with --header 'Authorization: ...'"
+    )
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError(f"not an absolute http(s) URL: {_redacted(url)!r}")
+    if port == 0:
+        raise ValueError(f"not a valid URL: {_redacted(url)!r} has port 0, which nothing can listen on")
+    return parts, parts.hostname, port or (443 if parts.scheme == "https" else 80)
+
+
+def _url_parts(url: str, no_credentials: str) -> tuple[urllib.parse.SplitResult, int | None]:
+    """``url`` split into its parts and its port (``None`` when it gives none), if it has no
+    space, control or non-ASCII character, a well-formed host and port, and no credentials;
+    ``no_credentials`` ends the message that refuses credentials (what the kubelet's probe
+    of that scheme does instead, and its closing parenthesis).
+
+    Raises:
+        ValueError: as :func:`_split` says.
+    """
     shown = _redacted(url)
     bad = _NOT_IN_URL.search(url)
     if bad is not None:
@@ -290,15 +430,36 @@ def _split(url: str) -> tuple[urllib.parse.SplitResult, str, int]:
         # host and port, which its message would show.
         parts = port = None
     if parts is None or "@" in parts.netloc:
-        raise ValueError(
-            f"not a valid URL: {shown!r}: credentials in a URL are not sent (the kubelet's httpGet "
-            "has no place for them); send them with --header 'Authorization: ...'"
-        )
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise ValueError(f"not an absolute http(s) URL: {shown!r}")
+        raise ValueError(f"not a valid URL: {shown!r}: credentials in a URL are not sent ({no_credentials}")
+    return parts, port
+
+
+def _split_grpc(url: str) -> tuple[str, str]:
+    """The ``HOST:PORT`` target (an IPv6 host in brackets) and the service name of a
+    ``grpc://HOST:PORT[/SERVICE]`` URL: the path after its first ``/``, percent-decoded as
+    UTF-8 (``grpc://h:50051/readiness/postgres`` is ``readiness/postgres``; none is ``""``).
+
+    Raises:
+        ValueError: as :func:`_split` says for what any URL may not hold, and, with a one-line
+            reason, for another scheme, no host or no port (gRPC has none by default), port 0,
+            a query or fragment, or a service name that is not UTF-8 once decoded.
+    """
+    parts, port = _url_parts(url, "the kubelet's grpc probe has no place for them)")
+    shown = _redacted(url)
+    if parts.scheme != "grpc" or not parts.hostname:
+        raise ValueError(f"not a grpc://HOST:PORT[/SERVICE] URL: {shown!r}")
+    if port is None:
+        raise ValueError(f"not a valid URL: {shown!r} has no port (gRPC has no default port)")
     if port == 0:
         raise ValueError(f"not a valid URL: {shown!r} has port 0, which nothing can listen on")
-    return parts, parts.hostname, port or (443 if parts.scheme == "https" else 80)
+    if "?" in url or "#" in url:
+        raise ValueError(f"not a valid URL: {shown!r}: a grpc:// URL has no query or fragment")
+    try:
+        service = urllib.parse.unquote(parts.path[1:], errors="strict")
+    except UnicodeDecodeError:
+        raise ValueError(f"not a valid URL: {shown!r}: the service name is not UTF-8 once percent-decoded") from None
+    host = f"[{parts.hostname}]" if ":" in parts.hostname else parts.hostname
+    return f"{host}:{port}", service
 
 
 def _redacted(url: str) -> str:
@@ -412,25 +573,43 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = _Parser(prog="healthprobe", description=__doc__.split("\n\n")[0])
     parser.add_argument("--version", action="version", version=__version__)
     commands = parser.add_subparsers(dest="command", required=True)
-    one = commands.add_parser("probe", help="GET a URL; exit 0 for a 200-399 answer, else 1")
-    one.add_argument("url")
+    one = commands.add_parser(
+        "probe",
+        help="GET an http(s) URL (exit 0 for a 200-399 answer) or Check a grpc:// one (exit 0 for SERVING); else 1",
+    )
+    one.add_argument("url", help="http(s)://HOST[:PORT]/PATH or grpc://HOST:PORT[/SERVICE]")
     one.add_argument("--timeout", type=_seconds, default=1.0, help="seconds (default 1, the kubelet's)")
     one.add_argument(
         "--header",
         type=_header,
         action="append",
         default=[],
-        help="'Name: value', repeatable; a Host or User-Agent replaces the default",
+        help="'Name: value', repeatable; a Host or User-Agent replaces the default (http(s) only)",
     )
     one.add_argument(
         "--verbose",
         "-v",
         action="store_true",
-        help="print the status line; for a failing answer also what its body says failed",
+        help="print the status line (grpc: the answer); for a failing answer also what it says failed",
     )
     args, extra = parser.parse_known_args(argv)
     if extra:
         one.error("unrecognized arguments: " + " ".join(_shown_argument(argument) for argument in extra))
+    if args.url.partition(":")[0].lower() == "grpc":
+        if args.header:
+            one.error("--header is for http(s) URLs: the kubelet's grpc probe sends no headers")
+        try:
+            ok, description, reason = _check_grpc(args.url, timeout=args.timeout)
+        except ImportError as exc:  # the grpc extra is missing: its message names the fix
+            one.error(str(exc))
+        except ValueError as exc:  # a malformed URL: a usage error, on one line
+            one.error(str(exc))
+        if args.verbose or not ok:
+            print(description, file=sys.stdout if ok else sys.stderr)
+        if args.verbose and reason:
+            for line in _bounded(reason.split("; ")):
+                print(line, file=sys.stderr)
+        return 0 if ok else 1
     try:
         answer = _get(args.url, timeout=args.timeout, headers=args.header)
     except ValueError as exc:  # a malformed URL or header: a usage error, on one line

@@ -18,6 +18,8 @@ too). Each module imports its server only when imported itself:
 * :mod:`healthprobe.servers.waitress`: waitress from code (``serve``); ``waitress-serve``
   needs only the WSGI middleware.
 * :mod:`healthprobe.servers.werkzeug`: a server from ``werkzeug.serving.make_server``.
+* :mod:`healthprobe.servers.grpc`: a ``grpc.server`` or ``grpc.aio.server`` (``serve``,
+  ``serve_async``), with the servicer and interceptors of :mod:`healthprobe.grpc`.
 """
 
 from __future__ import annotations
