@@ -124,7 +124,7 @@ wsgi_app = build_wsgi_app(build_registry())
 
 def command(server: str, port: int, *extra: str) -> list[str]:
     """The command line serving this module's app on a loopback ``port``: ``asgi_app`` under
-    uvicorn or hypercorn, ``wsgi_app`` under waitress or gunicorn."""
+    uvicorn or hypercorn, ``wsgi_app`` under waitress, gunicorn or Werkzeug's ``make_server``."""
     python = sys.executable
     if server == "uvicorn":
         return [
@@ -167,4 +167,10 @@ def command(server: str, port: int, *extra: str) -> list[str]:
             *extra,
             "tests.server_apps:wsgi_app",
         ]
+    if server == "werkzeug":
+        serve = (
+            "import sys; from werkzeug.serving import make_server; from tests.server_apps import wsgi_app; "
+            "make_server('127.0.0.1', int(sys.argv[1]), wsgi_app, threaded=True).serve_forever()"
+        )
+        return [python, "-c", serve, str(port), *extra]
     raise ValueError(f"no command for {server!r}")
