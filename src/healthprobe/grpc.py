@@ -476,7 +476,28 @@ class _Services:
         self.registry.add_lifecycle_listener(on_lifecycle)
 
 
-class HealthServicer(health_pb2_grpc.HealthServicer):  # type: ignore[misc]
+class _Servicer(health_pb2_grpc.HealthServicer):  # type: ignore[misc]
+    """What the thread-pool and the asyncio servicers share: the services they answer for
+    and the registry they answer from."""
+
+    _entries: dict[str, _Entry]
+    _services: _Services
+
+    @property
+    def registry(self) -> HealthRegistry:
+        """The registry answered from."""
+        return self._services.registry
+
+    @property
+    def expose_output(self) -> bool:
+        """Whether ``NOT_SERVING`` answers show what checks wrote."""
+        return self._services.expose_output
+
+    def _entry_list(self) -> tuple[_Entry, ...]:
+        return tuple(self._entries.values())
+
+
+class HealthServicer(_Servicer):
     """The ``grpc.health.v1.Health`` service of a thread-pool server (``grpc.server``),
     answered from ``registry``: ``Check``, ``Watch`` and ``List``. Add it with
     :func:`add_to_server`.
@@ -505,19 +526,6 @@ class HealthServicer(health_pb2_grpc.HealthServicer):  # type: ignore[misc]
         # (probe, only): the callers for the same one wait on one run.
         self._pending: dict[_Target, concurrent.futures.Future[Report]] = {}
         self._services.listen(self)
-
-    @property
-    def registry(self) -> HealthRegistry:
-        """The registry answered from."""
-        return self._services.registry
-
-    @property
-    def expose_output(self) -> bool:
-        """Whether ``NOT_SERVING`` answers show what checks wrote."""
-        return self._services.expose_output
-
-    def _entry_list(self) -> tuple[_Entry, ...]:
-        return tuple(self._entries.values())
 
     # -- Check ---------------------------------------------------------------------------------
 
@@ -794,7 +802,7 @@ class _BlockingStream:
             yield response
 
 
-class AioHealthServicer(health_pb2_grpc.HealthServicer):  # type: ignore[misc]
+class AioHealthServicer(_Servicer):
     """The ``grpc.health.v1.Health`` service of an asyncio server (``grpc.aio.server``),
     answered from ``registry`` without blocking its event loop: ``Check``, ``Watch`` and
     ``List``, as :class:`HealthServicer` answers them. Add it with :func:`add_to_server`.
@@ -816,19 +824,6 @@ class AioHealthServicer(health_pb2_grpc.HealthServicer):  # type: ignore[misc]
         self._services.wake = _wake_task
         self._pending: dict[_Target, asyncio.Task[Report]] = {}
         self._services.listen(self)
-
-    @property
-    def registry(self) -> HealthRegistry:
-        """The registry answered from."""
-        return self._services.registry
-
-    @property
-    def expose_output(self) -> bool:
-        """Whether ``NOT_SERVING`` answers show what checks wrote."""
-        return self._services.expose_output
-
-    def _entry_list(self) -> tuple[_Entry, ...]:
-        return tuple(self._entries.values())
 
     async def Check(self, request: health_pb2.HealthCheckRequest, context: grpc.aio.ServicerContext) -> object:
         """As :meth:`HealthServicer.Check`; a run that might not be done before the caller's
