@@ -227,6 +227,23 @@ class Outcome:
     pid: int | None = None
 
 
+def start_threads(targets: list[Callable[[], object]], into: list[threading.Thread]) -> None:
+    """Start a daemon thread for each of ``targets`` (a load generator's clients), adding it
+    to ``into``."""
+    for target in targets:
+        thread = threading.Thread(target=target, daemon=True)
+        thread.start()
+        into.append(thread)
+
+
+def stop_threads(done: threading.Event, threads: list[threading.Thread], timeout: float = 15.0) -> None:
+    """Set ``done``, which the clients started by :func:`start_threads` watch, and join each
+    (at most ``timeout`` seconds each)."""
+    done.set()
+    for thread in threads:
+        thread.join(timeout=timeout)
+
+
 @dataclass
 class LoadBalancer:
     """Routes traffic to one backend while its readiness probe passes.
@@ -251,15 +268,10 @@ class LoadBalancer:
 
     def start(self) -> None:
         targets = [self._poll] + [self._send_fast] * self.fast_senders + [self._send_slow] * self.slow_senders
-        for target in targets:
-            thread = threading.Thread(target=target, daemon=True)
-            thread.start()
-            self.threads.append(thread)
+        start_threads(targets, self.threads)
 
     def stop(self) -> None:
-        self.done.set()
-        for thread in self.threads:
-            thread.join(timeout=15)
+        stop_threads(self.done, self.threads)
 
     def _get(self, client: httpx.Client, path: str, into: list[Outcome]) -> Outcome:
         start = time.time()

@@ -33,7 +33,17 @@ from healthprobe.grpc import add_to_server
 from healthprobe.servers.grpc import FLUSH_TIMEOUT, control, serve, serve_async
 from healthprobe.shutdown import GracefulShutdown
 
-from .support import INSTALLED, PYTHON, ServerProcess, free_port, run_server, started_registry, wait_until
+from .support import (
+    INSTALLED,
+    PYTHON,
+    ServerProcess,
+    free_port,
+    run_server,
+    start_threads,
+    started_registry,
+    stop_threads,
+    wait_until,
+)
 
 DELAY = 1.5
 DRAIN = 4.0
@@ -103,15 +113,10 @@ class Load:
         targets = [lambda: self._poll(probe_channel)]
         targets += [lambda: self._send(rpc_channel, "Fast", b"", 0.02)] * self.fast_senders
         targets += [lambda: self._send(rpc_channel, "Slow", str(SLOW).encode(), 0.0)] * self.slow_senders
-        for target in targets:
-            thread = threading.Thread(target=target, daemon=True)
-            thread.start()
-            self.threads.append(thread)
+        start_threads(targets, self.threads)
 
     def stop(self) -> None:
-        self.done.set()
-        for thread in self.threads:
-            thread.join(timeout=15)
+        stop_threads(self.done, self.threads)
         for channel in self.channels:
             channel.close()
 
