@@ -496,6 +496,42 @@ def test_watch_of_an_unknown_service_stays_open_until_it_exists(shared: Served) 
         watcher.cancel()
 
 
+def test_watching_ever_new_service_names_is_bounded(kind: str, aio_loop: AioLoop) -> None:
+    """A client naming ever new services cannot make a re-runner each without bound: past
+    WATCH_LIMIT distinct services at once, a Watch of one more fails RESOURCE_EXHAUSTED,
+    while more streams of a service already watched are still served."""
+    registry = HealthRegistry(default_cache_ttl=30)
+    registry.mark_started()
+    with serve(kind, registry, aio_loop) as served:
+        watchers = [served.watch(f"unknown-{number}") for number in range(hgrpc.WATCH_LIMIT)]
+        try:
+            assert {watcher.next() for watcher in watchers} == {SERVICE_UNKNOWN}
+            if kind == "sync":  # one re-runner thread per watched service, and no more
+                rerunners = [t for t in threading.enumerate() if t.name == "healthprobe-grpc-watch"]
+                assert len(rerunners) <= hgrpc.WATCH_LIMIT
+            refused = served.watch("one-more")
+            refused.thread.join(5)
+            assert refused.error and refused.error[0].code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+            again = served.watch("unknown-0")  # a service already watched: served
+            try:
+                assert again.next() == SERVICE_UNKNOWN
+            finally:
+                again.cancel()
+        finally:
+            for watcher in watchers:
+                watcher.cancel()
+
+        def watched_again() -> bool:
+            later = served.watch("one-more")
+            try:
+                return later.next(timeout=1) == SERVICE_UNKNOWN
+            finally:
+                later.cancel()
+
+        # Once the streams ended (their re-runners end on their own), new names are watched again.
+        wait_until(watched_again, 10, "a Watch of a new name after the others ended", retry=(AssertionError,))
+
+
 # -- List ------------------------------------------------------------------------------------
 
 

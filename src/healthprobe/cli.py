@@ -396,7 +396,7 @@ def _split(url: str) -> tuple[urllib.parse.SplitResult, str, int]:
         url, "the kubelet's httpGet has no place for them); send them with --header 'Authorization: ...'"
     )
     if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise ValueError(f"not an absolute http(s) URL: {_redacted(url)!r}")
+        raise ValueError(f"not an absolute http(s) URL (or grpc://HOST:PORT): {_redacted(url)!r}")
     if port == 0:
         raise ValueError(f"not a valid URL: {_redacted(url)!r} has port 0, which nothing can listen on")
     return parts, parts.hostname, port or (443 if parts.scheme == "https" else 80)

@@ -94,6 +94,7 @@ __all__ = [
     "SERVICES",
     "SERVICE_LIMIT",
     "STARTUP",
+    "WATCH_LIMIT",
     "AioHealthServicer",
     "AioInFlightInterceptor",
     "HealthServicer",
@@ -127,6 +128,12 @@ SERVICES: Mapping[str, Probe] = types.MappingProxyType(
 #: ``grpc.health.v1`` proto: "The maximum number of services to return is 100; responses
 #: exceeding this limit will result in a RESOURCE_EXHAUSTED error").
 SERVICE_LIMIT = 100
+#: The most distinct services watched at once on one servicer (known or not: a client may
+#: watch a check before it is added); a ``Watch`` of one more fails with
+#: ``RESOURCE_EXHAUSTED``, so that clients naming ever new services cannot make a re-runner
+#: each without bound. Streams of a service already watched are not limited here.
+WATCH_LIMIT = 2 * SERVICE_LIMIT
+_TOO_MANY_WATCHED = f"more than {WATCH_LIMIT} services watched at once"
 #: The full name of the gRPC health service, whose RPCs the in-flight interceptors do not
 #: count.
 HEALTH_SERVICE = "grpc.health.v1.Health"
@@ -702,9 +709,14 @@ class HealthServicer(_Servicer):
         with self._lock:
             entry = self._entries.get(service)
             start = entry is None
-            if entry is None:
+            full = start and len(self._entries) >= WATCH_LIMIT
+            if entry is None and not full:
                 entry = self._entries[service] = _Entry(service, threading.Event())
-            entry.subscribers.add(subscriber)
+            if entry is not None:
+                entry.subscribers.add(subscriber)
+        if entry is None:
+            context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, _TOO_MANY_WATCHED)  # raises
+            return blocking
         if not context.add_callback(functools.partial(self._unsubscribe, entry, subscriber, blocking)):
             self._unsubscribe(entry, subscriber, blocking)  # the call is over already
         if start:  # even then: the re-runner takes the entry away once no stream is left
@@ -918,6 +930,8 @@ class AioHealthServicer(_Servicer):
         service = request.service
         entry = self._entries.get(service)
         if entry is None:
+            if len(self._entries) >= WATCH_LIMIT:
+                await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, _TOO_MANY_WATCHED)
             entry = self._entries[service] = _Entry(service, asyncio.Event())
             entry.loop = asyncio.get_running_loop()
             entry.task = entry.loop.create_task(self._rerun(entry), name="healthprobe-grpc-watch")
