@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import re
 import socket
 import subprocess
@@ -20,10 +21,10 @@ from werkzeug.wrappers import Request, Response
 
 import healthprobe
 from healthprobe import HealthRegistry
-from healthprobe.cli import failing_lines, main, probe
+from healthprobe.cli import _check_tcp, failing_lines, main, probe, probe_tcp
 from healthprobe.wsgi import HealthMiddleware
 
-from .support import PYTHON, ServerProcess, free_port, run_server, started_registry, werkzeug_server
+from .support import BIN, PYTHON, ServerProcess, free_port, run_server, started_registry, werkzeug_server
 
 seen_headers: dict[str, str] = {}
 
@@ -125,13 +126,18 @@ def test_a_refused_connection_fails() -> None:
         ["probe", "/livez"],
         ["probe", "http://127.0.0.1:1/", "--timeout", "0"],
         ["probe", "http://127.0.0.1:1/", "--header", "no colon"],
-        ["nonsense"],
     ],
 )
-def test_usage_errors_exit_2(argv: list[str]) -> None:
+def test_usage_errors_exit_1_by_default_and_2_with_distinct_codes(argv: list[str]) -> None:
     with pytest.raises(SystemExit) as raised:
         main(argv)
+    assert raised.value.code == 1  # Docker reserves 2 for HEALTHCHECK
+    with pytest.raises(SystemExit) as raised:
+        main([*argv, "--exit-codes", "distinct"])
     assert raised.value.code == 2
+    with pytest.raises(SystemExit) as raised:
+        main([*argv, "--exit-codes", "docker"])
+    assert raised.value.code == 1
 
 
 @pytest.mark.parametrize(
@@ -157,12 +163,7 @@ def test_usage_errors_exit_2(argv: list[str]) -> None:
 def test_a_malformed_url_is_a_usage_error_on_one_line(
     url: str, reason: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    with pytest.raises(SystemExit) as raised:
-        main(["probe", url])
-    assert raised.value.code == 2
-    out, err = capsys.readouterr()
-    assert out == ""
-    assert err.startswith("healthprobe probe: error: ") and err.count("\n") == 1 and err.endswith("\n"), err
+    err = usage_error(["probe", url], capsys)
     assert reason in err, err
     with pytest.raises(ValueError, match="URL"):
         probe(url)
@@ -183,7 +184,7 @@ def test_the_module_entry_point_runs_as_an_exec_probe(base_url: str) -> None:
     malformed = subprocess.run(
         [sys.executable, "-m", "healthprobe", "probe", f"{base_url}/live z"], capture_output=True, text=True, timeout=30
     )
-    assert malformed.returncode == 2 and malformed.stdout == ""
+    assert malformed.returncode == 1 and malformed.stdout == ""
     assert malformed.stderr.count("\n") == 1 and "contains a space" in malformed.stderr
 
 
@@ -256,14 +257,19 @@ def test_other_headers_are_sent_as_given_and_non_ascii_values_as_utf8(gunicorn: 
 
 
 def usage_error(argv: list[str], capsys: pytest.CaptureFixture[str]) -> str:
-    """The one line that ``main(argv)`` writes on stderr when it exits 2 with nothing on stdout."""
-    with pytest.raises(SystemExit) as raised:
-        main(argv)
-    out, err = capsys.readouterr()
-    assert raised.value.code == 2, err
-    assert out == ""
-    assert err.startswith("healthprobe probe: error: ") and err.count("\n") == 1 and err.endswith("\n"), err
-    return err
+    """The one line that ``main(argv)`` writes on stderr when it exits 1 with nothing on stdout;
+    with ``--exit-codes distinct`` added at the end, it writes the same line and exits 2."""
+    statuses = []
+    for args, status in ((argv, 1), ([*argv, "--exit-codes", "distinct"], 2)):
+        with pytest.raises(SystemExit) as raised:
+            main(args)
+        out, err = capsys.readouterr()
+        assert raised.value.code == status, (args, err)
+        assert out == ""
+        assert err.startswith("healthprobe probe: error: ") and err.count("\n") == 1 and err.endswith("\n"), err
+        statuses.append(err)
+    assert statuses[0] == statuses[1], statuses
+    return statuses[0]
 
 
 @pytest.mark.parametrize(
@@ -343,11 +349,12 @@ def test_every_usage_error_of_probe_is_one_line(
 
 
 def test_a_usage_error_of_the_command_is_one_line(capsys: pytest.CaptureFixture[str]) -> None:
-    for argv in (["nonsense"], []):
+    # No command named (or an unknown one): no command's status applies, and Docker's 1 does.
+    for argv in (["nonsense"], [], ["porbe", "http://127.0.0.1:1/", "--exit-codes", "distinct"]):
         with pytest.raises(SystemExit) as raised:
             main(argv)
         out, err = capsys.readouterr()
-        assert raised.value.code == 2 and out == ""
+        assert raised.value.code == 1 and out == ""
         assert err.startswith("healthprobe: error: ") and err.count("\n") == 1, err
 
 
@@ -406,14 +413,15 @@ def test_an_unrecognized_argument_shows_no_secret(
 
 def test_usage_errors_are_one_line_from_the_installed_command() -> None:
     for args in (["--timeout", "abc"], ["--header", "NoColon"], ["--timeout", "0"]):
-        result = subprocess.run(
-            [sys.executable, "-m", "healthprobe", "probe", "http://127.0.0.1:1/livez", *args],
-            capture_output=True,
-            text=True,
-            timeout=30,
-        )
-        assert result.returncode == 2 and result.stdout == ""
-        assert result.stderr.startswith("healthprobe probe: error: argument ") and result.stderr.count("\n") == 1
+        for codes, status in (([], 1), (["--exit-codes", "distinct"], 2)):
+            result = subprocess.run(
+                [sys.executable, "-m", "healthprobe", "probe", "http://127.0.0.1:1/livez", *args, *codes],
+                capture_output=True,
+                text=True,
+                timeout=30,
+            )
+            assert result.returncode == status and result.stdout == "", result
+            assert result.stderr.startswith("healthprobe probe: error: argument ") and result.stderr.count("\n") == 1
 
 
 # -- --verbose: what a failing answer says -----------------------------------------------------
@@ -609,3 +617,220 @@ def test_the_verbose_example_of_kubernetes_md_is_a_real_answer(capsys: pytest.Ca
     with healthprobe.serve(registry, "127.0.0.1", 0) as server:
         status, out, err = run(["probe", "-v", f"{server.url}/readyz"], capsys)
     assert out == "" and [*err.splitlines(), f"exit {status}"] == shown
+
+
+# -- exit statuses: Docker's 0 and 1 by default, one per kind with --exit-codes distinct --------
+
+
+def command(*args: str) -> subprocess.CompletedProcess[str]:
+    """``healthprobe ARGS...``, the installed console script, as an exec probe runs it."""
+    return subprocess.run([str(BIN / "healthprobe"), *args], capture_output=True, text=True, timeout=60)
+
+
+def test_each_kind_of_outcome_has_its_exit_status(base_url: str, silent_port: int) -> None:
+    refused = free_port()
+    with answering(b"") as closing:  # reads the request, then closes without a word
+        cases = {
+            "passes": ([f"{base_url}/livez"], 0),
+            "a 302 passes": ([f"{base_url}/moved"], 0),
+            "answered 503": ([f"{base_url}/readyz"], 1),
+            "answered 500": ([f"{base_url}/error"], 1),
+            "a malformed URL": ([f"{base_url}/live z"], 2),
+            "a malformed header": ([f"{base_url}/livez", "--header", "NoColon"], 2),
+            "an unknown option": ([f"{base_url}/livez", "--bogus"], 2),
+            "refused": ([f"http://127.0.0.1:{refused}/livez"], 3),
+            "timed out": ([f"http://127.0.0.1:{silent_port}/livez", "--timeout", "0.3"], 3),
+            "closed without an answer": ([f"{closing}/livez"], 3),
+            "a host that does not resolve": (["http://nosuch.invalid/livez", "--timeout", "5"], 3),
+        }
+        for what, (args, distinct) in cases.items():
+            default = command("probe", *args)
+            assert default.returncode == (0 if distinct == 0 else 1), (what, default)
+            assert default.stderr.count("\n") == (0 if distinct == 0 else 1), (what, default)
+            named = command("probe", *args, "--exit-codes", "distinct")
+            assert named.returncode == distinct, (what, named)
+            assert named.stderr == default.stderr, (what, named)
+            docker = command("probe", *args, "--exit-codes", "docker")
+            assert (docker.returncode, docker.stderr) == (default.returncode, default.stderr), (what, docker)
+
+
+def test_help_and_version_exit_0() -> None:
+    for args in (["--help"], ["probe", "--help"], ["probe", "--help", "--exit-codes", "distinct"], ["--version"]):
+        done = command(*args)
+        assert done.returncode == 0 and done.stderr == "", (args, done)
+    assert command("--version").stdout == f"{healthprobe.__version__}\n"
+    assert "--exit-codes {docker,distinct}" in command("probe", "--help").stdout
+
+
+@pytest.mark.parametrize(
+    ("argv", "status"),
+    [
+        (["probe"], 1),
+        (["probe", "--exit-codes", "distinct"], 2),  # no URL: argparse's error, before any parsing is done
+        (["probe", "--exit-codes=distinct"], 2),
+        (["probe", "--exit", "distinct"], 2),  # an abbreviation argparse takes
+        (["probe", "--exit-c=distinct"], 2),
+        (["--bogus", "probe", "http://127.0.0.1:1/"], 1),  # an option of the command line itself
+        (["--bogus", "probe", "http://127.0.0.1:1/", "--exit-codes", "distinct"], 2),
+        (["probe", "http://127.0.0.1:1/", "--timeout", "0", "--exit-codes", "distinct"], 2),
+        (["probe", "--exit-codes", "distinct", "http://127.0.0.1:1/", "--timeout"], 2),
+        (["probe", "--exit-codes", "distinct", "--exit-codes", "docker", "http://127.0.0.1:1/", "--bogus"], 1),
+        (["probe", "--exit-codes", "docker", "--exit-codes", "distinct", "http://127.0.0.1:1/", "--bogus"], 2),
+        (["probe", "http://127.0.0.1:1/", "--exit-codes", "bogus"], 1),  # the error is the value
+        (["probe", "http://127.0.0.1:1/", "--exit-codes"], 1),
+        (["probe", "--", "http://127.0.0.1:1/", "--exit-codes", "distinct"], 1),  # after --: arguments
+        (["porbe", "http://127.0.0.1:1/", "--exit-codes", "distinct"], 1),  # no such command
+    ],
+)
+def test_an_error_in_the_arguments_themselves_reads_exit_codes_from_them(
+    argv: list[str], status: int, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as raised:
+        main(argv)
+    out, err = capsys.readouterr()
+    assert raised.value.code == status, err
+    assert out == "" and err.count("\n") == 1 and ": error: " in err, err
+
+
+@pytest.mark.parametrize(
+    "option", [["--attempt-timeout", "2"], ["--period", "2"], ["--stable", "0"], ["--stable", "2"]]
+)
+def test_the_options_of_wait_without_it_are_usage_errors(option: list[str], capsys: pytest.CaptureFixture[str]) -> None:
+    err = usage_error(["probe", "http://127.0.0.1:1/", *option], capsys)
+    assert f"{option[0]} is for --wait" in err, err
+
+
+# -- tcp://HOST:PORT: the kubelet's tcpSocket probe ----------------------------------------------
+
+
+@pytest.fixture
+def listening() -> Iterator[int]:
+    """A loopback port that accepts TCP connections (never answering on them)."""
+    with socket.create_server(("127.0.0.1", 0)) as listener:
+        yield int(listener.getsockname()[1])
+
+
+@contextlib.contextmanager
+def full_backlog() -> Iterator[int]:
+    """A loopback port whose listener never accepts and whose queue of connections is full:
+    Linux drops every further SYN, so that a connect neither succeeds nor is refused."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(0)
+    port = int(listener.getsockname()[1])
+    held: list[socket.socket] = []
+    try:
+        for _ in range(16):
+            client = socket.socket()
+            client.settimeout(0.5)
+            try:
+                client.connect(("127.0.0.1", port))
+            except TimeoutError:
+                client.close()
+                break
+            held.append(client)
+        else:
+            pytest.skip("this system completes connections beyond a full backlog: no connect to time out")
+        yield port
+    finally:
+        for client in held:
+            client.close()
+        listener.close()
+
+
+def test_a_tcp_connection_passes_silently_and_says_so_with_verbose(listening: int) -> None:
+    quiet = command("probe", f"tcp://127.0.0.1:{listening}")
+    assert (quiet.returncode, quiet.stdout, quiet.stderr) == (0, "", ""), quiet
+    loud = command("probe", "-v", f"tcp://127.0.0.1:{listening}", "--exit-codes", "distinct")
+    assert (loud.returncode, loud.stdout, loud.stderr) == (0, f"connected to 127.0.0.1:{listening}\n", ""), loud
+    named = command("probe", "-v", f"tcp://localhost:{listening}")
+    assert (named.returncode, named.stdout) == (0, f"connected to localhost:{listening}\n"), named
+
+
+def test_a_refused_tcp_connection_is_no_answer_with_the_go_dialers_message() -> None:
+    port = free_port()
+    line = f"dial tcp 127.0.0.1:{port}: connect: connection refused\n"
+    for args, status in (([], 1), (["--exit-codes", "distinct"], 3), (["-v"], 1)):
+        done = command("probe", f"tcp://127.0.0.1:{port}", *args)
+        assert (done.returncode, done.stdout, done.stderr) == (status, "", line), done
+    assert probe_tcp(f"tcp://127.0.0.1:{port}") == (False, line.strip())
+
+
+def test_a_tcp_connection_that_is_not_completed_times_out() -> None:
+    with full_backlog() as port:
+        started = time.monotonic()
+        done = command("probe", f"tcp://127.0.0.1:{port}", "--timeout", "0.5", "--exit-codes", "distinct")
+        seconds = time.monotonic() - started
+    assert (done.returncode, done.stdout, done.stderr) == (3, "", f"dial tcp 127.0.0.1:{port}: i/o timeout\n"), done
+    assert 0.5 <= seconds < 10, seconds
+
+
+def test_a_tcp_host_that_does_not_resolve_is_no_answer() -> None:
+    done = command("probe", "tcp://nosuch.invalid:5432", "--timeout", "5", "--exit-codes", "distinct")
+    assert done.returncode == 3 and done.stdout == "", done
+    assert done.stderr.startswith("dial tcp: lookup nosuch.invalid: ") and done.stderr.count("\n") == 1, done
+
+
+def test_an_ipv6_tcp_port_is_probed() -> None:
+    try:
+        listener = socket.create_server(("::1", 0), family=socket.AF_INET6)
+    except OSError:
+        pytest.skip("no IPv6 loopback on this machine")
+    with listener:
+        port = listener.getsockname()[1]
+        done = command("probe", "-v", f"tcp://[::1]:{port}")
+        assert (done.returncode, done.stdout) == (0, f"connected to [::1]:{port}\n"), done
+    refused = command("probe", f"tcp://[::1]:{port}")
+    assert (refused.returncode, refused.stderr) == (1, f"dial tcp [::1]:{port}: connect: connection refused\n")
+
+
+def test_check_tcp_takes_a_checked_host_and_port(listening: int) -> None:
+    # The seam other modules run tcpSocket probes through: host and port already checked.
+    assert _check_tcp("127.0.0.1", listening, 1.0) == (True, f"connected to 127.0.0.1:{listening}")
+    port = free_port()
+    assert _check_tcp("127.0.0.1", port, 1.0) == (False, f"dial tcp 127.0.0.1:{port}: connect: connection refused")
+    assert _check_tcp("nosuch.invalid", port, 5.0)[1].startswith("dial tcp: lookup nosuch.invalid: ")
+
+
+@pytest.mark.parametrize(
+    ("url", "reason"),
+    [
+        ("tcp://127.0.0.1", "has no port (TCP has no default port)"),
+        ("tcp://127.0.0.1:", "has no port"),
+        ("tcp://127.0.0.1:0", "has port 0"),
+        ("tcp://127.0.0.1:99999", "Port out of range"),
+        ("tcp://127.0.0.1:port", "not a valid URL"),
+        ("tcp://:5432", "not a tcp://HOST:PORT URL"),
+        ("tcp://127.0.0.1:5432/", "a tcp:// URL has no path, query or fragment"),
+        ("tcp://127.0.0.1:5432/db", "a tcp:// URL has no path, query or fragment"),
+        ("tcp://127.0.0.1:5432?x=1", "a tcp:// URL has no path, query or fragment"),
+        ("tcp://127.0.0.1:5432#x", "a tcp:// URL has no path, query or fragment"),
+        ("tcp://[::1:5432", "Invalid IPv6 URL"),
+        ("tcp://127.0.0.1 :5432", "contains a space"),
+        ("tcp://127.0.0.1:5432\n", "contains a control character"),
+        ("tcp://h\u00f4te:5432", "non-ASCII"),
+        ("tcp://user:s3cret@127.0.0.1:5432", "credentials in a URL are not sent"),
+        ("tcp://s3cret@127.0.0.1:5432", "credentials in a URL are not sent"),
+    ],
+)
+def test_a_malformed_tcp_url_is_a_usage_error_on_one_line(
+    url: str, reason: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    err = usage_error(["probe", url], capsys)
+    assert reason in err and "s3cret" not in err, err
+    with pytest.raises(ValueError, match="URL") as raised:
+        probe_tcp(url)
+    assert "s3cret" not in str(raised.value)
+
+
+def test_headers_are_refused_for_tcp(capsys: pytest.CaptureFixture[str]) -> None:
+    err = usage_error(["probe", "tcp://127.0.0.1:5432", "--header", "Authorization: Bearer s3cret"], capsys)
+    assert (
+        err == "healthprobe probe: error: --header is for http(s) URLs: the kubelet's tcpSocket probe sends nothing\n"
+    )
+
+
+@pytest.mark.parametrize("timeout", [0.0, -1.0, math.inf, math.nan])
+def test_probe_tcp_wants_a_timeout_in_seconds(timeout: float) -> None:
+    with pytest.raises(ValueError, match="timeout"):
+        probe_tcp("tcp://127.0.0.1:5432", timeout=timeout)

@@ -1,6 +1,7 @@
 """``healthprobe probe grpc://HOST:PORT[/SERVICE]`` run as a command against real gRPC servers
 on loopback: exit 0 only for ``SERVING``, 1 with the kubelet's one-line message for anything
-else (``pkg/probe/grpc/grpc.go``), 2 for a usage error or a missing ``grpc`` extra."""
+else (``pkg/probe/grpc/grpc.go``), a usage error and a missing ``grpc`` extra included; under
+``--exit-codes distinct``, 1 for an answer, 2 for a usage error, 3 for no answer."""
 
 from __future__ import annotations
 
@@ -280,12 +281,13 @@ def test_an_ipv6_server_is_probed() -> None:
 def test_a_malformed_grpc_url_is_a_usage_error_on_one_line(
     url: str, reason: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    with pytest.raises(SystemExit) as raised:
-        main(["probe", url])
-    out, err = capsys.readouterr()
-    assert raised.value.code == 2 and out == ""
-    assert err.startswith("healthprobe probe: error: ") and err.count("\n") == 1, err
-    assert reason in err and "s3cret" not in err, err
+    for codes, status in (([], 1), (["--exit-codes", "distinct"], 2)):
+        with pytest.raises(SystemExit) as raised:
+            main(["probe", url, *codes])
+        out, err = capsys.readouterr()
+        assert raised.value.code == status and out == ""
+        assert err.startswith("healthprobe probe: error: ") and err.count("\n") == 1, err
+        assert reason in err and "s3cret" not in err, err
     with pytest.raises(ValueError, match="URL"):
         probe_grpc(url)
 
@@ -294,7 +296,7 @@ def test_headers_are_for_http_urls_only(capsys: pytest.CaptureFixture[str]) -> N
     with pytest.raises(SystemExit) as raised:
         main(["probe", "grpc://127.0.0.1:50051", "--header", "Authorization: Bearer s3cret"])
     out, err = capsys.readouterr()
-    assert raised.value.code == 2 and out == ""
+    assert raised.value.code == 1 and out == ""
     assert err == "healthprobe probe: error: --header is for http(s) URLs: the kubelet's grpc probe sends no headers\n"
 
 
@@ -303,16 +305,18 @@ def test_without_the_grpc_extra_the_fix_is_named() -> None:
     assert raised is not None
     assert raised["message"] == "probing grpc:// URLs needs grpcio: pip install 'healthprobe[grpc]'"
     assert "ImportError" in raised["type"]
-    script = (
-        "import sys; sys.modules['grpc_health'] = None\n"
-        "from healthprobe.cli import main\n"
-        "sys.exit(main(['probe', 'grpc://127.0.0.1:1']))\n"
-    )
-    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=30)
-    assert (done.returncode, done.stdout) == (2, ""), done
-    assert done.stderr == (
-        "healthprobe probe: error: probing grpc:// URLs needs grpcio-health-checking: pip install 'healthprobe[grpc]'\n"
-    )
+    for codes, status in (([], 1), (["--exit-codes", "distinct"], 2)):  # a usage error
+        script = (
+            "import sys; sys.modules['grpc_health'] = None\n"
+            "from healthprobe.cli import main\n"
+            f"sys.exit(main(['probe', 'grpc://127.0.0.1:1', *{codes!r}]))\n"
+        )
+        done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=30)
+        assert (done.returncode, done.stdout) == (status, ""), done
+        assert done.stderr == (
+            "healthprobe probe: error: probing grpc:// URLs needs grpcio-health-checking: "
+            "pip install 'healthprobe[grpc]'\n"
+        )
 
 
 def test_http_urls_import_no_grpc() -> None:
@@ -383,3 +387,50 @@ def test_verbose_says_what_failed_from_healthprobes_servicer() -> None:
     ), verbose
     failed(quiet, 'service unhealthy (responded with "NOT_SERVING")')
     assert one.err == 'service unhealthy (responded with "NOT_SERVING")\ncache failed: reason withheld\n', one
+
+
+# -- --exit-codes distinct and --wait --------------------------------------------------------------
+
+
+def test_distinct_exit_codes_tell_an_answer_from_no_answer(table: tuple[Table, int], silent_port: int) -> None:
+    _, port = table
+    address = f"grpc://127.0.0.1:{port}"
+    with sync_server(None) as bare:
+        cases = {
+            "SERVING": ([f"{address}/liveness"], 0),
+            "NOT_SERVING": ([f"{address}/readiness"], 1),
+            "UNKNOWN": ([f"{address}/readiness/postgres"], 1),
+            "NOT_FOUND, an answer of the server": ([f"{address}/nonsense"], 1),
+            "UNIMPLEMENTED, an answer of the server": ([f"grpc://127.0.0.1:{bare}"], 1),
+            "refused": ([f"grpc://127.0.0.1:{free_port()}"], 3),
+            "no HTTP/2 answer": ([f"grpc://127.0.0.1:{silent_port}", "--timeout", "0.3"], 3),
+            "no answer to the call": ([f"{address}/hang", "--timeout", "0.3"], 3),
+            "a malformed URL": (["grpc://127.0.0.1"], 2),
+        }
+        for what, (args, distinct) in cases.items():
+            default = run(*args)
+            assert default.code == (0 if distinct == 0 else 1), (what, default)
+            named = run(*args, "--exit-codes", "distinct")
+            assert (named.code, named.err) == (distinct, default.err), (what, named)
+
+
+def test_wait_until_the_service_is_serving(table: tuple[Table, int]) -> None:
+    servicer, port = table
+    servicer.set("flip", NOT_SERVING)
+    url = f"grpc://127.0.0.1:{port}/flip"
+    waiting = subprocess.Popen(
+        [str(BIN / "healthprobe"), "probe", "--wait", "--period", "0.1", "--timeout", "60", "-v", url],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert waiting.stderr is not None
+        first = waiting.stderr.readline()
+        assert first == f'waiting for {url}: service unhealthy (responded with "NOT_SERVING")\n'
+        servicer.set("flip", SERVING)
+        out, err = waiting.communicate(timeout=30)
+    finally:
+        waiting.kill()
+        waiting.wait()
+    assert (waiting.returncode, out, err) == (0, "service healthy\n", ""), (out, err)

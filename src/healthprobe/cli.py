@@ -1,11 +1,15 @@
-"""The ``healthprobe`` command: probe an HTTP endpoint or a gRPC health service the way the
-kubelet does, for ``exec`` probes and Docker ``HEALTHCHECK`` in images that have no curl,
-wget or grpc_health_probe.
+"""The ``healthprobe`` command: probe an HTTP endpoint, a gRPC health service or a TCP port
+the way the kubelet does, for ``exec`` probes and Docker ``HEALTHCHECK`` in images that have
+no curl, wget or grpc_health_probe, and wait until such a target passes (init containers,
+Docker Compose, scripts).
 
 Usage::
 
     healthprobe probe http://127.0.0.1:8080/readyz [--timeout 1] [--header 'Name: value'] [--verbose]
     healthprobe probe grpc://127.0.0.1:50051[/SERVICE] [--timeout 1] [--verbose]
+    healthprobe probe tcp://127.0.0.1:5432 [--timeout 1] [--verbose]
+    healthprobe probe URL --wait [--timeout S] [--attempt-timeout 1] [--period 1] [--stable 0]
+    healthprobe probe URL ... [--exit-codes docker|distinct]
 
 A failing answer prints its status line on stderr (``503 Service Unavailable``); with
 ``--verbose`` a passing one prints it on stdout, and a failing one also prints what its body
@@ -13,13 +17,30 @@ says failed (:func:`failing_lines`): the ``[-]name failed: reason`` lines of a t
 failing checks of an ``application/health+json`` body, else the first line of a plain-text
 body; at most 10 lines and 1 KiB, each line cut to 200 characters and its control characters
 escaped, since an exec probe's output lands in the pod's events. The URL is sent as given.
+A status code from 200 to 399 passes (the kubelet's ``httpGet`` rule, Kubernetes "Configure
+Liveness, Readiness and Startup Probes"). Redirects are not followed (the kubelet follows
+them only to the same host; a probe endpoint has no reason to redirect).
 
-Exit status: 0 when the answer's status code is from 200 to 399 (the kubelet's ``httpGet``
-rule, Kubernetes "Configure Liveness, Readiness and Startup Probes"), 1 for any other code,
-a timeout or a refused connection, 2 for a usage error (one line on stderr,
-``healthprobe probe: error: <reason>``), such as a malformed URL or header. Redirects are not
-followed (the kubelet follows them only to the same host; a probe endpoint has no reason to
-redirect).
+Exit status, by default (``--exit-codes docker``): 0 when the target passes, 1 for anything
+else: a failing answer, no answer (a refused connection, a timeout, a host name that does not
+resolve, a connection reset or an answer in another protocol), and a usage error (one line on
+stderr, ``healthprobe probe: error: <reason>``) such as a malformed URL, header or option. A
+Docker ``HEALTHCHECK`` command has exit statuses 0 (healthy) and 1 (unhealthy) only: "exit
+status 2 is reserved, do not use" (Dockerfile reference, ``HEALTHCHECK``), hence the one 1.
+``--exit-codes distinct`` tells the failures apart, for scripts: 0 the target passes; 1 it
+answered and failed (an HTTP status outside 200-399, a gRPC answer other than ``SERVING`` or
+an error status its server sent); 2 a usage error, a missing ``grpc`` extra included; 3 no
+answer. The kubelet counts any status but 0 as a failure, so both modes suit exec probes.
+``--help`` and ``--version`` exit 0.
+
+The exit status of a usage error is the named command's (``probe``'s: as above), even when
+the error is found while the arguments are read (``healthprobe probe`` without a URL,
+``healthprobe --bogus probe URL``): ``--exit-codes distinct`` is then read from the arguments
+before they are parsed, as argparse would read it (``--exit-codes distinct``,
+``--exit-codes=distinct`` or an abbreviation argparse accepts, such as ``--exit distinct``;
+the last one counts; none after ``--``). When that value is not a mode (the error may be
+about it), the status is 1. An error before any known command (``healthprobe``,
+``healthprobe porbe URL``) exits 1 too.
 
 Headers follow the kubelet's rules (Kubernetes "Configure Liveness, Readiness and Startup
 Probes": ``httpHeaders`` can override ``Host`` and ``User-Agent``): a given ``Host`` or
@@ -30,34 +51,85 @@ none; send ``--header 'Authorization: ...'``), and no message ever shows them.
 A ``grpc://HOST:PORT[/SERVICE]`` URL calls ``grpc.health.v1.Health/Check`` (gRPC docs
 "Health Checking") with ``SERVICE`` as the service name (percent-decoded; none is ``""``, the
 server as a whole) over plaintext HTTP/2, as the kubelet's ``grpc`` probe does
-(``pkg/probe/grpc/grpc.go``; it has no TLS, no headers and no default port): exit status 0
-only when the answer is ``SERVING``; 1 for ``NOT_SERVING``, ``UNKNOWN``, an error status such
-as ``NOT_FOUND`` (a service the server does not know) or ``UNIMPLEMENTED`` (no health
-service), a timeout or a refused connection, with the kubelet's one-line messages on stderr
-(:func:`probe_grpc`); 2 for a usage error, and when grpcio is not installed (the ``grpc``
-extra). ``--verbose`` prints ``service healthy`` on stdout for ``SERVING``, and after a
-failing answer of healthprobe's own servicer what failed, one line per failing check or
-lifecycle reason (its ``healthprobe-reason`` trailer, :data:`healthprobe.grpc.REASON_KEY`),
+(``pkg/probe/grpc/grpc.go``; it has no TLS, no headers and no default port): it passes only
+when the answer is ``SERVING``; ``NOT_SERVING``, ``UNKNOWN`` and an error status such as
+``NOT_FOUND`` (a service the server does not know) or ``UNIMPLEMENTED`` (no health service)
+are failing answers, a timeout or a refused connection no answer, each with the kubelet's
+one-line message on stderr (:func:`probe_grpc`); grpcio not installed (the ``grpc`` extra)
+is a usage error. ``--verbose`` prints ``service healthy`` on stdout for ``SERVING``, and
+after a failing answer of healthprobe's own servicer what failed, one line per failing check
+or lifecycle reason (its ``healthprobe-reason`` trailer, :data:`healthprobe.grpc.REASON_KEY`),
 bounded as for HTTP.
+
+A ``tcp://HOST:PORT`` URL opens a TCP connection within the timeout and closes it, sending
+and reading nothing, as the kubelet's ``tcpSocket`` probe does (``pkg/probe/tcp/tcp.go``:
+success when the dial succeeds): any failure is no answer, with the Go dialer's message the
+kubelet shows on stderr (``dial tcp 127.0.0.1:5432: connect: connection refused``,
+``dial tcp 10.0.0.1:5432: i/o timeout``, ``dial tcp: lookup db: no such host``;
+:func:`probe_tcp`). ``--verbose`` prints ``connected to HOST:PORT`` on stdout. The URL has a
+host (an IPv6 address in brackets) and a port other than 0, and nothing more: no credentials,
+path, query or fragment; ``--header`` is a usage error.
+
+``--wait`` probes again until the target passes, for init containers, a Docker Compose
+service that others wait for, and scripts:
+
+* ``--timeout S`` bounds the whole command. Without ``--wait`` it is the one attempt's timeout
+  (default 1 s, the kubelet's ``timeoutSeconds``); with ``--wait``, the whole wait's (default:
+  no limit).
+* ``--attempt-timeout S`` (default 1): each attempt's timeout, cut to what is left of
+  ``--timeout``.
+* ``--period S`` (default 1): attempts start every S seconds, on a fixed grid from the
+  first one, without backoff; an attempt that outlasts the period skips the starts it covers.
+* ``--stable S`` (default 0): the target must pass every attempt for S seconds, from the
+  start of the first passing attempt to the start of the last one (on the grid of
+  ``--period``), before the command exits 0; any failure starts the count over. With 0 the
+  first passing attempt ends the wait. S must be below ``--timeout``.
+
+``--attempt-timeout``, ``--period`` and ``--stable`` without ``--wait`` are usage errors, as
+are a malformed URL or header, found before the first attempt: they are never retried.
+While waiting, each change of outcome prints one line on stderr, ``waiting for URL: <line>``,
+with the line a single attempt prints (``503 Service Unavailable``, ``dial tcp ...: connect:
+connection refused``; a passing line that ``--stable`` holds ends with ``(passing; --stable
+S s)``); an outcome repeated prints nothing. When the target passes (for ``--stable``
+seconds), the exit status is 0, and ``--verbose`` prints the passing line on stdout. When
+the next attempt would start at or after the end of ``--timeout``, the command gives up:
+``gave up waiting for URL (--timeout S s): <line>`` on stderr, with the last attempt's line
+(with ``--verbose`` followed by what a failing answer says failed), and exit status 1, or
+under ``--exit-codes distinct`` the last attempt's: 1 for a failing answer, 3 for no answer,
+and 1 for a target passing for less than ``--stable`` seconds.
+
+SIGTERM and SIGINT end the command at once by their default action, so that a shell sees a
+process killed by that signal (exit status 143 or 130) and a script stops at a Ctrl-C; a
+Ctrl-C prints no traceback. As PID 1 of a container (an init container's command), where the
+kernel ignores a signal left to its default action, the command handles SIGTERM itself while
+waiting, and exits 143.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import http.client
+import ipaddress
 import json
 import math
+import os
 import re
+import signal
 import socket
+import struct
 import sys
+import threading
+import time
 import typing
 import urllib.parse
 
 from . import __version__, _extras
 
 if typing.TYPE_CHECKING:
-    from collections.abc import Sequence
+    from collections.abc import Callable, Iterator, Mapping, Sequence
+    from types import FrameType
     from typing import Any, NoReturn
 
 __all__ = [
@@ -70,6 +142,7 @@ __all__ = [
     "main",
     "probe",
     "probe_grpc",
+    "probe_tcp",
 ]
 
 #: The ``User-Agent`` header sent unless ``--header`` gives another (``healthprobe/<version>``).
@@ -95,12 +168,34 @@ MAX_DETAIL_LINE = 200
 #: IETF draft "Health Check Response Format for HTTP APIs": the status values of a failure.
 _FAIL_WORDS = frozenset({"fail", "error", "down"})
 
+#: The kinds of outcome, each the exit status it gives under ``--exit-codes distinct``: the
+#: target passed; it answered and failed; a usage error; no answer.
+_PASSED, _FAILED, _USAGE, _NO_ANSWER = 0, 1, 2, 3
+#: ``--exit-codes``' modes: ``docker`` gives 1 for every kind but ``_PASSED``.
+_EXIT_CODES = ("docker", "distinct")
+#: The least time Go's dialer gives each address of a host name when the time left allows
+#: it (``partialDeadline`` in Go's ``net/dial.go``, ``saneMinimum``).
+_DIAL_SANE_MINIMUM = 2.0
+
 
 class _Answer(typing.NamedTuple):
     ok: bool
     description: str
     content_type: str | None
     body: bytes
+    #: False when no HTTP answer came (refused, timeout, reset, not HTTP).
+    answered: bool = True
+
+
+class _Outcome(typing.NamedTuple):
+    """What one attempt of the command gave."""
+
+    #: ``_PASSED``, ``_FAILED`` or ``_NO_ANSWER``.
+    kind: int
+    #: The one line it prints (``503 Service Unavailable``, ``service healthy``).
+    line: str
+    #: What ``--verbose`` prints after a failing answer's line: already bounded and escaped.
+    details: Sequence[str] = ()
 
 
 def probe(url: str, *, timeout: float = 1.0, headers: Sequence[tuple[str, str]] = ()) -> tuple[bool, str]:
@@ -158,7 +253,7 @@ def _get(url: str, *, timeout: float, headers: Sequence[tuple[str, str]]) -> _An
     except (OSError, http.client.HTTPException) as exc:
         reason = "timed out" if isinstance(exc, (TimeoutError, socket.timeout)) else type(exc).__name__
         shown = f"[{host}]" if ":" in host else host
-        return _Answer(False, f"no answer from {shown}:{port}: {reason}", None, b"")
+        return _Answer(False, f"no answer from {shown}:{port}: {reason}", None, b"", answered=False)
     finally:
         connection.close()
     ok = 200 <= response.status < 400
@@ -215,18 +310,40 @@ def _check_grpc(url: str, *, timeout: float) -> tuple[bool, str, str]:
     Raises:
         ValueError, ImportError: see :func:`probe_grpc`.
     """
-    target, service = _split_grpc(url)
+    ok, description, reason, _answered = _grpc_answer(url, timeout=timeout)
+    return ok, description, reason
+
+
+def _grpc_modules() -> tuple[Any, Any, Any, str]:
+    """``grpc`` (with ``grpc.aio``), ``health_pb2``, ``health_pb2_grpc`` and
+    :data:`healthprobe.grpc.REASON_KEY`.
+
+    Raises:
+        ImportError: see :func:`probe_grpc`.
+    """
     with _extras.requires("grpc", "probing grpc:// URLs"):
         import grpc
         import grpc.aio
         from grpc_health.v1 import health_pb2, health_pb2_grpc
 
         from .grpc import REASON_KEY
+    return grpc, health_pb2, health_pb2_grpc, REASON_KEY
+
+
+def _grpc_answer(url: str, *, timeout: float) -> tuple[bool, str, str, bool]:
+    """:func:`_check_grpc`, and whether the server answered: False for a timeout and for a
+    connection that failed (the kubelet's ``timeout:`` and ``failed to connect`` lines).
+
+    Raises:
+        ValueError, ImportError: see :func:`probe_grpc`.
+    """
+    target, service = _split_grpc(url)
+    grpc, health_pb2, health_pb2_grpc, reason_key = _grpc_modules()
 
     def reason(trailers: Any) -> str:
-        return next((str(value) for key, value in trailers or () if key == REASON_KEY), "")
+        return next((str(value) for key, value in trailers or () if key == reason_key), "")
 
-    async def check() -> tuple[bool, str, str]:
+    async def check() -> tuple[bool, str, str, bool]:
         options = [("grpc.primary_user_agent", USER_AGENT), ("grpc.enable_http_proxy", 0)]
         async with grpc.aio.insecure_channel(target, options=options) as channel:
             call = health_pb2_grpc.HealthStub(channel).Check(
@@ -235,17 +352,21 @@ def _check_grpc(url: str, *, timeout: float) -> tuple[bool, str, str]:
             try:
                 response = await call
             except grpc.aio.AioRpcError as exc:
+                code = exc.code()
                 connected = channel.get_state() is grpc.ChannelConnectivity.READY
-                failure = _grpc_failure(grpc, exc.code(), exc.details() or "", target, service, timeout, connected)
-                return False, failure, reason(exc.trailing_metadata())
+                failure = _grpc_failure(grpc, code, exc.details() or "", target, service, timeout, connected)
+                answered = not (
+                    code == grpc.StatusCode.DEADLINE_EXCEEDED or (code == grpc.StatusCode.UNAVAILABLE and not connected)
+                )
+                return False, failure, reason(exc.trailing_metadata()), answered
             trailers = await call.trailing_metadata()
         if response.status == health_pb2.HealthCheckResponse.SERVING:
-            return True, "service healthy", ""
+            return True, "service healthy", "", True
         try:
             name = health_pb2.HealthCheckResponse.ServingStatus.Name(response.status)
         except ValueError:  # a value the proto does not define (its enum is open)
             name = str(response.status)
-        return False, f'service unhealthy (responded with "{name}")', reason(trailers)
+        return False, f'service unhealthy (responded with "{name}")', reason(trailers), True
 
     return asyncio.run(check())
 
@@ -269,6 +390,135 @@ def _grpc_failure(
     if code == grpc.StatusCode.NOT_FOUND:  # the protocol's answer for a service it does not know
         line += f' (no service "{_printable(service, MAX_DETAIL_LINE)}" on this server)'
     return line + (f": {details}" if details else "")
+
+
+def probe_tcp(url: str, *, timeout: float = 1.0) -> tuple[bool, str]:
+    """Open a TCP connection to a ``tcp://HOST:PORT`` URL and close it, as the kubelet's
+    ``tcpSocket`` probe does (``pkg/probe/tcp/tcp.go``, ``DoTCPProbe``: success when the dial
+    succeeds, and its error message otherwise; Kubernetes "Configure Liveness, Readiness and
+    Startup Probes": "if it can establish a connection, the container is considered healthy").
+
+    Nothing is sent or read. The host name is resolved (every address it has is tried in
+    turn, as Go's dialer does, each given an equal share of what is left of the timeout but
+    at least 2 s when that much is left) and the connection opened within ``timeout`` in all;
+    the socket lingers 1 s at most once closed, as the kubelet's ``ProbeDialer``
+    (``pkg/probe/dialer_others.go``) sets it.
+
+    Args:
+        url: ``tcp://HOST:PORT``: a host name or IP address (an IPv6 address in brackets,
+            ``tcp://[::1]:5432``) and a port from 1 to 65535, nothing more.
+        timeout: seconds, a finite number > 0, for resolving the host and connecting
+            together (the kubelet's ``timeoutSeconds``, default 1).
+
+    Returns:
+        ``(success, description)``: ``(True, "connected to HOST:PORT")``, or ``False`` and
+        the Go dialer's message, as the kubelet shows it in a pod's events: ``dial tcp
+        127.0.0.1:5432: connect: connection refused``, ``dial tcp 10.0.0.1:5432: i/o
+        timeout``, ``dial tcp: lookup db: no such host`` (the address of the first attempt
+        that failed, an IPv6 one in brackets).
+
+    Raises:
+        ValueError: if ``url`` is not such a URL: another scheme, no host or no port, port
+            0, credentials, a path (``/`` included), query or fragment, a space, a control or
+            non-ASCII character, a malformed port or IPv6 address (one line, without
+            credentials); or if ``timeout`` is not a finite number > 0.
+    """
+    host, port = _split_tcp(url)
+    if not (timeout > 0 and math.isfinite(timeout)):
+        raise ValueError(f"timeout: expected a finite number of seconds > 0, got {timeout!r}")
+    return _check_tcp(host, port, timeout)
+
+
+def _check_tcp(host: str, port: int, timeout: float) -> tuple[bool, str]:
+    """:func:`probe_tcp` for a host and port already checked: ``host`` a host name or IP
+    address (an IPv6 one with or without brackets), ``port`` from 1 to 65535, ``timeout``
+    seconds > 0. Never raises for what the network does: every failure is a message."""
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    deadline = time.monotonic() + timeout
+    try:
+        addresses = _addresses(host, port, timeout)
+    except TimeoutError:
+        return False, f"dial tcp: lookup {host}: i/o timeout"
+    except OSError as exc:  # socket.gaierror
+        no_host = exc.errno in (socket.EAI_NONAME, getattr(socket, "EAI_NODATA", socket.EAI_NONAME))
+        return False, f"dial tcp: lookup {host}: {'no such host' if no_host else _go_text(exc)}"
+    first = ""
+    for index, (family, address) in enumerate(addresses):
+        shown = _host_port(str(address[0]), port)
+        left = deadline - time.monotonic()
+        if left <= 0:
+            first = first or f"dial tcp {shown}: i/o timeout"
+            break
+        share = left / (len(addresses) - index)
+        if share < _DIAL_SANE_MINIMUM:
+            share = min(left, _DIAL_SANE_MINIMUM)
+        sock = socket.socket(family, socket.SOCK_STREAM)
+        try:
+            if sys.platform != "win32":
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 1))
+            sock.settimeout(share)
+            sock.connect(address)
+        except TimeoutError:
+            failure = f"dial tcp {shown}: i/o timeout"
+        except OSError as exc:
+            failure = f"dial tcp {shown}: connect: {_go_text(exc)}"
+        else:
+            return True, f"connected to {_host_port(host, port)}"
+        finally:
+            sock.close()
+        first = first or failure
+    return False, first or f"dial tcp: lookup {host}: no such host"
+
+
+def _addresses(host: str, port: int, timeout: float) -> list[tuple[socket.AddressFamily, tuple[Any, ...]]]:
+    """The addresses of ``host``, in the resolver's order, each with its family; a host name
+    is resolved in a thread of its own, so that a slow resolver costs ``timeout`` at most.
+
+    Raises:
+        socket.gaierror: the name does not resolve.
+        TimeoutError: no answer from the resolver within ``timeout``.
+    """
+
+    def lookup() -> list[tuple[socket.AddressFamily, tuple[Any, ...]]]:
+        found = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+        return [(family, tuple(address)) for family, _, _, _, address in found]
+
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        pass
+    else:
+        return lookup()
+    result: list[Any] = []
+
+    def resolve() -> None:
+        try:
+            result.append(lookup())
+        except OSError as exc:
+            result.append(exc)
+
+    thread = threading.Thread(target=resolve, name="healthprobe-tcp-resolve", daemon=True)
+    thread.start()
+    thread.join(timeout)
+    if not result:
+        raise TimeoutError(f"no answer from the resolver for {host!r} within {timeout:g} s")
+    if isinstance(result[0], OSError):
+        raise result[0]
+    addresses: list[tuple[socket.AddressFamily, tuple[Any, ...]]] = result[0]
+    return addresses
+
+
+def _go_text(exc: OSError) -> str:
+    """An operating system error as Go's ``syscall.Errno`` says it: the C library's text
+    with a lowercase first letter (``connection refused``, ``no route to host``)."""
+    text = exc.strerror or (os.strerror(exc.errno) if exc.errno else type(exc).__name__)
+    return text[:1].lower() + text[1:]
+
+
+def _host_port(host: str, port: int) -> str:
+    """``HOST:PORT``, an IPv6 host in brackets (Go's ``net.JoinHostPort``)."""
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
 def failing_lines(body: bytes, content_type: str | None) -> list[str]:
@@ -396,7 +646,7 @@ def _split(url: str) -> tuple[urllib.parse.SplitResult, str, int]:
         url, "the kubelet's httpGet has no place for them); send them with --header 'Authorization: ...'"
     )
     if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise ValueError(f"not an absolute http(s) URL (or grpc://HOST:PORT): {_redacted(url)!r}")
+        raise ValueError(f"not an absolute http(s) URL (or grpc://HOST:PORT, tcp://HOST:PORT): {_redacted(url)!r}")
     if port == 0:
         raise ValueError(f"not a valid URL: {_redacted(url)!r} has port 0, which nothing can listen on")
     return parts, parts.hostname, port or (443 if parts.scheme == "https" else 80)
@@ -434,6 +684,26 @@ def _url_parts(url: str, no_credentials: str) -> tuple[urllib.parse.SplitResult,
     return parts, port
 
 
+def _host_and_port(url: str, scheme: str, form: str, protocol: str) -> tuple[urllib.parse.SplitResult, str, int, str]:
+    """``url``'s parts, host, port and the URL as a message may show it, if it is a ``scheme`` URL
+    (whose ``form`` a message names) with a host and a port other than 0 (``protocol`` has no
+    default port), and holds nothing that no URL may (:func:`_url_parts`).
+
+    Raises:
+        ValueError: with a one-line reason, as :func:`_split` says.
+    """
+    probe = {"grpc": "grpc probe", "tcp": "tcpSocket probe"}[scheme]
+    parts, port = _url_parts(url, f"the kubelet's {probe} has no place for them)")
+    shown = _redacted(url)
+    if parts.scheme != scheme or not parts.hostname:
+        raise ValueError(f"not a {form} URL: {shown!r}")
+    if port is None:
+        raise ValueError(f"not a valid URL: {shown!r} has no port ({protocol} has no default port)")
+    if port == 0:
+        raise ValueError(f"not a valid URL: {shown!r} has port 0, which nothing can listen on")
+    return parts, parts.hostname, port, shown
+
+
 def _split_grpc(url: str) -> tuple[str, str]:
     """The ``HOST:PORT`` target (an IPv6 host in brackets) and the service name of a
     ``grpc://HOST:PORT[/SERVICE]`` URL: the path after its first ``/``, percent-decoded as
@@ -444,22 +714,28 @@ def _split_grpc(url: str) -> tuple[str, str]:
             reason, for another scheme, no host or no port (gRPC has none by default), port 0,
             a query or fragment, or a service name that is not UTF-8 once decoded.
     """
-    parts, port = _url_parts(url, "the kubelet's grpc probe has no place for them)")
-    shown = _redacted(url)
-    if parts.scheme != "grpc" or not parts.hostname:
-        raise ValueError(f"not a grpc://HOST:PORT[/SERVICE] URL: {shown!r}")
-    if port is None:
-        raise ValueError(f"not a valid URL: {shown!r} has no port (gRPC has no default port)")
-    if port == 0:
-        raise ValueError(f"not a valid URL: {shown!r} has port 0, which nothing can listen on")
+    parts, host, port, shown = _host_and_port(url, "grpc", "grpc://HOST:PORT[/SERVICE]", "gRPC")
     if "?" in url or "#" in url:
         raise ValueError(f"not a valid URL: {shown!r}: a grpc:// URL has no query or fragment")
     try:
         service = urllib.parse.unquote(parts.path[1:], errors="strict")
     except UnicodeDecodeError:
         raise ValueError(f"not a valid URL: {shown!r}: the service name is not UTF-8 once percent-decoded") from None
-    host = f"[{parts.hostname}]" if ":" in parts.hostname else parts.hostname
-    return f"{host}:{port}", service
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}", service
+
+
+def _split_tcp(url: str) -> tuple[str, int]:
+    """The host (an IPv6 one without brackets) and port of a ``tcp://HOST:PORT`` URL.
+
+    Raises:
+        ValueError: as :func:`_split` says for what any URL may not hold, and, with a one-line
+            reason, for another scheme, no host or no port (TCP has none by default), port 0,
+            or a path, query or fragment.
+    """
+    parts, host, port, shown = _host_and_port(url, "tcp", "tcp://HOST:PORT", "TCP")
+    if parts.path or "?" in url or "#" in url:
+        raise ValueError(f"not a valid URL: {shown!r}: a tcp:// URL has no path, query or fragment")
+    return host, port
 
 
 def _redacted(url: str) -> str:
@@ -539,13 +815,25 @@ def _header(text: str) -> tuple[str, str]:
 
 
 def _seconds(text: str) -> float:
-    """``--timeout``'s type: a finite number of seconds > 0."""
+    """``--timeout``'s type (and ``--attempt-timeout``'s, ``--period``'s): a finite number of
+    seconds > 0."""
     try:
         seconds = float(text)
     except ValueError:
         seconds = math.nan
     if not (seconds > 0 and math.isfinite(seconds)):
         raise argparse.ArgumentTypeError(f"expected a finite number of seconds > 0, got {text!r}")
+    return seconds
+
+
+def _seconds_or_zero(text: str) -> float:
+    """``--stable``'s type: a finite number of seconds >= 0."""
+    try:
+        seconds = float(text)
+    except ValueError:
+        seconds = math.nan
+    if not (seconds >= 0 and math.isfinite(seconds)):
+        raise argparse.ArgumentTypeError(f"expected a finite number of seconds >= 0, got {text!r}")
     return seconds
 
 
@@ -558,68 +846,336 @@ def _shown_argument(argument: str) -> str:
     return _redacted(argument) if "://" in argument else "<value>"
 
 
+def _argparse_status() -> int:
+    """argparse's exit status for a usage error: 2."""
+    return 2
+
+
 class _Parser(argparse.ArgumentParser):
-    """An ``ArgumentParser`` whose errors are one line on stderr, ``PROG: error: REASON``, exit
-    status 2, without the usage text argparse prints before them: an exec probe's output
-    lands in the kubelet's events."""
+    """An ``ArgumentParser`` whose errors are one line on stderr, ``PROG: error: REASON``,
+    without the usage text argparse prints before them (an exec probe's output lands in the
+    kubelet's events), and whose exit status is ``usage_status()``, called when the error
+    happens: each command of the ``healthprobe`` command line has its own (argparse's 2
+    unless it is given)."""
+
+    def __init__(self, *args: Any, usage_status: Callable[[], int] = _argparse_status, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.usage_status = usage_status
 
     def error(self, message: str) -> NoReturn:
         message = _CONTROL.sub(lambda match: repr(match.group())[1:-1], message)
-        self.exit(2, f"{self.prog}: error: {message}\n")
+        self.exit(self.usage_status(), f"{self.prog}: error: {message}\n")
+
+
+def _command_index(arguments: Sequence[str]) -> int:
+    """The index of the command (``probe``) in the ``healthprobe`` command line's arguments:
+    the first that is not an option (the command line's own options, ``--help`` and
+    ``--version``, take no value), or the one after ``--``; ``len(arguments)`` if none."""
+    for index, argument in enumerate(arguments):
+        if argument == "--":
+            return index + 1
+        if not argument.startswith("-"):
+            return index
+    return len(arguments)
+
+
+def _exit_codes_in(arguments: Sequence[str], options: Sequence[str]) -> str:
+    """The ``--exit-codes`` mode of a ``healthprobe probe`` command line read without parsing
+    it, for a usage error found while parsing it: the value of the last ``--exit-codes``
+    among the arguments after the command and before ``--`` (``--exit-codes V``,
+    ``--exit-codes=V``, or an abbreviation argparse takes for it: a prefix of no other of
+    ``options``, the probe command's option strings). ``docker`` when there is none, or when
+    its value is not a mode."""
+    codes = "docker"
+    rest = iter(arguments[_command_index(arguments) + 1 :])
+    for argument in rest:
+        if argument == "--":
+            break
+        name, eq, value = argument.partition("=")
+        if not name.startswith("--") or len(name) < 3:
+            continue
+        if name != "--exit-codes" and [option for option in options if option.startswith(name)] != ["--exit-codes"]:
+            continue
+        codes = value if eq else next(rest, "")
+    return codes if codes in _EXIT_CODES else "docker"
+
+
+def _status(kind: int, codes: str) -> int:
+    """The exit status of an outcome of ``kind`` under ``--exit-codes codes``."""
+    return kind if codes == "distinct" or kind == _PASSED else 1
+
+
+def _attempt_of(url: str, headers: Sequence[tuple[str, str]]) -> Callable[[float], _Outcome]:
+    """One attempt at ``url``, a function of its timeout, once the URL (and the headers) are
+    found valid for its scheme.
+
+    Raises:
+        ValueError: a usage error, with its one-line reason: a malformed URL or header, or a
+            header for a URL that sends none.
+        ImportError: a grpc:// URL without the ``grpc`` extra.
+    """
+    scheme = url.partition(":")[0].lower()
+    if scheme == "grpc":
+        if headers:
+            raise ValueError("--header is for http(s) URLs: the kubelet's grpc probe sends no headers")
+        _split_grpc(url)
+        _grpc_modules()
+
+        def grpc_attempt(timeout: float) -> _Outcome:
+            ok, line, reason, answered = _grpc_answer(url, timeout=timeout)
+            if ok:
+                return _Outcome(_PASSED, line)
+            return _Outcome(_FAILED if answered else _NO_ANSWER, line, _bounded(reason.split("; ")) if reason else ())
+
+        return grpc_attempt
+    if scheme == "tcp":
+        if headers:
+            raise ValueError("--header is for http(s) URLs: the kubelet's tcpSocket probe sends nothing")
+        host, port = _split_tcp(url)
+
+        def tcp_attempt(timeout: float) -> _Outcome:
+            ok, line = _check_tcp(host, port, timeout)
+            return _Outcome(_PASSED if ok else _NO_ANSWER, line)
+
+        return tcp_attempt
+    _split(url)
+    _request_headers(headers)
+
+    def http_attempt(timeout: float) -> _Outcome:
+        answer = _get(url, timeout=timeout, headers=headers)
+        if answer.ok:
+            return _Outcome(_PASSED, answer.description)
+        if not answer.answered:
+            return _Outcome(_NO_ANSWER, answer.description)
+        return _Outcome(_FAILED, answer.description, failing_lines(answer.body, answer.content_type))
+
+    return http_attempt
+
+
+def _print_failure(outcome: _Outcome, line: str, verbose: bool) -> None:
+    """``line`` on stderr, then with ``verbose`` what ``outcome`` says failed."""
+    print(line, file=sys.stderr, flush=True)
+    if verbose:
+        for detail in outcome.details:
+            print(detail, file=sys.stderr)
+
+
+class _Wait(typing.NamedTuple):
+    """``--wait``'s settings, in seconds."""
+
+    #: The whole wait's bound, ``math.inf`` for none.
+    timeout: float
+    attempt_timeout: float
+    period: float
+    stable: float
+
+
+def _wait(url: str, attempt: Callable[[float], _Outcome], wait: _Wait, *, verbose: bool, codes: str) -> int:
+    """Run ``attempt`` every ``wait.period`` seconds until it passes for ``wait.stable``
+    seconds or the next start would be at or after ``wait.timeout``; print what the module
+    docstring says and return the exit status.
+
+    Attempts start on a grid, ``wait.period`` apart from the first one's start; how long the
+    target has passed is measured on that grid, from the start of the first passing attempt
+    to the start of the current one (the clock's jitter cannot then cost a period more)."""
+    started = time.monotonic()
+    deadline = started + wait.timeout
+    shown = None
+    tick = 0  # the current attempt's start on the grid, in periods from the first one's
+    first_pass: int | None = None  # the start of the first passing attempt of this run of passes
+    passed = 0.0  # seconds the target has passed, on the grid
+    outcome: _Outcome | None = None
+    while True:
+        left = deadline - time.monotonic() if outcome is not None else wait.timeout
+        if left <= 0:
+            break
+        outcome = attempt(min(wait.attempt_timeout, left))
+        ended = time.monotonic()
+        if outcome.kind == _PASSED:
+            first_pass = tick if first_pass is None else first_pass
+            passed = (tick - first_pass) * wait.period
+            if passed >= wait.stable - 1e-9:
+                if verbose:
+                    print(outcome.line)
+                return 0
+        else:
+            first_pass = None
+        if outcome.line != shown:  # a change of outcome: one line
+            shown = outcome.line
+            held = f" (passing; --stable {wait.stable:g} s)" if outcome.kind == _PASSED else ""
+            print(f"waiting for {url}: {outcome.line}{held}", file=sys.stderr, flush=True)
+        tick = max(tick + 1, math.floor((ended - started) / wait.period) + 1)  # the next start after this end
+        upcoming = started + tick * wait.period
+        if upcoming >= deadline:
+            break
+        time.sleep(max(0.0, upcoming - time.monotonic()))
+    assert outcome is not None  # the first attempt always runs
+    gave_up = f"gave up waiting for {url} (--timeout {wait.timeout:g} s): {outcome.line}"
+    if outcome.kind == _PASSED:
+        print(f"{gave_up}, passing for only {passed:g} s of --stable {wait.stable:g} s", file=sys.stderr, flush=True)
+        return 1
+    _print_failure(outcome, gave_up, verbose)
+    return _status(outcome.kind, codes)
+
+
+@contextlib.contextmanager
+def _terminable() -> Iterator[None]:
+    """While the command waits as PID 1 of a container, where the kernel ignores a SIGTERM
+    left to its default action: a SIGTERM handler that ends the command with exit status
+    143. Elsewhere (or with a handler already set, or off the main thread) nothing changes."""
+    if (
+        os.getpid() != 1
+        or threading.current_thread() is not threading.main_thread()
+        or signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL
+    ):
+        yield
+        return
+
+    def stop(signum: int, frame: FrameType | None) -> None:
+        raise SystemExit(128 + signum)
+
+    signal.signal(signal.SIGTERM, stop)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+
+def _killed_by_sigint() -> int:
+    """End the process as SIGINT's default action does, so that a shell running it sees a
+    process killed by SIGINT and stops its script (Python does so for a ``KeyboardInterrupt``
+    nothing caught, after printing its traceback); where that does not end it (PID 1, a
+    thread other than the main one), return 130, the status a shell gives such a process."""
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGINT, signal.SIG_DFL)
+        os.kill(os.getpid(), signal.SIGINT)
+    return 128 + signal.SIGINT
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the command line; returns the exit status (see the module docstring)."""
-    parser = _Parser(prog="healthprobe", description=__doc__.split("\n\n")[0])
+    """Run the command line; returns the exit status (see the module docstring).
+
+    A Ctrl-C (``KeyboardInterrupt``) ends the process as SIGINT's default action does,
+    without a traceback.
+    """
+    arguments = list(sys.argv[1:] if argv is None else argv)
+    parsed: list[argparse.Namespace] = []
+    probe_options: list[str] = []
+
+    def command_usage_status() -> int:
+        # An error of the command line itself takes the status of the command it names.
+        named = arguments[_command_index(arguments) : _command_index(arguments) + 1]
+        command = choices.get(named[0]) if named else None
+        return command.usage_status() if isinstance(command, _Parser) else 1
+
+    def probe_usage_status() -> int:
+        codes = parsed[0].exit_codes if parsed else _exit_codes_in(arguments, probe_options)
+        return _status(_USAGE, codes)
+
+    parser = _Parser(prog="healthprobe", description=__doc__.split("\n\n")[0], usage_status=command_usage_status)
     parser.add_argument("--version", action="version", version=__version__)
     commands = parser.add_subparsers(dest="command", required=True)
+    choices: Mapping[str, argparse.ArgumentParser] = commands.choices
     one = commands.add_parser(
         "probe",
-        help="GET an http(s) URL (exit 0 for a 200-399 answer) or Check a grpc:// one (exit 0 for SERVING); else 1",
+        help=(
+            "GET an http(s) URL (exit 0 for a 200-399 answer), Check a grpc:// one (exit 0 for SERVING) "
+            "or connect to a tcp:// one; else 1"
+        ),
+        usage_status=probe_usage_status,
     )
-    one.add_argument("url", help="http(s)://HOST[:PORT]/PATH or grpc://HOST:PORT[/SERVICE]")
-    one.add_argument("--timeout", type=_seconds, default=1.0, help="seconds (default 1, the kubelet's)")
-    one.add_argument(
-        "--header",
-        type=_header,
-        action="append",
-        default=[],
-        help="'Name: value', repeatable; a Host or User-Agent replaces the default (http(s) only)",
-    )
-    one.add_argument(
-        "--verbose",
-        "-v",
-        action="store_true",
-        help="print the status line (grpc: the answer); for a failing answer also what it says failed",
-    )
-    args, extra = parser.parse_known_args(argv)
-    if extra:
-        one.error("unrecognized arguments: " + " ".join(_shown_argument(argument) for argument in extra))
-    if args.url.partition(":")[0].lower() == "grpc":
-        if args.header:
-            one.error("--header is for http(s) URLs: the kubelet's grpc probe sends no headers")
-        try:
-            ok, description, reason = _check_grpc(args.url, timeout=args.timeout)
-        except ImportError as exc:  # the grpc extra is missing: its message names the fix
-            one.error(str(exc))
-        except ValueError as exc:  # a malformed URL: a usage error, on one line
-            one.error(str(exc))
-        if args.verbose or not ok:
-            print(description, file=sys.stdout if ok else sys.stderr)
-        if args.verbose and reason:
-            for line in _bounded(reason.split("; ")):
-                print(line, file=sys.stderr)
-        return 0 if ok else 1
+    one.add_argument("url", help="http(s)://HOST[:PORT]/PATH, grpc://HOST:PORT[/SERVICE] or tcp://HOST:PORT")
+    options = [
+        one.add_argument(
+            "--timeout",
+            type=_seconds,
+            default=None,
+            help="seconds: the attempt's (default 1, the kubelet's); with --wait, the whole wait's (default: no limit)",
+        ),
+        one.add_argument(
+            "--header",
+            type=_header,
+            action="append",
+            default=[],
+            help="'Name: value', repeatable; a Host or User-Agent replaces the default (http(s) only)",
+        ),
+        one.add_argument(
+            "--verbose",
+            "-v",
+            action="store_true",
+            help="print the passing line (grpc: the answer); for a failing answer also what it says failed",
+        ),
+        one.add_argument(
+            "--wait",
+            action="store_true",
+            help="probe every --period seconds until the target passes (for --stable seconds), within --timeout",
+        ),
+        one.add_argument(
+            "--attempt-timeout",
+            type=_seconds,
+            default=None,
+            help="with --wait: seconds for each attempt (default 1), cut to what is left of --timeout",
+        ),
+        one.add_argument(
+            "--period",
+            type=_seconds,
+            default=None,
+            help="with --wait: seconds from one attempt's start to the next one's (default 1)",
+        ),
+        one.add_argument(
+            "--stable",
+            type=_seconds_or_zero,
+            default=None,
+            help="with --wait: seconds the target must keep passing before the command exits 0 (default 0)",
+        ),
+        one.add_argument(
+            "--exit-codes",
+            choices=_EXIT_CODES,
+            default="docker",
+            help="docker (default): 1 for every failure; distinct: 1 a failing answer, 2 a usage error, 3 no answer",
+        ),
+    ]
+    probe_options += ["-h", "--help", *(name for action in options for name in action.option_strings)]
     try:
-        answer = _get(args.url, timeout=args.timeout, headers=args.header)
-    except ValueError as exc:  # a malformed URL or header: a usage error, on one line
-        one.error(str(exc))
-    if args.verbose or not answer.ok:
-        print(answer.description, file=sys.stdout if answer.ok else sys.stderr)
-    if args.verbose and not answer.ok:
-        for line in failing_lines(answer.body, answer.content_type):
-            print(line, file=sys.stderr)
-    return 0 if answer.ok else 1
+        args, extra = parser.parse_known_args(arguments)
+        parsed.append(args)
+        if extra:
+            choices[args.command].error(
+                "unrecognized arguments: " + " ".join(_shown_argument(argument) for argument in extra)
+            )
+        return _probe(args, one)
+    except KeyboardInterrupt:
+        return _killed_by_sigint()
+
+
+def _probe(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    """``healthprobe probe`` with its parsed arguments; usage errors go to ``parser``."""
+    if not args.wait:
+        for name in ("attempt_timeout", "period", "stable"):
+            if getattr(args, name) is not None:
+                parser.error(f"--{name.replace('_', '-')} is for --wait: without it there is one attempt")
+    try:
+        attempt = _attempt_of(args.url, args.header)
+    except (ValueError, ImportError) as exc:  # a malformed URL or header, a missing extra: on one line
+        parser.error(str(exc))
+    if not args.wait:
+        outcome = attempt(1.0 if args.timeout is None else args.timeout)
+        if outcome.kind == _PASSED:
+            if args.verbose:
+                print(outcome.line)
+        else:
+            _print_failure(outcome, outcome.line, args.verbose)
+        return _status(outcome.kind, args.exit_codes)
+    wait = _Wait(
+        timeout=math.inf if args.timeout is None else args.timeout,
+        attempt_timeout=1.0 if args.attempt_timeout is None else args.attempt_timeout,
+        period=1.0 if args.period is None else args.period,
+        stable=0.0 if args.stable is None else args.stable,
+    )
+    if wait.stable >= wait.timeout:
+        parser.error(f"--stable {wait.stable:g} cannot be reached within --timeout {wait.timeout:g}")
+    with _terminable():
+        return _wait(args.url, attempt, wait, verbose=args.verbose, codes=args.exit_codes)
 
 
 if __name__ == "__main__":  # pragma: no cover - python -m healthprobe.cli
