@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import sys
 import threading
 from collections.abc import AsyncIterator
 from typing import Any
@@ -131,53 +130,15 @@ wsgi_app = build_wsgi_app(build_registry())
 
 def command(server: str, port: int, *extra: str) -> list[str]:
     """The command line serving this module's app on a loopback ``port``: ``asgi_app`` under
-    uvicorn or hypercorn, ``wsgi_app`` under waitress, gunicorn or Werkzeug's ``make_server``."""
-    python = sys.executable
-    if server == "uvicorn":
-        return [
-            python,
-            "-m",
-            "uvicorn",
-            "tests.server_apps:asgi_app",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--lifespan",
-            "on",
-            "--ws",
-            "wsproto",
-            "--no-access-log",
-            *extra,
-        ]
-    if server == "hypercorn":
-        return [python, "-m", "hypercorn", "tests.server_apps:asgi_app", "--bind", f"127.0.0.1:{port}", *extra]
-    if server == "waitress":
-        return [
-            python,
-            "-m",
-            "waitress",
-            f"--listen=127.0.0.1:{port}",
-            "--threads=4",
-            *extra,
-            "tests.server_apps:wsgi_app",
-        ]
-    if server == "gunicorn":
-        return [
-            python,
-            "-m",
-            "gunicorn",
-            "--bind",
-            f"127.0.0.1:{port}",
-            "--workers",
-            "1",
-            *extra,
-            "tests.server_apps:wsgi_app",
-        ]
-    if server == "werkzeug":
-        serve = (
-            "import sys; from werkzeug.serving import make_server; from tests.server_apps import wsgi_app; "
-            "make_server('127.0.0.1', int(sys.argv[1]), wsgi_app, threaded=True).serve_forever()"
-        )
-        return [python, "-c", serve, str(port), *extra]
-    raise ValueError(f"no command for {server!r}")
+    uvicorn or hypercorn, ``wsgi_app`` under waitress, gunicorn or Werkzeug's ``make_server``
+    (:func:`healthprobe.testing.server_command`, imported here only: server processes import
+    this module without pytest)."""
+    from healthprobe.testing import server_command
+
+    defaults = {
+        "uvicorn": ["--lifespan", "on", "--ws", "wsproto", "--no-access-log"],
+        "waitress": ["--threads=4"],
+        "gunicorn": ["--workers", "1"],
+    }
+    app = "tests.server_apps:asgi_app" if server in ("uvicorn", "hypercorn") else "tests.server_apps:wsgi_app"
+    return server_command(app, server, port, args=[*defaults.get(server, []), *extra])

@@ -24,6 +24,8 @@ from typing import Any, TypeVar
 import httpx
 import pytest
 
+from healthprobe.testing import AppServer, free_port, wait_for_port
+
 # The registries' one builder lives with the apps, which server processes import (no pytest there).
 from .apps import CheckSpec as CheckSpec
 from .apps import started_registry as started_registry
@@ -51,57 +53,16 @@ REDIS = ("127.0.0.1", 6379)
 POSTGRES_ADMIN = "host=127.0.0.1 port=5432 user=postgres dbname=test"
 
 
-def free_port() -> int:
-    """An ephemeral loopback port that was free a moment ago."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def wait_for_port(
-    port: int,
-    *,
-    host: str = "127.0.0.1",
-    timeout: float = 20.0,
-    proc: subprocess.Popen[bytes] | None = None,
-    output: Callable[[], str] | None = None,
-) -> None:
-    """Wait until something accepts TCP connections on ``host:port``; fail when ``proc``
-    exits first (``RuntimeError``) or after ``timeout`` seconds (``TimeoutError``), with
-    ``output()`` (by default what ``proc`` wrote to a pipe, if it did)."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc is not None and proc.poll() is not None:
-            out = output() if output else proc.stdout.read().decode(errors="replace") if proc.stdout else ""
-            raise RuntimeError(f"server exited with {proc.returncode} before listening:\n{out}")
-        with contextlib.suppress(OSError), socket.create_connection((host, port), timeout=0.2):
-            return
-        time.sleep(0.05)
-    raise TimeoutError(f"nothing listened on {host}:{port} within {timeout} s:\n{output() if output else ''}")
-
-
-class ServerProcess:
-    """A server started as its own process; output goes to a file read on demand."""
+class ServerProcess(AppServer):
+    """A server started as its own process from the project root (on ``PYTHONPATH``); output
+    goes to a file read on demand. ``proc`` is its process; :meth:`stop` kills it at once
+    (the tests that stop a server gracefully signal it themselves)."""
 
     def __init__(
         self, args: Sequence[str], port: int, *, env: dict[str, str] | None = None, cwd: Path = ROOT, log: Path
     ) -> None:
-        self.port = port
-        self.url = f"http://127.0.0.1:{port}"
-        self.log_path = log
-        full_env = {**os.environ, "PYTHONUNBUFFERED": "1", "PYTHONPATH": str(ROOT), **(env or {})}
-        self._log = open(log, "wb")  # noqa: SIM115 - closed in stop()
-        self.proc = subprocess.Popen(
-            list(args), cwd=cwd, env=full_env, stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True
-        )
-
-    def wait_ready(self, timeout: float = 20.0) -> None:
-        """Wait until the server accepts connections on its port (see :func:`wait_for_port`)."""
-        wait_for_port(self.port, timeout=timeout, proc=self.proc, output=self.output)
-
-    def output(self) -> str:
-        self._log.flush()
-        return self.log_path.read_text(errors="replace")
+        super().__init__(args, port, env={"PYTHONPATH": str(ROOT), **(env or {})}, cwd=cwd, log=log)
+        self.proc = self.process
 
     def wait_for_output(self, text: str, count: int = 1, timeout: float = 20.0, *, interval: float = 0.05) -> str:
         """Wait until ``text`` shows ``count`` times (or more) in the output, and return the
@@ -129,12 +90,9 @@ class ServerProcess:
     def wait(self, timeout: float) -> int:
         return self.proc.wait(timeout=timeout)
 
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(self.proc.pid, signal.SIGKILL)
-            self.proc.wait(timeout=10)
-        self._log.close()
+    def stop(self, timeout: float = 0.0) -> int:
+        """Kill the server's process group at once (``SIGKILL``); its exit code."""
+        return self.kill()
 
 
 @contextlib.contextmanager
@@ -427,7 +385,7 @@ class PrivateRedis:
         with open(self.tmp / f"redis-{self.starts}.log", "wb") as log:
             self.proc = subprocess.Popen([*argv, "--dir", str(self.tmp)], stdout=log, stderr=subprocess.STDOUT)
         try:
-            wait_for_port(self.port, proc=self.proc)
+            wait_for_port(self.port, process=self.proc)
         except BaseException:
             self.stop()
             raise

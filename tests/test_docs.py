@@ -4,8 +4,13 @@ JSON is valid, and its Kubernetes manifest probes paths that healthprobe serves.
 from __future__ import annotations
 
 import json
+import os
+import re
+import subprocess
+from pathlib import Path
 
 import httpx
+import pytest
 import yaml
 
 from healthprobe import CheckResult, HealthRegistry, Status
@@ -13,7 +18,7 @@ from healthprobe.http import DEFAULT_PATHS
 from healthprobe.wsgi import HealthApp
 
 from . import doc_pages
-from .support import started_registry
+from .support import PYTHON, ROOT, started_registry
 
 DOC = doc_pages.page("index.md")
 
@@ -151,3 +156,35 @@ def test_the_stream_that_ends_itself_at_shutdown_as_kubernetes_md_shows_it() -> 
     body = anyio.run(main)
     assert body.startswith("data: tick\n\n") and body.endswith("data: bye\n\n"), body
     shutdown.finish()
+
+
+@pytest.mark.slow
+def test_the_testing_page_example_runs_as_written(tmp_path: Path) -> None:
+    """docs/testing.md's test file, run by pytest from the project root as a user's file (the
+    plugin from its entry point, none of this suite's conftest): its four tests pass. With
+    the shutdown delay set to 0, its rollout test fails as the page shows: the requests
+    refused by the old replica, and the same steps in its timeline."""
+    text = doc_pages.page("testing.md")
+    ((name, example),) = doc_pages.files(text).items()
+    assert name == "tests/test_deployment.py"
+    assert "SHUTDOWN_DELAY = 1.5" in example
+    (tmp_path / "tests").mkdir()
+    (tmp_path / name).write_text(example)
+    (tmp_path / "tests" / "test_control.py").write_text(example.replace("SHUTDOWN_DELAY = 1.5", "SHUTDOWN_DELAY = 0"))
+    command = [PYTHON, "-m", "pytest", "-p", "no:cacheprovider", "--rootdir", str(tmp_path), "-W", "error"]
+    command += [str(tmp_path / name), f"{tmp_path / 'tests' / 'test_control.py'}::test_a_rollout_loses_no_request"]
+    env = {k: v for k, v in os.environ.items() if k != "PYTEST_ADDOPTS"}
+    done = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    out = done.stdout + done.stderr
+    assert "4 passed" in out and "1 failed" in out, out
+
+    shown = doc_pages.block(text, "text", starts="AssertionError: rollout:")
+    failure = "\n".join(line.removeprefix("E").strip() for line in out.splitlines() if line.startswith("E "))
+    assert re.search(r"AssertionError: rollout: \d+ failed of \d+ requests", failure), out
+    assert "old  ConnectError: [Errno 111] Connection refused" in failure, out
+
+    def steps(lines: str) -> set[str]:
+        timeline = lines.split("timeline:\n", 1)[1].split("failures:", 1)[0]
+        return {re.sub(r"\d+(\.\d+)?", "N", line.strip().split(None, 1)[1]) for line in timeline.splitlines()}
+
+    assert steps(shown) == steps(failure), out

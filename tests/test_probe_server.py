@@ -502,7 +502,7 @@ def test_blocked_asgi_loop_fails_liveness_seen_from_probe_server(tmp_path: Path)
     args = [PYTHON, "-m", "uvicorn", "--factory", "tests.probe_apps:asgi_app", "--port", str(app_port),
             "--host", "127.0.0.1", "--log-level", "info", "--no-access-log"]  # fmt: skip
     with run_server(args, app_port, tmp_path, env=env, name="uvicorn") as app:
-        wait_for_port(probe_port, proc=app.proc)
+        wait_for_port(probe_port, process=app.proc)
         probes = httpx.Client(base_url=f"http://127.0.0.1:{probe_port}", timeout=5.0)
         with probes:
             assert probes.get("/livez").status_code == 200, app.output()
@@ -542,7 +542,7 @@ def test_busy_sync_workers_still_get_probe_answers(tmp_path: Path) -> None:
     args = [PYTHON, "-m", "gunicorn", "--workers", "1", "--worker-class", "sync", "--timeout", "60",
             "--bind", f"127.0.0.1:{app_port}", "tests.probe_apps:sync_app"]  # fmt: skip
     with run_server(args, app_port, tmp_path, env=env, name="gunicorn") as app:
-        wait_for_port(probe_port, proc=app.proc)
+        wait_for_port(probe_port, process=app.proc)
         assert httpx.get(f"{app.url}/", timeout=5.0).text == "hello\n"
         started = time.monotonic()
         done: list[float] = []

@@ -44,6 +44,8 @@ EXTRAS: dict[str, dict[str, str]] = {
     "fastapi": {"fastapi": "fastapi", "starlette": "starlette"},
     "celery": {"celery": "celery", "werkzeug": "werkzeug"},
     "grpc": {"grpc": "grpcio", "grpc_health": "grpcio-health-checking"},
+    "kubelet": {"yaml": "pyyaml"},
+    "testing": {"yaml": "pyyaml", "httpx": "httpx", "pytest": "pytest"},
 }
 
 

@@ -1136,6 +1136,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         ),
     ]
     probe_options += ["-h", "--help", *(name for action in options for name in action.option_strings)]
+    from . import kubelet
+
+    simulator = commands.add_parser(
+        "kubelet",
+        help="simulate the kubelet's probes of a manifest against a local process (exit 0 unless it is killed)",
+        description=kubelet.DESCRIPTION,
+    )
+    kubelet.add_arguments(simulator)
     try:
         args, extra = parser.parse_known_args(arguments)
         parsed.append(args)
@@ -1143,6 +1151,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             choices[args.command].error(
                 "unrecognized arguments: " + " ".join(_shown_argument(argument) for argument in extra)
             )
+        if args.command == "kubelet":
+            return kubelet.run_command(args, simulator)
         return _probe(args, one)
     except KeyboardInterrupt:
         return _killed_by_sigint()
