@@ -834,3 +834,22 @@ def test_headers_are_refused_for_tcp(capsys: pytest.CaptureFixture[str]) -> None
 def test_probe_tcp_wants_a_timeout_in_seconds(timeout: float) -> None:
     with pytest.raises(ValueError, match="timeout"):
         probe_tcp("tcp://127.0.0.1:5432", timeout=timeout)
+
+
+def test_the_timeout_bounds_a_trickled_answer() -> None:
+    """``--timeout`` bounds the whole exchange, as the kubelet's ``http.Client.Timeout`` does:
+    an answer whose body comes a byte at a time is cut off, not waited for."""
+
+    def trickle(environ: dict[str, object], start_response: Callable[..., object]) -> Iterator[bytes]:
+        start_response("200 OK", [("Content-Type", "text/plain")])
+
+        for _ in range(50):
+            time.sleep(0.1)
+            yield b"."
+
+    with werkzeug_server(trickle) as url:
+        began = time.monotonic()
+        ok, description = probe(url + "/", timeout=1.0)
+        took = time.monotonic() - began
+    assert not ok and description.endswith(": timed out")
+    assert took < 4  # the body alone takes 5 s

@@ -25,7 +25,25 @@ from healthprobe.kubelet import (
 from .support import PYTHON, ROOT
 
 MANIFESTS = ROOT / "examples" / "node_demo" / "k8s"
-SEED_FRAGMENT = ROOT.parent / "shared" / "seed" / "container-startup-probe.yaml"
+#: The seed tutorial's container-startup-probe.yaml: a fragment of a container spec.
+SEED_FRAGMENT = """\
+ports:
+- name: liveness-port
+  containerPort: 8080
+  hostPort: 8080
+livenessProbe:
+  httpGet:
+    path: /healthz
+    port: liveness-port
+  failureThreshold: 1
+  periodSeconds: 10
+startupProbe:
+  httpGet:
+    path: /healthz
+    port: liveness-port
+  failureThreshold: 30
+  periodSeconds: 10
+"""
 
 
 def test_the_node_demo_manifests_load_with_the_apis_defaults() -> None:
@@ -56,12 +74,12 @@ def test_a_deployment_gives_its_template_and_skips_the_service() -> None:
     assert [container.probes[k].action.port for k in ("startup", "readiness", "liveness")] == ["http"] * 3
 
 
-@pytest.mark.skipif(not SEED_FRAGMENT.exists(), reason="the seed's files are not next to this clone")
 def test_a_bare_container_spec_is_a_container() -> None:
     """The seed's container-startup-probe.yaml is a fragment of a container spec."""
-    (container,) = load_containers(SEED_FRAGMENT.read_text())
+    (container,) = load_containers(SEED_FRAGMENT)
     assert container.name == "container" and container.pod == ""
     assert set(container.probes) == {"startup", "liveness"}
+    assert container.ports == {"liveness-port": 8080}
 
 
 def test_workloads_cronjobs_and_prestop() -> None:
@@ -221,3 +239,104 @@ def _closed_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+def test_a_port_name_in_the_port_map_covers_its_number_and_a_stranger_is_refused() -> None:
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(8)
+        local = listener.getsockname()[1]
+        container = Container(
+            "app", {"readiness": Probe("readiness", TCPSocketAction(8080), period_seconds=1)}, ports={"http": 8080}
+        )
+        outcome = Simulation(container, port_map={"http": local}, speed=10).run(duration=0.5)
+    assert outcome.of("Ready") and not outcome.of("Unhealthy")
+    with pytest.raises(ValueError, match=r"port_map: no port named 'web' in container app \(its named ports: http\)"):
+        Simulation(container, port_map={"web": local})
+
+
+@pytest.mark.parametrize(
+    ("probe", "message"),
+    [
+        ("readinessProbe: {tcpSocket: {port: 99999}}", "tcpSocket.port: a port number is 1 to 65535, got 99999"),
+        ("readinessProbe: {grpc: {port: 70000}}", "grpc.port: a port number is 1 to 65535, got 70000"),
+    ],
+)
+def test_a_port_out_of_range_is_refused(probe: str, message: str) -> None:
+    text = f"kind: Pod\nmetadata: {{name: p}}\nspec:\n  containers:\n  - name: c\n    {probe}\n"
+    with pytest.raises(ValueError, match=message):
+        load_containers(text)
+
+
+def test_a_list_longer_than_any_manifest_has_is_refused() -> None:
+    entries = ", ".join(["{}"] * 10_001)
+    with pytest.raises(ValueError, match=r"spec\.containers: more than 10000 entries"):
+        load_containers(f"kind: Pod\nmetadata: {{name: p}}\nspec:\n  containers: [{entries}]\n")
+
+
+def test_a_crashing_container_exits_1_and_its_restarts_are_bounded_by_the_duration(tmp_path: Path) -> None:
+    manifest = tmp_path / "pod.yaml"
+    manifest.write_text(
+        "kind: Pod\nmetadata: {name: p}\nspec:\n  containers:\n  - name: c\n"
+        "    livenessProbe: {exec: {command: ['true']}, periodSeconds: 1}\n"
+    )
+    crash = f"{PYTHON} -c 'raise SystemExit(3)'"
+    done = kubelet(str(manifest), "--cmd", crash, "--restart-cmd", crash, "--duration", "15", "--speed", "10", "--json")
+    assert done.returncode == 1, done
+    events = [json.loads(line) for line in done.stdout.splitlines()]
+    assert next(e["message"] for e in events if e["event"] == "Exited") == "container c exited with code 3"
+    assert max(e["t"] for e in events) <= 15.5  # the back-off does not outlast --duration
+    assert [e["event"] for e in events].count("BackOff") >= 1
+
+
+def test_sigterm_to_the_simulator_stops_the_containers_processes(tmp_path: Path) -> None:
+    """The simulator's own SIGTERM (or SIGHUP) stops its container's process and every process
+    of its session, even one that ignores SIGTERM; exit status 128 + 15."""
+    import os
+    import signal
+    import time
+
+    pids = tmp_path / "pids"
+    script = tmp_path / "stubborn.py"
+    script.write_text(
+        "import os, signal, subprocess, sys, time\n"
+        "signal.signal(signal.SIGTERM, signal.SIG_IGN)\n"
+        "child = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(600)'])\n"
+        f"open({str(pids)!r}, 'w').write(f'{{os.getpid()}} {{child.pid}}')\n"
+        "time.sleep(600)\n"
+    )
+    manifest = tmp_path / "pod.yaml"
+    manifest.write_text(
+        "kind: Pod\nmetadata: {name: p}\nspec:\n  containers:\n  - name: c\n"
+        "    livenessProbe: {exec: {command: ['true']}, periodSeconds: 1}\n"
+    )
+    simulator = subprocess.Popen(
+        [PYTHON, "-m", "healthprobe", "kubelet", str(manifest), "--cmd", f"{PYTHON} {script}"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        cwd=ROOT,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while not (pids.exists() and pids.read_text().count(" ") == 1):
+            assert time.monotonic() < deadline and simulator.poll() is None
+            time.sleep(0.05)
+        simulator.send_signal(signal.SIGTERM)
+        assert simulator.wait(30) == 128 + signal.SIGTERM
+    finally:
+        if simulator.poll() is None:
+            simulator.kill()
+    for pid in map(int, pids.read_text().split()):
+        with pytest.raises(ProcessLookupError):
+            for _ in range(100):  # a zombie may take a moment to be reaped by init
+                os.kill(pid, 0)
+                if _state(pid) in ("Z", "X"):
+                    raise ProcessLookupError
+                time.sleep(0.05)
+
+
+def _state(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return "X"

@@ -473,3 +473,76 @@ def test_a_restarted_container_is_probed_again_after_the_back_off(tmp_path: Path
     backoff = outcome.of("BackOff")[0]
     assert backoff.message == "Back-off 10s restarting failed container=app"
     assert 10 <= started[2].t - backoff.t < 11
+
+
+def test_readiness_probes_at_once_when_startup_passes(answers: tuple[Answers, int]) -> None:
+    """prober_manager.go ``UpdatePodStatus``: a changed probe result syncs the pod, and a sync
+    of a started container that is not ready "Trigger[s] an immediate run of the
+    readinessProbe": Ready comes with the startup result, not a readiness period later."""
+    app, port = answers
+    app.set("/startup", 200)
+    app.set("/ready", 200)
+    probes = (
+        http_probe("startup", "/startup", port, initial_delay_seconds=2, period_seconds=1),
+        http_probe("readiness", "/ready", port, period_seconds=10),
+    )
+    outcome = simulate(*probes, duration=6)
+    started = outcome.of("StartupSucceeded")[0]
+    ready = outcome.of("Ready")[0]
+    assert 2 <= started.t < 3
+    assert ready.t - started.t < 0.5  # its next tick would be at 10 s
+
+
+def test_a_body_that_outlasts_the_timeout_is_an_error(answers: tuple[Answers, int]) -> None:
+    """http.go: ``http.Client{Timeout}`` bounds the whole exchange, body included; a body read
+    that fails is returned as an error, which prober.go records as "errored" and worker.go
+    throws away: it neither passes nor counts toward ``failureThreshold``."""
+    app, port = answers
+
+    def trickle(environ: dict[str, Any], start_response: Any) -> Any:
+        start_response("200 OK", [("Content-Type", "text/plain")])
+
+        def body() -> Iterator[bytes]:
+            for _ in range(40):
+                time.sleep(0.1)
+                yield b"."
+
+        return body()
+
+    with werkzeug_server(trickle) as url:
+        slow = int(url.rsplit(":", 1)[1])
+        began = time.monotonic()
+        outcome = simulate(
+            http_probe("liveness", "/", slow, period_seconds=10, failure_threshold=1), duration=3.5, speed=1
+        )
+        took = time.monotonic() - began
+    errored = outcome.of("Unhealthy", "liveness")
+    assert errored and errored[0].result == "error", outcome.events
+    assert errored[0].message == (
+        "Liveness probe errored and resulted in unknown state: "
+        "context deadline exceeded (Client.Timeout or context cancellation while reading body)"
+    )
+    assert not outcome.killed
+    assert took < 5  # three tries of at most a second each, not 4 s of trickle each
+    del app, port
+
+
+def test_prestop_failures_are_the_kubelets(tmp_path: Path, answers: tuple[Answers, int]) -> None:
+    """handlers.go ``runHTTPHandler``: an httpGet hook fails only when no answer comes (a 404
+    is fine); ``executePreStopHook`` (kuberuntime_container.go) records "PreStopHook failed"
+    without the hook's output, "so that secrets won't leak"."""
+    app, port = answers
+    app.set("/stop", 404)
+    closed = free_port()
+    for hook, fails in (
+        (HTTPGetAction(port, "/stop"), False),
+        (HTTPGetAction(closed, "/stop"), True),
+        (ExecAction(("sh", "-c", "echo secret-token; exit 1")), True),
+        (TCPSocketAction(port), True),
+    ):
+        sim, _ = served(tmp_path, drain=0.0, pre_stop=hook)
+        outcome = sim.run(terminate_at=1.5)
+        failed = outcome.of("FailedPreStopHook")
+        assert bool(failed) is fails, (hook, outcome.events)
+        assert all(event.message == "PreStopHook failed" for event in failed)
+        assert outcome.exited_in_time and outcome.exit_code == 0

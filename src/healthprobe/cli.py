@@ -125,7 +125,7 @@ import time
 import typing
 import urllib.parse
 
-from . import __version__, _extras
+from . import __version__, _extras, _watchdog
 
 if typing.TYPE_CHECKING:
     from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -243,19 +243,30 @@ def _get(url: str, *, timeout: float, headers: Sequence[tuple[str, str]]) -> _An
     # host:port.
     connection = kind(host, port, timeout=timeout)
     target = urllib.parse.urlunsplit(("", "", parts.path or "/", parts.query, ""))
-    try:
-        connection.putrequest("GET", target, skip_host=skip_host, skip_accept_encoding=True)
-        for name, value in lines:
-            connection.putheader(name, value)
-        connection.endheaders()
-        response = connection.getresponse()
-        body = response.read(MAX_BODY_BYTES)
-    except (OSError, http.client.HTTPException) as exc:
-        reason = "timed out" if isinstance(exc, (TimeoutError, socket.timeout)) else type(exc).__name__
-        shown = f"[{host}]" if ":" in host else host
-        return _Answer(False, f"no answer from {shown}:{port}: {reason}", None, b"", answered=False)
-    finally:
-        connection.close()
+    # ``timeout`` bounds the whole exchange, as the kubelet's http.Client.Timeout does: a
+    # server that trickles its answer is cut off when it runs out.
+    with _watchdog.expire_after(connection, timeout) as expired:
+        try:
+            connection.putrequest("GET", target, skip_host=skip_host, skip_accept_encoding=True)
+            for name, value in lines:
+                connection.putheader(name, value)
+            connection.endheaders()
+            expired.watch()
+            response = connection.getresponse()
+            body = response.read(MAX_BODY_BYTES)
+            if expired.is_set():
+                raise TimeoutError
+        except (OSError, http.client.HTTPException) as exc:
+            if expired.is_set() or isinstance(exc, TimeoutError):
+                reason = "timed out"
+            elif isinstance(exc, socket.gaierror):
+                reason = f"lookup {host}: no such host"
+            else:
+                reason = type(exc).__name__
+            shown = f"[{host}]" if ":" in host else host
+            return _Answer(False, f"no answer from {shown}:{port}: {reason}", None, b"", answered=False)
+        finally:
+            connection.close()
     ok = 200 <= response.status < 400
     # The reason phrase is the server's text: shown escaped and bounded, as the body is.
     description = f"{response.status} {_printable(response.reason, MAX_DETAIL_LINE)}"

@@ -61,7 +61,7 @@ import time
 import typing
 import urllib.parse
 
-from . import _extras
+from . import _extras, _watchdog
 
 if typing.TYPE_CHECKING:
     from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -100,6 +100,8 @@ KUBE_PROBE_USER_AGENT = "kube-probe/1.34"
 MAX_BODY_BYTES = 10 * 1024
 #: What ``healthprobe kubelet --help`` says it does.
 DESCRIPTION = "Simulate the kubelet's probes of a manifest's container against a local process."
+#: Real seconds a process gets to exit after SIGTERM when the simulation is interrupted.
+_INTERRUPTED_GRACE = 2.0
 #: Least real seconds a probe's timeout is given at any ``speed``.
 MIN_TIMEOUT = 0.5
 #: Attempts of a probe that errors before its result is thrown away (``maxProbeRetries``,
@@ -115,6 +117,8 @@ _MIN_GRACE_AFTER_PRESTOP = 2.0
 #: 300 s (``backOffPeriod`` and ``MaxContainerBackOff``, ``pkg/kubelet/kubelet.go``).
 _BACKOFF_START, _BACKOFF_MAX = 10.0, 300.0
 _KINDS = ("startup", "readiness", "liveness")
+#: Most entries of a list in a manifest, and most documents in one.
+_MOST_ITEMS = 10_000
 _FIELD = {"startup": "startupProbe", "readiness": "readinessProbe", "liveness": "livenessProbe"}
 #: Workloads whose pods come from ``spec.template`` (and CronJob's from its job template).
 _TEMPLATED = frozenset({"Deployment", "StatefulSet", "DaemonSet", "ReplicaSet", "ReplicationController", "Job"})
@@ -259,7 +263,12 @@ def load_containers(text: str) -> list[Container]:
     with _extras.requires("kubelet", "healthprobe.kubelet"):
         import yaml
     try:
-        documents = [document for document in yaml.safe_load_all(text) if document is not None]
+        documents = []
+        for document in yaml.safe_load_all(text):
+            if document is not None:
+                documents.append(document)
+            if len(documents) > _MOST_ITEMS:
+                raise ValueError(f"more than {_MOST_ITEMS} documents")
     except yaml.YAMLError as exc:
         raise ValueError(f"not YAML: {' '.join(str(exc).split())}") from None
     found: list[Container] = []
@@ -287,7 +296,9 @@ def pick_container(containers: Sequence[Container], name: str | None = None) -> 
     chosen = [c for c in containers if name in (None, c.name, c.label)]
     if len(chosen) == 1:
         return chosen[0]
-    listed = ", ".join(c.label for c in containers)
+    listed = ", ".join(c.label for c in containers[:10]) + (
+        f" and {len(containers) - 10} more" if len(containers) > 10 else ""
+    )
     if not chosen:
         raise ValueError(f"no container {name!r} with probes in the manifest (there are: {listed})")
     raise ValueError(f"several containers with probes ({listed}): choose one with --container")
@@ -322,10 +333,7 @@ def _containers(spec: dict[str, Any], pod: str) -> Iterator[Container]:
     grace = spec.get("terminationGracePeriodSeconds", 30)
     where = f'pod "{pod}"' if pod else "pod"
     grace = _whole(grace, f"{where} terminationGracePeriodSeconds", 0)
-    items = spec.get("containers")
-    if not isinstance(items, list):
-        raise ValueError(f"{where} spec.containers is a list")
-    for item in items:
+    for item in _items(spec.get("containers"), f"{where} spec.containers", required=True):
         entry = _mapping(item, f"{where} container")
         name = str(entry.get("name", ""))
         at = f'{where} container "{name}"'
@@ -336,12 +344,12 @@ def _containers(spec: dict[str, Any], pod: str) -> Iterator[Container]:
         if not probes:
             continue
         ports = {}
-        for port in entry.get("ports") or []:
+        for port in _items(entry.get("ports"), f"{at} ports"):
             if isinstance(port, dict) and port.get("name"):
-                ports[str(port["name"])] = _whole(port.get("containerPort"), f"{at} port {port['name']!r}", 1)
+                ports[str(port["name"])] = _port_number(port.get("containerPort"), f"{at} port {port['name']!r}")
         env = {
             str(var["name"]): str(var["value"])
-            for var in entry.get("env") or []
+            for var in _items(entry.get("env"), f"{at} env")
             if isinstance(var, dict) and "name" in var and "value" in var
         }
         lifecycle = entry.get("lifecycle") or {}
@@ -349,6 +357,18 @@ def _containers(spec: dict[str, Any], pod: str) -> Iterator[Container]:
         if isinstance(lifecycle, dict) and lifecycle.get("preStop") is not None:
             pre_stop = _hook(_mapping(lifecycle["preStop"], f"{at} preStop"), f"{at} lifecycle.preStop")
         yield Container(name, probes, pod, ports, env, pre_stop, grace)
+
+
+def _items(value: object, what: str, *, required: bool = False) -> list[Any]:
+    """A manifest's list, at most :data:`_MOST_ITEMS` long (YAML aliases can make a short
+    text a list of millions; Kubernetes' own limits are far lower)."""
+    if value is None and not required:
+        return []
+    if not isinstance(value, list):
+        raise ValueError(f"{what} is a list, not {type(value).__name__}")
+    if len(value) > _MOST_ITEMS:
+        raise ValueError(f"{what}: more than {_MOST_ITEMS} entries")
+    return value
 
 
 def _whole(value: object, what: str, least: int) -> int:
@@ -386,24 +406,38 @@ def _action(spec: dict[str, Any], at: str, *, hooks: bool) -> Action | SleepActi
     body = _mapping(spec[name], f"{at}.{name}")
     if name == "exec":
         command = body.get("command")
-        if not isinstance(command, list) or not command:
+        if not isinstance(command, list) or not command or len(command) > _MOST_ITEMS:
             raise ValueError(f"{at}.exec.command: a non-empty list of strings")
         return ExecAction(tuple(str(part) for part in command))
     if name == "sleep":
         return SleepAction(_whole(body.get("seconds"), f"{at}.sleep.seconds", 0))
     if name == "grpc":
-        return GRPCAction(_whole(body.get("port"), f"{at}.grpc.port", 1), str(body.get("service") or ""))
+        return GRPCAction(_port_number(body.get("port"), f"{at}.grpc.port"), str(body.get("service") or ""))
     port = body.get("port")
-    if isinstance(port, bool) or not isinstance(port, (int, str)) or port in ("", 0):
+    if isinstance(port, bool) or not isinstance(port, (int, str)) or port == "":
         raise ValueError(f"{at}.{name}.port: a port number or a port name, got {port!r}")
+    if isinstance(port, int):
+        port = _port_number(port, f"{at}.{name}.port")
     host = str(body.get("host") or "")
     if name == "tcpSocket":
         return TCPSocketAction(port, host)
     scheme = str(body.get("scheme") or "HTTP").upper()
     if scheme not in ("HTTP", "HTTPS"):
         raise ValueError(f"{at}.httpGet.scheme: HTTP or HTTPS, got {scheme!r}")
-    headers = tuple((str(h.get("name", "")), str(h.get("value", ""))) for h in body.get("httpHeaders") or [])
+    headers = tuple(
+        (str(h.get("name", "")), str(h.get("value", "")))
+        for h in _items(body.get("httpHeaders"), f"{at}.httpGet.httpHeaders")
+        if isinstance(h, dict)
+    )
     return HTTPGetAction(port, str(body.get("path") or "/"), host, scheme, headers)
+
+
+def _port_number(value: object, what: str) -> int:
+    """A port number, 1 to 65535 (the API's validation: ``validation.IsValidPortNum``)."""
+    number = _whole(value, what, 1)
+    if number > 65535:
+        raise ValueError(f"{what}: a port number is 1 to 65535, got {number}")
+    return number
 
 
 def _hook(spec: dict[str, Any], at: str) -> Hook:
@@ -457,6 +491,8 @@ class Outcome:
     Attributes:
         events: every event, in order.
         killed: a liveness or startup probe failed its threshold (``Killing``).
+        crashed: the container's process exited by itself, not after a deletion or a kill,
+            with a status other than 0 (a crash, as ``CrashLoopBackOff`` counts them).
         exit_code: the last container process's exit status, ``None`` if it is not known
             (no ``cmd``, or still running when the simulation ended) or it was killed by a
             signal (then negative, as :attr:`subprocess.Popen.returncode`).
@@ -467,14 +503,16 @@ class Outcome:
 
     events: list[Event]
     killed: bool = False
+    crashed: bool = False
     exit_code: int | None = None
     exited_in_time: bool | None = None
     terminated_at: float | None = None
 
     @property
     def ok(self) -> bool:
-        """No ``Killing``, and after a deletion an exit with status 0 inside the grace period."""
-        if self.killed:
+        """No ``Killing``, no crash, and after a deletion an exit with status 0 inside the
+        grace period."""
+        if self.killed or self.crashed:
             return False
         if self.terminated_at is not None:
             return bool(self.exited_in_time) and self.exit_code == 0
@@ -491,6 +529,8 @@ class Outcome:
 class _Attempt(typing.NamedTuple):
     result: str  # success, warning, failure, error
     output: str
+    #: For an httpGet: an answer came (``http.Client.Do`` returned no error).
+    answered: bool = True
 
 
 def _http_attempt(url: str, headers: Sequence[tuple[str, str]], timeout: float) -> _Attempt:
@@ -512,7 +552,9 @@ def _http_attempt(url: str, headers: Sequence[tuple[str, str]], timeout: float) 
         left = deadline - time.monotonic()
         if left <= 0:
             return _Attempt(
-                "failure", f'Get "{shown}": context deadline exceeded (Client.Timeout exceeded while awaiting headers)'
+                "failure",
+                f'Get "{shown}": context deadline exceeded (Client.Timeout exceeded while awaiting headers)',
+                answered=False,
             )
         if parts.scheme == "https":
             context = ssl.create_default_context()
@@ -523,43 +565,60 @@ def _http_attempt(url: str, headers: Sequence[tuple[str, str]], timeout: float) 
         else:
             connection = http.client.HTTPConnection(parts.hostname or "", port, timeout=left)
         target = urllib.parse.urlunsplit(("", "", parts.path or "/", parts.query, ""))
-        try:
+        awaiting = f'Get "{shown}": context deadline exceeded (Client.Timeout exceeded while awaiting headers)'
+        # The timeout bounds the whole exchange (Go's http.Client.Timeout), body included.
+        with _watchdog.expire_after(connection, left) as expired:
             try:
-                connection.putrequest("GET", target, skip_host="host" in given, skip_accept_encoding=True)
-                if given.get("host"):
-                    connection.putheader("Host", given["host"])
-                for name, value in lines:
-                    connection.putheader(name, value)
-                connection.endheaders()
-                response = connection.getresponse()
-            except TimeoutError:
-                return _Attempt(
-                    "failure",
-                    f'Get "{shown}": context deadline exceeded (Client.Timeout exceeded while awaiting headers)',
-                )
-            except ConnectionRefusedError:
-                return _Attempt(
-                    "failure", f'Get "{shown}": dial tcp {_address(parts.hostname, port)}: connect: connection refused'
-                )
-            except (OSError, http.client.HTTPException) as exc:
-                return _Attempt("failure", f'Get "{shown}": {_go_error(exc)}')
-            location = response.getheader("Location")
-            if response.status in _REDIRECTS and location:
-                following = urllib.parse.urljoin(url, location)
-                # Go's client follows a redirect; RedirectChecker stops it at another host
-                # (the 3xx is the answer) or after 10 (an error).
-                if urllib.parse.urlsplit(following).hostname == first_host:
-                    if hops == _MAX_REDIRECTS:
-                        return _Attempt("failure", f'Get "{following}": stopped after {_MAX_REDIRECTS} redirects')
-                    response.close()
-                    url = following
-                    continue
-            try:
-                body = response.read(MAX_BODY_BYTES)
-            except (OSError, http.client.HTTPException) as exc:  # a body cut short: the probe errored
-                return _Attempt("error", f"{_go_error(exc)}")
-        finally:
-            connection.close()
+                try:
+                    connection.putrequest("GET", target, skip_host="host" in given, skip_accept_encoding=True)
+                    if given.get("host"):
+                        connection.putheader("Host", given["host"])
+                    for name, value in lines:
+                        connection.putheader(name, value)
+                    connection.endheaders()
+                    expired.watch()
+                    response = connection.getresponse()
+                except TimeoutError:
+                    return _Attempt("failure", awaiting, answered=False)
+                except ConnectionRefusedError:
+                    return _Attempt(
+                        "failure",
+                        f'Get "{shown}": dial tcp {_address(parts.hostname, port)}: connect: connection refused',
+                        answered=False,
+                    )
+                except (OSError, http.client.HTTPException) as exc:
+                    failure = awaiting if expired.is_set() else f'Get "{shown}": {_go_error(exc)}'
+                    return _Attempt("failure", failure, answered=False)
+                location = response.getheader("Location")
+                if response.status in _REDIRECTS and location:
+                    following = urllib.parse.urljoin(url, location)
+                    # Go's client follows a redirect; RedirectChecker stops it at another host
+                    # (the 3xx is the answer) or after 10 (an error).
+                    if urllib.parse.urlsplit(following).hostname == first_host:
+                        if hops == _MAX_REDIRECTS:
+                            return _Attempt(
+                                "failure",
+                                f'Get "{following}": stopped after {_MAX_REDIRECTS} redirects',
+                                answered=False,
+                            )
+                        response.close()
+                        url = following
+                        continue
+                try:
+                    body = response.read(MAX_BODY_BYTES)
+                    if expired.is_set():
+                        raise TimeoutError
+                except (OSError, http.client.HTTPException) as exc:
+                    # A body cut short is an error, not a failure: DoHTTPProbe returns it as
+                    # err, and the prober throws the result away.
+                    if expired.is_set() or isinstance(exc, TimeoutError):
+                        return _Attempt(
+                            "error",
+                            "context deadline exceeded (Client.Timeout or context cancellation while reading body)",
+                        )
+                    return _Attempt("error", _go_error(exc))
+            finally:
+                connection.close()
         text = body.decode("utf-8", "replace")
         if 200 <= response.status < 400:
             if response.status >= 300:
@@ -667,7 +726,8 @@ class Simulation:
             events'.
 
     Raises:
-        ValueError: ``speed`` is not a finite number > 0.
+        ValueError: ``speed`` is not a finite number > 0; ``cmd`` or ``restart_cmd`` is empty
+            or cannot be split; ``port_map`` names a port the container does not have.
     """
 
     def __init__(
@@ -689,10 +749,10 @@ class Simulation:
             raise ValueError(f"speed: expected a finite number > 0, got {speed!r}")
         self.container = container
         self.target = target
-        self.port_map = {str(key): value for key, value in (port_map or {}).items()}
+        self.port_map = _mapped_ports(container, port_map or {})
         self.speed = speed
-        self.cmd = _argv(cmd)
-        self.restart_cmd = _argv(restart_cmd)
+        self.cmd = _argv(cmd, "cmd")
+        self.restart_cmd = _argv(restart_cmd, "restart_cmd")
         self.env = {**container.env, **(env or {})}
         self.verbose = verbose
         self.on_event = on_event
@@ -700,6 +760,10 @@ class Simulation:
         self.cwd = None if cwd is None else os.fspath(cwd)
         self.events: list[Event] = []
         self._lock = threading.Condition()
+        self._emitting = threading.Lock()
+        self._waking = threading.Condition()
+        self._readiness_trigger = threading.Event()
+        self._results: dict[str, str] = {}
         self._stopping = threading.Event()
         self._deleting = threading.Event()
         self._thread: threading.Thread | None = None
@@ -723,28 +787,37 @@ class Simulation:
         return (time.monotonic() - self._t0) * self.speed
 
     def _sleep_until(self, t: float, *extra: threading.Event) -> bool:
-        """Wait until simulated time ``t``; False if the simulation stops first."""
-        while True:
-            left = (t - self.now()) / self.speed
-            if self._stopping.is_set() or any(event.is_set() for event in extra):
-                return False
-            if left <= 0:
-                return True
-            self._stopping.wait(min(left, 0.05))
+        """Wait until simulated time ``t``; False if the simulation stops, or one of ``extra``
+        is set, first (:meth:`_wake` makes a waiter look again at once)."""
+        with self._waking:
+            while True:
+                left = (t - self.now()) / self.speed
+                if self._stopping.is_set() or any(event.is_set() for event in extra):
+                    return False
+                if left <= 0:
+                    return True
+                self._waking.wait(min(left, 0.05))
+
+    def _wake(self) -> None:
+        with self._waking:
+            self._waking.notify_all()
 
     # -- events
 
     def _emit(
         self, event: str, message: str, *, probe: str | None = None, result: str | None = None, warning: bool = False
     ) -> Event:
-        record = Event(
-            self.now(), self.container.name, probe, result, event, message, "Warning" if warning else "Normal"
-        )
-        with self._lock:
-            self.events.append(record)
-            self._lock.notify_all()
-        if self.on_event is not None:
-            self.on_event(record)
+        # One event at a time, from stamping to on_event: the workers' threads emit
+        # concurrently, and a printed line must not mix into another.
+        with self._emitting:
+            record = Event(
+                self.now(), self.container.name, probe, result, event, message, "Warning" if warning else "Normal"
+            )
+            with self._lock:
+                self.events.append(record)
+                self._lock.notify_all()
+            if self.on_event is not None:
+                self.on_event(record)
         return record
 
     # -- public control
@@ -770,6 +843,7 @@ class Simulation:
         if not self.cmd:
             raise RuntimeError("a pod deletion needs the container's process: give cmd")
         self._deleting.set()
+        self._wake()
 
     def start(self, *, duration: float | None = None, terminate_at: float | None = None) -> Simulation:
         """Run :meth:`run` in a thread; returns ``self``."""
@@ -782,6 +856,7 @@ class Simulation:
     def stop(self) -> None:
         """End the simulation (its process, if any, is stopped with ``SIGTERM``, then ``SIGKILL``)."""
         self._stopping.set()
+        self._wake()
 
     def wait(self, timeout: float | None = None) -> Outcome:
         """Wait for a started simulation to end (real seconds); returns its :class:`Outcome`.
@@ -847,6 +922,7 @@ class Simulation:
             if value is not None and not (value >= 0 and math.isfinite(value)):
                 raise ValueError(f"{name}: expected a finite number of seconds >= 0, got {value!r}")
         outcome = Outcome(self.events)
+        interrupted = False
         self._t0 = time.monotonic()
         workers: list[threading.Thread] = []
         try:
@@ -857,12 +933,18 @@ class Simulation:
                     worker.start()
                     workers.append(worker)
             self._main_loop(outcome, duration, terminate_at)
+        except BaseException:  # Ctrl-C, or a signal the command line turned into one
+            interrupted = True
+            raise
         finally:
             self._stopping.set()
             for worker in workers:
                 worker.join(5)
-            if self._process is not None and self._process.poll() is None:
-                self._signal_and_wait(float(self.container.termination_grace_period_seconds), quiet=True)
+            if self._process is not None:
+                grace = float(self.container.termination_grace_period_seconds)
+                if interrupted:  # someone is waiting: the process gets a short grace period
+                    grace = min(grace, _INTERRUPTED_GRACE * self.speed)
+                self._signal_and_wait(grace, quiet=True)
             if self._process is not None and outcome.exit_code is None:
                 outcome.exit_code = self._process.returncode
             self._outcome = outcome
@@ -871,6 +953,7 @@ class Simulation:
         return outcome
 
     def _main_loop(self, outcome: Outcome, duration: float | None, terminate_at: float | None) -> None:
+        limit = min(t for t in (duration, terminate_at, math.inf) if t is not None)
         while not self._stopping.is_set():
             now = self.now()
             if duration is not None and now >= duration:
@@ -894,14 +977,14 @@ class Simulation:
                 self._stop_container(
                     float(grace if grace is not None else self.container.termination_grace_period_seconds)
                 )
-                if not self.restart_cmd:
-                    outcome.exit_code = self._process.returncode if self._process else None
-                    return
-                if not self._restart():
+                if self._process is not None:
+                    outcome.exit_code = self._process.returncode
+                if not self.restart_cmd or not self._restart(limit):
                     return
                 continue
             process = self._process
             if process is not None and process.poll() is not None:
+                _kill_group(process)
                 with self._lock:
                     self._running = False
                 self._set_ready(False)
@@ -913,21 +996,23 @@ class Simulation:
                     warning=bool(code),
                 )
                 outcome.exit_code = code
-                if not self.restart_cmd or not self._restart():
+                outcome.crashed = outcome.crashed or code != 0
+                if not self.restart_cmd or not self._restart(limit):
                     return
                 continue
-            waits = [t for t in (duration, terminate_at) if t is not None]
-            self._sleep_until(min([now + 0.05 * self.speed, *waits]), self._deleting)
+            self._sleep_until(min(now + 0.05 * self.speed, limit), self._deleting)
 
-    def _restart(self) -> bool:
-        """Start ``restart_cmd`` as a new container after the back-off; False if stopped meanwhile."""
+    def _restart(self, limit: float) -> bool:
+        """Start ``restart_cmd`` as a new container after the back-off; False if the simulation
+        stops, or reaches ``limit`` (its duration or the deletion), first."""
         self._restarts += 1
         if self._restarts > 1:
             delay = min(_BACKOFF_START * 2 ** (self._restarts - 2), _BACKOFF_MAX)
             self._emit(
                 "BackOff", f"Back-off {delay:g}s restarting failed container={self.container.name}", warning=True
             )
-            if not self._sleep_until(self.now() + delay):
+            due = self.now() + delay
+            if not self._sleep_until(min(due, limit)) or due > limit:
                 return False
         self._start_container(self.restart_cmd)
         return True
@@ -948,10 +1033,15 @@ class Simulation:
             self._started_at = 0.0 if self._container_id == 1 else self.now()
             self._running = True
             self._started = "startup" not in self.container.probes
+            # Each worker's initialValue for a new container (worker.go newWorker).
+            self._results = {"readiness": "failure", "liveness": "success"}
+            restarted = self._container_id > 1
             self._lock.notify_all()
         self._emit("Started", f"Started container {self.container.name}")
         if self._started and "readiness" not in self.container.probes:
             self._set_ready(True)
+        if restarted:  # the first container's workers probe as they start
+            self._sync()
 
     def _set_ready(self, ready: bool) -> None:
         with self._lock:
@@ -972,16 +1062,30 @@ class Simulation:
         if hook is not None:
             self._run_pre_stop(hook, began + grace)
         left = max(began + grace - self.now(), _MIN_GRACE_AFTER_PRESTOP if hook is not None else 0.0)
-        self._signal_and_wait(left)
+        in_time = self._signal_and_wait(left)
         with self._lock:
             self._running = False
         self._set_ready(False)
+        if self._process is not None:
+            self._emit("Exited", self._exit_message(in_time, grace), result="success" if in_time else "failure")
+
+    def _exit_message(self, in_time: bool, grace: float) -> str:
+        assert self._process is not None
+        if in_time:
+            return f"container {self.container.name} exited with code {self._process.returncode}"
+        return (
+            f"container {self.container.name} was still running at the end of its {grace:g}s grace period: "
+            "killed (SIGKILL)"
+        )
 
     def _signal_and_wait(self, grace: float, *, quiet: bool = False) -> bool:
         """SIGTERM the process, SIGKILL its group after ``grace`` simulated seconds; True if it
         exited by itself."""
         process = self._process
-        if process is None or process.poll() is not None:
+        if process is None:
+            return True
+        if process.poll() is not None:
+            _kill_group(process)
             return True
         with contextlib.suppress(ProcessLookupError):
             process.send_signal(signal.SIGTERM)
@@ -994,19 +1098,31 @@ class Simulation:
             process.wait(grace / self.speed)
             return True
         except subprocess.TimeoutExpired:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
             return False
+        finally:
+            _kill_group(process)
 
     def _run_pre_stop(self, hook: Hook, deadline: float) -> None:
+        """The ``preStop`` hook, within the grace period (``executePreStopHook``,
+        ``kuberuntime_container.go``; ``pkg/kubelet/lifecycle/handlers.go``): an ``exec`` fails
+        on a status other than 0, an ``httpGet`` only when no answer comes (its status is not
+        looked at), a ``tcpSocket`` is not a handler the kubelet runs; a failure is a
+        ``FailedPreStopHook`` event whose message never holds the hook's output ("so that
+        secrets won't leak"), and a hook cut off by the end of the grace period is no event."""
         timeout = max((deadline - self.now()) / self.speed, MIN_TIMEOUT)
         if isinstance(hook, SleepAction):
             self._sleep_until(min(self.now() + hook.seconds, deadline))
             return
-        attempt = self._attempt(hook, timeout)
-        if attempt.result in ("failure", "error"):
-            self._emit("FailedPreStopHook", f"PreStopHook failed: {attempt.output}", result="failure", warning=True)
+        if isinstance(hook, TCPSocketAction):
+            failed = True
+        elif isinstance(hook, HTTPGetAction):
+            attempt = self._attempt(hook, timeout)
+            failed = not attempt.answered
+        else:
+            attempt = self._attempt(hook, timeout)
+            failed = attempt.result in ("failure", "error") and self.now() < deadline
+        if failed:
+            self._emit("FailedPreStopHook", "PreStopHook failed", result="failure", warning=True)
 
     def _delete_pod(self, outcome: Outcome) -> None:
         deleted = self.now()
@@ -1058,6 +1174,7 @@ class Simulation:
 
     def _worker(self, probe: Probe) -> None:
         period = float(probe.period_seconds)
+        trigger = self._readiness_trigger if probe.kind == "readiness" else None
         tick = 0
         at = 0.0
         state = {"container_id": 0, "on_hold": False, "last": None, "run": 0}
@@ -1070,8 +1187,12 @@ class Simulation:
                 tick = int(now // period)
                 at = now
                 continue
-            if not self._sleep_until(due):
-                return
+            if not self._sleep_until(due, *(() if trigger is None else (trigger,))):
+                if trigger is None or self._stopping.is_set():
+                    return
+                trigger.clear()  # a manual run (prober_manager.go): now, off the ticker's beat
+                at = self.now()
+                continue
             tick += 1
             at = due
 
@@ -1105,13 +1226,18 @@ class Simulation:
         attempt = _Attempt("error", "")
         timeout = max(probe.timeout_seconds / self.speed, MIN_TIMEOUT)
         for _ in range(_MAX_PROBE_RETRIES):
-            attempt = self._attempt(probe.action, timeout)
+            try:
+                attempt = self._attempt(probe.action, timeout)
+            except Exception as exc:  # a probe that cannot run is an error, never a dead worker
+                attempt = _Attempt("error", f"{type(exc).__name__}: {exc}")
             if attempt.result != "error":
                 break
         if self._stopping.is_set():
             return False
         if self.verbose:
-            self._emit("Probed", _first_line(attempt.output), probe=kind, result=attempt.result)
+            first = _first_line(attempt.output)
+            said = f"{probe.title} probe {attempt.result}" + (f": {first}" if first else "")
+            self._emit("Probed", said, probe=kind, result=attempt.result)
         if attempt.result == "error":
             self._emit(
                 "Unhealthy",
@@ -1151,6 +1277,8 @@ class Simulation:
         with self._lock:
             if container_id != self._container_id:
                 return
+            changed = self._results.get(probe.kind) != result
+            self._results[probe.kind] = result
         if probe.kind == "readiness":
             self._set_ready(result == "success")
         elif probe.kind == "startup" and result == "success":
@@ -1170,6 +1298,19 @@ class Simulation:
             with self._lock:
                 if self._kill is None:
                     self._kill = (probe.kind, probe)
+        if changed:
+            self._sync()
+
+    def _sync(self) -> None:
+        """A pod sync, as a changed probe result causes one: ``UpdatePodStatus``
+        (``pkg/kubelet/prober/prober_manager.go``) triggers the readiness worker at once when
+        the container has started but is not ready ("Trigger an immediate run of the
+        readinessProbe to update ready state")."""
+        with self._lock:
+            waiting = self._started and self._running and not self._ready
+        if waiting and "readiness" in self.container.probes:
+            self._readiness_trigger.set()
+            self._wake()
 
     def _attempt(self, action: Action | Hook, timeout: float) -> _Attempt:
         """One try of ``action`` with ``timeout`` real seconds."""
@@ -1205,14 +1346,58 @@ class Simulation:
         return self.port_map.get(str(port), port)
 
 
+def _kill_group(process: subprocess.Popen[bytes]) -> None:
+    """SIGKILL what is left of ``process``'s process group (its own session, so the
+    container's): when a container stops, the runtime ends every process in it, not only the
+    first one. Waits for ``process`` itself."""
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(process.pid, signal.SIGKILL)
+    process.wait()
+
+
 def _first_line(text: str) -> str:
     return text.strip().split("\n", 1)[0][:200]
 
 
-def _argv(cmd: str | Sequence[str] | None) -> list[str]:
+def _argv(cmd: str | Sequence[str] | None, what: str) -> list[str]:
+    """``cmd`` as an argument list: a string is split as a shell splits words.
+
+    Raises:
+        ValueError: ``cmd`` is empty, or a string a shell could not split (an open quote).
+    """
     if cmd is None:
         return []
-    return shlex.split(cmd) if isinstance(cmd, str) else list(cmd)
+    try:
+        argv = shlex.split(cmd) if isinstance(cmd, str) else list(cmd)
+    except ValueError as exc:
+        raise ValueError(f"{what}: {exc} in {cmd!r}") from None
+    if not argv:
+        raise ValueError(f"{what} is empty")
+    return argv
+
+
+def _mapped_ports(container: Container, port_map: Mapping[str | int, int]) -> dict[str, int]:
+    """``port_map`` by the manifest's port as text, a name standing for its number too (the
+    kubelet resolves a name to its ``containerPort`` first).
+
+    Raises:
+        ValueError: a key is neither a port number nor one of the container's port names, or
+            a local port is not 1 to 65535.
+    """
+    mapped: dict[str, int] = {}
+    for key, local in port_map.items():
+        if isinstance(local, bool) or not isinstance(local, int) or not 0 < local < 65536:
+            raise ValueError(f"port_map: the local port for {key!r} is 1 to 65535, got {local!r}")
+        name = str(key)
+        if name in container.ports:
+            mapped.setdefault(str(container.ports[name]), local)
+        elif not name.isdigit():
+            named = ", ".join(container.ports) or "none"
+            raise ValueError(
+                f"port_map: no port named {name!r} in container {container.name} (its named ports: {named})"
+            )
+        mapped[name] = local
+    return mapped
 
 
 # --- the command line --------------------------------------------------------------------
@@ -1309,8 +1494,10 @@ def run_command(args: argparse.Namespace, parser: argparse.ArgumentParser) -> in
             that cannot start.
 
     Returns:
-        0 when no probe killed the container and, after ``--terminate-at``, the process
-        exited with 0 inside its grace period; 1 otherwise; 130 on Ctrl-C.
+        0 when no probe killed the container, its process did not crash (exit by itself with
+        a status other than 0) and, after ``--terminate-at``, it exited with 0 inside its
+        grace period; 1 otherwise; 128 + the signal's number on SIGINT, SIGTERM or SIGHUP,
+        after stopping the container's process.
     """
     try:
         text = sys.stdin.read() if args.manifest == "-" else open(args.manifest, encoding="utf-8").read()  # noqa: SIM115
@@ -1329,24 +1516,44 @@ def run_command(args: argparse.Namespace, parser: argparse.ArgumentParser) -> in
         line = json.dumps(event.as_dict()) if args.json else event.line()
         print(line, flush=True)
 
-    simulation = Simulation(
-        container,
-        target=args.target,
-        port_map=dict(args.port_map),
-        speed=args.speed,
-        cmd=args.cmd,
-        restart_cmd=args.restart_cmd,
-        env=dict(args.env),
-        verbose=args.verbose,
-        on_event=show,
-    )
+    try:
+        simulation = Simulation(
+            container,
+            target=args.target,
+            port_map=dict(args.port_map),
+            speed=args.speed,
+            cmd=args.cmd,
+            restart_cmd=args.restart_cmd,
+            env=dict(args.env),
+            verbose=args.verbose,
+            on_event=show,
+        )
+    except ValueError as exc:  # an empty or unsplittable --cmd, a --port-map to no port
+        message = str(exc)
+        for field, option in (("restart_cmd", "--restart-cmd"), ("cmd", "--cmd"), ("port_map", "--port-map")):
+            if message.startswith(field):
+                message = option + message[len(field) :]
+                break
+        parser.error(message)
+    received: list[int] = []
+
+    def interrupt(signum: int, _frame: object) -> None:
+        # SIGTERM and SIGHUP end the simulation as Ctrl-C does, so that the container's
+        # process is stopped rather than left behind; a second signal does not cut that short.
+        if not received:
+            received.append(signum)
+            raise KeyboardInterrupt
+
+    previous = {number: signal.signal(number, interrupt) for number in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
     try:
         outcome = simulation.run(duration=args.duration, terminate_at=args.terminate_at)
     except OSError as exc:
         parser.error(f"cannot start --cmd: {exc.strerror or exc}")
     except KeyboardInterrupt:
-        simulation.stop()
-        return 130
+        return 128 + (received[0] if received else signal.SIGINT)
+    finally:
+        for number, handler in previous.items():
+            signal.signal(number, handler)
     return 0 if outcome.ok else 1
 
 
