@@ -13,28 +13,31 @@ Each rule follows the kubelet's source (Kubernetes ``pkg/kubelet/prober/worker.g
   not at it. A probe slower than the period delays the next tick; missed ticks are dropped,
   one is kept (Go's ``time.Ticker``).
 * Startup gates the others: readiness and liveness do not probe until startup has passed;
-  startup stops once it has (it latches until the container restarts).
+  startup stops once it has (it latches until the container restarts). A changed result
+  syncs the pod, and a started container that is not ready then gets a readiness probe at
+  once (``prober_manager.go``, ``UpdatePodStatus``).
 * A result counts after ``failureThreshold`` failures or ``successThreshold`` successes in a
   row. A failed attempt is a ``Unhealthy`` event each time; an *error* (a probe that could not
   run, such as an exec command that does not exist) is retried up to 3 times at once and then
   thrown away, counting neither way.
 * ``httpGet``: a status from 200 to 399 passes; a 3xx is a redirect the kubelet did not
   follow (to another host) and passes with a ``ProbeWarning``; redirects to the same host
-  are followed (at most 10); at most 10 KiB of a body is read; ``User-Agent: kube-probe/...``
-  and ``Accept: */*`` unless ``httpHeaders`` says otherwise.
+  are followed (at most 10); at most 10 KiB of a body is read; ``timeoutSeconds`` bounds
+  the whole exchange; ``User-Agent: kube-probe/...`` and ``Accept: */*`` unless
+  ``httpHeaders`` says otherwise.
 * Liveness or startup failing ``failureThreshold`` times: ``Killing`` (``Container NAME
   failed liveness probe, will be restarted``); that worker holds until a new container.
 * Pod deletion: liveness and startup stop at once; readiness keeps being probed until the
   container exits; ``preStop`` runs, then ``SIGTERM``, then ``SIGKILL`` at the end of
-  ``terminationGracePeriodSeconds`` (counted from the deletion, ``preStop`` included, at
-  least 2 s after ``SIGTERM``).
+  ``terminationGracePeriodSeconds`` (counted from the deletion, ``preStop`` included; at
+  least 2 s after ``SIGTERM`` when ``preStop`` used the grace period up).
 
 Time is simulated seconds from the container's start (``t``); ``speed`` runs it ``speed``
 times faster than the wall clock. Everything in the scenario is scaled (periods, delays,
 timeouts, grace periods, the back-off before a restart); a probe's timeout never goes below
 :data:`MIN_TIMEOUT` real seconds, and the app's own clocks are not scaled.
 
-Usage (``healthprobe kubelet``, see :func:`main`)::
+Usage (``healthprobe kubelet``, see :func:`run_command`)::
 
     healthprobe kubelet k8s/pod.yaml --port-map 8080=18080 --speed 10 --duration 60
     healthprobe kubelet k8s/deployment.yaml --cmd 'python -m app' --terminate-at 20 --json
