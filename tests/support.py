@@ -315,12 +315,12 @@ class LoadBalancer:
 
 
 @contextlib.contextmanager
-def werkzeug_server(app: object) -> Iterator[str]:
-    """Serve the WSGI ``app`` with Werkzeug's threaded server on an ephemeral loopback port,
-    in a thread of this process; yields its base URL."""
+def werkzeug_server(app: object, port: int = 0) -> Iterator[str]:
+    """Serve the WSGI ``app`` with Werkzeug's threaded server on loopback port ``port`` (an
+    ephemeral one for 0), in a thread of this process; yields its base URL."""
     from werkzeug.serving import make_server
 
-    server = make_server("127.0.0.1", 0, app, threaded=True)  # type: ignore[arg-type]
+    server = make_server("127.0.0.1", port, app, threaded=True)  # type: ignore[arg-type]
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:

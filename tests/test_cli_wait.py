@@ -19,11 +19,10 @@ from typing import Any
 
 import pytest
 import yaml
-from werkzeug.serving import make_server
 from werkzeug.wrappers import Request, Response
 
 from . import doc_pages
-from .support import BIN, free_port, wait_until
+from .support import BIN, free_port, wait_until, werkzeug_server
 
 HEALTHPROBE = str(BIN / "healthprobe")
 
@@ -59,15 +58,8 @@ class Flipping:
 def serving(app: Any, port: int = 0) -> Iterator[str]:
     """``app`` under Werkzeug's threaded server on ``127.0.0.1:port`` (an ephemeral one for 0),
     in a thread; yields the ``/readyz`` URL."""
-    server = make_server("127.0.0.1", port, app, threaded=True)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_port}/readyz"
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(10)
+    with werkzeug_server(app, port) as url:
+        yield f"{url}/readyz"
 
 
 class Waiting:
