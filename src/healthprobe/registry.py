@@ -575,10 +575,9 @@ class HealthRegistry:
         now, wall = time.monotonic(), time.time()
         ends = None if seconds is None else now + seconds
         until = None if seconds is None else wall + seconds
-        looked = self._looked_file()
         with self._lock:
             self._out_by_call = _OutByCall(text, ends, until)
-            change = self._settle_rotation(looked, now, wall)
+            change = self._settle_rotation(self._looked_file(), now, wall)
         self._log_rotation(change)
         return self._rotation
 
@@ -593,11 +592,10 @@ class HealthRegistry:
         Returns:
             The :class:`Rotation` now.
         """
-        looked = self._looked_file()
         now, wall = time.monotonic(), time.time()
         with self._lock:
             self._out_by_call = None
-            change = self._settle_rotation(looked, now, wall)
+            change = self._settle_rotation(self._looked_file(), now, wall)
         self._log_rotation(change)
         return self._rotation
 
@@ -606,8 +604,7 @@ class HealthRegistry:
         """Whether this instance is in rotation now, why not, since when and until when (a
         :class:`Rotation`). Reading it looks at the disable file and at a call's expiry, as
         a readiness probe does."""
-        self._look_at_rotation()
-        return self._rotation
+        return self._look_at_rotation()
 
     @property
     def disable_file(self) -> str | None:
@@ -645,29 +642,30 @@ class HealthRegistry:
             if not isinstance(text, str) or not text:
                 raise ValueError(f"disable_file must be a non-empty path, got {path!r}")
             found = _DisableFile(text)
-        looked = None if found is None else found.look()
         now, wall = time.monotonic(), time.time()
         with self._lock:
             self._disable_file = found
             self.generation += 1  # a remembered readiness answer did not look at this file
-            change = self._settle_rotation(looked, now, wall)
+            change = self._settle_rotation(self._looked_file(), now, wall)
         self._log_rotation(change)
 
     def _looked_file(self) -> str | None:
+        """What the disable file says now (its reason, or ``None``). Called with the lock
+        held: looks are made and settled one at a time, so that a look made before the file
+        changed can never be settled after a look made since, and undo it."""
         found = self._disable_file
         return None if found is None else found.look()
 
-    def _look_at_rotation(self) -> None:
+    def _look_at_rotation(self) -> Rotation:
         """Settle the rotation now, if it may have changed without a call (a disable file, a
-        call's expiry): the probe-time look."""
+        call's expiry): the probe-time look. Returns the rotation it found."""
         if not self._rotation_watched:
-            return
-        found = self._disable_file
-        looked = None if found is None else found.look()  # the stat, outside the lock
-        now, wall = time.monotonic(), time.time()
+            return self._rotation
         with self._lock:
-            change = self._settle_rotation(looked, now, wall)
+            change = self._settle_rotation(self._looked_file(), time.monotonic(), time.time())
+            found = self._rotation
         self._log_rotation(change)
+        return found
 
     def _settle_rotation(
         self, file_reason: str | None, now: float, wall: float
@@ -814,10 +812,10 @@ class HealthRegistry:
 
     def _reasons(self, probe: Probe) -> tuple[str, ...]:
         if probe is _types.Probe.READINESS:
-            self._look_at_rotation()
+            rotation = self._look_at_rotation()
             lifecycle = self._lifecycle
             reasons = [] if lifecycle is _types.Lifecycle.STARTED else [lifecycle.value]
-            out = self._rotation.text
+            out = rotation.text
             if out is not None:
                 reasons.append(out)
             return tuple(reasons)
