@@ -390,7 +390,7 @@ def test_remembered_answers_never_outlive_a_file_change_under_concurrent_probes(
     nexts = [before for before, _, _ in changes[1:]] + [float("inf")]
     judged = 0
     for sent, answered, code in outcomes:
-        for (_, at, out), next_change in zip(changes, nexts):
+        for (_, at, out), next_change in zip(changes, nexts, strict=True):
             if sent > at and answered < next_change:
                 assert code == (503 if out else 200), (sent - at, out, code)
                 judged += 1
