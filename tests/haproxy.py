@@ -310,6 +310,13 @@ class HAProxy:
             if row.get("pxname") == "app" and row.get("svname") not in ("FRONTEND", "BACKEND")
         }
 
+    def sessions(self, name: str) -> int:
+        """How many requests HAProxy has sent to server ``name`` of the ``app`` backend so far
+        (``stot``: its streams, one per HTTP request; health checks are not counted)."""
+        rows = csv.DictReader(self.command("show stat").removeprefix("# ").splitlines())
+        (row,) = [row for row in rows if row.get("pxname") == "app" and row.get("svname") == name]
+        return int(row["stot"])
+
     def _watch(self) -> None:
         while not self._done.is_set():
             with contextlib.suppress(OSError, KeyError):
@@ -725,6 +732,94 @@ def _details(
             lines.append(f"{server.log_path.name}:")
             lines += ["  " + line for line in shutdown[:20]]
     return "\n".join(lines)
+
+
+# -- out of rotation, and back -----------------------------------------------------------------
+
+
+@dataclass
+class RotationRun:
+    """The figures of taking instance ``a`` out of rotation by its disable file and back,
+    under load through HAProxy: every request, the failed ones, seconds from creating the
+    file until HAProxy had ``a`` DOWN and from removing it until UP, the requests HAProxy
+    sent to ``a`` while it was DOWN, and those it sent to ``a`` once it was UP again."""
+
+    row: str
+    requests: int
+    failed: int
+    down_after: float
+    up_after: float
+    sent_while_out: int
+    sent_after: int
+    seconds: float
+    details: str = ""
+
+    def summary(self) -> str:
+        return (
+            f"{self.row} out of rotation and back: {self.requests} requests, {self.failed} failed; "
+            f"DOWN {self.down_after:.2f} s after the file appeared, UP {self.up_after:.2f} s after it went; "
+            f"{self.sent_while_out} request(s) sent to it while out, {self.sent_after} after; {self.seconds:.1f} s"
+        )
+
+
+#: Requests completed while the instance is out of rotation, before it is brought back.
+WHILE_OUT = 60
+
+
+def out_of_rotation(name: str, row: Row, workdir: Path, haproxy: str) -> RotationRun:
+    """Start ``row``'s two instances behind HAProxy with a disable file each
+    (``DISABLE_FILE``), put them under load, create ``a``'s file, wait until HAProxy has
+    ``a`` DOWN, check that ``a`` still serves and lives, remove the file and wait until ``a``
+    is UP and served again. Every process is killed at the end."""
+    began = time.time()
+    env = {**row.env, "DISABLE_FILE": str(workdir / "disabled-{port}")}
+    instances = _Instances(replace(row, env=env), workdir)
+    balancer: HAProxy | None = None
+    load: Load | None = None
+    events: list[tuple[float, str]] = []
+    try:
+        for instance in ("a", "b"):
+            instances.start(instance)
+        for server in instances.current.values():
+            server.wait_ready(30.0)
+        balancer = HAProxy(haproxy, instances.ports, workdir)
+        for instance in ("a", "b"):
+            balancer.wait_state(instance, "UP", 30.0, check="L7OK")
+        load = Load(balancer.url)
+        load.start()
+        load.wait_requests(SETTLE)
+        flag = workdir / f"disabled-{instances.ports['a']}"
+        created = time.time()
+        flag.write_text("rebalancing\n")
+        events.append((created, "a: disable file created"))
+        down = balancer.wait_state("a", "DOWN", 10.0) - created
+        out_from = balancer.sessions("a")
+        load.wait_requests(WHILE_OUT)
+        server = instances.current["a"]
+        with httpx.Client(base_url=f"http://127.0.0.1:{server.port}", timeout=TIMEOUT, trust_env=False) as direct:
+            readyz, livez, app = direct.get("/readyz?verbose"), direct.get("/livez"), direct.get("/")
+        assert server.proc.poll() is None, "the instance stopped"
+        assert (readyz.status_code, livez.status_code, app.status_code) == (503, 200, 200), (readyz.text, livez.text)
+        assert "out of rotation: rebalancing" in readyz.text, readyz.text
+        sent_while_out = balancer.sessions("a") - out_from
+        removed = time.time()
+        flag.unlink()
+        events.append((removed, "a: disable file removed"))
+        up = balancer.wait_state("a", "UP", 10.0, check="L7OK") - removed
+        back_from = balancer.sessions("a")
+        load.wait_requests(SETTLE)
+        sent_after = balancer.sessions("a") - back_from
+    finally:
+        if load is not None:
+            load.stop()
+        instances.stop_all()
+        if balancer is not None:
+            balancer.stop()
+    requests = load.requests if load else []
+    failed = [r for r in requests if r.error is not None]
+    result = RotationRun(name, len(requests), len(failed), down, up, sent_while_out, sent_after, time.time() - began)
+    result.details = _details(failed, [], events, balancer, instances, began)
+    return result
 
 
 # -- python -m tests.haproxy --------------------------------------------------------------------

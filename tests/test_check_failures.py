@@ -184,7 +184,7 @@ def test_text_bodies_keep_each_check_and_reason_on_one_line() -> None:
     assert lines[: len(FORGING)] == [f"[+]forged-{i} warn: {one_line(t)}" for i, t in enumerate(FORGING)]
     assert lines[len(FORGING) :] == [
         "[-]raising failed: RuntimeError: a\\nreadyz check passed",
-        "[-]lifecycle failed: not ready: maintenance\\n[+]lifecycle ok",
+        "[-]lifecycle failed: out of rotation: maintenance\\n[+]lifecycle ok",
         "readyz check failed",
     ]
     # JSON escapes control characters itself: the exact text, and no raw line break.

@@ -259,7 +259,7 @@ def test_whole_probes_follow_the_lifecycle_and_the_switches(kind: str, aio_loop:
         # The switches.
         registry.set_ready(False, "maintenance")
         status, trailers = served.check_call("readiness")
-        assert status == NOT_SERVING and trailers[hgrpc.REASON_KEY] == "lifecycle failed: not ready: maintenance"
+        assert status == NOT_SERVING and trailers[hgrpc.REASON_KEY] == "lifecycle failed: out of rotation: maintenance"
         assert served.check("liveness") == SERVING
         registry.set_ready(True)
         assert served.check("") == SERVING

@@ -188,7 +188,7 @@ def test_lifecycle_reasons_are_shown(make_client: ClientFactory) -> None:
     registry.set_ready(False, "maintenance")
     response = client.get(prefix + "/readyz")
     assert response.status_code == 503
-    assert "[-]lifecycle failed: not ready: maintenance" in response.text
+    assert "[-]lifecycle failed: out of rotation: maintenance" in response.text
     registry.set_ready(True)
     registry.begin_drain()
     response = client.get(prefix + "/readyz")

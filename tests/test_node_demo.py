@@ -243,6 +243,7 @@ def test_settings_from_env() -> None:
         "/tmp/healthy",
         0.0,
     )
+    assert settings.disable_file is None
     assert (settings.shutdown_delay, settings.drain_timeout, settings.hook_timeout, settings.grace_period) == (
         None,
         20.0,
@@ -259,8 +260,11 @@ def test_settings_from_env() -> None:
             "DRAIN_TIMEOUT": "4",
             "HOOK_TIMEOUT": "0.5",
             "GRACE_PERIOD": "35",
+            "DISABLE_FILE": "/run/demo/disabled",
         }
     )
+    assert str(settings.disable_file) == "/run/demo/disabled"
+    assert common.Settings.from_env({"DISABLE_FILE": " "}).disable_file is None
     assert (settings.host, settings.port, str(settings.healthy_file), settings.startup_delay) == (
         "::1",
         9000,

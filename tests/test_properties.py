@@ -230,7 +230,7 @@ def test_readiness_fails_iff_a_critical_member_fails_or_a_reason_exists(
     readiness = registry.run(Probe.READINESS)
     members = {n for n, spec in specs.items() if Probe.READINESS in spec[2]}
     critical_failure = any(specs[n][0] is Status.FAIL and specs[n][1] for n in members)
-    expected_reasons = ([] if state == "started" else [state]) + (["not ready: maintenance"] if not_ready else [])
+    expected_reasons = ([] if state == "started" else [state]) + (["out of rotation: maintenance"] if not_ready else [])
     assert list(readiness.reasons) == expected_reasons
     assert (readiness.status is Status.FAIL) == (critical_failure or bool(expected_reasons))
     liveness = registry.run(Probe.LIVENESS)

@@ -457,7 +457,7 @@ def test_set_ready_and_set_live() -> None:
     registry = started_registry()
     registry.set_ready(False, "maintenance")
     readiness = registry.run("readiness")
-    assert readiness.status is Status.FAIL and readiness.reasons == ("not ready: maintenance",)
+    assert readiness.status is Status.FAIL and readiness.reasons == ("out of rotation: maintenance",)
     assert registry.run("liveness").status is Status.PASS
     registry.set_ready(True)
     assert registry.run("readiness").status is Status.PASS

@@ -97,6 +97,9 @@ class Settings:
         hook_timeout: bound in seconds on each cleanup hook (``HOOK_TIMEOUT``, default 5).
         grace_period: the pod's ``terminationGracePeriodSeconds`` (``GRACE_PERIOD``, default
             30); a warning is logged at start when the shutdown can take longer.
+        disable_file: the disable file (``DISABLE_FILE``, default unset: none): while a file
+            exists there the demo is out of rotation (``/readyz`` fails with its first line
+            as the reason, ``/livez`` passes, nothing stops).
     """
 
     host: str = DEFAULT_HOST
@@ -107,13 +110,14 @@ class Settings:
     drain_timeout: float = 20.0
     hook_timeout: float = 5.0
     grace_period: float = 30.0
+    disable_file: Path | None = None
 
     @classmethod
     def from_env(
         cls, environ: Mapping[str, str] | None = None, *, default_healthy_file: str = DEFAULT_HEALTHY_FILE
     ) -> Settings:
         """Read ``HOST``, ``PORT``, ``HEALTHY_FILE``, ``STARTUP_DELAY``, ``SHUTDOWN_DELAY``,
-        ``DRAIN_TIMEOUT``, ``HOOK_TIMEOUT`` and ``GRACE_PERIOD`` (an empty value counts as
+        ``DRAIN_TIMEOUT``, ``HOOK_TIMEOUT``, ``GRACE_PERIOD`` and ``DISABLE_FILE`` (an empty value counts as
         unset) from ``environ`` (default ``os.environ``); ``default_healthy_file`` is the
         path used when ``HEALTHY_FILE`` is unset.
 
@@ -133,6 +137,7 @@ class Settings:
             drain_timeout=seconds(env, "DRAIN_TIMEOUT", cls.drain_timeout),
             hook_timeout=seconds(env, "HOOK_TIMEOUT", cls.hook_timeout),
             grace_period=seconds(env, "GRACE_PERIOD", cls.grace_period),
+            disable_file=Path(disable) if (disable := env.get("DISABLE_FILE", "").strip()) else None,
         )
 
 
@@ -150,7 +155,8 @@ class Demo:
         settings: the :class:`Settings` to run with.
 
     Attributes:
-        registry: the :class:`HealthRegistry` with the ``healthy-file`` and ``warmup`` checks.
+        registry: the :class:`HealthRegistry` with the ``healthy-file`` and ``warmup`` checks,
+            and the disable file of ``DISABLE_FILE`` (if set).
         coordinator: the :class:`GracefulShutdown` of this process, with one cleanup hook,
             ``remove_healthy_file``. Pass it to the middleware (``shutdown=``) and to the
             server integration.
@@ -161,7 +167,7 @@ class Demo:
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self.registry = HealthRegistry()
+        self.registry = HealthRegistry(disable_file=settings.disable_file)
         self.registry.add_check("healthy-file", self._healthy_file, probes=(Probe.STARTUP, Probe.LIVENESS), cache_ttl=0)
         self.registry.add_check("warmup", self._warmup, probes=(Probe.STARTUP,), cache_ttl=0)
         self.coordinator = GracefulShutdown(

@@ -200,8 +200,8 @@ class Answer:
 
     #: The registry's :attr:`~healthprobe.registry.HealthRegistry.generation` when it was made.
     generation: int
-    #: What the check results it shows must still be, or ``None`` when it shows none (then
-    #: ``generation`` alone decides).
+    #: What the check results it shows must still be, or ``None`` when it shows none and
+    #: does not watch the rotation (then ``generation`` alone decides).
     stamp: _registry.AnswerStamp | None
     #: The response itself.
     response: Response
@@ -453,8 +453,10 @@ class HealthEndpoints:
 
         It may while the registry's :attr:`~HealthRegistry.generation` is still the one it
         was made under (no check added or removed, no lifecycle change, no manual switch
-        since) and, when it shows check results (its ``stamp``), while none of them has
-        expired or been replaced (:meth:`HealthRegistry.still_current`). Answers made while
+        since) and, when it shows check results or the rotation (its ``stamp``), while none
+        of them has expired or been replaced and the rotation is unchanged
+        (:meth:`HealthRegistry.still_current`: a readiness answer looks at the disable file
+        again). Answers made while
         ``starting``, or showing a non-critical failure as ``warn``, are never remembered
         (:meth:`HealthRegistry.stamp`).
 
@@ -496,7 +498,7 @@ class HealthEndpoints:
             answers.clear()  # bounded: odd queries and Accept values cannot grow it
         answers[key] = Answer(
             stamp.generation,
-            stamp if stamp.pairs else None,
+            stamp if stamp.pairs or stamp.watches_rotation else None,
             response,
             response.status,
             response.status_line,

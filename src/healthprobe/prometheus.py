@@ -18,6 +18,8 @@ path and never exception text):
 * ``healthprobe_probe_status{probe,status}`` (gauge): 1 for the status of the latest answer
   to the probe; all 0 before the first one.
 * ``healthprobe_lifecycle_state{state}`` (gauge): 1 for the current lifecycle state.
+* ``healthprobe_out_of_rotation`` (gauge): 1 while the instance is out of rotation
+  (:attr:`HealthRegistry.rotation`: a call or the disable file), else 0.
 * ``healthprobe_in_flight_requests`` (gauge): requests being served (needs a ``shutdown``
   source).
 * ``healthprobe_shutdown_phase{phase}`` (gauge): 1 for the current shutdown phase (needs a
@@ -86,6 +88,7 @@ _CHECK_RUNS = "healthprobe_check_runs"  # exposed as healthprobe_check_runs_tota
 _CHECK_LAST_SUCCESS = "healthprobe_check_last_success_timestamp_seconds"
 _PROBE_STATUS = "healthprobe_probe_status"
 _LIFECYCLE_STATE = "healthprobe_lifecycle_state"
+_OUT_OF_ROTATION = "healthprobe_out_of_rotation"
 _IN_FLIGHT = "healthprobe_in_flight_requests"
 _SHUTDOWN_PHASE = "healthprobe_shutdown_phase"
 
@@ -96,6 +99,7 @@ _HELP = {
     _CHECK_LAST_SUCCESS: "End of the latest passing run of a check, in seconds since the Unix epoch.",
     _PROBE_STATUS: "Status of the latest answer to a probe: 1 for its status (pass, warn or fail), 0 for the others.",
     _LIFECYCLE_STATE: "Lifecycle state of the process: 1 for the current one (starting, started, draining, stopped).",
+    _OUT_OF_ROTATION: "1 while the instance is out of rotation (readiness fails, nothing stops), else 0.",
     _IN_FLIGHT: "Requests being served right now.",
     _SHUTDOWN_PHASE: "Phase of graceful shutdown: 1 for the current phase.",
 }
@@ -157,6 +161,7 @@ def _gauge_view(
         _CHECK_LAST_SUCCESS: (("check",), last_success),
         _PROBE_STATUS: (("probe", "status"), probes),
         _LIFECYCLE_STATE: (("state",), [((s.value,), 1.0 if s is lifecycle else 0.0) for s in _types.Lifecycle]),
+        _OUT_OF_ROTATION: ((), [((), 0.0 if registry.rotation.in_rotation else 1.0)]),
     }
     if shutdown is not None:
         try:
@@ -232,6 +237,7 @@ class HealthCollector(prometheus_client.registry.Collector):
         yield from self._gauges(view, _CHECK_LAST_SUCCESS, ("check",), unit="seconds")
         yield from self._gauges(view, _PROBE_STATUS, ("probe", "status"))
         yield from self._gauges(view, _LIFECYCLE_STATE, ("state",))
+        yield from self._gauges(view, _OUT_OF_ROTATION, ())
         if self.shutdown is not None:
             yield from self._gauges(view, _IN_FLIGHT, ())
             yield from self._gauges(view, _SHUTDOWN_PHASE, ("phase",))
@@ -258,6 +264,7 @@ _GAUGE_MODES: dict[str, _Mode] = {
     _CHECK_LAST_SUCCESS: "max",
     _PROBE_STATUS: "livemax",
     _LIFECYCLE_STATE: "livemax",
+    _OUT_OF_ROTATION: "livemax",
     _IN_FLIGHT: "livesum",
     _SHUTDOWN_PHASE: "livemax",
 }
@@ -266,6 +273,7 @@ _GAUGE_LABELS: dict[str, tuple[str, ...]] = {
     _CHECK_LAST_SUCCESS: ("check",),
     _PROBE_STATUS: ("probe", "status"),
     _LIFECYCLE_STATE: ("state",),
+    _OUT_OF_ROTATION: (),
     _IN_FLIGHT: (),
     _SHUTDOWN_PHASE: ("phase",),
 }

@@ -7,12 +7,13 @@ import dataclasses
 import inspect
 import logging
 import math
+import os
 import re
 import threading
 import time
 import typing
 
-from . import _runner, _types
+from . import _runner, _types, render
 
 if typing.TYPE_CHECKING:
     from collections.abc import Callable, Iterable
@@ -25,11 +26,13 @@ __all__ = [
     "DEFAULT_CACHE_TTL",
     "DEFAULT_TIMEOUT",
     "RESERVED_NAMES",
+    "ROTATION_REASON_LIMIT",
     "AnswerStamp",
     "HealthRegistry",
     "LifecycleListener",
     "ReportListener",
     "ResultListener",
+    "Rotation",
     "UnknownCheckError",
     "as_probe",
     "check_seconds",
@@ -56,6 +59,14 @@ DEFAULT_CACHE_TTL = 1.0
 CHECK_NAME = re.compile(r"[A-Za-z0-9]([A-Za-z0-9_.-]{0,61}[A-Za-z0-9])?")
 #: Names healthprobe itself uses in bodies (``[-]lifecycle failed: draining``).
 RESERVED_NAMES = frozenset({"lifecycle"})
+#: The most characters of an out-of-rotation reason that healthprobe keeps (from a call or
+#: from the disable file's first line): a longer one is cut, so a body stays small.
+ROTATION_REASON_LIMIT = 200
+#: Bytes read from the disable file for its first line: enough for the longest reason in
+#: UTF-8, so that a large file costs no more than a small one.
+_DISABLE_FILE_READ = ROTATION_REASON_LIMIT * 4 + 2
+#: The reason shown for a disable file whose first line is empty (or cannot be read).
+_FILE_REASON = "disable file present"
 
 
 class UnknownCheckError(LookupError):
@@ -105,6 +116,99 @@ class _Plan:
         return ([] if self.startup is None else self.startup.all_states()) + self.states
 
 
+@dataclasses.dataclass(frozen=True, slots=True)
+class Rotation:
+    """Whether this instance is in rotation, as :attr:`HealthRegistry.rotation` reads it.
+    Read-only.
+
+    Out of rotation, readiness fails with the reason (load balancers and Kubernetes
+    endpoints stop sending traffic) while liveness and startup are untouched and nothing
+    stops: the instance keeps serving what still reaches it. Two sources take it out: a call
+    (:meth:`HealthRegistry.take_out_of_rotation`, or ``set_ready(False)``) and the disable
+    file (``disable_file``); it is out while either says so, the call's reason shown first.
+    """
+
+    #: ``True`` while in rotation.
+    in_rotation: bool
+    #: Why it is out (the operator's text, on one line, at most
+    #: :data:`ROTATION_REASON_LIMIT` characters), ``None`` when no reason was given or while in.
+    reason: str | None
+    #: What holds it out: ``"api"`` (a call) or ``"file"`` (the disable file); ``None`` while in.
+    source: str | None
+    #: When the current state began (out, or back in), in seconds since the Unix epoch;
+    #: the registry's creation while it has never been out.
+    since: float
+    #: When a call's ``seconds`` returns it by itself, in seconds since the Unix epoch, or
+    #: ``None``.
+    until: float | None = None
+
+    @property
+    def text(self) -> str | None:
+        """What a readiness answer shows: ``"out of rotation: <reason>"`` (``"out of
+        rotation"`` without a reason), or ``None`` while in rotation."""
+        if self.in_rotation:
+            return None
+        return "out of rotation" if self.reason is None else f"out of rotation: {self.reason}"
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class _OutByCall:
+    """A call's hold on the rotation: its reason and, with ``seconds``, when it ends
+    (``time.monotonic()``) and when that is on the wall clock."""
+
+    reason: str | None
+    ends: float | None
+    until: float | None
+
+
+class _DisableFile:
+    """The disable file: one ``stat`` per look; its first line is read again only when the
+    file is new or its inode, size or modification time changed."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self._seen: tuple[tuple[int, int, int], str] | None = None
+
+    def look(self) -> str | None:
+        """The reason the file gives (:data:`_FILE_REASON` when it gives none), or ``None``
+        when there is no file (or it cannot be looked at: an unreadable folder counts as no
+        file, as ``os.path.exists`` does)."""
+        try:
+            st = os.stat(self.path)
+        except (OSError, ValueError):
+            return None
+        signature = (st.st_ino, st.st_size, st.st_mtime_ns)
+        seen = self._seen
+        if seen is not None and seen[0] == signature:
+            return seen[1]
+        reason = _first_line(self.path)
+        self._seen = (signature, reason)
+        return reason
+
+
+def _first_line(path: str) -> str:
+    """The first line of the file at ``path``, stripped, cut and escaped onto one line;
+    :data:`_FILE_REASON` when it is empty or cannot be read."""
+    try:
+        with open(path, "rb") as file:
+            head = file.read(_DISABLE_FILE_READ)
+    except OSError:
+        return _FILE_REASON
+    lines = head.decode("utf-8", errors="replace").splitlines()
+    return _reason_text(lines[0] if lines else None) or _FILE_REASON
+
+
+def _reason_text(reason: str | None) -> str | None:
+    """An operator's reason as kept: stripped, cut to :data:`ROTATION_REASON_LIMIT`
+    characters and escaped onto one line; ``None`` for none or a blank one."""
+    if reason is None:
+        return None
+    if not isinstance(reason, str):
+        raise TypeError(f"reason must be a str or None, got {type(reason).__name__}")
+    reason = reason.strip()[:ROTATION_REASON_LIMIT]
+    return render.one_line(reason) or None
+
+
 class HealthRegistry:
     """Named checks and the lifecycle state of one process: the single source of truth
     that every adapter, server integration and metrics collector reads.
@@ -113,19 +217,26 @@ class HealthRegistry:
         default_timeout: deadline of a check run in seconds when a check sets none
             (0.8 s, inside the kubelet's default 1 s ``timeoutSeconds``).
         default_cache_ttl: seconds a result is reused when a check sets none (1.0 s).
+        disable_file: the path of the disable file, or ``None`` (the default) for none:
+            while a file exists there, the instance is out of rotation, its first line the
+            reason (see :meth:`set_disable_file`).
 
     Probe rules (Kubernetes, "Configure Liveness, Readiness and Startup Probes"):
 
     * **startup** passes once every critical startup check passes, then latches: the
       lifecycle becomes ``started`` and the startup probe passes from then on.
     * **readiness** fails while the lifecycle is ``starting``, ``draining`` or ``stopped``,
-      while marked not ready, or when a critical readiness check fails.
+      while out of rotation (:attr:`rotation`), or when a critical readiness check fails.
     * **liveness** fails only when marked not live or a critical liveness check fails; the
       lifecycle never fails it.
     """
 
     def __init__(
-        self, *, default_timeout: float = DEFAULT_TIMEOUT, default_cache_ttl: float = DEFAULT_CACHE_TTL
+        self,
+        *,
+        default_timeout: float = DEFAULT_TIMEOUT,
+        default_cache_ttl: float = DEFAULT_CACHE_TTL,
+        disable_file: str | os.PathLike[str] | None = None,
     ) -> None:
         check_seconds("default_timeout", default_timeout, positive=True)
         check_seconds("default_cache_ttl", default_cache_ttl, positive=False)
@@ -134,8 +245,17 @@ class HealthRegistry:
         self._lock = threading.Lock()
         self._states: dict[str, CheckState] = {}
         self._lifecycle = _types.Lifecycle.STARTING
-        # The reasons of set_ready(False) and set_live(False), by probe: None while not set.
-        self._marked: dict[Probe, str | None] = {_types.Probe.READINESS: None, _types.Probe.LIVENESS: None}
+        # The reason of set_live(False): None while not set. (Readiness has the rotation.)
+        self._marked: dict[Probe, str | None] = {_types.Probe.LIVENESS: None}
+        # The rotation: the call holding the instance out (if any), the disable file (if
+        # configured), and the state they made, as last looked at.
+        self._out_by_call: _OutByCall | None = None
+        self._disable_file: _DisableFile | None = None
+        self._rotation = Rotation(True, None, None, time.time())
+        self._rotation_changed = time.monotonic()
+        # Whether the rotation may change without a call (a disable file, a call's expiry):
+        # readiness answers are then looked at again before they are served again.
+        self._rotation_watched = False
         self._listeners: list[LifecycleListener] = []
         self._result_listeners: list[ResultListener] = []
         self._report_listeners: list[ReportListener] = []
@@ -147,6 +267,8 @@ class HealthRegistry:
         #: never served again (:meth:`stamp`). Read-only for callers; a plain attribute,
         #: since the adapters read it on every repeated probe.
         self.generation = 0
+        if disable_file is not None:
+            self.set_disable_file(disable_file)
 
     # -- registration ----------------------------------------------------------------------
 
@@ -402,13 +524,210 @@ class HealthRegistry:
         )
 
     def set_ready(self, ready: bool, reason: str | None = None) -> None:
-        """Switch readiness by hand (for maintenance, warm-up, back-pressure).
+        """Switch readiness by hand (for maintenance, warm-up, back-pressure): the same
+        switch as :meth:`take_out_of_rotation` (``ready=False``) and
+        :meth:`return_to_rotation` (``ready=True``).
 
         Args:
             ready: ``False`` fails readiness until called again with ``True``.
-            reason: short operator text shown in probe bodies as ``not ready: <reason>``.
+            reason: short operator text shown in probe bodies as ``out of rotation: <reason>``.
+
+        Raises:
+            TypeError: ``reason`` is not a ``str`` or ``None``.
         """
-        self._mark(_types.Probe.READINESS, None if ready else (reason or "marked not ready"))
+        if ready:
+            self.return_to_rotation()
+        else:
+            self.take_out_of_rotation(reason)
+
+    # -- rotation ----------------------------------------------------------------------------
+
+    def take_out_of_rotation(self, reason: str | None = None, *, seconds: float | None = None) -> Rotation:
+        """Take this instance out of rotation: readiness fails with ``reason`` until
+        :meth:`return_to_rotation` (or ``seconds`` have passed), so that Kubernetes endpoints
+        and load balancers stop sending it traffic; liveness and startup are untouched and
+        nothing stops (the instance serves whatever still reaches it). For maintenance, a
+        warm cache being rebuilt, or a canary held back. Called again, it replaces the
+        reason and the expiry.
+
+        Logged once (``out of rotation: <reason>``, INFO) when the instance goes out; a
+        repeated call logs nothing.
+
+        Args:
+            reason: short operator text, shown in probe bodies as ``out of rotation:
+                <reason>`` (it is the operator's, so it is never withheld: put no secret
+                in it); stripped, cut to :data:`ROTATION_REASON_LIMIT` characters and
+                escaped onto one line.
+            seconds: when given, the instance returns to rotation by itself after this many
+                seconds (looked at when a probe is answered or :attr:`rotation` is read; no
+                thread). ``None``: until :meth:`return_to_rotation`.
+
+        Returns:
+            The :class:`Rotation` now.
+
+        Raises:
+            TypeError: ``reason`` is not a ``str`` or ``None``.
+            ValueError: ``seconds`` is not a finite number above 0.
+        """
+        text = _reason_text(reason)
+        if seconds is not None:
+            check_seconds("seconds", seconds, positive=True)
+        now, wall = time.monotonic(), time.time()
+        ends = None if seconds is None else now + seconds
+        until = None if seconds is None else wall + seconds
+        with self._lock:
+            self._out_by_call = _OutByCall(text, ends, until)
+            change = self._settle_rotation(self._looked_file(), now, wall)
+        self._log_rotation(change)
+        return self._rotation
+
+    def return_to_rotation(self) -> Rotation:
+        """End what :meth:`take_out_of_rotation` (or ``set_ready(False)``) started: readiness
+        passes again, if nothing else fails it. The disable file, while it exists, keeps the
+        instance out: remove it as well.
+
+        Logged once (``back in rotation after <seconds> s out``, INFO) when the instance
+        comes back; a repeated call logs nothing.
+
+        Returns:
+            The :class:`Rotation` now.
+        """
+        now, wall = time.monotonic(), time.time()
+        with self._lock:
+            self._out_by_call = None
+            change = self._settle_rotation(self._looked_file(), now, wall)
+        self._log_rotation(change)
+        return self._rotation
+
+    @property
+    def rotation(self) -> Rotation:
+        """Whether this instance is in rotation now, why not, since when and until when (a
+        :class:`Rotation`). Reading it looks at the disable file and at a call's expiry, as
+        a readiness probe does."""
+        return self._look_at_rotation()
+
+    @property
+    def disable_file(self) -> str | None:
+        """The path of the disable file (:meth:`set_disable_file`), or ``None``."""
+        found = self._disable_file
+        return None if found is None else found.path
+
+    def set_disable_file(self, path: str | os.PathLike[str] | None) -> None:
+        """Take the instance out of rotation while a file exists at ``path`` (OpenStack
+        oslo.middleware's ``disable_by_file``): ``touch`` it to take the instance out,
+        remove it to bring it back, without a restart and without a request to the app.
+
+        The file is looked at with one ``stat`` when a readiness probe is answered (a
+        remembered answer included) and when :attr:`rotation` or the metrics are read; nothing
+        is looked at in between, and liveness answers never look. Its first line, if any,
+        is the reason (read again when the file changes; at most
+        :data:`ROTATION_REASON_LIMIT` characters, escaped onto one line); an empty file
+        shows ``disable file present``. A path that cannot be looked at (a folder without
+        permission) counts as no file.
+
+        Args:
+            path: the file's path (absolute, or relative to the working directory when
+                looked at), or ``None`` to look at no file.
+
+        Raises:
+            TypeError: ``path`` is not a ``str``, an ``os.PathLike`` or ``None``.
+            ValueError: ``path`` is empty.
+        """
+        if path is None:
+            found = None
+        else:
+            if not isinstance(path, (str, os.PathLike)):
+                raise TypeError(f"disable_file must be a path or None, got {type(path).__name__}")
+            text = os.fspath(path)
+            if not isinstance(text, str) or not text:
+                raise ValueError(f"disable_file must be a non-empty path, got {path!r}")
+            found = _DisableFile(text)
+        now, wall = time.monotonic(), time.time()
+        with self._lock:
+            self._disable_file = found
+            self.generation += 1  # a remembered readiness answer did not look at this file
+            change = self._settle_rotation(self._looked_file(), now, wall)
+        self._log_rotation(change)
+
+    def _looked_file(self) -> str | None:
+        """What the disable file says now (its reason, or ``None``). Called with the lock
+        held: looks are made and settled one at a time, so that a look made before the file
+        changed can never be settled after a look made since, and undo it."""
+        found = self._disable_file
+        return None if found is None else found.look()
+
+    def _look_at_rotation(self) -> Rotation:
+        """Settle the rotation now, if it may have changed without a call (a disable file, a
+        call's expiry): the probe-time look. Returns the rotation it found."""
+        if not self._rotation_watched:
+            return self._rotation
+        with self._lock:
+            change = self._settle_rotation(self._looked_file(), time.monotonic(), time.time())
+            found = self._rotation
+        self._log_rotation(change)
+        return found
+
+    def _settle_rotation(
+        self, file_reason: str | None, now: float, wall: float
+    ) -> tuple[Rotation, Rotation, float, str] | None:
+        """Make the rotation state from the call's hold (ended if expired) and the disable
+        file's reason; bump :attr:`generation` if it changed. Called with the lock held.
+
+        Returns:
+            ``(old, new, seconds in the old state, what ended it)`` when the instance went
+            out or came back (to log, outside the lock), else ``None``.
+        """
+        call = self._out_by_call
+        ended = "api"
+        if call is not None and call.ends is not None and now >= call.ends:
+            self._out_by_call = call = None
+            ended = "expiry"
+        if file_reason is None:
+            ended = "file" if self._rotation.source == "file" else ended
+        old = self._rotation
+        if call is not None:
+            new = Rotation(False, call.reason, "api", old.since, call.until)
+        elif file_reason is not None:
+            new = Rotation(False, file_reason, "file", old.since)
+        else:
+            new = Rotation(True, None, None, old.since)
+        self._rotation_watched = self._disable_file is not None or (call is not None and call.ends is not None)
+        if new == old:
+            return None
+        flipped = new.in_rotation != old.in_rotation
+        if flipped:
+            new = dataclasses.replace(new, since=wall)
+        self._rotation = new
+        self.generation += 1
+        if not flipped:
+            return None
+        lasted = now - self._rotation_changed
+        self._rotation_changed = now
+        return old, new, lasted, ended
+
+    @staticmethod
+    def _log_rotation(change: tuple[Rotation, Rotation, float, str] | None) -> None:
+        """The one record of a change into or out of rotation."""
+        if change is None:
+            return
+        old, new, lasted, ended = change
+        if not new.in_rotation:
+            expires = None if new.until is None else round(new.until - time.time(), 3)
+            _logger.info(
+                "%s%s",
+                new.text,
+                "" if expires is None else f" (returns by itself in {expires:g} s)",
+                extra={"rotation": "out", "reason": new.reason, "source": new.source, "expires_in": expires},
+            )
+        else:
+            how = {"expiry": "its time was up", "file": "the disable file is gone"}.get(ended, "returned by a call")
+            _logger.info(
+                "back in rotation after %.2f s out (%s; %s)",
+                lasted,
+                old.reason or "no reason given",
+                how,
+                extra={"rotation": "in", "reason": old.reason, "source": ended, "seconds": round(lasted, 3)},
+            )
 
     def set_live(self, live: bool, reason: str | None = None) -> None:
         """Switch liveness by hand: ``False`` makes the kubelet restart the container once
@@ -492,13 +811,15 @@ class HealthRegistry:
         return report
 
     def _reasons(self, probe: Probe) -> tuple[str, ...]:
-        marked = self._marked.get(probe)  # None for startup, which has no switch
         if probe is _types.Probe.READINESS:
+            rotation = self._look_at_rotation()
             lifecycle = self._lifecycle
             reasons = [] if lifecycle is _types.Lifecycle.STARTED else [lifecycle.value]
-            if marked is not None:
-                reasons.append(f"not ready: {marked}")
+            out = rotation.text
+            if out is not None:
+                reasons.append(out)
             return tuple(reasons)
+        marked = self._marked.get(probe)  # None for startup, which has no switch
         return () if marked is None else (f"not live: {marked}",)
 
     def run(self, probe: Probe | str, *, exclude: Iterable[str] = (), only: str | None = None) -> Report:
@@ -555,6 +876,7 @@ class HealthRegistry:
         """
         if generation != self.generation or self._lifecycle is _types.Lifecycle.STARTING:
             return None
+        watched = report.probe is _types.Probe.READINESS and self._rotation_watched
         pairs: list[tuple[CheckState, CheckResult]] = []
         fresh_until = math.inf
         for name, entry in report.checks.items():
@@ -563,14 +885,21 @@ class HealthRegistry:
                 return None
             fresh_until = min(fresh_until, state.fresh_until)
             pairs.append((state, entry.result))
-        return AnswerStamp(generation, fresh_until, tuple(pairs))
+        return AnswerStamp(generation, fresh_until, tuple(pairs), watched)
 
     def still_current(self, stamp: AnswerStamp) -> bool:
         """Whether a report stamped with ``stamp`` (by :meth:`stamp`) may still be served:
         :attr:`generation` is the stamp's, and, if the report shows check results, none of
-        them has expired (``time.monotonic()`` before ``fresh_until``) or been replaced."""
+        them has expired (``time.monotonic()`` before ``fresh_until``) or been replaced.
+        For a stamp that ``watches_rotation``, the disable file and a call's expiry are
+        looked at first (one ``stat``), which bumps :attr:`generation` if the rotation
+        changed."""
         if stamp.generation != self.generation:
             return False
+        if stamp.watches_rotation:
+            self._look_at_rotation()
+            if stamp.generation != self.generation:
+                return False
         if stamp.pairs:
             if time.monotonic() >= stamp.fresh_until:
                 return False
@@ -594,6 +923,10 @@ class AnswerStamp:
     #: Each check result the report shows, with the live state of its check: the report
     #: is stale once a state's latest result is another one.
     pairs: tuple[tuple[_runner.CheckState, _types.CheckResult], ...]
+    #: Whether the report shows the rotation while something may change it without a call
+    #: (the disable file, a call's expiry): :meth:`HealthRegistry.still_current` then looks
+    #: at it first. Such a stamp is always tested, even when it shows no check result.
+    watches_rotation: bool = False
 
 
 def check_seconds(what: str, value: float, *, positive: bool) -> None:
