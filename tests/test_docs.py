@@ -184,7 +184,7 @@ def test_the_testing_page_example_runs_as_written(tmp_path: Path) -> None:
     assert "old  ConnectError: [Errno 111] Connection refused" in failure, out
 
     def steps(lines: str) -> set[str]:
-        timeline = lines.split("timeline:\n", 1)[1].split("failures:", 1)[0]
+        timeline = lines.split("timeline (real seconds since the rollout began):\n", 1)[1].split("failures:", 1)[0]
         return {re.sub(r"\d+(\.\d+)?", "N", line.strip().split(None, 1)[1]) for line in timeline.splitlines()}
 
     assert steps(shown) == steps(failure), out

@@ -269,3 +269,61 @@ def test_the_manifest_is_a_path_text_or_container() -> None:
     )
     with pytest.raises(FileNotFoundError):
         testing.load_container("k8s/missing.yaml")
+
+
+@pytest.mark.slow
+def test_sigterm_to_the_session_stops_what_the_fixtures_started(pytester: pytest.Pytester) -> None:
+    """A CI job's timeout sends SIGTERM to pytest: the session ends as on Ctrl-C, running the
+    teardowns, and no server process (gunicorn's master or its worker) is left running."""
+    import signal
+    import sys
+    import time
+
+    for name, text in APPS.items():
+        pytester.path.joinpath(name).write_text(textwrap.dedent(text))
+    pids = pytester.path / "pids"
+    pytester.makepyfile(
+        test_user=textwrap.dedent(
+            f"""
+            import time, httpx
+
+            def test_waits(app_server):
+                server = app_server("wsgi_app:app", server="gunicorn")
+                worker = httpx.get(server.url).text.split()[1]
+                open({str(pids)!r}, "w").write(f"{{server.process.pid}} {{worker}}")
+                time.sleep(600)
+            """
+        )
+    )
+    session = subprocess.Popen(
+        [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "test_user.py"],
+        cwd=pytester.path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while not (pids.exists() and pids.read_text().count(" ") == 1):
+            assert time.monotonic() < deadline and session.poll() is None, session.stdout
+            time.sleep(0.05)
+        session.send_signal(signal.SIGTERM)
+        output = session.communicate(timeout=60)[0].decode()
+    finally:
+        if session.poll() is None:
+            session.kill()
+    assert session.returncode == 2, output  # pytest's "interrupted"
+    assert "KeyboardInterrupt" in output
+    for pid in map(int, pids.read_text().split()):
+        deadline = time.monotonic() + 10
+        while _alive(pid):
+            assert time.monotonic() < deadline, f"process {pid} is still running"
+            time.sleep(0.05)
+
+
+def _alive(pid: int) -> bool:
+    """Whether ``pid`` runs (a zombie waiting for its parent to reap it does not)."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state not in ("Z", "X")

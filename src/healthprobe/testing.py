@@ -68,6 +68,7 @@ __all__ = [
     "free_port",
     "kubelet",
     "load_container",
+    "pytest_unconfigure",
     "rollout",
     "run_rollout",
     "server_command",
@@ -170,7 +171,7 @@ def server_command(
     werkzeug  ``python -c ...``: ``make_server(HOST, PORT, app, threaded=True).serve_forever()``
     ========= ==================================================================
 
-    Werkzeug's ``serve_forever()`` has no graceful shutdown (healthprobe warns at start-up);
+    Werkzeug's ``serve_forever()`` has no graceful shutdown (healthprobe warns at the first request);
     for one, start your own program, which calls :func:`healthprobe.servers.werkzeug.serve`.
 
     Args:
@@ -398,8 +399,12 @@ def _port_map(container: Container, port: int) -> dict[str | int, int]:
     actions: list[object] = [probe.action for probe in container.probes.values()]
     if container.pre_stop is not None:
         actions.append(container.pre_stop)
+    # A name the container does not declare stays unmapped: the probe then errors ("unable
+    # to find port"), as the kubelet's does.
     for action in actions:
-        if isinstance(action, (_kubelet.HTTPGetAction, _kubelet.TCPSocketAction, _kubelet.GRPCAction)):
+        if isinstance(action, (_kubelet.HTTPGetAction, _kubelet.TCPSocketAction, _kubelet.GRPCAction)) and (
+            isinstance(action.port, int) or action.port.isdigit() or action.port in container.ports
+        ):
             found[action.port] = port
     for name, number in container.ports.items():
         found[name] = port
@@ -571,7 +576,7 @@ class RolloutResult:
             f"(old {self.sent.get('old', 0)}, new {self.sent.get('new', 0)}; lag {self.lag:g} s); "
             f"old replica exited with {self.exit_code}, "
             + ("inside its grace period" if self.exited_in_time else "NOT inside its grace period"),
-            "timeline:",
+            "timeline (real seconds since the rollout began):",
             *(f"{t:7.2f}s  {step}" for t, step in self.timeline),
         ]
         if self.failures:
@@ -579,8 +584,9 @@ class RolloutResult:
             lines += ["failures:", *(str(failure) for failure in self.failures)]
             if more > 0:
                 lines.append(f"... and {more} more")
-        lines += ["old replica's events:", *(event.line() for event in self.old_events)]
-        lines += ["new replica's events:", *(event.line() for event in self.new_events)]
+        clock = "simulated seconds since the replica started"
+        lines += [f"old replica's events ({clock}):", *(event.line() for event in self.old_events)]
+        lines += [f"new replica's events ({clock}):", *(event.line() for event in self.new_events)]
         return "\n".join(lines)
 
     def __str__(self) -> str:
@@ -842,6 +848,8 @@ def run_rollout(
     timeline: list[tuple[float, str]] = []
     notes = threading.Lock()
     directory = None if log_dir is None else pathlib.Path(log_dir)
+    if directory is not None:
+        directory.mkdir(parents=True, exist_ok=True)
     events_log = None if directory is None else open(directory / "events.log", "w", encoding="utf-8")  # noqa: SIM115
 
     def note(step: str) -> None:
@@ -917,9 +925,12 @@ def run_rollout(
         _kill(new)
     finally:
         load.stop()
-        for each in replicas:
-            _kill(each)
-        endpoints.close()
+        try:
+            for each in replicas:
+                with contextlib.suppress(Exception):  # the next replica is killed all the same
+                    _kill(each)
+        finally:
+            endpoints.close()
         if events_log is not None:
             events_log.close()
     return RolloutResult(
@@ -937,16 +948,19 @@ def run_rollout(
 
 
 def _kill(replica: _Replica) -> None:
-    """End a replica's simulation, its process killed first (its shutdown is not measured)."""
-    process = replica.simulation.process
-    if process is not None and process.poll() is None:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(process.pid, signal.SIGKILL)
-    replica.simulation.stop()
-    with contextlib.suppress(TimeoutError):
-        replica.simulation.wait(30)
-    if replica.log is not None:
-        replica.log.close()
+    """End a replica's simulation, its process killed first (its shutdown is not measured).
+    A simulation interrupted before it started has nothing to wait for."""
+    try:
+        process = replica.simulation.process
+        if process is not None and process.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGKILL)
+        replica.simulation.stop()
+        with contextlib.suppress(TimeoutError, RuntimeError):  # RuntimeError: never started
+            replica.simulation.wait(30)
+    finally:
+        if replica.log is not None:
+            replica.log.close()
 
 
 # --- the fixtures ------------------------------------------------------------------------
@@ -1166,12 +1180,41 @@ class RolloutFactory:
 
 _Factory = typing.TypeVar("_Factory", "AppServerFactory", "KubeletFactory", "RolloutFactory")
 
+#: SIGTERM's handler before :func:`_end_on_sigterm` replaced it (empty while it has not).
+_SIGTERM_BEFORE: list[typing.Any] = []
+
+
+def _end_on_sigterm() -> None:
+    """From the first use of a fixture on, a SIGTERM to the test session (what a CI job's
+    timeout sends) ends it as Ctrl-C does: pytest's interrupt runs every teardown, so no
+    process a fixture started is left running; a second SIGTERM ends it at once. Only when
+    SIGTERM still has its default action, and from the main thread (where Python runs
+    handlers); :func:`pytest_unconfigure` puts the default back."""
+    if _SIGTERM_BEFORE or threading.current_thread() is not threading.main_thread():
+        return
+    if signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL:
+        return
+
+    def interrupt(_signum: int, _frame: object) -> None:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        raise KeyboardInterrupt
+
+    _SIGTERM_BEFORE.append(signal.SIG_DFL)
+    signal.signal(signal.SIGTERM, interrupt)
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    """pytest hook: SIGTERM gets back its default action at the end of the session."""
+    if _SIGTERM_BEFORE:
+        signal.signal(signal.SIGTERM, _SIGTERM_BEFORE.pop())
+
 
 def _provide(
     request: pytest.FixtureRequest, directory: pathlib.Path, kind: Callable[[pathlib.Path, _Outputs], _Factory]
 ) -> Iterator[_Factory]:
     """A fixture's factory, its files in ``directory``: closed at teardown, then its files
     shown under the test if it failed."""
+    _end_on_sigterm()
     outputs = _Outputs(request)
     factory = kind(directory, outputs)
     try:
