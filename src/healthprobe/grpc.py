@@ -321,6 +321,27 @@ class _Services:
 
     # -- answers -----------------------------------------------------------------------------
 
+    def remembered(self, service: str, context: typing.Any) -> object | None:
+        """The remembered answer of ``Check`` for ``service`` while it is still current, its
+        trailing metadata set on ``context``; ``None`` when a run must make a new one."""
+        answer = self.answers.get(service)
+        if answer is None or not self.registry.still_current(answer.stamp):
+            return None
+        if answer.trailers:
+            context.set_trailing_metadata(answer.trailers)
+        return answer.response
+
+    def reply(self, service: str, report: Report | None, generation: int, context: typing.Any) -> object:
+        """The response of ``Check`` for ``report`` (``None``: it could not be made before the
+        caller's deadline), its trailing metadata set on ``context``."""
+        if report is None:
+            context.set_trailing_metadata(_LATE_REASON)
+            return _NOT_SERVING
+        response, trailers = self.answer(service, report, generation)
+        if trailers:
+            context.set_trailing_metadata(trailers)
+        return response
+
     def answer(self, service: str, report: Report, generation: int) -> tuple[object, tuple[tuple[str, str], ...]]:
         """The response and trailing metadata of ``Check`` for ``report``; remembered while
         it may be sent again."""
@@ -562,11 +583,9 @@ class HealthServicer(_Servicer):
         """
         service = request.service
         services = self._services
-        answer = services.answers.get(service)
-        if answer is not None and services.registry.still_current(answer.stamp):
-            if answer.trailers:
-                context.set_trailing_metadata(answer.trailers)
-            return answer.response
+        remembered = services.remembered(service, context)
+        if remembered is not None:
+            return remembered
         target = services.targets().get(service)
         if target is None:
             _not_found(context, service)
@@ -579,13 +598,7 @@ class HealthServicer(_Servicer):
             _logger.exception("gRPC health check of %r failed inside healthprobe", target[0].value)
             context.set_trailing_metadata(_ERROR_REASON)
             return _NOT_SERVING
-        if report is None:
-            context.set_trailing_metadata(_LATE_REASON)
-            return _NOT_SERVING
-        response, trailers = services.answer(service, report, generation)
-        if trailers:
-            context.set_trailing_metadata(trailers)
-        return response
+        return services.reply(service, report, generation, context)
 
     def _run(self, target: _Target, deadline: float | None) -> Report | None:
         """The report of ``target``, or ``None`` when it cannot be made by ``deadline``."""
@@ -842,11 +855,9 @@ class AioHealthServicer(_Servicer):
         deadline is a task shared by the callers asking for the same service meanwhile."""
         service = request.service
         services = self._services
-        answer = services.answers.get(service)
-        if answer is not None and services.registry.still_current(answer.stamp):
-            if answer.trailers:
-                context.set_trailing_metadata(answer.trailers)
-            return answer.response
+        remembered = services.remembered(service, context)
+        if remembered is not None:
+            return remembered
         target = services.targets().get(service)
         if target is None:
             await _not_found_async(context, service)
@@ -859,13 +870,7 @@ class AioHealthServicer(_Servicer):
             _logger.exception("gRPC health check of %r failed inside healthprobe", target[0].value)
             context.set_trailing_metadata(_ERROR_REASON)
             return _NOT_SERVING
-        if report is None:
-            context.set_trailing_metadata(_LATE_REASON)
-            return _NOT_SERVING
-        response, trailers = services.answer(service, report, generation)
-        if trailers:
-            context.set_trailing_metadata(trailers)
-        return response
+        return services.reply(service, report, generation, context)
 
     async def _run(self, target: _Target, deadline: float | None) -> Report | None:
         probe, only = target
