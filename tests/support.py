@@ -154,6 +154,15 @@ def require_service(host: str, port: int, what: str) -> None:
         pytest.skip(message)
 
 
+def require_ipv6_loopback() -> None:
+    """Skip the test on a machine without an IPv6 loopback address (``::1`` cannot be bound)."""
+    with socket.socket(socket.AF_INET6) as sock:
+        try:
+            sock.bind(("::1", 0))
+        except OSError:
+            pytest.skip("no IPv6 loopback on this machine")
+
+
 def require_binary(name: str, package: str) -> str:
     """The path of executable ``name``; skip the test when it is missing, unless
     HEALTHPROBE_REQUIRE_SERVICES=1 (set in CI), where a missing binary fails the test."""

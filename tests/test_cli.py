@@ -24,7 +24,16 @@ from healthprobe import HealthRegistry
 from healthprobe.cli import _check_tcp, failing_lines, main, probe, probe_tcp
 from healthprobe.wsgi import HealthMiddleware
 
-from .support import BIN, PYTHON, ServerProcess, free_port, run_server, started_registry, werkzeug_server
+from .support import (
+    BIN,
+    PYTHON,
+    ServerProcess,
+    free_port,
+    require_ipv6_loopback,
+    run_server,
+    started_registry,
+    werkzeug_server,
+)
 
 seen_headers: dict[str, str] = {}
 
@@ -189,11 +198,7 @@ def test_the_module_entry_point_runs_as_an_exec_probe(base_url: str) -> None:
 
 
 def test_ipv6_urls_without_a_port_use_the_scheme_default() -> None:
-    with socket.socket(socket.AF_INET6) as sock:  # nothing listens on [::1]:80 here
-        try:
-            sock.bind(("::1", 0))
-        except OSError:
-            pytest.skip("no IPv6 loopback on this machine")
+    require_ipv6_loopback()  # and nothing listens on [::1]:80 here
     ok, description = probe("http://[::1]/livez", timeout=1)
     assert not ok and description.startswith("no answer from [::1]:80:"), description
 

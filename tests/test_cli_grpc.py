@@ -24,7 +24,7 @@ from healthprobe import HealthRegistry
 from healthprobe.cli import main, probe_grpc
 from healthprobe.grpc import AioHealthServicer, HealthServicer
 
-from .support import BIN, free_port, raised_without
+from .support import BIN, free_port, raised_without, require_ipv6_loopback
 
 SERVING = health_pb2.HealthCheckResponse.SERVING
 NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
@@ -249,11 +249,7 @@ def test_an_http1_server_is_not_a_grpc_server() -> None:
 
 
 def test_an_ipv6_server_is_probed() -> None:
-    with socket.socket(socket.AF_INET6) as sock:
-        try:
-            sock.bind(("::1", 0))
-        except OSError:
-            pytest.skip("no IPv6 loopback on this machine")
+    require_ipv6_loopback()
     servicer = Table()
     with sync_server(servicer, host="[::1]") as port:
         done = run(f"grpc://[::1]:{port}", "-v")
