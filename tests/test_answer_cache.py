@@ -95,17 +95,21 @@ def test_background_result_replaces_a_cached_answer() -> None:
     registry.add_check("bg", lambda: state["ok"], interval=0.05, timeout=0.5)
     endpoints = HealthEndpoints(registry)
     deadline = time.monotonic() + 5
-    while (response := endpoints.handle_sync("GET", "/readyz", "", None)) is None or response.status != 200:
-        assert time.monotonic() < deadline
-        time.sleep(0.02)
-    state["ok"] = False
-    while True:  # the background run replaces the result within a few intervals
-        response = endpoints.cached("GET", "/readyz", "", None) or endpoints.handle_sync("GET", "/readyz", "", None)
-        assert response is not None
-        if response.status == 503:
-            break
-        assert time.monotonic() < deadline, "a cached answer outlived the background result it showed"
-        time.sleep(0.02)
+    try:
+        while (response := endpoints.handle_sync("GET", "/readyz", "", None)) is None or response.status != 200:
+            assert time.monotonic() < deadline
+            time.sleep(0.02)
+        state["ok"] = False
+        while True:  # the background run replaces the result within a few intervals
+            response = endpoints.cached("GET", "/readyz", "", None) or endpoints.handle_sync("GET", "/readyz", "", None)
+            assert response is not None
+            if response.status == 503:
+                break
+            assert time.monotonic() < deadline, "a cached answer outlived the background result it showed"
+            time.sleep(0.02)
+    finally:
+        registry.remove_check("bg")  # ends the background loop, which would log into later tests
+        registry.close()
 
 
 def test_non_critical_failure_and_starting_are_not_reused() -> None:

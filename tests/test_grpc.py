@@ -475,6 +475,7 @@ def test_watch_is_woken_by_results_and_reports_made_elsewhere(kind: str, aio_loo
         finally:
             one.cancel()
             liveness.cancel()
+            registry.remove_check("dep")  # ends its background loop, which would log into later tests
 
 
 def test_watch_of_an_unknown_service_stays_open_until_it_exists(shared: Served) -> None:
