@@ -110,6 +110,9 @@ class Check:
         cache_ttl: how long a result is served without a new run, in seconds.
         interval: if set, the check runs in the background every ``interval`` seconds and
             probes read its latest result.
+        is_async: whether ``func`` is a coroutine function (run on an event loop).
+        tags: words that group checks (``"db"``, ``"external"``): a group of the registry
+            selects checks by tag (:meth:`healthprobe.HealthRegistry.add_group`).
     """
 
     name: str
@@ -120,6 +123,7 @@ class Check:
     cache_ttl: float
     interval: float | None
     is_async: bool
+    tags: frozenset[str] = frozenset()
 
 
 class CheckStats:

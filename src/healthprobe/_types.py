@@ -154,6 +154,7 @@ class CheckReport:
         raw_status: the status the check itself produced.
         cached: ``True`` when the result came from the cache or a background run rather
             than from a run started by this probe.
+        tags: the check's tags, sorted (shown as ``tags`` in ``application/health+json``).
     """
 
     name: str
@@ -161,6 +162,7 @@ class CheckReport:
     result: CheckResult
     raw_status: Status
     cached: bool = False
+    tags: tuple[str, ...] = ()
 
     @property
     def status(self) -> Status:
@@ -170,10 +172,12 @@ class CheckReport:
 
 @dataclasses.dataclass(frozen=True)
 class Report:
-    """The answer to one probe.
+    """The answer to one probe, or to one group of checks.
 
     Attributes:
-        probe: the probe that was asked.
+        probe: the probe that was asked. A group's report (``group`` set) carries
+            ``READINESS``, whose rules a group answers by (a critical member failing fails
+            it); it is not an answer of the readiness probe and is never recorded as one.
         status: ``fail`` if the lifecycle or a manual switch fails the probe, or if any
             critical member check failed; else ``warn`` if any check warned; else ``pass``.
         checks: per-check entries in registration order, after ``exclude`` was applied.
@@ -182,6 +186,8 @@ class Report:
             call to :meth:`HealthRegistry.set_ready`, never from a check.
         lifecycle: the lifecycle state when the report was made.
         excluded_unknown: names given in ``exclude`` that match no member check.
+        group: the name of the group asked (:meth:`healthprobe.HealthRegistry.run_group`),
+            or ``None`` for a probe's report.
     """
 
     probe: Probe
@@ -190,6 +196,7 @@ class Report:
     reasons: tuple[str, ...] = ()
     lifecycle: Lifecycle = Lifecycle.STARTED
     excluded_unknown: tuple[str, ...] = ()
+    group: str | None = None
 
     @property
     def ok(self) -> bool:

@@ -15,6 +15,11 @@ Rules (Kubernetes "Configure Liveness, Readiness and Startup Probes": any code f
   (RFC 9110 section 9.3.2). Other methods get ``405`` with ``Allow: GET, HEAD``.
 * 200 when the probe passes or warns, ``failure_status`` (503 by default) when it fails.
 * ``/<probe path>/<check>`` answers for one member check; an unknown name is ``404``.
+* While the registry has groups (:meth:`HealthRegistry.add_group`), ``<group_path>/<group>``
+  (``/health/<group>``) answers for a group as a probe path does, with the group's own
+  status codes and ``expose_output``, and ``<group_path>/<group>/<check>`` for one of its
+  checks; an unknown group or check is ``404``. While it has none, those paths are the
+  application's.
 * Query: ``verbose`` (list every check), ``exclude=<check>`` (repeatable), ``format=json``
   or ``format=text``; ``verbose`` or ``format`` given again with another meaning is ``400``.
   Anything else, or a malformed query, is ``400`` with a one-line reason.
@@ -64,6 +69,7 @@ if typing.TYPE_CHECKING:
 
 __all__ = [
     "ALLOW",
+    "DEFAULT_GROUP_PATH",
     "DEFAULT_PATHS",
     "HEALTH_JSON",
     "MAX_QUERY_FIELDS",
@@ -93,6 +99,9 @@ DEFAULT_PATHS: Mapping[str, Probe] = {
     "/readyz": _types.Probe.READINESS,
     "/startupz": _types.Probe.STARTUP,
 }
+
+#: Default path under which groups of checks are answered (``/health/<group>``).
+DEFAULT_GROUP_PATH = "/health"
 
 #: Longest query string accepted, in characters: a probe needs a few; a longer query is a
 #: malformed request and gets 400, so nothing large is echoed back.
@@ -149,6 +158,12 @@ class EndpointOptions(typing.TypedDict, total=False):
     #: The path of the metrics route; default ``"/metrics"``. Another path needs ``metrics``
     #: on.
     metrics_path: str
+    #: The path groups of checks are answered under (``<group_path>/<group>`` and
+    #: ``<group_path>/<group>/<check>``), or ``None`` to answer no group over HTTP. Default
+    #: :data:`DEFAULT_GROUP_PATH` (``"/health"``), or ``None`` when a probe path is
+    #: ``/health`` or below it. Not ``/``, and no probe or metrics path may be it or below
+    #: it. While the registry has no group, paths below it are the application's.
+    group_path: str | None
 
 
 def _refuse_unknown(options: Mapping[str, object]) -> None:
@@ -227,6 +242,8 @@ class ProbeRequest:
     verbose: bool
     json: bool
     head: bool
+    #: The group asked (``<group_path>/<group>``), or ``None`` for a probe.
+    group: str | None = None
 
 
 def _response(
@@ -294,7 +311,8 @@ class HealthEndpoints:
         TypeError: an argument of the wrong type (``registry`` not a :class:`HealthRegistry`,
             ``expose_output`` not a bool, ...), or a keyword that is not an option.
         ValueError: on a malformed path (the metrics path too, even while metrics are off),
-            a metrics path that is also a probe path, or an out-of-range status code.
+            a metrics path that is also a probe path, a ``group_path`` that is ``/`` or that a
+            probe or metrics path is or lies below, or an out-of-range status code.
         ImportError: ``metrics=True`` without prometheus-client installed.
     """
 
@@ -334,8 +352,15 @@ class HealthEndpoints:
             check_path("probe", path)
             self.paths[path] = _registry.as_probe(probe)
         self._exact = {path: (probe, None) for path, probe in self.paths.items()}
-        #: The probe paths, each followed by ``/``: where the paths of single checks begin.
+        #: The probe paths, each followed by ``/``: where the paths of single checks begin;
+        #: and ``group_path`` followed by ``/``, where the paths of groups begin.
         self.prefixes = tuple(path.rstrip("/") + "/" for path in self.paths)
+        #: The path groups are answered under, or ``None`` (see :class:`EndpointOptions`).
+        self.group_path = _group_path(options, [*self.paths, *([metrics_path] if metrics is not False else [])])
+        #: ``group_path`` followed by ``/``, or ``None``.
+        self.group_prefix = None if self.group_path is None else self.group_path + "/"
+        if self.group_prefix is not None:
+            self.prefixes = (*self.prefixes, self.group_prefix)
         #: What the metrics route serves, or ``None`` when metrics are off.
         self.metrics: MetricsSource | None = None
         #: The path of the metrics route.
@@ -379,21 +404,55 @@ class HealthEndpoints:
                 return probe, (name or None)
         return None
 
+    def route_group(self, path: str) -> tuple[str, str | None] | None:
+        """``(group name, check name or None)`` for a path below ``group_path``, or ``None``
+        if not one of ours: another path, ``group_path`` itself or followed by ``/`` alone,
+        or any path while the registry has no group.
+
+        ``/health/<group>`` and ``/health/<group>/`` are the group; ``/health/<group>/<name>``
+        and ``/health/<group>/<name>/`` one check. The names are not looked up here: an
+        unknown one is answered ``404``.
+        """
+        prefix = self.group_prefix
+        if prefix is None or not path.startswith(prefix) or not self.registry.groups:
+            return None
+        group, _, name = path[len(prefix) :].partition("/")
+        if not group:
+            return None
+        if len(name) > 1 and name.endswith("/"):
+            name = name[:-1]
+        return group, (name or None)
+
     def matches(self, path: str) -> bool:
-        """Whether ``path`` is answered here (a probe path, or the metrics path when on)."""
-        return self.route(path) is not None or (self.metrics is not None and path == self.metrics_path)
+        """Whether ``path`` is answered here (a probe path, a group's path while the
+        registry has groups, or the metrics path when on)."""
+        return (
+            self.route(path) is not None
+            or (self.metrics is not None and path == self.metrics_path)
+            or self.route_group(path) is not None
+        )
 
     def prepare(self, method: str, path: str, query_string: str, accept: str | None) -> ProbeRequest | Response | None:
         """Validate a request: a :class:`ProbeRequest` to run, an error :class:`Response`
         (400, 404 for a name that cannot be a check, 405), or ``None`` if ``path`` is not a
         probe path."""
         routed = self.route(path)
+        group: str | None = None
         if routed is None:
-            return None
-        probe, only = routed
+            grouped = self.route_group(path)
+            if grouped is None:
+                return None
+            group, only = grouped
+            probe = _types.Probe.READINESS
+        else:
+            probe, only = routed
         head = method == "HEAD"
         if method not in ("GET", "HEAD"):
             return _not_allowed(method)
+        if group is not None:
+            refused = _refused_name(group)
+            if refused is not None:
+                return plain_response(404, refused.replace("check names", "group names"), head)
         if only is not None:
             refused = _refused_name(only)
             if refused is not None:
@@ -403,27 +462,53 @@ class HealthEndpoints:
             return plain_response(400, query, head)
         verbose, fmt, exclude = query
         if only is not None and exclude:
-            return plain_response(400, "exclude applies to a whole probe, not to one check", head)
+            whole = "probe" if group is None else "group"
+            return plain_response(400, f"exclude applies to a whole {whole}, not to one check", head)
         wants_json = fmt == "json" if fmt is not None else prefers_json(accept)
-        return ProbeRequest(probe, only, exclude, bool(verbose), wants_json, head)
+        return ProbeRequest(probe, only, exclude, bool(verbose), wants_json, head, group)
 
     def respond(self, request: ProbeRequest, report: Report) -> Response:
-        """Turn a report into the probe's :class:`Response`."""
-        status = 200 if report.ok else self.failure_status[request.probe]
+        """Turn a report into the probe's (or the group's) :class:`Response`."""
+        expose_output = self.expose_output
+        if request.group is None:
+            status = 200 if report.ok else self.failure_status[request.probe]
+        else:
+            # Removed since it ran: answered with a group's defaults.
+            group = self.registry.groups.get(request.group) or _registry.Group(request.group)
+            status = group.success_status if report.ok else group.failure_status
+            if group.expose_output is not None:
+                expose_output = group.expose_output
         if request.json:
-            body = _render.dumps(_render.render_json(report, expose_output=self.expose_output))
+            body = _render.dumps(_render.render_json(report, expose_output=expose_output))
             return _response(status, HEALTH_JSON, body, request.head)
-        text = _render.render_text(report, verbose=request.verbose, expose_output=self.expose_output)
+        text = _render.render_text(report, verbose=request.verbose, expose_output=expose_output)
         return _response(status, TEXT, text.encode(), request.head)
+
+    def _run_sync(self, request: ProbeRequest) -> Report:
+        if request.group is None:
+            return self.registry.run(request.probe, exclude=request.exclude, only=request.only)
+        return self.registry.run_group(request.group, exclude=request.exclude, only=request.only)
+
+    async def _run_async(self, request: ProbeRequest) -> Report:
+        if request.group is None:
+            return await self.registry.run_async(request.probe, exclude=request.exclude, only=request.only)
+        return await self.registry.run_group_async(request.group, exclude=request.exclude, only=request.only)
 
     def _failed(self, request: ProbeRequest, error: Exception) -> Response:
         """The answer of a run that raised ``error`` (called while it is handled)."""
+        if isinstance(error, _registry.UnknownGroupError):
+            return plain_response(404, f"no group named {request.group!r}", request.head)
         if isinstance(error, _registry.UnknownCheckError):
+            if request.group is not None:
+                return plain_response(404, f"no check named {request.only!r} in group {request.group!r}", request.head)
             word = _render.PROBE_WORD[request.probe]
             return plain_response(404, f"no {word} check named {request.only!r}", request.head)
         return self._internal_error(request)
 
     def _internal_error(self, request: ProbeRequest) -> Response:
+        if request.group is not None:
+            _logger.exception("healthprobe failed to answer group %s", request.group)
+            return plain_response(503, f"{request.group} check failed: internal error", request.head)
         _logger.exception("healthprobe failed to answer a %s probe", request.probe.value)
         return plain_response(503, f"{_render.PROBE_WORD[request.probe]} check failed: internal error", request.head)
 
@@ -550,7 +635,7 @@ class HealthEndpoints:
             return request
         generation = self.registry.generation
         try:
-            report = self.registry.run(request.probe, exclude=request.exclude, only=request.only)
+            report = self._run_sync(request)
         except Exception as exc:
             return self._failed(request, exc)
         return self._finish(request, report, generation, (method, path, query_string, accept) if key is None else key)
@@ -568,7 +653,7 @@ class HealthEndpoints:
             return request
         generation = self.registry.generation
         try:
-            report = await self.registry.run_async(request.probe, exclude=request.exclude, only=request.only)
+            report = await self._run_async(request)
         except Exception as exc:
             return self._failed(request, exc)
         return self._finish(request, report, generation, (method, path, query_string, accept) if key is None else key)
@@ -585,6 +670,28 @@ def _failure_statuses(failure_status: int | Mapping[Probe | str, int]) -> dict[P
         if isinstance(code, bool) or not isinstance(code, int) or not 400 <= code <= 599:
             raise ValueError(f"failure_status must be an int from 400 to 599, got {code!r}")
     return statuses
+
+
+def _group_path(options: EndpointOptions, taken: list[str]) -> str | None:
+    """The ``group_path`` option, checked against the probe and metrics paths ``taken``."""
+    given = "group_path" in options
+    group_path = options.get("group_path", DEFAULT_GROUP_PATH)
+    if group_path is None:
+        return None
+    if not isinstance(group_path, str):
+        raise TypeError(f"group_path must be a str or None, got {type(group_path).__name__}")
+    check_path("group", group_path)
+    if group_path == "/":
+        raise ValueError("group_path must not be '/': every path of the application would be a group's")
+    clash = next(
+        (p for p in taken if p == group_path or p.startswith(group_path + "/") or group_path.startswith(p + "/")),
+        None,
+    )
+    if clash is None:
+        return group_path
+    if not given:
+        return None  # a probe path is /health or below it: no group path unless one is given
+    raise ValueError(f"group_path {group_path!r} clashes with the path {clash!r}: give groups a path of their own")
 
 
 def _not_allowed(method: str) -> Response:

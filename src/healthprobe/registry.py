@@ -11,6 +11,7 @@ import os
 import re
 import threading
 import time
+import types
 import typing
 
 from . import _runner, _types, render
@@ -25,15 +26,18 @@ __all__ = [
     "CHECK_NAME",
     "DEFAULT_CACHE_TTL",
     "DEFAULT_TIMEOUT",
+    "GROUP_STATUS_RANGES",
     "RESERVED_NAMES",
     "ROTATION_REASON_LIMIT",
     "AnswerStamp",
+    "Group",
     "HealthRegistry",
     "LifecycleListener",
     "ReportListener",
     "ResultListener",
     "Rotation",
     "UnknownCheckError",
+    "UnknownGroupError",
     "as_probe",
     "check_seconds",
 ]
@@ -73,6 +77,69 @@ class UnknownCheckError(LookupError):
     """Raised when a check name is not registered (or not a member of the probe asked)."""
 
 
+class UnknownGroupError(LookupError):
+    """Raised when a group name is not registered (:meth:`HealthRegistry.add_group`)."""
+
+
+#: The status codes a group may answer with: ``success_status`` from 200 to 299 and
+#: ``failure_status`` from 400 to 599 (a kubelet or a load balancer counts 200-399 as
+#: success, and a 3xx without a ``Location`` means nothing to a dashboard).
+GROUP_STATUS_RANGES = {"success_status": (200, 299), "failure_status": (400, 599)}
+
+
+def _words(what: str, owner: str, values: str | Iterable[str]) -> frozenset[str]:
+    """Check names or tags given as one ``str`` or an iterable of them, each validated as
+    a check name is (:data:`CHECK_NAME`)."""
+    if isinstance(values, str):
+        values = (values,)
+    try:
+        found = frozenset(values)
+    except TypeError:
+        raise TypeError(f"{owner}: {what} must be a str or an iterable of str, got {type(values).__name__}") from None
+    for value in found:
+        if not isinstance(value, str) or not CHECK_NAME.fullmatch(value):
+            raise ValueError(
+                f"{owner}: invalid {what[:-1]} {value!r}: use 1-63 letters, digits, '_', '.' or '-', "
+                "starting and ending with a letter or digit"
+            )
+    return found
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Group:
+    """A user-named group of checks (:meth:`HealthRegistry.add_group`), answered at its own
+    path (``/health/<name>``) with its own status codes and detail policy, as Spring Boot's
+    health groups and ASP.NET Core's tag predicates select checks. Read-only.
+
+    A group runs its members as a probe runs them (single-flight, deadlines, the result
+    cache, all shared with the probes), and changes no probe's answer: a check that belongs
+    to no probe (``probes=()``) is run only for the groups that select it.
+    """
+
+    #: The group's name (validated as a check name): its path is ``<group_path>/<name>``.
+    name: str
+    #: The names of checks it selects (a name not registered selects nothing).
+    checks: frozenset[str] = frozenset()
+    #: The tags it selects: every check carrying one of them is a member.
+    tags: frozenset[str] = frozenset()
+    #: Whether the group fails with readiness's lifecycle and rotation reasons (``starting``,
+    #: ``draining``, ``stopped``, out of rotation). ``False`` by default: a dashboard's view
+    #: of dependencies says nothing about this instance's shutdown.
+    lifecycle: bool = False
+    #: HTTP status code of a passing (or warning) answer, 200-299.
+    success_status: int = 200
+    #: HTTP status code of a failing answer, 400-599.
+    failure_status: int = 503
+    #: Show what checks wrote in this group's bodies; ``None`` follows the endpoints'
+    #: ``expose_output``.
+    expose_output: bool | None = None
+
+    def selects(self, check: Check) -> bool:
+        """Whether ``check`` is a member: named by :attr:`checks` or carrying one of
+        :attr:`tags`."""
+        return check.name in self.checks or not self.tags.isdisjoint(check.tags)
+
+
 def as_probe(value: Probe | str) -> Probe:
     """The :class:`~healthprobe.Probe` named by ``value``.
 
@@ -109,6 +176,7 @@ class _Plan:
     only: str | None = None
     narrowed: bool = False
     startup: _Plan | None = None
+    group: Group | None = None
 
     def all_states(self) -> list[CheckState]:
         """Startup states first (if any), then this probe's; a check in both is listed
@@ -244,6 +312,7 @@ class HealthRegistry:
         self.default_cache_ttl = default_cache_ttl
         self._lock = threading.Lock()
         self._states: dict[str, CheckState] = {}
+        self._groups: dict[str, Group] = {}
         self._lifecycle = _types.Lifecycle.STARTING
         # The reason of set_live(False): None while not set. (Readiness has the rotation.)
         self._marked: dict[Probe, str | None] = {_types.Probe.LIVENESS: None}
@@ -282,6 +351,7 @@ class HealthRegistry:
         critical: bool = True,
         cache_ttl: float | None = None,
         interval: float | None = None,
+        tags: str | Iterable[str] = (),
     ) -> Check:
         """Register a check.
 
@@ -292,22 +362,27 @@ class HealthRegistry:
                 ``None`` or ``True``, fails by returning ``False`` or raising, and may return
                 a :class:`CheckResult` to report ``warn``, an output or an observed value.
             probes: the probes the check belongs to (``"startup"``, ``"readiness"``,
-                ``"liveness"``); readiness only by default.
+                ``"liveness"``); readiness only by default. ``()`` for none: the check is
+                then run only for the groups that select it (:meth:`add_group`), never by a
+                probe.
             timeout: deadline of one run in seconds (default ``default_timeout``).
             critical: when ``False``, a failure is reported as ``warn`` and never fails a probe.
             cache_ttl: seconds a result is reused before the check runs again.
             interval: when set, seconds between background runs; probes then read the latest
                 background result instead of running the check.
+            tags: words (one ``str``, or several) that groups select checks by
+                (``("db", "external")``), each validated as a name is; shown as ``tags`` in
+                ``application/health+json``.
 
         Returns:
             The registered :class:`Check`.
 
         Raises:
-            ValueError: on a duplicate, reserved (``lifecycle``) or malformed name, an
-                unknown probe, no probe, or a
+            ValueError: on a duplicate, reserved (``lifecycle``) or malformed name or tag,
+                an unknown probe, or a
                 non-positive or non-finite ``timeout``/``interval`` or negative ``cache_ttl``.
             TypeError: if ``func`` is not callable, or not callable without arguments, or the
-                two are swapped.
+                two are swapped, or ``tags`` is not a ``str`` or an iterable.
         """
         if callable(name) and isinstance(func, str):
             raise TypeError(f"the name comes first: add_check({func!r}, function)")
@@ -327,8 +402,7 @@ class HealthRegistry:
         except ValueError:  # no signature to read (some builtins): found out at the first run
             pass
         probe_set = frozenset(as_probe(p) for p in ([probes] if isinstance(probes, str) else probes))
-        if not probe_set:
-            raise ValueError(f"check {name!r} must belong to at least one probe")
+        tag_set = _words("tags", f"check {name!r}", tags)
         timeout = self.default_timeout if timeout is None else timeout
         cache_ttl = self.default_cache_ttl if cache_ttl is None else cache_ttl
         check_seconds("timeout", timeout, positive=True)
@@ -344,6 +418,7 @@ class HealthRegistry:
             cache_ttl=float(cache_ttl),
             interval=None if interval is None else float(interval),
             is_async=_is_async(func),
+            tags=tag_set,
         )
         state = _runner.CheckState(check)
         with self._lock:
@@ -367,6 +442,7 @@ class HealthRegistry:
         critical: bool = True,
         cache_ttl: float | None = None,
         interval: float | None = None,
+        tags: str | Iterable[str] = (),
     ) -> Callable[[_F], _F]: ...
 
     def check(
@@ -378,6 +454,7 @@ class HealthRegistry:
         critical: bool = True,
         cache_ttl: float | None = None,
         interval: float | None = None,
+        tags: str | Iterable[str] = (),
     ) -> Callable[[_F], _F] | _F:
         """Decorator form of :meth:`add_check`; the name defaults to the function's name.
 
@@ -399,6 +476,7 @@ class HealthRegistry:
                 critical=critical,
                 cache_ttl=cache_ttl,
                 interval=interval,
+                tags=tags,
             )
             return func
 
@@ -414,6 +492,107 @@ class HealthRegistry:
             self._states = {k: v for k, v in self._states.items() if k != name}
             self.generation += 1
         self._runner.close_threads([state], timeout=0)
+
+    def add_group(
+        self,
+        name: str,
+        *,
+        checks: str | Iterable[str] = (),
+        tags: str | Iterable[str] = (),
+        lifecycle: bool = False,
+        success_status: int = 200,
+        failure_status: int = 503,
+        expose_output: bool | None = None,
+    ) -> Group:
+        """Register a group: the checks named in ``checks`` and those carrying one of
+        ``tags``, answered together at ``<group_path>/<name>`` (``/health/<name>`` by
+        default) and one at a time at ``<group_path>/<name>/<check>``, with ``?verbose``,
+        ``?exclude=`` and ``?format=json`` as on a probe path.
+
+        Membership is looked up at each run, so checks may be added after the group; a name
+        in ``checks`` that is not registered selects nothing. Running a group changes no
+        probe's answer (nothing is recorded in :attr:`last_reports`, startup never latches)
+        and a check registered with ``probes=()`` is never run by a probe: a group may hold
+        dependency checks that must never fail liveness (a "wellness" page for dashboards).
+        Check runs are shared with the probes (single-flight and ``cache_ttl``).
+
+        Args:
+            name: the group's name, validated as a check name (1-63 letters, digits,
+                ``_ . -``), used in its path.
+            checks: check names it selects (one ``str``, or several).
+            tags: tags it selects (one ``str``, or several); at least one of ``checks`` and
+                ``tags`` must be given.
+            lifecycle: ``True`` to fail the group with readiness's lifecycle and rotation
+                reasons (``starting``, ``draining``, ``stopped``, out of rotation); ``False``
+                (the default): only its checks decide.
+            success_status: HTTP status code of a passing or warning answer (200-299).
+            failure_status: HTTP status code of a failing answer (400-599).
+            expose_output: ``True`` or ``False`` to show or withhold what checks wrote in
+                this group's bodies; ``None`` (the default) follows the endpoints'
+                ``expose_output``.
+
+        Returns:
+            The registered :class:`Group`.
+
+        Raises:
+            ValueError: a duplicate or malformed name, a malformed check name or tag,
+                neither ``checks`` nor ``tags``, or a status code out of range
+                (:data:`GROUP_STATUS_RANGES`).
+            TypeError: a flag that is not a ``bool`` (``expose_output`` may be ``None``),
+                a status code that is not an ``int``, or ``checks``/``tags`` not a ``str``
+                or an iterable.
+        """
+        if not isinstance(name, str) or not CHECK_NAME.fullmatch(name):
+            raise ValueError(
+                f"invalid group name {name!r}: use 1-63 letters, digits, '_', '.' or '-', "
+                "starting and ending with a letter or digit"
+            )
+        owner = f"group {name!r}"
+        names = _words("checks", owner, checks)
+        tag_set = _words("tags", owner, tags)
+        if not names and not tag_set:
+            raise ValueError(f"{owner} selects no check: give checks=(names) or tags=(tags)")
+        if not isinstance(lifecycle, bool):
+            raise TypeError(f"{owner}: lifecycle must be True or False, got {lifecycle!r}")
+        if expose_output is not None and not isinstance(expose_output, bool):
+            raise TypeError(f"{owner}: expose_output must be True, False or None, got {expose_output!r}")
+        for what, code in (("success_status", success_status), ("failure_status", failure_status)):
+            if isinstance(code, bool) or not isinstance(code, int):
+                raise TypeError(f"{owner}: {what} must be an int, got {type(code).__name__}")
+            low, high = GROUP_STATUS_RANGES[what]
+            if not low <= code <= high:
+                raise ValueError(f"{owner}: {what} must be from {low} to {high}, got {code}")
+        group = Group(name, names, tag_set, lifecycle, success_status, failure_status, expose_output)
+        with self._lock:
+            if name in self._groups:
+                raise ValueError(f"a group named {name!r} is already registered")
+            self._groups = {**self._groups, name: group}
+            self.generation += 1
+        return group
+
+    def remove_group(self, name: str) -> None:
+        """Unregister a group (its checks stay). Raises :class:`UnknownGroupError` if there
+        is none by that name."""
+        with self._lock:
+            if name not in self._groups:
+                raise UnknownGroupError(name)
+            self._groups = {k: v for k, v in self._groups.items() if k != name}
+            self.generation += 1
+
+    @property
+    def groups(self) -> collections.abc.Mapping[str, Group]:
+        """The registered groups by name, in registration order (a read-only view)."""
+        return types.MappingProxyType(self._groups)
+
+    def group_checks(self, name: str) -> tuple[Check, ...]:
+        """The checks group ``name`` selects now, in registration order.
+
+        Raises :class:`UnknownGroupError` for an unknown name.
+        """
+        group = self._groups.get(name)
+        if group is None:
+            raise UnknownGroupError(name)
+        return tuple(state.check for state in self._states.values() if group.selects(state.check))
 
     def close(self, timeout: float = 1.0) -> None:
         """End the threads that run the sync checks, once their current run is over, running
@@ -746,18 +925,25 @@ class HealthRegistry:
 
     # -- running probes --------------------------------------------------------------------
 
+    def _plan_group(self, name: str, exclude: Iterable[str], only: str | None) -> _Plan:
+        group = self._groups.get(name)
+        if group is None:
+            raise UnknownGroupError(name)
+        states = [s for s in self._states.values() if group.selects(s.check)]
+        self._runner.ensure_background(self._states.values())
+        probe = _types.Probe.READINESS  # the rules a group answers by; never recorded as readiness
+        if only is not None:
+            return _Plan(probe, _only(states, only), (), only=only, group=group)
+        states, unknown, excluded = _excluding(states, exclude)
+        return _Plan(probe, states, unknown, narrowed=excluded, group=group)
+
     def _plan(self, probe: Probe | str, exclude: Iterable[str], only: str | None) -> _Plan:
         probe = as_probe(probe)
         states = [s for s in self._states.values() if probe in s.check.probes]
         self._runner.ensure_background(self._states.values())
         if only is not None:
-            states = [s for s in states if s.check.name == only]
-            if not states:
-                raise UnknownCheckError(only)
-            return _Plan(probe, states, (), only=only)
-        excluded = {exclude} if isinstance(exclude, str) else set(exclude)
-        unknown = tuple(sorted(excluded - {s.check.name for s in states}))
-        states = [s for s in states if s.check.name not in excluded]
+            return _Plan(probe, _only(states, only), (), only=only)
+        states, unknown, excluded = _excluding(states, exclude)
         if probe is _types.Probe.STARTUP and self._lifecycle is not _types.Lifecycle.STARTING:
             states = []  # latched: startup checks never run again
         startup = None
@@ -765,7 +951,7 @@ class HealthRegistry:
             # Readiness cannot pass before startup has: run the startup checks alongside the
             # readiness checks (one deadline for both), then let the startup report latch.
             startup = self._plan(_types.Probe.STARTUP, (), None)
-        return _Plan(probe, states, unknown, narrowed=bool(excluded), startup=startup)
+        return _Plan(probe, states, unknown, narrowed=excluded, startup=startup)
 
     def _finish(self, plan: _Plan, results: list[tuple[CheckResult, bool]]) -> Report:
         """Build the report of ``plan`` from the results of its states (and, first, the
@@ -790,11 +976,16 @@ class HealthRegistry:
                     error_type=result.error_type,
                     timed_out=result.timed_out,
                 )
-            entries[check.name] = _types.CheckReport(check.name, check.critical, shown, result.status, cached)
+            entries[check.name] = _types.CheckReport(
+                check.name, check.critical, shown, result.status, cached, tuple(sorted(check.tags))
+            )
         reasons: tuple[str, ...] = ()
-        if only is None:
+        group = plan.group
+        if only is None and (group is None or group.lifecycle):
             reasons = self._reasons(probe)
         status = _types.aggregate(entries, reasons)
+        if group is not None:  # changes no probe's answer: nothing latched, nothing recorded
+            return _types.Report(probe, status, entries, reasons, self._lifecycle, unknown, group.name)
         whole = only is None and not plan.narrowed
         if probe is _types.Probe.STARTUP and whole and status.ok:
             # Only a run of every startup check may latch startup: ``?exclude`` narrows
@@ -855,6 +1046,35 @@ class HealthRegistry:
         plan = self._plan(probe, exclude, only)
         return self._finish(plan, await self._runner.run_async(plan.all_states()))
 
+    def run_group(self, name: str, *, exclude: Iterable[str] = (), only: str | None = None) -> Report:
+        """Answer a group (:meth:`add_group`) from a sync caller, as :meth:`run` answers a
+        probe: member checks in parallel under their deadlines, runs shared with the probes.
+
+        Args:
+            name: the group's name.
+            exclude: names of member checks to leave out, or one name as a ``str`` (names
+                that match none are listed in ``Report.excluded_unknown``).
+            only: run just this one member check (as ``/health/<group>/<check>``); the
+                lifecycle reasons of a ``lifecycle=True`` group are then not applied.
+
+        Returns:
+            A :class:`Report` whose ``group`` is ``name`` (and whose ``probe`` is readiness,
+            the rules it answers by). It is not recorded in :attr:`last_reports` and no
+            report listener hears it.
+
+        Raises:
+            UnknownGroupError: no group is registered by that name.
+            UnknownCheckError: ``only`` names no member check of the group.
+        """
+        plan = self._plan_group(name, exclude, only)
+        return self._finish(plan, self._runner.run_sync(plan.all_states()))
+
+    async def run_group_async(self, name: str, *, exclude: Iterable[str] = (), only: str | None = None) -> Report:
+        """Answer a group from async code without blocking the event loop, as
+        :meth:`run_async` answers a probe. Arguments, result and errors as :meth:`run_group`."""
+        plan = self._plan_group(name, exclude, only)
+        return self._finish(plan, await self._runner.run_async(plan.all_states()))
+
     # -- serving a report again -------------------------------------------------------------
 
     def stamp(self, report: Report, generation: int) -> AnswerStamp | None:
@@ -877,6 +1097,9 @@ class HealthRegistry:
         if generation != self.generation or self._lifecycle is _types.Lifecycle.STARTING:
             return None
         watched = report.probe is _types.Probe.READINESS and self._rotation_watched
+        if watched and report.group is not None:  # a group shows the rotation only if asked
+            group = self._groups.get(report.group)
+            watched = group is not None and group.lifecycle
         pairs: list[tuple[CheckState, CheckResult]] = []
         fresh_until = math.inf
         for name, entry in report.checks.items():
@@ -927,6 +1150,24 @@ class AnswerStamp:
     #: (the disable file, a call's expiry): :meth:`HealthRegistry.still_current` then looks
     #: at it first. Such a stamp is always tested, even when it shows no check result.
     watches_rotation: bool = False
+
+
+def _only(states: list[CheckState], only: str) -> list[CheckState]:
+    """The state of member check ``only``, alone; :class:`UnknownCheckError` if none."""
+    found = [s for s in states if s.check.name == only]
+    if not found:
+        raise UnknownCheckError(only)
+    return found
+
+
+def _excluding(states: list[CheckState], exclude: Iterable[str]) -> tuple[list[CheckState], tuple[str, ...], bool]:
+    """``states`` without the ``exclude``d names, the excluded names that match no state
+    (sorted), and whether any name was given."""
+    excluded = {exclude} if isinstance(exclude, str) else set(exclude)
+    if not excluded:
+        return states, (), False
+    unknown = tuple(sorted(excluded - {s.check.name for s in states}))
+    return [s for s in states if s.check.name not in excluded], unknown, True
 
 
 def check_seconds(what: str, value: float, *, positive: bool) -> None:

@@ -3,12 +3,17 @@
 Text follows kube-apiserver's ``/livez`` and ``/readyz`` output
 (https://kubernetes.io/docs/reference/using-api/health-checks/): ``ok`` when the probe
 passes and ``verbose`` was not asked, else one ``[+]name ok`` / ``[-]name failed: reason``
-line per check and a closing ``<probe>z check passed|failed`` line.
+line per check and a closing ``<probe>z check passed|failed`` line (``<group> check
+passed|failed`` for a group of checks).
 
 JSON follows the IETF draft "Health Check Response Format for HTTP APIs"
 (draft-inadarei-api-health-check): top-level ``status``, ``output`` and ``checks``, each
 check a list of objects with ``componentId``, ``status``, ``time``, ``observedValue``,
-``observedUnit`` and ``output``.
+``observedUnit`` and ``output``. Two keys of healthprobe's own, user-defined keys of a check
+object as the draft's "Additional Keys" section allows them: ``critical`` (``false`` for a
+non-critical check) and ``tags`` (the check's tags, sorted, when it has any). ``tags`` is a
+key of its own rather than ``componentType``, which the draft gives one word per component
+(``datastore``, ``system``) while a check may carry several tags.
 
 What a check itself wrote (its output or exception text) is shown only when
 ``expose_output`` is ``True``; otherwise the reason is ``reason withheld``. Words that
@@ -85,7 +90,7 @@ def render_text(report: Report, *, verbose: bool = False, expose_output: bool = 
         and reasons wrote are escaped (:func:`one_line`), so the line count is fixed by the
         report, never by its text.
     """
-    word = PROBE_WORD[report.probe]
+    word = PROBE_WORD[report.probe] if report.group is None else report.group
     if report.ok and not verbose and not report.excluded_unknown:
         return "ok\n"
     lines = []
@@ -168,8 +173,11 @@ def render_json(report: Report, *, expose_output: bool = False) -> dict[str, Any
             item["output"] = reason
         if not entry.critical:
             item["critical"] = False
+        if entry.tags:
+            item["tags"] = list(entry.tags)
         checks[entry.name] = [item]
-    document: dict[str, Any] = {"status": report.status.value, "description": f"{report.probe.value} probe"}
+    description = f"{report.probe.value} probe" if report.group is None else f"{report.group} group"
+    document: dict[str, Any] = {"status": report.status.value, "description": description}
     if report.reasons:
         document["output"] = "; ".join(report.reasons)
     if report.excluded_unknown:
