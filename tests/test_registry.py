@@ -150,8 +150,9 @@ def test_wellformed_names_accepted(name: str) -> None:
         {"timeout": True},
         {"cache_ttl": -0.1},
         {"interval": 0},
-        {"probes": []},
         {"probes": ["bogus"]},
+        {"tags": ["no spaces"]},
+        {"tags": [""]},
     ],
 )
 def test_bad_options_rejected(kwargs: dict[str, object]) -> None:
