@@ -7,6 +7,7 @@ away while liveness and readiness keep passing."""
 from __future__ import annotations
 
 import contextlib
+import io
 import json
 import socket
 import threading
@@ -453,3 +454,47 @@ def test_a_group_has_its_own_status_codes_and_detail_policy(adapter: str) -> Non
             503,
             "[+]database ok\n[-]lifecycle failed: draining\nserving check failed\n",
         )
+
+
+# -- docs/operating.md, "Groups and tags", as written --------------------------------------------
+
+
+def test_the_operating_page_example_runs_as_written_under_a_real_server() -> None:
+    from . import doc_pages
+
+    page = doc_pages.page("operating.md")
+    code = doc_pages.block(page, "python", contains="add_group(")
+    database, search = Dependency(), Dependency()
+    search.close()  # the search cluster is down
+    code = code.replace('"db.internal", 5432', f'"127.0.0.1", {database.port}')
+    code = code.replace('"search.internal", 9200', f'"127.0.0.1", {search.port}')
+    out = io.StringIO()
+    namespace: dict[str, object] = {}
+    try:
+        with contextlib.redirect_stdout(out):
+            exec(code, namespace)
+        assert out.getvalue() == "['postgres', 'search', 'stripe']\n"
+        registry = namespace["registry"]
+        assert isinstance(registry, HealthRegistry)
+        with served("wsgi", registry) as client:
+            answer = client.get("/health/wellness?verbose")
+            assert answer.status_code == 503
+            assert answer.text == doc_pages.block(page, "text", starts="[+]postgres ok")
+            assert client.get("/livez").status_code == 200
+            assert client.get("/readyz").status_code == 200
+            shown = json.loads(doc_pages.block(page, "json", contains='"wellness group"'))
+            document = client.get("/health/wellness?format=json&exclude=postgres&exclude=stripe").json()
+            for item in (shown["checks"]["search"][0], document["checks"]["search"][0]):
+                assert item.pop("time").endswith("Z")
+            assert document == shown
+            assert client.get("/health/payments").status_code == 200
+            database.close()  # seen once the result cached for cache_ttl (1 s) expires
+            payments = wait_until(
+                lambda: (found := client.get("/health/payments")).status_code == 500 and found,
+                10,
+                "the payments group failing",
+            )
+            assert payments.text.startswith("[-]postgres failed: ") and "withheld" not in payments.text
+            assert "[-]postgres failed: reason withheld" in client.get("/readyz?verbose").text
+    finally:
+        database.close()
