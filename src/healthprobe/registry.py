@@ -297,6 +297,10 @@ class HealthRegistry:
       while out of rotation (:attr:`rotation`), or when a critical readiness check fails.
     * **liveness** fails only when marked not live or a critical liveness check fails; the
       lifecycle never fails it.
+
+    Groups (:meth:`add_group`, Spring Boot's health groups) select checks by name or tag
+    and fail when a critical member fails (the lifecycle too, only with ``lifecycle=True``);
+    running one changes no probe's answer.
     """
 
     def __init__(
