@@ -18,6 +18,8 @@ from typing import Any
 
 import httpx
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from healthprobe import CheckResult, Guard, HealthEndpoints, HealthRegistry, Status
 from healthprobe.asgi import HealthMiddleware as AsgiMiddleware
@@ -219,6 +221,14 @@ def test_forwarded_for_follows_the_grammar() -> None:
         assert forwarded_for(malformed) is None, malformed
 
 
+@given(st.text(max_size=200))
+def test_forwarded_for_and_the_verdict_never_raise(value: str) -> None:
+    found = forwarded_for(value)
+    assert found is None or all(hop is None or isinstance(hop, str) for hop in found)
+    guard = Guard(networks=["127.0.0.5/32"], trusted_proxies=["127.0.0.1/32"], proxy_header="forwarded")
+    assert guard.verdict("127.0.0.1", lambda name: value if name == "forwarded" else None) in Verdict
+
+
 def test_guard_settings_are_checked_and_the_token_never_shown() -> None:
     guard = Guard(TOKEN, networks=["10.0.0.0/8"])
     assert TOKEN not in repr(guard) and "'***'" in repr(guard)
@@ -373,6 +383,10 @@ def test_admin_request_refusals_and_bad_input(adapter: str) -> None:
             assert answer.status_code == code, (what, answer.status_code, answer.text)
             assert answer.headers["content-type"] == "text/plain; charset=utf-8", what
             assert answer.text.count("\n") == 1, what
+        if adapter == "asgi":  # a streamed body without Content-Length is counted as it comes
+            chunks = iter([b"a" * 3000, b"b" * 3000])
+            streamed = admin.post("/admin/rotation", content=chunks, headers=as_json)
+            assert (streamed.status_code, streamed.text) == (413, "body larger than 4096 bytes\n")
         assert registry.rotation.in_rotation, "bad input changed nothing"
         assert admin.get("/admin/rotation?action=out", headers=AUTH).status_code == 400
         # Still a working endpoint after all that.
