@@ -241,6 +241,7 @@ backend app
     option httpchk
     http-check send meth GET uri /readyz ver HTTP/1.1 hdr Host 127.0.0.1
     default-server inter 200ms fall 2 rise 1
+{options}
 {servers}
 """
 
@@ -264,9 +265,10 @@ class HAProxy:
     a loopback port; its log (abnormal requests, server state changes) goes to a file.
 
     A thread reads the servers' states from the stats socket every 50 ms (``show stat``) and
-    records each change with its ``time.time()``, in ``changes``."""
+    records each change with its ``time.time()``, in ``changes``. ``options``: more lines of
+    the ``app`` backend (``option forwardfor``)."""
 
-    def __init__(self, binary: str, servers: Mapping[str, int], workdir: Path) -> None:
+    def __init__(self, binary: str, servers: Mapping[str, int], workdir: Path, options: Sequence[str] = ()) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.socket = _socket_path(workdir)
@@ -274,7 +276,13 @@ class HAProxy:
         lines = "\n".join(f"    server {name} 127.0.0.1:{port} check" for name, port in servers.items())
         # The ws backend's servers take the state of app's, whose checks are the only ones.
         ws_lines = "\n".join(f"    server {name} 127.0.0.1:{port} track app/{name}" for name, port in servers.items())
-        config = HAPROXY_CONFIG.format(socket=self.socket, port=self.port, servers=lines, ws_servers=ws_lines)
+        config = HAPROXY_CONFIG.format(
+            socket=self.socket,
+            port=self.port,
+            servers=lines,
+            ws_servers=ws_lines,
+            options="\n".join(f"    {line}" for line in options),
+        )
         self.config.write_text(config)
         self.log_path = workdir / "haproxy.log"
         self._log = open(self.log_path, "wb")  # noqa: SIM115 - closed in stop()
@@ -737,12 +745,34 @@ def _details(
 # -- out of rotation, and back -----------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class Switch:
+    """How :func:`out_of_rotation` takes instance ``a`` out and brings it back: ``env`` for
+    every instance (``{port}`` and ``{workdir}`` are filled in), and ``out`` and ``back``,
+    called with ``a``'s port and the work directory."""
+
+    name: str
+    env: Mapping[str, str]
+    out: Callable[[int, Path], None]
+    back: Callable[[int, Path], None]
+
+
+#: The disable file (``DISABLE_FILE``): created with a reason, then removed.
+DISABLE_FILE = Switch(
+    "disable file",
+    {"DISABLE_FILE": "{workdir}/disabled-{port}"},
+    lambda port, workdir: (workdir / f"disabled-{port}").write_text("rebalancing\n"),
+    lambda port, workdir: (workdir / f"disabled-{port}").unlink(),
+)
+
+
 @dataclass
 class RotationRun:
-    """The figures of taking instance ``a`` out of rotation by its disable file and back,
-    under load through HAProxy: every request, the failed ones, seconds from creating the
-    file until HAProxy had ``a`` DOWN and from removing it until UP, the requests HAProxy
-    sent to ``a`` while it was DOWN, and those it sent to ``a`` once it was UP again."""
+    """The figures of taking instance ``a`` out of rotation (by its disable file, or another
+    :class:`Switch`) and back, under load through HAProxy: every request, the failed ones,
+    seconds from taking it out until HAProxy had ``a`` DOWN and from bringing it back until
+    UP, the requests HAProxy sent to ``a`` while it was DOWN, and those it sent to ``a`` once
+    it was UP again."""
 
     row: str
     requests: int
@@ -757,7 +787,7 @@ class RotationRun:
     def summary(self) -> str:
         return (
             f"{self.row} out of rotation and back: {self.requests} requests, {self.failed} failed; "
-            f"DOWN {self.down_after:.2f} s after the file appeared, UP {self.up_after:.2f} s after it went; "
+            f"DOWN {self.down_after:.2f} s after it was taken out, UP {self.up_after:.2f} s after it was back; "
             f"{self.sent_while_out} request(s) sent to it while out, {self.sent_after} after; {self.seconds:.1f} s"
         )
 
@@ -766,13 +796,14 @@ class RotationRun:
 WHILE_OUT = 60
 
 
-def out_of_rotation(name: str, row: Row, workdir: Path, haproxy: str) -> RotationRun:
-    """Start ``row``'s two instances behind HAProxy with a disable file each
-    (``DISABLE_FILE``), put them under load, create ``a``'s file, wait until HAProxy has
-    ``a`` DOWN, check that ``a`` still serves and lives, remove the file and wait until ``a``
-    is UP and served again. Every process is killed at the end."""
+def out_of_rotation(name: str, row: Row, workdir: Path, haproxy: str, switch: Switch = DISABLE_FILE) -> RotationRun:
+    """Start ``row``'s two instances behind HAProxy with ``switch``'s environment (by
+    default a disable file each, ``DISABLE_FILE``), put them under load, take ``a`` out
+    (create its file), wait until HAProxy has ``a`` DOWN, check that ``a`` still serves and
+    lives, bring it back (remove the file) and wait until ``a`` is UP and served again. Every
+    process is killed at the end."""
     began = time.time()
-    env = {**row.env, "DISABLE_FILE": str(workdir / "disabled-{port}")}
+    env = {**row.env, **{key: value.replace("{workdir}", str(workdir)) for key, value in switch.env.items()}}
     instances = _Instances(replace(row, env=env), workdir)
     balancer: HAProxy | None = None
     load: Load | None = None
@@ -788,10 +819,9 @@ def out_of_rotation(name: str, row: Row, workdir: Path, haproxy: str) -> Rotatio
         load = Load(balancer.url)
         load.start()
         load.wait_requests(SETTLE)
-        flag = workdir / f"disabled-{instances.ports['a']}"
         created = time.time()
-        flag.write_text("rebalancing\n")
-        events.append((created, "a: disable file created"))
+        switch.out(instances.ports["a"], workdir)
+        events.append((created, f"a: out by {switch.name}"))
         down = balancer.wait_state("a", "DOWN", 10.0) - created
         out_from = balancer.sessions("a")
         load.wait_requests(WHILE_OUT)
@@ -803,8 +833,8 @@ def out_of_rotation(name: str, row: Row, workdir: Path, haproxy: str) -> Rotatio
         assert "out of rotation: rebalancing" in readyz.text, readyz.text
         sent_while_out = balancer.sessions("a") - out_from
         removed = time.time()
-        flag.unlink()
-        events.append((removed, "a: disable file removed"))
+        switch.back(instances.ports["a"], workdir)
+        events.append((removed, f"a: back by {switch.name}"))
         up = balancer.wait_state("a", "UP", 10.0, check="L7OK") - removed
         back_from = balancer.sessions("a")
         load.wait_requests(SETTLE)

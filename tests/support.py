@@ -340,6 +340,27 @@ def werkzeug_server(app: object, port: int = 0) -> Iterator[str]:
         thread.join(10)
 
 
+@contextlib.contextmanager
+def uvicorn_server(app: object, **config: Any) -> Iterator[str]:
+    """Serve the ASGI ``app`` with uvicorn on an ephemeral loopback port, in a thread of this
+    process, with ``config`` (``uvicorn.Config`` keyword arguments; lifespan off and log level
+    warning unless given); yields its base URL."""
+    import uvicorn
+
+    port = free_port()
+    options: dict[str, Any] = {"lifespan": "off", "log_level": "warning", **config}
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, **options))  # type: ignore[arg-type]
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    wait_until(lambda: server.started or not thread.is_alive(), 20, "uvicorn started", interval=0.02)
+    assert server.started, "uvicorn did not start"
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(10)
+
+
 #: The one-line answer to a query that is not valid percent-encoded UTF-8.
 MALFORMED = "malformed query string: not valid percent-encoded UTF-8\n"
 

@@ -14,11 +14,12 @@ import httpx
 import pytest
 import yaml
 
-from healthprobe import HealthRegistry
+from healthprobe import CheckResult, HealthRegistry, Status
 from healthprobe.wsgi import HealthApp
 
 from . import doc_pages
-from .support import require_binary
+from .apps import plain_apps
+from .support import require_binary, uvicorn_server, werkzeug_server
 
 DOC = doc_pages.page("operating.md")
 PAGE_PATH = "/run/myapp/disabled"
@@ -52,7 +53,7 @@ def test_the_disable_file_commands_take_out_and_bring_back_with_the_bodies_shown
     registry.add_check("database", lambda: True)
     registry.mark_started()
     app = HealthApp(registry)
-    put, remove = doc_pages.commands(DOC)
+    put, remove = [c for c in doc_pages.commands(DOC) if not c.startswith("curl ")]
     assert put.endswith(f"> {PAGE_PATH}") and remove == f"rm {PAGE_PATH}"
     with httpx.Client(transport=httpx.WSGITransport(app=app), base_url="http://x") as client:
         assert client.get("/readyz").status_code == 200
@@ -84,3 +85,85 @@ def test_the_alert_rule_passes_promtool(tmp_path: Path) -> None:
     path.write_text(yaml.safe_dump({"groups": [{"name": "healthprobe", "rules": rules}]}))
     done = subprocess.run([promtool, "check", "rules", str(path)], capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stdout + done.stderr
+
+
+# -- guarded details and the admin request -----------------------------------------------------
+
+TOKEN = "page-token-1"
+
+
+def _numbers(text: str) -> str:
+    """``text`` with the times of a rotation document made alike."""
+    return re.sub(r'"(since|until)":[0-9.]+', r'"\1":N', text)
+
+
+def _run_steps(steps: list[doc_pages.Step], url: str) -> None:
+    """Run the page's curl lines (its ``$HEALTH_TOKEN`` given) against ``url``; each prints
+    what the page shows under it, times aside. A line the page shows no output for is left
+    to its own test."""
+    port = int(url.rsplit(":", 1)[1])
+    for command, shown in steps:
+        if not shown:
+            continue
+        out = doc_pages.run_client(command.replace("$HEALTH_TOKEN", TOKEN), port)
+        assert _numbers(out) == _numbers("".join(f"{line}\n" for line in shown)), (command, out)
+
+
+def test_the_admin_request_example_and_its_transcript(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HEALTH_TOKEN", TOKEN)
+    code = doc_pages.block(DOC, "python", contains='rotation_path="/admin/rotation")')
+    asgi, _ = plain_apps()
+    namespace: dict[str, object] = {"app": asgi}
+    exec(code, namespace)
+    registry = namespace["registry"]
+    assert isinstance(registry, HealthRegistry)
+    (steps,) = doc_pages.transcripts(DOC, contains="/admin/rotation")
+    with uvicorn_server(namespace["app"]) as url:
+        _run_steps(steps, url)
+    assert registry.rotation.in_rotation
+
+
+def _guarded_page_app(monkeypatch: pytest.MonkeyPatch) -> tuple[object, HealthRegistry]:
+    """The guard example's app as the page builds it, its networks those of this machine's
+    loopback (the page's 10.0.0.0/8 reaches no test), with the checks its bodies show."""
+    monkeypatch.setenv("HEALTH_TOKEN", TOKEN)
+    code = doc_pages.block(DOC, "python", contains="threads_path=")
+    assert '"10.0.0.0/8"' in code
+    _, wsgi = plain_apps()
+    namespace: dict[str, object] = {"app": wsgi}
+    exec(code.replace('"10.0.0.0/8"', '"127.0.0.0/8"'), namespace)
+    registry = namespace["registry"]
+    assert isinstance(registry, HealthRegistry)
+    registry.add_check("cache", lambda: True)
+    registry.add_check("database", lambda: CheckResult(Status.FAIL, "connection refused"))
+    registry.mark_started()
+    return namespace["app"], registry
+
+
+def test_the_guard_example_and_its_transcript(monkeypatch: pytest.MonkeyPatch) -> None:
+    app, _ = _guarded_page_app(monkeypatch)
+    (steps,) = doc_pages.transcripts(DOC, contains="readyz?verbose")
+    with werkzeug_server(app) as url:
+        _run_steps(steps, url)
+        with httpx.Client(base_url=url, trust_env=False) as anyone:
+            document = anyone.get("/readyz?format=json").text
+    assert document == doc_pages.block(DOC, "json", contains="details withheld").strip()
+
+
+_THREAD_LINE = re.compile(r'Thread "[^"]+" ident=\d+ daemon=(True|False|\?)')
+
+
+def test_the_thread_dump_looks_as_shown(monkeypatch: pytest.MonkeyPatch) -> None:
+    app, _ = _guarded_page_app(monkeypatch)
+    command = doc_pages.command(DOC, 'curl -s -H "Authorization: Bearer $HEALTH_TOKEN" localhost:8000/debug/')
+    shown = doc_pages.block(DOC, "text", starts='Thread "MainThread"').splitlines()
+    with werkzeug_server(app) as url:
+        out = doc_pages.run_client(command.replace("$HEALTH_TOKEN", TOKEN), int(url.rsplit(":", 1)[1]))
+    lines = out.splitlines()
+    for page_lines in (shown, lines):
+        heads = [line for line in page_lines if line.startswith("Thread ")]
+        assert heads and all(_THREAD_LINE.fullmatch(line) for line in heads), heads
+        assert all(line.startswith(("Thread ", "  File ", "    ", "  ...")) or not line for line in page_lines), (
+            page_lines
+        )
+    assert lines[0].startswith('Thread "MainThread" ') and lines[1].startswith("  File ")

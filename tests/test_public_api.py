@@ -74,6 +74,7 @@ THIRD_PARTY_PRIVATE = {
     # The standard library's own public API that starts with an underscore.
     "_exit": "os._exit: end a process without running cleanup (os documentation)",
     "_getframe": "sys._getframe (sys documentation)",
+    "_current_frames": "sys._current_frames: every thread's frame, for the thread dump (sys documentation)",
     "_replace": "NamedTuple._replace, documented API of named tuples",
     "_asdict": "NamedTuple._asdict, likewise",
     "_fields": "NamedTuple._fields, likewise",

@@ -11,6 +11,7 @@ import typing
 
 from ._runner import Check, on_thread_exit
 from ._types import CheckReport, CheckResult, Lifecycle, Probe, Report, Status, aggregate
+from .guard import Guard
 from .http import HealthEndpoints, Response
 from .registry import HealthRegistry, UnknownCheckError
 from .render import render_json, render_text
@@ -30,6 +31,7 @@ __all__ = [
     "CheckReport",
     "CheckResult",
     "GracefulShutdown",
+    "Guard",
     "HealthEndpoints",
     "HealthRegistry",
     "Lifecycle",

@@ -33,6 +33,7 @@ with _extras.requires("asgi", __name__):
     import starlette.types  # noqa: F401 -- the extra this adapter is documented and tested with
 
 from . import _launch, http
+from . import guard as _guard
 from . import registry as _registry
 from . import shutdown as _shutdown
 
@@ -124,23 +125,86 @@ def _raw_accept(scope: Scope) -> bytes | None:
     return None
 
 
-async def _answer(endpoints: HealthEndpoints, path: str, scope: Scope, send: Send) -> bool:
+def _header(scope: Scope) -> typing.Callable[[str], str | None]:
+    """A request header's value by lower-case name, its fields joined by ``,`` (RFC 9110
+    section 5.3), or ``None``: what a guard reads."""
+
+    def header(name: str) -> str | None:
+        wanted = name.encode("latin-1")
+        values = [bytes(value).decode("latin-1") for key, value in scope.get("headers", ()) if key.lower() == wanted]
+        return ",".join(values) if values else None
+
+    return header
+
+
+def _peer(scope: Scope) -> str | None:
+    """The direct peer's address (ASGI HTTP scope ``client``, optional), or ``None``."""
+    client = scope.get("client")
+    return str(client[0]) if client else None
+
+
+async def _admin(endpoints: HealthEndpoints, kind: str, scope: Scope, receive: Receive, send: Send) -> None:
+    """Answer a request on a guarded admin path: the body is read only when the guard allows
+    it, and at most :data:`~healthprobe.http.ADMIN_BODY_LIMIT` bytes of it."""
+    method: str = scope["method"]
+    header = _header(scope)
+    verdict = endpoints.verdict(_peer(scope), header)
+    length = header("content-length")
+    try:
+        declared = None if length is None else int(length)
+    except ValueError:
+        declared = http.ADMIN_BODY_LIMIT + 1
+    response = endpoints.admin_refusal(kind, method, verdict, declared)
+    if response is None:
+        chunks: list[bytes] = []
+        size = 0
+        more = method == "POST"
+        while more:
+            message = await receive()
+            if message["type"] != "http.request":  # the client left
+                return
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > http.ADMIN_BODY_LIMIT:
+                response = endpoints.admin_refusal(kind, method, verdict, size)
+                break
+            chunks.append(chunk)
+            more = message.get("more_body", False)
+    if response is None:
+        query = scope.get("query_string", b"").decode("latin-1")
+        response = endpoints.admin(kind, method, query, header("content-type"), b"".join(chunks))
+    await _send(response, send)
+
+
+async def _answer(endpoints: HealthEndpoints, path: str, scope: Scope, send: Send, receive: Receive) -> bool:
     """Answer a request at ``path`` from ``endpoints``; ``False`` if they do not answer it.
 
     The answer is remembered under the raw request values (method, path, raw query, raw
-    ``Accept``), which the middleware's fast path looks up without decoding anything
-    (docs/performance.md). The two messages are sent here, as Starlette's ``Response``
-    sends them, without building one; the header list is copied, since a wrapping ``send``
-    may append to it.
+    ``Accept``; and whether a guard allowed details), which the middleware's fast path looks
+    up without decoding anything (docs/performance.md); under a guard, no answer is
+    remembered under the four values alone, so the fast path never gives one. The two
+    messages are sent here, as Starlette's ``Response`` sends them, without building one;
+    the header list is copied, since a wrapping ``send`` may append to it.
     """
     method: str = scope["method"]
     raw_query: bytes = scope.get("query_string", b"")
     raw_accept = _raw_accept(scope)
     query, accept = raw_query.decode("latin-1"), None if raw_accept is None else raw_accept.decode("latin-1")
-    key = (method, path, raw_query, raw_accept)
-    response = endpoints.cached(method, path, query, accept, key)
-    if response is None:
-        response = await endpoints.handle_async(method, path, query, accept, key)
+    if endpoints.guard is None:
+        key: tuple[object, ...] = (method, path, raw_query, raw_accept)
+        response = endpoints.cached(method, path, query, accept, key)
+        if response is None:
+            response = await endpoints.handle_async(method, path, query, accept, key)
+    else:
+        kind = endpoints.admin_paths.get(path)
+        if kind is not None:
+            await _admin(endpoints, kind, scope, receive, send)
+            return True
+        details = endpoints.verdict(_peer(scope), _header(scope)) is _guard.Verdict.ALLOWED
+        key = (method, path, raw_query, raw_accept, details)
+        response = endpoints.cached(method, path, query, accept, key, details)
+        if response is None:
+            response = await endpoints.handle_async(method, path, query, accept, key, details)
     if response is None:
         return False
     await _send(response, send)
@@ -182,8 +246,9 @@ def HealthMiddleware(
         registry: a :class:`HealthRegistry`, or a configured :class:`HealthEndpoints`.
         **options: the endpoint options, :class:`~healthprobe.http.EndpointOptions`
             (``paths``, ``failure_status``, ``expose_output``, ``metrics``,
-            ``metrics_path``), ignored when ``registry`` is a :class:`HealthEndpoints`;
-            ``metrics=True`` also serves Prometheus metrics on ``/metrics``.
+            ``metrics_path``, ``guard``), ignored when ``registry`` is a
+            :class:`HealthEndpoints`; ``metrics=True`` also serves Prometheus metrics on
+            ``/metrics``. Under a ``guard``, the client address is ``scope["client"]``.
         shutdown: a :class:`GracefulShutdown` to serve: HTTP requests to ``app`` are
             counted as in flight until the app returns; the HTTP/1.x response of every
             request that starts while draining carries ``Connection: close`` so that clients
@@ -272,7 +337,7 @@ def _probes(app: ASGIApp, endpoints: HealthEndpoints) -> ASGIApp:
         elif not (path.startswith(prefixes) and endpoints.matches(path)):
             await app(scope, receive, send)
             return
-        if not await _answer(endpoints, path, scope, send):
+        if not await _answer(endpoints, path, scope, send, receive):
             await app(scope, receive, send)
 
     return health_middleware
@@ -325,7 +390,7 @@ def _counting(app: ASGIApp, endpoints: HealthEndpoints, shutdown: GracefulShutdo
             mine = path.startswith(prefixes) and endpoints.matches(path)
         if not shutdown.steady:
             send = _unsteady(app, scope, send, shutdown)
-        if mine and await _answer(endpoints, path, scope, send):
+        if mine and await _answer(endpoints, path, scope, send, receive):
             return
         slots.append(None)
         try:
@@ -569,5 +634,5 @@ class HealthApp:
         if kind != "http":
             await send({"type": "websocket.close", "code": 1000})
             return
-        if not await _answer(self.endpoints, _route_path(scope), scope, send):
+        if not await _answer(self.endpoints, _route_path(scope), scope, send, receive):
             await _send(http.plain_response(404, "not found", scope["method"] == "HEAD"), send)

@@ -34,6 +34,15 @@ Rules (Kubernetes "Configure Liveness, Readiness and Startup Probes": any code f
   metrics in the format ``Accept`` asks for (Prometheus text 0.0.4 or OpenMetrics); the
   ``name[]`` query parameter filters by metric name, other parameters are ignored as
   prometheus-client ignores them.
+* With a ``guard`` (:class:`healthprobe.guard.Guard`), the details of a probe answer
+  (``verbose``, JSON's checks, the lines of checks, what they wrote) go only to a request it
+  allows; another gets the plain answer (same status code) with
+  ``X-Healthprobe-Details: withheld``. Its ``rotation_path`` (``GET``, ``HEAD``, ``POST``)
+  and ``threads_path`` (``GET``, ``HEAD``) answer only a request it allows: ``401`` (with
+  ``WWW-Authenticate: Bearer`` when the token goes in ``Authorization``, RFC 6750 section 3)
+  without the right token, ``403`` from another network, ``405`` with ``Allow`` for another
+  method, ``413`` for a body above :data:`ADMIN_BODY_LIMIT` bytes, ``415`` for a body that
+  is neither JSON nor a form, ``400`` with a one-line reason for bad input.
 * Every answer carries ``Cache-Control: no-store``. An unexpected error inside healthprobe is
   answered ``503`` (the probe fails) with a fixed body and logged: never a ``500``, never the
   exception text.
@@ -45,7 +54,9 @@ import collections.abc
 import dataclasses
 import functools
 import inspect
+import json
 import logging
+import math
 import re
 import typing
 import urllib.parse
@@ -55,11 +66,12 @@ import anyio
 import anyio.to_thread
 
 from . import _types
+from . import guard as _guard
 from . import registry as _registry
 from . import render as _render
 
 if typing.TYPE_CHECKING:
-    from collections.abc import Hashable, Mapping, Sequence
+    from collections.abc import Callable, Hashable, Mapping, Sequence
 
     from typing_extensions import Unpack
 
@@ -68,9 +80,11 @@ if typing.TYPE_CHECKING:
     from .registry import HealthRegistry
 
 __all__ = [
+    "ADMIN_BODY_LIMIT",
     "ALLOW",
     "DEFAULT_GROUP_PATH",
     "DEFAULT_PATHS",
+    "DETAILS_HEADER",
     "HEALTH_JSON",
     "MAX_QUERY_FIELDS",
     "MAX_QUERY_LENGTH",
@@ -85,6 +99,7 @@ __all__ = [
     "check_path",
     "check_shutdown",
     "endpoints_for",
+    "plain_body",
     "plain_response",
     "prefers_json",
 ]
@@ -115,9 +130,17 @@ HEALTH_JSON = "application/health+json"
 TEXT = "text/plain; charset=utf-8"
 #: The ``Allow`` header of a ``405`` answer: the methods a probe path answers.
 ALLOW = "GET, HEAD"
+#: Most bytes of the body of an admin request (:class:`~healthprobe.guard.Guard`
+#: ``rotation_path``); a longer one is answered ``413`` unread.
+ADMIN_BODY_LIMIT = 4096
+#: The header marking an answer whose details a guard withheld, and its value.
+DETAILS_HEADER = ("x-healthprobe-details", "withheld")
+_WITHHELD_LINE = "details withheld: send the guard's token, or ask from an allowed network"
+_ROTATION_FIELDS = ("action", "reason", "seconds")
 _TRUE = {"", "1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off"}
 _REASONS = {200: "OK", 400: "Bad Request", 404: "Not Found", 405: "Method Not Allowed", 503: "Service Unavailable"}
+_ADMIN_ALLOW = {"rotation": "GET, HEAD, POST", "threads": "GET, HEAD"}
 #: Most distinct requests whose answers are remembered (:attr:`HealthEndpoints.answers`).
 _ANSWERS_LIMIT = 256
 #: Longest check name (``registry.CHECK_NAME``): a longer name in a path is not echoed back.
@@ -164,6 +187,10 @@ class EndpointOptions(typing.TypedDict, total=False):
     #: ``/health`` or below it. Not ``/``, and no probe or metrics path may be it or below
     #: it. While the registry has no group, paths below it are the application's.
     group_path: str | None
+    #: Who may see the details of probe answers, and the admin and thread dump paths it
+    #: enables: a :class:`healthprobe.guard.Guard`. Default ``None``: details for everyone
+    #: (as ``expose_output`` says), no admin path, no thread dump.
+    guard: _guard.Guard | None
 
 
 def _refuse_unknown(options: Mapping[str, object]) -> None:
@@ -244,6 +271,8 @@ class ProbeRequest:
     head: bool
     #: The group asked (``<group_path>/<group>``), or ``None`` for a probe.
     group: str | None = None
+    #: Whether the answer may show details (``False``: a guard withheld them).
+    details: bool = True
 
 
 def _response(
@@ -325,6 +354,9 @@ class HealthEndpoints:
         expose_output = options.get("expose_output", False)
         metrics = options.get("metrics", False)
         metrics_path = options.get("metrics_path", "/metrics")
+        guard = options.get("guard")
+        if guard is not None and not isinstance(guard, _guard.Guard):
+            raise TypeError(f"guard must be a healthprobe.Guard or None, got {type(guard).__name__}")
         if not isinstance(registry, _registry.HealthRegistry):
             raise TypeError(f"registry must be a HealthRegistry, got {type(registry).__name__}")
         if paths is not None and not isinstance(paths, collections.abc.Mapping):
@@ -371,11 +403,25 @@ class HealthEndpoints:
             self.metrics = _metrics_source(registry, shutdown) if metrics is True else metrics
         #: Probe -> status code of its failure.
         self.failure_status = _failure_statuses(failure_status)
+        #: The guard of details and admin paths, or ``None``.
+        self.guard = guard
+        #: Admin path -> what it serves (``"rotation"``, ``"threads"``); empty without a guard.
+        self.admin_paths: dict[str, str] = {}
+        if guard is not None:
+            for kind, admin_path in (("rotation", guard.rotation_path), ("threads", guard.threads_path)):
+                if admin_path is None:
+                    continue
+                check_path(kind, admin_path)
+                if self.route(admin_path) is not None or admin_path == metrics_path or admin_path in self.admin_paths:
+                    raise ValueError(f"{kind} path {admin_path!r} is also a probe, metrics or admin path")
+                self.admin_paths[admin_path] = kind
         #: Every path answered here as it is: the probe paths, and the metrics path when
         #: metrics are on. Any other path answered here starts with one of :attr:`prefixes`
         #: (and :meth:`matches` it): so an adapter tells a request to pass on by a set lookup
         #: and one ``startswith``.
-        self.exact_paths = frozenset([*self.paths, *([metrics_path] if self.metrics is not None else [])])
+        self.exact_paths = frozenset(
+            [*self.paths, *([metrics_path] if self.metrics is not None else []), *self.admin_paths]
+        )
         #: The answers that may be given again, by the key of their request (see
         #: :meth:`handle_sync`): at most 256 (all are forgotten when a new one would make
         #: more). Read-only for callers: adapters look repeated requests up here, and give
@@ -425,17 +471,20 @@ class HealthEndpoints:
 
     def matches(self, path: str) -> bool:
         """Whether ``path`` is answered here (a probe path, a group's path while the
-        registry has groups, or the metrics path when on)."""
+        registry has groups, an admin path a guard enables, or the metrics path when on)."""
         return (
             self.route(path) is not None
             or (self.metrics is not None and path == self.metrics_path)
+            or path in self.admin_paths
             or self.route_group(path) is not None
         )
 
-    def prepare(self, method: str, path: str, query_string: str, accept: str | None) -> ProbeRequest | Response | None:
+    def prepare(
+        self, method: str, path: str, query_string: str, accept: str | None, details: bool = True
+    ) -> ProbeRequest | Response | None:
         """Validate a request: a :class:`ProbeRequest` to run, an error :class:`Response`
         (400, 404 for a name that cannot be a check, 405), or ``None`` if ``path`` is not a
-        probe path."""
+        probe path. ``details``: whether the guard allows details (``True`` without one)."""
         routed = self.route(path)
         group: str | None = None
         if routed is None:
@@ -465,10 +514,11 @@ class HealthEndpoints:
             whole = "probe" if group is None else "group"
             return plain_response(400, f"exclude applies to a whole {whole}, not to one check", head)
         wants_json = fmt == "json" if fmt is not None else prefers_json(accept)
-        return ProbeRequest(probe, only, exclude, bool(verbose), wants_json, head, group)
+        return ProbeRequest(probe, only, exclude, bool(verbose), wants_json, head, group=group, details=details)
 
     def respond(self, request: ProbeRequest, report: Report) -> Response:
-        """Turn a report into the probe's (or the group's) :class:`Response`."""
+        """Turn a report into the probe's (or the group's) :class:`Response`; without
+        ``details``, the plain answer (:func:`plain_body`) marked by :data:`DETAILS_HEADER`."""
         expose_output = self.expose_output
         if request.group is None:
             status = 200 if report.ok else self.failure_status[request.probe]
@@ -478,6 +528,9 @@ class HealthEndpoints:
             status = group.success_status if report.ok else group.failure_status
             if group.expose_output is not None:
                 expose_output = group.expose_output
+        if not request.details:
+            content_type, body = plain_body(report, request)
+            return _response(status, content_type, body, request.head, (DETAILS_HEADER,))
         if request.json:
             body = _render.dumps(_render.render_json(report, expose_output=expose_output))
             return _response(status, HEALTH_JSON, body, request.head)
@@ -531,6 +584,106 @@ class HealthEndpoints:
             return plain_response(503, "metrics unavailable: internal error", method == "HEAD")
         return _response(200, content_type, body, method == "HEAD")
 
+    # -- guarded paths -----------------------------------------------------------------------
+
+    def verdict(self, peer: str | None, header: Callable[[str], str | None]) -> _guard.Verdict:
+        """What the guard says of a request (:meth:`healthprobe.guard.Guard.verdict`):
+        ``ALLOWED`` without a guard.
+
+        Args:
+            peer: the direct peer's address (ASGI ``scope["client"][0]``, WSGI
+                ``REMOTE_ADDR``), or ``None``.
+            header: a request header's value by lower-case name (fields joined by ``,``),
+                or ``None``.
+        """
+        guard = self.guard
+        return _guard.Verdict.ALLOWED if guard is None else guard.verdict(peer, header)
+
+    def admin_refusal(
+        self, kind: str, method: str, verdict: _guard.Verdict, content_length: int | None
+    ) -> Response | None:
+        """The answer refusing an admin request before its body is read, or ``None`` to
+        read the body (at most ``content_length`` bytes) and call :meth:`admin`.
+
+        Args:
+            kind: what the path serves, :attr:`admin_paths` (``"rotation"``, ``"threads"``).
+            method: the request method.
+            verdict: what the guard said (:meth:`verdict`).
+            content_length: the ``Content-Length`` in bytes, or ``None`` without one.
+
+        Returns:
+            ``405`` with ``Allow`` for a method the path does not answer; ``401`` without the
+            right token (``WWW-Authenticate: Bearer``, RFC 6750 section 3, when it goes in
+            ``Authorization``); ``403`` from a network not allowed; ``413`` for a body above
+            :data:`ADMIN_BODY_LIMIT` bytes; else ``None``.
+        """
+        head = method == "HEAD"
+        allow = _ADMIN_ALLOW[kind]
+        if method not in allow.split(", "):
+            return plain_response(405, f"method {method[:20]} not allowed; use {allow}", extra=(("allow", allow),))
+        if verdict is _guard.Verdict.NO_TOKEN or verdict is _guard.Verdict.WRONG_TOKEN:
+            extra: tuple[tuple[str, str], ...] = ()
+            if self.guard is not None and self.guard.header == "authorization":
+                error = ', error="invalid_token"' if verdict is _guard.Verdict.WRONG_TOKEN else ""
+                extra = (("www-authenticate", f'Bearer realm="healthprobe"{error}'),)
+            return plain_response(401, f"unauthorized: {verdict.value}", head, extra)
+        if verdict is not _guard.Verdict.ALLOWED:
+            return plain_response(403, "forbidden: not from an allowed network", head)
+        if content_length is not None and content_length > ADMIN_BODY_LIMIT:
+            return plain_response(413, f"body larger than {ADMIN_BODY_LIMIT} bytes", head)
+        return None
+
+    def admin(self, kind: str, method: str, query_string: str, content_type: str | None, body: bytes) -> Response:
+        """Answer an allowed admin request (:meth:`admin_refusal` said ``None``) whose body
+        was read.
+
+        ``threads``: the thread dump (:func:`healthprobe.guard.thread_dump`), ``text/plain``.
+        ``rotation``: ``GET`` and ``HEAD`` show the rotation; ``POST`` takes ``action``
+        (``out`` or ``in``), ``reason`` (text) and ``seconds`` (a number above 0, with
+        ``out`` only) from the query, a form body or a JSON object body, and calls
+        :meth:`HealthRegistry.take_out_of_rotation` or
+        :meth:`HealthRegistry.return_to_rotation` with ``source="admin"``. Either answers
+        ``200`` with the rotation as JSON on one line: ``{"in_rotation": bool, "reason":
+        str|null, "source": str|null, "since": epoch seconds, "until": epoch seconds|null}``.
+
+        Args:
+            kind: as :meth:`admin_refusal` takes it.
+            method: the request method.
+            query_string: the raw query, without ``?``.
+            content_type: the ``Content-Type`` header, or ``None``.
+            body: the body, at most :data:`ADMIN_BODY_LIMIT` bytes.
+
+        Returns:
+            The answer; ``400`` with a one-line reason for bad input (unknown or repeated
+            field, missing or unknown action, malformed query, form or JSON, a ``seconds``
+            that is not a number above 0), ``415`` for a body that is neither JSON nor a form.
+        """
+        head = method == "HEAD"
+        if kind == "threads":
+            if query_string:
+                return plain_response(400, "the thread dump takes no query", head)
+            return _response(200, TEXT, _guard.thread_dump().encode("utf-8", "replace"), head)
+        if method == "POST":
+            asked = _rotation_request(query_string, content_type, body)
+            if isinstance(asked, Response):
+                return asked
+            action, reason, seconds = asked
+            if action == "out":
+                self.registry.take_out_of_rotation(reason, seconds=seconds, source="admin")
+            else:
+                self.registry.return_to_rotation(source="admin")
+        elif query_string:
+            return plain_response(400, "GET shows the rotation and takes no query; POST action=out or action=in", head)
+        rotation = self.registry.rotation
+        document = {
+            "in_rotation": rotation.in_rotation,
+            "reason": rotation.reason,
+            "source": rotation.source,
+            "since": round(rotation.since, 3),
+            "until": None if rotation.until is None else round(rotation.until, 3),
+        }
+        return _response(200, "application/json", _render.dumps(document) + b"\n", head)
+
     # -- answering again ---------------------------------------------------------------------
 
     def is_current(self, answer: Answer) -> bool:
@@ -555,7 +708,13 @@ class HealthEndpoints:
         )
 
     def cached(
-        self, method: str, path: str, query_string: str, accept: str | None, key: Hashable | None = None
+        self,
+        method: str,
+        path: str,
+        query_string: str,
+        accept: str | None,
+        key: Hashable | None = None,
+        details: bool = True,
     ) -> Response | None:
         """The answer last given to this same request, if it may be given again now
         (:meth:`is_current`). ``None`` means: call :meth:`handle_sync` or
@@ -568,8 +727,9 @@ class HealthEndpoints:
             method, path, query_string, accept: the request, as :meth:`handle_sync` takes it.
             key: the ``key`` passed to :meth:`handle_sync` or :meth:`handle_async` for this
                 request, if one was.
+            details: as :meth:`handle_sync` takes it.
         """
-        answer = self.answers.get((method, path, query_string, accept) if key is None else key)
+        answer = self.answers.get(self._key(method, path, query_string, accept, key, details))
         if answer is not None and self.is_current(answer):
             return answer.response
         return None
@@ -595,12 +755,23 @@ class HealthEndpoints:
     # -- whole requests ----------------------------------------------------------------------
 
     def _request(
-        self, method: str, path: str, query_string: str, accept: str | None
+        self, method: str, path: str, query_string: str, accept: str | None, details: bool = True
     ) -> tuple[str, ...] | ProbeRequest | Response | None:
         """What a request asks: metric names, a probe to run, an error answer, or ``None``."""
         if self.metrics is not None and path == self.metrics_path:
             return self._metrics_request(method, query_string)
-        return self.prepare(method, path, query_string, accept)
+        return self.prepare(method, path, query_string, accept, details)
+
+    def _key(
+        self, method: str, path: str, query_string: str, accept: str | None, key: Hashable | None, details: bool
+    ) -> Hashable:
+        """What an answer is remembered under: ``key``, or the request's values (and, under
+        a guard, whether it got details, so that no answer is given to the other kind)."""
+        if key is not None:
+            return key
+        if self.guard is None:
+            return (method, path, query_string, accept)
+        return (method, path, query_string, accept, details)
 
     def _finish(self, request: ProbeRequest, report: Report, generation: int, key: Hashable) -> Response:
         try:
@@ -611,7 +782,13 @@ class HealthEndpoints:
         return response
 
     def handle_sync(
-        self, method: str, path: str, query_string: str, accept: str | None, key: Hashable | None = None
+        self,
+        method: str,
+        path: str,
+        query_string: str,
+        accept: str | None,
+        key: Hashable | None = None,
+        details: bool = True,
     ) -> Response | None:
         """Answer a request from a sync caller, running the checks; ``None`` if ``path`` is
         not answered here. An answer that may be given again is remembered
@@ -625,10 +802,13 @@ class HealthEndpoints:
             accept: the ``Accept`` header, or ``None``.
             key: what to remember the answer under, for an adapter that looks repeated
                 requests up by its own raw values (any hashable that differs for requests
-                that differ in these four values); default ``(method, path, query_string,
-                accept)``.
+                that differ in these four values, and in ``details`` under a guard); default
+                ``(method, path, query_string, accept)``, with ``details`` after them under
+                a guard.
+            details: whether the guard allows this request details (:meth:`verdict`);
+                ``True`` without a guard.
         """
-        request = self._request(method, path, query_string, accept)
+        request = self._request(method, path, query_string, accept, details)
         if isinstance(request, tuple):
             return self._metrics_response(method, accept, request)
         if not isinstance(request, ProbeRequest):
@@ -638,15 +818,21 @@ class HealthEndpoints:
             report = self._run_sync(request)
         except Exception as exc:
             return self._failed(request, exc)
-        return self._finish(request, report, generation, (method, path, query_string, accept) if key is None else key)
+        return self._finish(request, report, generation, self._key(method, path, query_string, accept, key, details))
 
     async def handle_async(
-        self, method: str, path: str, query_string: str, accept: str | None, key: Hashable | None = None
+        self,
+        method: str,
+        path: str,
+        query_string: str,
+        accept: str | None,
+        key: Hashable | None = None,
+        details: bool = True,
     ) -> Response | None:
         """Answer a request from async code, as :meth:`handle_sync` does; checks run as
         :meth:`HealthRegistry.run_async` runs them. Metrics are rendered in a worker thread
         (in multiprocess mode that reads files)."""
-        request = self._request(method, path, query_string, accept)
+        request = self._request(method, path, query_string, accept, details)
         if isinstance(request, tuple):
             return await anyio.to_thread.run_sync(self._metrics_response, method, accept, request)
         if not isinstance(request, ProbeRequest):
@@ -656,7 +842,95 @@ class HealthEndpoints:
             report = await self._run_async(request)
         except Exception as exc:
             return self._failed(request, exc)
-        return self._finish(request, report, generation, (method, path, query_string, accept) if key is None else key)
+        return self._finish(request, report, generation, self._key(method, path, query_string, accept, key, details))
+
+
+def plain_body(report: Report, request: ProbeRequest) -> tuple[str, bytes]:
+    """``(content type, body)`` of the plain answer a guard gives a request it does not
+    allow details: no check is named and nothing a check wrote is shown.
+
+    Text: ``ok`` when the probe passes (or warns), else one ``[-]lifecycle failed: <reason>``
+    line per lifecycle reason (draining, out of rotation: the operator's words) and the
+    closing ``<probe>z check failed``; then, when the request asked for details (``verbose``
+    or one check's path), a line saying they were withheld. JSON
+    (``application/health+json``): ``status``, ``description``, ``output`` (the lifecycle
+    reasons, if any) and ``notes`` saying details were withheld; no ``checks``.
+    """
+    if request.json:
+        description = f"{report.probe.value} probe" if report.group is None else f"{report.group} group"
+        document: dict[str, object] = {"status": report.status.value, "description": description}
+        if report.reasons:
+            document["output"] = "; ".join(report.reasons)
+        document["notes"] = [_WITHHELD_LINE]
+        return HEALTH_JSON, _render.dumps(document)
+    if report.ok:
+        lines = ["ok"]
+    else:
+        lines = [f"[-]lifecycle failed: {_render.one_line(reason)}" for reason in report.reasons]
+        word = _render.PROBE_WORD[report.probe] if report.group is None else report.group
+        lines.append(f"{word} check failed")
+    if request.verbose or request.only is not None:
+        lines.append(_WITHHELD_LINE)
+    return TEXT, ("\n".join(lines) + "\n").encode()
+
+
+def _rotation_request(
+    query_string: str, content_type: str | None, body: bytes
+) -> tuple[str, str | None, float | None] | Response:
+    """``(action, reason, seconds)`` of an admin rotation request, from its query and body,
+    or the ``400`` (``415``) answer saying what is wrong with it."""
+    found: dict[str, object] = {}
+    pairs = _query_pairs(query_string) if query_string else []
+    if isinstance(pairs, str):
+        return plain_response(400, pairs)
+    items: list[tuple[str, object]] = list(pairs)
+    if body:
+        media = (content_type or "").partition(";")[0].strip().lower()
+        if media == "application/json":
+            try:
+                document = json.loads(body.decode("utf-8"))
+            except ValueError:  # UnicodeDecodeError is one
+                return plain_response(400, "body is not valid JSON")
+            if not isinstance(document, dict):
+                return plain_response(400, 'body must be a JSON object: {"action": "out", ...}')
+            items += document.items()
+        elif media in ("", "application/x-www-form-urlencoded"):
+            try:
+                text = body.decode("utf-8")
+                if _BAD_ESCAPE.search(text):
+                    raise ValueError(text)
+                items += urllib.parse.parse_qsl(
+                    text, keep_blank_values=True, errors="strict", max_num_fields=MAX_QUERY_FIELDS
+                )
+            except ValueError:
+                return plain_response(400, "body is not a valid form (application/x-www-form-urlencoded)")
+        else:
+            return plain_response(415, "send the body as application/json or application/x-www-form-urlencoded")
+    for name, value in items:
+        if name not in _ROTATION_FIELDS:
+            return plain_response(400, f"unknown field {name[:40]!r}; the fields are action, reason, seconds")
+        if name in found:
+            return plain_response(400, f"{name} given twice")
+        found[name] = value
+    action = found.get("action")
+    if action not in ("out", "in"):
+        return plain_response(400, "action must be out or in")
+    reason = found.get("reason")
+    if reason is not None and not isinstance(reason, str):
+        return plain_response(400, "reason must be text")
+    seconds = found.get("seconds")
+    if seconds is None:
+        return str(action), reason, None
+    if action == "in":
+        return plain_response(400, "seconds goes with action=out only")
+    if isinstance(seconds, str):
+        try:
+            seconds = float(seconds)
+        except ValueError:
+            seconds = None
+    if isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or not math.isfinite(seconds) or seconds <= 0:
+        return plain_response(400, "seconds must be a number above 0")
+    return str(action), reason, float(seconds)
 
 
 def _failure_statuses(failure_status: int | Mapping[Probe | str, int]) -> dict[Probe, int]:

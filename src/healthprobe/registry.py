@@ -201,7 +201,9 @@ class Rotation:
     #: Why it is out (the operator's text, on one line, at most
     #: :data:`ROTATION_REASON_LIMIT` characters), ``None`` when no reason was given or while in.
     reason: str | None
-    #: What holds it out: ``"api"`` (a call) or ``"file"`` (the disable file); ``None`` while in.
+    #: What holds it out: ``"api"`` (a call), ``"admin"`` (the guarded admin request of the
+    #: endpoints, :class:`healthprobe.guard.Guard` ``rotation_path``) or ``"file"`` (the disable
+    #: file); ``None`` while in.
     source: str | None
     #: When the current state began (out, or back in), in seconds since the Unix epoch;
     #: the registry's creation while it has never been out.
@@ -227,6 +229,7 @@ class _OutByCall:
     reason: str | None
     ends: float | None
     until: float | None
+    source: str = "api"
 
 
 class _DisableFile:
@@ -725,7 +728,9 @@ class HealthRegistry:
 
     # -- rotation ----------------------------------------------------------------------------
 
-    def take_out_of_rotation(self, reason: str | None = None, *, seconds: float | None = None) -> Rotation:
+    def take_out_of_rotation(
+        self, reason: str | None = None, *, seconds: float | None = None, source: str = "api"
+    ) -> Rotation:
         """Take this instance out of rotation: readiness fails with ``reason`` until
         :meth:`return_to_rotation` (or ``seconds`` have passed), so that Kubernetes endpoints
         and load balancers stop sending it traffic; liveness and startup are untouched and
@@ -744,14 +749,18 @@ class HealthRegistry:
             seconds: when given, the instance returns to rotation by itself after this many
                 seconds (looked at when a probe is answered or :attr:`rotation` is read; no
                 thread). ``None``: until :meth:`return_to_rotation`.
+            source: what asks, shown as :attr:`Rotation.source` and in the log: ``"api"`` (a
+                call, the default) or ``"admin"`` (the endpoints' guarded admin request).
 
         Returns:
             The :class:`Rotation` now.
 
         Raises:
             TypeError: ``reason`` is not a ``str`` or ``None``.
-            ValueError: ``seconds`` is not a finite number above 0.
+            ValueError: ``seconds`` is not a finite number above 0, or ``source`` is not
+                ``"api"`` or ``"admin"``.
         """
+        _check_source(source)
         text = _reason_text(reason)
         if seconds is not None:
             check_seconds("seconds", seconds, positive=True)
@@ -759,12 +768,12 @@ class HealthRegistry:
         ends = None if seconds is None else now + seconds
         until = None if seconds is None else wall + seconds
         with self._lock:
-            self._out_by_call = _OutByCall(text, ends, until)
+            self._out_by_call = _OutByCall(text, ends, until, source)
             change = self._settle_rotation(self._looked_file(), now, wall)
         self._log_rotation(change)
         return self._rotation
 
-    def return_to_rotation(self) -> Rotation:
+    def return_to_rotation(self, *, source: str = "api") -> Rotation:
         """End what :meth:`take_out_of_rotation` (or ``set_ready(False)``) started: readiness
         passes again, if nothing else fails it. The disable file, while it exists, keeps the
         instance out: remove it as well.
@@ -772,13 +781,21 @@ class HealthRegistry:
         Logged once (``back in rotation after <seconds> s out``, INFO) when the instance
         comes back; a repeated call logs nothing.
 
+        Args:
+            source: what asks, for the log record's ``source``: ``"api"`` (a call, the
+                default) or ``"admin"`` (the endpoints' guarded admin request).
+
         Returns:
             The :class:`Rotation` now.
+
+        Raises:
+            ValueError: ``source`` is not ``"api"`` or ``"admin"``.
         """
+        _check_source(source)
         now, wall = time.monotonic(), time.time()
         with self._lock:
             self._out_by_call = None
-            change = self._settle_rotation(self._looked_file(), now, wall)
+            change = self._settle_rotation(self._looked_file(), now, wall, source)
         self._log_rotation(change)
         return self._rotation
 
@@ -851,7 +868,7 @@ class HealthRegistry:
         return found
 
     def _settle_rotation(
-        self, file_reason: str | None, now: float, wall: float
+        self, file_reason: str | None, now: float, wall: float, by: str = "api"
     ) -> tuple[Rotation, Rotation, float, str] | None:
         """Make the rotation state from the call's hold (ended if expired) and the disable
         file's reason; bump :attr:`generation` if it changed. Called with the lock held.
@@ -861,7 +878,7 @@ class HealthRegistry:
             out or came back (to log, outside the lock), else ``None``.
         """
         call = self._out_by_call
-        ended = "api"
+        ended = by
         if call is not None and call.ends is not None and now >= call.ends:
             self._out_by_call = call = None
             ended = "expiry"
@@ -869,7 +886,7 @@ class HealthRegistry:
             ended = "file" if self._rotation.source == "file" else ended
         old = self._rotation
         if call is not None:
-            new = Rotation(False, call.reason, "api", old.since, call.until)
+            new = Rotation(False, call.reason, call.source, old.since, call.until)
         elif file_reason is not None:
             new = Rotation(False, file_reason, "file", old.since)
         else:
@@ -903,7 +920,11 @@ class HealthRegistry:
                 extra={"rotation": "out", "reason": new.reason, "source": new.source, "expires_in": expires},
             )
         else:
-            how = {"expiry": "its time was up", "file": "the disable file is gone"}.get(ended, "returned by a call")
+            how = {
+                "expiry": "its time was up",
+                "file": "the disable file is gone",
+                "admin": "returned by an admin request",
+            }.get(ended, "returned by a call")
             _logger.info(
                 "back in rotation after %.2f s out (%s; %s)",
                 lasted,
@@ -1172,6 +1193,12 @@ def _excluding(states: list[CheckState], exclude: Iterable[str]) -> tuple[list[C
         return states, (), False
     unknown = tuple(sorted(excluded - {s.check.name for s in states}))
     return [s for s in states if s.check.name not in excluded], unknown, True
+
+
+def _check_source(source: str) -> None:
+    """Refuse a rotation ``source`` other than ``"api"`` and ``"admin"`` (``ValueError``)."""
+    if source not in ("api", "admin"):
+        raise ValueError(f"source must be 'api' or 'admin', got {source!r}")
 
 
 def check_seconds(what: str, value: float, *, positive: bool) -> None:

@@ -20,9 +20,10 @@ import sys
 import typing
 
 from . import _launch, http
+from . import guard as _guard
 
 if typing.TYPE_CHECKING:
-    from collections.abc import Iterable, Iterator
+    from collections.abc import Callable, Iterable, Iterator
 
     from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
     from typing_extensions import Unpack
@@ -62,14 +63,56 @@ def _path(environ: WSGIEnvironment) -> str:
     return raw.decode("utf-8", "replace")
 
 
+def _header(environ: WSGIEnvironment) -> Callable[[str], str | None]:
+    """A request header's value by lower-case name, or ``None``: what a guard reads (PEP 3333
+    ``HTTP_`` variables; servers join repeated fields with ``,``)."""
+
+    def header(name: str) -> str | None:
+        if name == "content-type":
+            value = environ.get("CONTENT_TYPE")
+        else:
+            value = environ.get("HTTP_" + name.upper().replace("-", "_"))
+        return value if isinstance(value, str) else None
+
+    return header
+
+
+def _admin(endpoints: HealthEndpoints, kind: str, environ: WSGIEnvironment) -> Response:
+    """The answer of a request on a guarded admin path: the body is read only when the guard
+    allows it, and only ``CONTENT_LENGTH`` bytes of it, at most
+    :data:`~healthprobe.http.ADMIN_BODY_LIMIT` (PEP 3333: a server may give no end of input
+    without it; a body without one counts as empty)."""
+    method = environ.get("REQUEST_METHOD", "GET")
+    header = _header(environ)
+    verdict = endpoints.verdict(environ.get("REMOTE_ADDR"), header)
+    try:
+        length = int(environ.get("CONTENT_LENGTH") or 0)
+    except ValueError:
+        length = http.ADMIN_BODY_LIMIT + 1
+    response = endpoints.admin_refusal(kind, method, verdict, length)
+    if response is not None:
+        return response
+    body = environ["wsgi.input"].read(length) if method == "POST" and length > 0 else b""
+    return endpoints.admin(kind, method, environ.get("QUERY_STRING", ""), header("content-type"), body)
+
+
 def _handle(endpoints: HealthEndpoints, environ: WSGIEnvironment) -> Response | None:
     method = environ.get("REQUEST_METHOD", "GET")
     path = _path(environ)
     query = environ.get("QUERY_STRING", "")
     accept = environ.get("HTTP_ACCEPT")
-    response = endpoints.cached(method, path, query, accept)
+    if endpoints.guard is None:
+        response = endpoints.cached(method, path, query, accept)
+        if response is None:
+            response = endpoints.handle_sync(method, path, query, accept)
+        return response
+    kind = endpoints.admin_paths.get(path)
+    if kind is not None:
+        return _admin(endpoints, kind, environ)
+    details = endpoints.verdict(environ.get("REMOTE_ADDR"), _header(environ)) is _guard.Verdict.ALLOWED
+    response = endpoints.cached(method, path, query, accept, None, details)
     if response is None:
-        response = endpoints.handle_sync(method, path, query, accept)
+        response = endpoints.handle_sync(method, path, query, accept, None, details)
     return response
 
 
@@ -158,8 +201,9 @@ def HealthMiddleware(
         registry: a :class:`HealthRegistry`, or a configured :class:`HealthEndpoints`.
         **options: the endpoint options, :class:`~healthprobe.http.EndpointOptions`
             (``paths``, ``failure_status``, ``expose_output``, ``metrics``,
-            ``metrics_path``), ignored when ``registry`` is a :class:`HealthEndpoints`;
-            ``metrics=True`` also serves Prometheus metrics on ``/metrics``.
+            ``metrics_path``, ``guard``), ignored when ``registry`` is a
+            :class:`HealthEndpoints`; ``metrics=True`` also serves Prometheus metrics on
+            ``/metrics``. Under a ``guard``, the client address is ``REMOTE_ADDR``.
         shutdown: a :class:`GracefulShutdown` to serve: requests to ``app`` are counted
             as in flight until their body is exhausted or the server closes the response
             iterable, whichever comes first (PEP 3333); one ended by ``SystemExit`` or

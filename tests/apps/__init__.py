@@ -120,6 +120,18 @@ def bounds() -> dict[str, float]:
     }
 
 
+def guard_options() -> dict[str, Any]:
+    """The endpoint option ``guard`` from ``HP_GUARD_TOKEN`` (unset or empty: no guard): a
+    :class:`healthprobe.Guard` of that token serving the admin request on
+    ``/admin/rotation`` and the thread dump on ``/debug/threads``."""
+    token = os.environ.get("HP_GUARD_TOKEN")
+    if not token:
+        return {}
+    from healthprobe import Guard
+
+    return {"guard": Guard(token, rotation_path="/admin/rotation", threads_path="/debug/threads")}
+
+
 def coordinator(registry: HealthRegistry) -> GracefulShutdown:
     """The coordinator of a test app, its bounds from :func:`bounds`, with :func:`show_logs`."""
     show_logs()

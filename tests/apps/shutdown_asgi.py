@@ -5,7 +5,8 @@ Run by the tests as ``uvicorn tests.apps.shutdown_asgi:app`` (``--workers 2`` to
 gunicorn's uvicorn workers, or programmatically:
 ``python -m tests.apps.shutdown_asgi uvicorn|uvicorn-plain|uvicorn-workers|hypercorn PORT``.
 Timings come from the environment: ``HP_DELAY``, ``HP_DRAIN``, ``HP_HOOK_TIMEOUT``,
-``HP_REPEAT_WINDOW`` (seconds); ``HP_NO_HANG_HOOK=1`` leaves out the ``cleanup_hang`` hook.
+``HP_REPEAT_WINDOW`` (seconds); ``HP_NO_HANG_HOOK=1`` leaves out the ``cleanup_hang`` hook;
+``HP_GUARD_TOKEN`` guards the probes' details and serves the admin request with that token.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from starlette.routing import Route, WebSocketRoute
 from healthprobe import HealthRegistry
 from healthprobe.asgi import HealthMiddleware
 
-from . import coordinator, echo_session, repeat_window
+from . import coordinator, echo_session, guard_options, repeat_window
 
 registry = HealthRegistry()
 shutdown = coordinator(registry)
@@ -58,6 +59,7 @@ app = HealthMiddleware(
     Starlette(routes=[Route("/", fast), Route("/slow", slow), WebSocketRoute("/ws", echo_session)]),
     registry,
     shutdown=shutdown,
+    **guard_options(),
 )
 
 

@@ -4,7 +4,8 @@
 Run by the tests under gunicorn sync workers (``tests.apps.shutdown_wsgi:app``) or with
 Werkzeug's server: ``python -m tests.apps.shutdown_wsgi PORT``. Timings come from the
 environment: ``HP_DELAY``, ``HP_DRAIN``, ``HP_HOOK_TIMEOUT``, ``HP_REPEAT_WINDOW`` (seconds);
-``HP_NO_HANG_HOOK=1`` leaves out the ``cleanup_hang`` hook.
+``HP_NO_HANG_HOOK=1`` leaves out the ``cleanup_hang`` hook; ``HP_GUARD_TOKEN`` guards the
+probes' details and serves the admin request with that token.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from werkzeug.wrappers import Request, Response
 from healthprobe import HealthRegistry
 from healthprobe.wsgi import HealthMiddleware
 
-from . import add_cleanup_sleep, coordinator
+from . import add_cleanup_sleep, coordinator, guard_options
 
 registry = HealthRegistry()
 shutdown = coordinator(registry)
@@ -50,7 +51,7 @@ def _wsgi(environ: dict[str, Any], start_response: Any) -> Iterable[bytes]:
     return _app(environ, start_response)  # type: ignore[no-any-return]
 
 
-app = HealthMiddleware(_wsgi, registry, shutdown=shutdown)
+app = HealthMiddleware(_wsgi, registry, shutdown=shutdown, **guard_options())
 
 
 if __name__ == "__main__":
