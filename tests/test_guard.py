@@ -134,6 +134,29 @@ def test_plain_status_for_everyone_details_for_the_token(adapter: str) -> None:
 
 
 @ADAPTERS
+def test_a_groups_details_are_guarded_as_a_probes(adapter: str) -> None:
+    """A group (``/health/<group>``) answers everyone its status and only an allowed request
+    its checks and what they wrote, with the group's own status code."""
+    registry = _registry()
+    registry.add_group("wellness", checks=("cache", "database"), failure_status=500, expose_output=True)
+    with served(adapter, registry, guard=Guard(TOKEN)) as url, client(url) as anyone:
+        for _ in range(2):  # the second answer may come from the remembered one
+            plain = anyone.get("/health/wellness?verbose")
+            assert (plain.status_code, plain.text) == (500, f"wellness check failed\n{WITHHELD}\n")
+            assert _plain(plain)
+            one = anyone.get("/health/wellness/database")
+            assert one.status_code == 500 and _plain(one)
+            document = anyone.get("/health/wellness?format=json").json()
+            assert document == {"status": "fail", "description": "wellness group", "notes": [WITHHELD]}
+            full = anyone.get("/health/wellness?verbose", headers=AUTH)
+            assert (full.status_code, full.text) == (
+                500,
+                f"[+]cache ok\n[-]database failed: {SECRET_OUTPUT}\nwellness check failed\n",
+            )
+            assert "x-healthprobe-details" not in full.headers
+
+
+@ADAPTERS
 def test_a_token_in_a_header_of_its_own(adapter: str) -> None:
     guard = Guard(TOKEN, header="X-Health-Token")
     with served(adapter, _registry(), guard=guard) as url, client(url) as anyone:
