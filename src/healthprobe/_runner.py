@@ -420,6 +420,11 @@ class Runner:
         self._background_pid = 0
         self._background_tasks: list[concurrent.futures.Future[None]] = []
         self.on_result: Callable[[CheckState, CheckResult], None] | None = None
+        #: Called as ``on_run(state, run, background)`` for every new run, in the thread (and
+        #: context) of the probe that claimed it, before it starts; ``background`` is true for
+        #: a background check's own run. Set by :func:`healthprobe.otel.instrument` (a span
+        #: per run); never raises into the probe. ``None``, the default, costs one test.
+        self.on_run: Callable[[CheckState, _Run, bool], None] | None = None
 
     # -- private event loop -------------------------------------------------------------
 
@@ -465,6 +470,12 @@ class Runner:
             else:
                 state.busy = True
                 lead = True
+        on_run = self.on_run
+        if on_run is not None:
+            try:
+                on_run(state, run, force)
+            except Exception:  # tracing must never break a probe
+                logger.debug("check %s: on_run hook raised", check.name, exc_info=True)
         if not lead:
             self.resolve(state, run, _timeout_result(check, still_running=True))
         return run, lead

@@ -69,6 +69,17 @@ _DISABLE_FILE_READ = ROTATION_REASON_LIMIT * 4 + 2
 _FILE_REASON = "disable file present"
 
 
+class _ProbeTracing(typing.Protocol):
+    """What :func:`healthprobe.otel.instrument` sets on a registry: a span around each
+    probe run. ``start`` is called in the probe's thread (or task) before its checks are
+    claimed, ``end`` in the same one after its report is made (``None`` if making it
+    raised); neither raises."""
+
+    def start(self, probe: Probe, only: str | None) -> object: ...
+
+    def end(self, token: object, report: Report | None) -> None: ...
+
+
 class UnknownCheckError(LookupError):
     """Raised when a check name is not registered (or not a member of the probe asked)."""
 
@@ -261,6 +272,8 @@ class HealthRegistry:
         self._report_listeners: list[ReportListener] = []
         self._runner = _runner.Runner()
         self._runner.on_result = self._notify_result
+        #: A span around each probe run (:mod:`healthprobe.otel`); ``None`` costs one test.
+        self._tracing: _ProbeTracing | None = None
         self.last_reports: dict[Probe, Report] = {}
         #: Counts every change a report depends on besides check results (checks added or
         #: removed, lifecycle, manual switches): a report stamped with an older generation is
@@ -844,7 +857,15 @@ class HealthRegistry:
             ValueError: ``probe`` is not a probe name.
         """
         plan = self._plan(probe, exclude, only)
-        return self._finish(plan, self._runner.run_sync(plan.all_states()))
+        tracing = self._tracing
+        if tracing is None:
+            return self._finish(plan, self._runner.run_sync(plan.all_states()))
+        token, report = tracing.start(plan.probe, only), None
+        try:
+            report = self._finish(plan, self._runner.run_sync(plan.all_states()))
+            return report
+        finally:
+            tracing.end(token, report)
 
     async def run_async(self, probe: Probe | str, *, exclude: Iterable[str] = (), only: str | None = None) -> Report:
         """Answer a probe from async code without blocking the event loop.
@@ -853,7 +874,15 @@ class HealthRegistry:
         checks run in daemon threads. Arguments, result and errors as :meth:`run`.
         """
         plan = self._plan(probe, exclude, only)
-        return self._finish(plan, await self._runner.run_async(plan.all_states()))
+        tracing = self._tracing
+        if tracing is None:
+            return self._finish(plan, await self._runner.run_async(plan.all_states()))
+        token, report = tracing.start(plan.probe, only), None
+        try:
+            report = self._finish(plan, await self._runner.run_async(plan.all_states()))
+            return report
+        finally:
+            tracing.end(token, report)
 
     # -- serving a report again -------------------------------------------------------------
 
