@@ -166,7 +166,7 @@ class CheckStats:
 
 
 class _Run:
-    __slots__ = ("abandoned", "cut", "deadline", "ended", "future", "resolved", "scopes", "started")
+    __slots__ = ("abandoned", "cut", "deadline", "ended", "ending", "future", "resolved", "scopes", "started")
 
     def __init__(self, started: float, deadline: float) -> None:
         self.started = started
@@ -181,6 +181,9 @@ class _Run:
         self.ended = False
         #: trio: the cancel scopes around the check, the outer one carrying the deadline.
         self.scopes: tuple[Any, Any] | None = None
+        #: Called with the result when the run settles, before any waiter can see it (the
+        #: end of its span: :attr:`Runner.on_run`); ``None`` unless instrumented.
+        self.ending: Callable[[CheckResult], None] | None = None
 
 
 class CheckState:
@@ -512,6 +515,11 @@ class Runner:
             if self.on_result is not None:
                 self.on_result(state, result)
         finally:
+            if run.ending is not None:
+                try:
+                    run.ending(result)
+                except Exception:  # tracing must never break a probe
+                    logger.debug("check %s: ending hook raised", check.name, exc_info=True)
             run.future.set_result(result)
 
     def _release(self, state: CheckState) -> None:

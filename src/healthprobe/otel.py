@@ -50,7 +50,6 @@ with _extras.requires("otel", __name__):
     from opentelemetry import metrics, trace
 
 if typing.TYPE_CHECKING:
-    import concurrent.futures
     from collections.abc import Iterable, Sequence
 
     from opentelemetry.metrics import CallbackOptions, MeterProvider, Observation
@@ -288,11 +287,11 @@ class Instrumentation:
         except Exception as exc:
             self._failed("check span", exc)
             return
-        run.future.add_done_callback(functools.partial(self._end_run, span))
+        run.ending = functools.partial(self._end_run, span)
 
-    def _end_run(self, span: Span, future: concurrent.futures.Future[CheckResult]) -> None:
+    def _end_run(self, span: Span, result: CheckResult) -> None:
+        """End the span of a run with its result (before any probe sees the result)."""
         try:
-            result = future.result()
             attributes: dict[str, str | bool | float] = {
                 _CHECK_STATUS: result.status.value,
                 _DURATION: result.duration,
