@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -23,9 +25,12 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.trace import StatusCode
 
 from healthprobe import CheckResult, GracefulShutdown, HealthRegistry, Status, asgi, wsgi
-from healthprobe.otel import METRICS, Instrumentation, instrument
+from healthprobe.otel import ATTRIBUTES, METRICS, Instrumentation, instrument
 
-from .support import free_port, raised_without, started_registry, wait_until, werkzeug_server
+from . import doc_pages
+from .support import clean_env, free_port, raised_without, started_registry, wait_until, werkzeug_server
+
+OPERATING = doc_pages.page("operating.md")
 
 #: What the failing check's exception says: a dependency's detail, and a secret.
 DETAIL = "connection refused by db.internal:5432"
@@ -365,14 +370,18 @@ def test_an_opentelemetry_failure_never_breaks_a_probe(serve: Any, caplog: pytes
             assert "[+]ok ok" in answer.text and "[-]broken failed" in answer.text
     warnings = [r for r in caplog.records if r.levelno == logging.WARNING and "OpenTelemetry" in r.getMessage()]
     assert len(warnings) == 1
-    assert warnings[0].getMessage().startswith("OpenTelemetry ") and "RuntimeError" in warnings[0].getMessage()
+    line = "OpenTelemetry probe span raised RuntimeError; the probe is answered without it"
+    assert warnings[0].getMessage() == line
+    assert line in " ".join(OPERATING.split())  # the page shows the real line
     assert any(r.levelno == logging.DEBUG and "OpenTelemetry" in r.getMessage() for r in caplog.records)
     provider.shutdown()
 
 
 def test_uninstrument_and_instrument_once(otel: Otel) -> None:
     registry = started_registry({"ok": lambda: True}, check_options={"cache_ttl": 0})
+    assert registry.tracing is None
     first = instrumented(registry, otel)
+    assert registry.tracing is not None
     with pytest.raises(RuntimeError, match="instrumented already"):
         instrumented(registry, otel)
     with pytest.raises(TypeError, match="expose_output must be True or False"):
@@ -381,6 +390,7 @@ def test_uninstrument_and_instrument_once(otel: Otel) -> None:
     assert len(otel.finished()) == 2
     first.uninstrument()
     first.uninstrument()
+    assert registry.tracing is None
     registry.run("readiness")
     assert len(otel.finished()) == 2
     assert otel.metrics().get("healthprobe.check.runs", []) == []
@@ -404,3 +414,54 @@ def test_without_the_extra_the_error_names_the_fix(mode: str) -> None:
     assert "ImportError" in raised["type"]
     assert raised["name"] == "opentelemetry"
     assert raised["extra"] == "otel"
+
+
+# -- docs/operating.md ------------------------------------------------------------------------
+
+_USE_THE_PAGE = """
+from myapp.telemetry import meter_provider, registry, tracer_provider
+from healthprobe import wsgi
+from werkzeug.test import Client
+
+registry.mark_started()
+print(Client(wsgi.HealthApp(registry)).get("/readyz").status_code)
+tracer_provider.force_flush()
+meter_provider.force_flush()
+"""
+
+
+def test_the_operating_page_setup_exports_spans_and_metrics(tmp_path: Any) -> None:
+    """The page's set-up, as written, in a fresh interpreter (it sets the global providers):
+    a probe through the WSGI adapter, and what the console exporters print."""
+    files = doc_pages.files(OPERATING)
+    (tmp_path / "myapp").mkdir()
+    (tmp_path / "myapp" / "__init__.py").write_text("")
+    (tmp_path / "myapp" / "telemetry.py").write_text(files["myapp/telemetry.py"])
+    done = subprocess.run(
+        [sys.executable, "-c", _USE_THE_PAGE],
+        cwd=tmp_path,
+        env={**clean_env(), "PYTHONPATH": str(tmp_path)},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    out = done.stdout
+    assert out.startswith("200\n")
+    assert '"name": "healthprobe.probe readiness"' in out
+    assert '"name": "healthprobe.check database"' in out
+    assert '"service.name": "myapp"' in out
+    for name in ("healthprobe.check.duration", "healthprobe.check.status", "healthprobe.lifecycle"):
+        assert f'"name": "{name}"' in out
+
+
+def test_the_operating_page_lists_every_metric_and_attribute() -> None:
+    section = OPERATING[OPERATING.index("## OpenTelemetry") :]
+    for name, (_instrument, unit, attributes, prometheus) in METRICS.items():
+        row = next(line for line in section.splitlines() if line.startswith(f"| `{name}` |"))
+        assert f"| `{unit}` |" in row and f"`{prometheus}`" in row, row
+        for attribute in attributes:
+            assert f"`{attribute}`" in row, (name, attribute)
+    for attribute in ATTRIBUTES:
+        assert f"`{attribute}`" in section, attribute

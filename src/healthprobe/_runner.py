@@ -182,7 +182,7 @@ class _Run:
         #: trio: the cancel scopes around the check, the outer one carrying the deadline.
         self.scopes: tuple[Any, Any] | None = None
         #: Called with the result when the run settles, before any waiter can see it (the
-        #: end of its span: :attr:`Runner.on_run`); ``None`` unless instrumented.
+        #: end of its span: :attr:`Runner.on_run` sets it); ``None`` unless traced.
         self.ending: Callable[[CheckResult], None] | None = None
 
 
@@ -423,11 +423,12 @@ class Runner:
         self._background_pid = 0
         self._background_tasks: list[concurrent.futures.Future[None]] = []
         self.on_result: Callable[[CheckState, CheckResult], None] | None = None
-        #: Called as ``on_run(state, run, background)`` for every new run, in the thread (and
-        #: context) of the probe that claimed it, before it starts; ``background`` is true for
-        #: a background check's own run. Set by :func:`healthprobe.otel.instrument` (a span
-        #: per run); never raises into the probe. ``None``, the default, costs one test.
-        self.on_run: Callable[[CheckState, _Run, bool], None] | None = None
+        #: Called as ``on_run(state, background)`` for every new run, in the thread (and
+        #: context) of the probe that claimed it, before it starts (``background``: a
+        #: background check's own run); what it returns, if not ``None``, is called with the
+        #: run's result before any waiter sees it. Set with the registry's ``tracing`` (a span
+        #: per run); its exceptions are logged and ignored. ``None``, the default, costs one test.
+        self.on_run: Callable[[CheckState, bool], Callable[[CheckResult], None] | None] | None = None
 
     # -- private event loop -------------------------------------------------------------
 
@@ -476,7 +477,7 @@ class Runner:
         on_run = self.on_run
         if on_run is not None:
             try:
-                on_run(state, run, force)
+                run.ending = on_run(state, force)
             except Exception:  # tracing must never break a probe
                 logger.debug("check %s: on_run hook raised", check.name, exc_info=True)
         if not lead:

@@ -50,7 +50,7 @@ with _extras.requires("otel", __name__):
     from opentelemetry import metrics, trace
 
 if typing.TYPE_CHECKING:
-    from collections.abc import Iterable, Sequence
+    from collections.abc import Callable, Iterable, Sequence
 
     from opentelemetry.metrics import CallbackOptions, MeterProvider, Observation
     from opentelemetry.trace import Span, TracerProvider
@@ -70,7 +70,7 @@ __all__ = [
 _logger = logging.getLogger("healthprobe")
 
 #: The instrumentation scope's name (the tracer's and the meter's).
-SCOPE = "healthprobe"
+_SCOPE = "healthprobe"
 
 # Attribute keys.
 _CHECK = "healthprobe.check.name"
@@ -170,8 +170,8 @@ class Instrumentation:
         self._active = True
         self._warned = False
         self._warn_lock = threading.Lock()
-        self._tracer = trace.get_tracer(SCOPE, __version__, tracer_provider)
-        meter = metrics.get_meter(SCOPE, __version__, meter_provider)
+        self._tracer = trace.get_tracer(_SCOPE, __version__, tracer_provider)
+        meter = metrics.get_meter(_SCOPE, __version__, meter_provider)
         self._duration = _histogram(meter)
         meter.create_observable_counter(
             _M_RUNS, [self._observe_runs], unit=METRICS[_M_RUNS][1], description=_DESCRIPTIONS[_M_RUNS]
@@ -196,12 +196,6 @@ class Instrumentation:
 
     # -- installing --------------------------------------------------------------------------
 
-    def _install(self) -> None:
-        registry = self.registry
-        registry._tracing = self
-        registry._runner.on_run = self._on_run
-        registry.add_result_listener(self._on_result)
-
     def uninstrument(self) -> None:
         """Stop: no more spans, no more duration records, and the observable instruments
         report nothing from now on (the OpenTelemetry API cannot remove an instrument).
@@ -209,15 +203,9 @@ class Instrumentation:
         if not self._active:
             return
         self._active = False
-        registry = self.registry
-        if registry._tracing is self:
-            registry._tracing = None
-        if registry._runner.on_run == self._on_run:
-            registry._runner.on_run = None
-        try:
-            registry._result_listeners.remove(self._on_result)
-        except ValueError:
-            pass
+        hooks = self.registry.tracing
+        if isinstance(hooks, _Hooks) and hooks.owner is self:
+            self.registry.tracing = None
 
     def _failed(self, what: str, exc: Exception) -> None:
         """Log an exception of the OpenTelemetry SDK: once at WARNING, then at DEBUG."""
@@ -233,8 +221,8 @@ class Instrumentation:
 
     # -- spans ---------------------------------------------------------------------------------
 
-    def start(self, probe: Probe, only: str | None) -> object:
-        """Start the span of one probe run and make it current (the registry's hook)."""
+    def _start_probe(self, probe: Probe, only: str | None) -> object:
+        """Start the span of one probe run and make it current."""
         try:
             attributes: dict[str, str] = {_PROBE: probe.value}
             if only is not None:
@@ -246,8 +234,8 @@ class Instrumentation:
             return None
         return span, token
 
-    def end(self, token: object, report: Report | None) -> None:
-        """End the span :meth:`start` began, with the report's status (the registry's hook)."""
+    def _end_probe(self, token: object, report: Report | None) -> None:
+        """End the span :meth:`_start_probe` began, with the report's status."""
         if token is None:
             return
         span, context_token = typing.cast("tuple[Span, object]", token)
@@ -272,25 +260,30 @@ class Instrumentation:
         except Exception as exc:
             self._failed("probe span", exc)
 
-    def _on_run(self, state: CheckState, run: _runner._Run, background: bool) -> None:
+    def _run_started(self, check: Check, background: bool) -> Callable[[CheckResult], None] | None:
         """Start the span of a new run, under the current span (the probe's) or, for a
-        background check's own run, as a root span (the runner's hook)."""
+        background check's own run, as a root span; returns what ends it."""
         if not self._active:
-            return
-        name = state.check.name
+            return None
+        name = check.name
         try:
             span = self._tracer.start_span(
                 f"healthprobe.check {name}",
                 context=otel_context.Context() if background else None,
-                attributes={_CHECK: name, _CRITICAL: state.check.critical, _BACKGROUND: background},
+                attributes={_CHECK: name, _CRITICAL: check.critical, _BACKGROUND: background},
             )
         except Exception as exc:
             self._failed("check span", exc)
-            return
-        run.ending = functools.partial(self._end_run, span)
+            return None
+        return functools.partial(self._end_run, span, name)
 
-    def _end_run(self, span: Span, result: CheckResult) -> None:
-        """End the span of a run with its result (before any probe sees the result)."""
+    def _end_run(self, span: Span, name: str, result: CheckResult) -> None:
+        """End the span of a run with its result (before any probe sees the result), and
+        record its duration."""
+        try:
+            self._duration.record(result.duration, {_CHECK: name})
+        except Exception as exc:
+            self._failed("histogram", exc)
         try:
             attributes: dict[str, str | bool | float] = {
                 _CHECK_STATUS: result.status.value,
@@ -311,14 +304,6 @@ class Instrumentation:
             self._failed("check span", exc)
 
     # -- metrics -------------------------------------------------------------------------------
-
-    def _on_result(self, check: Check, result: CheckResult) -> None:
-        if not self._active:
-            return
-        try:
-            self._duration.record(result.duration, {_CHECK: check.name})
-        except Exception as exc:
-            self._failed("histogram", exc)
 
     def _observe_runs(self, options: CallbackOptions) -> Iterable[Observation]:
         found = []
@@ -386,6 +371,24 @@ class Instrumentation:
         return self.registry.check_states() if self._active else ()
 
 
+class _Hooks:
+    """The :class:`~healthprobe.registry.Tracing` hooks :func:`instrument` sets on a registry."""
+
+    __slots__ = ("owner",)
+
+    def __init__(self, owner: Instrumentation) -> None:
+        self.owner = owner
+
+    def probe_started(self, probe: Probe, only: str | None) -> object:
+        return self.owner._start_probe(probe, only)
+
+    def probe_ended(self, token: object, report: Report | None) -> None:
+        self.owner._end_probe(token, report)
+
+    def run_started(self, check: Check, background: bool) -> Callable[[CheckResult], None] | None:
+        return self.owner._run_started(check, background)
+
+
 def _histogram(meter: metrics.Meter) -> metrics.Histogram:
     """The duration histogram, with the Prometheus histogram's bucket bounds as advice
     (``explicit_bucket_boundaries_advisory``, opentelemetry-api 1.23 and later)."""
@@ -443,8 +446,8 @@ def instrument(
     if not isinstance(expose_output, bool):
         raise TypeError(f"expose_output must be True or False, got {expose_output!r}")
     with _instrument_lock:
-        if registry._tracing is not None or registry._runner.on_run is not None:
+        if registry.tracing is not None:
             raise RuntimeError("this registry is instrumented already: call uninstrument() on the first first")
         instrumentation = Instrumentation(registry, tracer_provider, meter_provider, expose_output, shutdown, phases)
-        instrumentation._install()
+        registry.tracing = _Hooks(instrumentation)
     return instrumentation

@@ -33,6 +33,7 @@ __all__ = [
     "ReportListener",
     "ResultListener",
     "Rotation",
+    "Tracing",
     "UnknownCheckError",
     "as_probe",
     "check_seconds",
@@ -69,15 +70,39 @@ _DISABLE_FILE_READ = ROTATION_REASON_LIMIT * 4 + 2
 _FILE_REASON = "disable file present"
 
 
-class _ProbeTracing(typing.Protocol):
-    """What :func:`healthprobe.otel.instrument` sets on a registry: a span around each
-    probe run. ``start`` is called in the probe's thread (or task) before its checks are
-    claimed, ``end`` in the same one after its report is made (``None`` if making it
-    raised); neither raises."""
+class Tracing(typing.Protocol):
+    """Hooks that trace probe answers and check runs, set as :attr:`HealthRegistry.tracing`
+    (:func:`healthprobe.otel.instrument` sets one that makes OpenTelemetry spans).
 
-    def start(self, probe: Probe, only: str | None) -> object: ...
+    Every hook is called in the thread (or task) of the probe concerned and must return
+    quickly and never raise: healthprobe calls them without a guard on the probe's path
+    (``run_started``'s exceptions excepted, which are logged at DEBUG and ignored).
+    """
 
-    def end(self, token: object, report: Report | None) -> None: ...
+    def probe_started(self, probe: Probe, only: str | None) -> object:
+        """A probe answer begins (:meth:`HealthRegistry.run` or ``run_async``), before any of
+        its checks is claimed; returns a token for :meth:`probe_ended`.
+
+        Args:
+            probe: the probe asked.
+            only: the one check asked for (``/readyz/<check>``), or ``None``.
+        """
+        ...
+
+    def probe_ended(self, token: object, report: Report | None) -> None:
+        """The answer :meth:`probe_started` began is made: ``report``, or ``None`` if making
+        it raised. Called in the same thread or task as :meth:`probe_started`."""
+        ...
+
+    def run_started(self, check: Check, background: bool) -> Callable[[CheckResult], None] | None:
+        """A new run of ``check`` begins, claimed by the probe being answered in this thread
+        or task, or, when ``background`` is true, by the check's own background loop.
+
+        Returns:
+            ``None``, or a callable that the run's result is passed to when the run settles,
+            before any probe sees that result (in the thread that settled it).
+        """
+        ...
 
 
 class UnknownCheckError(LookupError):
@@ -272,8 +297,8 @@ class HealthRegistry:
         self._report_listeners: list[ReportListener] = []
         self._runner = _runner.Runner()
         self._runner.on_result = self._notify_result
-        #: A span around each probe run (:mod:`healthprobe.otel`); ``None`` costs one test.
-        self._tracing: _ProbeTracing | None = None
+        # Tracing hooks (the ``tracing`` property); ``None`` costs one test per probe.
+        self._tracing: Tracing | None = None
         self.last_reports: dict[Probe, Report] = {}
         #: Counts every change a report depends on besides check results (checks added or
         #: removed, lifecycle, manual switches): a report stamped with an older generation is
@@ -487,6 +512,23 @@ class HealthRegistry:
         :attr:`last_reports` (in the answering thread; must return quickly). An exception
         it raises is logged and ignored."""
         self._report_listeners.append(listener)
+
+    @property
+    def tracing(self) -> Tracing | None:
+        """The :class:`Tracing` hooks called around each probe answer and check run, or
+        ``None`` (the default: nothing is called, and it costs one test per probe and per
+        run). Set it to a :class:`Tracing` to trace, to ``None`` to stop;
+        :func:`healthprobe.otel.instrument` sets it for OpenTelemetry."""
+        return self._tracing
+
+    @tracing.setter
+    def tracing(self, hooks: Tracing | None) -> None:
+        self._tracing = hooks
+        self._runner.on_run = None if hooks is None else self._run_started
+
+    def _run_started(self, state: CheckState, background: bool) -> Callable[[CheckResult], None] | None:
+        hooks = self._tracing
+        return None if hooks is None else hooks.run_started(state.check, background)
 
     def _notify_result(self, state: CheckState, result: CheckResult) -> None:
         for listener in list(self._result_listeners):
@@ -860,12 +902,12 @@ class HealthRegistry:
         tracing = self._tracing
         if tracing is None:
             return self._finish(plan, self._runner.run_sync(plan.all_states()))
-        token, report = tracing.start(plan.probe, only), None
+        token, report = tracing.probe_started(plan.probe, only), None
         try:
             report = self._finish(plan, self._runner.run_sync(plan.all_states()))
             return report
         finally:
-            tracing.end(token, report)
+            tracing.probe_ended(token, report)
 
     async def run_async(self, probe: Probe | str, *, exclude: Iterable[str] = (), only: str | None = None) -> Report:
         """Answer a probe from async code without blocking the event loop.
@@ -877,12 +919,12 @@ class HealthRegistry:
         tracing = self._tracing
         if tracing is None:
             return self._finish(plan, await self._runner.run_async(plan.all_states()))
-        token, report = tracing.start(plan.probe, only), None
+        token, report = tracing.probe_started(plan.probe, only), None
         try:
             report = self._finish(plan, await self._runner.run_async(plan.all_states()))
             return report
         finally:
-            tracing.end(token, report)
+            tracing.probe_ended(token, report)
 
     # -- serving a report again -------------------------------------------------------------
 
