@@ -228,10 +228,14 @@ class Instrumentation:
             if only is not None:
                 attributes[_ONLY] = only
             span = self._tracer.start_span(f"healthprobe.probe {probe.value}", attributes=attributes)
-            token = otel_context.attach(trace.set_span_in_context(span))
         except Exception as exc:
             self._failed("probe span", exc)
             return None
+        try:
+            token = otel_context.attach(trace.set_span_in_context(span))
+        except Exception as exc:
+            self._failed("probe span", exc)
+            token = None  # its check spans are not its children; it still ends
         return span, token
 
     def _end_probe(self, token: object, report: Report | None) -> None:
@@ -239,8 +243,12 @@ class Instrumentation:
         if token is None:
             return
         span, context_token = typing.cast("tuple[Span, object]", token)
+        if context_token is not None:
+            try:
+                otel_context.detach(context_token)  # type: ignore[arg-type]
+            except Exception as exc:
+                self._failed("context", exc)
         try:
-            otel_context.detach(context_token)  # type: ignore[arg-type]
             if report is None:
                 span.set_status(trace.StatusCode.ERROR, "the probe raised")
             else:
