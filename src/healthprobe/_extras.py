@@ -31,6 +31,7 @@ EXTRAS: dict[str, dict[str, str]] = {
     "asgi": {"starlette": "starlette"},
     "wsgi": {"werkzeug": "werkzeug"},
     "prometheus": {"prometheus_client": "prometheus-client"},
+    "otel": {"opentelemetry": "opentelemetry-api"},
     "postgres": {"psycopg": "psycopg", "psycopg_pool": "psycopg-pool"},
     "redis": {"redis": "redis"},
     "sqlalchemy": {"sqlalchemy": "sqlalchemy", "greenlet": "greenlet"},

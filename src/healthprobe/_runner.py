@@ -170,7 +170,7 @@ class CheckStats:
 
 
 class _Run:
-    __slots__ = ("abandoned", "cut", "deadline", "ended", "future", "resolved", "scopes", "started")
+    __slots__ = ("abandoned", "cut", "deadline", "ended", "ending", "future", "resolved", "scopes", "started")
 
     def __init__(self, started: float, deadline: float) -> None:
         self.started = started
@@ -185,6 +185,9 @@ class _Run:
         self.ended = False
         #: trio: the cancel scopes around the check, the outer one carrying the deadline.
         self.scopes: tuple[Any, Any] | None = None
+        #: Called with the result when the run settles, before any waiter can see it (the
+        #: end of its span: :attr:`Runner.on_run` sets it); ``None`` unless traced.
+        self.ending: Callable[[CheckResult], None] | None = None
 
 
 class CheckState:
@@ -424,6 +427,12 @@ class Runner:
         self._background_pid = 0
         self._background_tasks: list[concurrent.futures.Future[None]] = []
         self.on_result: Callable[[CheckState, CheckResult], None] | None = None
+        #: Called as ``on_run(state, background)`` for every new run, in the thread (and
+        #: context) of the probe that claimed it, before it starts (``background``: a
+        #: background check's own run); what it returns, if not ``None``, is called with the
+        #: run's result before any waiter sees it. Set with the registry's ``tracing`` (a span
+        #: per run); its exceptions are logged and ignored. ``None``, the default, costs one test.
+        self.on_run: Callable[[CheckState, bool], Callable[[CheckResult], None] | None] | None = None
 
     # -- private event loop -------------------------------------------------------------
 
@@ -469,6 +478,12 @@ class Runner:
             else:
                 state.busy = True
                 lead = True
+        on_run = self.on_run
+        if on_run is not None:
+            try:
+                run.ending = on_run(state, force)
+            except Exception:  # tracing must never break a probe
+                logger.debug("check %s: on_run hook raised", check.name, exc_info=True)
         if not lead:
             self.resolve(state, run, _timeout_result(check, still_running=True))
         return run, lead
@@ -505,6 +520,11 @@ class Runner:
             if self.on_result is not None:
                 self.on_result(state, result)
         finally:
+            if run.ending is not None:
+                try:
+                    run.ending(result)
+                except Exception:  # tracing must never break a probe
+                    logger.debug("check %s: ending hook raised", check.name, exc_info=True)
             run.future.set_result(result)
 
     def _release(self, state: CheckState) -> None:

@@ -36,6 +36,7 @@ __all__ = [
     "ReportListener",
     "ResultListener",
     "Rotation",
+    "Tracing",
     "UnknownCheckError",
     "UnknownGroupError",
     "as_probe",
@@ -71,6 +72,43 @@ ROTATION_REASON_LIMIT = 200
 _DISABLE_FILE_READ = ROTATION_REASON_LIMIT * 4 + 2
 #: The reason shown for a disable file whose first line is empty (or cannot be read).
 _FILE_REASON = "disable file present"
+
+
+class Tracing(typing.Protocol):
+    """Hooks that trace probe answers and check runs, set as :attr:`HealthRegistry.tracing`
+    (:func:`healthprobe.otel.instrument` sets one that makes OpenTelemetry spans).
+
+    Every hook is called in the thread (or task) of the probe concerned and must return
+    quickly and never raise: healthprobe calls them without a guard on the probe's path
+    (``run_started``'s exceptions excepted, which are logged at DEBUG and ignored).
+    """
+
+    def probe_started(self, probe: Probe, only: str | None, group: str | None) -> object:
+        """A probe's or a group's answer begins (:meth:`HealthRegistry.run`, ``run_async``,
+        ``run_group``, ``run_group_async``), before any of its checks is claimed; returns a
+        token for :meth:`probe_ended`.
+
+        Args:
+            probe: the probe asked (readiness for a group: the rules it answers by).
+            only: the one check asked for (``/readyz/<check>``), or ``None``.
+            group: the group asked (``/health/<group>``), or ``None`` for a probe.
+        """
+        ...
+
+    def probe_ended(self, token: object, report: Report | None) -> None:
+        """The answer :meth:`probe_started` began is made: ``report``, or ``None`` if making
+        it raised. Called in the same thread or task as :meth:`probe_started`."""
+        ...
+
+    def run_started(self, check: Check, background: bool) -> Callable[[CheckResult], None] | None:
+        """A new run of ``check`` begins, claimed by the probe being answered in this thread
+        or task, or, when ``background`` is true, by the check's own background loop.
+
+        Returns:
+            ``None``, or a callable that the run's result is passed to when the run settles,
+            before any probe sees that result (in the thread that settled it).
+        """
+        ...
 
 
 class UnknownCheckError(LookupError):
@@ -337,6 +375,8 @@ class HealthRegistry:
         self._report_listeners: list[ReportListener] = []
         self._runner = _runner.Runner()
         self._runner.on_result = self._notify_result
+        # Tracing hooks (the ``tracing`` property); ``None`` costs one test per probe.
+        self._tracing: Tracing | None = None
         self.last_reports: dict[Probe, Report] = {}
         #: Counts every change a report depends on besides check results (checks added or
         #: removed, lifecycle, manual switches): a report stamped with an older generation is
@@ -660,6 +700,23 @@ class HealthRegistry:
         :attr:`last_reports` (in the answering thread; must return quickly). An exception
         it raises is logged and ignored."""
         self._report_listeners.append(listener)
+
+    @property
+    def tracing(self) -> Tracing | None:
+        """The :class:`Tracing` hooks called around each probe answer and check run, or
+        ``None`` (the default: nothing is called, and it costs one test per probe and per
+        run). Set it to a :class:`Tracing` to trace, to ``None`` to stop;
+        :func:`healthprobe.otel.instrument` sets it for OpenTelemetry."""
+        return self._tracing
+
+    @tracing.setter
+    def tracing(self, hooks: Tracing | None) -> None:
+        self._tracing = hooks
+        self._runner.on_run = None if hooks is None else self._run_started
+
+    def _run_started(self, state: CheckState, background: bool) -> Callable[[CheckResult], None] | None:
+        hooks = self._tracing
+        return None if hooks is None else hooks.run_started(state.check, background)
 
     def _notify_result(self, state: CheckState, result: CheckResult) -> None:
         for listener in list(self._result_listeners):
@@ -1059,8 +1116,7 @@ class HealthRegistry:
             UnknownCheckError: ``only`` names no member check of ``probe``.
             ValueError: ``probe`` is not a probe name.
         """
-        plan = self._plan(probe, exclude, only)
-        return self._finish(plan, self._runner.run_sync(plan.all_states()))
+        return self._answer(self._plan(probe, exclude, only))
 
     async def run_async(self, probe: Probe | str, *, exclude: Iterable[str] = (), only: str | None = None) -> Report:
         """Answer a probe from async code without blocking the event loop.
@@ -1068,8 +1124,36 @@ class HealthRegistry:
         Async checks run on the calling event loop (asyncio or trio, through anyio); sync
         checks run in daemon threads. Arguments, result and errors as :meth:`run`.
         """
-        plan = self._plan(probe, exclude, only)
-        return self._finish(plan, await self._runner.run_async(plan.all_states()))
+        return await self._answer_async(self._plan(probe, exclude, only))
+
+    def _answer(self, plan: _Plan) -> Report:
+        """Run ``plan``'s checks from a sync caller and make its report, traced when
+        :attr:`tracing` is set."""
+        tracing = self._tracing
+        if tracing is None:
+            return self._finish(plan, self._runner.run_sync(plan.all_states()))
+        token, report = self._trace_started(tracing, plan), None
+        try:
+            report = self._finish(plan, self._runner.run_sync(plan.all_states()))
+            return report
+        finally:
+            tracing.probe_ended(token, report)
+
+    async def _answer_async(self, plan: _Plan) -> Report:
+        """:meth:`_answer` from async code."""
+        tracing = self._tracing
+        if tracing is None:
+            return self._finish(plan, await self._runner.run_async(plan.all_states()))
+        token, report = self._trace_started(tracing, plan), None
+        try:
+            report = self._finish(plan, await self._runner.run_async(plan.all_states()))
+            return report
+        finally:
+            tracing.probe_ended(token, report)
+
+    @staticmethod
+    def _trace_started(tracing: Tracing, plan: _Plan) -> object:
+        return tracing.probe_started(plan.probe, plan.only, None if plan.group is None else plan.group.name)
 
     def run_group(self, name: str, *, exclude: Iterable[str] = (), only: str | None = None) -> Report:
         """Answer a group (:meth:`add_group`) from a sync caller, as :meth:`run` answers a
@@ -1091,14 +1175,12 @@ class HealthRegistry:
             UnknownGroupError: no group is registered by that name.
             UnknownCheckError: ``only`` names no member check of the group.
         """
-        plan = self._plan_group(name, exclude, only)
-        return self._finish(plan, self._runner.run_sync(plan.all_states()))
+        return self._answer(self._plan_group(name, exclude, only))
 
     async def run_group_async(self, name: str, *, exclude: Iterable[str] = (), only: str | None = None) -> Report:
         """Answer a group from async code without blocking the event loop, as
         :meth:`run_async` answers a probe. Arguments, result and errors as :meth:`run_group`."""
-        plan = self._plan_group(name, exclude, only)
-        return self._finish(plan, await self._runner.run_async(plan.all_states()))
+        return await self._answer_async(self._plan_group(name, exclude, only))
 
     # -- serving a report again -------------------------------------------------------------
 
