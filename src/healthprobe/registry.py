@@ -537,7 +537,9 @@ class HealthRegistry:
         if dispatcher is not None:
             dispatcher.put(transition)
 
-    def _check_changed(self, state: CheckState, previous: CheckResult | None, result: CheckResult, lasted: float) -> None:
+    def _check_changed(
+        self, state: CheckState, previous: CheckResult | None, result: CheckResult, lasted: float
+    ) -> None:
         """A check's status changed (the runner logged it): hand it to the listeners."""
         if self._dispatcher is None:
             return
@@ -569,8 +571,14 @@ class HealthRegistry:
             self._probe_status[probe] = (status, now)
         why = reason(old)
         lasted = now - since
-        fields = {"probe": probe.value, "transition": "probe", "old": old, "new": status, "reason_class": why}
-        fields["lasted"] = round(lasted, 3)
+        fields = {
+            "probe": probe.value,
+            "transition": "probe",
+            "old": old,
+            "new": status,
+            "reason_class": why,
+            "lasted": round(lasted, 3),
+        }
         # A failure by a check warns; one the operator or the lifecycle asked for informs;
         # a first pass is quiet, as a check's is.
         level = logging.WARNING if status == "fail" and why not in ("lifecycle", "rotation") else logging.INFO
@@ -640,7 +648,9 @@ class HealthRegistry:
                 "lasted": round(lasted, 3),
             },
         )
-        self._emit(_transitions.Transition("lifecycle", "lifecycle", old.value, new.value, new.value, lasted, time.time()))
+        self._emit(
+            _transitions.Transition("lifecycle", "lifecycle", old.value, new.value, new.value, lasted, time.time())
+        )
         if new is not _types.Lifecycle.STARTED:
             self._readiness_failed("lifecycle", new.value)
         for listener in list(self._listeners):
