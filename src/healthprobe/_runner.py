@@ -508,14 +508,15 @@ class Runner:
         # probe answers, its result is already in the log and in what listeners maintain.
         _log_transition(check, previous, result, lasted if changed else None)
         try:
+            # A change is queued for the transition listeners (a short lock, only when the
+            # status changed) before the waiters wake, so that it comes before the change of
+            # the probe that waits for it.
+            if changed and self.on_change is not None:
+                self.on_change(state, previous, result, lasted)
             if self.on_result is not None:
                 self.on_result(state, result)
         finally:
             run.future.set_result(result)
-        # A change goes to the transition listeners' queue only after the waiters are woken:
-        # a probe never waits for it.
-        if changed and self.on_change is not None:
-            self.on_change(state, previous, result, lasted)
 
     def _release(self, state: CheckState) -> None:
         with state.lock:

@@ -163,5 +163,5 @@ class Dispatcher:
                     _logger.exception(
                         "transition listener %r raised",
                         listener,
-                        extra={"transition": transition.kind, "name": transition.name},
+                        extra={"transition": transition.kind, "subject": transition.name},
                     )

@@ -399,7 +399,7 @@ class WebhookPublisher:
             notice.kind,
             notice.name,
             problem,
-            extra={"webhook": self._shown, "outcome": "failed", "event": notice.event, "name": notice.name},
+            extra={"webhook": self._shown, "outcome": "failed", "event": notice.event, "subject": notice.name},
         )
         return False
 
