@@ -206,7 +206,9 @@ class WebhookPublisher:
         self._subjects: dict[tuple[str, str], _Subject] = {}
         # Raw events, handed over without a lock: a deque append is atomic, and the wake-up
         # queue's put never blocks.
-        self._inbox: collections.deque[tuple[str, str, CheckResult | Report]] = collections.deque(maxlen=_INBOX_SIZE)
+        self._inbox: collections.deque[tuple[str, str, CheckResult | Report, float]] = collections.deque(
+            maxlen=_INBOX_SIZE
+        )
         self._wake: queue.SimpleQueue[None] = queue.SimpleQueue()
         self._idle = False
         self._notices: collections.deque[Notice] = collections.deque()
@@ -241,7 +243,7 @@ class WebhookPublisher:
 
     def _hand(self, kind: str, name: str, event: CheckResult | Report) -> None:
         """Hand one event to the publisher's thread: no lock, no wait."""
-        self._inbox.append((kind, name, event))
+        self._inbox.append((kind, name, event, time.monotonic()))
         if self._threads is None or self._pid != os.getpid():
             self._start()
         if self._idle:
@@ -271,16 +273,17 @@ class WebhookPublisher:
                 self._wake.get()
             self._idle = False
             while self._inbox:
-                kind, name, event = self._inbox.popleft()
-                notice = self._damp(kind, name, event)
+                kind, name, event, seen = self._inbox.popleft()
+                notice = self._damp(kind, name, event, seen)
                 if notice is not None:
                     self._queue(notice)
 
-    def _damp(self, kind: str, name: str, event: CheckResult | Report) -> Notice | None:
-        """The notice ``event`` calls for, if any; updates what is known of its subject."""
+    def _damp(self, kind: str, name: str, event: CheckResult | Report, now: float) -> Notice | None:
+        """The notice ``event``, handed at ``time.monotonic()`` ``now``, calls for, if any;
+        updates what is known of its subject."""
         status = event.status
         subject = self._subjects.setdefault((kind, name), _Subject())
-        now, wall = time.monotonic(), time.time()
+        wall = time.time() - (time.monotonic() - now)
         if status is _types.Status.FAIL:
             if subject.failures == 0:
                 subject.since = wall
