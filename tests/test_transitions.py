@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import io
 import logging
+import re
 import socket
 import threading
 import time
@@ -23,7 +25,10 @@ from healthprobe.asgi import HealthMiddleware as AsgiMiddleware
 from healthprobe.registry import TRANSITION_QUEUE_SIZE
 from healthprobe.wsgi import HealthMiddleware as WsgiMiddleware
 
+from . import doc_pages
 from .support import free_port, wait_until, werkzeug_server
+
+DOC = doc_pages.page("operating.md")
 
 SECRET = "s3cret-connection-detail"
 
@@ -319,3 +324,42 @@ def test_transitions_of_a_dependency_going_away_through_a_real_server(adapter: s
         registry.close()
         if dependency.listener is not None:
             dependency.down()
+
+
+# -- docs/operating.md, "Transition events" ------------------------------------------------------
+
+
+def test_the_listener_example_prints_what_the_page_shows() -> None:
+    code = doc_pages.block(DOC, "python", contains="add_transition_listener(")
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        exec(code, {})
+    assert out.getvalue() == doc_pages.block(DOC, "text", starts="lifecycle lifecycle")
+
+
+def test_the_log_lines_shown_are_the_real_ones(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, logger="healthprobe")
+    failing = [False]
+
+    def database() -> None:
+        if failing[0]:
+            raise TimeoutError("timed out")
+
+    registry = HealthRegistry(default_cache_ttl=0)
+    registry.add_check("database", database)
+    registry.mark_started()
+    registry.run("readiness")
+    failing[0] = True
+    registry.run("readiness")
+    failing[0] = False
+    registry.run("readiness")
+    registry.begin_drain()
+
+    def number(line: str) -> str:
+        return re.sub(r"\d+\.\d\d s", "N s", line)
+
+    lines = [number(r.getMessage()) for r in caplog.records if r.name == "healthprobe"]
+    for shown in doc_pages.block(DOC, "text", starts="check database: fail").splitlines():
+        assert number(shown) in lines
+    fields = {"transition", "old", "new", "reason_class", "lasted"}
+    assert all(fields <= set(vars(r)) for r in caplog.records if hasattr(r, "transition"))

@@ -22,6 +22,7 @@ from healthprobe import HealthRegistry
 from healthprobe.prometheus import WebhookCollector
 from healthprobe.webhook import Notice, WebhookPublisher
 
+from . import doc_pages
 from .support import free_port, promtool_check_metrics, sample_value, samples, wait_until
 from .test_transitions import Switch, served
 
@@ -301,3 +302,42 @@ def test_a_notice_document() -> None:
         "at": 3.5,
         "instance": "pod-1",
     }
+
+
+# -- docs/operating.md, "Transition events" ------------------------------------------------------
+
+DOC = doc_pages.page("operating.md")
+PAGE_URL = "https://alerts.example.com/hooks/healthprobe"
+
+
+def test_the_publisher_example_sends_to_a_real_receiver(receiver: Receiver) -> None:
+    code = doc_pages.block(DOC, "python", contains="WebhookPublisher(")
+    assert PAGE_URL in code
+    namespace: dict[str, Any] = {}
+    exec(code.replace(PAGE_URL, receiver.url), namespace)
+    registry, publisher = namespace["registry"], namespace["publisher"]
+    switch = Switch()
+    registry.add_check("database", switch, cache_ttl=0)
+    registry.mark_started()
+    run(registry, switch, "fail", 3)
+    publisher.close()
+    assert [(d["event"], d["kind"], d["failures"]) for d in receiver.documents()] == [
+        ("failing", "check", 3),
+        ("failing", "probe", 3),
+    ]
+    assert receiver.posts[0][0]["Authorization"] == "Bearer change-me"
+    # The document shown has the keys and kinds of values of a real one.
+    shown = json.loads(doc_pages.block(DOC, "json", contains='"event":"failing"'))
+    real = receiver.documents()[0]
+    assert {k: type(v) for k, v in shown.items()} == {k: type(v) for k, v in real.items()}
+
+
+def test_the_metrics_example_serves_the_webhook_counts(receiver: Receiver) -> None:
+    code = doc_pages.block(DOC, "python", contains="WebhookCollector(publisher)")
+    registry = registry_with(Switch())
+    publisher = WebhookPublisher(receiver.url)
+    namespace: dict[str, Any] = {"registry": registry, "publisher": publisher}
+    exec(code, namespace)
+    text = namespace["metrics"].expose(None)[1].decode()
+    assert sample_value(samples(text), "healthprobe_webhook_notices_total", outcome="sent") == 0.0
+    promtool_check_metrics(text)

@@ -31,8 +31,8 @@ import urllib.parse
 import urllib.request
 
 from . import _extras, _threads, _transitions, _types
-from .checks._common import redact
-from .registry import check_seconds
+from . import registry as _registry
+from .checks import _common
 
 if typing.TYPE_CHECKING:
     from collections.abc import Mapping
@@ -168,13 +168,13 @@ class WebhookPublisher:
         client: str = "auto",
     ) -> None:
         if not isinstance(url, str) or urllib.parse.urlsplit(url).scheme not in ("http", "https"):
-            raise ValueError(f"url must be an http:// or https:// URL, got {redact(str(url))!r}")
+            raise ValueError(f"url must be an http:// or https:// URL, got {_common.redact(str(url))!r}")
         for what, number in (("after_failures", after_failures), ("attempts", attempts), ("queue_size", queue_size)):
             if isinstance(number, bool) or not isinstance(number, int) or number < 1:
                 raise ValueError(f"{what} must be an int >= 1, got {number!r}")
-        check_seconds("min_interval", min_interval, positive=False)
-        check_seconds("timeout", timeout, positive=True)
-        check_seconds("backoff", backoff, positive=False)
+        _registry.check_seconds("min_interval", min_interval, positive=False)
+        _registry.check_seconds("timeout", timeout, positive=True)
+        _registry.check_seconds("backoff", backoff, positive=False)
         if client not in ("auto", "urllib", "httpx"):
             raise ValueError(f"client must be 'auto', 'urllib' or 'httpx', got {client!r}")
         self.url = url
@@ -202,7 +202,7 @@ class WebhookPublisher:
                 self._httpx = httpx.Client(timeout=self.timeout, follow_redirects=False)
         #: ``"httpx"`` or ``"urllib"``: what sends.
         self.client = "urllib" if self._httpx is None else "httpx"
-        self._shown = redact(url)
+        self._shown = _common.redact(url)
         self._subjects: dict[tuple[str, str], _Subject] = {}
         # Raw events, handed over without a lock: a deque append is atomic, and the wake-up
         # queue's put never blocks.
