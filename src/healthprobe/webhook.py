@@ -217,6 +217,8 @@ class WebhookPublisher:
         self._pid = 0
         # Bumped at each start and close: a thread of an older generation ends once idle.
         self._generation = 0
+        # The sender's: bumped by close only once the looking thread has queued its last notice.
+        self._send_generation = 0
         self._dropping = False
         self._counts = dict.fromkeys(OUTCOMES, 0)
 
@@ -255,6 +257,7 @@ class WebhookPublisher:
                 return
             self._pid = os.getpid()
             self._generation += 1
+            self._send_generation = self._generation
             self._idle = False
             self._threads = (
                 _threads.start(self._look, self._generation, name="healthprobe-webhook"),
@@ -367,7 +370,7 @@ class WebhookPublisher:
     def _send_forever(self, generation: int) -> None:
         while True:
             with self._cond:
-                while not self._notices and self._generation == generation:
+                while not self._notices and self._send_generation == generation:
                     self._cond.wait()
                 if not self._notices:
                     return
@@ -441,12 +444,16 @@ class WebhookPublisher:
             threads, self._threads = self._threads, None
             if threads is None or self._pid != os.getpid():
                 return
-            self._generation += 1
-            self._cond.notify_all()
+            generation = self._generation
+            self._generation += 1  # the looking thread ends once it has looked at everything
         self._wake.put(None)
         deadline = time.monotonic() + timeout
-        for thread in threads:
-            thread.join(max(0.0, deadline - time.monotonic()))
+        threads[0].join(max(0.0, deadline - time.monotonic()))
+        with self._cond:  # then the sender, once it has sent what is queued
+            if self._send_generation == generation:
+                self._send_generation = -1
+            self._cond.notify_all()
+        threads[1].join(max(0.0, deadline - time.monotonic()))
         with self._cond:
             if threads[1].is_alive():
                 return  # still sending: it counts what it sends
