@@ -407,6 +407,7 @@ def test_check_and_lifecycle_records_carry_fields(captured: _Capture) -> None:
     assert "hunter2" not in failed.getMessage()
     fields = _fields(failed)
     assert isinstance(fields.pop("seconds"), float)
+    assert isinstance(fields.pop("lasted"), float)  # seconds in the old state (transition fields)
     assert fields == {
         "check": "database",
         "probes": ["liveness", "readiness"],
@@ -415,19 +416,37 @@ def test_check_and_lifecycle_records_carry_fields(captured: _Capture) -> None:
         "critical": True,
         "timed_out": False,
         "error_type": "ConnectionError",
+        "transition": "check",
+        "old": "unknown",
+        "new": "fail",
+        "reason_class": "error",
     }
+    assert "transition" not in _fields(still)  # a repeat is no transition
     assert still.levelno == logging.DEBUG and _fields(still)["previous_status"] == "fail"
     assert recovered.levelno == logging.INFO
-    assert {k: v for k, v in _fields(recovered).items() if k != "seconds"} == {
+    assert {k: v for k, v in _fields(recovered).items() if k not in ("seconds", "lasted")} == {
         "check": "database",
         "probes": ["liveness", "readiness"],
         "status": "pass",
         "previous_status": "fail",
+        "transition": "check",
+        "old": "fail",
+        "new": "pass",
+        "reason_class": "recovered",
     }
     for record in (failed, still, recovered):  # no exception text in any field
         assert not any("hunter2" in str(value) for value in _fields(record).values())
     (lifecycle,) = [r for r in captured.records if r.getMessage().startswith("lifecycle ")]
-    assert _fields(lifecycle) == {"lifecycle": "started", "previous_lifecycle": "starting"}
+    fields = _fields(lifecycle)
+    assert isinstance(fields.pop("lasted"), float)
+    assert fields == {
+        "lifecycle": "started",
+        "previous_lifecycle": "starting",
+        "transition": "lifecycle",
+        "old": "starting",
+        "new": "started",
+        "reason_class": "started",
+    }
 
 
 def test_shutdown_records_carry_their_phase(captured: _Capture) -> None:
@@ -455,7 +474,14 @@ def test_shutdown_records_carry_their_phase(captured: _Capture) -> None:
             if key in ("seconds", "delay", "drain_timeout"):
                 assert isinstance(value, float), (key, fields)
     (stopped,) = [r for r in captured.records if r.getMessage() == "lifecycle draining -> stopped"]
-    assert _fields(stopped) == {"lifecycle": "stopped", "previous_lifecycle": "draining"}
+    assert {k: v for k, v in _fields(stopped).items() if k != "lasted"} == {
+        "lifecycle": "stopped",
+        "previous_lifecycle": "draining",
+        "transition": "lifecycle",
+        "old": "draining",
+        "new": "stopped",
+        "reason_class": "stopped",
+    }
 
 
 def test_configure_writes_one_line_per_record_to_its_stream(captured: _Capture) -> None:

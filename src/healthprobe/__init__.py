@@ -10,6 +10,7 @@ from __future__ import annotations
 import typing
 
 from ._runner import Check, on_thread_exit
+from ._transitions import Transition
 from ._types import CheckReport, CheckResult, Lifecycle, Probe, Report, Status, aggregate
 from .guard import Guard
 from .http import HealthEndpoints, Response
@@ -40,6 +41,7 @@ __all__ = [
     "Report",
     "Response",
     "Status",
+    "Transition",
     "UnknownCheckError",
     "aggregate",
     "on_thread_exit",

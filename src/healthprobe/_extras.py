@@ -47,6 +47,7 @@ EXTRAS: dict[str, dict[str, str]] = {
     "grpc": {"grpc": "grpcio", "grpc_health": "grpcio-health-checking"},
     "kubelet": {"yaml": "pyyaml"},
     "testing": {"yaml": "pyyaml", "httpx": "httpx", "pytest": "pytest"},
+    "webhook": {"httpx": "httpx"},
 }
 
 

@@ -51,6 +51,7 @@ import anyio
 import anyio.lowlevel
 
 from . import _threads
+from ._transitions import UNKNOWN, check_reason
 from ._types import TEXT_LIMIT, CheckResult, Probe, Status  # Probe: Check's field, for typing.get_type_hints
 from .checks._common import redact
 from .render import one_line
@@ -197,6 +198,8 @@ class CheckState:
         self.check = check
         self.lock = threading.Lock()
         self.last: CheckResult | None = None
+        #: ``time.monotonic()`` when the latest status began (registration before a first run).
+        self.status_since = time.monotonic()
         self.fresh_until = -math.inf
         self.run: _Run | None = None
         self.busy = False
@@ -433,6 +436,9 @@ class Runner:
         #: run's result before any waiter sees it. Set with the registry's ``tracing`` (a span
         #: per run); its exceptions are logged and ignored. ``None``, the default, costs one test.
         self.on_run: Callable[[CheckState, bool], Callable[[CheckResult], None] | None] | None = None
+        #: Called after a run settled with a status other than the check's previous one (or
+        #: its first), as ``on_change(state, previous, result, seconds the old status lasted)``.
+        self.on_change: Callable[[CheckState, CheckResult | None, CheckResult, float], None] | None = None
 
     # -- private event loop -------------------------------------------------------------
 
@@ -502,12 +508,16 @@ class Runner:
             result.timed_out,
         )
         check = state.check
+        lasted = 0.0
         with state.lock:
             if run.resolved:
                 return
             run.resolved = True
             previous = state.last
             state.last = result
+            changed = previous is None or previous.status is not result.status
+            if changed:
+                lasted, state.status_since = now - state.status_since, now
             ttl = check.cache_ttl
             if check.interval is not None:
                 ttl = max(ttl, check.interval + check.timeout)
@@ -515,8 +525,13 @@ class Runner:
             state.stats.record(result)
         # Log, then tell listeners (multiprocess metrics), then wake the waiters: when a
         # probe answers, its result is already in the log and in what listeners maintain.
-        _log_transition(check, previous, result)
+        _log_transition(check, previous, result, lasted if changed else None)
         try:
+            # A change is queued for the transition listeners (a short lock, only when the
+            # status changed) before the waiters wake, so that it comes before the change of
+            # the probe that waits for it.
+            if changed and self.on_change is not None:
+                self.on_change(state, previous, result, lasted)
             if self.on_result is not None:
                 self.on_result(state, result)
         finally:
@@ -950,6 +965,17 @@ def _fields(check: Check, previous: CheckResult | None, result: CheckResult) -> 
     }
 
 
+def _change_fields(previous: CheckResult | None, result: CheckResult, lasted: float) -> dict[str, object]:
+    """The transition fields of a check's change record (docs/logging.md)."""
+    return {
+        "transition": "check",
+        "old": UNKNOWN if previous is None else previous.status.value,
+        "new": result.status.value,
+        "reason_class": check_reason(previous, result),
+        "lasted": round(lasted, 3),
+    }
+
+
 def _logged(output: str | None) -> str | None:
     """What a log line shows of a check's output: redacted (:func:`healthprobe.checks.redact`;
     a check run's output already is, this covers every other way a result is made) and
@@ -957,8 +983,10 @@ def _logged(output: str | None) -> str | None:
     return None if output is None else one_line(redact(output))
 
 
-def _log_transition(check: Check, previous: CheckResult | None, result: CheckResult) -> None:
-    if previous is not None and previous.status is result.status:
+def _log_transition(check: Check, previous: CheckResult | None, result: CheckResult, lasted: float | None) -> None:
+    """The record of a check's run: one per change of status (``lasted``: seconds the old
+    status lasted, ``None`` for a repeat), at DEBUG for a repeat that does not pass."""
+    if lasted is None:
         if result.status is not Status.PASS and logger.isEnabledFor(logging.DEBUG):
             logger.debug(
                 "check %s still %s: %s",
@@ -973,7 +1001,13 @@ def _log_transition(check: Check, previous: CheckResult | None, result: CheckRes
             logger.info(
                 "check %s recovered: pass",
                 check.name,
-                extra=_fields(check, previous, result),
+                extra={**_fields(check, previous, result), **_change_fields(previous, result, lasted)},
+            )
+        elif logger.isEnabledFor(logging.DEBUG):  # a first pass: quiet at start-up
+            logger.debug(
+                "check %s: pass",
+                check.name,
+                extra={**_fields(check, previous, result), **_change_fields(previous, result, lasted)},
             )
         return
     logger.warning(
@@ -987,5 +1021,6 @@ def _log_transition(check: Check, previous: CheckResult | None, result: CheckRes
             "critical": check.critical,
             "timed_out": result.timed_out,
             "error_type": result.error_type,
+            **_change_fields(previous, result, lasted),
         },
     )

@@ -24,6 +24,9 @@ path and never exception text):
   source).
 * ``healthprobe_shutdown_phase{phase}`` (gauge): 1 for the current shutdown phase (needs a
   ``shutdown`` source).
+* ``healthprobe_webhook_notices_total{outcome}`` (counter) and
+  ``healthprobe_webhook_queued_notices`` (gauge): a webhook publisher's notices by outcome
+  (``sent``, ``failed``, ``dropped``) and those waiting (:class:`WebhookCollector`).
 
 **Multiprocess servers** (gunicorn with several workers): a custom collector only sees the
 process that answers the scrape (prometheus-client documentation, "Multiprocess Mode"). When
@@ -72,6 +75,7 @@ __all__ = [
     "MultiprocessMirror",
     "PrometheusMetrics",
     "ShutdownView",
+    "WebhookCollector",
     "child_exit",
     "multiprocess_mirror",
 ]
@@ -604,3 +608,48 @@ class PrometheusMetrics:
             restricted.register(_Only(self.collectors, frozenset(names)))
             return content_type, encoder(restricted)
         return content_type, encoder(self.collectors)
+
+
+_WEBHOOK_NOTICES = "healthprobe_webhook_notices"  # exposed as healthprobe_webhook_notices_total
+_WEBHOOK_QUEUED = "healthprobe_webhook_queued_notices"
+_HELP[_WEBHOOK_NOTICES] = "Webhook notices by outcome: sent, failed (every attempt failed) or dropped (queue full)."
+_HELP[_WEBHOOK_QUEUED] = "Webhook notices waiting to be sent."
+
+
+class WebhookCollector(prometheus_client.registry.Collector):
+    """A prometheus-client collector of a :class:`healthprobe.webhook.WebhookPublisher`'s
+    counts, read at scrape time: ``healthprobe_webhook_notices_total{outcome}`` (counter;
+    ``sent``, ``failed``, ``dropped``) and ``healthprobe_webhook_queued_notices`` (gauge).
+
+    Register it next to the health metrics: ``metrics.collectors.register(
+    WebhookCollector(publisher))`` for a :class:`PrometheusMetrics`, or
+    ``REGISTRY.register(...)``. The counts are the process's own (in a multiprocess server,
+    each worker's publisher counts what it sent).
+
+    Args:
+        publisher: the publisher to read (anything with ``counts``, a ``dict`` of the
+            outcomes to ints, and ``queued``, an int).
+    """
+
+    def __init__(self, publisher: Any) -> None:
+        self.publisher = publisher
+
+    def describe(self) -> Iterable[Metric]:
+        """The metric families without samples."""
+        return list(self._families(with_samples=False))
+
+    def collect(self) -> Iterable[Metric]:
+        """The metric families with the publisher's counts now."""
+        return list(self._families(with_samples=True))
+
+    def _families(self, *, with_samples: bool) -> Iterator[Metric]:
+        notices = prometheus_client.core.CounterMetricFamily(
+            _WEBHOOK_NOTICES, _HELP[_WEBHOOK_NOTICES], labels=("outcome",)
+        )
+        queued = prometheus_client.core.GaugeMetricFamily(_WEBHOOK_QUEUED, _HELP[_WEBHOOK_QUEUED])
+        if with_samples:
+            for outcome, count in self.publisher.counts.items():
+                notices.add_metric((outcome,), float(count))
+            queued.add_metric((), float(self.publisher.queued))
+        yield notices
+        yield queued

@@ -14,12 +14,13 @@ import time
 import types
 import typing
 
-from . import _runner, _types, render
+from . import _runner, _transitions, _types, render
 
 if typing.TYPE_CHECKING:
     from collections.abc import Callable, Iterable
 
     from ._runner import Check, CheckFunc, CheckState
+    from ._transitions import Transition
     from ._types import CheckReport, CheckResult, Lifecycle, Probe, Report
 
 __all__ = [
@@ -29,6 +30,7 @@ __all__ = [
     "GROUP_STATUS_RANGES",
     "RESERVED_NAMES",
     "ROTATION_REASON_LIMIT",
+    "TRANSITION_QUEUE_SIZE",
     "AnswerStamp",
     "Group",
     "HealthRegistry",
@@ -37,6 +39,7 @@ __all__ = [
     "ResultListener",
     "Rotation",
     "Tracing",
+    "TransitionListener",
     "UnknownCheckError",
     "UnknownGroupError",
     "as_probe",
@@ -44,6 +47,13 @@ __all__ = [
 ]
 
 _logger = logging.getLogger("healthprobe")
+
+#: How many transitions wait for the transition listeners at most (the oldest is dropped when
+#: the queue is full): :meth:`HealthRegistry.add_transition_listener`.
+TRANSITION_QUEUE_SIZE = _transitions.TRANSITION_QUEUE_SIZE
+#: A transition listener: called as ``listener(transition)`` with a
+#: :class:`healthprobe.Transition` on the transitions thread.
+TransitionListener = _transitions.TransitionListener
 
 _F = typing.TypeVar("_F", bound="CheckFunc")
 #: A lifecycle listener: called as ``listener(old, new)`` after every lifecycle change.
@@ -373,10 +383,19 @@ class HealthRegistry:
         self._listeners: list[LifecycleListener] = []
         self._result_listeners: list[ResultListener] = []
         self._report_listeners: list[ReportListener] = []
+        # Transition events: the listeners, their dispatcher (made with the first listener),
+        # each probe's status as last seen with the time.monotonic() it began, and when the
+        # lifecycle state began.
+        self._transition_listeners: list[TransitionListener] = []
+        self._dispatcher: _transitions.Dispatcher | None = None
+        self._probe_status: dict[Probe, tuple[str, float]] = {}
+        self._probe_status_lock = threading.Lock()
+        self._created = self._lifecycle_since = time.monotonic()
         self._runner = _runner.Runner()
         self._runner.on_result = self._notify_result
         # Tracing hooks (the ``tracing`` property); ``None`` costs one test per probe.
         self._tracing: Tracing | None = None
+        self._runner.on_change = self._check_changed
         self.last_reports: dict[Probe, Report] = {}
         #: Counts every change a report depends on besides check results (checks added or
         #: removed, lifecycle, manual switches): a report stamped with an older generation is
@@ -651,7 +670,12 @@ class HealthRegistry:
         Args:
             timeout: how long to wait in all for idle threads to end, in seconds (a thread
                 inside a run that hangs is not waited for beyond it; it is a daemon thread).
+                The transition listeners' thread is given the same time to deliver what
+                is queued (:meth:`add_transition_listener`).
         """
+        dispatcher = self._dispatcher
+        if dispatcher is not None:
+            dispatcher.close(timeout)
         self._runner.close_threads(self.check_states(), timeout)
 
     @property
@@ -718,6 +742,125 @@ class HealthRegistry:
         hooks = self._tracing
         return None if hooks is None else hooks.run_started(state.check, background)
 
+    def add_transition_listener(self, listener: TransitionListener) -> None:
+        """Call ``listener(transition)`` with a :class:`healthprobe.Transition` after every
+        status change of a check, of a probe's whole answer, or of the lifecycle; never for
+        a repeat. A check's first result is a change from ``"unknown"``; so is a probe's
+        first whole answer.
+
+        Listeners never slow a probe: changes wait on a bounded queue
+        (:data:`TRANSITION_QUEUE_SIZE`, the oldest dropped when it is full, logged once per
+        burst of drops) and one daemon thread, ``healthprobe-transitions``, started at the
+        first change, calls the listeners one after the other, in the order the changes
+        were seen. :meth:`close` delivers what is queued and ends the thread (the next
+        change starts it again). An exception a listener raises is logged and ignored. A
+        listener must not run probes or checks of this registry itself.
+
+        Args:
+            listener: a callable taking one :class:`healthprobe.Transition`.
+
+        Raises:
+            TypeError: ``listener`` is not callable.
+        """
+        if not callable(listener):
+            raise TypeError(f"listener must be callable, got {type(listener).__name__}")
+        with self._lock:
+            if self._dispatcher is None:
+                self._dispatcher = _transitions.Dispatcher(self._transition_listeners)
+            self._transition_listeners.append(listener)
+
+    @property
+    def transitions_dropped(self) -> int:
+        """Transitions dropped so far because the listeners fell behind a full queue."""
+        dispatcher = self._dispatcher
+        return 0 if dispatcher is None else dispatcher.dropped
+
+    def _emit(self, transition: Transition) -> None:
+        dispatcher = self._dispatcher
+        if dispatcher is not None:
+            dispatcher.put(transition)
+
+    def _check_changed(
+        self, state: CheckState, previous: CheckResult | None, result: CheckResult, lasted: float
+    ) -> None:
+        """A check's status changed (the runner logged it): hand it to the listeners."""
+        if self._dispatcher is None:
+            return
+        self._emit(
+            _transitions.Transition(
+                "check",
+                state.check.name,
+                _transitions.UNKNOWN if previous is None else previous.status.value,
+                result.status.value,
+                _transitions.check_reason(previous, result),
+                lasted,
+                result.time or time.time(),
+                result.output,
+            )
+        )
+
+    def _probe_seen(self, probe: Probe, status: str, reason: Callable[[str], str], output: str | None) -> None:
+        """The whole answer to ``probe`` is ``status`` now: log and hand over a change.
+        ``reason(old)`` gives the reason word of a change from ``old``."""
+        seen = self._probe_status.get(probe)
+        if seen is not None and seen[0] == status:  # a repeat: no lock taken
+            return
+        now = time.monotonic()
+        with self._probe_status_lock:
+            seen = self._probe_status.get(probe)
+            if seen is not None and seen[0] == status:
+                return
+            old, since = (_transitions.UNKNOWN, self._created) if seen is None else seen
+            self._probe_status[probe] = (status, now)
+        why = reason(old)
+        lasted = now - since
+        fields = {
+            "probe": probe.value,
+            "transition": "probe",
+            "old": old,
+            "new": status,
+            "reason_class": why,
+            "lasted": round(lasted, 3),
+        }
+        # A failure by a check warns; one the operator or the lifecycle asked for informs;
+        # a first pass is quiet, as a check's is.
+        level = logging.WARNING if status == "fail" and why not in ("lifecycle", "rotation") else logging.INFO
+        if old == _transitions.UNKNOWN and status != "fail":
+            level = logging.DEBUG
+        _logger.log(level, "%s probe %s -> %s (%s) after %.2f s", probe.value, old, status, why, lasted, extra=fields)
+        self._emit(_transitions.Transition("probe", probe.value, old, status, why, lasted, time.time(), output))
+
+    def _report_seen(self, report: Report) -> None:
+        """Look for a change of ``report``'s probe (a whole answer)."""
+        seen = self._probe_status.get(report.probe)
+        if seen is not None and seen[0] == report.status.value:
+            return
+        failing = [entry for entry in report.checks.values() if entry.result.status is _types.Status.FAIL]
+
+        def reason(old: str) -> str:
+            if report.status is _types.Status.PASS:
+                return "initial" if old == _transitions.UNKNOWN else "recovered"
+            if report.status is _types.Status.WARN:
+                return "warn"
+            for text in report.reasons:
+                if text.startswith("out of rotation"):
+                    return "rotation"
+                if text.startswith("not live"):
+                    return "not_live"
+            if report.reasons:
+                return "lifecycle"
+            return _transitions.check_reason(failing[0].result, failing[0].result) if failing else "fail"
+
+        words = [*report.reasons, *(f"{entry.name} failed" for entry in failing)]
+        self._probe_seen(report.probe, report.status.value, reason, "; ".join(words) or None)
+
+    def _readiness_failed(self, why: str, text: str) -> None:
+        """Readiness fails from now on (out of rotation, draining): a change if its last
+        whole answer did not fail. Nothing before a first answer: that one tells."""
+        seen = self._probe_status.get(_types.Probe.READINESS)
+        if seen is not None and seen[0] != "fail":
+            self._probe_seen(_types.Probe.READINESS, "fail", lambda _old: why, text)
+
     def _notify_result(self, state: CheckState, result: CheckResult) -> None:
         for listener in list(self._result_listeners):
             try:
@@ -726,15 +869,33 @@ class HealthRegistry:
                 _logger.exception("result listener %r raised", listener, extra={"check": state.check.name})
 
     def _transition(self, allowed: tuple[Lifecycle, ...], new: Lifecycle) -> bool:
+        now = time.monotonic()
         with self._lock:
             old = self._lifecycle
             if old not in allowed:
                 return False
             self._lifecycle = new
             self.generation += 1
+            lasted, self._lifecycle_since = now - self._lifecycle_since, now
         _logger.info(
-            "lifecycle %s -> %s", old.value, new.value, extra={"lifecycle": new.value, "previous_lifecycle": old.value}
+            "lifecycle %s -> %s",
+            old.value,
+            new.value,
+            extra={
+                "lifecycle": new.value,
+                "previous_lifecycle": old.value,
+                "transition": "lifecycle",
+                "old": old.value,
+                "new": new.value,
+                "reason_class": new.value,
+                "lasted": round(lasted, 3),
+            },
         )
+        self._emit(
+            _transitions.Transition("lifecycle", "lifecycle", old.value, new.value, new.value, lasted, time.time())
+        )
+        if new is not _types.Lifecycle.STARTED:
+            self._readiness_failed("lifecycle", new.value)
         for listener in list(self._listeners):
             try:
                 listener(old, new)
@@ -962,9 +1123,9 @@ class HealthRegistry:
         self._rotation_changed = now
         return old, new, lasted, ended
 
-    @staticmethod
-    def _log_rotation(change: tuple[Rotation, Rotation, float, str] | None) -> None:
-        """The one record of a change into or out of rotation."""
+    def _log_rotation(self, change: tuple[Rotation, Rotation, float, str] | None) -> None:
+        """The one record of a change into or out of rotation (and, going out, of readiness
+        failing by it, if its last answer did not fail)."""
         if change is None:
             return
         old, new, lasted, ended = change
@@ -976,6 +1137,7 @@ class HealthRegistry:
                 "" if expires is None else f" (returns by itself in {expires:g} s)",
                 extra={"rotation": "out", "reason": new.reason, "source": new.source, "expires_in": expires},
             )
+            self._readiness_failed("rotation", new.text or "out of rotation")
         else:
             how = {
                 "expiry": "its time was up",
@@ -1076,6 +1238,7 @@ class HealthRegistry:
         report = _types.Report(probe, status, entries, reasons, self._lifecycle, unknown)
         if whole:
             self.last_reports[probe] = report
+            self._report_seen(report)
             for listener in list(self._report_listeners):
                 try:
                     listener(report)
