@@ -361,6 +361,52 @@ def uvicorn_server(app: object, **config: Any) -> Iterator[str]:
         thread.join(10)
 
 
+class TcpDependency:
+    """A real TCP service on an ephemeral loopback port that goes away and comes back, always
+    on the same port (a database or upstream a check connects to): listening from the start;
+    :meth:`down` closes it, so connections are refused, and :meth:`up` listens again (each a
+    no-op when already so). :meth:`check` is a health check of it."""
+
+    def __init__(self) -> None:
+        self.port = free_port()
+        self.listener: socket.socket | None = None
+        self.up()
+
+    def up(self) -> None:
+        if self.listener is not None:
+            return
+        listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        listener.bind(("127.0.0.1", self.port))
+        listener.listen(64)
+        self.listener = listener
+
+    def down(self) -> None:
+        if self.listener is not None:
+            self.listener.close()
+            self.listener = None
+
+    def check(self) -> None:
+        """Connect to the service within 0.5 s; raises (``ConnectionRefusedError`` while it
+        is down) when that fails."""
+        socket.create_connection(("127.0.0.1", self.port), timeout=0.5).close()
+
+
+@contextlib.contextmanager
+def uvicorn_client(app: object, **config: Any) -> Iterator[httpx.Client]:
+    """An httpx client of ``app`` served by uvicorn in a thread (:func:`uvicorn_server`,
+    ``config`` passed on)."""
+    with uvicorn_server(app, **config) as url, httpx.Client(base_url=url, timeout=10) as client:
+        yield client
+
+
+@contextlib.contextmanager
+def werkzeug_client(app: object) -> Iterator[httpx.Client]:
+    """An httpx client of ``app`` served by Werkzeug's threaded server (:func:`werkzeug_server`)."""
+    with werkzeug_server(app) as url, httpx.Client(base_url=url, timeout=10) as client:
+        yield client
+
+
 #: The one-line answer to a query that is not valid percent-encoded UTF-8.
 MALFORMED = "malformed query string: not valid percent-encoded UTF-8\n"
 

@@ -9,7 +9,6 @@ test clients.
 
 from __future__ import annotations
 
-import contextlib
 import threading
 import time
 from collections.abc import Iterator
@@ -23,7 +22,7 @@ from werkzeug.middleware.dispatcher import DispatcherMiddleware
 from healthprobe import HealthRegistry
 from healthprobe import asgi as hp_asgi
 from healthprobe import wsgi as hp_wsgi
-from tests.support import CheckSpec, free_port, started_registry, werkzeug_server
+from tests.support import CheckSpec, started_registry, uvicorn_client, werkzeug_client
 
 SLACK = 2.0
 HANG = 0.4
@@ -49,33 +48,6 @@ def registry() -> Iterator[HealthRegistry]:
     }
     yield started_registry(checks, started=False, default_cache_ttl=0)
     hang.set()
-
-
-@contextlib.contextmanager
-def werkzeug_client(app: Any) -> Iterator[httpx.Client]:
-    """A client of ``app`` served by Werkzeug's threaded server (:func:`werkzeug_server`)."""
-    with werkzeug_server(app) as url, httpx.Client(base_url=url, timeout=10) as client:
-        yield client
-
-
-@contextlib.contextmanager
-def uvicorn_server(app: Any) -> Iterator[httpx.Client]:
-    import uvicorn
-
-    port = free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, lifespan="on", log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not server.started:
-        assert thread.is_alive() and time.monotonic() < deadline, "uvicorn did not start"
-        time.sleep(0.02)
-    try:
-        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=10) as client:
-            yield client
-    finally:
-        server.should_exit = True
-        thread.join(10)
 
 
 def check_contract(client: Any, registry: HealthRegistry, mount: str = "/health") -> None:
@@ -263,12 +235,12 @@ def fastapi_app(registry: HealthRegistry, *, add_middleware: bool = False) -> An
 def test_fastapi_add_middleware_behind_uvicorn(registry: HealthRegistry) -> None:
     """Starlette's add_middleware builds HealthMiddleware itself, outside the app's own
     (login) middleware, so probes are answered and the app still refuses everything else."""
-    with uvicorn_server(fastapi_app(registry, add_middleware=True)) as client:
+    with uvicorn_client(fastapi_app(registry, add_middleware=True), lifespan="on") as client:
         check_contract(client, registry)
 
 
 def test_fastapi_behind_uvicorn(registry: HealthRegistry) -> None:
-    with uvicorn_server(fastapi_app(registry)) as client:
+    with uvicorn_client(fastapi_app(registry), lifespan="on") as client:
         # A probe in flight never blocks the event loop: the app answers meanwhile.
         with httpx.Client(base_url=str(client.base_url), timeout=10) as other:
             finished: dict[str, float] = {}

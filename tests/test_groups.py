@@ -9,7 +9,6 @@ from __future__ import annotations
 import contextlib
 import io
 import json
-import socket
 import threading
 from collections.abc import Iterator
 from typing import Any
@@ -22,7 +21,16 @@ from healthprobe.asgi import HealthMiddleware as AsgiMiddleware
 from healthprobe.registry import Group, UnknownCheckError, UnknownGroupError
 from healthprobe.wsgi import HealthMiddleware as WsgiMiddleware
 
-from .support import free_port, promtool_check_metrics, sample_value, samples, wait_until, werkzeug_server
+from .apps import plain_apps
+from .support import (
+    TcpDependency,
+    promtool_check_metrics,
+    sample_value,
+    samples,
+    uvicorn_server,
+    wait_until,
+    werkzeug_server,
+)
 
 
 def counting(calls: list[str], name: str, result: object = True) -> Any:
@@ -255,66 +263,19 @@ def test_without_groups_the_group_path_is_the_applications() -> None:
 # -- through both adapters under real servers --------------------------------------------------------
 
 
-class Dependency:
-    """A real TCP service on a loopback port that can be closed and opened again."""
-
-    def __init__(self) -> None:
-        self.port = free_port()
-        self.sock: socket.socket | None = None
-        self.open()
-
-    def open(self) -> None:
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind(("127.0.0.1", self.port))
-        sock.listen(64)
-        self.sock = sock
-
-    def close(self) -> None:
-        if self.sock is not None:
-            self.sock.close()
-            self.sock = None
-
-
-def _inner_asgi() -> Any:
-    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
-        if scope["type"] == "lifespan":
-            while (await receive())["type"] != "lifespan.shutdown":
-                pass
-            return
-        await send({"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"text/plain")]})
-        await send({"type": "http.response.body", "body": b"application " + scope["path"].encode()})
-
-    return app
-
-
-def _inner_wsgi(environ: dict[str, Any], start_response: Any) -> list[bytes]:
-    start_response("200 OK", [("Content-Type", "text/plain")])
-    return [b"application " + environ["PATH_INFO"].encode()]
-
-
-@contextlib.contextmanager
-def _uvicorn(app: Any) -> Iterator[str]:
-    import uvicorn
-
-    port = free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, lifespan="off", log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    wait_until(lambda: server.started, 20, "uvicorn started", interval=0.02)
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(10)
+def application_apps() -> tuple[Any, Any]:
+    """The bare apps behind the middleware, answering every path but ``/`` with
+    ``application <path>``: the sign that a request reached the application."""
+    return plain_apps(fallback=lambda path: b"application " + path.encode())
 
 
 @contextlib.contextmanager
 def served(adapter: str, registry: HealthRegistry, **options: Any) -> Iterator[httpx.Client]:
+    asgi, wsgi = application_apps()
     if adapter == "asgi":
-        server = _uvicorn(AsgiMiddleware(_inner_asgi(), registry, **options))
+        server = uvicorn_server(AsgiMiddleware(asgi, registry, **options))
     else:
-        server = werkzeug_server(WsgiMiddleware(_inner_wsgi, registry, **options))
+        server = werkzeug_server(WsgiMiddleware(wsgi, registry, **options))
     with server as url, httpx.Client(base_url=url, timeout=5) as client:
         yield client
 
@@ -322,7 +283,7 @@ def served(adapter: str, registry: HealthRegistry, **options: Any) -> Iterator[h
 ADAPTERS = pytest.mark.parametrize("adapter", ["asgi", "wsgi"])
 
 
-def wellness_registry(dependency: Dependency) -> HealthRegistry:
+def wellness_registry(dependency: TcpDependency) -> HealthRegistry:
     registry = HealthRegistry()
     registry.add_check("database", lambda: True, probes=("readiness", "liveness"), tags="db")
     registry.add_check("upstream", checks.tcp("127.0.0.1", dependency.port), probes=(), tags="external", cache_ttl=0)
@@ -333,7 +294,7 @@ def wellness_registry(dependency: Dependency) -> HealthRegistry:
 
 @ADAPTERS
 def test_a_dependency_down_fails_the_wellness_group_never_liveness_or_readiness(adapter: str) -> None:
-    dependency = Dependency()
+    dependency = TcpDependency()
     registry = wellness_registry(dependency)
     try:
         with served(adapter, registry, metrics=True) as client:
@@ -343,7 +304,7 @@ def test_a_dependency_down_fails_the_wellness_group_never_liveness_or_readiness(
                 200,
                 "[+]database ok\n[+]upstream ok\nwellness check passed\n",
             )
-            dependency.close()
+            dependency.down()
             failed = client.get("/health/wellness", params={"verbose": ""})
             assert (failed.status_code, failed.text) == (
                 503,
@@ -373,16 +334,16 @@ def test_a_dependency_down_fails_the_wellness_group_never_liveness_or_readiness(
             assert sample_value(found, "healthprobe_probe_status", probe="readiness", status="pass") == 1.0
             assert sample_value(found, "healthprobe_check_status", check="upstream", status="fail") == 1.0
             assert "wellness" not in metrics
-            dependency.open()
+            dependency.up()
             assert client.get("/health/wellness").status_code == 200
             assert client.get("/app").text == "application /app"
     finally:
-        dependency.close()
+        dependency.down()
 
 
 @ADAPTERS
 def test_group_requests_behave_like_probe_requests(adapter: str) -> None:
-    dependency = Dependency()
+    dependency = TcpDependency()
     registry = wellness_registry(dependency)
     try:
         with served(adapter, registry) as client:
@@ -418,7 +379,7 @@ def test_group_requests_behave_like_probe_requests(adapter: str) -> None:
             registry.remove_group("wellness")
             assert client.get("/health/wellness").text == "application /health/wellness"
     finally:
-        dependency.close()
+        dependency.down()
 
 
 @ADAPTERS
@@ -464,8 +425,8 @@ def test_the_operating_page_example_runs_as_written_under_a_real_server() -> Non
 
     page = doc_pages.page("operating.md")
     code = doc_pages.block(page, "python", contains="add_group(")
-    database, search = Dependency(), Dependency()
-    search.close()  # the search cluster is down
+    database, search = TcpDependency(), TcpDependency()
+    search.down()  # the search cluster is down
     code = code.replace('"db.internal", 5432', f'"127.0.0.1", {database.port}')
     code = code.replace('"search.internal", 9200', f'"127.0.0.1", {search.port}')
     out = io.StringIO()
@@ -488,7 +449,7 @@ def test_the_operating_page_example_runs_as_written_under_a_real_server() -> Non
                 assert item.pop("time").endswith("Z")
             assert document == shown
             assert client.get("/health/payments").status_code == 200
-            database.close()  # seen once the result cached for cache_ttl (1 s) expires
+            database.down()  # seen once the result cached for cache_ttl (1 s) expires
             payments = wait_until(
                 lambda: (found := client.get("/health/payments")).status_code == 500 and found,
                 10,
@@ -497,4 +458,4 @@ def test_the_operating_page_example_runs_as_written_under_a_real_server() -> Non
             assert payments.text.startswith("[-]postgres failed: ") and "withheld" not in payments.text
             assert "[-]postgres failed: reason withheld" in client.get("/readyz?verbose").text
     finally:
-        database.close()
+        database.down()

@@ -27,7 +27,7 @@ from healthprobe import CheckResult, GracefulShutdown, HealthRegistry, Status, a
 from healthprobe.otel import ATTRIBUTES, METRICS, Instrumentation, instrument
 
 from . import doc_pages
-from .support import clean_env, raised_without, started_registry, uvicorn_server, wait_until, werkzeug_server
+from .support import clean_env, raised_without, started_registry, uvicorn_client, wait_until, werkzeug_client
 
 OPERATING = doc_pages.page("operating.md")
 
@@ -107,19 +107,6 @@ def instrumented(registry: HealthRegistry, otel: Otel, **options: Any) -> Instru
 
 
 # -- real servers -----------------------------------------------------------------------------
-
-
-@contextlib.contextmanager
-def uvicorn_client(app: Any) -> Iterator[httpx.Client]:
-    """A client of ``app`` served by uvicorn in a thread of this process."""
-    with uvicorn_server(app) as url, httpx.Client(base_url=url, timeout=10) as client:
-        yield client
-
-
-@contextlib.contextmanager
-def werkzeug_client(app: Any) -> Iterator[httpx.Client]:
-    with werkzeug_server(app) as url, httpx.Client(base_url=url, timeout=10) as client:
-        yield client
 
 
 Serve = Callable[[HealthRegistry], contextlib.AbstractContextManager[httpx.Client]]

@@ -23,7 +23,8 @@ from healthprobe.prometheus import HealthCollector, PrometheusMetrics
 from healthprobe.registry import ROTATION_REASON_LIMIT, Rotation
 from healthprobe.wsgi import HealthMiddleware as WsgiMiddleware
 
-from .support import free_port, promtool_check_metrics, sample_value, samples, wait_until, werkzeug_server
+from .apps import plain_apps
+from .support import promtool_check_metrics, sample_value, samples, uvicorn_server, wait_until, werkzeug_server
 
 
 def started(**options: Any) -> HealthRegistry:
@@ -268,46 +269,14 @@ def test_the_gauge_follows_the_rotation_and_passes_promtool(tmp_path: Path) -> N
 # -- both adapters under real servers --------------------------------------------------------------
 
 
-def _inner_asgi() -> Any:
-    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
-        if scope["type"] == "lifespan":
-            while (await receive())["type"] != "lifespan.shutdown":
-                pass
-            return
-        await send({"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"text/plain")]})
-        await send({"type": "http.response.body", "body": b"application"})
-
-    return app
-
-
-def _inner_wsgi(environ: dict[str, Any], start_response: Any) -> list[bytes]:
-    start_response("200 OK", [("Content-Type", "text/plain")])
-    return [b"application"]
-
-
-@contextlib.contextmanager
-def _uvicorn(app: Any) -> Iterator[str]:
-    import uvicorn
-
-    port = free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, lifespan="off", log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    wait_until(lambda: server.started, 20, "uvicorn started", interval=0.02)
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(10)
-
-
 @contextlib.contextmanager
 def served(adapter: str, registry: HealthRegistry) -> Iterator[str]:
+    asgi, wsgi = plain_apps()
     if adapter == "asgi":
-        with _uvicorn(AsgiMiddleware(_inner_asgi(), registry, metrics=True)) as url:
+        with uvicorn_server(AsgiMiddleware(asgi, registry, metrics=True)) as url:
             yield url
     else:
-        with werkzeug_server(WsgiMiddleware(_inner_wsgi, registry, metrics=True)) as url:
+        with werkzeug_server(WsgiMiddleware(wsgi, registry, metrics=True)) as url:
             yield url
 
 
@@ -330,7 +299,7 @@ def test_through_a_real_server_by_call_file_and_expiry(adapter: str, tmp_path: P
         assert (document["status"], document["output"]) == ("fail", "out of rotation: maintenance")
         assert client.get("/livez").status_code == 200
         assert client.get("/startupz").status_code == 200
-        assert client.get("/app").text == "application"  # nothing stops
+        assert client.get("/").text == f"ok {os.getpid()}"  # the application's answer: nothing stops
         metrics = client.get("/metrics").text
         assert sample_value(samples(metrics), "healthprobe_out_of_rotation") == 1.0
         registry.return_to_rotation()

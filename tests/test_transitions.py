@@ -11,7 +11,6 @@ import dataclasses
 import io
 import logging
 import re
-import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -26,7 +25,8 @@ from healthprobe.registry import TRANSITION_QUEUE_SIZE
 from healthprobe.wsgi import HealthMiddleware as WsgiMiddleware
 
 from . import doc_pages
-from .support import free_port, wait_until, werkzeug_server
+from .apps import plain_apps
+from .support import TcpDependency, uvicorn_server, wait_until, werkzeug_server
 
 DOC = doc_pages.page("operating.md")
 
@@ -229,68 +229,21 @@ def test_a_stuck_listener_never_slows_a_probe_and_the_oldest_are_dropped(caplog:
 # -- through real servers ------------------------------------------------------------------
 
 
-class Dependency:
-    """A real TCP service on a loopback port that can go away and come back."""
-
-    def __init__(self) -> None:
-        self.port = free_port()
-        self.listener: socket.socket | None = None
-        self.up()
-
-    def up(self) -> None:
-        listener = socket.socket()
-        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        listener.bind(("127.0.0.1", self.port))
-        listener.listen(64)
-        self.listener = listener
-
-    def down(self) -> None:
-        assert self.listener is not None
-        self.listener.close()
-        self.listener = None
-
-    def check(self) -> None:
-        socket.create_connection(("127.0.0.1", self.port), timeout=0.5).close()
-
-
-def _inner_asgi() -> Any:
-    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
-        await send({"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"text/plain")]})
-        await send({"type": "http.response.body", "body": b"application"})
-
-    return app
-
-
-def _inner_wsgi(environ: dict[str, Any], start_response: Any) -> list[bytes]:
-    start_response("200 OK", [("Content-Type", "text/plain")])
-    return [b"application"]
-
-
 @contextlib.contextmanager
 def served(adapter: str, registry: HealthRegistry) -> Iterator[str]:
     """``registry`` behind the ``adapter``'s middleware under a real server in a thread."""
+    asgi, wsgi = plain_apps()
     if adapter == "wsgi":
-        with werkzeug_server(WsgiMiddleware(_inner_wsgi, registry)) as url:
+        with werkzeug_server(WsgiMiddleware(wsgi, registry)) as url:
             yield url
-        return
-    import uvicorn
-
-    port = free_port()
-    app = AsgiMiddleware(_inner_asgi(), registry)
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, lifespan="off", log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    wait_until(lambda: server.started, 20, "uvicorn started", interval=0.02)
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(10)
+    else:
+        with uvicorn_server(AsgiMiddleware(asgi, registry)) as url:
+            yield url
 
 
 @pytest.mark.parametrize("adapter", ["asgi", "wsgi"])
 def test_transitions_of_a_dependency_going_away_through_a_real_server(adapter: str) -> None:
-    dependency = Dependency()
+    dependency = TcpDependency()
     registry = HealthRegistry(default_cache_ttl=0)
     registry.add_check("upstream", dependency.check)
     registry.mark_started()
@@ -322,8 +275,7 @@ def test_transitions_of_a_dependency_going_away_through_a_real_server(adapter: s
             assert got[4].lasted >= 0 and got[4].lasted <= got[4].at - got[0].at + 0.01
     finally:
         registry.close()
-        if dependency.listener is not None:
-            dependency.down()
+        dependency.down()
 
 
 # -- docs/operating.md, "Transition events" ------------------------------------------------------

@@ -54,10 +54,13 @@ def started_registry(
 
 def plain_apps(
     routes: Mapping[str, Callable[[], bytes]] | None = None,
+    *,
+    fallback: Callable[[str], bytes] | None = None,
 ) -> tuple[Callable[..., Awaitable[None]], Callable[..., Iterable[bytes]]]:
     """An ASGI app and a WSGI app without a framework that answer alike: ``/`` with
     ``ok <pid>``, each path of ``routes`` with the bytes its function returns, anything else
-    ``404`` ``not found``, all as ``text/plain``. The ASGI app completes the lifespan."""
+    ``404`` ``not found`` (or, with ``fallback``, ``200`` with the bytes it returns for the
+    path), all as ``text/plain``. The ASGI app completes the lifespan."""
     extra = dict(routes or {})
 
     def answer(path: str) -> tuple[int, bytes]:
@@ -65,6 +68,8 @@ def plain_apps(
             return 200, f"ok {os.getpid()}".encode()
         if path in extra:
             return 200, extra[path]()
+        if fallback is not None:
+            return 200, fallback(path)
         return 404, b"not found"
 
     async def asgi(scope: MutableMapping[str, Any], receive: Any, send: Any) -> None:
