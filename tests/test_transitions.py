@@ -93,6 +93,23 @@ def test_one_record_per_check_change_none_for_repeats(caplog: pytest.LogCaptureF
     assert records[2].lasted >= 0 and records[2].old == "fail"  # type: ignore[attr-defined]
 
 
+def test_a_probes_first_answer_is_quiet_even_failing(caplog: pytest.LogCaptureFixture) -> None:
+    """Failing from the start: the check's record warns and says why; the probe's first
+    answer is at DEBUG, and only its later changes are louder."""
+    caplog.set_level(logging.DEBUG, logger="healthprobe")
+    switch = Switch()
+    switch.mode = "fail"
+    registry = started(switch)
+    registry.run("readiness")
+    switch.mode = "pass"
+    registry.run("readiness")
+    probes = transition_records(caplog, "probe")
+    assert changes(probes) == [("unknown", "fail", "fail"), ("fail", "pass", "recovered")]
+    assert [r.levelno for r in probes] == [logging.DEBUG, logging.INFO]
+    (warning,) = [r for r in caplog.records if r.levelno >= logging.WARNING]
+    assert warning.getMessage().startswith("check dependency: fail")
+
+
 def test_probe_and_lifecycle_records(caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.DEBUG, logger="healthprobe")
     switch = Switch()

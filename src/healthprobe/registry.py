@@ -823,9 +823,9 @@ class HealthRegistry:
             "lasted": round(lasted, 3),
         }
         # A failure by a check warns; one the operator or the lifecycle asked for informs;
-        # a first pass is quiet, as a check's is.
+        # a first answer is quiet, whatever it is: its checks' own records say why.
         level = logging.WARNING if status == "fail" and why not in ("lifecycle", "rotation") else logging.INFO
-        if old == _transitions.UNKNOWN and status != "fail":
+        if old == _transitions.UNKNOWN:
             level = logging.DEBUG
         _logger.log(level, "%s probe %s -> %s (%s) after %.2f s", probe.value, old, status, why, lasted, extra=fields)
         self._emit(_transitions.Transition("probe", probe.value, old, status, why, lasted, time.time(), output))
