@@ -256,7 +256,10 @@ def test_without_groups_the_group_path_is_the_applications() -> None:
         assert not endpoints.matches(path)
         assert endpoints.handle_sync("GET", path, "", None) is None
     registry.add_group("wellness", checks="database")
-    assert endpoints.matches("/health/anything")
+    assert endpoints.matches("/health/wellness") and endpoints.matches("/health/wellness/database")
+    # A path whose group is not registered stays the application's once groups exist.
+    assert not endpoints.matches("/health/anything") and not endpoints.matches("/health/live")
+    assert endpoints.handle_sync("GET", "/health/anything", "", None) is None
     assert not endpoints.matches("/health") and not endpoints.matches("/health/")
 
 
@@ -352,13 +355,16 @@ def test_group_requests_behave_like_probe_requests(adapter: str) -> None:
             assert head.headers["content-length"] == str(len(b"ok\n"))
             post = client.post("/health/wellness")
             assert (post.status_code, post.headers["allow"]) == (405, "GET, HEAD")
-            assert client.delete("/health/nope").status_code == 405  # as /readyz/<name>: 405 first
-            unknown = client.get("/health/nope")
-            assert (unknown.status_code, unknown.text) == (404, "no group named 'nope'\n")
-            assert client.head("/health/nope").status_code == 404
+            # A group that is not registered is not ours: the application answers, so its own
+            # /health/live keeps working and no one learns which groups exist by asking.
+            for method in ("GET", "DELETE", "POST"):
+                unknown = client.request(method, "/health/nope")
+                assert (unknown.status_code, unknown.text) == (200, "application /health/nope"), method
+            assert client.get("/health/live").text == "application /health/live"
+            assert client.get("/health/nope/database").text == "application /health/nope/database"
+            assert client.get("/health/" + "x" * 64).text == "application /health/" + "x" * 64
             missing = client.get("/health/wellness/nope")
             assert (missing.status_code, missing.text) == (404, "no check named 'nope' in group 'wellness'\n")
-            assert client.get("/health/" + "x" * 64).status_code == 404
             assert client.get("/health/wellness/a/b").status_code == 404
             for query, reason in (
                 ("bogus=1", "unknown query parameter 'bogus'"),

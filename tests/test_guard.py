@@ -154,6 +154,12 @@ def test_a_groups_details_are_guarded_as_a_probes(adapter: str) -> None:
                 f"[+]cache ok\n[-]database failed: {SECRET_OUTPUT}\nwellness check failed\n",
             )
             assert "x-healthprobe-details" not in full.headers
+        # An unregistered group is the application's (plain_apps: 404 "not found"), told
+        # apart from no other path; a per-check path's status code is plain status, as
+        # documented: anyone learns whether a guessed name exists.
+        assert (anyone.get("/health/nope").text, anyone.get("/health/nope", headers=AUTH).text) == ("not found",) * 2
+        assert anyone.get("/readyz/nosuch").status_code == 404
+        assert anyone.get("/health/wellness/nosuch").status_code == 404
 
 
 @ADAPTERS
@@ -272,8 +278,15 @@ def test_guard_settings_are_checked_and_the_token_never_shown() -> None:
         Guard(TOKEN, proxy_header="x-real-ip")
     with pytest.raises(ValueError, match="rotation_path needs a token"):
         Guard(networks=["10.0.0.0/8"], rotation_path="/admin/rotation")
-    with pytest.raises(ValueError, match="also a probe, metrics or admin path"):
-        HealthEndpoints(HealthRegistry(), guard=Guard(TOKEN, rotation_path="/readyz/rotation"))
+    for path in ("/readyz/rotation", "/readyz", "/health", "/health/admin", "/metrics", "/metrics/x"):
+        with pytest.raises(ValueError, match="lies below, a probe, metrics, group or admin path"):
+            HealthEndpoints(HealthRegistry(), guard=Guard(TOKEN, rotation_path=path), metrics=True)
+        with pytest.raises(ValueError, match="lies below, a probe, metrics, group or admin path"):
+            HealthEndpoints(HealthRegistry(), guard=Guard(TOKEN, threads_path=path), metrics=True)
+    # Without groups over HTTP, /health is free for an admin path.
+    assert HealthEndpoints(HealthRegistry(), guard=Guard(TOKEN, threads_path="/health/threads"), group_path=None)
+    # A token read from a mounted Secret ends with a newline: stripped.
+    assert Guard(f" {TOKEN}\n").verdict(None, {"authorization": f"Bearer {TOKEN}"}.get) is Verdict.ALLOWED
     with pytest.raises(ValueError, match="must start with '/'"):
         HealthEndpoints(HealthRegistry(), guard=Guard(TOKEN, threads_path="debug"))
     with pytest.raises(TypeError, match="guard must be"):
@@ -343,6 +356,7 @@ def test_admin_request_takes_out_of_rotation_and_back(adapter: str) -> None:
         shown = anyone.get("/admin/rotation", headers=AUTH)
         assert shown.status_code == 200 and shown.headers["content-type"] == "application/json"
         assert shown.json()["in_rotation"] is True
+        assert shown.json()["scope"] == "process"  # no disable file: this process only
         out = anyone.post(
             "/admin/rotation", json={"action": "out", "reason": "rebalancing", "seconds": 600}, headers=AUTH
         )
@@ -397,6 +411,8 @@ def test_admin_request_refusals_and_bad_input(adapter: str) -> None:
             "no action": (400, {"json": {"reason": "x"}, "headers": AUTH}),
             "unknown field": (400, {"json": {"action": "out", "force": True}, "headers": AUTH}),
             "field twice": (400, {"params": {"action": "out"}, "data": {"action": "out"}, "headers": AUTH}),
+            "JSON field twice": (400, {"content": b'{"action":"out","action":"in"}', "headers": as_json}),
+            "seconds above 31 days": (400, {"json": {"action": "out", "seconds": 2678401}, "headers": AUTH}),
             "reason not text": (400, {"json": {"action": "out", "reason": 5}, "headers": AUTH}),
             "bad form": (400, {"content": b"action=%zz", "headers": AUTH}),
             "XML": (415, {"content": b"<out/>", "headers": {**AUTH, "Content-Type": "application/xml"}}),
@@ -406,14 +422,55 @@ def test_admin_request_refusals_and_bad_input(adapter: str) -> None:
             assert answer.status_code == code, (what, answer.status_code, answer.text)
             assert answer.headers["content-type"] == "text/plain; charset=utf-8", what
             assert answer.text.count("\n") == 1, what
-        if adapter == "asgi":  # a streamed body without Content-Length is counted as it comes
-            chunks = iter([b"a" * 3000, b"b" * 3000])
-            streamed = admin.post("/admin/rotation", content=chunks, headers=as_json)
-            assert (streamed.status_code, streamed.text) == (413, "body larger than 4096 bytes\n")
+        twice = admin.post("/admin/rotation", content=b'{"action":"out","action":"in"}', headers=as_json)
+        assert twice.text == "action given twice\n"
+        # A chunked body (no Content-Length) is counted as it comes: by uvicorn's messages,
+        # and by Werkzeug's wsgi.input_terminated input.
+        chunks = iter([b"a" * 3000, b"b" * 3000])
+        streamed = admin.post("/admin/rotation", content=chunks, headers=as_json)
+        assert (streamed.status_code, streamed.text) == (413, "body larger than 4096 bytes\n")
         assert registry.rotation.in_rotation, "bad input changed nothing"
+        chunked = admin.post(
+            "/admin/rotation", content=iter([b'{"action": "out", ', b'"reason": "chunked"}']), headers=as_json
+        )
+        assert (chunked.status_code, chunked.json()["reason"]) == (200, "chunked"), chunked.text
+        assert admin.post("/admin/rotation", content=iter([b"action=in"]), headers=AUTH).json()["in_rotation"] is True
         assert admin.get("/admin/rotation?action=out", headers=AUTH).status_code == 400
         # Still a working endpoint after all that.
         assert admin.post("/admin/rotation", json={"action": "out"}, headers=AUTH).json()["in_rotation"] is False
+
+
+@ADAPTERS
+def test_admin_request_with_a_disable_file_writes_and_removes_it(adapter: str, tmp_path: Path) -> None:
+    """With the registry's disable file, ``out`` writes it (so every worker process of the
+    container follows) and ``in`` removes it and ends a call's hold too."""
+    flag = tmp_path / "disabled"
+    registry = started_registry({"cache": CACHE})
+    registry.set_disable_file(flag)
+    guard = Guard(TOKEN, rotation_path="/admin/rotation")
+    with served(adapter, registry, guard=guard) as url, client(url) as admin:
+        assert admin.get("/admin/rotation", headers=AUTH).json()["scope"] == "file"
+        out = admin.post("/admin/rotation", data={"action": "out", "reason": "two\nlines"}, headers=AUTH)
+        assert out.status_code == 200, out.text
+        assert (out.json()["in_rotation"], out.json()["source"], out.json()["scope"]) == (False, "file", "file")
+        assert flag.read_text() == "two\\nlines\n"  # one line, as every reason is kept
+        assert [p.name for p in tmp_path.iterdir()] == ["disabled"], "no temporary file left"
+        assert admin.get("/readyz").text == "[-]lifecycle failed: out of rotation: two\\nlines\nreadyz check failed\n"
+        timed = admin.post("/admin/rotation", data={"action": "out", "seconds": "60"}, headers=AUTH)
+        assert (timed.status_code, timed.text.startswith("seconds cannot be kept in the disable file")) == (400, True)
+        registry.take_out_of_rotation("held by a call")
+        back = admin.post("/admin/rotation", json={"action": "in"}, headers=AUTH)
+        assert (back.status_code, back.json()["in_rotation"], back.json()["scope"]) == (200, True, "file")
+        assert not flag.exists() and registry.rotation.in_rotation
+        assert admin.get("/readyz").status_code == 200
+        assert admin.post("/admin/rotation", data={"action": "in"}, headers=AUTH).status_code == 200  # no file: fine
+        registry.set_disable_file(tmp_path / "missing" / "disabled")  # its folder does not exist
+        failed = admin.post("/admin/rotation", data={"action": "out"}, headers=AUTH)
+        assert (failed.status_code, failed.text) == (
+            503,
+            "the disable file could not be changed; the rotation is as it was\n",
+        )
+        assert registry.rotation.in_rotation
 
 
 @ADAPTERS

@@ -19,7 +19,7 @@ from healthprobe.wsgi import HealthApp
 
 from . import doc_pages
 from .apps import plain_apps
-from .support import require_binary, uvicorn_server, werkzeug_server
+from .support import PYTHON, ROOT, clean_env, require_binary, uvicorn_server, werkzeug_server
 
 DOC = doc_pages.page("operating.md")
 PAGE_PATH = "/run/myapp/disabled"
@@ -167,3 +167,43 @@ def test_the_thread_dump_looks_as_shown(monkeypatch: pytest.MonkeyPatch) -> None
             page_lines
         )
     assert lines[0].startswith('Thread "MainThread" ') and lines[1].startswith("  File ")
+
+
+# -- every python block of the page --------------------------------------------------------------
+
+#: What a block marked as a fragment (its first line) is run after, and with which environment.
+FRAGMENTS = {
+    "# Fragment: `app` is your ASGI application, and HEALTH_TOKEN is set (from a Secret).": (
+        "from tests.apps import plain_apps\napp, _ = plain_apps()\n",
+        {"HEALTH_TOKEN": TOKEN},
+    ),
+    "# Fragment: `app` is your WSGI application, and HEALTH_TOKEN is set (from a Secret).": (
+        "from tests.apps import plain_apps\n_, app = plain_apps()\n",
+        {"HEALTH_TOKEN": TOKEN},
+    ),
+    "# Fragment: continues the block above (`registry`, `publisher`).": (None, {}),
+}
+
+
+def test_every_python_block_runs_as_written_or_is_a_marked_fragment(tmp_path: Path) -> None:
+    """Each block runs as written in a fresh interpreter (no HEALTH_TOKEN, no ``app``), or
+    says on its first line that it is a fragment and what it needs, and runs given that."""
+    blocks = doc_pages.blocks(DOC, "python")
+    assert len(blocks) >= 9
+    env = {k: v for k, v in clean_env().items() if k != "HEALTH_TOKEN"}
+    env["PYTHONPATH"] = str(ROOT)
+    for number, code in enumerate(blocks, 1):
+        first = code.splitlines()[0]
+        extra: dict[str, str] = {}
+        if first.startswith("# Fragment"):
+            assert first in FRAGMENTS, (number, first)
+            prelude, extra = FRAGMENTS[first]
+            code = (blocks[number - 2] if prelude is None else prelude) + code
+        done = subprocess.run(
+            [PYTHON, "-c", code], env={**env, **extra}, cwd=tmp_path, capture_output=True, text=True, timeout=60
+        )
+        assert done.returncode == 0, (number, code, done.stderr)
+        if first.startswith("# Fragment") and extra:  # the fragment alone fails: the marker is needed
+            alone = doc_pages.blocks(DOC, "python")[number - 1]
+            failed = subprocess.run([PYTHON, "-c", alone], env=env, cwd=tmp_path, capture_output=True, timeout=60)
+            assert failed.returncode != 0, number

@@ -8,7 +8,9 @@ limits to a token and/or source networks:
   and ``ok`` or the closing ``<probe>z check failed`` line with the operator's lifecycle
   reasons) stays open to everyone, so the kubelet probes without a token; a request that is
   not allowed gets the plain answer with the same status code, marked by the header
-  ``X-Healthprobe-Details: withheld``, never a 401 or 403;
+  ``X-Healthprobe-Details: withheld``, never a 401 or 403. What is withheld is bodies:
+  the status code of a per-check path (``/readyz/<check>``) is plain status, so whether a
+  guessed check name exists (``404``) and passes is not hidden;
 * the **admin request** on ``rotation_path`` (a token is required to enable it);
 * the **thread dump** on ``threads_path``.
 
@@ -167,7 +169,8 @@ class Guard:
             in another header, as the whole value. Compared in constant time
             (:func:`hmac.compare_digest`); never logged nor shown, also not by ``repr``.
             Take it from the environment or a mounted secret
-            (``token=os.environ["HEALTH_TOKEN"]``).
+            (``token=os.environ["HEALTH_TOKEN"]``); surrounding whitespace is stripped (a
+            Secret mounted as a file often ends with a newline).
         networks: the networks a client must come from (``["10.0.0.0/8", "::1/128"]``,
             strings or :mod:`ipaddress` networks), or ``None`` for any. An IPv4-mapped IPv6
             peer (``::ffff:10.1.2.3``) counts as its IPv4 address.
@@ -218,6 +221,7 @@ class Guard:
         if token is not None:
             if not isinstance(token, str):
                 raise TypeError(f"token must be a str or None, got {type(token).__name__}")
+            token = token.strip()  # a Secret mounted as a file ends with a newline
             if not _TOKEN_CHARS.fullmatch(token):
                 raise ValueError("token must be non-empty visible ASCII without spaces")
         if not isinstance(header, str) or not _HEADER_NAME.fullmatch(header):

@@ -15,11 +15,11 @@ Rules (Kubernetes "Configure Liveness, Readiness and Startup Probes": any code f
   (RFC 9110 section 9.3.2). Other methods get ``405`` with ``Allow: GET, HEAD``.
 * 200 when the probe passes or warns, ``failure_status`` (503 by default) when it fails.
 * ``/<probe path>/<check>`` answers for one member check; an unknown name is ``404``.
-* While the registry has groups (:meth:`HealthRegistry.add_group`), ``<group_path>/<group>``
-  (``/health/<group>``) answers for a group as a probe path does, with the group's own
+* For each group the registry has (:meth:`HealthRegistry.add_group`), ``<group_path>/<group>``
+  (``/health/<group>``) answers for the group as a probe path does, with the group's own
   status codes and ``expose_output``, and ``<group_path>/<group>/<check>`` for one of its
-  checks; an unknown group or check is ``404``. While it has none, those paths are the
-  application's.
+  checks; a check the group does not select is ``404``. A path below ``group_path`` whose
+  first segment is not a registered group is the application's.
 * Query: ``verbose`` (list every check), ``exclude=<check>`` (repeatable), ``format=json``
   or ``format=text``; ``verbose`` or ``format`` given again with another meaning is ``400``.
   Anything else, or a malformed query, is ``400`` with a one-line reason.
@@ -51,13 +51,18 @@ Rules (Kubernetes "Configure Liveness, Readiness and Startup Probes": any code f
 from __future__ import annotations
 
 import collections.abc
+import contextlib
 import dataclasses
 import functools
 import inspect
 import json
 import logging
 import math
+import multiprocessing
+import os
 import re
+import sys
+import tempfile
 import typing
 import urllib.parse
 from http import HTTPStatus as _HTTPStatus
@@ -141,6 +146,10 @@ _TRUE = {"", "1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off"}
 _REASONS = {200: "OK", 400: "Bad Request", 404: "Not Found", 405: "Method Not Allowed", 503: "Service Unavailable"}
 _ADMIN_ALLOW = {"rotation": "GET, HEAD, POST", "threads": "GET, HEAD"}
+#: Most ``seconds`` an admin request may keep the instance out for: 31 days.
+_MOST_SECONDS = 31 * 24 * 3600
+#: The pid of the process that warned that an admin request reaches it alone (once each).
+_warned_in: list[int] = []
 #: Most distinct requests whose answers are remembered (:attr:`HealthEndpoints.answers`).
 _ANSWERS_LIMIT = 256
 #: Longest check name (``registry.CHECK_NAME``): a longer name in a path is not echoed back.
@@ -412,8 +421,15 @@ class HealthEndpoints:
                 if admin_path is None:
                     continue
                 check_path(kind, admin_path)
-                if self.route(admin_path) is not None or admin_path == metrics_path or admin_path in self.admin_paths:
-                    raise ValueError(f"{kind} path {admin_path!r} is also a probe, metrics or admin path")
+                below = [metrics_path, *([] if self.group_path is None else [self.group_path])]
+                if (
+                    self.route(admin_path) is not None
+                    or any(admin_path == p or admin_path.startswith(p + "/") for p in below)
+                    or admin_path in self.admin_paths
+                ):
+                    raise ValueError(
+                        f"{kind} path {admin_path!r} is, or lies below, a probe, metrics, group or admin path"
+                    )
                 self.admin_paths[admin_path] = kind
         #: Every path answered here as it is: the probe paths, and the metrics path when
         #: metrics are on. Any other path answered here starts with one of :attr:`prefixes`
@@ -453,18 +469,20 @@ class HealthEndpoints:
     def route_group(self, path: str) -> tuple[str, str | None] | None:
         """``(group name, check name or None)`` for a path below ``group_path``, or ``None``
         if not one of ours: another path, ``group_path`` itself or followed by ``/`` alone,
-        or any path while the registry has no group.
+        or a path whose first segment is not a registered group (so an application's own
+        ``/health/live`` route keeps working once a group exists, and an unknown group is
+        not told apart from any other path of the application).
 
         ``/health/<group>`` and ``/health/<group>/`` are the group; ``/health/<group>/<name>``
-        and ``/health/<group>/<name>/`` one check. The names are not looked up here: an
-        unknown one is answered ``404``.
+        and ``/health/<group>/<name>/`` one check. The check name is not looked up here: a
+        check the group does not select is answered ``404``.
         """
         prefix = self.group_prefix
         if prefix is None or not path.startswith(prefix) or not self.registry.groups:
             return None
         group, _, name = path[len(prefix) :].partition("/")
-        if not group:
-            return None
+        if group not in self.registry.groups:
+            return None  # not a group's path: the application's (its own /health/live)
         if len(name) > 1 and name.endswith("/"):
             name = name[:-1]
         return group, (name or None)
@@ -640,11 +658,16 @@ class HealthEndpoints:
         ``threads``: the thread dump (:func:`healthprobe.guard.thread_dump`), ``text/plain``.
         ``rotation``: ``GET`` and ``HEAD`` show the rotation; ``POST`` takes ``action``
         (``out`` or ``in``), ``reason`` (text) and ``seconds`` (a number above 0, with
-        ``out`` only) from the query, a form body or a JSON object body, and calls
-        :meth:`HealthRegistry.take_out_of_rotation` or
-        :meth:`HealthRegistry.return_to_rotation` with ``source="admin"``. Either answers
-        ``200`` with the rotation as JSON on one line: ``{"in_rotation": bool, "reason":
-        str|null, "source": str|null, "since": epoch seconds, "until": epoch seconds|null}``.
+        ``out`` only, at most 2678400: 31 days) from the query, a form body or a JSON object
+        body. When the registry has a :attr:`~HealthRegistry.disable_file`, ``out`` writes
+        that file (the reason its first line; a temporary file then :func:`os.replace`) and
+        ``in`` removes it and calls :meth:`HealthRegistry.return_to_rotation`, so that every
+        worker process sharing the file follows (``seconds`` is then refused: the file has no
+        expiry); without one, it calls :meth:`HealthRegistry.take_out_of_rotation` or
+        :meth:`HealthRegistry.return_to_rotation` with ``source="admin"``, which changes this
+        process only. Either answers ``200`` with the rotation as JSON on one line:
+        ``{"in_rotation": bool, "reason": str|null, "source": str|null, "since": epoch
+        seconds, "until": epoch seconds|null, "scope": "file"|"process"}``.
 
         Args:
             kind: as :meth:`admin_refusal` takes it.
@@ -656,7 +679,9 @@ class HealthEndpoints:
         Returns:
             The answer; ``400`` with a one-line reason for bad input (unknown or repeated
             field, missing or unknown action, malformed query, form or JSON, a ``seconds``
-            that is not a number above 0), ``415`` for a body that is neither JSON nor a form.
+            that is not a number above 0 or is above 31 days), ``415`` for a body that is
+            neither JSON nor a form, ``503`` when the disable file cannot be written or
+            removed (logged; the rotation is unchanged).
         """
         head = method == "HEAD"
         if kind == "threads":
@@ -667,11 +692,9 @@ class HealthEndpoints:
             asked = _rotation_request(query_string, content_type, body)
             if isinstance(asked, Response):
                 return asked
-            action, reason, seconds = asked
-            if action == "out":
-                self.registry.take_out_of_rotation(reason, seconds=seconds, source="admin")
-            else:
-                self.registry.return_to_rotation(source="admin")
+            failed = self._rotate(*asked)
+            if failed is not None:
+                return failed
         elif query_string:
             return plain_response(400, "GET shows the rotation and takes no query; POST action=out or action=in", head)
         rotation = self.registry.rotation
@@ -681,8 +704,45 @@ class HealthEndpoints:
             "source": rotation.source,
             "since": round(rotation.since, 3),
             "until": None if rotation.until is None else round(rotation.until, 3),
+            "scope": "process" if self.registry.disable_file is None else "file",
         }
         return _response(200, "application/json", _render.dumps(document) + b"\n", head)
+
+    def _rotate(self, action: str, reason: str | None, seconds: float | None) -> Response | None:
+        """Carry out an admin rotation request: ``None`` when done, else the answer saying why
+        not. With the registry's disable file, ``out`` writes the file and ``in`` removes it
+        (and ends any hold of a call), so every worker process of the container follows;
+        without one, only this process changes (warned once per process when it looks like
+        one of several workers)."""
+        path = self.registry.disable_file
+        if path is None:
+            _warn_if_one_of_several()
+            if action == "out":
+                self.registry.take_out_of_rotation(reason, seconds=seconds, source="admin")
+            else:
+                self.registry.return_to_rotation(source="admin")
+            return None
+        if action == "out" and seconds is not None:
+            return plain_response(
+                400, "seconds cannot be kept in the disable file: leave it out and send action=in to come back"
+            )
+        try:
+            if action == "out":
+                _write_disable_file(path, reason)
+            else:
+                with contextlib.suppress(FileNotFoundError):
+                    os.remove(path)
+        except OSError as exc:
+            _logger.warning(
+                "admin rotation request: could not %s the disable file %s (%s)",
+                "write" if action == "out" else "remove",
+                path,
+                type(exc).__name__,
+            )
+            return plain_response(503, "the disable file could not be changed; the rotation is as it was")
+        if action == "in":
+            self.registry.return_to_rotation(source="admin")
+        return None
 
     # -- answering again ---------------------------------------------------------------------
 
@@ -888,7 +948,9 @@ def _rotation_request(
         media = (content_type or "").partition(";")[0].strip().lower()
         if media == "application/json":
             try:
-                document = json.loads(body.decode("utf-8"))
+                document = json.loads(body.decode("utf-8"), object_pairs_hook=_no_repeats)
+            except _RepeatedField as repeated:
+                return plain_response(400, f"{str(repeated)[:40]} given twice")
             except ValueError:  # UnicodeDecodeError is one
                 return plain_response(400, "body is not valid JSON")
             if not isinstance(document, dict):
@@ -930,7 +992,58 @@ def _rotation_request(
             seconds = None
     if isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or not math.isfinite(seconds) or seconds <= 0:
         return plain_response(400, "seconds must be a number above 0")
+    if seconds > _MOST_SECONDS:
+        return plain_response(400, f"seconds must be at most {_MOST_SECONDS} (31 days)")
     return str(action), reason, float(seconds)
+
+
+def _write_disable_file(path: str, reason: str | None) -> None:
+    """Write the disable file at ``path`` with ``reason`` as its first line, atomically: a
+    temporary file in the same folder, then :func:`os.replace`, so that no worker reads
+    it half written. Raises ``OSError``."""
+    text = "" if reason is None else _render.one_line(reason.strip()[: _registry.ROTATION_REASON_LIMIT])
+    folder, name = os.path.split(os.path.abspath(path))
+    fd, temporary = tempfile.mkstemp(prefix=f".{name}.", dir=folder)
+    try:
+        os.chmod(temporary, 0o644)  # readable as a file made by `echo reason > path` is
+        with os.fdopen(fd, "w", encoding="utf-8") as file:
+            file.write(text + "\n" if text else "")
+        os.replace(temporary, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.remove(temporary)
+        raise
+
+
+def _warn_if_one_of_several() -> None:
+    """Log a WARNING, once per process, when an admin rotation request changes this process
+    alone and it looks like one of several workers: a gunicorn worker (its arbiter is
+    imported) or a child started by :mod:`multiprocessing` (uvicorn ``--workers``)."""
+    pid = os.getpid()
+    if pid in _warned_in:
+        return
+    _warned_in.append(pid)
+    if "gunicorn.arbiter" in sys.modules or multiprocessing.parent_process() is not None:
+        _logger.warning(
+            "the admin rotation request changed this worker process (pid %d) only: with several workers "
+            "(gunicorn -w N, uvicorn --workers N) give the registry a disable_file, which every worker follows",
+            pid,
+        )
+
+
+class _RepeatedField(ValueError):
+    """A JSON object of an admin body names a field twice (its name is the message)."""
+
+
+def _no_repeats(pairs: list[tuple[str, object]]) -> dict[str, object]:
+    """``json.loads``'s ``object_pairs_hook``: the object as a dict, refusing a name given
+    twice (RFC 8259 section 4 leaves repeated names to the reader; one would win unseen)."""
+    found: dict[str, object] = {}
+    for name, value in pairs:
+        if name in found:
+            raise _RepeatedField(name)
+        found[name] = value
+    return found
 
 
 def _failure_statuses(failure_status: int | Mapping[Probe | str, int]) -> dict[Probe, int]:

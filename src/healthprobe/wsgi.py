@@ -80,20 +80,45 @@ def _header(environ: WSGIEnvironment) -> Callable[[str], str | None]:
 def _admin(endpoints: HealthEndpoints, kind: str, environ: WSGIEnvironment) -> Response:
     """The answer of a request on a guarded admin path: the body is read only when the guard
     allows it, and only ``CONTENT_LENGTH`` bytes of it, at most
-    :data:`~healthprobe.http.ADMIN_BODY_LIMIT` (PEP 3333: a server may give no end of input
-    without it; a body without one counts as empty)."""
+    :data:`~healthprobe.http.ADMIN_BODY_LIMIT`. Without ``CONTENT_LENGTH`` (a chunked
+    body), it is read up to the limit and one byte more (``413`` beyond) when the server
+    sets ``wsgi.input_terminated`` (gunicorn and Werkzeug do: the input then ends where the
+    body ends); otherwise it counts as empty, since PEP 3333 lets a server give no end of
+    input without a length."""
     method = environ.get("REQUEST_METHOD", "GET")
     header = _header(environ)
     verdict = endpoints.verdict(environ.get("REMOTE_ADDR"), header)
+    given = environ.get("CONTENT_LENGTH")
+    chunked = not given and bool(environ.get("wsgi.input_terminated"))
     try:
-        length = int(environ.get("CONTENT_LENGTH") or 0)
+        length = int(given or 0)
     except ValueError:
         length = http.ADMIN_BODY_LIMIT + 1
-    response = endpoints.admin_refusal(kind, method, verdict, length)
+    response = endpoints.admin_refusal(kind, method, verdict, None if chunked else length)
     if response is not None:
         return response
-    body = environ["wsgi.input"].read(length) if method == "POST" and length > 0 else b""
+    body = b""
+    if method == "POST" and chunked:
+        body = _read_terminated(environ["wsgi.input"], http.ADMIN_BODY_LIMIT + 1)
+        if len(body) > http.ADMIN_BODY_LIMIT:
+            return endpoints.admin_refusal(kind, method, verdict, len(body)) or http.plain_response(413, "too large")
+    elif method == "POST" and length > 0:
+        body = environ["wsgi.input"].read(length)
     return endpoints.admin(kind, method, environ.get("QUERY_STRING", ""), header("content-type"), body)
+
+
+def _read_terminated(stream: typing.Any, most: int) -> bytes:
+    """At most ``most`` bytes of a ``wsgi.input`` that ends where the body ends: read until
+    it gives nothing (a raw stream, as Werkzeug's dechunking one, may give less than asked)."""
+    chunks: list[bytes] = []
+    size = 0
+    while size < most:
+        chunk = stream.read(most - size)
+        if not chunk:
+            break
+        chunks.append(chunk)
+        size += len(chunk)
+    return b"".join(chunks)
 
 
 def _handle(endpoints: HealthEndpoints, environ: WSGIEnvironment) -> Response | None:
