@@ -845,3 +845,47 @@ def test_without_django_the_import_names_the_extra() -> None:
         "django",
         "healthprobe.django needs django: pip install 'healthprobe[django]'",
     )
+
+
+def test_groups_tags_and_guard_read_in_process(package: str) -> None:
+    """``probes: []`` and ``tags`` make a check only groups run; ``GROUPS`` and ``GUARD`` (a
+    Guard, or a dict of its arguments) reach the endpoint options; a refused token is never
+    shown."""
+    from healthprobe import Guard
+    from healthprobe.django import conf
+
+    entry = {"check": f"{package}.health.disk", "probes": [], "tags": ["external", "disk"]}
+    settings = type(
+        "Settings",
+        (),
+        {
+            "HEALTHPROBE": {
+                "CHECKS": [entry],
+                "GROUPS": {"wellness": {"tags": ["external"], "failure_status": 500}},
+                "GUARD": {"token": "s3cret", "networks": ["10.0.0.0/8"]},
+            },
+            "DATABASES": {},
+        },
+    )()
+    basics, (spec,), problems = conf.load(settings)
+    assert problems == []
+    assert (spec.probes, spec.tags) == ((), ("external", "disk"))
+    assert [(g.name, g.options) for g in basics.groups] == [("wellness", {"tags": ["external"], "failure_status": 500})]
+    options = basics.endpoint_options()
+    assert isinstance(options["guard"], Guard) and options["guard"].has_token and "group_path" not in options
+    guard = Guard(token="s3cret")
+    assert (
+        conf.load_basics(type("S", (), {"HEALTHPROBE": {"GUARD": guard, "GROUP_PATH": None}})())[0].endpoint_options()[
+            "guard"
+        ]
+        is guard
+    )
+    (problem,) = _problems(GUARD={"token": "s3cret with space"})
+    assert problem.id == "healthprobe.E003" and "s3cret" not in problem.line()
+    (problem,) = _problems(GUARD=["s3cret"])
+    assert (
+        problem.line().startswith("healthprobe.E003: HEALTHPROBE['GUARD'] is a list.")
+        and "s3cret" not in problem.line()
+    )
+    (problem,) = _problems(CHECKS=[{"check": f"{package}.health.disk", "probes": "nightly"}])
+    assert problem.message.startswith("HEALTHPROBE['CHECKS'][0]['probes'] is 'nightly'")

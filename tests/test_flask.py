@@ -608,6 +608,40 @@ def test_shutdown_off_keeps_no_hook(caplog: pytest.LogCaptureFixture) -> None:
             "app.config['HEALTHPROBE_METRICS_PATH'] is '/readyz/metrics', which the probe path '/readyz' of "
             "app.config['HEALTHPROBE_PATHS'] answers (as /readyz/<check>): give the metrics a path of their own",
         ),
+        # Groups and the guard.
+        (
+            {"HEALTHPROBE_GUARD": "s3cret"},
+            TypeError,
+            "app.config['HEALTHPROBE_GUARD'] must be a healthprobe.Guard, a dict of its keyword arguments",
+        ),
+        (
+            {"HEALTHPROBE_GUARD": {"tokn": "s3cret"}},
+            TypeError,
+            "app.config['HEALTHPROBE_GUARD'] has an unknown key 'tokn': did you mean 'token'?",
+        ),
+        (
+            {"HEALTHPROBE_GUARD": {"token": "two words"}},
+            ValueError,
+            "app.config['HEALTHPROBE_GUARD']: token must be non-empty visible ASCII without spaces",
+        ),
+        (
+            {"HEALTHPROBE_GUARD": {"token": "t", "threads_path": "/readyz/threads"}},
+            ValueError,
+            "app.config['HEALTHPROBE_GUARD']: threads path '/readyz/threads'",
+        ),
+        (
+            {"HEALTHPROBE_GROUP_PATH": "/readyz"},
+            ValueError,
+            "app.config['HEALTHPROBE_GROUP_PATH'] is '/readyz', which clashes with the path '/readyz': "
+            "give groups a path of their own, such as '/groups'",
+        ),
+        (
+            {"HEALTHPROBE_GROUP_PATH": "/health", "HEALTHPROBE_PATHS": {"/health/live": "liveness"}},
+            ValueError,
+            "app.config['HEALTHPROBE_GROUP_PATH'] is '/health', which clashes with the path '/health/live'",
+        ),
+        ({"HEALTHPROBE_GROUP_PATH": "/"}, ValueError, "app.config['HEALTHPROBE_GROUP_PATH'] must not be '/'"),
+        ({"HEALTHPROBE_GROUP_PATH": 1}, TypeError, "app.config['HEALTHPROBE_GROUP_PATH'] must be a path (str)"),
         (
             {"HEALTHPROBE_METRICS": True, "HEALTHPROBE_PATHS": {"/metrics": "liveness"}},
             ValueError,
@@ -634,6 +668,14 @@ def test_bad_arguments_of_the_extension() -> None:
     with pytest.raises(ValueError, match=re.escape("HealthProbe(metrics_path=...) is '/healthz', which is also a")):
         HealthProbe(metrics=True, metrics_path="/healthz")
     HealthProbe(metrics_path="/healthz")  # metrics off: the path serves nothing
+    with pytest.raises(TypeError, match=r"HealthProbe\(guard=\.\.\.\) must be a healthprobe\.Guard"):
+        HealthProbe(guard="s3cret")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match=r"HealthProbe\(group_path=\.\.\.\) is '/livez', which clashes"):
+        HealthProbe(group_path="/livez")
+    # The default group path gives way to probe paths below it; another one given is refused.
+    HealthProbe(paths={"/health/live": "liveness"})
+    with pytest.raises(ValueError, match="clashes with the path '/health/live'"):
+        HealthProbe(paths={"/health/live": "liveness"}, group_path="/health/live")
     with pytest.raises(TypeError, match="needs a Flask app, got function"):
         HealthProbe().init_app(lambda: None)  # type: ignore[arg-type]
     with pytest.raises(TypeError, match="hook 'takes_one' must be callable with no arguments"):

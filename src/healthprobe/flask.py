@@ -50,6 +50,7 @@ import typing
 import weakref
 
 from . import _extras, _launch, _types, http, wsgi
+from . import guard as _guard
 from . import registry as _registry
 from . import shutdown as _shutdown
 
@@ -63,6 +64,7 @@ if typing.TYPE_CHECKING:
     from flask import Flask
 
     from ._types import Probe
+    from .guard import Guard
     from .http import MetricsSource
     from .registry import HealthRegistry
     from .shutdown import GracefulShutdown
@@ -120,6 +122,14 @@ class Settings:
             after ``init_app`` count; default 30 s.
         repeat_window: seconds after the first signal during which another is a copy of it
             (docs/kubernetes.md); default 1 s.
+        guard: who may see the details of probe and group answers, and the admin and
+            thread dump paths it enables: a :class:`healthprobe.guard.Guard`, or a dict of
+            its keyword arguments (``{"token": "..."}``, as ``from_prefixed_env()`` reads
+            JSON); default ``None``: details for everyone (as ``expose_output`` says).
+        group_path: the path groups of checks (``registry.add_group(...)``) are answered under, or
+            ``None`` for none over HTTP; default ``/health``. Left at its default while a
+            probe path is ``/health`` or below it, groups get no path, and a WARNING names
+            this setting once the registry has a group.
     """
 
     # Annotations by module, which typing.get_type_hints resolves at run time.
@@ -136,6 +146,8 @@ class Settings:
     hook_timeout: float = 5.0
     grace_period: float = 30.0
     repeat_window: float = 1.0
+    guard: _guard.Guard | None = None
+    group_path: str | None = http.DEFAULT_GROUP_PATH
 
 
 #: Every ``app.config`` key the extension reads, to the :class:`Settings` field it sets.
@@ -209,15 +221,16 @@ class HealthProbe:
             without one of its own; ``None`` gives each app a new registry, so apps built
             by a factory (tests!) never share a lifecycle.
         paths, failure_status, expose_output, metrics, metrics_path, shutdown,
-            shutdown_delay, drain_timeout, hook_timeout, grace_period, repeat_window: the
-            defaults of the ``HEALTHPROBE_*`` settings; see :class:`Settings` (durations in
-            seconds).
+            shutdown_delay, drain_timeout, hook_timeout, grace_period, repeat_window, guard,
+            group_path: the defaults of the ``HEALTHPROBE_*`` settings; see
+            :class:`Settings` (durations in seconds).
 
     Raises:
         TypeError: an argument of the wrong type (``registry`` not a ``HealthRegistry``,
             ``drain_timeout="20"``...).
         ValueError: an argument out of range (a negative duration, a malformed path, a
-            status code outside 400-599).
+            status code outside 400-599, a ``group_path`` that is ``/`` or that a probe or
+            metrics path is or lies below), or a guard whose admin path is a probe path.
     """
 
     def __init__(
@@ -236,6 +249,8 @@ class HealthProbe:
         hook_timeout: float = 5.0,
         grace_period: float = 30.0,
         repeat_window: float = 1.0,
+        guard: Guard | Mapping[str, Any] | None = None,
+        group_path: str | None = http.DEFAULT_GROUP_PATH,
     ) -> None:
         if registry is not None and not isinstance(registry, _registry.HealthRegistry):
             raise TypeError(f"HealthProbe(registry=...) must be a HealthRegistry, got {type(registry).__name__}")
@@ -251,8 +266,13 @@ class HealthProbe:
             "hook_timeout": hook_timeout,
             "grace_period": grace_period,
             "repeat_window": repeat_window,
+            "guard": guard,
+            "group_path": group_path,
         }
-        self._defaults = _settings(given, lambda field: f"HealthProbe({field}=...)")
+        # A group path equal to the default counts as not given: it gives way to a probe path
+        # at or below it, as the endpoints' default does.
+        self._group_path_given = group_path != http.DEFAULT_GROUP_PATH
+        self._defaults = _settings(given, lambda field: f"HealthProbe({field}=...)", self._group_path_given)
         self._registry = registry
         self._hooks: list[tuple[Hook, str | None]] = []
         self._states: weakref.WeakSet[ProbeState] = weakref.WeakSet()
@@ -305,6 +325,11 @@ class HealthProbe:
                 ``wsgi_app`` is already wrapped in a ``HealthMiddleware``.
             ImportError: ``HEALTHPROBE_METRICS`` is on without prometheus-client
                 (``pip install 'healthprobe[prometheus]'``).
+
+        Groups of the registry get no path while a probe path is at or below ``/health``
+        and no group path is set: one WARNING names ``HEALTHPROBE_GROUP_PATH``, here if
+        the registry has a group already, else at the first probe answered after one is
+        added.
         """
         if not isinstance(app, flask.Flask):
             raise TypeError(f"HealthProbe.init_app needs a Flask app, got {type(app).__name__}")
@@ -320,9 +345,11 @@ class HealthProbe:
                 f"the wsgi_app of Flask app {app.name!r} is already wrapped in healthprobe.wsgi.HealthMiddleware: "
                 "remove that line, HealthProbe wraps app.wsgi_app itself"
             )
-        settings = _settings_of(app, self._defaults)
+        group_path_given = self._group_path_given or PREFIX + "GROUP_PATH" in app.config
+        settings = _settings_of(app, self._defaults, group_path_given)
         health = registry or self._registry or _registry.HealthRegistry()
         coordinator = self._coordinator(app, health, settings)
+        groups: dict[str, Any] = {"group_path": settings.group_path} if group_path_given else {}
         middleware = wsgi.HealthMiddleware(
             app.wsgi_app,
             health,
@@ -332,7 +359,13 @@ class HealthProbe:
             metrics=settings.metrics,
             metrics_path=settings.metrics_path,
             shutdown=coordinator,
+            guard=settings.guard,
+            **groups,
         )
+        if not group_path_given:
+            clash = _group_path_clash(http.DEFAULT_GROUP_PATH, _taken(settings))
+            if clash is not None:
+                _warn_pathless_groups(health, app.name, clash)
         app.wsgi_app = middleware  # type: ignore[method-assign]
         probe_state = ProbeState(self, health, coordinator, middleware, settings, app.name)
         app.extensions[EXTENSION_KEY] = probe_state
@@ -445,14 +478,15 @@ def registry(app: Flask | None = None) -> HealthRegistry:
 # -- settings ------------------------------------------------------------------------------------
 
 
-def _settings_of(app: Flask, defaults: Settings) -> Settings:
+def _settings_of(app: Flask, defaults: Settings, group_path_given: bool) -> Settings:
     """The app's settings: its ``HEALTHPROBE_*`` keys over ``defaults``, checked; the
-    effective values are written back into ``app.config``."""
+    effective values are written back into ``app.config`` (``HEALTHPROBE_GROUP_PATH``:
+    ``None`` when the default gives way to a probe path)."""
     config = app.config
     _refuse_unknown(config.keys(), app.name)
     metrics_path_set = PREFIX + "METRICS_PATH" in config
     values = {field: config.get(key, getattr(defaults, field)) for key, field in SETTINGS.items()}
-    settings = _settings(values, lambda field: f"app.config[{PREFIX + field.upper()!r}]")
+    settings = _settings(values, lambda field: f"app.config[{PREFIX + field.upper()!r}]", group_path_given)
     if metrics_path_set and settings.metrics is False and settings.metrics_path != "/metrics":
         raise ValueError(
             f"app.config['{PREFIX}METRICS_PATH'] is {settings.metrics_path!r} but metrics are off: "
@@ -460,6 +494,8 @@ def _settings_of(app: Flask, defaults: Settings) -> Settings:
         )
     for key, field in SETTINGS.items():
         value = getattr(settings, field)
+        if field == "group_path" and not group_path_given and _group_path_clash(value, _taken(settings)):
+            value = None
         if isinstance(value, collections.abc.Mapping):  # plain words, as a config file would give them
             value = {str(k): v.value if isinstance(v, _types.Probe) else v for k, v in value.items()}
         config.setdefault(key, value)
@@ -487,8 +523,9 @@ def _refuse_unknown(keys: Iterable[object], app_name: str) -> None:
         raise ValueError(f"unknown healthprobe setting app.config[{key!r}] of Flask app {app_name!r}: {hint}")
 
 
-def _settings(values: Mapping[str, Any], where: Callable[[str], str]) -> Settings:
-    """Check every value (types first, then ranges) and build :class:`Settings`."""
+def _settings(values: Mapping[str, Any], where: Callable[[str], str], group_path_given: bool) -> Settings:
+    """Check every value (types first, then ranges) and build :class:`Settings`; a
+    ``group_path`` not given may clash with a probe path (it then gives way)."""
     settings = Settings(
         paths=_paths(values["paths"], where("paths")),
         failure_status=_failure_status(values["failure_status"], where("failure_status")),
@@ -503,6 +540,10 @@ def _settings(values: Mapping[str, Any], where: Callable[[str], str]) -> Setting
         hook_timeout=_seconds(values["hook_timeout"], where("hook_timeout")),
         grace_period=_seconds(values["grace_period"], where("grace_period")),
         repeat_window=_seconds(values["repeat_window"], where("repeat_window")),
+        guard=_guard_of(values["guard"], where("guard")),
+        group_path=(
+            None if values["group_path"] is None else _path(values["group_path"], where("group_path"), "group")
+        ),
     )
     if settings.metrics is not False:
         clash = _probe_path_of(settings.metrics_path, settings.paths)
@@ -517,7 +558,97 @@ def _settings(values: Mapping[str, Any], where: Callable[[str], str]) -> Setting
             raise ValueError(
                 f"{where('metrics_path')} is {path!r}, {what}: give the metrics a path of their own{example}"
             )
+    _check_group_path(settings, where, group_path_given)
+    if settings.guard is not None:
+        try:  # the guard's admin paths against the probe paths, by the endpoints' rule
+            http.HealthEndpoints(
+                _registry.HealthRegistry(), paths=settings.paths, guard=settings.guard, group_path=None
+            )
+        except ValueError as exc:
+            raise ValueError(f"{where('guard')}: {exc}") from None
+        admin = {settings.guard.rotation_path, settings.guard.threads_path}
+        if settings.metrics is not False and settings.metrics_path in admin:
+            raise ValueError(f"{where('guard')}: an admin path is also the metrics path {settings.metrics_path!r}")
     return settings
+
+
+def _taken(settings: Settings) -> list[str]:
+    """The paths a group path may not be, nor lie above or below: the probe paths, and the
+    metrics path when metrics are on."""
+    return [*settings.paths, *([settings.metrics_path] if settings.metrics is not False else [])]
+
+
+def _group_path_clash(group_path: str | None, taken: Iterable[str]) -> str | None:
+    """The path of ``taken`` that ``group_path`` is, lies below or lies above (the rule of
+    :class:`healthprobe.http.EndpointOptions`), or ``None``."""
+    if group_path is None:
+        return None
+    return next(
+        (p for p in taken if p == group_path or p.startswith(group_path + "/") or group_path.startswith(p + "/")),
+        None,
+    )
+
+
+def _check_group_path(settings: Settings, where: Callable[[str], str], given: bool) -> None:
+    group_path = settings.group_path
+    if group_path == "/":
+        raise ValueError(f"{where('group_path')} must not be '/': every path of the app would be a group's")
+    clash = _group_path_clash(group_path, _taken(settings))
+    if clash is not None and given:
+        raise ValueError(
+            f"{where('group_path')} is {group_path!r}, which clashes with the path {clash!r}: "
+            "give groups a path of their own, such as '/groups'"
+        )
+
+
+def _guard_of(value: object, where: str) -> Guard | None:
+    """A :class:`~healthprobe.guard.Guard`, one built from a dict of its keyword arguments,
+    or ``None``; the token never appears in a message."""
+    if value is None or isinstance(value, _guard.Guard):
+        return value
+    if not isinstance(value, collections.abc.Mapping):
+        raise TypeError(
+            f"{where} must be a healthprobe.Guard, a dict of its keyword arguments such as "
+            f"{{'token': '...'}}, or None, got {type(value).__name__}"
+        )
+    known = list(inspect.signature(_guard.Guard).parameters)
+    for key in value:
+        if key not in known:
+            close = difflib.get_close_matches(str(key), known, n=1, cutoff=0.6)
+            hint = f"did you mean {close[0]!r}?" if close else f"the keys are {', '.join(known)}"
+            raise TypeError(f"{where} has an unknown key {key!r}: {hint}")
+    try:
+        return _guard.Guard(**value)
+    except (TypeError, ValueError) as exc:
+        raise type(exc)(f"{where}: {exc}") from None
+
+
+def _warn_pathless_groups(health: HealthRegistry, app_name: str, clash: str) -> None:
+    """Log one WARNING once ``health`` has a group that the app cannot answer: now, or at
+    the first probe answered after a group is added (a report listener that does nothing
+    after it warned)."""
+    warned = False
+
+    def look(_: object = None) -> None:
+        nonlocal warned
+        if warned or not health.groups:
+            return
+        warned = True
+        _logger.warning(
+            "healthprobe.flask: Flask app %r has groups (%s) but answers none over HTTP: its probe path %r is at or "
+            "below %s, where groups are answered by default; set app.config['%sGROUP_PATH'] (or "
+            "HealthProbe(group_path=...)) to a path of their own, such as '/groups' (see %s)",
+            app_name,
+            ", ".join(health.groups),
+            clash,
+            http.DEFAULT_GROUP_PATH,
+            PREFIX,
+            DOCS,
+        )
+
+    look()
+    if not warned:
+        health.add_report_listener(look)
 
 
 def _probe_path_of(path: str, paths: Iterable[str]) -> str | None:

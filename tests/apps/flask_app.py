@@ -5,12 +5,16 @@ Wired as the documentation tells Flask users to: the ``healthprobe.flask.HealthP
 extension. Run by the tests under plain gunicorn (``tests.apps.flask_app:app``) and
 ``flask --app tests.apps.flask_app run``. Timings come from the environment: ``HP_DELAY``,
 ``HP_DRAIN``, ``HP_HOOK_TIMEOUT``, ``HP_REPEAT_WINDOW`` (seconds); ``HP_OWN_HANDLER=1`` installs
-a SIGTERM handler of the application's own at import.
+a SIGTERM handler of the application's own at import. With ``HP_UPSTREAM_PORT`` set, a check
+of the TCP service on that port in no probe, tagged ``external``, makes the group
+``wellness`` (``/health/wellness``), and ``HP_GUARD_TOKEN`` is the token of a guard given
+as ``HEALTHPROBE_GUARD`` (a dict, as ``from_prefixed_env()`` would read it).
 """
 
 from __future__ import annotations
 
 import os
+import socket
 import time
 
 from flask import Flask, request
@@ -47,6 +51,17 @@ def fast() -> str:
 def slow() -> str:
     time.sleep(float(request.args.get("seconds", "2.0")))
     return f"slow ok {os.getpid()}"
+
+
+if os.environ.get("HP_GUARD_TOKEN"):
+    app.config["HEALTHPROBE_GUARD"] = {"token": os.environ["HP_GUARD_TOKEN"]}
+if os.environ.get("HP_UPSTREAM_PORT"):
+
+    @registry.check(probes=(), tags=("external",))
+    def upstream() -> None:
+        socket.create_connection(("127.0.0.1", int(os.environ["HP_UPSTREAM_PORT"])), timeout=0.5).close()
+
+    registry.add_group("wellness", tags="external")
 
 
 _bounds = bounds()

@@ -10,6 +10,7 @@ import sys
 import threading
 from typing import TYPE_CHECKING
 
+from .. import http
 from .._extras import requires
 from ..registry import HealthRegistry
 from ..shutdown import GracefulShutdown
@@ -43,6 +44,7 @@ class _State:
         self.wrapped = False
         self.warned = False
         self.paths: tuple[str, ...] = ()
+        self.groups_watched = False
 
 
 _lock = threading.RLock()
@@ -85,7 +87,7 @@ def _registry_object() -> HealthRegistry:
 def registry() -> HealthRegistry:
     """The :class:`~healthprobe.HealthRegistry` of this process, built from the
     ``HEALTHPROBE`` setting at the first call: the database, cache and migrations checks it
-    enables, then its ``CHECKS``, in that order.
+    enables, then its ``CHECKS``, in that order, then its ``GROUPS``.
 
     The probes served by :func:`get_wsgi_application` and :func:`get_asgi_application` and
     the ``manage.py healthprobe`` command all answer from this registry, so a check added in
@@ -112,7 +114,8 @@ def registry() -> HealthRegistry:
             return built
         _state.loading = True
         try:
-            _raise(conf.load_basics()[1])
+            basics, problems = conf.load_basics()
+            _raise(problems)
             specs, problems = conf.load_checks()
             _raise(problems)
         finally:
@@ -122,11 +125,15 @@ def registry() -> HealthRegistry:
                 spec.name,
                 spec.func,
                 probes=spec.probes,
+                tags=spec.tags,
                 timeout=spec.timeout,
                 critical=spec.critical,
                 cache_ttl=spec.cache_ttl,
                 interval=spec.interval,
             )
+        for group in basics.groups:
+            if group.name not in built.groups:  # not added in code by a module imported above
+                built.add_group(group.name, **group.options)
         _state.loaded = True
         return built
 
@@ -225,7 +232,9 @@ def get_wsgi_application() -> wsgi.ProbeMiddleware:
 
     handler = django_application()
     basics = _started()
-    return HealthMiddleware(handler, registry(), shutdown=shutdown(), **basics.endpoint_options())
+    application = HealthMiddleware(handler, registry(), shutdown=shutdown(), **basics.endpoint_options())
+    _watch_groups(registry(), basics)
+    return application
 
 
 def get_asgi_application() -> asgi.ProbeMiddleware:
@@ -251,7 +260,46 @@ def get_asgi_application() -> asgi.ProbeMiddleware:
 
     handler = django_application()
     basics = _started()
-    return HealthMiddleware(handler, registry(), shutdown=shutdown(), **basics.endpoint_options())
+    application = HealthMiddleware(handler, registry(), shutdown=shutdown(), **basics.endpoint_options())
+    _watch_groups(registry(), basics)
+    return application
+
+
+def _watch_groups(health: HealthRegistry, basics: conf.Basics) -> None:
+    """Log one WARNING (``healthprobe.W004``) once ``health`` has a group that no path
+    answers (a probe path at or below ``/health``, no ``GROUP_PATH``): now, or at the first
+    probe answered after a group is added in code. Groups of ``GROUPS`` were reported at
+    start-up by the system check already."""
+    clash = basics.groupless_clash()
+    if clash is None or basics.groups or _state.groups_watched or conf.GROUPLESS in _silenced():
+        return
+    _state.groups_watched = True
+    warned = False
+
+    def look(_: object = None) -> None:
+        nonlocal warned
+        if warned or not health.groups:
+            return
+        warned = True
+        from ..logs import use_server_logger
+
+        use_server_logger()
+        logger.warning(
+            "%s: the registry has groups (%s) but none is answered over HTTP: the probe path %r is at or below %s, "
+            "where groups are answered by default. Set HEALTHPROBE['GROUP_PATH'] to a path of their own, such as "
+            "'/groups' (see %s; SILENCED_SYSTEM_CHECKS = ['%s'] silences this)",
+            conf.GROUPLESS,
+            ", ".join(health.groups),
+            clash,
+            http.DEFAULT_GROUP_PATH,
+            conf.DOCS,
+            conf.GROUPLESS,
+            extra={"check_id": conf.GROUPLESS},
+        )
+
+    look()
+    if not warned:
+        health.add_report_listener(look)
 
 
 # -- an application served without the factories above -------------------------------------

@@ -18,6 +18,8 @@ arguments of :meth:`healthprobe.HealthRegistry.add_check` and of
         "MIGRATIONS": True,         # no unapplied migration on "default", startup (the default)
         "METRICS": "/metrics",      # off by default
         "SHUTDOWN": {"drain_timeout": 20},
+        "GROUPS": {"wellness": {"tags": ["external"]}},   # answered at /health/wellness
+        "GUARD": {"token": os.environ["HEALTH_TOKEN"]},  # details only with the token
     }
 
 :func:`load` reads the setting and returns every problem it finds instead of raising, so that
@@ -41,6 +43,7 @@ import typing
 import django.core.exceptions
 
 from .. import _runner, _types, http, registry
+from .. import guard as _guard_module
 from . import checks as builtin
 
 if typing.TYPE_CHECKING:
@@ -53,11 +56,15 @@ __all__ = [
     "BUILTIN_KEYS",
     "CHECK_KEYS",
     "DOCS",
+    "GROUPLESS",
+    "GROUP_KEYS",
+    "GUARD_KEYS",
     "KEYS",
     "SETTING",
     "SHUTDOWN_KEYS",
     "Basics",
     "CheckSpec",
+    "GroupSpec",
     "MisconfiguredError",
     "Problem",
     "load",
@@ -82,11 +89,20 @@ KEYS: Mapping[str, str] = {
     "DEFAULT_TIMEOUT": "seconds a check may run when it sets no timeout",
     "DEFAULT_CACHE_TTL": "seconds a check's result is reused when it sets no cache_ttl",
     "SHUTDOWN": "a dict of GracefulShutdown's keyword arguments",
+    "GROUPS": "a dict of group name to a dict of add_group's keyword arguments",
+    "GROUP_PATH": "the path groups are answered under ('/health'), or None for none over HTTP",
+    "GUARD": "a healthprobe.Guard, or a dict of its keyword arguments: who may see the details",
 }
 #: The keys of a dict in ``CHECKS`` (``check`` is required).
-CHECK_KEYS = ("check", "name", "probes", "timeout", "critical", "cache_ttl", "interval")
+CHECK_KEYS = ("check", "name", "probes", "tags", "timeout", "critical", "cache_ttl", "interval")
 #: The keys of a dict in ``DATABASES``, ``CACHES`` or of ``MIGRATIONS``.
-BUILTIN_KEYS = ("alias", "name", "probes", "timeout", "critical", "cache_ttl", "interval")
+BUILTIN_KEYS = ("alias", "name", "probes", "tags", "timeout", "critical", "cache_ttl", "interval")
+#: The keys of a group in ``GROUPS``: :meth:`healthprobe.HealthRegistry.add_group`'s arguments.
+GROUP_KEYS = ("checks", "tags", "lifecycle", "success_status", "failure_status", "expose_output")
+#: The keys of a dict in ``GUARD``: :class:`healthprobe.Guard`'s arguments.
+GUARD_KEYS = tuple(inspect.signature(_guard_module.Guard).parameters)
+#: The id of the warning for groups left without a path (a probe path at or below ``/health``).
+GROUPLESS = "healthprobe.W004"
 #: The keys of ``SHUTDOWN``: :class:`healthprobe.shutdown.GracefulShutdown`'s arguments.
 SHUTDOWN_KEYS = ("delay", "drain_timeout", "hook_timeout", "grace_period", "repeat_window")
 
@@ -147,6 +163,21 @@ class CheckSpec:
     cache_ttl: float | None
     interval: float | None
     where: str
+    tags: tuple[str, ...] = ()
+
+
+@dataclasses.dataclass(frozen=True)
+class GroupSpec:
+    """One group to register: :meth:`HealthRegistry.add_group`'s arguments.
+
+    Attributes:
+        name: the group's name, in its path (``/health/<name>``).
+        options: ``checks``, ``tags``, ``lifecycle``, ``success_status``,
+            ``failure_status``, ``expose_output``, as given.
+    """
+
+    name: str
+    options: dict[str, typing.Any]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -161,6 +192,11 @@ class Basics:
         metrics_path: the path of the Prometheus metrics, or ``None`` when they are off.
         default_timeout, default_cache_ttl: the registry's defaults, in seconds.
         shutdown: the keyword arguments of the :class:`GracefulShutdown`.
+        groups: the groups of ``GROUPS``, registered after the checks.
+        group_path: the path groups are answered under, or ``None`` for none over HTTP.
+        group_path_given: whether ``GROUP_PATH`` is set; when not, the endpoints' default
+            (``/health``) gives way to a probe path at or below it.
+        guard: the :class:`healthprobe.Guard` of ``GUARD``, or ``None``.
     """
 
     paths: dict[str, str] | None = None
@@ -170,21 +206,44 @@ class Basics:
     default_timeout: float = registry.DEFAULT_TIMEOUT
     default_cache_ttl: float = registry.DEFAULT_CACHE_TTL
     shutdown: dict[str, float | None] = dataclasses.field(default_factory=dict)
+    groups: tuple[GroupSpec, ...] = ()
+    group_path: str | None = http.DEFAULT_GROUP_PATH
+    group_path_given: bool = False
+    guard: _guard_module.Guard | None = None
 
     def endpoint_options(self) -> dict[str, Any]:
         """The keyword arguments of the adapters' ``HealthMiddleware`` (but ``shutdown``)."""
-        return {
+        options = {
             "paths": self.paths,
             "failure_status": self.failure_status,
             "expose_output": self.expose_output,
             "metrics": self.metrics_path is not None,
             "metrics_path": self.metrics_path or "/metrics",
+            "guard": self.guard,
         }
+        if self.group_path_given:
+            options["group_path"] = self.group_path
+        return options
+
+    def groupless_clash(self) -> str | None:
+        """The probe (or metrics) path that leaves groups without a path: one at or below
+        ``/health`` while ``GROUP_PATH`` is not set; else ``None``."""
+        if self.group_path_given:
+            return None
+        return _clash(http.DEFAULT_GROUP_PATH, self.probe_paths())
 
     def probe_paths(self) -> tuple[str, ...]:
         """Every path the probes (and the metrics) are answered on."""
         paths = tuple(http.DEFAULT_PATHS if self.paths is None else self.paths)
         return paths + ((self.metrics_path,) if self.metrics_path else ())
+
+
+def _clash(group_path: str, taken: Iterable[str]) -> str | None:
+    """The path of ``taken`` that ``group_path`` is, lies below or above, or ``None``."""
+    return next(
+        (p for p in taken if p == group_path or p.startswith(group_path + "/") or group_path.startswith(p + "/")),
+        None,
+    )
 
 
 def _raw(settings: Any) -> object:
@@ -341,8 +400,99 @@ def load_basics(settings: Any = None) -> tuple[Basics, list[Problem]]:
                     options[key] = value
         values["shutdown"] = options
 
+    if "GROUP_PATH" in raw:
+        group_path = raw["GROUP_PATH"]
+        if group_path is not None and not isinstance(group_path, str):
+            problems.append(
+                _bad(
+                    "HEALTHPROBE['GROUP_PATH']",
+                    f"is {group_path!r}",
+                    "write a path such as '/groups', or None to answer no group over HTTP",
+                )
+            )
+        else:
+            values["group_path"] = group_path
+            values["group_path_given"] = True
+    found_guard, guard_problems = _guard("HEALTHPROBE['GUARD']", raw.get("GUARD"))
+    values["guard"] = found_guard
+    problems += guard_problems
+    groups, group_problems = _groups(raw.get("GROUPS"))
+    values["groups"] = groups
+    problems += group_problems
+
     basics, found = _checked_endpoints(Basics(**values))
+    clash = basics.groupless_clash()
+    if basics.groups and clash is not None:
+        found.append(
+            Problem(
+                GROUPLESS,
+                f"HEALTHPROBE['GROUPS'] has groups ({', '.join(g.name for g in basics.groups)}) but none is answered "
+                f"over HTTP: the probe path {clash!r} is at or below {http.DEFAULT_GROUP_PATH}, where groups are "
+                "answered by default",
+                f"set HEALTHPROBE['GROUP_PATH'] to a path of their own, such as '/groups' (see {DOCS})",
+            )
+        )
     return basics, problems + found + _logging_problems(settings)
+
+
+def _guard(where: str, value: object) -> tuple[_guard_module.Guard | None, list[Problem]]:
+    """The guard of ``GUARD`` (a Guard, or a dict of its keyword arguments), or the
+    problems with it; never a message that shows the token."""
+    if value is None or isinstance(value, _guard_module.Guard):
+        return value, []
+    if not isinstance(value, collections.abc.Mapping):
+        return None, [
+            _bad(
+                where,
+                f"is a {type(value).__name__}",
+                "give a healthprobe.Guard, or a dict of its keyword arguments such as "
+                "{'token': os.environ['HEALTH_TOKEN'], 'networks': ['10.0.0.0/8']}",
+            )
+        ]
+    problems = _unknown_keys(where, value, GUARD_KEYS)
+    if problems:
+        return None, problems
+    try:
+        return _guard_module.Guard(**value), []
+    except (TypeError, ValueError) as exc:  # Guard's messages never hold the token
+        return None, [_bad(where, "is refused", f"{exc} (see {DOCS})")]
+
+
+def _groups(raw: object) -> tuple[tuple[GroupSpec, ...], list[Problem]]:
+    """The groups of ``GROUPS``, each checked by registering it on a scratch registry (so
+    the rules are add_group's own), or the problems with them."""
+    if raw is None:
+        return (), []
+    if not isinstance(raw, collections.abc.Mapping):
+        return (), [
+            _bad(
+                "HEALTHPROBE['GROUPS']",
+                f"is a {type(raw).__name__}",
+                "give a dict of group name to add_group's arguments, such as {'wellness': {'tags': ['external']}}",
+            )
+        ]
+    specs: list[GroupSpec] = []
+    problems: list[Problem] = []
+    scratch = registry.HealthRegistry()
+    for name, entry in raw.items():
+        where = f"HEALTHPROBE['GROUPS'][{name!r}]"
+        if not isinstance(entry, collections.abc.Mapping):
+            problems.append(
+                _bad(where, f"is {entry!r}", f"give a dict of add_group's arguments ({', '.join(GROUP_KEYS)})")
+            )
+            continue
+        unknown = _unknown_keys(where, entry, GROUP_KEYS)
+        if unknown:
+            problems += unknown
+            continue
+        options = dict(entry)
+        try:
+            scratch.add_group(name, **options)
+        except (TypeError, ValueError) as exc:
+            problems.append(_bad(where, "is refused", str(exc)))
+            continue
+        specs.append(GroupSpec(name, options))
+    return tuple(specs), problems
 
 
 def _checked_endpoints(basics: Basics) -> tuple[Basics, list[Problem]]:
@@ -355,6 +505,36 @@ def _checked_endpoints(basics: Basics) -> tuple[Basics, list[Problem]]:
         problems.append(_bad("HEALTHPROBE['PATHS']", f"is {basics.paths!r}", f"{exc} (see {DOCS})"))
         basics = dataclasses.replace(basics, paths=None)
         endpoints = http.HealthEndpoints(registry.HealthRegistry())
+    if basics.group_path_given and basics.group_path is not None:
+        group_path = basics.group_path
+        clash = _clash(group_path, basics.probe_paths())
+        hint = None
+        if group_path == "/":
+            hint = "'/' would make every path of the site a group's"
+        elif clash is not None:
+            hint = (
+                f"it clashes with the path {clash!r} (a group path is no probe or metrics path, nor above or below one)"
+            )
+        else:
+            try:
+                http.check_path("group", group_path)
+            except ValueError as exc:
+                hint = str(exc)
+        if hint is not None:
+            problems.append(
+                _bad(
+                    "HEALTHPROBE['GROUP_PATH']",
+                    f"is {group_path!r}",
+                    f"{hint}: give groups a path of their own, such as '/groups'",
+                )
+            )
+            basics = dataclasses.replace(basics, group_path=None)
+    if basics.guard is not None:
+        try:
+            http.HealthEndpoints(registry.HealthRegistry(), paths=basics.paths, guard=basics.guard, group_path=None)
+        except ValueError as exc:
+            problems.append(_bad("HEALTHPROBE['GUARD']", "is refused", f"{exc} (see {DOCS})"))
+            basics = dataclasses.replace(basics, guard=None)
     wrong = _failure_status_problem(basics.failure_status)
     if wrong is None:
         try:
@@ -475,15 +655,35 @@ def _entry_options(where: str, entry: Mapping[str, Any]) -> tuple[dict[str, Any]
     probes = entry.get("probes")
     if probes is not None:
         names = [probes] if isinstance(probes, str) else probes
-        if not isinstance(names, (list, tuple)) or not names:
+        if not isinstance(names, (list, tuple)):
             problems.append(
-                _bad(f"{where}['probes']", f"is {probes!r}", "give a list of 'startup', 'readiness', 'liveness'")
+                _bad(
+                    f"{where}['probes']",
+                    f"is {probes!r}",
+                    "give a list of 'startup', 'readiness', 'liveness', or [] for a check only groups run",
+                )
             )
         else:
             try:
                 options["probes"] = tuple(registry.as_probe(name).value for name in names)
             except (ValueError, TypeError) as exc:
                 problems.append(_bad(f"{where}['probes']", f"is {probes!r}", str(exc)))
+    if "tags" in entry:
+        tags = entry["tags"]
+        words = [tags] if isinstance(tags, str) else tags
+        bad = not isinstance(words, (list, tuple)) or not all(
+            isinstance(w, str) and registry.CHECK_NAME.fullmatch(w) for w in words
+        )
+        if bad:
+            problems.append(
+                _bad(
+                    f"{where}['tags']",
+                    f"is {tags!r}",
+                    "give a list of tags, each 1-63 letters, digits, '_', '.' or '-', such as ['db', 'external']",
+                )
+            )
+        else:
+            options["tags"] = tuple(words)
     for key, positive in (("timeout", True), ("cache_ttl", False), ("interval", True)):
         if key in entry:
             value, problem = _seconds(f"{where}[{key!r}]", entry[key], positive=positive)
@@ -524,6 +724,7 @@ def _spec(
         cache_ttl=options.get("cache_ttl"),
         interval=options.get("interval"),
         where=where,
+        tags=options.get("tags", ()),
     )
 
 

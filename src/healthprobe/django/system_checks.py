@@ -8,7 +8,7 @@ and :func:`~healthprobe.django.get_asgi_application`, when the served applicatio
 | id | problem |
 |---|---|
 | ``healthprobe.E001`` | ``HEALTHPROBE`` is not a dict |
-| ``healthprobe.E002`` | an unknown key (in ``HEALTHPROBE``, a check entry or ``SHUTDOWN``), with a did-you-mean |
+| ``healthprobe.E002`` | an unknown key (``HEALTHPROBE``, a check, ``SHUTDOWN``, a group, ``GUARD``), did-you-mean |
 | ``healthprobe.E003`` | a value of the wrong type or out of range |
 | ``healthprobe.E004`` | a check's dotted path does not import, or its module has no such attribute |
 | ``healthprobe.E005`` | a check's dotted path is not a callable that takes no arguments (a class, say) |
@@ -18,6 +18,7 @@ and :func:`~healthprobe.django.get_asgi_application`, when the served applicatio
 | ``healthprobe.W001`` | the application served is not healthprobe's (logged at start-up, not a system check) |
 | ``healthprobe.W002`` | ``LOGGING`` disables healthprobe's loggers |
 | ``healthprobe.W003`` | the application factories are used without the app in ``INSTALLED_APPS`` (logged at start-up) |
+| ``healthprobe.W004`` | groups without a path: a probe path at or below ``/health``, no ``GROUP_PATH`` |
 """
 
 from __future__ import annotations
