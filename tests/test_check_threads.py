@@ -14,7 +14,7 @@ import pytest
 
 from healthprobe import GracefulShutdown, HealthRegistry, Status, on_thread_exit
 
-from .support import POSTGRES_ADMIN, started_registry
+from .support import POSTGRES_ADMIN, started_registry, wait_until
 
 PG = f"{POSTGRES_ADMIN} connect_timeout=3"
 
@@ -70,7 +70,9 @@ def test_thread_local_connection_is_made_once(postgres: object) -> None:
         assert len(opened) == 1
         assert counts == [1] * len(counts)
         registry.close()  # the teardown closes it
-        assert _backends(postgres, name) == 0
+        # The server ends the backend once it reads the client's Terminate message: soon
+        # after close() returns, not at once.
+        wait_until(lambda: _backends(postgres, name) == 0, 10, "the connection's backend to end")
     finally:
         gc.enable()
 
