@@ -836,10 +836,28 @@ class HealthEndpoints:
     def _finish(self, request: ProbeRequest, report: Report, generation: int, key: Hashable) -> Response:
         try:
             response = self.respond(request, report)
+            shared = self.guard is not None and isinstance(key, tuple) and self._shared(request, report, response)
         except Exception:  # rendering is ours too: a failure is a failed probe, never a 500
             return self._internal_error(request)
+        if shared:
+            # The same answer whatever the guard says (a passing probe asked plainly: "ok"):
+            # nothing is withheld, so it goes unmarked and is also remembered under the
+            # request values alone, where the adapters' fast path finds it without asking
+            # the guard (docs/performance.md). The adapters' guarded key is those values
+            # followed by the verdict.
+            response = dataclasses.replace(response, headers=[h for h in response.headers if h != DETAILS_HEADER])
+            self._remember(typing.cast("tuple[object, ...]", key)[:-1], generation, report, response)
         self._remember(key, generation, report, response)
         return response
+
+    def _shared(self, request: ProbeRequest, report: Report, response: Response) -> bool:
+        """Whether ``response`` is what the request would get with details allowed and with
+        them withheld alike (but for the :data:`DETAILS_HEADER` marking the plain one)."""
+        other = self.respond(dataclasses.replace(request, details=not request.details), report)
+        if other.status != response.status or other.body != response.body:
+            return False
+        unmarked = [h for h in other.headers if h != DETAILS_HEADER]
+        return unmarked == [h for h in response.headers if h != DETAILS_HEADER]
 
     def handle_sync(
         self,

@@ -1079,6 +1079,20 @@ class HealthRegistry:
         call's expiry): the probe-time look. Returns the rotation it found."""
         if not self._rotation_watched:
             return self._rotation
+        call, found = self._out_by_call, self._rotation
+        if call is None or call.ends is None:
+            # Nothing expires: when the file says what the state already shows, there is
+            # nothing to settle, and no lock is taken (a look on every readiness answer;
+            # docs/performance.md). A look that finds a change settles under the lock below.
+            disable_file = self._disable_file
+            reason = None if disable_file is None else disable_file.look()
+            if call is not None:
+                return found  # a call holds it out, whatever the file says
+            if reason is None:
+                if found.in_rotation:
+                    return found
+            elif not found.in_rotation and found.source == "file" and found.reason == reason:
+                return found
         with self._lock:
             change = self._settle_rotation(self._looked_file(), time.monotonic(), time.time())
             found = self._rotation
