@@ -163,6 +163,39 @@ def test_a_groups_details_are_guarded_as_a_probes(adapter: str) -> None:
 
 
 @ADAPTERS
+def test_an_answer_the_same_for_every_verdict_goes_unmarked_and_fast(adapter: str) -> None:
+    """A passing probe asked plainly is ``ok`` whatever the guard says: nothing is withheld,
+    so it carries no mark, and it is remembered under the request values alone, where the
+    adapter's fast path finds it without asking the guard. A failing one differs by verdict:
+    marked, and remembered only with the verdict, so no token holder gets the plain one."""
+    registry = _registry()
+    asgi, wsgi = plain_apps()
+    guard = Guard(TOKEN)
+    if adapter == "asgi":
+        middleware: Any = AsgiMiddleware(asgi, registry, guard=guard)
+        server = uvicorn_server(middleware, proxy_headers=False)
+    else:
+        middleware = WsgiMiddleware(wsgi, registry, guard=guard)
+        server = werkzeug_server(middleware)
+
+    def remembered(path: str) -> list[tuple[object, ...]]:
+        return [key for key in middleware.endpoints.answers if key[1] == path]
+
+    with server as url, client(url) as anyone:
+        for headers in ({}, AUTH, {}):
+            livez = anyone.get("/livez", headers=headers)
+            assert (livez.status_code, livez.text) == (200, "ok\n")
+            assert "x-healthprobe-details" not in livez.headers
+        assert any(len(key) == 4 for key in remembered("/livez"))
+        for _ in range(2):
+            readyz = anyone.get("/readyz")
+            assert readyz.status_code == 503 and _plain(readyz)
+            full = anyone.get("/readyz", headers=AUTH)
+            assert full.text == "[+]cache ok\n[-]database failed: reason withheld\nreadyz check failed\n"
+        assert remembered("/readyz") and all(len(key) == 5 for key in remembered("/readyz"))
+
+
+@ADAPTERS
 def test_a_token_in_a_header_of_its_own(adapter: str) -> None:
     guard = Guard(TOKEN, header="X-Health-Token")
     with served(adapter, _registry(), guard=guard) as url, client(url) as anyone:
