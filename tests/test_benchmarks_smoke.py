@@ -20,6 +20,20 @@ import pytest
 
 from .support import ROOT
 
+#: Where the side with every operating feature on is measured: the rows of healthprobe as it
+#: comes and with every feature on, in the same comparison, against the same target.
+_LIVEZ = ("/livez healthprobe", " vs raw constant (")
+_TRACKED = (" route /orders with vs without middleware and in-flight tracking", " (")
+_EVERY = ", every operating feature on"
+OPERATING_ROWS = {
+    "1 ASGI": ("".join(_LIVEZ), f"{_LIVEZ[0]}{_EVERY},{_LIVEZ[1]}"),
+    "1 WSGI": ("".join(_LIVEZ), f"{_LIVEZ[0]}{_EVERY},{_LIVEZ[1]}"),
+    "2 ASGI": ("Starlette" + "".join(_TRACKED), f"Starlette{_TRACKED[0]}{_EVERY}{_TRACKED[1]}"),
+    "2 WSGI": ("Flask" + "".join(_TRACKED), f"Flask{_TRACKED[0]}{_EVERY}{_TRACKED[1]}"),
+}
+READINESS_ROW = "/readyz, one cached check, every operating feature on vs off"
+HAS_OTEL_SDK = importlib.util.find_spec("opentelemetry.sdk") is not None
+
 PEERS = {
     "fastapi-health": ("fastapi_health", "1 ASGI"),
     "py-healthcheck": ("healthcheck", "1 WSGI"),
@@ -115,3 +129,61 @@ def test_storm_and_hung_check_hold_their_bounds(smoke: dict[str, object]) -> Non
     assert len(storm) == 2 and all(float(row["value"]) >= 1 for row in storm)  # type: ignore[arg-type]
     (threads,) = [row for row in _rows(smoke) if row["item"] == "6" and "threads held" in str(row["what"])]
     assert float(threads["value"]) <= 1  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("item", sorted(OPERATING_ROWS))
+def test_every_operating_feature_is_measured_against_the_same_targets(smoke: dict[str, object], item: str) -> None:
+    rows = [row for row in _rows(smoke) if row["item"] == item]
+    if item == "2 WSGI" and importlib.util.find_spec("flask") is None:
+        pytest.skip("flask is not installed: (2) WSGI is skipped as a whole")
+    plain, every = OPERATING_ROWS[item]
+    if not HAS_OTEL_SDK:  # a row names what is missing instead of a figure
+        assert any("opentelemetry-sdk is not installed" in str(row["measured"]) for row in rows)
+        return
+    (off,) = [row for row in rows if str(row["what"]).startswith(plain)]
+    (on,) = [row for row in rows if str(row["what"]).startswith(every)]
+    assert on["target"] == off["target"] == ("<= 1.50x" if item.startswith("1") else "<= +3.0%")
+    for row in (on, off):
+        assert isinstance(row["value"], float) and math.isfinite(row["value"]) and row["value"] > 0, row
+
+
+@pytest.mark.parametrize("item", ["1 ASGI", "1 WSGI"])
+def test_readiness_with_features_on_vs_off_and_each_alone(smoke: dict[str, object], item: str) -> None:
+    from benchmarks.apps import FEATURES
+
+    rows = [row for row in _rows(smoke) if row["item"] == item]
+    whats = [str(row["what"]) for row in rows]
+    if not HAS_OTEL_SDK:
+        assert any("opentelemetry-sdk is not installed" in str(row["measured"]) for row in rows)
+        return
+    (on,) = [row for row in rows if str(row["what"]).startswith(READINESS_ROW)]
+    assert on["target"] == "<= 1.50x" and on["met"] is not None
+    for feature in FEATURES:
+        (alone,) = [row for row in rows if f"/readyz with one feature on, {feature} (" in str(row["what"])]
+        assert alone["met"] is None and math.isfinite(float(alone["value"])), (feature, whats)  # type: ignore[arg-type]
+
+
+@pytest.mark.skipif(not HAS_OTEL_SDK, reason="opentelemetry-sdk is not installed")
+def test_every_feature_on_switches_each_feature_on() -> None:
+    import asyncio
+
+    from benchmarks import apps
+    from benchmarks.harness import AsgiCaller, WsgiCaller
+
+    with apps.every_feature_on() as on:
+        asgi = apps.healthprobe_asgi(shutdown=True, operating=on)
+        wsgi = apps.healthprobe_wsgi(operating=on)
+        assert asgi.endpoints.guard is on.guard and wsgi.endpoints.guard is on.guard  # type: ignore[attr-defined]
+        assert on.guard is not None and on.guard.has_token and on.guard.networks
+        assert on.registry.disable_file is not None and not Path(on.registry.disable_file).exists()
+        assert apps.GROUP in on.registry.groups
+        assert on.instrumentation is not None and on.publisher is not None
+        loop = asyncio.new_event_loop()
+        try:
+            for path in ("/livez", "/readyz", "/orders"):
+                assert loop.run_until_complete(AsgiCaller(asgi, path).once())[0] == 200, path
+        finally:
+            loop.close()
+        assert WsgiCaller(wsgi, "/livez").once()[0] == 200
+        assert on.notices() == 0  # the closed port was never tried
+    assert on.transitions  # delivered by close(): the listener heard the probes' first answers
