@@ -1,0 +1,329 @@
+"""The documentation site as a reader gets it: ``mkdocs build --strict`` succeeds, every link
+from one page to another (and every ``#anchor``) leads somewhere, every code block of the
+Markdown sources names its language (so it is highlighted), and no page is wider than the
+window at 1280 px (a desktop) or, outside code blocks and tables, which scroll by themselves,
+at 390 px (a phone), measured in a real headless Chromium.
+
+``HEALTHPROBE_DOCS_SHOTS=DIR`` also saves a screenshot of every page at both widths into DIR.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import functools
+import http.server
+import json
+import os
+import signal
+import subprocess
+import tempfile
+import threading
+from collections.abc import Iterator
+from html.parser import HTMLParser
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote, unquote, urljoin, urlsplit
+
+import pytest
+from websockets.sync.client import ClientConnection, connect
+
+from . import doc_pages
+from .support import BIN, ROOT, require_binary, wait_until
+
+#: The widths a page is looked at: a desktop window and a phone (the iPhone 12 to 15's 390 px).
+DESKTOP, PHONE = 1280, 390
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The site, built strictly (a warning fails) into a fresh directory."""
+    out = tmp_path_factory.mktemp("site")
+    build = subprocess.run(
+        [str(BIN / "mkdocs"), "build", "--strict", "--quiet", "--site-dir", str(out)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "NO_MKDOCS_2_WARNING": "1"},
+    )
+    assert build.returncode == 0, build.stderr
+    return out
+
+
+def pages(site: Path) -> list[Path]:
+    """The site's pages: every ``index.html`` but the 404 page and the theme's own files."""
+    return sorted(p for p in site.rglob("*.html") if p.name == "index.html" and "assets" not in p.parts)
+
+
+# -- code blocks -------------------------------------------------------------------------------
+
+
+def test_every_code_block_of_the_docs_names_its_language() -> None:
+    sources = sorted(doc_pages.DOCS.rglob("*.md"))
+    assert len(sources) > 20
+    missing = [
+        f"{source.relative_to(ROOT)}: {body.splitlines()[0] if body else ''!r}"
+        for source in sources
+        for language, body in doc_pages.fences(source.read_text())
+        if not language
+    ]
+    assert missing == []
+
+
+def test_blocks_inside_tabs_and_admonitions_are_read_without_their_indent() -> None:
+    text = (
+        '=== "FastAPI"\n\n    ```python\n    # app.py\n    x = 1\n\n    y = 2\n    ```\n\n'
+        "!!! note\n\n    ```console\n    $ curl localhost:8000/readyz\n    ok\n    ```\n\n"
+        "```text\nat the margin\n```\n"
+    )
+    assert doc_pages.fences(text) == [
+        ("python", "# app.py\nx = 1\n\ny = 2\n"),
+        ("console", "$ curl localhost:8000/readyz\nok\n"),
+        ("text", "at the margin\n"),
+    ]
+    assert doc_pages.files(text) == {"app.py": "# app.py\nx = 1\n\ny = 2\n"}
+    assert doc_pages.commands(text) == ["curl localhost:8000/readyz"]
+
+
+# -- links and anchors -------------------------------------------------------------------------
+
+
+class _Links(HTMLParser):
+    """The ``id`` (and ``<a name>``) anchors of a page and the ``href`` of its links."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.ids: set[str] = set()
+        self.hrefs: list[str] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        found = dict(attrs)
+        if found.get("id"):
+            self.ids.add(str(found["id"]))
+        if tag == "a" and found.get("name"):
+            self.ids.add(str(found["name"]))
+        if tag == "a" and found.get("href") is not None:
+            self.hrefs.append(str(found["href"]))
+
+
+def test_the_site_builds_strictly_and_every_internal_link_and_anchor_leads_somewhere(site: Path) -> None:
+    parsed: dict[Path, _Links] = {}
+    for html in site.rglob("*.html"):
+        parser = _Links()
+        parser.feed(html.read_text())
+        parsed[html] = parser
+    assert len(pages(site)) > 40  # the guide pages and the reference pages
+    broken = []
+    checked = 0
+    for html, links in parsed.items():
+        base = "/" + html.relative_to(site).as_posix()
+        for href in links.hrefs:
+            target = urlsplit(urljoin(base, href))
+            if target.scheme or target.netloc or href.startswith(("mailto:", "javascript:")):
+                continue  # the site links nowhere outside itself today, but a link out is not ours to check
+            path = site / unquote(target.path).lstrip("/")
+            if path.is_dir():
+                path = path / "index.html"
+            checked += 1
+            if not path.is_file():
+                broken.append(f"{base}: {href} (no such page)")
+            elif target.fragment and path.suffix == ".html":
+                ids = parsed[path].ids if path in parsed else set()
+                if unquote(target.fragment) not in ids:
+                    broken.append(f"{base}: {href} (no such anchor)")
+    assert checked > 1000
+    assert broken == []
+
+
+# -- widths in a real browser ------------------------------------------------------------------
+
+
+class Browser:
+    """One headless Chromium, driven over the Chrome DevTools Protocol: one tab, whose window
+    width is set per measurement."""
+
+    def __init__(self, connection: ClientConnection, session: str) -> None:
+        self._connection = connection
+        self._session = session
+        self._next = 0
+
+    def call(self, method: str, params: dict[str, Any] | None = None, *, until: str | None = None) -> dict[str, Any]:
+        """Send ``method`` to the tab; its result. ``until``: also wait for that event (after
+        the answer, or before it)."""
+        self._next += 1
+        ident = self._next
+        self._connection.send(
+            json.dumps({"id": ident, "method": method, "params": params or {}, "sessionId": self._session})
+        )
+        result: dict[str, Any] | None = None
+        seen = until is None
+        while result is None or not seen:
+            message = json.loads(self._connection.recv(timeout=30))
+            if message.get("id") == ident:
+                assert "error" not in message, (method, message["error"])
+                result = message["result"]
+            elif message.get("method") == until:
+                seen = True
+        return result
+
+    def evaluate(self, expression: str) -> Any:
+        answer = self.call("Runtime.evaluate", {"expression": expression, "returnByValue": True})
+        assert "exceptionDetails" not in answer, answer
+        return answer["result"].get("value")
+
+    def resize(self, width: int) -> None:
+        """Make the window ``width`` px wide (a phone's, with its viewport rules, below 600)."""
+        self.call(
+            "Emulation.setDeviceMetricsOverride",
+            {"width": width, "height": 900, "deviceScaleFactor": 1, "mobile": width < 600},
+        )
+
+    def open(self, url: str) -> None:
+        """Show ``url``; return once its document is parsed (its styles and scripts run)."""
+        self.call("Page.navigate", {"url": url}, until="Page.domContentEventFired")
+
+    def screenshot(self, into: Path) -> None:
+        into.write_bytes(base64.b64decode(self.call("Page.captureScreenshot", {"format": "png"})["data"]))
+
+
+@contextlib.contextmanager
+def chromium() -> Iterator[Browser]:
+    binary = require_binary("chromium", "chromium")
+    with tempfile.TemporaryDirectory(prefix="healthprobe-chromium-") as profile:
+        process = subprocess.Popen(
+            [
+                binary,
+                "--headless",
+                "--no-sandbox",  # as root, as in CI containers
+                "--disable-gpu",
+                "--no-first-run",
+                "--hide-scrollbars",
+                "--remote-debugging-port=0",
+                f"--user-data-dir={profile}",
+                "about:blank",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,  # its helper processes with it, to end them together
+        )
+        try:
+            active = Path(profile) / "DevToolsActivePort"
+            wait_until(
+                lambda: len(active.read_text().splitlines()) >= 2, 30, "chromium's DevTools port", retry=(OSError,)
+            )
+            port, path = active.read_text().splitlines()[:2]
+            with connect(f"ws://127.0.0.1:{port}{path}", max_size=None) as connection:
+                connection.send(
+                    json.dumps({"id": 1, "method": "Target.createTarget", "params": {"url": "about:blank"}})
+                )
+                target = _answer(connection, 1)["targetId"]
+                connection.send(
+                    json.dumps(
+                        {"id": 2, "method": "Target.attachToTarget", "params": {"targetId": target, "flatten": True}}
+                    )
+                )
+                browser = Browser(connection, _answer(connection, 2)["sessionId"])
+                browser.call("Page.enable")
+                yield browser
+        finally:
+            os.killpg(process.pid, signal.SIGTERM)
+            process.wait(timeout=30)
+            # The helpers may still be writing into the profile: wait until they are gone.
+            wait_until(lambda: _group_gone(process.pid), 30, "chromium's helper processes to exit")
+
+
+def _group_gone(group: int) -> bool:
+    try:
+        os.killpg(group, 0)
+    except ProcessLookupError:
+        return True
+    return False
+
+
+def _answer(connection: ClientConnection, ident: int) -> dict[str, Any]:
+    while True:
+        message = json.loads(connection.recv(timeout=30))
+        if message.get("id") == ident:
+            result: dict[str, Any] = message["result"]
+            return result
+
+
+@contextlib.contextmanager
+def serving(directory: Path) -> Iterator[str]:
+    """``directory`` over HTTP on an ephemeral loopback port (Material's search and instant
+    loading need http, not file:); its base URL."""
+
+    class Quiet(http.server.SimpleHTTPRequestHandler):
+        def log_message(self, format: str, *args: Any) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(Quiet, directory=str(directory)))
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=10)
+
+
+#: How wide the page is against its window, and the elements that stick out of the window
+#: that are not inside a block that scrolls by itself (code, a table, a scrolling wrapper):
+#: for each, the outermost one only (its parent ends inside the window).
+MEASURE = """(() => {
+  const width = window.innerWidth;
+  const out = [];
+  for (const el of document.querySelectorAll('body *')) {
+    const box = el.getBoundingClientRect();
+    if (box.width === 0 || box.right <= width + 1) continue;
+    if (el.closest('pre, table, .md-typeset__scrollwrap, .highlight, .md-sidebar, .md-search')) continue;
+    const parent = el.parentElement && el.parentElement.getBoundingClientRect();
+    if (parent && parent.right > width + 1) continue;
+    out.push(el.tagName.toLowerCase() + (el.className ? '.' + String(el.className).split(' ')[0] : '')
+             + ' ' + JSON.stringify((el.textContent || '').trim().slice(0, 60)));
+  }
+  return {scrollWidth: document.documentElement.scrollWidth, width: width, out: out.slice(0, 5)};
+})()"""
+
+
+#: A page with one paragraph and one code block, each wider than any window measured.
+WIDE = (
+    '<meta name="viewport" content="width=device-width"><body style="margin:0">'
+    '<pre style="overflow-x:auto"><code style="display:block;width:3000px">wide code</code></pre>'
+    '<p style="width:3000px">a paragraph wider than the window</p>'
+)
+
+
+def test_no_page_is_wider_than_the_window(site: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    shots = os.environ.get("HEALTHPROBE_DOCS_SHOTS")
+    if shots:
+        Path(shots).mkdir(parents=True, exist_ok=True)
+    too_wide: list[str] = []
+    phone_notes: list[str] = []
+    with serving(site) as base, chromium() as browser:
+        for width in (DESKTOP, PHONE):
+            browser.resize(width)
+            # The measure sees what it is for: a paragraph wider than the window, not a wide code block.
+            browser.open(f"data:text/html,{quote(WIDE)}")
+            assert browser.evaluate(MEASURE)["out"] == ['p "a paragraph wider than the window"'], width
+            for html in pages(site):
+                relative = html.parent.relative_to(site).as_posix()
+                browser.open(f"{base}/{relative}/" if relative != "." else f"{base}/")
+                found = browser.evaluate(MEASURE)
+                wide = found["scrollWidth"] > found["width"]
+                what = f"{relative} at {width} px: {found['scrollWidth']} px wide; sticking out: {found['out']}"
+                if width == DESKTOP and (wide or found["out"]):
+                    too_wide.append(what)
+                elif width == PHONE and found["out"]:
+                    too_wide.append(what)  # text itself overflows: Material scrolls only code and tables
+                elif width == PHONE and wide:
+                    phone_notes.append(what)
+                if shots:
+                    name = "index" if relative == "." else relative.replace("/", "_")
+                    browser.screenshot(Path(shots) / f"{name}-{width}.png")
+    with capsys.disabled():
+        for note in phone_notes:
+            print(f"\nnote: {note}")
+    assert too_wide == []
