@@ -2,22 +2,18 @@
 from one page to another (and every ``#anchor``) leads somewhere, every code block of the
 Markdown sources names its language (so it is highlighted), and no page is wider than the
 window at 1280 px (a desktop) or, outside code blocks and tables, which scroll by themselves,
-at 390 px (a phone), measured in a real headless Chromium.
+at 390 px (a phone), measured in a real headless Chromium driven by Selenium.
 
 ``HEALTHPROBE_DOCS_SHOTS=DIR`` also saves a screenshot of every page at both widths into DIR.
 """
 
 from __future__ import annotations
 
-import base64
 import contextlib
 import functools
 import http.server
-import json
 import os
-import signal
 import subprocess
-import tempfile
 import threading
 from collections.abc import Iterator
 from html.parser import HTMLParser
@@ -26,10 +22,11 @@ from typing import Any
 from urllib.parse import quote, unquote, urljoin, urlsplit
 
 import pytest
-from websockets.sync.client import ClientConnection, connect
+from selenium import webdriver
+from selenium.webdriver.chrome.service import Service as ChromeService
 
 from . import doc_pages
-from .support import BIN, ROOT, require_binary, wait_until
+from .support import BIN, ROOT, require_binary
 
 #: The widths a page is looked at: a desktop window and a phone (the iPhone 12 to 15's 390 px).
 DESKTOP, PHONE = 1280, 390
@@ -140,113 +137,47 @@ def test_the_site_builds_strictly_and_every_internal_link_and_anchor_leads_somew
 
 
 class Browser:
-    """One headless Chromium, driven over the Chrome DevTools Protocol: one tab, whose window
+    """One headless Chromium driven by Selenium through ``chromedriver``: one window, whose
     width is set per measurement."""
 
-    def __init__(self, connection: ClientConnection, session: str) -> None:
-        self._connection = connection
-        self._session = session
-        self._next = 0
-
-    def call(self, method: str, params: dict[str, Any] | None = None, *, until: str | None = None) -> dict[str, Any]:
-        """Send ``method`` to the tab; its result. ``until``: also wait for that event (after
-        the answer, or before it)."""
-        self._next += 1
-        ident = self._next
-        self._connection.send(
-            json.dumps({"id": ident, "method": method, "params": params or {}, "sessionId": self._session})
-        )
-        result: dict[str, Any] | None = None
-        seen = until is None
-        while result is None or not seen:
-            message = json.loads(self._connection.recv(timeout=30))
-            if message.get("id") == ident:
-                assert "error" not in message, (method, message["error"])
-                result = message["result"]
-            elif message.get("method") == until:
-                seen = True
-        return result
+    def __init__(self, driver: webdriver.Chrome) -> None:
+        self._driver = driver
 
     def evaluate(self, expression: str) -> Any:
-        answer = self.call("Runtime.evaluate", {"expression": expression, "returnByValue": True})
-        assert "exceptionDetails" not in answer, answer
-        return answer["result"].get("value")
+        """The value of the JavaScript ``expression`` in the page."""
+        return self._driver.execute_script(f"return {expression};")
 
     def resize(self, width: int) -> None:
         """Make the window ``width`` px wide (a phone's, with its viewport rules, below 600)."""
-        self.call(
+        self._driver.execute_cdp_cmd(
             "Emulation.setDeviceMetricsOverride",
             {"width": width, "height": 900, "deviceScaleFactor": 1, "mobile": width < 600},
         )
 
     def open(self, url: str) -> None:
-        """Show ``url``; return once its document is parsed (its styles and scripts run)."""
-        self.call("Page.navigate", {"url": url}, until="Page.domContentEventFired")
+        """Show ``url``; return once it has loaded (its styles and scripts run)."""
+        self._driver.get(url)
 
     def screenshot(self, into: Path) -> None:
-        into.write_bytes(base64.b64decode(self.call("Page.captureScreenshot", {"format": "png"})["data"]))
+        into.write_bytes(self._driver.get_screenshot_as_png())
 
 
 @contextlib.contextmanager
 def chromium() -> Iterator[Browser]:
-    binary = require_binary("chromium", "chromium")
-    with tempfile.TemporaryDirectory(prefix="healthprobe-chromium-") as profile:
-        process = subprocess.Popen(
-            [
-                binary,
-                "--headless",
-                "--no-sandbox",  # as root, as in CI containers
-                "--disable-gpu",
-                "--no-first-run",
-                "--hide-scrollbars",
-                "--remote-debugging-port=0",
-                f"--user-data-dir={profile}",
-                "about:blank",
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-            start_new_session=True,  # its helper processes with it, to end them together
-        )
-        try:
-            active = Path(profile) / "DevToolsActivePort"
-            wait_until(
-                lambda: len(active.read_text().splitlines()) >= 2, 30, "chromium's DevTools port", retry=(OSError,)
-            )
-            port, path = active.read_text().splitlines()[:2]
-            with connect(f"ws://127.0.0.1:{port}{path}", max_size=None) as connection:
-                connection.send(
-                    json.dumps({"id": 1, "method": "Target.createTarget", "params": {"url": "about:blank"}})
-                )
-                target = _answer(connection, 1)["targetId"]
-                connection.send(
-                    json.dumps(
-                        {"id": 2, "method": "Target.attachToTarget", "params": {"targetId": target, "flatten": True}}
-                    )
-                )
-                browser = Browser(connection, _answer(connection, 2)["sessionId"])
-                browser.call("Page.enable")
-                yield browser
-        finally:
-            os.killpg(process.pid, signal.SIGTERM)
-            process.wait(timeout=30)
-            # The helpers may still be writing into the profile: wait until they are gone.
-            wait_until(lambda: _group_gone(process.pid), 30, "chromium's helper processes to exit")
-
-
-def _group_gone(group: int) -> bool:
+    """The system's Chromium (Debian's ``chromium``) through its ``chromedriver`` (Debian's
+    ``chromium-driver``), named explicitly so that Selenium Manager never looks for, or
+    downloads, a browser or a driver."""
+    options = webdriver.ChromeOptions()
+    options.binary_location = require_binary("chromium", "chromium")
+    for argument in ("--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--hide-scrollbars"):
+        options.add_argument(argument)  # --no-sandbox: as root, as in CI containers
+    service = ChromeService(executable_path=require_binary("chromedriver", "chromium-driver"))
+    driver = webdriver.Chrome(options=options, service=service)
     try:
-        os.killpg(group, 0)
-    except ProcessLookupError:
-        return True
-    return False
-
-
-def _answer(connection: ClientConnection, ident: int) -> dict[str, Any]:
-    while True:
-        message = json.loads(connection.recv(timeout=30))
-        if message.get("id") == ident:
-            result: dict[str, Any] = message["result"]
-            return result
+        driver.set_page_load_timeout(30)
+        yield Browser(driver)
+    finally:
+        driver.quit()  # the browser, its helper processes and the profile chromedriver made for it
 
 
 @contextlib.contextmanager
@@ -298,7 +229,10 @@ WIDE = (
 )
 
 
-def test_no_page_is_wider_than_the_window(site: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_no_page_is_wider_than_the_window(
+    site: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("SE_OFFLINE", "true")  # should Selenium Manager ever run: no downloads
     shots = os.environ.get("HEALTHPROBE_DOCS_SHOTS")
     if shots:
         Path(shots).mkdir(parents=True, exist_ok=True)
