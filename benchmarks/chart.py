@@ -3,10 +3,16 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
+
+#: Text, axes and ticks: a mid grey, readable on the docs' light and dark palettes alike (the
+#: background is transparent, so the chart takes the page's).
+INK = "#888888"
 
 
 def fanout_chart(series: dict[str, list[tuple[int, float]]], path: Path, check_seconds: float) -> Path | None:
-    """Draw probe latency against the number of checks to ``path`` (PNG).
+    """Draw probe latency against the number of checks to ``path`` (PNG, transparent
+    background).
 
     Returns ``path``, or ``None`` when matplotlib is not installed.
     """
@@ -15,10 +21,29 @@ def fanout_chart(series: dict[str, list[tuple[int, float]]], path: Path, check_s
 
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
-        import matplotlib.ticker
     except ImportError:
         return None
-    fig, ax = plt.subplots(figsize=(7, 4.2), dpi=110)
+    ink = {
+        "text.color": INK,
+        "axes.labelcolor": INK,
+        "axes.edgecolor": INK,
+        "xtick.color": INK,
+        "ytick.color": INK,
+        "legend.edgecolor": INK,
+    }
+    with plt.rc_context(ink):
+        fig, ax = plt.subplots(figsize=(7, 4.2), dpi=110)
+        _draw(ax, series, check_seconds)
+        fig.tight_layout()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fig.savefig(path, transparent=True)
+        plt.close(fig)
+    return path
+
+
+def _draw(ax: Any, series: dict[str, list[tuple[int, float]]], check_seconds: float) -> None:
+    import matplotlib.ticker
+
     markers = {"async checks (ASGI)": "o-", "sync checks (ASGI)": "s", "sync checks (WSGI)": "^"}
     for name, points in series.items():
         xs = [n for n, _ in points]
@@ -29,7 +54,7 @@ def fanout_chart(series: dict[str, list[tuple[int, float]]], path: Path, check_s
         ax.plot(xs, ys, markers.get(name, "o-"), label=name, markersize=7)
         for x, y in zip(xs, ys, strict=True):
             ax.annotate(f"{y:.0f} ms", (x, y), textcoords="offset points", xytext=(6, -12), fontsize=8)
-    ax.axhline(check_seconds * 1000, color="grey", linestyle=":", label="one check (50 ms)")
+    ax.axhline(check_seconds * 1000, color=INK, linestyle=":", label="one check (50 ms)")
     ax.axhline(check_seconds * 1200, color="tab:red", linestyle="--", label="target: 1.2x one check")
     ax.set_xscale("log")
     ax.xaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda x, _: f"{x:g}"))
@@ -39,9 +64,5 @@ def fanout_chart(series: dict[str, list[tuple[int, float]]], path: Path, check_s
     top = max([s * 1000 for points in series.values() for _, s in points] + [check_seconds * 1200])
     ax.set_ylim(0, top * 1.15)
     ax.grid(True, which="both", alpha=0.3)
-    ax.legend(loc="lower right", fontsize=8)
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path)
-    plt.close(fig)
-    return path
+    # Upper left is empty (latency grows with the count); no fill, so no light box in dark mode.
+    ax.legend(loc="upper left", fontsize=8, facecolor="none", framealpha=0)

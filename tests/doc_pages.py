@@ -27,7 +27,10 @@ from .support import BIN, PYTHON, ROOT, ServerProcess, free_port, require_binary
 
 DOCS = ROOT / "docs"
 
-_BLOCK = re.compile(r"^```([\w+-]*)[^\n]*\n(.*?)^```", re.S | re.M)
+#: A fenced block, at the margin or indented (inside a content tab ``=== "FastAPI"``, an
+#: admonition or a list item): its indent, language and body, up to the closing fence at the
+#: same indent.
+_BLOCK = re.compile(r"^([ \t]*)```([\w+-]*)[^\n]*\n(.*?)^\1```[ \t]*$", re.S | re.M)
 _FILE_LINE = re.compile(r"^(?:#|//) ([\w./-]+\.(?:py|toml|yaml|yml|cfg|ini|txt|conf))\n")
 
 
@@ -36,9 +39,20 @@ def page(name: str) -> str:
     return (DOCS / name).read_text()
 
 
+def fences(text: str) -> list[tuple[str, str]]:
+    """Every fenced code block of ``text``, in page order: ``(language, body)``, the body
+    without the indent of its fence (a block inside a tab or admonition reads as written)."""
+    found = []
+    for indent, lang, body in _BLOCK.findall(text):
+        if indent:
+            body = "".join(line.removeprefix(indent) for line in body.splitlines(keepends=True))
+        found.append((lang, body))
+    return found
+
+
 def blocks(text: str, language: str | None = None) -> list[str]:
     """The fenced code blocks of ``text`` (their bodies), of ``language`` if given."""
-    return [body for lang, body in _BLOCK.findall(text) if language is None or lang == language]
+    return [body for lang, body in fences(text) if language is None or lang == language]
 
 
 def block(text: str, language: str, *, starts: str | None = None, contains: str | None = None) -> str:

@@ -124,6 +124,24 @@ def test_fanout_series_and_chart(smoke: dict[str, object]) -> None:
         assert chart.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
+def test_the_chart_takes_the_page_background_and_its_ink_reads_on_both_palettes(tmp_path: Path) -> None:
+    # docs/fanout.png sits on the docs' light and dark pages: no background of its own, and
+    # text and axes in a mid grey rather than black (which would vanish on the dark one).
+    pytest.importorskip("matplotlib")
+    import matplotlib.image
+    from benchmarks.chart import INK, fanout_chart
+
+    series = {"async checks (ASGI)": [(1, 0.051), (10, 0.052)], "sync checks (WSGI)": [(20, 0.054)]}
+    drawn = fanout_chart(series, tmp_path / "f.png", 0.05)
+    assert drawn is not None
+    pixels = matplotlib.image.imread(drawn)
+    assert pixels.shape[2] == 4 and pixels[0, 0, 3] == 0  # a corner: fully transparent
+    opaque = pixels[pixels[..., 3] == 1][:, :3]
+    ink = [int(INK[i : i + 2], 16) / 255 for i in (1, 3, 5)]
+    assert ((abs(opaque - ink) < 0.02).all(axis=1)).sum() > 500  # the grey ink is drawn
+    assert not ((opaque < 0.1).all(axis=1)).any()  # and nothing black
+
+
 def test_storm_and_hung_check_hold_their_bounds(smoke: dict[str, object]) -> None:
     storm = [row for row in _rows(smoke) if row["item"] == "5" and "concurrent" in str(row["what"])]
     assert len(storm) == 2 and all(float(row["value"]) >= 1 for row in storm)  # type: ignore[arg-type]

@@ -130,7 +130,7 @@ def test_every_block_of_the_page_is_run_here() -> None:
     known = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["optional-dependencies"]
     assert set(extras.group(1).split(",")) == {"grpc", "postgres"} and {"grpc", "postgres"} <= set(known)
     assert len(doc_pages.blocks(PAGE, "yaml")) == 1
-    (log,) = doc_pages.blocks(PAGE, "")  # the server's log lines, compared in a test below
+    (log,) = doc_pages.blocks(PAGE, "text")  # the server's log lines, compared in a test below
     assert log.startswith("shutdown: SIGTERM received")
 
 
@@ -221,7 +221,7 @@ def test_the_page_serves_and_shuts_down_as_it_says(app: str, postgres_up: None, 
         assert ["SERVING", *shown.splitlines()] == block[1], shown
         log = server.output()
         assert "graceful shutdown is OFF" not in log, log
-        (page_log,) = doc_pages.blocks(PAGE, "")
+        (page_log,) = doc_pages.blocks(PAGE, "text")
         lines = [numbers_hidden(line) for line in log.splitlines()]
         for line in page_log.splitlines():
             assert any(seen.endswith(numbers_hidden(line)) for seen in lines), (line, log)

@@ -23,6 +23,7 @@ from healthprobe.prometheus import HealthCollector, PrometheusMetrics
 
 from . import doc_pages
 from .support import (
+    BIN,
     MALFORMED,
     PYTHON,
     ROOT,
@@ -403,16 +404,34 @@ def _live_pids(directory: Path) -> set[int]:
     return {int(path.stem.rsplit("_", 1)[1]) for path in directory.glob("gauge_livemax_*.db")}
 
 
+#: docs/metrics.md's gunicorn start-up: the ``sh`` block that sets and empties the
+#: multiprocess directory and starts gunicorn, and the ``gunicorn.conf.py`` line of its hook.
+MULTIPROCESS_START = doc_pages.block(doc_pages.page("metrics.md"), "sh", contains="PROMETHEUS_MULTIPROC_DIR")
+CHILD_EXIT_CONF = doc_pages.block(doc_pages.page("metrics.md"), "python", contains="child_exit")
+
+
 @pytest.mark.slow
 def test_gunicorn_multiprocess_shows_any_failing_worker_and_forgets_dead_ones(tmp_path: Path) -> None:
+    # Started as docs/metrics.md says, its two blocks as written: the sh lines under a real
+    # shell (the directory, the workers and the app ours; the address in the configuration),
+    # the hook's line as the whole of gunicorn.conf.py but for the address and a short
+    # graceful timeout.
     multiproc = tmp_path / "multiproc"
     multiproc.mkdir()
-    conf = tmp_path / "gunicorn.conf.py"
-    conf.write_text("from healthprobe.prometheus import child_exit  # noqa: F401\ngraceful_timeout = 5\n")
+    (multiproc / "gauge_livemax_999999.db").write_bytes(b"")  # a file of an earlier run
     port = free_port()
-    env = {"PROMETHEUS_MULTIPROC_DIR": str(multiproc)}
+    (tmp_path / "gunicorn.conf.py").write_text(f"{CHILD_EXIT_CONF}graceful_timeout = 5\nbind = '127.0.0.1:{port}'\n")
+    script = MULTIPROCESS_START
+    for page, ours in (
+        ("/tmp/healthprobe-metrics", str(multiproc)),
+        ("--workers 4", "--workers 2"),
+        (" myapp:app", " tests.metrics_apps:wsgi_app"),
+    ):
+        assert page in script, page
+        script = script.replace(page, ours)
+    env = {"PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}"}  # the environment's gunicorn
     with (
-        run_server(_gunicorn(port, conf), port, tmp_path, env=env, name="gunicorn") as server,
+        run_server(["sh", "-c", script], port, tmp_path, env=env, cwd=tmp_path, name="gunicorn") as server,
         httpx.Client(base_url=server.url, timeout=10) as client,
     ):
 
@@ -424,6 +443,7 @@ def test_gunicorn_multiprocess_shows_any_failing_worker_and_forgets_dead_ones(tm
         workers = eventually(
             lambda: _live_pids(multiproc) if len(_live_pids(multiproc)) == 2 else None, 30, "2 workers"
         )
+        assert 999999 not in workers  # the start emptied the directory
         samples = metrics()
         assert value(samples, "healthprobe_check_status", check="flaky", status="pass") == 1.0
         assert value(samples, "healthprobe_check_status", check="flaky", status="fail") == 0.0
@@ -475,7 +495,7 @@ def _multiprocess_gunicorn(tmp_path: Path, app: str) -> Iterator[tuple[ServerPro
     multiproc = tmp_path / "multiproc"
     multiproc.mkdir()
     conf = tmp_path / "gunicorn.conf.py"
-    conf.write_text("from healthprobe.prometheus import child_exit  # noqa: F401\n")
+    conf.write_text(CHILD_EXIT_CONF)
     port = free_port()
     env = {"PROMETHEUS_MULTIPROC_DIR": str(multiproc)}
     with (
