@@ -627,13 +627,8 @@ def _warn_pathless_groups(health: HealthRegistry, app_name: str, clash: str) -> 
     """Log one WARNING once ``health`` has a group that the app cannot answer: now, or at
     the first probe answered after a group is added (a report listener that does nothing
     after it warned)."""
-    warned = False
 
-    def look(_: object = None) -> None:
-        nonlocal warned
-        if warned or not health.groups:
-            return
-        warned = True
+    def warn() -> None:
         _logger.warning(
             "healthprobe.flask: Flask app %r has groups (%s) but answers none over HTTP: its probe path %r is at or "
             "below %s, where groups are answered by default; set app.config['%sGROUP_PATH'] (or "
@@ -646,9 +641,7 @@ def _warn_pathless_groups(health: HealthRegistry, app_name: str, clash: str) -> 
             DOCS,
         )
 
-    look()
-    if not warned:
-        health.add_report_listener(look)
+    http.when_grouped(health, warn)
 
 
 def _probe_path_of(path: str, paths: Iterable[str]) -> str | None:

@@ -107,6 +107,7 @@ __all__ = [
     "plain_body",
     "plain_response",
     "prefers_json",
+    "when_grouped",
 ]
 
 _logger = logging.getLogger("healthprobe")
@@ -1299,6 +1300,29 @@ def _protocol_of(app: object) -> str | None:
     if len(required) == 2 and all(p.kind in kinds for p in parameters):
         return "wsgi"
     return None
+
+
+def when_grouped(registry: HealthRegistry, callback: Callable[[], None]) -> None:
+    """Call ``callback()`` once, as soon as ``registry`` has a group: now if it has one, else
+    at the first probe answered after one is added (a report listener that does nothing
+    after it has called). For integrations that must warn of groups no path answers.
+
+    Args:
+        registry: the registry to watch.
+        callback: called at most once, with no argument, in the thread of that probe.
+    """
+    called = False
+
+    def look(_: object = None) -> None:
+        nonlocal called
+        if called or not registry.groups:
+            return
+        called = True
+        callback()
+
+    look()
+    if not called:
+        registry.add_report_listener(look)
 
 
 def endpoints_for(

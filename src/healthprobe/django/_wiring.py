@@ -274,13 +274,8 @@ def _watch_groups(health: HealthRegistry, basics: conf.Basics) -> None:
     if clash is None or basics.groups or _state.groups_watched or conf.GROUPLESS in _silenced():
         return
     _state.groups_watched = True
-    warned = False
 
-    def look(_: object = None) -> None:
-        nonlocal warned
-        if warned or not health.groups:
-            return
-        warned = True
+    def warn() -> None:
         from ..logs import use_server_logger
 
         use_server_logger()
@@ -297,9 +292,7 @@ def _watch_groups(health: HealthRegistry, basics: conf.Basics) -> None:
             extra={"check_id": conf.GROUPLESS},
         )
 
-    look()
-    if not warned:
-        health.add_report_listener(look)
+    http.when_grouped(health, warn)
 
 
 # -- an application served without the factories above -------------------------------------
