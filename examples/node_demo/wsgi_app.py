@@ -148,8 +148,11 @@ def __getattr__(name: str) -> WSGIApplication:
     if _app is None:
         configure_logging()  # a no-op when the server has configured the root logger
         demo = Demo(read_settings())
+        # Built first: under a gunicorn worker, building it installs the graceful shutdown,
+        # which is then in place when the app counts as started (the healthy file).
+        app = create_app(demo)
         demo.start()
-        _app = create_app(demo)
+        _app = app
     return _app
 
 
