@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 # Lint what exists: a folder that is not there yet (benchmarks/) would fail ruff with E902.
 LINT_PATHS := $(wildcard src tests examples benchmarks docs/reference)
 
-.PHONY: demo demo-wsgi test lint typecheck docs bench clean
+.PHONY: demo demo-wsgi test lint typecheck docs docs-figures bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -47,6 +47,11 @@ typecheck: $(VENV)/.dev
 ## Build the documentation with MkDocs in strict mode (broken links fail).
 docs: $(VENV)/.dev
 	$(BIN)/mkdocs build --strict --quiet --site-dir $(VENV)/site
+
+## Draw the shutdown timeline figures (docs/shutdown-timeline*.png and .json) from two
+## rolling restarts of the node demo through HAProxy, with and without the delay; a minute.
+docs-figures: $(VENV)/.bench
+	$(BIN)/python -m benchmarks.figures
 
 ## Benchmarks against bare apps and peer packages (docs/performance.md); a few minutes.
 bench: $(VENV)/.bench
