@@ -8,6 +8,16 @@ from typing import Any
 #: Text, axes and ticks: a mid grey, readable on the docs' light and dark palettes alike (the
 #: background is transparent, so the chart takes the page's).
 INK = "#888888"
+#: Matplotlib settings that draw every text, axis and tick in :data:`INK`: readable on the
+#: docs' light and dark palettes alike (the figures' backgrounds are transparent).
+INK_STYLE = {
+    "text.color": INK,
+    "axes.labelcolor": INK,
+    "axes.edgecolor": INK,
+    "xtick.color": INK,
+    "ytick.color": INK,
+    "legend.edgecolor": INK,
+}
 
 
 def fanout_chart(series: dict[str, list[tuple[int, float]]], path: Path, check_seconds: float) -> Path | None:
@@ -23,15 +33,7 @@ def fanout_chart(series: dict[str, list[tuple[int, float]]], path: Path, check_s
         import matplotlib.pyplot as plt
     except ImportError:
         return None
-    ink = {
-        "text.color": INK,
-        "axes.labelcolor": INK,
-        "axes.edgecolor": INK,
-        "xtick.color": INK,
-        "ytick.color": INK,
-        "legend.edgecolor": INK,
-    }
-    with plt.rc_context(ink):
+    with plt.rc_context(INK_STYLE):
         fig, ax = plt.subplots(figsize=(7, 4.2), dpi=110)
         _draw(ax, series, check_seconds)
         fig.tight_layout()

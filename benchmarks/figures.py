@@ -31,7 +31,7 @@ from typing import Any
 
 from healthprobe.testing import AppServer, free_port
 
-from .chart import INK
+from .chart import INK, INK_STYLE
 from .haproxy_run import HAProxy, Load, haproxy_binary
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -317,19 +317,11 @@ def draw(run: Run, path: Path, heading: str) -> Path:
     from matplotlib.lines import Line2D
     from matplotlib.patches import Patch
 
-    ink = {
-        "text.color": INK,
-        "axes.labelcolor": INK,
-        "axes.edgecolor": INK,
-        "xtick.color": INK,
-        "ytick.color": INK,
-        "legend.edgecolor": INK,
-    }
     origin = run.origin
     # From the load's first answers to its last: HAProxy's first readings come before.
     times = [at - origin for at, _ in run.requests] or [at - origin for at, _ in run.samples]
     left, right = min(times), max(times)
-    with plt.rc_context(ink):
+    with plt.rc_context(INK_STYLE):
         fig, axes = plt.subplots(
             len(run.instances) + 1,
             1,

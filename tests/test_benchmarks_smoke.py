@@ -152,8 +152,6 @@ def test_storm_and_hung_check_hold_their_bounds(smoke: dict[str, object]) -> Non
 @pytest.mark.parametrize("item", sorted(OPERATING_ROWS))
 def test_every_operating_feature_is_measured_against_the_same_targets(smoke: dict[str, object], item: str) -> None:
     rows = [row for row in _rows(smoke) if row["item"] == item]
-    if item == "2 WSGI" and importlib.util.find_spec("flask") is None:
-        pytest.skip("flask is not installed: (2) WSGI is skipped as a whole")
     plain, every = OPERATING_ROWS[item]
     if not HAS_OTEL_SDK:  # a row names what is missing instead of a figure
         assert any("opentelemetry-sdk is not installed" in str(row["measured"]) for row in rows)
