@@ -1,4 +1,4 @@
-"""``python -m benchmarks [--quick] [--only 1,2,...] [--json FILE] [--chart FILE]``.
+"""``python -m benchmarks [--quick] [--only 1,2,...] [--json FILE] [--chart FILE] [--cost-chart FILE]``.
 
 Prints one table: each measurement, the measured value (a ratio where two things are
 compared), the target, and whether it was met.
@@ -17,11 +17,10 @@ from collections.abc import Callable
 from pathlib import Path
 
 from . import suites
-from .chart import fanout_chart
-from .harness import Row
+from .chart import fanout_chart, probe_cost_chart
+from .harness import Comparison, Row
 
 SUITES: dict[str, Callable[..., list[Row]]] = {
-    "1": suites.probe_cost,
     "2": suites.pass_through,
     "3": suites.sockets,
     "5": suites.storm,
@@ -89,27 +88,52 @@ def table(rows: list[Row]) -> str:
     return "\n".join(lines)
 
 
+@dataclasses.dataclass
+class Results:
+    """What a run measured: the table's rows, the fan-out series of (4) (name -> [(checks,
+    seconds)]) and the ``/livez`` comparisons of (1) (flavour -> median seconds per call and
+    ratio to the floor, per side)."""
+
+    rows: list[Row] = dataclasses.field(default_factory=list)
+    fanout: dict[str, list[tuple[int, float]]] = dataclasses.field(default_factory=dict)
+    probe_cost: dict[str, Comparison] = dataclasses.field(default_factory=dict)
+
+
+def _chart_row(item: str, drawn: Path | None) -> Row:
+    """The row naming where a chart went (``None``: matplotlib is missing)."""
+    return Row(item, "chart", str(drawn) if drawn else "skipped: matplotlib not installed", "-", None)
+
+
 def run(
-    *, quick: bool = False, only: set[str] | None = None, chart: Path | None = None, log: Callable[[str], None] = print
-) -> tuple[list[Row], dict[str, list[tuple[int, float]]]]:
-    """Run the selected measurements; returns the rows and the fan-out series."""
+    *,
+    quick: bool = False,
+    only: set[str] | None = None,
+    chart: Path | None = None,
+    cost_chart: Path | None = None,
+    log: Callable[[str], None] = print,
+) -> Results:
+    """Run the selected measurements, drawing the fan-out chart of (4) to ``chart`` and the
+    probe-cost chart of (1) to ``cost_chart`` (each when given and its measurement runs)."""
     counts = suites.QUICK if quick else suites.FULL
-    rows: list[Row] = []
-    series: dict[str, list[tuple[int, float]]] = {}
+    results = Results()
+    rows, series = results.rows, results.fanout
     for key in ["1", "2", "3", "4", "5", "6", "7", "8"]:
         if only is not None and key not in only:
             continue
         started = time.monotonic()
-        if key == "4":
+        if key == "1":
+            got = suites.probe_cost(counts, results.probe_cost)
+            if cost_chart is not None:
+                got.append(_chart_row("1", probe_cost_chart(results.probe_cost, cost_chart)))
+        elif key == "4":
             got = suites.fan_out(counts, series)
             if chart is not None:
-                drawn = fanout_chart(series, chart, suites.CHECK_SECONDS)
-                got.append(Row("4", "chart", str(drawn) if drawn else "skipped: matplotlib not installed", "-", None))
+                got.append(_chart_row("4", fanout_chart(series, chart, suites.CHECK_SECONDS)))
         else:
             got = SUITES[key](counts)
         rows.extend(got)
         log(f"({key}) done in {time.monotonic() - started:.1f} s")
-    return rows, series
+    return results
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -117,19 +141,29 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="tiny counts (a smoke run, not a measurement)")
     parser.add_argument("--only", help="comma-separated measurement numbers, e.g. 1,2")
     parser.add_argument("--json", type=Path, help="also write the rows to this JSON file")
-    parser.add_argument("--chart", type=Path, default=Path("docs/fanout.png"), help="fan-out chart (PNG)")
+    parser.add_argument("--chart", type=Path, default=Path("docs/fanout.png"), help="fan-out chart of (4) (PNG)")
+    parser.add_argument(
+        "--cost-chart", type=Path, default=Path("docs/probe-cost.png"), help="probe-cost chart of (1) (PNG)"
+    )
     args = parser.parse_args(argv)
     only = set(args.only.split(",")) if args.only else None
     print(f"machine: {machine()}", file=sys.stderr)
     print(f"versions: {versions()}", file=sys.stderr)
-    rows, series = run(quick=args.quick, only=only, chart=args.chart, log=lambda s: print(s, file=sys.stderr))
-    print(table(rows))
+    results = run(
+        quick=args.quick,
+        only=only,
+        chart=args.chart,
+        cost_chart=args.cost_chart,
+        log=lambda s: print(s, file=sys.stderr),
+    )
+    print(table(results.rows))
     if args.json:
         document = {
             "machine": machine(),
             "versions": versions(),
-            "rows": [dataclasses.asdict(r) for r in rows],
-            "fanout": series,
+            "rows": [dataclasses.asdict(r) for r in results.rows],
+            "fanout": results.fanout,
+            "probe_cost": {f: dataclasses.asdict(c) for f, c in results.probe_cost.items()},
         }
         args.json.write_text(json.dumps(document, indent=2) + "\n")
     return 0

@@ -147,7 +147,10 @@ def _every_feature(stack: contextlib.ExitStack, rows: list[Row], item: str) -> A
 # -- (1) probe cost ------------------------------------------------------------------------
 
 
-def probe_cost(counts: Counts) -> list[Row]:
+def probe_cost(counts: Counts, costs: dict[str, Comparison] | None = None) -> list[Row]:
+    """Measurement (1): ``/livez`` against the floor, the bare routes and the peers, and
+    ``/readyz`` with the operating features on and off. Fills ``costs`` (flavour -> the ``/livez``
+    comparison), when given, for the probe-cost chart."""
     rows: list[Row] = []
     with contextlib.ExitStack() as stack:
         loop = asyncio.new_event_loop()
@@ -165,6 +168,8 @@ def probe_cost(counts: Counts) -> list[Row]:
             asgi["fastapi-health (FastAPI)"] = AsgiCaller(peer, "/livez")
         result = _measure(asgi, "raw constant", rounds=counts.rounds, n=counts.calls, loop=loop)
         _quiet(on)
+        if costs is not None:
+            costs["ASGI"] = result
         rows.extend(_probe_rows("1 ASGI", result))
         rows.extend(_readiness(counts, "1 ASGI", stack, loop))
 
@@ -185,6 +190,8 @@ def probe_cost(counts: Counts) -> list[Row]:
             wsgi["django-health-check"] = WsgiCaller(peer, "/livez")
         result = _measure(wsgi, "raw constant", rounds=counts.rounds, n=counts.calls)
         _quiet(on)
+        if costs is not None:
+            costs["WSGI"] = result
         rows.extend(_probe_rows("1 WSGI", result))
         rows.extend(_readiness(counts, "1 WSGI", stack))
     return rows

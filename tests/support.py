@@ -620,3 +620,24 @@ def asgi_call(app: Any, scope: dict[str, Any]) -> tuple[int, dict[bytes, bytes],
     start = next(m for m in sent if m["type"] == "http.response.start")
     body = b"".join(m.get("body", b"") for m in sent if m["type"] == "http.response.body")
     return start["status"], dict(start.get("headers", [])), body
+
+
+def assert_figure_reads_on_both_palettes(path: Path) -> None:
+    """``path`` is a PNG whose corners are fully transparent, mostly transparent overall, with
+    the mid-grey ink drawn and nothing black (which would vanish on the dark palette)."""
+    pytest.importorskip("matplotlib")
+    import matplotlib.image
+    from benchmarks.chart import INK
+
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    pixels = matplotlib.image.imread(path)
+    assert pixels.shape[2] == 4, "no alpha channel"
+    height, width = pixels.shape[:2]
+    assert width >= 600 and height >= 400
+    for y, x in ((0, 0), (0, width - 1), (height - 1, 0), (height - 1, width - 1)):
+        assert pixels[y, x, 3] == 0, f"corner {(y, x)} is not transparent"
+    assert (pixels[..., 3] == 0).mean() > 0.5, "most of the figure should show the page behind it"
+    opaque = pixels[pixels[..., 3] == 1][:, :3]
+    ink = [int(INK[i : i + 2], 16) / 255 for i in (1, 3, 5)]
+    assert ((abs(opaque - ink) < 0.02).all(axis=1)).sum() > 500, "the grey ink is not drawn"
+    assert not ((opaque < 0.1).all(axis=1)).any(), "black ink would vanish on the dark palette"

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from .support import ROOT
+from .support import ROOT, assert_figure_reads_on_both_palettes
 
 #: Where the side with every operating feature on is measured: the rows of healthprobe as it
 #: comes and with every feature on, in the same comparison, against the same target.
@@ -54,6 +54,8 @@ def smoke(tmp_path_factory: pytest.TempPathFactory) -> dict[str, object]:
             str(out / "rows.json"),
             "--chart",
             str(out / "f.png"),
+            "--cost-chart",
+            str(out / "c.png"),
         ],
         cwd=ROOT,
         capture_output=True,
@@ -64,6 +66,7 @@ def smoke(tmp_path_factory: pytest.TempPathFactory) -> dict[str, object]:
     document: dict[str, object] = json.loads((out / "rows.json").read_text())
     document["stdout"] = proc.stdout
     document["chart_path"] = out / "f.png"
+    document["cost_chart_path"] = out / "c.png"
     return document
 
 
@@ -124,22 +127,43 @@ def test_fanout_series_and_chart(smoke: dict[str, object]) -> None:
         assert chart.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
-def test_the_chart_takes_the_page_background_and_its_ink_reads_on_both_palettes(tmp_path: Path) -> None:
-    # docs/fanout.png sits on the docs' light and dark pages: no background of its own, and
-    # text and axes in a mid grey rather than black (which would vanish on the dark one).
+def test_probe_cost_sides_and_chart(smoke: dict[str, object]) -> None:
+    # The chart of (1) draws the /livez comparison of each flavour: every side timed, the
+    # floor's ratio to itself 1.
+    costs = smoke["probe_cost"]
+    assert isinstance(costs, dict) and sorted(costs) == ["ASGI", "WSGI"]
+    for flavour, sides in (("ASGI", ["bare Starlette route"]), ("WSGI", ["bare Werkzeug response"])):
+        per_call, ratios = costs[flavour]["per_call"], costs[flavour]["ratios"]
+        assert {"raw constant", "healthprobe", *sides} <= set(per_call) == set(ratios), flavour
+        assert ratios["raw constant"] == 1.0 and all(math.isfinite(s) and s > 0 for s in per_call.values())
+    chart = smoke["cost_chart_path"]
+    assert isinstance(chart, Path)
+    if importlib.util.find_spec("matplotlib") is not None:
+        assert_figure_reads_on_both_palettes(chart)
+        assert any(row["what"] == "chart" and row["measured"] == str(chart) for row in _rows(smoke))
+
+
+def test_the_charts_take_the_page_background_and_their_ink_reads_on_both_palettes(tmp_path: Path) -> None:
+    # docs/fanout.png and docs/probe-cost.png sit on the docs' light and dark pages: no
+    # background of their own, and text and axes in a mid grey rather than black (which would
+    # vanish on the dark one).
     pytest.importorskip("matplotlib")
-    import matplotlib.image
-    from benchmarks.chart import INK, fanout_chart
+    from benchmarks.chart import fanout_chart, probe_cost_chart
+    from benchmarks.harness import Comparison
 
     series = {"async checks (ASGI)": [(1, 0.051), (10, 0.052)], "sync checks (WSGI)": [(20, 0.054)]}
     drawn = fanout_chart(series, tmp_path / "f.png", 0.05)
     assert drawn is not None
-    pixels = matplotlib.image.imread(drawn)
-    assert pixels.shape[2] == 4 and pixels[0, 0, 3] == 0  # a corner: fully transparent
-    opaque = pixels[pixels[..., 3] == 1][:, :3]
-    ink = [int(INK[i : i + 2], 16) / 255 for i in (1, 3, 5)]
-    assert ((abs(opaque - ink) < 0.02).all(axis=1)).sum() > 500  # the grey ink is drawn
-    assert not ((opaque < 0.1).all(axis=1)).any()  # and nothing black
+    assert_figure_reads_on_both_palettes(drawn)
+    asgi = {"raw constant": 1.2e-6, "healthprobe": 1.7e-6, "bare Starlette route": 13.5e-6, "a peer": 67e-6}
+    wsgi = {"raw constant": 2.2e-6, "healthprobe": 2.6e-6, "bare Werkzeug response": 21e-6, "a peer": 1.2e-3}
+    costs = {
+        flavour: Comparison(sides, {name: s / sides["raw constant"] for name, s in sides.items()})
+        for flavour, sides in (("ASGI", asgi), ("WSGI", wsgi))
+    }
+    drawn = probe_cost_chart(costs, tmp_path / "c.png")
+    assert drawn is not None
+    assert_figure_reads_on_both_palettes(drawn)
 
 
 def test_storm_and_hung_check_hold_their_bounds(smoke: dict[str, object]) -> None:

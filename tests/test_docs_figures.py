@@ -1,5 +1,6 @@
 """The shutdown timeline figures of docs/kubernetes.md (``make docs-figures``,
-benchmarks/figures.py): the checked-in PNGs take the page's background on both palettes,
+benchmarks/figures.py) and the charts of docs/performance.md (``python -m benchmarks``): the
+checked-in PNGs take the page's background on both palettes,
 their numbers (docs/shutdown-timeline.json) say what the page says they say, the drawing
 renders from a small sample of a run, and the measurement itself, in a short form, finds no
 failed request with a delay and failed ones without.
@@ -14,35 +15,18 @@ import pytest
 from benchmarks.figures import FIGURES, NUMBERS, Run, draw, measure, read_phases, title
 from benchmarks.haproxy_run import haproxy_binary
 
-from .support import ROOT, require_binary
+from .support import ROOT, assert_figure_reads_on_both_palettes, require_binary
 
 DOCS = ROOT / "docs"
 
 
-def _transparent_with_grey_ink(path: Path) -> None:
-    """``path`` is a PNG whose corners are fully transparent, mostly transparent overall, with
-    the mid-grey ink drawn and nothing black (which would vanish on the dark palette)."""
-    pytest.importorskip("matplotlib")
-    import matplotlib.image
-    from benchmarks.chart import INK
-
-    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    pixels = matplotlib.image.imread(path)
-    assert pixels.shape[2] == 4, "no alpha channel"
-    height, width = pixels.shape[:2]
-    assert width >= 600 and height >= 400
-    for y, x in ((0, 0), (0, width - 1), (height - 1, 0), (height - 1, width - 1)):
-        assert pixels[y, x, 3] == 0, f"corner {(y, x)} is not transparent"
-    assert (pixels[..., 3] == 0).mean() > 0.5, "most of the figure should show the page behind it"
-    opaque = pixels[pixels[..., 3] == 1][:, :3]
-    ink = [int(INK[i : i + 2], 16) / 255 for i in (1, 3, 5)]
-    assert ((abs(opaque - ink) < 0.02).all(axis=1)).sum() > 500, "the grey ink is not drawn"
-    assert not ((opaque < 0.1).all(axis=1)).any(), "black ink would vanish on the dark palette"
+#: The charts of docs/performance.md, drawn by ``python -m benchmarks`` (benchmarks/chart.py).
+CHARTS = ("fanout.png", "probe-cost.png")
 
 
-@pytest.mark.parametrize("figure", sorted(FIGURES.values()))
+@pytest.mark.parametrize("figure", sorted(FIGURES.values()) + list(CHARTS))
 def test_the_checked_in_figures_take_the_page_background(figure: str) -> None:
-    _transparent_with_grey_ink(DOCS / figure)
+    assert_figure_reads_on_both_palettes(DOCS / figure)
 
 
 def test_the_checked_in_numbers_show_what_the_delay_prevents() -> None:
@@ -72,6 +56,15 @@ def test_the_kubernetes_page_shows_the_figures_and_quotes_their_numbers() -> Non
         assert f"{run['failed']} of {run['requests']} requests failed" in section, key
     assert "make docs-figures" in section
     assert "```text\n SIGTERM" not in section  # the ASCII drawing is gone
+
+
+def test_the_performance_page_shows_the_charts_its_run_drew() -> None:
+    # Each chart is on the page, and the table names it among the rows of the run that drew it.
+    page = (DOCS / "performance.md").read_text()
+    table = page.split("<!-- table: python -m benchmarks -->", 1)[1].split("<!-- end table -->", 1)[0]
+    for item, chart in (("1", "probe-cost.png"), ("4", "fanout.png")):
+        assert f"]({chart})" in page
+        assert f"| {item} | chart | docs/{chart} | - | - |" in table
 
 
 def _sample_run(delay: float, failed: int) -> Run:
@@ -104,7 +97,7 @@ def test_the_drawing_renders_a_sample_run(delay: float, failed: int, tmp_path: P
     pytest.importorskip("matplotlib")
     run = _sample_run(delay, failed)
     drawn = draw(run, tmp_path / "timeline.png", title(run))
-    _transparent_with_grey_ink(drawn)
+    assert_figure_reads_on_both_palettes(drawn)
     numbers = run.numbers()
     assert (numbers["requests"], numbers["failed"]) == (300 + failed, failed)
     assert numbers["instances"]["a"]["down_after_s"] == pytest.approx(0.4, abs=0.06)
@@ -150,4 +143,4 @@ def test_the_measurement_in_short_finds_what_the_delay_prevents(tmp_path: Path) 
     assert any(states["a"][1] > 0 for _, states in runs[1.0].samples), "no request in flight was seen on a"
     pytest.importorskip("matplotlib")
     for delay, run in runs.items():
-        _transparent_with_grey_ink(draw(run, tmp_path / f"timeline-{delay:g}.png", title(run)))
+        assert_figure_reads_on_both_palettes(draw(run, tmp_path / f"timeline-{delay:g}.png", title(run)))
