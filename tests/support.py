@@ -641,3 +641,41 @@ def assert_figure_reads_on_both_palettes(path: Path) -> None:
     ink = [int(INK[i : i + 2], 16) / 255 for i in (1, 3, 5)]
     assert ((abs(opaque - ink) < 0.02).all(axis=1)).sum() > 500, "the grey ink is not drawn"
     assert not ((opaque < 0.1).all(axis=1)).any(), "black ink would vanish on the dark palette"
+
+
+@contextlib.contextmanager
+def prometheus_server(tmp_path: Path, job: str, target_port: int, rules: Path | None = None) -> Iterator[ServerProcess]:
+    """Debian's ``prometheus`` server on a free loopback port, scraping ``job`` at
+    ``127.0.0.1:target_port`` every second (and evaluating ``rules``); always killed."""
+    prometheus = require_binary("prometheus", "prometheus")
+    port = free_port()
+    config = tmp_path / "prometheus.yml"
+    rule_files = f"rule_files:\n  - {rules}\n" if rules is not None else ""
+    config.write_text(
+        f"""
+global:
+  scrape_interval: 1s
+  scrape_timeout: 1s
+  evaluation_interval: 1s
+{rule_files}scrape_configs:
+  - job_name: {job}
+    static_configs:
+      - targets: ["127.0.0.1:{target_port}"]
+"""
+    )
+    args = [
+        prometheus,
+        f"--config.file={config}",
+        f"--storage.tsdb.path={tmp_path / 'data'}",
+        f"--web.listen-address=127.0.0.1:{port}",
+        "--log.level=warn",
+    ]
+    with run_server(args, port, tmp_path, name="prometheus") as prom:
+        yield prom
+
+
+def prometheus_query(client: httpx.Client, promql: str) -> list[dict[str, Any]]:
+    """The result vector of an instant query through Prometheus' HTTP API."""
+    answer = client.get("/api/v1/query", params={"query": promql})
+    assert answer.status_code == 200, answer.text
+    return list(answer.json()["data"]["result"])

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import re
+import shlex
 import subprocess
 import sys
 import textwrap
@@ -15,6 +16,7 @@ import pytest
 
 from healthprobe._extras import EXTRAS, MissingExtraError, requires
 
+from . import doc_pages
 from .support import ROOT, clean_env, raised_without
 
 #: Extras whose packages the core must never import.
@@ -281,6 +283,14 @@ _FULL = textwrap.dedent(
 )
 
 
+#: Pages whose install line adds an extra to an installed healthprobe, and what it then imports.
+PAGE_INSTALL_LINES = {
+    "metrics.md": "import healthprobe.prometheus",
+    "kubelet.md": "import yaml",
+    "testing.md": "import httpx, pytest, yaml",
+}
+
+
 @pytest.mark.slow
 @pytest.mark.timeout(300)
 def test_wheel_and_sdist_install_into_a_fresh_venv(tmp_path: Path) -> None:
@@ -296,6 +306,14 @@ def test_wheel_and_sdist_install_into_a_fresh_venv(tmp_path: Path) -> None:
     # The wheel alone: the core works, and a missing extra names the command that adds it.
     _run([*pip, wheel], cwd=tmp_path)
     assert "bare ok" in _run([python, "-c", _BARE, *EXTRA_MODULES], cwd=tmp_path)
+
+    # The install lines of the pages that add one extra to an installed copy, as written (the
+    # command the ImportError above names): pip takes the extra from the wheel's metadata.
+    for page, imports in PAGE_INSTALL_LINES.items():
+        (line,) = doc_pages.block(doc_pages.page(page), "sh", starts="pip install ").splitlines()
+        program, *arguments = shlex.split(line, comments=True)
+        _run([tmp_path / "venv" / "bin" / program, *arguments], cwd=tmp_path)
+        _run([python, "-c", imports], cwd=tmp_path)
 
     # The wheel with extras, as the README says; then more extras by name, as an
     # ImportError says, which pip takes from the installed package's metadata.

@@ -11,7 +11,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TypeVar
 
 import httpx
 import pytest
@@ -31,6 +31,8 @@ from .support import (
     ServerProcess,
     assert_metrics_route_rules,
     free_port,
+    prometheus_query,
+    prometheus_server,
     promtool_check_metrics,
     require_binary,
     run_server,
@@ -544,51 +546,13 @@ def test_multiprocess_in_flight_and_phase_only_with_a_shutdown_source(tmp_path: 
         assert "healthprobe_in_flight_requests" not in answer.text
 
 
-@contextlib.contextmanager
-def _prometheus(tmp_path: Path, job: str, target_port: int, rules: Path | None = None) -> Iterator[ServerProcess]:
-    """Debian's ``prometheus`` server on a free loopback port, scraping ``job`` at
-    ``127.0.0.1:target_port`` every second (and evaluating ``rules``); always killed."""
-    prometheus = require_binary("prometheus", "prometheus")
-    port = free_port()
-    config = tmp_path / "prometheus.yml"
-    rule_files = f"rule_files:\n  - {rules}\n" if rules is not None else ""
-    config.write_text(
-        f"""
-global:
-  scrape_interval: 1s
-  scrape_timeout: 1s
-  evaluation_interval: 1s
-{rule_files}scrape_configs:
-  - job_name: {job}
-    static_configs:
-      - targets: ["127.0.0.1:{target_port}"]
-"""
-    )
-    args = [
-        prometheus,
-        f"--config.file={config}",
-        f"--storage.tsdb.path={tmp_path / 'data'}",
-        f"--web.listen-address=127.0.0.1:{port}",
-        "--log.level=warn",
-    ]
-    with run_server(args, port, tmp_path, name="prometheus") as prom:
-        yield prom
-
-
-def _query(client: httpx.Client, promql: str) -> list[dict[str, Any]]:
-    """The result vector of an instant query through Prometheus' HTTP API."""
-    answer = client.get("/api/v1/query", params={"query": promql})
-    assert answer.status_code == 200, answer.text
-    return list(answer.json()["data"]["result"])
-
-
 @pytest.mark.slow
 def test_real_prometheus_scrapes_and_sees_a_check_fail(tmp_path: Path) -> None:
     app_port = free_port()
     env = {"APP_INTERVAL": "0.2"}
     with (
         run_server(_uvicorn(app_port), app_port, tmp_path, env=env, name="uvicorn") as app,
-        _prometheus(tmp_path, "healthprobe", app_port, ALERTS / "alerts.yml") as prom,
+        prometheus_server(tmp_path, "healthprobe", app_port, ALERTS / "alerts.yml") as prom,
         httpx.Client(base_url=prom.url, timeout=10) as client,
     ):
         httpx.get(f"{app.url}/readyz", timeout=10)  # starts the background check
@@ -650,7 +614,7 @@ def test_real_prometheus_scrapes_the_node_demo_and_sees_its_check_fail(tmp_path:
     command = [PYTHON, "-m", "examples.node_demo.asgi_app"]
     with (
         run_server(command, demo_port, tmp_path, env=env, name="node-demo") as demo,
-        _prometheus(tmp_path, "node-demo", demo_port) as prom,
+        prometheus_server(tmp_path, "node-demo", demo_port) as prom,
         httpx.Client(base_url=prom.url, timeout=10) as client,
         httpx.Client(base_url=demo.url, timeout=10) as kubelet,
     ):
@@ -658,7 +622,7 @@ def test_real_prometheus_scrapes_the_node_demo_and_sees_its_check_fail(tmp_path:
         def healthy_file_is(status: str) -> dict[str, str] | None:
             """After a liveness probe: the check's status series if ``status`` is the one at 1."""
             kubelet.get("/livez")
-            results = _query(client, 'healthprobe_check_status{job="node-demo",check="healthy-file"}')
+            results = prometheus_query(client, 'healthprobe_check_status{job="node-demo",check="healthy-file"}')
             series = {r["metric"]["status"]: r["value"][1] for r in results}
             return series if series.get(status) == "1" else None
 
@@ -666,18 +630,18 @@ def test_real_prometheus_scrapes_the_node_demo_and_sees_its_check_fail(tmp_path:
         passing = eventually(lambda: healthy_file_is("pass"), 60, "healthy-file passing in Prometheus", 0.5)
         assert passing == {"pass": "1", "warn": "0", "fail": "0"}
         # The coordinator's view comes with the demo's own metrics.
-        phase = _query(client, 'healthprobe_shutdown_phase{job="node-demo"} == 1')
+        phase = prometheus_query(client, 'healthprobe_shutdown_phase{job="node-demo"} == 1')
         assert [r["metric"]["phase"] for r in phase] == ["serving"]
-        assert len(_query(client, 'healthprobe_in_flight_requests{job="node-demo"}')) == 1
+        assert len(prometheus_query(client, 'healthprobe_in_flight_requests{job="node-demo"}')) == 1
 
         healthy.unlink()
         failing = eventually(lambda: healthy_file_is("fail"), 30, "healthy-file failing in Prometheus", 0.5)
         assert failing == {"pass": "0", "warn": "0", "fail": "1"}
-        liveness = _query(client, 'healthprobe_probe_status{job="node-demo",probe="liveness",status="fail"}')
+        liveness = prometheus_query(client, 'healthprobe_probe_status{job="node-demo",probe="liveness",status="fail"}')
         assert [r["value"][1] for r in liveness] == ["1"]
         # The first PromQL example of docs/metrics.md (failing checks) names the check.
         queries = doc_pages.blocks(doc_pages.page("metrics.md"), "promql")
-        assert [r["metric"]["check"] for r in _query(client, queries[0])] == ["healthy-file"]
+        assert [r["metric"]["check"] for r in prometheus_query(client, queries[0])] == ["healthy-file"]
 
 
 @pytest.mark.slow
