@@ -91,6 +91,9 @@ KUBERNETES_DELAY = 5.0
 REPEAT_WINDOW = 1.0
 #: Seconds given to WebSocket sessions to end once they were closed at the drain bound.
 SESSION_CLOSE_WAIT = 1.0
+#: Seconds a drain waits, at most, for the shutdown thread to log the signal's line, so that
+#: a worker loop that saw the signal first does not log its drain before it.
+_SIGNAL_LINE_WAIT = 1.0
 
 _current: GracefulShutdown | None = None
 
@@ -540,8 +543,6 @@ class GracefulShutdown:
             # From here on the pipe carries the handler's word of a repeated signal.
             own.logs_repeats = True
             _threads.start(self._log_repeats, name="healthprobe-shutdown-repeats")
-        self.registry.begin_drain()
-        timeline.draining.set()
         control = self._control
         delay = self.delay
         if control is not None and control.development:
@@ -551,7 +552,11 @@ class GracefulShutdown:
                 control.server,
                 extra={"server": control.server},
             )
+        self.registry.begin_drain()
+        # The signal line is logged before anything waiting on ``draining`` goes on (a worker
+        # loop's drain and its line among them), so the timeline's lines come in order.
         timeline.began(handlers.signum or signal.SIGTERM, delay, self.in_flight)
+        timeline.draining.set()
         if delay > 0:
             timeline.finishing.wait(delay)
         if timeline.finishing.is_set():
@@ -784,12 +789,18 @@ class GracefulShutdown:
         Returns ``True`` when drained cleanly, ``False`` when the bound was reached first
         or the server cut requests (:meth:`request_cancelled`, :meth:`request_cut`).
         """
+        if self._signalled:  # the signal's line first (a loop may see the signal before it is logged)
+            self._timeline.draining.wait(_SIGNAL_LINE_WAIT)
         _inflight.wait_empty(self.requests_in_flight, time.monotonic() + self._drain_left())
         return self._drained()
 
     async def drain_async(self) -> bool:
         """:meth:`drain` for async callers (shielded from cancellation)."""
         with anyio.CancelScope(shield=True):
+            if self._signalled:
+                deadline = time.monotonic() + _SIGNAL_LINE_WAIT
+                draining = self._timeline.draining
+                await _timeline.until(lambda: draining.is_set() or time.monotonic() >= deadline)
             await _inflight.wait_empty_async(self.requests_in_flight, time.monotonic() + self._drain_left())
         return self._drained()
 
