@@ -324,3 +324,36 @@ def test_wheel_and_sdist_install_into_a_fresh_venv(tmp_path: Path) -> None:
     # The sdist builds and installs (its dependencies are there already), and works the same.
     _run([*pip, "--no-deps", "--force-reinstall", f"{sdist}[{SERVER_INDEPENDENT}]"], cwd=tmp_path)
     assert "full ok" in _run([python, "-c", _FULL, *EXTRA_MODULES], cwd=tmp_path)
+
+    # The wheel and sdist lines of README.md and docs/index.md (the same on both pages): the
+    # first is the build above, and the next two install what it wrote, as the steps above do.
+    readme, index = (ROOT / "README.md").read_text(), doc_pages.page("index.md")
+    built = [doc_pages.block(text, "sh", starts="pip install build && python -m build") for text in (readme, index)]
+    first, *installs = [shlex.split(line, comments=True) for line in built[0].splitlines()]
+    assert [shlex.split(line, comments=True) for line in built[1].splitlines()] == [first, *installs], built
+    assert first == ["pip", "install", "build", "&&", "python", "-m", "build"], first
+    assert installs == [["pip", "install", f"dist/{made.name}[asgi]"] for made in (wheel, sdist)], installs
+
+    # The clone's lines, as written, with the clone's path for /path/to/healthprobe: README's
+    # make an environment of their own (python3 is this interpreter), install the clone by its
+    # path (a copy in site-packages), then editable (the clone's source); docs/index.md's
+    # editable line then runs from inside the clone, and its other line is README's.
+    clone = doc_pages.block(readme, "sh", starts="python3 -m venv .venv && ").splitlines()
+    editable, by_path = doc_pages.block(index, "sh", starts="pip install -e '.[asgi]'").splitlines()
+    assert shlex.split(by_path, comments=True) == shlex.split(clone[1], comments=True), (by_path, clone)
+    where = "python -c 'import healthprobe, healthprobe.asgi; print(\"at\", healthprobe.__file__)'"
+    script = ["set -e", f"export PATH={shlex.quote(str(Path(sys.executable).parent))}:$PATH"]
+    for line in [*clone, editable]:
+        here = ROOT if "'.[" in line else tmp_path
+        script += [f"cd {shlex.quote(str(here))}", line.replace("/path/to/healthprobe", str(ROOT))]
+        if line.startswith("pip install"):
+            script.append(where)
+    out = _run(["bash", "-c", "\n".join(script)], cwd=tmp_path, timeout=240)
+    found = [line.removeprefix("at ") for line in out.splitlines() if line.startswith("at ")]
+
+    def kind(at: str) -> str:
+        if at.startswith(str(ROOT / "src" / "healthprobe")):
+            return "clone"
+        return "copy" if at.startswith(str(tmp_path / ".venv" / "lib")) and "site-packages" in at else at
+
+    assert [kind(at) for at in found] == ["copy", "clone", "clone"], found
