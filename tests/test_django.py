@@ -63,6 +63,10 @@ MIGRATION = doc_pages.page("migrating/django-health-check.md")
 #: The first line of the page's settings block, which is added to the generated settings.py.
 SETTINGS_BLOCK = "# mysite/settings.py: add at the end\n"
 MIGRATION_SETTINGS_BLOCK = "# mysite/settings.py: in place of the health_check apps and HEALTH_CHECK\n"
+#: The page's log excerpts: the line of a startup probe before ``manage.py migrate``, and the
+#: start-up warning of a ``wsgi.py`` still built by Django's own factory.
+MIGRATIONS_LOG = doc_pages.block(PAGE, "text", contains="check migrations: fail")
+UNWRAPPED_LOG = doc_pages.block(PAGE, "text", contains="healthprobe.W001:")
 
 #: Added after the page's settings: a site whose own pages refuse the kubelet's Host, redirect
 #: plain HTTP to HTTPS, add slashes, and want a login.
@@ -357,6 +361,35 @@ def _steady(client: httpx.Client, server: ServerProcess, path: str, status: int 
         time.sleep(0.05)
 
 
+#: What a log excerpt of the page may show otherwise than the process prints it: ``(...)``
+#: for text left out, an absolute path (the project is elsewhere), a number (time, process
+#: id, count, line number).
+_LOG_MASKS = re.compile(r"(?P<elided>\(\.\.\.\))|(?P<path>/[\w./-]+)|(?P<number>\b\d+\b)")
+_LOG_MASKED = {"elided": r"\(.+?\)", "path": r"/[\w./-]+", "number": r"\d+"}
+
+
+def _log_pattern(shown: str) -> re.Pattern[str]:
+    """A line of a log excerpt of the page as a pattern of the whole line: the text as
+    shown, with :data:`_LOG_MASKS` taken as wildcards."""
+    parts, start = [], 0
+    for mask in _LOG_MASKS.finditer(shown):
+        parts += [re.escape(shown[start : mask.start()]), _LOG_MASKED[str(mask.lastgroup)]]
+        start = mask.end()
+    return re.compile("".join([*parts, re.escape(shown[start:])]))
+
+
+def _logged_as_shown(excerpt: str, log: str) -> list[str]:
+    """The lines of ``log`` that are a line of the page's ``excerpt`` (each line of the
+    excerpt is one of them, whole, as :func:`_log_pattern` reads it)."""
+    found = []
+    for shown in excerpt.splitlines():
+        pattern = _log_pattern(shown)
+        matching = [line for line in log.splitlines() if pattern.fullmatch(line)]
+        assert matching, (shown, pattern.pattern, log)
+        found += matching
+    return found
+
+
 def _curl_block(server: ServerProcess, contains: str) -> None:
     """Run the ``curl`` lines of the page's console block that contains ``contains``; each
     prints what the page shows below it."""
@@ -406,9 +439,7 @@ def test_gunicorn_from_unmigrated_to_ready_then_graceful_stop(site: Site) -> Non
             assert client.get("/readyz").status_code == 503
             assert client.get("/livez").status_code == 200
             _curl_block(server, "/startupz")
-            assert re.search(
-                r"check migrations: fail \(\d+ unapplied migrations: run manage.py migrate\)", server.output()
-            )
+            _logged_as_shown(MIGRATIONS_LOG, server.output())
 
             migrate = _run(site, doc_pages.command(PAGE, "python manage.py migrate"), env)
             assert migrate.returncode == 0, migrate.stderr
@@ -579,6 +610,16 @@ def test_an_application_that_is_not_wrapped_warns(migrated: Site) -> None:
         )
         with _client(server) as client:
             assert client.get("/readyz").status_code == 400
+
+    # The page's gunicorn command on the wsgi.py that startproject wrote: its workers log the
+    # page's line, naming that file.
+    wsgi_plain = migrated.project / "mysite" / "wsgi_plain.py"
+    gunicorn = doc_pages.command(PAGE, "gunicorn ").replace("mysite.wsgi ", "mysite.wsgi_plain ")
+    with doc_pages.served(gunicorn, migrated.project, migrated.logs / "plain-wsgi.log", env=migrated.env) as server:
+        with _client(server) as client:
+            assert client.get("/readyz").status_code == 400
+        warned = _logged_as_shown(UNWRAPPED_LOG, server.output())
+    assert all(f" {wsgi_plain}:" in x and f"in {wsgi_plain}, " in x for x in warned), warned
 
     quiet = {**migrated.env, "DJANGO_SETTINGS_MODULE": "mysite.settings_quiet"}
     with doc_pages.served(line, migrated.project, migrated.logs / "quiet.log", env=quiet) as server:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shlex
 import subprocess
 from pathlib import Path
 
@@ -18,7 +19,7 @@ from healthprobe.http import DEFAULT_PATHS
 from healthprobe.wsgi import HealthApp
 
 from . import doc_pages
-from .support import PYTHON, ROOT, started_registry
+from .support import ROOT, started_registry
 
 DOC = doc_pages.page("index.md")
 
@@ -160,23 +161,31 @@ def test_the_stream_that_ends_itself_at_shutdown_as_kubernetes_md_shows_it() -> 
 
 @pytest.mark.slow
 def test_the_testing_page_example_runs_as_written(tmp_path: Path) -> None:
-    """docs/testing.md's test file, run by pytest from the project root as a user's file (the
-    plugin from its entry point, none of this suite's conftest): its four tests pass. With
-    the shutdown delay set to 0, its rollout test fails as the page shows: the requests
-    refused by the old replica, and the same steps in its timeline."""
+    """docs/testing.md's test file, run by the page's own ``pytest`` line in a project of a
+    user's (its ``tests/`` and the clone's ``examples/``; the plugin from its entry point, none
+    of this suite's conftest or settings): its four tests pass. With the shutdown delay set
+    to 0, its rollout test fails as the page shows: the requests refused by the old replica,
+    and the same steps in its timeline."""
     text = doc_pages.page("testing.md")
     ((name, example),) = doc_pages.files(text).items()
     assert name == "tests/test_deployment.py"
     assert "SHUTDOWN_DELAY = 1.5" in example
+    (line,) = [x for body in doc_pages.blocks(text, "sh") for x in body.splitlines() if x.startswith("pytest ")]
+    argv = doc_pages.argv(shlex.join(shlex.split(line, comments=True)), 0)  # this venv's pytest
+    assert argv[1:] == [name], line
     (tmp_path / "tests").mkdir()
     (tmp_path / name).write_text(example)
-    (tmp_path / "tests" / "test_control.py").write_text(example.replace("SHUTDOWN_DELAY = 1.5", "SHUTDOWN_DELAY = 0"))
-    command = [PYTHON, "-m", "pytest", "-p", "no:cacheprovider", "--rootdir", str(tmp_path), "-W", "error"]
-    command += [str(tmp_path / name), f"{tmp_path / 'tests' / 'test_control.py'}::test_a_rollout_loses_no_request"]
-    env = {k: v for k, v in os.environ.items() if k != "PYTEST_ADDOPTS"}
-    done = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    (tmp_path / "examples").symlink_to(ROOT / "examples")  # the paths the file names, from the root
+    control = "tests/test_control.py"
+    (tmp_path / control).write_text(example.replace("SHUTDOWN_DELAY = 1.5", "SHUTDOWN_DELAY = 0"))
+    # The page's argv as written; from the environment, no cache written and warnings as errors.
+    env = {**os.environ, "PYTEST_ADDOPTS": "-p no:cacheprovider -W error"}
+    done = subprocess.run(argv, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0 and "4 passed" in done.stdout, done.stdout + done.stderr
+    control_argv = [*argv[:-1], f"{control}::test_a_rollout_loses_no_request"]
+    done = subprocess.run(control_argv, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
     out = done.stdout + done.stderr
-    assert "4 passed" in out and "1 failed" in out, out
+    assert done.returncode == 1 and "1 failed" in out, out
 
     shown = doc_pages.block(text, "text", starts="AssertionError: rollout:")
     failure = "\n".join(line.removeprefix("E").strip() for line in out.splitlines() if line.startswith("E "))

@@ -112,7 +112,11 @@ def numbers_hidden(line: str) -> str:
 
 
 def test_every_block_of_the_page_is_run_here() -> None:
-    assert set(doc_pages.files(PAGE)) == {"app.py", "aio_app.py", "client.py"}
+    """The page's files, commands, install line, Deployment and log lines are the ones the
+    tests of this module run or compare, and the page has no other block, of any language:
+    a block added to the page fails here until a test reads it."""
+    files = doc_pages.files(PAGE)
+    assert set(files) == {"app.py", "aio_app.py", "client.py"}
     commands = doc_pages.commands(PAGE)
     assert commands == [
         "python app.py",
@@ -129,9 +133,20 @@ def test_every_block_of_the_page_is_run_here() -> None:
     tomllib = pytest.importorskip("tomllib")
     known = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["optional-dependencies"]
     assert set(extras.group(1).split(",")) == {"grpc", "postgres"} and {"grpc", "postgres"} <= set(known)
-    assert len(doc_pages.blocks(PAGE, "yaml")) == 1
+    (deployment,) = doc_pages.blocks(PAGE, "yaml")  # test_the_deployment_probes_ask_the_services_the_page_names
     (log,) = doc_pages.blocks(PAGE, "text")  # the server's log lines, compared in a test below
     assert log.startswith("shutdown: SIGTERM received")
+    consoles = [
+        # the servers of `served` (test_the_page_serves_and_shuts_down_as_it_says and the others)
+        doc_pages.block(PAGE, "console", starts="$ python app.py\n"),
+        doc_pages.block(PAGE, "console", starts="$ python aio_app.py\n"),
+        # test_the_page_transcripts_with_postgres_down
+        doc_pages.block(PAGE, "console", starts="$ python client.py localhost:50051 list\n"),
+        doc_pages.block(PAGE, "console", starts="$ healthprobe probe grpc://"),
+        # test_the_page_serves_and_shuts_down_as_it_says
+        doc_pages.block(PAGE, "console", starts="$ python client.py localhost:50051 watch\n"),
+    ]
+    assert sorted(doc_pages.blocks(PAGE)) == sorted([install, *files.values(), *consoles, deployment, log])
 
 
 def test_the_deployment_probes_ask_the_services_the_page_names() -> None:

@@ -14,14 +14,17 @@ from __future__ import annotations
 
 import re
 import signal
+import sys
+import types
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
+import yaml
 
-from healthprobe import HealthRegistry
+from healthprobe import GracefulShutdown, HealthRegistry
 
 from . import doc_pages
 from .apps import plain_apps, started_registry
@@ -227,3 +230,26 @@ def test_the_curl_lines_print_what_the_page_shows(index: int, docs_server: int) 
     assert [line for line in headers if line in shown_headers] == shown_headers, out  # all of them, in order
     assert {line.split(":", 1)[0].lower() for line in set(headers) - set(shown_headers)} == LEFT_OUT, out
     assert body == shown_body + "\n", out
+
+
+# -- the Pod manifest ---------------------------------------------------------------------------
+
+
+def test_the_pod_sizes_its_grace_period_for_the_fastapi_tabs_coordinator(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The Pod's comment is the budget of the coordinator the FastAPI tab builds, in a pod
+    (its defaults, no hook): delay, drain, the hooks' share. The grace period is that budget
+    plus a margin, and no shorter than the grace period the coordinator assumes."""
+    pod = doc_pages.block(DOC, "yaml")
+    comment = re.search(r"# Shutdown delay (\d+) s \+ drain (\d+) s \+ hooks (\d+) s \+ margin", pod)
+    assert comment is not None, pod
+    delay, drain, hooks = (float(n) for n in comment.groups())
+    monkeypatch.setenv("KUBERNETES_SERVICE_HOST", "10.96.0.1")
+    health = types.ModuleType("myapp.health")
+    health.registry = HealthRegistry()  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "myapp", types.ModuleType("myapp"))
+    monkeypatch.setitem(sys.modules, "myapp.health", health)
+    shutdown = _run(MAIN)["shutdown"]
+    assert isinstance(shutdown, GracefulShutdown)
+    assert (shutdown.delay, shutdown.drain_timeout, shutdown.budget) == (delay, drain, delay + drain + hooks)
+    grace = yaml.safe_load(pod)["spec"]["terminationGracePeriodSeconds"]
+    assert grace > shutdown.budget and grace >= shutdown.grace_period, (grace, shutdown.budget)

@@ -207,3 +207,39 @@ def test_every_python_block_runs_as_written_or_is_a_marked_fragment(tmp_path: Pa
             alone = doc_pages.blocks(DOC, "python")[number - 1]
             failed = subprocess.run([PYTHON, "-c", alone], env=env, cwd=tmp_path, capture_output=True, timeout=60)
             assert failed.returncode != 0, number
+
+
+def test_every_block_of_the_page_is_read_by_a_test() -> None:
+    """Every block, of any language, is one a test reads: the python blocks by the test
+    above, each other one by the test named beside it. A block added to the page fails here
+    until a test reads it."""
+    read = [
+        # test_every_python_block_runs_as_written_or_is_a_marked_fragment (and the targeted
+        # tests of this module, tests/test_groups.py, test_transitions.py, test_webhook.py)
+        *doc_pages.blocks(DOC, "python"),
+        # test_the_disable_file_commands_take_out_and_bring_back_with_the_bodies_shown: its
+        # commands, the body and the two log lines
+        doc_pages.block(DOC, "console", starts=f'$ echo "rebalancing shards" > {PAGE_PATH}'),
+        doc_pages.block(DOC, "text", starts="[+]database ok"),
+        doc_pages.block(DOC, "text", starts="out of rotation:"),
+        # test_the_alert_rule_passes_promtool
+        doc_pages.block(DOC, "yaml", contains="healthprobe_out_of_rotation"),
+        # test_the_admin_request_example_and_its_transcript
+        doc_pages.block(DOC, "console", contains="/admin/rotation"),
+        # test_the_guard_example_and_its_transcript: the transcript and the JSON answer
+        doc_pages.block(DOC, "console", contains="readyz?verbose"),
+        doc_pages.block(DOC, "json", contains="details withheld"),
+        # test_the_thread_dump_looks_as_shown: the command and the dump
+        doc_pages.block(DOC, "console", contains="/debug/threads"),
+        doc_pages.block(DOC, "text", starts='Thread "MainThread"'),
+        # tests/test_groups.py::test_the_operating_page_example_runs_as_written_under_a_real_server
+        doc_pages.block(DOC, "text", starts="[+]postgres ok"),
+        doc_pages.block(DOC, "json", contains='"wellness group"'),
+        # tests/test_transitions.py::test_the_listener_example_prints_what_the_page_shows
+        doc_pages.block(DOC, "text", starts="lifecycle lifecycle"),
+        # tests/test_transitions.py::test_the_log_lines_shown_are_the_real_ones
+        doc_pages.block(DOC, "text", starts="check database: fail"),
+        # tests/test_webhook.py::test_the_publisher_example_sends_to_a_real_receiver
+        doc_pages.block(DOC, "json", contains='"event":"failing"'),
+    ]
+    assert sorted(doc_pages.blocks(DOC)) == sorted(read)
