@@ -287,6 +287,20 @@ def test_malformed_query_is_400_with_one_line_reason(make_client: ClientFactory,
     assert_probe_headers(response)
 
 
+@pytest.mark.parametrize(
+    ("value", "listed"),
+    [(v, True) for v in ("", "1", "true", "YES", "On")] + [(v, False) for v in ("0", "False", "no", "OFF")],
+)
+def test_verbose_takes_the_values_docs_index_md_lists(make_client: ClientFactory, value: str, listed: bool) -> None:
+    # docs/index.md's query table and the 400's reason name the same values, in any case.
+    client, prefix = make_client(registry_with(db=lambda: True))
+    response = client.get(f"{prefix}/readyz?verbose={value}" if value else f"{prefix}/readyz?verbose")
+    assert response.status_code == 200
+    assert ("[+]db ok" in response.text) is listed, response.text
+    refused = one_line(client.get(f"{prefix}/readyz?verbose=maybe"))
+    assert refused.endswith("one of 1, true, yes, on, 0, false, no, off"), refused
+
+
 MALFORMED_QUERY = "malformed query string: not valid percent-encoded UTF-8"
 
 

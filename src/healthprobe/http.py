@@ -1130,7 +1130,7 @@ def _read_query(query_string: str) -> tuple[bool | None, str | None, tuple[str, 
         if key == "verbose":
             lowered = value.lower()
             if lowered not in _TRUE and lowered not in _FALSE:
-                return "verbose takes no value, or one of 1, true, 0, false"
+                return "verbose takes no value, or one of 1, true, yes, on, 0, false, no, off"
             # Given again, it must mean the same (``verbose&verbose=1``), as format.
             if verbose is not None and verbose != (lowered in _TRUE):
                 return "verbose given twice with different values"
