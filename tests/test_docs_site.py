@@ -1,8 +1,9 @@
 """The documentation site as a reader gets it: ``mkdocs build --strict`` succeeds, every link
 from one page to another (and every ``#anchor``) leads somewhere, every code block of the
-Markdown sources names its language (so it is highlighted), and no page is wider than the
+Markdown sources names its language (so it is highlighted), no page is wider than the
 window at 1280 px (a desktop) or, outside code blocks and tables, which scroll by themselves,
-at 390 px (a phone), measured in a real headless Chromium driven by Selenium.
+at 390 px (a phone), and no word of a table cell (a name in inline code, most often) is split
+over two lines at either width, measured in a real headless Chromium driven by Selenium.
 
 ``HEALTHPROBE_DOCS_SHOTS=DIR`` also saves a screenshot of every page at both widths into DIR.
 """
@@ -10,9 +11,11 @@ at 390 px (a phone), measured in a real headless Chromium driven by Selenium.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import functools
 import http.server
 import os
+import re
 import subprocess
 import threading
 from collections.abc import Iterator
@@ -133,6 +136,20 @@ def test_the_site_builds_strictly_and_every_internal_link_and_anchor_leads_somew
     assert broken == []
 
 
+def test_reference_pages_render_their_docstrings_as_written(site: Path) -> None:
+    # Docstrings are Google style read by griffe: a reStructuredText table would show as rows
+    # of "=" signs, and an inline literal broken over two lines can leave an angle-bracketed
+    # word such as <details> to the browser, which hides what follows behind a toggle.
+    shown = []
+    for html in sorted((site / "reference").rglob("index.html")):
+        text = html.read_text()
+        if "=====" in text:
+            shown.append(f"{html.parent.name}: a reStructuredText table")
+        if re.search(r"<(details|summary)>", text):  # the theme's own carry a class
+            shown.append(f"{html.parent.name}: a bare <details> from a docstring")
+    assert shown == []
+
+
 # -- widths in a real browser ------------------------------------------------------------------
 
 
@@ -229,42 +246,135 @@ WIDE = (
 )
 
 
-def test_no_page_is_wider_than_the_window(
-    site: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setenv("SE_OFFLINE", "true")  # should Selenium Manager ever run: no downloads
+#: The text of each table cell's text node with a word split over two lines: a run of letters
+#: and digits, with the dashes of an option (``--workers``) before it, that spans two line
+#: boxes. A cell may wrap at a space, after a hyphen or other punctuation (as between the
+#: parts of ``healthprobe.check.duration``), never inside a word: a name cut in two
+#: (``FAILURE_ST`` / ``ATUS``, ``--`` / ``workers``) reads as two.
+BROKEN_WORDS = """(() => {
+  const found = [];
+  const range = document.createRange();
+  for (const cell of document.querySelectorAll('td, th')) {
+    const walker = document.createTreeWalker(cell, NodeFilter.SHOW_TEXT);
+    for (let node = walker.nextNode(); node; node = walker.nextNode()) {
+      range.selectNodeContents(node);
+      if (range.getClientRects().length < 2) continue;  // on one line: nothing to look for
+      for (const word of node.data.matchAll(/(?:(?<=^|\\s)-+)?[\\p{L}\\p{N}]+/gu)) {
+        if (word[0].length < 2) continue;
+        range.setStart(node, word.index);
+        range.setEnd(node, word.index + word[0].length);
+        if (range.getClientRects().length > 1) {
+          found.push(node.data.trim());
+          break;
+        }
+      }
+    }
+  }
+  return found;
+})()"""
+
+
+#: A table too narrow for its cells: a name in inline code that may break anywhere (as the
+#: theme lets inline code), one that may not, one that may between its parts (``<wbr>``),
+#: one with hyphens, a command whose option may wrap after its dashes and one whose option
+#: may not, and prose that wraps at its spaces.
+NARROW_TABLE = (
+    '<meta name="viewport" content="width=device-width"><body style="margin:0">'
+    '<table style="width:200px"><tr>'
+    '<td><code style="word-break:break-word">healthprobe_check_last_success_timestamp_seconds</code></td>'
+    "<td><code>healthprobe.check.duration</code></td>"
+    "<td><code>healthprobe.<wbr>check.<wbr>last_success_time</code></td>"
+    "<td><code>uvicorn-lifespan-off</code></td>"
+    "<td><code>uvicorn app:app --lifespan off</code></td>"
+    '<td><code>uvicorn app:app <span style="white-space:nowrap">--lifespan</span> off</code></td>'
+    "<td>a few short words that wrap at the spaces between them</td>"
+    "</tr></table>"
+)
+
+
+@dataclasses.dataclass
+class Looked:
+    """What the pages showed in the browser: one line per finding, naming the page and the
+    width, and what each measure gave on the pages made to check it."""
+
+    pages: int = 0
+    #: Pages wider than the window at 1280 px, or with text that sticks out of it at either width.
+    too_wide: list[str] = dataclasses.field(default_factory=list)
+    #: Pages wider than a phone's window only by a code block or a table, which scroll.
+    wide_on_a_phone: list[str] = dataclasses.field(default_factory=list)
+    #: Words of a table cell split over two lines.
+    broken_words: list[str] = dataclasses.field(default_factory=list)
+    #: MEASURE on WIDE at 1280 px and at 390 px.
+    wide_measured: tuple[Any, Any] = (None, None)
+    #: BROKEN_WORDS on NARROW_TABLE.
+    narrow_measured: Any = None
+
+
+@pytest.fixture(scope="module")
+def looked(site: Path) -> Looked:
+    """Every page of the site opened in Chromium, laid out at 1280 px and at 390 px, and
+    measured at each width (``HEALTHPROBE_DOCS_SHOTS=DIR``: a screenshot of each into DIR)."""
     shots = os.environ.get("HEALTHPROBE_DOCS_SHOTS")
     if shots:
         Path(shots).mkdir(parents=True, exist_ok=True)
-    too_wide: list[str] = []
-    phone_notes: list[str] = []
-    with serving(site) as base, chromium() as browser:
-        # The measure sees what it is for, after a resize as after a load: a paragraph 1000 px
-        # wide fits at 1280 px and sticks out at 390 px; a wide code block that scrolls never does.
-        browser.resize(DESKTOP)
-        browser.open(f"data:text/html,{quote(WIDE)}")
-        assert browser.evaluate(MEASURE) == {"scrollWidth": DESKTOP, "width": DESKTOP, "out": []}
-        browser.resize(PHONE)
-        assert browser.evaluate(MEASURE)["out"] == ['p "a paragraph 1000 px wide"']
-        for html in pages(site):
-            relative = html.parent.relative_to(site).as_posix()
+    found = Looked()
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("SE_OFFLINE", "true")  # should Selenium Manager ever run: no downloads
+        with serving(site) as base, chromium() as browser:
             browser.resize(DESKTOP)
-            browser.open(f"{base}/{relative}/" if relative != "." else f"{base}/")
-            for width in (DESKTOP, PHONE):
-                browser.resize(width)  # the page is laid out again, as when a window is resized
-                found = browser.evaluate(MEASURE)
-                wide = found["scrollWidth"] > found["width"]
-                what = f"{relative} at {width} px: {found['scrollWidth']} px wide; sticking out: {found['out']}"
-                if width == DESKTOP and (wide or found["out"]):
-                    too_wide.append(what)
-                elif width == PHONE and found["out"]:
-                    too_wide.append(what)  # text itself overflows: Material scrolls only code and tables
-                elif width == PHONE and wide:
-                    phone_notes.append(what)
-                if shots:
-                    name = "index" if relative == "." else relative.replace("/", "_")
-                    browser.screenshot(Path(shots) / f"{name}-{width}.png")
+            browser.open(f"data:text/html,{quote(WIDE)}")
+            at_desktop = browser.evaluate(MEASURE)
+            browser.resize(PHONE)
+            found.wide_measured = (at_desktop, browser.evaluate(MEASURE))
+            browser.open(f"data:text/html,{quote(NARROW_TABLE)}")
+            found.narrow_measured = browser.evaluate(BROKEN_WORDS)
+            for html in pages(site):
+                found.pages += 1
+                relative = html.parent.relative_to(site).as_posix()
+                browser.resize(DESKTOP)
+                browser.open(f"{base}/{relative}/" if relative != "." else f"{base}/")
+                for width in (DESKTOP, PHONE):
+                    browser.resize(width)  # the page is laid out again, as when a window is resized
+                    measured = browser.evaluate(MEASURE)
+                    wide = measured["scrollWidth"] > measured["width"]
+                    what = f"{relative} at {width} px"
+                    sticking_out = f"{what}: {measured['scrollWidth']} px wide; sticking out: {measured['out']}"
+                    if width == DESKTOP and (wide or measured["out"]):
+                        found.too_wide.append(sticking_out)
+                    elif width == PHONE and measured["out"]:
+                        found.too_wide.append(sticking_out)  # text overflows: the theme scrolls code and tables only
+                    elif width == PHONE and wide:
+                        found.wide_on_a_phone.append(sticking_out)
+                    found.broken_words.extend(f"{what}: {word}" for word in browser.evaluate(BROKEN_WORDS))
+                    if shots:
+                        name = "index" if relative == "." else relative.replace("/", "_")
+                        browser.screenshot(Path(shots) / f"{name}-{width}.png")
+    return found
+
+
+def test_no_page_is_wider_than_the_window(looked: Looked, capsys: pytest.CaptureFixture[str]) -> None:
+    # The measure sees what it is for, after a resize as after a load: a paragraph 1000 px
+    # wide fits at 1280 px and sticks out at 390 px; a wide code block that scrolls never does.
+    at_desktop, at_phone = looked.wide_measured
+    assert at_desktop == {"scrollWidth": DESKTOP, "width": DESKTOP, "out": []}
+    assert at_phone["out"] == ['p "a paragraph 1000 px wide"']
+    assert looked.pages > 40
     with capsys.disabled():
-        for note in phone_notes:
+        for note in looked.wide_on_a_phone:
             print(f"\nnote: {note}")
-    assert too_wide == []
+    assert looked.too_wide == []
+
+
+def test_no_word_in_a_table_is_split_over_two_lines(looked: Looked) -> None:
+    # The measure sees a name broken anywhere and an option cut from its dashes, and not a
+    # name that widens its column, one that wraps between its parts or after a hyphen, an
+    # option held together, or prose that wraps at its spaces.
+    assert looked.narrow_measured == [
+        "healthprobe_check_last_success_timestamp_seconds",
+        "uvicorn app:app --lifespan off",
+    ]
+    assert looked.pages > 40
+    # docs/stylesheets/ keep inline code (and links) in a table cell from breaking inside a
+    # word, which the theme allows anywhere, hold options together, and let a long name wrap
+    # between its parts.
+    assert looked.broken_words == []

@@ -292,15 +292,17 @@ def probe_grpc(url: str, *, timeout: float = 1.0) -> tuple[bool, str]:
 
     Returns:
         ``(success, description)``: success only for ``SERVING``; the description is one of
-        the kubelet's lines: ``service healthy``, ``service unhealthy (responded with
-        "NOT_SERVING")`` (or ``"UNKNOWN"``), ``timeout: failed to connect service
-        "HOST:PORT" within 1s``, ``timeout: health rpc did not complete within 1s``,
+        the kubelet's lines: ``service healthy``,
+        ``service unhealthy (responded with "NOT_SERVING")`` (or ``"UNKNOWN"``),
+        ``timeout: failed to connect service "HOST:PORT" within 1s``,
+        ``timeout: health rpc did not complete within 1s``,
         ``error: failed to connect service at "HOST:PORT": <reason>`` (refused, unresolved,
-        not HTTP/2), ``error: this server does not implement the grpc health protocol
-        (grpc.health.v1.Health): <details>``, or ``error: health rpc probe failed: <CODE>:
-        <details>`` for another status, such as ``NOT_FOUND (no service "SERVICE" on this
-        server)``, the protocol's answer for a service the server does not know; the
-        server's text escaped and cut to :data:`MAX_DETAIL_LINE` characters.
+        not HTTP/2),
+        ``error: this server does not implement the grpc health protocol (grpc.health.v1.Health): <details>``,
+        or ``error: health rpc probe failed: <CODE>: <details>`` for another status, such as
+        ``NOT_FOUND (no service "SERVICE" on this server)``, the protocol's answer for a
+        service the server does not know; the server's text escaped and cut to
+        :data:`MAX_DETAIL_LINE` characters.
 
     Raises:
         ValueError: if ``url`` is not such a URL: another scheme, no host or no port, port

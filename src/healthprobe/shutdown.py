@@ -899,8 +899,8 @@ class GracefulShutdown:
         return self.exit_code
 
 
-#: The shutdown phases in order, as :attr:`GracefulShutdown.phase` names them (DESIGN.md's
-#: shutdown table); the Prometheus collector exports one series per phase.
+#: The shutdown phases in order, as :attr:`GracefulShutdown.phase` names them (the phase
+#: table of docs/kubernetes.md); the Prometheus collector exports one series per phase.
 PHASES: tuple[str, ...] = GracefulShutdown.phases
 
 

@@ -161,15 +161,13 @@ def server_command(
     """The command line that serves ``app`` with ``server`` on ``host:port``, run by this
     interpreter (``sys.executable -m <server>``), as a user types it.
 
-    ========= ==================================================================
-    server    command (``args`` where they go)
-    ========= ==================================================================
-    uvicorn   ``python -m uvicorn APP --host HOST --port PORT ARGS``
-    hypercorn ``python -m hypercorn APP --bind HOST:PORT ARGS``
-    gunicorn  ``python -m gunicorn --bind HOST:PORT ARGS APP``
-    waitress  ``python -m waitress --listen=HOST:PORT ARGS APP``
-    werkzeug  ``python -c ...``: ``make_server(HOST, PORT, app, threaded=True).serve_forever()``
-    ========= ==================================================================
+    The command of each server, ``args`` where they go:
+
+    * uvicorn: ``python -m uvicorn APP --host HOST --port PORT ARGS``
+    * hypercorn: ``python -m hypercorn APP --bind HOST:PORT ARGS``
+    * gunicorn: ``python -m gunicorn --bind HOST:PORT ARGS APP``
+    * waitress: ``python -m waitress --listen=HOST:PORT ARGS APP``
+    * werkzeug: ``python -c ...``: ``make_server(HOST, PORT, app, threaded=True).serve_forever()``
 
     Werkzeug's ``serve_forever()`` has no graceful shutdown (healthprobe warns at the first request);
     for one, start your own program, which calls :func:`healthprobe.servers.werkzeug.serve`.
