@@ -121,15 +121,28 @@ def test_phases_are_read_from_the_demo_log() -> None:
     assert read_phases("2026-12-07 14:00:00,000 INFO node_demo: GET /shutdown\n") == []
 
 
+#: Short runs without a delay until one shows a failed request (see the test).
+CONTROL_ATTEMPTS = 3
+
+
 @pytest.mark.slow
 def test_the_measurement_in_short_finds_what_the_delay_prevents(tmp_path: Path) -> None:
     """One instance restarted with a 1 s delay loses nothing; with none, requests fail."""
     binary = haproxy_binary() or require_binary("haproxy", "haproxy")
-    runs = {}
-    for delay in (1.0, 0.0):
-        workdir = tmp_path / f"delay-{delay:g}"
+
+    def short(delay: float, name: str) -> Run:
+        workdir = tmp_path / name
         workdir.mkdir()
-        runs[delay] = measure(delay, workdir, binary, restart=("a",), settle=40)
+        return measure(delay, workdir, binary, restart=("a",), settle=40)
+
+    runs = {1.0: short(1.0, "delay-1")}
+    # Without a delay, the requests HAProxy sends to the instance between its exit and its DOWN
+    # (one or two 200 ms checks later) fail; a short run on a loaded machine may send none in
+    # that window, so the control has three tries to show that failures are seen at all.
+    for attempt in range(CONTROL_ATTEMPTS):
+        runs[0.0] = short(0.0, f"delay-0-{attempt}")
+        if runs[0.0].numbers()["failed"]:
+            break
     graceful, control = runs[1.0].numbers(), runs[0.0].numbers()
     assert graceful["failed"] == 0, graceful
     assert control["failed"] > 0, control

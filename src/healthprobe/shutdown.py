@@ -785,6 +785,8 @@ class GracefulShutdown:
 
     def drain(self) -> bool:
         """Block until no request is in flight, within what is left of ``drain_timeout``.
+        Once a signal began the shutdown, first wait (at most 1 s) until the coordinator has
+        logged it, so that the drain's line never comes before the signal's.
 
         Returns ``True`` when drained cleanly, ``False`` when the bound was reached first
         or the server cut requests (:meth:`request_cancelled`, :meth:`request_cut`).
