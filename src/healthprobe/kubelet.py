@@ -781,6 +781,9 @@ class Simulation:
         self._ready = False
         self._readiness: str | None = None
         self._kill: tuple[str, Probe] | None = None
+        #: Set with ``_kill``: the main loop kills at once, as the kubelet's sync loop does on
+        #: a liveness result, not at its next look (a whole simulated second at speed 20).
+        self._kill_due = threading.Event()
         self._restarts = 0
 
     # -- clock
@@ -967,6 +970,7 @@ class Simulation:
             with self._lock:
                 kill = self._kill
                 self._kill = None
+                self._kill_due.clear()
             if kill is not None:
                 outcome.killed = True
                 reason, probe = kill
@@ -1003,7 +1007,7 @@ class Simulation:
                 if not self.restart_cmd or not self._restart(limit):
                     return
                 continue
-            self._sleep_until(min(now + 0.05 * self.speed, limit), self._deleting)
+            self._sleep_until(min(now + 0.05 * self.speed, limit), self._deleting, self._kill_due)
 
     def _restart(self, limit: float) -> bool:
         """Start ``restart_cmd`` as a new container after the back-off; False if the simulation
@@ -1301,6 +1305,8 @@ class Simulation:
             with self._lock:
                 if self._kill is None:
                     self._kill = (probe.kind, probe)
+                    self._kill_due.set()
+            self._wake()
         if changed:
             self._sync()
 
